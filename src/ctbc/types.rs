@@ -1,0 +1,464 @@
+// The bank's vocabulary as types: an order number, merchant id, auth code or
+// amount that exists past this boundary is one the bank would accept.
+
+use std::fmt;
+
+/// Our own input breaks a documented limit; names the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl InvalidField {
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The merchant's order number, CTBC's `LID-M`: 1 to 19 of `[A-Za-z0-9_]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderNo(String);
+
+impl OrderNo {
+    pub const MAX_LEN: usize = 19;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(InvalidField::new(
+                "order_no",
+                format!(
+                    "{raw:?} must be 1 to {} characters (LID-M), it has {}",
+                    Self::MAX_LEN,
+                    raw.chars().count()
+                ),
+            ));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(InvalidField::new(
+                "order_no",
+                format!("{raw:?} may hold only letters A-Z a-z, digits and '_' (LID-M)"),
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The merchant id the bank issued (`MERID`): digits only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MerId(String);
+
+impl MerId {
+    pub const MAX_LEN: usize = 20;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidField::new(
+                "mer_id",
+                format!(
+                    "{raw:?} must be 1 to {} digits (the MERID the bank issued)",
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The authorisation code the bank gave the purchase: 1 to 6 letters or digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuthCode(String);
+
+impl AuthCode {
+    pub const MAX_LEN: usize = 6;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        if raw.is_empty()
+            || raw.len() > Self::MAX_LEN
+            || !raw.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(InvalidField::new(
+                "auth_code",
+                format!("{raw:?} must be 1 to {} letters or digits", Self::MAX_LEN),
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The bank's transaction id for the purchase (`XID`), given at authorisation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Xid(String);
+
+impl Xid {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(InvalidField::new(
+                "xid",
+                format!(
+                    "{raw:?} must be 1 to {} printable ASCII characters without spaces (the XID of the authorisation)",
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Xid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A currency the merchant takes, with the exponent its amounts carry on the
+/// bank's wire (not necessarily ISO 4217's: NT$ travel with exponent 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency {
+    pub code: u16,
+    pub exponent: u8,
+    pub name: &'static str,
+}
+
+/// The currencies refundd knows, by ISO 4217 numeric code. A merchant taking
+/// another currency adds one line here with the exponent the bank uses.
+pub const KNOWN_CURRENCIES: &[Currency] = &[Currency {
+    code: 901,
+    exponent: 0,
+    name: "TWD",
+}];
+
+impl Currency {
+    pub const TWD: Currency = KNOWN_CURRENCIES[0];
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let known = || {
+            KNOWN_CURRENCIES
+                .iter()
+                .map(|c| format!("{} ({})", c.code, c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let code: u16 = raw.trim().parse().map_err(|_| {
+            InvalidField::new(
+                "currency",
+                format!(
+                    "{raw:?} is not an ISO 4217 numeric code; known: {}",
+                    known()
+                ),
+            )
+        })?;
+        KNOWN_CURRENCIES
+            .iter()
+            .copied()
+            .find(|c| c.code == code)
+            .ok_or_else(|| {
+                InvalidField::new(
+                    "currency",
+                    format!("{code} is not a currency refundd knows; known: {}", known()),
+                )
+            })
+    }
+}
+
+/// An amount in integer minor units with its currency and the exponent it
+/// travels with. Never floating point. Wire form: `"901 1500 0"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Money {
+    pub currency: u16,
+    pub amount: i64,
+    pub exponent: u8,
+}
+
+impl Money {
+    /// An amount in a known currency; negative amounts do not exist at the bank.
+    pub fn new(currency: Currency, amount: i64) -> Result<Self, InvalidField> {
+        if amount < 0 {
+            return Err(InvalidField::new(
+                "amount",
+                format!("{amount} is negative; amounts are zero or more minor units"),
+            ));
+        }
+        Ok(Self {
+            currency: currency.code,
+            amount,
+            exponent: currency.exponent,
+        })
+    }
+
+    /// Parses the bank's amount string `"<currency> <amount> <exponent>"`.
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let bad = |why: &str| {
+            InvalidField::new(
+                "amount",
+                format!("{raw:?} {why}; expected \"<currency> <amount> <exponent>\" like \"901 1500 0\""),
+            )
+        };
+        let parts: Vec<&str> = raw.split_whitespace().collect();
+        let [cur, amt, exp] = parts.as_slice() else {
+            return Err(bad("does not have three parts"));
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(cur) || !all_digits(amt) || !all_digits(exp) {
+            return Err(bad("has a part that is not a plain non-negative integer"));
+        }
+        let currency: u16 = cur
+            .parse()
+            .map_err(|_| bad("has a currency code out of range"))?;
+        let amount: i64 = amt.parse().map_err(|_| bad("has an amount out of range"))?;
+        let exponent: u8 = exp
+            .parse()
+            .map_err(|_| bad("has an exponent out of range"))?;
+        if currency > 999 || exponent > 9 {
+            return Err(bad("has a currency or exponent out of range"));
+        }
+        Ok(Self {
+            currency,
+            amount,
+            exponent,
+        })
+    }
+
+    /// The same currency and exponent with another amount.
+    pub fn with_amount(self, amount: i64) -> Self {
+        Self { amount, ..self }
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.currency, self.amount, self.exponent)
+    }
+}
+
+/// Where a transaction stands at the bank (`CurrentState`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TxState {
+    /// -1: the authorisation failed; nothing to refund.
+    AuthFailed,
+    /// 0: the authorisation was cancelled.
+    AuthCancelled,
+    /// 1: authorised, not in the capture file.
+    Authorised,
+    /// 10: in the capture file (請款檔), not settled yet.
+    CapturedNotSettled,
+    /// 11: the capture batch is running.
+    CaptureBatchRunning,
+    /// 12: captured and settled (清算成功).
+    Settled,
+    /// 13: the capture failed.
+    CaptureFailed,
+    /// 20: refunded, the refund is settling.
+    RefundSettling,
+    /// 21: the refund batch is running.
+    RefundBatchRunning,
+    /// 22: the refund settled.
+    RefundSettled,
+    /// 23: the refund failed at settlement.
+    RefundFailed,
+    /// A code the protocol document does not list.
+    Unknown(String),
+}
+
+impl TxState {
+    pub fn from_code(raw: &str) -> Self {
+        match raw.trim() {
+            "-1" => Self::AuthFailed,
+            "0" => Self::AuthCancelled,
+            "1" => Self::Authorised,
+            "10" => Self::CapturedNotSettled,
+            "11" => Self::CaptureBatchRunning,
+            "12" => Self::Settled,
+            "13" => Self::CaptureFailed,
+            "20" => Self::RefundSettling,
+            "21" => Self::RefundBatchRunning,
+            "22" => Self::RefundSettled,
+            "23" => Self::RefundFailed,
+            other => Self::Unknown(other.to_string()),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            Self::AuthFailed => "-1",
+            Self::AuthCancelled => "0",
+            Self::Authorised => "1",
+            Self::CapturedNotSettled => "10",
+            Self::CaptureBatchRunning => "11",
+            Self::Settled => "12",
+            Self::CaptureFailed => "13",
+            Self::RefundSettling => "20",
+            Self::RefundBatchRunning => "21",
+            Self::RefundSettled => "22",
+            Self::RefundFailed => "23",
+            Self::Unknown(raw) => raw,
+        }
+    }
+
+    /// Every state of the protocol document's table, for exhaustive tests.
+    pub fn all_known() -> [TxState; 11] {
+        [
+            Self::AuthFailed,
+            Self::AuthCancelled,
+            Self::Authorised,
+            Self::CapturedNotSettled,
+            Self::CaptureBatchRunning,
+            Self::Settled,
+            Self::CaptureFailed,
+            Self::RefundSettling,
+            Self::RefundBatchRunning,
+            Self::RefundSettled,
+            Self::RefundFailed,
+        ]
+    }
+}
+
+impl fmt::Display for TxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A card number as the bank masks it (first six, last four). Anything that
+/// looks like a full card number is masked here before it is kept anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedPan(String);
+
+impl MaskedPan {
+    pub fn from_bank(raw: &str) -> Self {
+        let digits = raw.bytes().filter(|b| b.is_ascii_digit()).count();
+        if digits > 10 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            // Unmasked: keep the bank's mask shape ourselves.
+            let n = raw.len();
+            Self(format!(
+                "{}{}{}",
+                &raw[..6],
+                "*".repeat(n - 10),
+                &raw[n - 4..]
+            ))
+        } else {
+            Self(raw.to_string())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_no_limits() {
+        assert!(OrderNo::parse("ORDER_001").is_ok());
+        assert!(OrderNo::parse(&"a".repeat(19)).is_ok());
+        for bad in ["", &"a".repeat(20), "A-1", "訂單1", "a b", "x\n"] {
+            let e = OrderNo::parse(bad).unwrap_err();
+            assert_eq!(e.field, "order_no", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mer_id_and_auth_code_limits() {
+        assert!(MerId::parse("1234567").is_ok());
+        for bad in ["", "12a", " 1", "123456789012345678901"] {
+            assert_eq!(MerId::parse(bad).unwrap_err().field, "mer_id");
+        }
+        assert!(AuthCode::parse("A1B2C3").is_ok());
+        for bad in ["", "1234567", "12-4", "12 4"] {
+            assert_eq!(AuthCode::parse(bad).unwrap_err().field, "auth_code");
+        }
+    }
+
+    #[test]
+    fn money_round_trips_and_rejects() {
+        let m = Money::parse("901 1500 0").unwrap();
+        assert_eq!(m, Money::new(Currency::TWD, 1500).unwrap());
+        assert_eq!(m.to_string(), "901 1500 0");
+        for bad in [
+            "",
+            "901 1500",
+            "901 1500 0 1",
+            "901 -1 0",
+            "901 15.00 0",
+            "901 99999999999999999999 0",
+            "TWD 1500 0",
+            "9010 1 0",
+            "901 1 10",
+            "901 +1 0",
+        ] {
+            assert_eq!(Money::parse(bad).unwrap_err().field, "amount", "{bad:?}");
+        }
+        assert_eq!(Money::new(Currency::TWD, -1).unwrap_err().field, "amount");
+    }
+
+    #[test]
+    fn currency_table() {
+        assert_eq!(Currency::parse("901").unwrap().exponent, 0);
+        assert_eq!(Currency::parse("840").unwrap_err().field, "currency");
+        assert_eq!(Currency::parse("twd").unwrap_err().field, "currency");
+    }
+
+    #[test]
+    fn every_state_code_round_trips() {
+        for s in TxState::all_known() {
+            assert_eq!(TxState::from_code(s.code()), s);
+        }
+        assert_eq!(TxState::from_code("99"), TxState::Unknown("99".into()));
+    }
+
+    #[test]
+    fn full_card_numbers_are_masked() {
+        assert_eq!(
+            MaskedPan::from_bank("4111111111111111").as_str(),
+            "411111******1111"
+        );
+        assert_eq!(
+            MaskedPan::from_bank("411111******1111").as_str(),
+            "411111******1111"
+        );
+    }
+}
