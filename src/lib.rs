@@ -1,2 +1,5 @@
+// refundd: works off credit-card refund requests against CTBC's POS API.
 pub mod cli;
+pub mod config;
 pub mod ctbc;
+pub mod engine;

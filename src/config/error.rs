@@ -1,0 +1,70 @@
+// A bad or missing setting stops start-up; this says which one, what is wrong
+// with it and how to fix it, all at once so an operator fixes them in one go.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted name, e.g. `ctbc.mac_key`.
+    pub setting: String,
+    /// What is wrong; includes the bad value unless the setting is a secret.
+    pub problem: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(setting: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            setting: setting.to_string(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "setting `{}` {}; fix: {} (environment variable {})",
+            self.setting,
+            self.problem,
+            self.fix,
+            env_name(&self.setting)
+        )
+    }
+}
+
+/// The environment variable that sets a dotted setting.
+pub fn env_name(setting: &str) -> String {
+    if setting.contains('.') {
+        format!("REFUNDD__{}", setting.replace('.', "__").to_uppercase())
+    } else {
+        "-".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SettingsError {
+    pub problems: Vec<Problem>,
+}
+
+impl SettingsError {
+    pub fn one(problem: Problem) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+
+    /// Whether a given setting is among the problems.
+    pub fn names(&self, setting: &str) -> bool {
+        self.problems.iter().any(|p| p.setting == setting)
+    }
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}

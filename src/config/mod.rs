@@ -1,0 +1,151 @@
+// Typed settings, read once at start-up from layered sources: built-in defaults,
+// `config/default.toml`, the file named by `--config`, then `REFUNDD__SECTION__KEY`
+// environment variables (and `DATABASE_URL`). Every value is checked here, so the
+// rest of refundd only ever sees settings that make sense.
+
+mod error;
+mod raw;
+
+pub use error::{Problem, SettingsError};
+
+use crate::ctbc::types::MerId;
+use crate::engine::blackout::Blackout;
+use raw::RawSettings;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default cron expression: second 0 of minute 0 of every second hour, Asia/Taipei.
+pub const DEFAULT_CRON: &str = "0 0 */2 * * *";
+/// Where the shipped defaults file is looked for, relative to the working directory.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub ctbc: CtbcSettings,
+    pub schedule: ScheduleSettings,
+    pub worker: WorkerSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// May carry a password, so it is kept secret from Debug output.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CtbcSettings {
+    pub base_url: Option<url::Url>,
+    pub mer_id: Option<MerId>,
+    pub mac_key: Option<SecretString>,
+    pub iv: Option<SecretString>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub allow_insecure_http: bool,
+    /// None: no cap.
+    pub max_requests_per_sec: Option<NonZeroU32>,
+    /// (RespCode, ErrCode) pairs of an inquiry refusal that mean "no such order".
+    pub unknown_order_codes: Vec<(String, String)>,
+    pub sw_revision: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// Six-field cron expression (with seconds), read in Asia/Taipei time.
+    pub cron: String,
+    pub blackout: Blackout,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub batch_size: i64,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub shutdown_grace: Duration,
+    /// How long an order whose money-moving call has an unknown outcome waits
+    /// before a new inquiry may allow sending it again.
+    pub recheck: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How many days refunds are watched until the bank settles them.
+    pub settlement_watch_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// None: the health and metrics endpoint is off.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, human-readable when it is.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// Where settings come from; tests build this by hand instead of touching the
+/// process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub default_file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+    pub env: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The real sources: `config/default.toml` if present, `--config PATH`, the
+    /// process environment.
+    pub fn from_process(config_path: Option<&Path>) -> Self {
+        Self {
+            default_file: Some(PathBuf::from(DEFAULT_FILE)),
+            file: config_path.map(Path::to_path_buf),
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and checks every setting; names each bad one with its fix.
+    pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
+        let raw = RawSettings::load(sources)?;
+        raw.validate()
+    }
+
+    /// Built-in defaults only (with no database and no bank configured).
+    pub fn defaults() -> Result<Settings, SettingsError> {
+        Self::load(&Sources::default())
+    }
+
+    /// The database URL, required by `run`, `once`, `migrate`, `status`, `request`, `retry`.
+    pub fn require_database_url(&self) -> Result<&str, SettingsError> {
+        self.database
+            .url
+            .as_ref()
+            .map(|u| u.expose_secret())
+            .ok_or_else(|| {
+                SettingsError::one(Problem::new(
+                    "database.url",
+                    "is not set",
+                    "set REFUNDD__DATABASE__URL (or DATABASE_URL) to postgres://user:password@host/dbname",
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,499 @@
+// Settings as the `config` crate layers them, before any checking, and the one
+// function that turns them into typed settings or a list of problems.
+
+use super::{
+    CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
+    ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
+};
+use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
+use crate::ctbc::operation::DEFAULT_SW_REVISION;
+use crate::ctbc::types::MerId;
+use crate::engine::blackout::Blackout;
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawSettings {
+    database: RawDatabase,
+    ctbc: RawCtbc,
+    schedule: RawSchedule,
+    worker: RawWorker,
+    http: RawHttp,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDatabase {
+    url: Option<String>,
+    max_connections: i64,
+}
+
+#[derive(Deserialize)]
+struct RawCtbc {
+    base_url: Option<String>,
+    mer_id: Option<String>,
+    mac_key: Option<String>,
+    iv: Option<String>,
+    timeout_secs: i64,
+    connect_timeout_secs: i64,
+    allow_insecure_http: bool,
+    max_requests_per_sec: i64,
+    unknown_order_codes: String,
+    sw_revision: String,
+}
+
+impl std::fmt::Debug for RawCtbc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawCtbc")
+            .field("base_url", &self.base_url)
+            .field("mer_id", &self.mer_id)
+            .field("mac_key", &"[redacted]")
+            .field("iv", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSchedule {
+    cron: String,
+    blackout: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWorker {
+    concurrency: i64,
+    batch_size: i64,
+    lease_secs: i64,
+    max_attempts: i64,
+    shutdown_grace_secs: i64,
+    recheck_secs: i64,
+    backoff_base_secs: i64,
+    backoff_max_secs: i64,
+    settlement_watch_days: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawHttp {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLog {
+    format: String,
+}
+
+/// Built-in defaults: the lowest layer. `config/default.toml` repeats them for
+/// operators to read.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("database.max_connections", "10"),
+    ("ctbc.timeout_secs", "30"),
+    ("ctbc.connect_timeout_secs", "10"),
+    ("ctbc.allow_insecure_http", "false"),
+    ("ctbc.max_requests_per_sec", "20"),
+    ("ctbc.unknown_order_codes", "99:01"),
+    ("ctbc.sw_revision", DEFAULT_SW_REVISION),
+    ("schedule.cron", DEFAULT_CRON),
+    ("schedule.blackout", ""),
+    ("worker.concurrency", "8"),
+    ("worker.batch_size", "100"),
+    ("worker.lease_secs", "120"),
+    ("worker.max_attempts", "10"),
+    ("worker.shutdown_grace_secs", "30"),
+    ("worker.recheck_secs", "300"),
+    ("worker.backoff_base_secs", "60"),
+    ("worker.backoff_max_secs", "3600"),
+    ("worker.settlement_watch_days", "14"),
+    ("http.listen", "127.0.0.1:9187"),
+    ("log.format", "auto"),
+];
+
+impl RawSettings {
+    pub(super) fn load(sources: &Sources) -> Result<RawSettings, SettingsError> {
+        let mut builder = Config::builder();
+        for (key, value) in DEFAULTS {
+            builder = builder
+                .set_default(*key, *value)
+                .map_err(|e| source_problem("(defaults)", e))?;
+        }
+        if let Some(path) = &sources.default_file {
+            builder = builder.add_source(
+                File::from(path.as_path())
+                    .format(FileFormat::Toml)
+                    .required(false),
+            );
+        }
+        if let Some(path) = &sources.file {
+            if !path.is_file() {
+                return Err(SettingsError::one(Problem::new(
+                    "--config",
+                    format!(
+                        "names {:?}, which is not a readable file",
+                        path.display().to_string()
+                    ),
+                    "pass the path of an existing TOML settings file",
+                )));
+            }
+            builder = builder.add_source(
+                File::from(path.as_path())
+                    .format(FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = sources
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("REFUNDD__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("REFUNDD")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        // DATABASE_URL is the convention of many tools; REFUNDD__DATABASE__URL wins.
+        if !sources.env.contains_key("REFUNDD__DATABASE__URL") {
+            if let Some(url) = sources.env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+                builder = builder
+                    .set_override("database.url", url.as_str())
+                    .map_err(|e| source_problem("database.url", e))?;
+            }
+        }
+        let config = builder
+            .build()
+            .map_err(|e| source_problem("(settings files)", e))?;
+        config
+            .try_deserialize::<RawSettings>()
+            .map_err(|e| source_problem("(settings)", e))
+    }
+
+    pub(super) fn validate(self) -> Result<Settings, SettingsError> {
+        let mut problems = Vec::new();
+        let mut p = |setting: &str, problem: String, fix: &str| {
+            problems.push(Problem::new(setting, problem, fix));
+        };
+
+        // database
+        let url = self.database.url.filter(|u| !u.trim().is_empty());
+        if let Some(u) = &url {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                p(
+                    "database.url",
+                    "is not a postgres:// URL (value hidden: it may hold a password)".into(),
+                    "use postgres://user:password@host:5432/dbname",
+                );
+            }
+        }
+        let max_connections = in_range(
+            &mut p,
+            "database.max_connections",
+            self.database.max_connections,
+            1,
+            1000,
+        );
+
+        // ctbc
+        let base_url = match self
+            .ctbc
+            .base_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(raw) => match url::Url::parse(raw) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+                _ => {
+                    p(
+                        "ctbc.base_url",
+                        format!("is {raw:?}, not an https:// URL"),
+                        "use the base URL the bank gave you, e.g. https://testepos.ctbcbank.com/MicroPos",
+                    );
+                    None
+                }
+            },
+        };
+        let mer_id = match self
+            .ctbc
+            .mer_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(raw) => match MerId::parse(raw) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    p(
+                        "ctbc.mer_id",
+                        format!("is invalid: {}", e.problem),
+                        "use the merchant id (digits) the bank issued",
+                    );
+                    None
+                }
+            },
+        };
+        let mac_key = secret(
+            &mut p,
+            "ctbc.mac_key",
+            self.ctbc.mac_key,
+            MAC_KEY_LEN,
+            "the 24-character MAC key the bank issued",
+        );
+        let iv = secret(
+            &mut p,
+            "ctbc.iv",
+            self.ctbc.iv,
+            IV_LEN,
+            "the 8-character IV the bank issued",
+        );
+        let timeout_secs = in_range(&mut p, "ctbc.timeout_secs", self.ctbc.timeout_secs, 1, 600);
+        let connect_timeout_secs = in_range(
+            &mut p,
+            "ctbc.connect_timeout_secs",
+            self.ctbc.connect_timeout_secs,
+            1,
+            600,
+        );
+        let rps = in_range(
+            &mut p,
+            "ctbc.max_requests_per_sec",
+            self.ctbc.max_requests_per_sec,
+            0,
+            100_000,
+        );
+        let mut unknown_order_codes = Vec::new();
+        for pair in self
+            .ctbc
+            .unknown_order_codes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            match pair.split_once(':') {
+                Some((r, e)) if !r.trim().is_empty() => {
+                    unknown_order_codes.push((r.trim().to_string(), e.trim().to_string()))
+                }
+                _ => p(
+                    "ctbc.unknown_order_codes",
+                    format!("has {pair:?}, not RespCode:ErrCode"),
+                    "list pairs like 99:01,99:02",
+                ),
+            }
+        }
+        let sw_revision = self.ctbc.sw_revision;
+        if sw_revision.is_empty() || sw_revision.len() > 64 {
+            p(
+                "ctbc.sw_revision",
+                format!("is {sw_revision:?}"),
+                "use a short client label, 1 to 64 characters",
+            );
+        }
+
+        // schedule
+        let cron = self.schedule.cron.trim().to_string();
+        if let Err(e) = croner::Cron::new(&cron)
+            .with_seconds_required()
+            .with_dom_and_dow()
+            .parse()
+        {
+            p(
+                "schedule.cron",
+                format!("is {cron:?}, not a six-field cron expression with seconds ({e})"),
+                "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+            );
+        }
+        let blackout = match Blackout::parse(&self.schedule.blackout) {
+            Ok(b) => b,
+            Err(e) => {
+                p(
+                    "schedule.blackout",
+                    e,
+                    "list Asia/Taipei windows like 23:30-01:30,12:00-12:30, or leave it empty",
+                );
+                Blackout::default()
+            }
+        };
+
+        // worker
+        let w = &self.worker;
+        let concurrency = in_range(&mut p, "worker.concurrency", w.concurrency, 1, 1024);
+        let batch_size = in_range(&mut p, "worker.batch_size", w.batch_size, 1, 100_000);
+        let lease_secs = in_range(&mut p, "worker.lease_secs", w.lease_secs, 1, 86_400);
+        let max_attempts = in_range(&mut p, "worker.max_attempts", w.max_attempts, 1, 1000);
+        let grace = in_range(
+            &mut p,
+            "worker.shutdown_grace_secs",
+            w.shutdown_grace_secs,
+            0,
+            3600,
+        );
+        let recheck = in_range(&mut p, "worker.recheck_secs", w.recheck_secs, 0, 86_400);
+        let backoff_base = in_range(
+            &mut p,
+            "worker.backoff_base_secs",
+            w.backoff_base_secs,
+            0,
+            86_400,
+        );
+        let backoff_max = in_range(
+            &mut p,
+            "worker.backoff_max_secs",
+            w.backoff_max_secs,
+            0,
+            7 * 86_400,
+        );
+        let watch_days = in_range(
+            &mut p,
+            "worker.settlement_watch_days",
+            w.settlement_watch_days,
+            0,
+            365,
+        );
+        if lease_secs <= timeout_secs {
+            p(
+                "worker.lease_secs",
+                format!("is {lease_secs}, not more than ctbc.timeout_secs ({timeout_secs})"),
+                "make the lease longer than one bank call can take",
+            );
+        }
+        if backoff_max < backoff_base {
+            p(
+                "worker.backoff_max_secs",
+                format!("is {backoff_max}, less than worker.backoff_base_secs ({backoff_base})"),
+                "make the longest backoff at least the first",
+            );
+        }
+
+        // http
+        let raw_listen = self.http.listen.trim();
+        let listen = if raw_listen.eq_ignore_ascii_case("off") || raw_listen.is_empty() {
+            None
+        } else {
+            match raw_listen.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    p(
+                        "http.listen",
+                        format!("is {raw_listen:?}, not ADDRESS:PORT"),
+                        "use e.g. 127.0.0.1:9187, 127.0.0.1:0 for a free port, or off",
+                    );
+                    None
+                }
+            }
+        };
+
+        // log
+        let format = match self.log.format.trim().to_ascii_lowercase().as_str() {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                p(
+                    "log.format",
+                    format!("is {other:?}"),
+                    "use auto, json or pretty",
+                );
+                LogFormat::Auto
+            }
+        };
+
+        if !problems.is_empty() {
+            return Err(SettingsError { problems });
+        }
+        let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: url.map(SecretString::from),
+                max_connections: max_connections as u32,
+            },
+            ctbc: CtbcSettings {
+                base_url,
+                mer_id,
+                mac_key,
+                iv,
+                timeout: secs(timeout_secs),
+                connect_timeout: secs(connect_timeout_secs),
+                allow_insecure_http: self.ctbc.allow_insecure_http,
+                max_requests_per_sec: NonZeroU32::new(rps as u32),
+                unknown_order_codes,
+                sw_revision,
+            },
+            schedule: ScheduleSettings { cron, blackout },
+            worker: WorkerSettings {
+                concurrency: concurrency as usize,
+                batch_size,
+                lease: secs(lease_secs),
+                max_attempts: max_attempts as u32,
+                shutdown_grace: secs(grace),
+                recheck: secs(recheck),
+                backoff_base: secs(backoff_base),
+                backoff_max: secs(backoff_max),
+                settlement_watch_days: watch_days as u32,
+            },
+            http: HttpSettings { listen },
+            log: LogSettings { format },
+        })
+    }
+}
+
+fn in_range(
+    p: &mut impl FnMut(&str, String, &str),
+    setting: &str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> i64 {
+    if value < min || value > max {
+        p(
+            setting,
+            format!("is {value}, outside {min}..={max}"),
+            &format!("use a whole number from {min} to {max}"),
+        );
+        value.clamp(min, max)
+    } else {
+        value
+    }
+}
+
+/// A secret of fixed length; its value never appears in a message.
+fn secret(
+    p: &mut impl FnMut(&str, String, &str),
+    setting: &str,
+    value: Option<String>,
+    len: usize,
+    what: &str,
+) -> Option<SecretString> {
+    let value = value.filter(|v| !v.is_empty())?;
+    if value.len() != len || !value.is_ascii() {
+        p(
+            setting,
+            format!(
+                "must be {len} ASCII characters, it has {} bytes (value hidden)",
+                value.len()
+            ),
+            &format!("set it to {what}"),
+        );
+        return None;
+    }
+    Some(SecretString::from(value))
+}
+
+fn source_problem(setting: &str, e: config::ConfigError) -> SettingsError {
+    // The config crate names the key and the expected type; secrets cannot
+    // appear here since every secret is read as a string.
+    let key = match &e {
+        config::ConfigError::Type { key: Some(k), .. } => k.clone(),
+        config::ConfigError::NotFound(k) => k.clone(),
+        _ => setting.to_string(),
+    };
+    SettingsError::one(Problem::new(
+        &key,
+        format!("could not be read: {e}"),
+        "correct the value's type or the file's TOML syntax",
+    ))
+}

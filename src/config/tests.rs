@@ -1,0 +1,174 @@
+// Layering, environment overrides and every kind of bad setting.
+
+use super::*;
+use secrecy::ExposeSecret;
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Sources {
+    Sources {
+        env: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn toml_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn built_in_defaults() {
+    let s = Settings::defaults().unwrap();
+    assert_eq!(s.schedule.cron, DEFAULT_CRON);
+    assert!(s.schedule.blackout.is_empty());
+    assert!(s.database.url.is_none());
+    assert!(s.ctbc.mac_key.is_none(), "no key is ever a default");
+    assert!(!s.ctbc.allow_insecure_http);
+    assert_eq!(s.http.listen, Some("127.0.0.1:9187".parse().unwrap()));
+    assert_eq!(s.log.format, LogFormat::Auto);
+    assert!(s.worker.lease > s.ctbc.timeout);
+    assert_eq!(s.ctbc.unknown_order_codes, vec![("99".into(), "01".into())]);
+}
+
+#[test]
+fn shipped_default_file_matches_built_in_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+    let with_file = Settings::load(&Sources {
+        default_file: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    let built_in = Settings::defaults().unwrap();
+    assert_eq!(format!("{with_file:?}"), format!("{built_in:?}"));
+}
+
+#[test]
+fn layers_file_then_config_then_environment() {
+    let default_file =
+        toml_file("[worker]\nconcurrency = 3\nbatch_size = 7\n[log]\nformat = \"pretty\"\n");
+    let file = toml_file("[worker]\nbatch_size = 9\n[ctbc]\nmer_id = \"1234567\"\n");
+    let mut sources = env(&[
+        ("REFUNDD__LOG__FORMAT", "json"),
+        ("REFUNDD__CTBC__MAC_KEY", "ABCDEFGHIJKLMNOPQRSTUVWX"),
+        ("REFUNDD__HTTP__LISTEN", "off"),
+        ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+    ]);
+    sources.default_file = Some(default_file.path().into());
+    sources.file = Some(file.path().into());
+    let s = Settings::load(&sources).unwrap();
+    assert_eq!(s.worker.concurrency, 3, "from the default file");
+    assert_eq!(s.worker.batch_size, 9, "--config beats the default file");
+    assert_eq!(s.log.format, LogFormat::Json, "environment beats files");
+    assert_eq!(s.ctbc.mer_id.unwrap().as_str(), "1234567");
+    assert_eq!(
+        s.ctbc.mac_key.unwrap().expose_secret(),
+        "ABCDEFGHIJKLMNOPQRSTUVWX"
+    );
+    assert_eq!(s.http.listen, None);
+    assert_eq!(s.schedule.blackout.to_string(), "23:30-01:30");
+}
+
+#[test]
+fn database_url_from_either_variable() {
+    let s = Settings::load(&env(&[("DATABASE_URL", "postgres://a@h/d")])).unwrap();
+    assert_eq!(s.require_database_url().unwrap(), "postgres://a@h/d");
+    let s = Settings::load(&env(&[
+        ("DATABASE_URL", "postgres://a@h/d"),
+        ("REFUNDD__DATABASE__URL", "postgres://b@h/d"),
+    ]))
+    .unwrap();
+    assert_eq!(s.require_database_url().unwrap(), "postgres://b@h/d");
+    let missing = Settings::defaults()
+        .unwrap()
+        .require_database_url()
+        .unwrap_err();
+    assert!(missing.names("database.url"));
+    assert!(missing.to_string().contains("REFUNDD__DATABASE__URL"));
+}
+
+#[test]
+fn each_bad_setting_is_named_with_its_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("REFUNDD__DATABASE__URL", "mysql://x", "database.url"),
+        (
+            "REFUNDD__DATABASE__MAX_CONNECTIONS",
+            "0",
+            "database.max_connections",
+        ),
+        ("REFUNDD__CTBC__BASE_URL", "not a url", "ctbc.base_url"),
+        ("REFUNDD__CTBC__MER_ID", "12ab", "ctbc.mer_id"),
+        ("REFUNDD__CTBC__MAC_KEY", "short", "ctbc.mac_key"),
+        ("REFUNDD__CTBC__IV", "toolongiv", "ctbc.iv"),
+        ("REFUNDD__CTBC__TIMEOUT_SECS", "0", "ctbc.timeout_secs"),
+        (
+            "REFUNDD__CTBC__MAX_REQUESTS_PER_SEC",
+            "-1",
+            "ctbc.max_requests_per_sec",
+        ),
+        (
+            "REFUNDD__CTBC__UNKNOWN_ORDER_CODES",
+            "99",
+            "ctbc.unknown_order_codes",
+        ),
+        ("REFUNDD__SCHEDULE__CRON", "0 */2 * * *", "schedule.cron"),
+        (
+            "REFUNDD__SCHEDULE__BLACKOUT",
+            "25:00-01:00",
+            "schedule.blackout",
+        ),
+        ("REFUNDD__WORKER__CONCURRENCY", "0", "worker.concurrency"),
+        ("REFUNDD__WORKER__BATCH_SIZE", "0", "worker.batch_size"),
+        ("REFUNDD__WORKER__LEASE_SECS", "30", "worker.lease_secs"),
+        ("REFUNDD__WORKER__MAX_ATTEMPTS", "0", "worker.max_attempts"),
+        ("REFUNDD__WORKER__CONCURRENCY", "many", "worker.concurrency"),
+        ("REFUNDD__HTTP__LISTEN", "localhost", "http.listen"),
+        ("REFUNDD__LOG__FORMAT", "xml", "log.format"),
+    ];
+    for (var, value, setting) in cases {
+        let err = Settings::load(&env(&[(var, value)])).unwrap_err();
+        assert!(err.names(setting), "{var}={value}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(setting) && text.contains("fix:"), "{text}");
+    }
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let err = Settings::load(&env(&[
+        ("REFUNDD__WORKER__CONCURRENCY", "0"),
+        ("REFUNDD__LOG__FORMAT", "xml"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 2);
+}
+
+#[test]
+fn secrets_never_print() {
+    let key = "QWERTYUIOPASDFGHJKLZXCVB";
+    let s = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MAC_KEY", key),
+        ("REFUNDD__CTBC__IV", "iv345678"),
+        ("REFUNDD__DATABASE__URL", "postgres://u:hunter2@h/d"),
+    ]))
+    .unwrap();
+    let debug = format!("{s:?} {s:#?}");
+    assert!(!debug.contains(key));
+    assert!(!debug.contains("iv345678"));
+    assert!(!debug.contains("hunter2"));
+    let bad = Settings::load(&env(&[("REFUNDD__CTBC__MAC_KEY", "secret-but-short")])).unwrap_err();
+    assert!(!bad.to_string().contains("secret-but-short"));
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let err = Settings::load(&Sources {
+        file: Some("/nonexistent/refundd.toml".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.names("--config"));
+}
