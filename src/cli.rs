@@ -1,3 +1,160 @@
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+// The command line: parses arguments with clap, reads settings once, runs the
+// subcommand and turns its result into the exit code operators script against:
+// 0 done, 1 a runtime failure, 2 bad usage, settings or input.
+
+use crate::config::{Settings, SettingsError, Sources};
+use crate::store::{self, StoreError};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "refundd",
+    version,
+    about = "Works off credit-card refund requests (申請退款) against CTBC's POS API"
+)]
+pub struct Cli {
+    /// A TOML settings file, layered over config/default.toml and under REFUNDD__* variables.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database schema (safe to run again).
+    Migrate,
+    /// Run one pass over the refund requests, then exit.
+    Once,
+    /// Run passes on the schedule until SIGTERM or SIGINT.
+    Run,
+    /// Show the refund queue: counts, oldest request, failures, last pass.
+    Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a paid order refund requested (申請退款).
+    Request {
+        /// The order number (CTBC LID-M).
+        order_no: String,
+        /// Refund only this much (integer minor units); the whole amount when left out.
+        #[arg(long)]
+        amount: Option<i64>,
+    },
+    /// Put a refund_failed order back in the queue, attempts reset.
+    Retry {
+        /// The order number (CTBC LID-M).
+        order_no: String,
+    },
+    /// Run the CTBC POS API simulator.
+    Sim,
+    /// Show refundd working end to end on throwaway PostgreSQL and the simulator.
+    Demo,
+    /// Start a throwaway PostgreSQL, print its URL, keep it until stdin closes.
+    #[command(hide = true)]
+    ThrowawayDb,
+}
+
+/// A failure of a command, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{0}")]
+    NotBuilt(&'static str),
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Runtime(_) => 1,
+            CliError::Settings(_) | CliError::Usage(_) | CliError::NotBuilt(_) => 2,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&Sources::from_process(cli.config.as_deref())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("refundd: cannot start, settings are not usable:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::ops::logging::init(settings.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("refundd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("refundd: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Migrate => {
+            let url = settings.require_database_url()?;
+            let pool = store::connect(url, settings.database.max_connections).await?;
+            store::migrate(&pool).await?;
+            println!("schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ThrowawayDb => throwaway_db().await,
+        Command::Once => Err(CliError::NotBuilt("`refundd once` is not built yet")),
+        Command::Run => Err(CliError::NotBuilt("`refundd run` is not built yet")),
+        Command::Status { .. } => Err(CliError::NotBuilt("`refundd status` is not built yet")),
+        Command::Request { .. } => Err(CliError::NotBuilt("`refundd request` is not built yet")),
+        Command::Retry { .. } => Err(CliError::NotBuilt("`refundd retry` is not built yet")),
+        Command::Sim => Err(CliError::NotBuilt("`refundd sim` is not built yet")),
+        Command::Demo => Err(CliError::NotBuilt("`refundd demo` is not built yet")),
+    }
+}
+
+async fn throwaway_db() -> Result<ExitCode, CliError> {
+    let cluster = tokio::task::spawn_blocking(crate::throwaway_pg::ThrowawayPostgres::start)
+        .await
+        .map_err(|e| CliError::Runtime(e.to_string()))?
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    println!(
+        "{} {} {}",
+        cluster.url("postgres"),
+        cluster.dir().display(),
+        cluster.server_pid()
+    );
+    // Keep it until stdin closes or a signal arrives.
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    });
+    tokio::select! {
+        _ = stdin_closed => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    drop(cluster);
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,3 +3,6 @@ pub mod cli;
 pub mod config;
 pub mod ctbc;
 pub mod engine;
+pub mod ops;
+pub mod store;
+pub mod throwaway_pg;

@@ -1,0 +1,2 @@
+// What an operator touches: logs, status, health and metrics, the demo.
+pub mod logging;

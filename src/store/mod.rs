@@ -1,0 +1,42 @@
+// Every SQL statement of refundd lives under this module: the connection pool,
+// the schema's migrations, claims and leases, the order's story, the passes.
+// Nothing here talks to the bank.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The schema, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach the database: {0}")]
+    Connect(String),
+    #[error("cannot apply the schema migrations: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Opens a pool. The URL is never logged: it may carry a password.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Connect(format!("the database URL is not valid: {e}")))?
+        .application_name("refundd");
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))
+}
+
+/// Applies the embedded migrations; a second run is a no-op.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))
+}

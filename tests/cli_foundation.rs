@@ -1,0 +1,124 @@
+// The command line's contract: exit codes, named settings, migrate, and the
+// throwaway cluster vanishing with its owner.
+
+mod common;
+
+use common::{fresh_db, refundd_bin};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_bad_setting_stops_start_up_with_code_2_and_its_name() {
+    let out = refundd_bin()
+        .arg("migrate")
+        .env("REFUNDD__WORKER__LEASE_SECS", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("worker.lease_secs") && err.contains("fix:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secret_is_never_echoed_in_a_settings_error() {
+    let out = refundd_bin()
+        .arg("migrate")
+        .env("REFUNDD__CTBC__MAC_KEY", "TOPSECRET-TOO-SHORT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("ctbc.mac_key"));
+    assert!(!all.contains("TOPSECRET"));
+}
+
+#[test]
+fn migrate_needs_a_database_url() {
+    let out = refundd_bin().arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REFUNDD__DATABASE__URL"));
+}
+
+#[test]
+fn bad_usage_is_code_2() {
+    let out = refundd_bin().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_at_the_configured_url() {
+    let (pool, url) = fresh_db().await;
+    // fresh_db migrated already; use a second, empty database for the command.
+    sqlx::query("CREATE DATABASE cli_migrate")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let target = url.rsplit_once('/').unwrap().0.to_string() + "/cli_migrate";
+    let out = refundd_bin()
+        .arg("migrate")
+        .env("REFUNDD__DATABASE__URL", &target)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = refundd::store::connect(&target, 2).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'refund_events', 'refund_passes')")
+        .fetch_one(&other)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn the_throwaway_cluster_is_gone_after_its_owner_is_killed() {
+    let mut owner = refundd_bin()
+        .arg("throwaway-db")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(owner.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let (url, dir, pid) = (parts[0], std::path::PathBuf::from(parts[1]), parts[2]);
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dir.exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    owner.kill().unwrap(); // SIGKILL: no destructor runs
+    owner.wait().unwrap();
+    // The reaper notices the closed pipe; allow it a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+    while (dir.exists() || nix::sys::signal::kill(server, None).is_ok())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!dir.exists(), "the cluster's directory outlived its owner");
+    assert!(
+        nix::sys::signal::kill(server, None).is_err(),
+        "the server outlived its owner"
+    );
+}
