@@ -258,7 +258,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
     let read = wire::read_request(&body, operation, &s.mer_id, &s.envelope);
     let known = match &read {
         Ok(call) => Some(call),
-        Err(unread) => unread.call.as_ref(),
+        Err(unread) => unread.call.as_deref(),
     };
     if lock(&s.maintenance).active(Utc::now()) {
         lock(&s.ledger).record_unprocessed(Utc::now(), operation, known, "maintenance");
@@ -292,7 +292,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
             Err(u) => ledger.refuse_unread(
                 Utc::now(),
                 operation,
-                u.call.as_ref(),
+                u.call.as_deref(),
                 u.code,
                 &u.errdesc,
                 fault,

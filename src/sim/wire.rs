@@ -21,7 +21,7 @@ use super::ledger::{amount_field, refusal, Answer, BankCall};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unread {
     /// What could be read of it, for the call log.
-    pub call: Option<BankCall>,
+    pub call: Option<Box<BankCall>>,
     pub code: &'static str,
     pub errdesc: String,
 }
@@ -116,7 +116,7 @@ pub fn read_request(
     }
     let known = call.clone();
     let with_call = |mut u: Unread| {
-        u.call = Some(known.clone());
+        u.call = Some(Box::new(known.clone()));
         u
     };
     let money = |name: &str| -> Result<Option<Money>, Unread> {
@@ -210,7 +210,7 @@ pub fn server_error(detail: u64) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         StatusCode::GATEWAY_TIMEOUT,
     ][(detail % 4) as usize];
-    if (detail / 4) % 2 == 0 {
+    if (detail / 4).is_multiple_of(2) {
         html_response(status, "text/html; charset=utf-8", busy_page())
     } else {
         status.into_response()
