@@ -53,10 +53,15 @@ async fn loopback_only(
     req: Request,
     next: Next,
 ) -> Response {
-    if !s.allow_non_loopback && !peer.ip().to_canonical().is_loopback() {
+    if !admin_allowed(peer, s.allow_non_loopback) {
         return refuse(StatusCode::FORBIDDEN, "the admin API answers loopback only");
     }
     next.run(req).await
+}
+
+/// Loopback peers (IPv4, IPv6, or IPv4 mapped into IPv6) always; others only when allowed.
+fn admin_allowed(peer: SocketAddr, allow_non_loopback: bool) -> bool {
+    allow_non_loopback || peer.ip().to_canonical().is_loopback()
 }
 
 fn refuse(status: StatusCode, error: impl Into<String>) -> Response {
@@ -193,4 +198,20 @@ async fn set_maintenance(
 async fn reset(State(s): State<Arc<Shared>>) -> StatusCode {
     s.reset();
     StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_is_for_loopback_unless_allowed() {
+        for ok in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            assert!(admin_allowed(ok.parse().unwrap(), false), "{ok}");
+        }
+        for other in ["10.0.0.2:1", "[2001:db8::1]:1", "[::ffff:10.0.0.2]:1"] {
+            assert!(!admin_allowed(other.parse().unwrap(), false), "{other}");
+            assert!(admin_allowed(other.parse().unwrap(), true), "{other}");
+        }
+    }
 }

@@ -235,4 +235,12 @@ mod tests {
         assert_eq!(cfg.batch_every, Some(Duration::from_secs(3600)));
         assert_eq!(cfg.maintenance.len(), 2);
     }
+
+    #[tokio::test]
+    async fn run_cli_exits_2_on_bad_options() {
+        let bad_key = args(&["--mac-key", "short"]).unwrap();
+        assert_eq!(run_cli(bad_key).await, ExitCode::from(2));
+        let open = args(&["--listen", "0.0.0.0:0"]).unwrap();
+        assert_eq!(run_cli(open).await, ExitCode::from(2));
+    }
 }
