@@ -4,5 +4,6 @@ pub mod config;
 pub mod ctbc;
 pub mod engine;
 pub mod ops;
+pub mod sim;
 pub mod store;
 pub mod throwaway_pg;

@@ -1,0 +1,308 @@
+// `refundd sim`: a CTBC POS API simulator that speaks the bank's wire format
+// through the same envelope as the client, keeps a ledger with the bank's state
+// machine, runs the capture batch, goes down for maintenance and misbehaves on
+// request. This file holds the running server and the routing of bank calls;
+// the books, faults, admin API and command line each live next to it.
+
+pub mod admin;
+pub mod admin_client;
+pub mod batch;
+pub mod cli;
+pub mod faults;
+pub mod ledger;
+pub mod maintenance;
+pub mod wire;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctbc::envelope::{Envelope, EnvelopeError};
+use crate::ctbc::types::MerId;
+use crate::ctbc::Operation;
+
+pub use admin_client::{SimAdmin, SimAdminError};
+pub use cli::{run_cli, SimArgs};
+pub use faults::{FaultKind, FaultPlan, FaultRule};
+pub use ledger::{
+    BatchMoved, CallOutcome, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
+};
+pub use maintenance::{Maintenance, MaintenanceWindow};
+
+/// The protocol document's reference values: for tests and rehearsals only.
+pub const REFERENCE_MER_ID: &str = "1234567";
+pub const REFERENCE_MAC_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
+pub const REFERENCE_IV: &str = "test8iv!";
+
+/// Everything the simulator is started with.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Listening on (and taking admin calls from) other than loopback must be asked for.
+    pub allow_non_loopback: bool,
+    pub mer_id: MerId,
+    pub mac_key: String,
+    pub iv: String,
+    /// Seed of the fault generator: the same seed and the same calls in the
+    /// same order give the same faults.
+    pub seed: u64,
+    pub faults: FaultPlan,
+    /// Run the capture batch on this period; `None` runs it only when asked.
+    pub batch_every: Option<Duration>,
+    /// How long transactions stay 11/21 when the batch runs on the clock.
+    pub batch_duration: Duration,
+    /// Daily maintenance windows (Asia/Taipei).
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+impl SimConfig {
+    /// Loopback on a free port, the reference MERID, key and IV, seed 1, no faults.
+    pub fn for_tests() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_non_loopback: false,
+            mer_id: MerId::parse(REFERENCE_MER_ID).expect("the reference MERID is digits"),
+            mac_key: REFERENCE_MAC_KEY.to_string(),
+            iv: REFERENCE_IV.to_string(),
+            seed: 1,
+            faults: FaultPlan::none(),
+            batch_every: None,
+            batch_duration: Duration::from_secs(60),
+            maintenance: Vec::new(),
+        }
+    }
+}
+
+/// Why the simulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("--listen {0}: not a loopback address; pass --allow-non-loopback to listen there")]
+    NonLoopbackListen(SocketAddr),
+    #[error("--listen {addr}: cannot listen: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--mac-key/--iv: {0}")]
+    Keys(#[from] EnvelopeError),
+    #[error("--faults: {0}")]
+    Faults(String),
+}
+
+/// The fault plan in force and the generator its draws come from.
+pub(crate) struct FaultState {
+    pub plan: FaultPlan,
+    pub rng: StdRng,
+}
+
+/// What every handler shares. Locks are held only for bookkeeping, never
+/// across cryptography or waiting.
+pub(crate) struct Shared {
+    pub mer_id: String,
+    pub envelope: Envelope,
+    pub allow_non_loopback: bool,
+    pub seed: u64,
+    pub initial_faults: FaultPlan,
+    pub initial_windows: Vec<MaintenanceWindow>,
+    pub ledger: Mutex<ledger::Ledger>,
+    pub faults: Mutex<FaultState>,
+    pub maintenance: Mutex<Maintenance>,
+}
+
+/// Locks a mutex; a panic elsewhere while it was held does not make the books unreadable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Back to the state at start: no transactions, no calls, the configured
+    /// faults and windows, the generator reseeded.
+    pub fn reset(&self) {
+        lock(&self.ledger).reset();
+        *lock(&self.faults) = FaultState {
+            plan: self.initial_faults.clone(),
+            rng: StdRng::seed_from_u64(self.seed),
+        };
+        *lock(&self.maintenance) = Maintenance {
+            on: false,
+            windows: self.initial_windows.clone(),
+        };
+    }
+}
+
+/// A running simulator. Dropping it stops it; `shutdown` also waits for that.
+pub struct SimServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    clock: Option<JoinHandle<()>>,
+}
+
+impl SimServer {
+    pub async fn start(cfg: SimConfig) -> Result<SimServer, SimError> {
+        if !cfg.allow_non_loopback && !cfg.listen.ip().to_canonical().is_loopback() {
+            return Err(SimError::NonLoopbackListen(cfg.listen));
+        }
+        cfg.faults.validate().map_err(SimError::Faults)?;
+        let envelope = Envelope::new(cfg.mac_key.as_bytes(), cfg.iv.as_bytes())?;
+        let shared = Arc::new(Shared {
+            mer_id: cfg.mer_id.as_str().to_string(),
+            envelope,
+            allow_non_loopback: cfg.allow_non_loopback,
+            seed: cfg.seed,
+            initial_faults: cfg.faults.clone(),
+            initial_windows: cfg.maintenance.clone(),
+            ledger: Mutex::new(ledger::Ledger::new(cfg.mer_id.as_str())),
+            faults: Mutex::new(FaultState {
+                plan: cfg.faults.clone(),
+                rng: StdRng::seed_from_u64(cfg.seed),
+            }),
+            maintenance: Mutex::new(Maintenance {
+                on: false,
+                windows: cfg.maintenance.clone(),
+            }),
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let stop = CancellationToken::new();
+        let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let clock = cfg.batch_every.map(|every| {
+            batch::spawn_clock(shared.clone(), every, cfg.batch_duration, stop.clone())
+        });
+        tracing::info!(%addr, mer_id = %cfg.mer_id, seed = cfg.seed, "bank simulator listening");
+        Ok(SimServer {
+            addr,
+            stop,
+            server: Some(server),
+            clock,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`: the client appends `Operation::path()`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin(&self) -> SimAdmin {
+        SimAdmin::new(&self.base_url())
+    }
+
+    /// Stops accepting, lets calls in flight finish, and waits for it.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(clock) = self.clock.take() {
+            let _ = clock.await;
+        }
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "bank simulator stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "bank simulator task failed"),
+            }
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let mut bank: Router<Arc<Shared>> = Router::new();
+    for op in Operation::ALL {
+        bank = bank.route(
+            op.path(),
+            post(move |State(s): State<Arc<Shared>>, body: Bytes| bank_call(op, s, body)),
+        );
+    }
+    bank.merge(admin::routes(shared.clone()))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(shared)
+}
+
+/// One call to the bank: read it, let maintenance or a fault stand in for the
+/// bank, or apply it to the books and seal the answer.
+async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Response {
+    let read = wire::read_request(&body, operation, &s.mer_id, &s.envelope);
+    let known = match &read {
+        Ok(call) => Some(call),
+        Err(unread) => unread.call.as_deref(),
+    };
+    if lock(&s.maintenance).active(Utc::now()) {
+        lock(&s.ledger).record_unprocessed(Utc::now(), operation, known, "maintenance");
+        return wire::maintenance_page();
+    }
+    let order_no = known.map(|c| c.order_no.as_str()).unwrap_or("");
+    let (draw, detail) = {
+        let mut f = lock(&s.faults);
+        let FaultState { plan, rng } = &mut *f;
+        let draw = plan.draw(operation, order_no, rng);
+        let detail: u64 = if draw.kind.is_some() { rng.gen() } else { 0 };
+        (draw, detail)
+    };
+    if !draw.latency.is_zero() {
+        tokio::time::sleep(draw.latency).await;
+    }
+    if let Some(kind) = draw.kind.filter(|k| !k.applies_the_call()) {
+        lock(&s.ledger).record_unprocessed(Utc::now(), operation, known, kind.as_str());
+        tracing::debug!(%operation, order_no, fault = kind.as_str(), "fault instead of the bank");
+        return match kind {
+            FaultKind::ServerError => wire::server_error(detail),
+            FaultKind::Html200 => wire::html_200(),
+            _ => wire::dropped_connection(),
+        };
+    }
+    let fault = draw.kind.map(FaultKind::as_str);
+    let answer = {
+        let mut ledger = lock(&s.ledger);
+        match &read {
+            Ok(call) => ledger.apply(Utc::now(), call, fault),
+            Err(u) => ledger.refuse_unread(
+                Utc::now(),
+                operation,
+                u.call.as_deref(),
+                u.code,
+                &u.errdesc,
+                fault,
+            ),
+        }
+    };
+    match draw.kind {
+        Some(FaultKind::ApplyThenDrop) => wire::dropped_connection(),
+        Some(FaultKind::Garbage) => wire::garbage(detail),
+        Some(FaultKind::WrongMac) => wire::sealed_with_wrong_mac(&s.mer_id, &s.envelope, &answer),
+        _ => wire::sealed(&s.mer_id, &s.envelope, &answer),
+    }
+}

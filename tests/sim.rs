@@ -1,0 +1,935 @@
+// The bank simulator over real HTTP on a loopback port: every transition and
+// refusal as a client sees it, the batch, maintenance, each fault kind, the
+// admin API and a bulk load of 100,000 transactions.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
+use refundd::ctbc::types::TxState;
+use refundd::ctbc::Operation;
+use refundd::sim::{
+    FaultKind, FaultPlan, FaultRule, MaintenanceWindow, SimConfig, SimError, SimServer, SimTx,
+    REFERENCE_IV, REFERENCE_MAC_KEY,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Map, Value};
+
+const MERID: &str = "1234567";
+
+struct Bank {
+    server: SimServer,
+    http: reqwest::Client,
+    env: Envelope,
+}
+
+/// What came back for one call, before any opening.
+struct Raw {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Bank {
+    async fn start() -> Self {
+        Self::start_with(SimConfig::for_tests()).await
+    }
+
+    async fn start_with(cfg: SimConfig) -> Self {
+        let server = SimServer::start(cfg).await.unwrap();
+        Self {
+            server,
+            http: reqwest::Client::new(),
+            env: Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes()).unwrap(),
+        }
+    }
+
+    async fn load(&self, txs: &[SimTx]) {
+        self.server.admin().load(txs).await.unwrap();
+    }
+
+    /// Posts a form body; a transport error (reset, dropped answer) is Err.
+    async fn post_form(&self, op: Operation, form: String) -> Result<Raw, reqwest::Error> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.server.base_url(), op.path()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes().await?.to_vec();
+        Ok(Raw {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    async fn raw(&self, op: Operation, request: &Value) -> Result<Raw, reqwest::Error> {
+        let api_enc = self.env.seal(&request.to_string()).unwrap();
+        self.post_form(op, format!("MERID={MERID}&ApiEnc={api_enc}"))
+            .await
+    }
+
+    /// A call that must come back as a well-formed, sealed answer.
+    async fn call(&self, op: Operation, request: &Value) -> Map<String, Value> {
+        let raw = self.raw(op, request).await.unwrap();
+        assert_eq!(raw.status, StatusCode::OK);
+        let json = open_answer(&self.env, &raw.body).unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+}
+
+/// Reads `MERID=..&ApiEnc=..` and opens the envelope.
+fn open_answer(env: &Envelope, body: &[u8]) -> Result<String, EnvelopeError> {
+    let text = String::from_utf8_lossy(body);
+    let api_enc = url::form_urlencoded::parse(text.as_bytes())
+        .find(|(k, _)| k == "ApiEnc")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| text.to_string());
+    env.open(&api_enc)
+}
+
+fn amt(a: i64) -> String {
+    format!("901 {a} 0")
+}
+
+fn inquiry(order: &str) -> Value {
+    json!({"MERID": MERID, "LID-M": order, "VERSION": "3.2", "SwRevision": "test", "Tx_ATTRIBUTE": "TX_AUTH"})
+}
+
+fn reversal(order: &str, org: i64, new_amt: i64) -> Value {
+    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "AuthNewAmt": amt(new_amt), "VERSION": "3.2", "SwRevision": "test"})
+}
+
+fn capture_reversal(order: &str, org: i64) -> Value {
+    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "CapRevAmt": amt(0), "VERSION": "3.2", "SwRevision": "test"})
+}
+
+fn refund(order: &str, org: i64, cred: i64) -> Value {
+    json!({"MERID": MERID, "LID-M": order, "AuthCode": "AB1234", "CredAmt": amt(cred), "OrgAmt": amt(org), "XID": xid(order), "VERSION": "3.2", "SwRevision": "test"})
+}
+
+fn refund_reversal(order: &str, org: i64, cred_rev: i64) -> Value {
+    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "CredRevAmt": amt(cred_rev), "OrgAmt": amt(org), "VERSION": "3.2", "SwRevision": "test"})
+}
+
+fn xid(order: &str) -> String {
+    format!("X-{order}")
+}
+
+fn tx(order: &str, amount: i64, state: TxState) -> SimTx {
+    SimTx::new(order, xid(order), "AB1234", amount, state)
+}
+
+fn s(v: &Map<String, Value>, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+async fn state_of(bank: &Bank, order: &str) -> String {
+    bank.server
+        .admin()
+        .transaction(order)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+#[tokio::test]
+async fn inquiry_answers_known_and_unknown_orders() {
+    let bank = Bank::start().await;
+    bank.load(&[tx("O1", 1500, TxState::CapturedNotSettled)])
+        .await;
+    let a = bank.call(Operation::Inquiry, &inquiry("O1")).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    assert_eq!(s(&a, "ErrCode"), "00");
+    assert_eq!(s(&a, "CurrentState"), "10");
+    assert_eq!(s(&a, "XID"), "X-O1");
+    assert_eq!(s(&a, "AuthCode"), "AB1234");
+    assert_eq!(s(&a, "AuthAmt"), "901 1500 0");
+    assert_eq!(s(&a, "PAN"), "411111******1111");
+    for k in ["Txn_date", "Txn_time", "ECI"] {
+        assert!(!s(&a, k).is_empty(), "{k}");
+    }
+    let a = bank.call(Operation::Inquiry, &inquiry("NOPE")).await;
+    assert_eq!(s(&a, "RespCode"), "99");
+    assert_eq!(s(&a, "ErrCode"), "01");
+    assert_eq!(s(&a, "ERRDESC"), "Order not found");
+    // Without Tx_ATTRIBUTE it answers the same.
+    let mut plain = inquiry("O1");
+    plain.as_object_mut().unwrap().remove("Tx_ATTRIBUTE");
+    assert_eq!(
+        s(&bank.call(Operation::Inquiry, &plain).await, "CurrentState"),
+        "10"
+    );
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reversal_cancels_or_lowers_and_counts_duplicates() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[
+        tx("FULL", 1500, TxState::Authorised),
+        tx("PART", 1500, TxState::Authorised),
+    ])
+    .await;
+    let a = bank
+        .call(Operation::Reversal, &reversal("FULL", 1500, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    assert_eq!(state_of(&bank, "FULL").await, "0");
+    let a = bank
+        .call(Operation::Reversal, &reversal("FULL", 1500, 0))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+
+    let a = bank
+        .call(Operation::Reversal, &reversal("PART", 1500, 1000))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let t = admin.transaction("PART").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.auth_amount, t.returned_amount),
+        ("1", 1000, 500)
+    );
+    let a = bank.call(Operation::Inquiry, &inquiry("PART")).await;
+    assert_eq!(s(&a, "AuthAmt"), "901 1000 0");
+    let a = bank
+        .call(Operation::Reversal, &reversal("PART", 1500, 1000))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 2);
+    let report = admin.ledger().await.unwrap();
+    assert_eq!(report.returned_by_order["FULL"], 1500);
+    assert_eq!(report.returned_by_order["PART"], 500);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn capture_reversal_then_reversal_and_duplicates() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("C1", 800, TxState::CapturedNotSettled)])
+        .await;
+    let a = bank
+        .call(Operation::CaptureReversal, &capture_reversal("C1", 800))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    assert_eq!(state_of(&bank, "C1").await, "1");
+    let a = bank
+        .call(Operation::CaptureReversal, &capture_reversal("C1", 800))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+    let a = bank
+        .call(Operation::Reversal, &reversal("C1", 800, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let a = bank
+        .call(Operation::CaptureReversal, &capture_reversal("C1", 800))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 2);
+    let t = admin.transaction("C1").await.unwrap().unwrap();
+    assert_eq!((t.state.as_str(), t.returned_amount), ("0", 800));
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refund_partial_refund_reversal_and_duplicates() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("R1", 2000, TxState::Settled)]).await;
+    let a = bank
+        .call(Operation::Refund, &refund("R1", 2000, 2001))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    let a = bank.call(Operation::Refund, &refund("R1", 2000, 700)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    assert_eq!(s(&a, "RefAmt"), "901 700 0");
+    for k in ["RetrRef", "BatchID", "BatchSeq"] {
+        assert!(!s(&a, k).is_empty(), "{k}");
+    }
+    let t = admin.transaction("R1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("20", 700, 700)
+    );
+    let a = bank.call(Operation::Refund, &refund("R1", 2000, 700)).await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("R1", 2000, 700))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let t = admin.transaction("R1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("12", 0, 0)
+    );
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("R1", 2000, 700))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 2);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_name_the_field_or_the_state() {
+    let bank = Bank::start().await;
+    bank.load(&[tx("M1", 1500, TxState::Authorised)]).await;
+    let mut bad_xid = reversal("M1", 1500, 0);
+    bad_xid["XID"] = json!("X-OTHER");
+    let a = bank.call(Operation::Reversal, &bad_xid).await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("XID"));
+    let mut bad_auth = reversal("M1", 1500, 0);
+    bad_auth["AuthCode"] = json!("ZZ9999");
+    assert!(s(&bank.call(Operation::Reversal, &bad_auth).await, "ERRDESC").contains("AuthCode"));
+    let a = bank
+        .call(Operation::Reversal, &reversal("M1", 1499, 0))
+        .await;
+    assert!(s(&a, "ERRDESC").contains("OrgAmt"));
+    // A refund on an authorisation: the state forbids it, said in Chinese (Big5 on the wire).
+    let a = bank.call(Operation::Refund, &refund("M1", 1500, 100)).await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("交易狀態不允許"), "{a:?}");
+    // Unknown order for a mutating call.
+    let a = bank
+        .call(Operation::Refund, &refund("NOPE", 1500, 100))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "99");
+    assert_eq!(state_of(&bank, "M1").await, "1");
+    assert_eq!(bank.server.admin().duplicates().await.unwrap(), 0);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_mutating_operation_in_every_state_over_http() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    let states = TxState::all_known();
+    let mut txs = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        for op in 0..4 {
+            txs.push(tx(&format!("S{i}_{op}"), 1000, st.clone()));
+        }
+    }
+    bank.load(&txs).await;
+    for (i, st) in states.iter().enumerate() {
+        let o = |op: usize| format!("S{i}_{op}");
+        let answers = [
+            bank.call(Operation::Reversal, &reversal(&o(0), 1000, 0))
+                .await,
+            bank.call(Operation::CaptureReversal, &capture_reversal(&o(1), 1000))
+                .await,
+            bank.call(Operation::Refund, &refund(&o(2), 1000, 1000))
+                .await,
+            bank.call(Operation::RefundReversal, &refund_reversal(&o(3), 1000, 0))
+                .await,
+        ];
+        let expected = [
+            (TxState::Authorised, "0"),
+            (TxState::CapturedNotSettled, "1"),
+            (TxState::Settled, "20"),
+            (TxState::RefundSettling, "12"),
+        ];
+        for (op, (a, (from, to))) in answers.iter().zip(expected).enumerate() {
+            let accepted = *st == from;
+            assert_eq!(s(a, "RespCode") == "0", accepted, "op {op} in {st}: {a:?}");
+            let now = state_of(&bank, &o(op)).await;
+            assert_eq!(
+                now,
+                if accepted { to } else { st.code() },
+                "op {op} in {st}"
+            );
+            if !accepted {
+                assert!(!s(a, "ERRDESC").is_empty());
+            }
+        }
+    }
+    // Duplicates: reversal on 0; capture reversal on 1 and 0; refund on 20, 21, 22.
+    assert_eq!(admin.duplicates().await.unwrap(), 6);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_locks_transactions_while_it_runs() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[
+        tx("B10", 500, TxState::CapturedNotSettled),
+        tx("B20", 500, TxState::RefundSettling),
+        tx("B1", 500, TxState::Authorised),
+    ])
+    .await;
+    let started = admin.batch_start().await.unwrap();
+    assert_eq!((started.captures, started.refunds), (1, 1));
+    let a = bank.call(Operation::Inquiry, &inquiry("B10")).await;
+    assert_eq!(s(&a, "CurrentState"), "11");
+    assert_eq!(
+        s(
+            &bank.call(Operation::Inquiry, &inquiry("B20")).await,
+            "CurrentState"
+        ),
+        "21"
+    );
+    let a = bank
+        .call(Operation::CaptureReversal, &capture_reversal("B10", 500))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("batch running"), "{a:?}");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("B20", 500, 0))
+        .await;
+    assert!(s(&a, "ERRDESC").contains("batch running"), "{a:?}");
+    // Authorisations outside the capture file are not locked.
+    let a = bank
+        .call(Operation::Reversal, &reversal("B1", 500, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let finished = admin.batch_finish().await.unwrap();
+    assert_eq!((finished.captures, finished.refunds), (1, 1));
+    assert_eq!(state_of(&bank, "B10").await, "12");
+    assert_eq!(state_of(&bank, "B20").await, "22");
+    let a = bank.call(Operation::Refund, &refund("B10", 500, 500)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let run = admin.run_batch().await.unwrap();
+    assert_eq!(run.started.refunds, 1);
+    assert_eq!(run.finished.refunds, 1);
+    assert_eq!(state_of(&bank, "B10").await, "22");
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_runs_on_the_clock() {
+    let mut cfg = SimConfig::for_tests();
+    cfg.batch_every = Some(Duration::from_millis(50));
+    cfg.batch_duration = Duration::from_millis(50);
+    let bank = Bank::start_with(cfg).await;
+    bank.load(&[tx("K1", 500, TxState::CapturedNotSettled)])
+        .await;
+    // Wait for the clock to settle it, observing 11 on the way if we catch it.
+    let settled = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if state_of(&bank, "K1").await == "12" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "the clock never ran the batch");
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn maintenance_answers_a_503_html_page() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("W1", 500, TxState::Authorised)]).await;
+    admin.set_maintenance(true).await.unwrap();
+    let raw = bank
+        .raw(Operation::Reversal, &reversal("W1", 500, 0))
+        .await
+        .unwrap();
+    assert_eq!(raw.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(raw.content_type.starts_with("text/html"));
+    assert!(from_big5_lossy(&raw.body).contains("系統維護"));
+    assert_eq!(state_of(&bank, "W1").await, "1");
+    admin.set_maintenance(false).await.unwrap();
+    assert_eq!(
+        s(
+            &bank.call(Operation::Inquiry, &inquiry("W1")).await,
+            "RespCode"
+        ),
+        "0"
+    );
+    // A daily window around now (Asia/Taipei) does the same.
+    let now = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Taipei)
+        .time();
+    let window = MaintenanceWindow {
+        start: now - chrono::Duration::minutes(30),
+        end: now + chrono::Duration::minutes(30),
+    };
+    admin
+        .set_maintenance_windows(false, vec![window])
+        .await
+        .unwrap();
+    let raw = bank.raw(Operation::Inquiry, &inquiry("W1")).await.unwrap();
+    assert_eq!(raw.status, StatusCode::SERVICE_UNAVAILABLE);
+    admin.set_maintenance_windows(false, vec![]).await.unwrap();
+    let report = admin.ledger().await.unwrap();
+    assert_eq!(report.faults["maintenance"], 2);
+    assert_eq!(report.not_processed, 2);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_the_bank_cannot_read_are_refused() {
+    let bank = Bank::start().await;
+    bank.load(&[tx("E1", 500, TxState::Authorised)]).await;
+    let json = reversal("E1", 500, 0).to_string();
+    let forged = bank
+        .env
+        .seal_with_forged_mac(&json, &"0".repeat(48))
+        .unwrap();
+    for form in [
+        format!("MERID={MERID}&ApiEnc={forged}"),
+        format!("MERID={MERID}&ApiEnc=NOT-HEX"),
+        format!("MERID={MERID}&ApiEnc=ABCD"),
+        format!("MERID=7654321&ApiEnc={}", bank.env.seal(&json).unwrap()),
+        "garbage".to_string(),
+    ] {
+        let raw = bank
+            .post_form(Operation::Reversal, form.clone())
+            .await
+            .unwrap();
+        assert_eq!(raw.status, StatusCode::OK, "{form}");
+        let a: Map<String, Value> =
+            serde_json::from_str(&open_answer(&bank.env, &raw.body).unwrap()).unwrap();
+        assert_ne!(s(&a, "RespCode"), "0", "{form}");
+        assert!(!s(&a, "ERRDESC").is_empty(), "{form}");
+    }
+    let raw = bank
+        .post_form(
+            Operation::Reversal,
+            format!("MERID={MERID}&ApiEnc={forged}"),
+        )
+        .await
+        .unwrap();
+    let a: Map<String, Value> =
+        serde_json::from_str(&open_answer(&bank.env, &raw.body).unwrap()).unwrap();
+    assert!(s(&a, "ERRDESC").contains("MAC check failed"));
+    assert_eq!(state_of(&bank, "E1").await, "1");
+    assert_eq!(bank.server.admin().ledger().await.unwrap().refused, 6);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let bank = Bank::start().await;
+    let base = bank.server.base_url();
+    for path in [
+        "/NewPos/Nope",
+        "/",
+        "/admin/nope",
+        "/MicroPos/NewPos/Refund",
+    ] {
+        let r = bank
+            .http
+            .post(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = bank
+        .http
+        .get(format!("{base}/admin/transactions/NOPE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_loopback_listen_needs_permission() {
+    let mut cfg = SimConfig::for_tests();
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    match SimServer::start(cfg.clone()).await {
+        Err(SimError::NonLoopbackListen(_)) => {}
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("listened on 0.0.0.0 without permission"),
+    }
+    cfg.allow_non_loopback = true;
+    let server = SimServer::start(cfg).await.unwrap();
+    server.shutdown().await;
+    let mut cfg = SimConfig::for_tests();
+    cfg.mac_key = "short".into();
+    assert!(matches!(
+        SimServer::start(cfg).await,
+        Err(SimError::Keys(_))
+    ));
+}
+
+/// Starts a bank where `kind` always fires on refunds, loads one settled order
+/// and sends one refund of it.
+async fn refund_with_fault(kind: FaultKind) -> (Bank, Result<Raw, reqwest::Error>) {
+    let mut cfg = SimConfig::for_tests();
+    cfg.faults = FaultPlan::always(kind, Some(Operation::Refund));
+    let bank = Bank::start_with(cfg).await;
+    bank.load(&[tx("F1", 900, TxState::Settled)]).await;
+    let raw = bank.raw(Operation::Refund, &refund("F1", 900, 900)).await;
+    (bank, raw)
+}
+
+async fn fault_count(bank: &Bank, kind: FaultKind) -> u64 {
+    let report = bank.server.admin().ledger().await.unwrap();
+    report.faults.get(kind.as_str()).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn fault_5xx_is_not_applied() {
+    let (bank, raw) = refund_with_fault(FaultKind::ServerError).await;
+    assert!(raw.unwrap().status.is_server_error());
+    assert_eq!(state_of(&bank, "F1").await, "12");
+    assert_eq!(fault_count(&bank, FaultKind::ServerError).await, 1);
+    // Inquiries are not covered by the refund rule.
+    assert_eq!(
+        s(
+            &bank.call(Operation::Inquiry, &inquiry("F1")).await,
+            "CurrentState"
+        ),
+        "12"
+    );
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_html_200_is_not_applied() {
+    let (bank, raw) = refund_with_fault(FaultKind::Html200).await;
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    assert!(raw.content_type.starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&raw.body).contains("<html"));
+    assert_eq!(state_of(&bank, "F1").await, "12");
+    assert_eq!(fault_count(&bank, FaultKind::Html200).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_reset_is_a_transport_error_and_not_applied() {
+    let (bank, raw) = refund_with_fault(FaultKind::Reset).await;
+    // The connection closes before any status line: the request itself fails.
+    assert!(raw.is_err_and(|e| e.is_request() && e.status().is_none()));
+    assert_eq!(state_of(&bank, "F1").await, "12");
+    assert_eq!(fault_count(&bank, FaultKind::Reset).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_apply_then_drop_applies_but_loses_the_answer() {
+    let (bank, raw) = refund_with_fault(FaultKind::ApplyThenDrop).await;
+    assert!(raw.is_err_and(|e| e.is_request() && e.status().is_none()));
+    let t = bank
+        .server
+        .admin()
+        .transaction("F1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.state.as_str(), t.returned_amount), ("20", 900));
+    let calls = bank.server.admin().calls_of("F1").await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].outcome, refundd::sim::CallOutcome::Accepted);
+    assert_eq!(calls[0].fault.as_deref(), Some("apply_then_drop"));
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_garbage_cannot_be_opened() {
+    let (bank, raw) = refund_with_fault(FaultKind::Garbage).await;
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    assert!(open_answer(&bank.env, &raw.body).is_err());
+    assert_eq!(fault_count(&bank, FaultKind::Garbage).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_wrong_mac_fails_the_mac_check() {
+    let (bank, raw) = refund_with_fault(FaultKind::WrongMac).await;
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(
+        open_answer(&bank.env, &raw.body),
+        Err(EnvelopeError::MacMismatch)
+    );
+    assert_eq!(state_of(&bank, "F1").await, "20");
+    assert_eq!(fault_count(&bank, FaultKind::WrongMac).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_latency_and_rules_by_order_number() {
+    let mut cfg = SimConfig::for_tests();
+    cfg.faults = FaultPlan {
+        rules: vec![
+            FaultRule {
+                order_no: Some("SLOW".into()),
+                latency_ms: 150,
+                jitter_ms: 50,
+                ..FaultRule::default()
+            },
+            FaultRule {
+                order_no: Some("DOWN".into()),
+                p_5xx: 1.0,
+                ..FaultRule::default()
+            },
+        ],
+    };
+    let bank = Bank::start_with(cfg).await;
+    bank.load(&[
+        tx("SLOW", 100, TxState::Settled),
+        tx("DOWN", 100, TxState::Settled),
+        tx("FINE", 100, TxState::Settled),
+    ])
+    .await;
+    let t0 = Instant::now();
+    assert_eq!(
+        s(
+            &bank.call(Operation::Inquiry, &inquiry("SLOW")).await,
+            "RespCode"
+        ),
+        "0"
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    let raw = bank
+        .raw(Operation::Inquiry, &inquiry("DOWN"))
+        .await
+        .unwrap();
+    assert!(raw.status.is_server_error());
+    assert_eq!(
+        s(
+            &bank.call(Operation::Inquiry, &inquiry("FINE")).await,
+            "RespCode"
+        ),
+        "0"
+    );
+    // Faults can be changed (and checked) at run time.
+    let admin = bank.server.admin();
+    admin.set_faults(&FaultPlan::none()).await.unwrap();
+    assert_eq!(admin.faults().await.unwrap(), FaultPlan::none());
+    let raw = bank
+        .raw(Operation::Inquiry, &inquiry("DOWN"))
+        .await
+        .unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    let mut bad = FaultPlan::uniform(0.1);
+    bad.rules[0].p_reset = 2.0;
+    assert!(admin.set_faults(&bad).await.is_err());
+    bank.server.shutdown().await;
+}
+
+/// What a client sees of one call, for comparing runs.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Transport,
+    Status(u16),
+    Unreadable,
+    Answer(String),
+}
+
+async fn chaos_run(seed: u64) -> (Vec<Seen>, refundd::sim::LedgerReport) {
+    let mut cfg = SimConfig::for_tests();
+    cfg.seed = seed;
+    cfg.faults = FaultPlan::uniform(0.1);
+    let bank = Bank::start_with(cfg).await;
+    let txs: Vec<SimTx> = (0..40)
+        .map(|i| tx(&format!("CH{i}"), 100, TxState::Settled))
+        .collect();
+    bank.load(&txs).await;
+    let mut seen = Vec::new();
+    for i in 0..40 {
+        let order = format!("CH{i}");
+        for req in [inquiry(&order), refund(&order, 100, 100)] {
+            let op = if req.get("CredAmt").is_some() {
+                Operation::Refund
+            } else {
+                Operation::Inquiry
+            };
+            seen.push(match bank.raw(op, &req).await {
+                Err(_) => Seen::Transport,
+                Ok(r) if r.status != StatusCode::OK => Seen::Status(r.status.as_u16()),
+                Ok(r) => match open_answer(&bank.env, &r.body) {
+                    Ok(json) => {
+                        let a: Map<String, Value> = serde_json::from_str(&json).unwrap();
+                        Seen::Answer(s(&a, "RespCode"))
+                    }
+                    Err(_) => Seen::Unreadable,
+                },
+            });
+        }
+    }
+    let report = bank.server.admin().ledger().await.unwrap();
+    bank.server.shutdown().await;
+    (seen, report)
+}
+
+#[tokio::test]
+async fn the_same_seed_replays_the_same_faults() {
+    let (a, ra) = chaos_run(7).await;
+    let (b, rb) = chaos_run(7).await;
+    assert_eq!(a, b);
+    assert_eq!(ra.faults, rb.faults);
+    assert_eq!(ra.returned_total, rb.returned_total);
+    assert!(
+        a.iter().any(|s| *s != Seen::Answer("0".into())),
+        "no fault fired"
+    );
+    assert!(a.contains(&Seen::Answer("0".into())));
+}
+
+#[tokio::test]
+async fn ledger_totals_match_the_accepted_calls_of_a_concurrent_mixed_run() {
+    let bank = std::sync::Arc::new(Bank::start().await);
+    let mut txs = Vec::new();
+    for i in 0..200 {
+        let st = match i % 4 {
+            0 => TxState::Authorised,
+            1 => TxState::CapturedNotSettled,
+            2 => TxState::Settled,
+            _ => TxState::RefundSettling,
+        };
+        let mut t = tx(&format!("MX{i}"), 1000 + i, st.clone());
+        if st == TxState::RefundSettling {
+            t.refunded_amount = 300;
+        }
+        txs.push(t);
+    }
+    bank.load(&txs).await;
+    // 32 concurrent workers; each order gets its operation twice (the second
+    // is a duplicate) and the client adds up what the accepted calls returned.
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let bank = bank.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut returned: BTreeMap<String, i64> = BTreeMap::new();
+            let mut accepted = 0u64;
+            for i in (w..200).step_by(32) {
+                let order = format!("MX{i}");
+                let org = 1000 + i as i64;
+                let (op, req, gives) = match i % 4 {
+                    0 => (Operation::Reversal, reversal(&order, org, 400), org - 400),
+                    1 => (Operation::CaptureReversal, capture_reversal(&order, org), 0),
+                    2 => (Operation::Refund, refund(&order, org, 250), 250),
+                    _ => (
+                        Operation::RefundReversal,
+                        refund_reversal(&order, org, 0),
+                        -300,
+                    ),
+                };
+                for _ in 0..2 {
+                    let a = bank.call(Operation::Inquiry, &inquiry(&order)).await;
+                    assert_eq!(s(&a, "RespCode"), "0");
+                    let a = bank.call(op, &req).await;
+                    if s(&a, "RespCode") == "0" {
+                        accepted += 1;
+                        *returned.entry(order.clone()).or_default() += gives;
+                    }
+                }
+            }
+            (returned, accepted)
+        }));
+    }
+    let mut returned: BTreeMap<String, i64> = BTreeMap::new();
+    let mut accepted = 0;
+    for t in tasks {
+        let (r, a) = t.await.unwrap();
+        returned.extend(r);
+        accepted += a;
+    }
+    returned.retain(|_, v| *v != 0);
+    let report = bank.server.admin().ledger().await.unwrap();
+    let total: i64 = returned.values().sum();
+    assert_eq!(report.returned_by_order.values().sum::<i64>(), total);
+    assert_eq!(report.returned_by_calls, total);
+    assert_eq!(report.returned_by_order, returned);
+    // Inquiries are accepted calls too: 2 per order per round.
+    assert_eq!(accepted, 200);
+    assert_eq!(report.accepted, 200 + 400);
+    // Every second call was a duplicate, except refund reversals where the
+    // second is a duplicate too (12 after a refund reversal): 200 duplicates.
+    assert_eq!(report.duplicates, 200);
+    assert_eq!(report.calls, 800);
+    // The call log can be read back in full.
+    assert_eq!(bank.server.admin().calls().await.unwrap().len(), 800);
+    if let Some(bank) = std::sync::Arc::into_inner(bank) {
+        bank.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn admin_reads_one_transaction_and_resets() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("A1", 100, TxState::Authorised)]).await;
+    assert_eq!(
+        admin.transaction("A1").await.unwrap().unwrap().auth_amount,
+        100
+    );
+    assert!(admin.transaction("A2").await.unwrap().is_none());
+    assert_eq!(admin.transactions(0, 10).await.unwrap().len(), 1);
+    let mut bad = tx("A2", 100, TxState::Authorised);
+    bad.state = "42".into();
+    assert!(admin.load(&[bad]).await.is_err());
+    admin.set_maintenance(true).await.unwrap();
+    admin.set_faults(&FaultPlan::uniform(0.5)).await.unwrap();
+    admin.reset().await.unwrap();
+    assert!(admin.transaction("A1").await.unwrap().is_none());
+    assert_eq!(admin.ledger().await.unwrap().transactions, 0);
+    assert_eq!(admin.faults().await.unwrap(), FaultPlan::none());
+    let a = bank.call(Operation::Inquiry, &inquiry("A1")).await;
+    assert_eq!(s(&a, "RespCode"), "99");
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn loads_100000_transactions_and_answers_inquiries() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    let txs: Vec<SimTx> = (0..100_000)
+        .map(|i| {
+            tx(
+                &format!("BULK{i:06}"),
+                100 + i % 5000,
+                TxState::CapturedNotSettled,
+            )
+        })
+        .collect();
+    let t0 = Instant::now();
+    assert_eq!(admin.load(&txs).await.unwrap(), 100_000);
+    let load_time = t0.elapsed();
+    assert_eq!(admin.ledger().await.unwrap().transactions, 100_000);
+    let t1 = Instant::now();
+    let sample: Vec<i64> = (0..200).map(|k| k * 499 + 7).collect();
+    let answers = futures::future::join_all(sample.iter().map(|i| {
+        let bank = &bank;
+        async move {
+            let a = bank
+                .call(Operation::Inquiry, &inquiry(&format!("BULK{i:06}")))
+                .await;
+            (*i, a)
+        }
+    }))
+    .await;
+    for (i, a) in answers {
+        assert_eq!(s(&a, "RespCode"), "0");
+        assert_eq!(s(&a, "CurrentState"), "10");
+        assert_eq!(s(&a, "AuthAmt"), amt(100 + i % 5000));
+    }
+    eprintln!(
+        "100,000 loaded in {load_time:?}; 200 inquiries in {:?}",
+        t1.elapsed()
+    );
+    assert!(
+        load_time < Duration::from_secs(20),
+        "load took {load_time:?}"
+    );
+    bank.server.shutdown().await;
+}
