@@ -49,8 +49,8 @@ pub enum Command {
         /// The order number (CTBC LID-M).
         order_no: String,
     },
-    /// Run the CTBC POS API simulator.
-    Sim,
+    /// Run the CTBC POS API simulator (test keys by default), for rehearsal.
+    Sim(crate::sim::SimArgs),
     /// Show refundd working end to end on throwaway PostgreSQL and the simulator.
     Demo,
     /// Start a throwaway PostgreSQL, print its URL, keep it until stdin closes.
@@ -130,7 +130,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::Status { .. } => Err(CliError::NotBuilt("`refundd status` is not built yet")),
         Command::Request { .. } => Err(CliError::NotBuilt("`refundd request` is not built yet")),
         Command::Retry { .. } => Err(CliError::NotBuilt("`refundd retry` is not built yet")),
-        Command::Sim => Err(CliError::NotBuilt("`refundd sim` is not built yet")),
+        Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
         Command::Demo => Err(CliError::NotBuilt("`refundd demo` is not built yet")),
     }
 }

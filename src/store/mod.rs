@@ -2,6 +2,12 @@
 // the schema's migrations, claims and leases, the order's story, the passes.
 // Nothing here talks to the bank.
 
+pub mod orders;
+pub mod passes;
+pub mod status;
+
+pub use orders::OrderRow;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
@@ -16,6 +22,8 @@ pub enum StoreError {
     Connect(String),
     #[error("cannot apply the schema migrations: {0}")]
     Migrate(String),
+    #[error("this worker no longer holds the order's lease (another worker took it over)")]
+    LeaseLost,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

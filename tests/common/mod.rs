@@ -29,3 +29,126 @@ pub fn refundd_bin() -> std::process::Command {
     cmd.env("REFUNDD__LOG__FORMAT", "json");
     cmd
 }
+
+use refundd::ctbc::client::{Client, ClientConfig};
+use refundd::ctbc::envelope::Envelope;
+use refundd::ctbc::types::MerId;
+use refundd::engine::blackout::Blackout;
+use refundd::engine::clock::{Clock, SystemClock};
+use refundd::engine::pass::{Engine, EngineSettings};
+use refundd::engine::summary::{PassCounters, PassSummary};
+use refundd::sim::{SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A database and a simulator, seeded together.
+pub struct Rig {
+    pub pool: PgPool,
+    pub url: String,
+    pub sim: SimServer,
+    pub admin: SimAdmin,
+}
+
+pub fn client_for(base_url: &str, timeout: Duration) -> Client {
+    Client::new(ClientConfig {
+        base_url: url::Url::parse(base_url).unwrap(),
+        mer_id: MerId::parse(REFERENCE_MER_ID).unwrap(),
+        envelope: Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes()).unwrap(),
+        connect_timeout: Duration::from_secs(5),
+        timeout,
+        allow_insecure_http: false,
+        max_requests_per_sec: None,
+        unknown_order_codes: vec![("99".into(), "01".into())],
+        sw_revision: "refundd tests".into(),
+    })
+    .unwrap()
+}
+
+pub fn engine_settings() -> EngineSettings {
+    EngineSettings {
+        concurrency: 8,
+        batch_size: 50,
+        lease: Duration::from_secs(30),
+        max_attempts: 5,
+        recheck: Duration::from_secs(300),
+        backoff_base: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(600),
+        settlement_watch_days: 14,
+        blackout: Blackout::default(),
+    }
+}
+
+impl Rig {
+    pub async fn new() -> Rig {
+        let (pool, url) = fresh_db().await;
+        let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
+        let admin = sim.admin();
+        Rig { pool, url, sim, admin }
+    }
+
+    /// An order the bank knows in `state`, requested for refund (all, or `part`).
+    pub async fn seed(&self, order_no: &str, amount: i64, state: refundd::ctbc::TxState, part: Option<i64>) {
+        self.admin
+            .load(&[SimTx::new(order_no, format!("X{order_no}"), "A1B2C3", amount, state)])
+            .await
+            .unwrap();
+        self.insert_order(order_no, amount, part).await;
+    }
+
+    pub async fn insert_order(&self, order_no: &str, amount: i64, part: Option<i64>) {
+        sqlx::query(
+            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ($1, $2, 'A1B2C3', $3, 'paid')",
+        )
+        .bind(order_no)
+        .bind(format!("X{order_no}"))
+        .bind(amount)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE orders SET status = 'refund_requested', refund_amount = $2 WHERE order_no = $1 AND status = 'paid'")
+            .bind(order_no)
+            .bind(part)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    pub fn engine_with(&self, settings: EngineSettings, clock: Arc<dyn Clock>, timeout: Duration) -> Engine {
+        Engine::new(self.pool.clone(), client_for(&self.sim.base_url(), timeout), settings, clock)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine_with(engine_settings(), Arc::new(SystemClock), Duration::from_secs(10))
+    }
+
+    pub async fn pass(&self) -> PassSummary {
+        pass_of(&self.engine()).await
+    }
+
+    /// (status, refund_method, refunded_amount, refund_error)
+    pub async fn order(&self, order_no: &str) -> (String, Option<String>, Option<i64>, Option<String>) {
+        sqlx::query_as("SELECT status, refund_method, refunded_amount, refund_error FROM orders WHERE order_no = $1")
+            .bind(order_no)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Accepted calls of one operation for one order, per the bank's ledger.
+    pub async fn accepted(&self, order_no: &str, operation: &str) -> usize {
+        self.admin
+            .calls_of(order_no)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.operation == operation && c.outcome == refundd::sim::CallOutcome::Accepted)
+            .count()
+    }
+}
+
+pub async fn pass_of(engine: &Engine) -> PassSummary {
+    engine
+        .run_pass(&tokio_util::sync::CancellationToken::new(), Arc::new(PassCounters::default()))
+        .await
+        .unwrap()
+}

@@ -1,0 +1,256 @@
+// Every branch of the decision, for every state of the bank's table.
+
+use super::*;
+use crate::ctbc::types::{Currency, Money, OrderNo, Xid};
+
+fn req(authorised: i64, refund: i64) -> RefundRequest {
+    RefundRequest {
+        id: 1,
+        order_no: OrderNo::parse("ORDER001").unwrap(),
+        xid: Xid::parse("XID-1").unwrap(),
+        auth_code: None,
+        currency: Currency::TWD,
+        authorised,
+        refund,
+        capture_reversed: false,
+        unknown: None,
+        attempts: 0,
+    }
+}
+
+fn bank(state: TxState, auth: i64) -> Inquiry {
+    Inquiry {
+        state,
+        xid: Some(Xid::parse("XID-1").unwrap()),
+        auth_code: None,
+        auth_amount: Some(Money::new(Currency::TWD, auth).unwrap()),
+        pan: None,
+        txn_date: None,
+        txn_time: None,
+        eci: None,
+        err_code: "00".into(),
+    }
+}
+
+fn plan(v: Verdict) -> Plan {
+    match v {
+        Verdict::Act(p) => p,
+        other => panic!("expected a plan, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_order_needs_a_person_and_other_inquiry_failures_retry() {
+    let unknown = CtbcError::UnknownOrder {
+        resp_code: "99".into(),
+        err_code: "01".into(),
+        message: "Order not found".into(),
+    };
+    assert!(matches!(on_inquiry_error(&unknown), Verdict::NeedsPerson(r) if r.contains("does not know")));
+    let down = CtbcError::Unavailable {
+        operation: Operation::Inquiry,
+        reason: "maintenance".into(),
+    };
+    assert!(matches!(on_inquiry_error(&down), Verdict::Retry(_)));
+    let bad = CtbcError::BadAnswer {
+        operation: Operation::Inquiry,
+        reason: "MAC".into(),
+    };
+    assert!(matches!(on_inquiry_error(&bad), Verdict::Retry(_)));
+}
+
+#[test]
+fn a_different_xid_needs_a_person_before_anything_else() {
+    for state in TxState::all_known() {
+        let mut b = bank(state.clone(), 1000);
+        b.xid = Some(Xid::parse("OTHER").unwrap());
+        assert!(
+            matches!(decide(&req(1000, 1000), &b), Verdict::NeedsPerson(r) if r.contains("XID")),
+            "{state:?}"
+        );
+    }
+}
+
+#[test]
+fn money_already_back_is_refunded_without_a_call() {
+    assert_eq!(
+        decide(&req(1000, 1000), &bank(TxState::AuthCancelled, 0)),
+        Verdict::Refunded { method: RefundMethod::Reversal, amount: 1000 }
+    );
+    let mut after_caprev = req(1000, 1000);
+    after_caprev.capture_reversed = true;
+    assert_eq!(
+        decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
+        Verdict::Refunded { method: RefundMethod::CaptureReversalAndReversal, amount: 1000 }
+    );
+    for s in [TxState::RefundSettling, TxState::RefundSettled] {
+        assert_eq!(
+            decide(&req(1000, 300), &bank(s, 1000)),
+            Verdict::Refunded { method: RefundMethod::Refund, amount: 300 }
+        );
+    }
+    // A partial reversal already done: authorisation lowered by exactly the refund.
+    assert_eq!(
+        decide(&req(1000, 300), &bank(TxState::Authorised, 700)),
+        Verdict::Refunded { method: RefundMethod::Reversal, amount: 300 }
+    );
+}
+
+#[test]
+fn a_different_authorised_amount_needs_a_person() {
+    for s in [TxState::Authorised, TxState::CapturedNotSettled, TxState::Settled] {
+        assert!(
+            matches!(decide(&req(1000, 1000), &bank(s.clone(), 999)), Verdict::NeedsPerson(r) if r.contains("authorised amount")),
+            "{s:?}"
+        );
+    }
+    // Lowered by something other than the requested part.
+    assert!(matches!(
+        decide(&req(1000, 300), &bank(TxState::Authorised, 500)),
+        Verdict::NeedsPerson(_)
+    ));
+    let mut no_amount = bank(TxState::Settled, 1000);
+    no_amount.auth_amount = None;
+    assert!(matches!(decide(&req(1000, 1000), &no_amount), Verdict::Retry(_)));
+}
+
+#[test]
+fn authorised_is_reversed_whole_or_in_part() {
+    let full = plan(decide(&req(1000, 1000), &bank(TxState::Authorised, 1000)));
+    assert_eq!(full.steps, vec![Step::Reversal { new_auth_amount: 0 }]);
+    assert_eq!(full.method, RefundMethod::Reversal);
+    assert!(!full.completes_capture_reversal);
+    let part = plan(decide(&req(1000, 300), &bank(TxState::Authorised, 1000)));
+    assert_eq!(part.steps, vec![Step::Reversal { new_auth_amount: 700 }]);
+    assert_eq!(part.amount, 300);
+}
+
+#[test]
+fn captured_full_is_capture_reversed_then_reversed_and_partial_waits() {
+    let full = plan(decide(&req(1000, 1000), &bank(TxState::CapturedNotSettled, 1000)));
+    assert_eq!(
+        full.steps,
+        vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }]
+    );
+    assert_eq!(full.method, RefundMethod::CaptureReversalAndReversal);
+    assert_eq!(
+        decide(&req(1000, 300), &bank(TxState::CapturedNotSettled, 1000)),
+        Verdict::Wait(WaitReason::SettlementPending)
+    );
+}
+
+#[test]
+fn after_a_capture_reversal_the_reversal_may_complete_it() {
+    let mut r = req(1000, 1000);
+    r.capture_reversed = true;
+    let p = plan(decide(&r, &bank(TxState::Authorised, 1000)));
+    assert_eq!(p.method, RefundMethod::CaptureReversalAndReversal);
+    assert!(p.completes_capture_reversal);
+}
+
+#[test]
+fn settled_is_refunded_whole_or_in_part() {
+    let full = plan(decide(&req(1000, 1000), &bank(TxState::Settled, 1000)));
+    assert_eq!(full.steps, vec![Step::Refund { amount: 1000 }]);
+    let part = plan(decide(&req(1000, 300), &bank(TxState::Settled, 1000)));
+    assert_eq!(part.steps, vec![Step::Refund { amount: 300 }]);
+    assert_eq!(part.method, RefundMethod::Refund);
+}
+
+#[test]
+fn batch_running_waits() {
+    for s in [TxState::CaptureBatchRunning, TxState::RefundBatchRunning] {
+        assert_eq!(
+            decide(&req(1000, 1000), &bank(s, 1000)),
+            Verdict::Wait(WaitReason::BatchRunning)
+        );
+    }
+}
+
+#[test]
+fn failed_and_unknown_states_need_a_person() {
+    for s in [
+        TxState::AuthFailed,
+        TxState::CaptureFailed,
+        TxState::RefundFailed,
+        TxState::Unknown("42".into()),
+    ] {
+        assert!(
+            matches!(decide(&req(1000, 1000), &bank(s.clone(), 1000)), Verdict::NeedsPerson(r) if r.contains("needs a person")),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn every_state_has_a_verdict_for_full_and_partial() {
+    for s in TxState::all_known() {
+        for refund in [1000, 300] {
+            // No panic, and never an action the state does not allow.
+            match decide(&req(1000, refund), &bank(s.clone(), 1000)) {
+                Verdict::Act(p) => {
+                    let first = p.steps[0].operation();
+                    let allowed = match s {
+                        TxState::Authorised => first == Operation::Reversal,
+                        TxState::CapturedNotSettled => first == Operation::CaptureReversal,
+                        TxState::Settled => first == Operation::Refund,
+                        _ => false,
+                    };
+                    assert!(allowed, "{s:?} planned {first:?}");
+                }
+                Verdict::Retry(r) => panic!("{s:?}: unexpected retry {r}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
+    let r = req(1000, 1000);
+    // Capture reversal took effect: go on with the reversal.
+    let v = after_ambiguous(&r, Step::CaptureReversal, &bank(TxState::Authorised, 1000));
+    let p = plan(v.unwrap());
+    assert_eq!(p.steps, vec![Step::Reversal { new_auth_amount: 0 }]);
+    assert!(p.completes_capture_reversal);
+    // It did not: do not send it again now.
+    assert_eq!(
+        after_ambiguous(&r, Step::CaptureReversal, &bank(TxState::CapturedNotSettled, 1000)),
+        None
+    );
+    // A refund that took effect / did not.
+    assert_eq!(
+        after_ambiguous(&r, Step::Refund { amount: 1000 }, &bank(TxState::RefundSettling, 1000)),
+        Some(Verdict::Refunded { method: RefundMethod::Refund, amount: 1000 })
+    );
+    assert_eq!(
+        after_ambiguous(&r, Step::Refund { amount: 1000 }, &bank(TxState::Settled, 1000)),
+        None
+    );
+    // A reversal that took effect / did not.
+    assert!(matches!(
+        after_ambiguous(&r, Step::Reversal { new_auth_amount: 0 }, &bank(TxState::AuthCancelled, 0)),
+        Some(Verdict::Refunded { .. })
+    ));
+    assert_eq!(
+        after_ambiguous(&r, Step::Reversal { new_auth_amount: 0 }, &bank(TxState::Authorised, 1000)),
+        None
+    );
+}
+
+#[test]
+fn after_a_refusal_only_batch_and_done_are_not_failures() {
+    let r = req(1000, 1000);
+    assert_eq!(
+        after_refusal(&r, &bank(TxState::CaptureBatchRunning, 1000), "batch"),
+        Verdict::Wait(WaitReason::BatchRunning)
+    );
+    assert!(matches!(
+        after_refusal(&r, &bank(TxState::RefundSettling, 1000), "dup"),
+        Verdict::Refunded { .. }
+    ));
+    assert!(matches!(
+        after_refusal(&r, &bank(TxState::Settled, 1000), "交易失敗"),
+        Verdict::NeedsPerson(m) if m.contains("交易失敗")
+    ));
+}
