@@ -73,7 +73,9 @@ impl Envelope {
 
     fn mac_of_bytes(&self, big5_json: &[u8]) -> String {
         let e = self.encrypt_hex(big5_json);
-        e[e.len() - MAC_HEX_LEN..].to_string()
+        // A text shorter than three blocks has a shorter ciphertext: the MAC
+        // is then all of it (as PHP's substr($e, -48) gives), never a panic.
+        e[e.len().saturating_sub(MAC_HEX_LEN)..].to_string()
     }
 
     /// The MAC `M` of a JSON text: the last 48 hex characters of `E(big5(J))`.
@@ -197,6 +199,17 @@ mod tests {
         assert!(other.open(&sealed).is_err());
         assert_eq!(env().open("zz"), Err(EnvelopeError::NotHex));
         assert_eq!(env().open("ABCD"), Err(EnvelopeError::BlockLength(2)));
+    }
+
+    #[test]
+    fn short_texts_seal_and_open_without_panicking() {
+        let e = env();
+        for json in ["{}", r#"{"a":"b"}"#, "x }"] {
+            assert_eq!(e.open(&e.seal(json).unwrap()).unwrap(), json);
+        }
+        // A forged short message whose tail is not the MAC is still rejected.
+        let forged = e.seal_with_forged_mac("{}", "0").unwrap();
+        assert_eq!(e.open(&forged), Err(EnvelopeError::MacMismatch));
     }
 
     #[test]

@@ -1,7 +1,18 @@
 // The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
 // client) the typed operations with errors the engine can act on.
+pub mod answer;
+pub mod client;
 pub mod envelope;
+pub mod error;
 pub mod operation;
+pub mod request;
 pub mod types;
+pub mod wire;
 
+pub use answer::{Accepted, Inquiry, RefundAccepted};
+pub use client::{Client, ClientConfig, ClientSetupError};
+pub use envelope::Envelope;
+pub use error::CtbcError;
 pub use operation::Operation;
+pub use request::{CaptureReversal, Refund, RefundReversal, Reversal};
+pub use types::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money, OrderNo, TxState, Xid};

@@ -1,0 +1,245 @@
+// What CTBC answers, as typed values: the verdict every answer carries, the
+// inquiry's view of a transaction, and what an accepted refund reports. Reading
+// an answer is strict about what the engine relies on and lenient about the rest.
+
+use serde_json::{Map, Value};
+
+use super::error::mask_card_numbers;
+use super::types::{AuthCode, MaskedPan, Money, TxState, Xid};
+use super::wire::{string_object, text_field};
+
+/// `RespCode` of an answer the bank accepted.
+pub const RESP_CODE_ACCEPTED: &str = "0";
+/// `ErrCode` the bank sends when all is fine.
+pub const ERR_CODE_FINE: &str = "00";
+
+/// Why an answer that opened cleanly still cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AnswerProblem(pub String);
+
+/// The bank's verdict on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Refused {
+        resp_code: String,
+        err_code: String,
+        /// `ERRDESC`, decoded from Big5, card numbers masked.
+        message: String,
+    },
+}
+
+/// Reads `RespCode` (required), `ErrCode` and `ERRDESC`.
+pub fn verdict(json: &Map<String, Value>) -> Result<Verdict, AnswerProblem> {
+    let resp_code = text_field(json, "RespCode")
+        .ok_or_else(|| AnswerProblem("the answer has no RespCode".into()))?;
+    if resp_code == RESP_CODE_ACCEPTED {
+        return Ok(Verdict::Accepted);
+    }
+    Ok(Verdict::Refused {
+        resp_code: resp_code.to_string(),
+        err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+        message: message(json),
+    })
+}
+
+/// The answer JSON of a refusal (the simulator's side).
+pub fn refusal_answer_json(resp_code: &str, err_code: &str, message: &str) -> Map<String, Value> {
+    string_object([
+        ("RespCode", resp_code),
+        ("ErrCode", err_code),
+        ("ERRDESC", message),
+    ])
+}
+
+fn message(json: &Map<String, Value>) -> String {
+    mask_card_numbers(text_field(json, "ERRDESC").unwrap_or_default())
+}
+
+/// Where one transaction stands, as an accepted inquiry reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inquiry {
+    pub state: TxState,
+    pub xid: Option<Xid>,
+    pub auth_code: Option<AuthCode>,
+    pub auth_amount: Option<Money>,
+    pub pan: Option<MaskedPan>,
+    pub txn_date: Option<String>,
+    pub txn_time: Option<String>,
+    pub eci: Option<String>,
+    pub err_code: String,
+}
+
+impl Inquiry {
+    /// Reads an accepted inquiry answer. `CurrentState` is required; an
+    /// unlisted code is `TxState::Unknown`. Empty optional fields are absent;
+    /// present but malformed ones make the answer unusable.
+    pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {
+        let state = text_field(json, "CurrentState")
+            .map(TxState::from_code)
+            .ok_or_else(|| AnswerProblem("the inquiry answer has no CurrentState".into()))?;
+        let xid = optional(json, "XID", Xid::parse)?;
+        let auth_code = optional(json, "AuthCode", AuthCode::parse)?;
+        let auth_amount = optional(json, "AuthAmt", Money::parse)?;
+        Ok(Self {
+            state,
+            xid,
+            auth_code,
+            auth_amount,
+            pan: text_field(json, "PAN").map(MaskedPan::from_bank),
+            txn_date: text_field(json, "Txn_date").map(str::to_string),
+            txn_time: text_field(json, "Txn_time").map(str::to_string),
+            eci: text_field(json, "ECI").map(str::to_string),
+            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+        })
+    }
+
+    /// The answer JSON the bank would send for this inquiry (the simulator's side).
+    pub fn to_answer_json(&self) -> Map<String, Value> {
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("RespCode", RESP_CODE_ACCEPTED.to_string()),
+            ("ErrCode", self.err_code.clone()),
+            ("CurrentState", self.state.code().to_string()),
+        ];
+        let optional = [
+            ("XID", self.xid.as_ref().map(|v| v.to_string())),
+            ("AuthCode", self.auth_code.as_ref().map(|v| v.to_string())),
+            ("AuthAmt", self.auth_amount.map(|v| v.to_string())),
+            ("PAN", self.pan.as_ref().map(|v| v.as_str().to_string())),
+            ("Txn_date", self.txn_date.clone()),
+            ("Txn_time", self.txn_time.clone()),
+            ("ECI", self.eci.clone()),
+        ];
+        pairs.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        string_object(pairs)
+    }
+}
+
+/// An accepted reversal, capture reversal or refund reversal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub err_code: String,
+    pub message: String,
+}
+
+impl Accepted {
+    pub fn from_answer_json(json: &Map<String, Value>) -> Self {
+        Self {
+            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+            message: message(json),
+        }
+    }
+
+    pub fn to_answer_json(&self) -> Map<String, Value> {
+        string_object([
+            ("RespCode", RESP_CODE_ACCEPTED),
+            ("ErrCode", self.err_code.as_str()),
+            ("ERRDESC", self.message.as_str()),
+        ])
+    }
+}
+
+/// An accepted refund, with what the bank says it refunded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundAccepted {
+    /// `RefAmt`.
+    pub refunded: Money,
+    pub retr_ref: Option<String>,
+    pub batch_id: Option<String>,
+    pub batch_seq: Option<String>,
+}
+
+impl RefundAccepted {
+    /// Reads an accepted refund answer; `RefAmt` is required, since without it
+    /// nobody knows how much was refunded.
+    pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {
+        let refunded = text_field(json, "RefAmt")
+            .ok_or_else(|| {
+                AnswerProblem("the refund was accepted but the answer has no RefAmt".into())
+            })
+            .and_then(|raw| {
+                Money::parse(raw)
+                    .map_err(|e| AnswerProblem(format!("RefAmt is malformed: {}", e.problem)))
+            })?;
+        Ok(Self {
+            refunded,
+            retr_ref: text_field(json, "RetrRef").map(str::to_string),
+            batch_id: text_field(json, "BatchID").map(str::to_string),
+            batch_seq: text_field(json, "BatchSeq").map(str::to_string),
+        })
+    }
+
+    pub fn to_answer_json(&self) -> Map<String, Value> {
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("RespCode", RESP_CODE_ACCEPTED.to_string()),
+            ("ErrCode", ERR_CODE_FINE.to_string()),
+            ("RefAmt", self.refunded.to_string()),
+        ];
+        let optional = [
+            ("RetrRef", self.retr_ref.clone()),
+            ("BatchID", self.batch_id.clone()),
+            ("BatchSeq", self.batch_seq.clone()),
+        ];
+        pairs.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        string_object(pairs)
+    }
+}
+
+fn optional<T, E: std::fmt::Display>(
+    json: &Map<String, Value>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, AnswerProblem> {
+    text_field(json, key)
+        .map(|raw| parse(raw).map_err(|e| AnswerProblem(format!("{key} is malformed: {e}"))))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_keeps_big5_text_and_masks_card_numbers() {
+        let json = refusal_answer_json("99", "05", "交易失敗 4111111111111111");
+        assert_eq!(
+            verdict(&json).unwrap(),
+            Verdict::Refused {
+                resp_code: "99".into(),
+                err_code: "05".into(),
+                message: "交易失敗 411111******1111".into()
+            }
+        );
+    }
+
+    #[test]
+    fn inquiry_needs_current_state_and_tolerates_unknown_codes() {
+        let json = string_object([("RespCode", "0"), ("CurrentState", "42"), ("XID", "")]);
+        let inq = Inquiry::from_answer_json(&json).unwrap();
+        assert_eq!(inq.state, TxState::Unknown("42".into()));
+        assert_eq!(inq.xid, None);
+        let json = string_object([("RespCode", "0")]);
+        assert!(Inquiry::from_answer_json(&json).is_err());
+        let json = string_object([
+            ("RespCode", "0"),
+            ("CurrentState", "1"),
+            ("AuthAmt", "1500"),
+        ]);
+        let err = Inquiry::from_answer_json(&json).unwrap_err();
+        assert!(err.0.contains("AuthAmt"), "{err}");
+    }
+
+    #[test]
+    fn refund_answer_needs_ref_amt() {
+        let json = string_object([("RespCode", "0"), ("ErrCode", "00")]);
+        assert!(RefundAccepted::from_answer_json(&json).is_err());
+        let json = string_object([("RespCode", "0"), ("RefAmt", "901 1.5 0")]);
+        assert!(RefundAccepted::from_answer_json(&json).is_err());
+    }
+
+    #[test]
+    fn missing_resp_code_is_a_problem() {
+        assert!(verdict(&string_object([("ErrCode", "00")])).is_err());
+    }
+}

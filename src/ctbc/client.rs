@@ -1,0 +1,628 @@
+// The CTBC client: one HTTP client posting sealed forms to the POS API, and the
+// single place that decides what each way of failing means for the order (try
+// later, inquire first, refused, ask a person). The engine acts on its errors.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{Map, Value};
+use url::{Host, Url};
+
+use super::envelope::{to_big5, Envelope, EnvelopeError};
+use super::error::CtbcError;
+use super::operation::{Operation, DEFAULT_SW_REVISION};
+use super::types::{InvalidField, MerId, OrderNo};
+use super::wire::{
+    is_notice_page, notice_title, open_answer, seal_form, FormError, FORM_CONTENT_TYPE,
+};
+
+pub use super::answer::{
+    refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted, Verdict,
+    ERR_CODE_FINE, RESP_CODE_ACCEPTED,
+};
+pub use super::request::{
+    inquiry_request_json, parse_inquiry_request, CaptureReversal, Refund, RefundReversal, Reversal,
+    TX_ATTRIBUTE_AUTH,
+};
+pub use super::wire::{
+    form_body, json_text, open_form, string_object, text_field, OpenedForm, FORM_API_ENC,
+    FORM_MERID,
+};
+
+/// Largest answer body read; the bank's answers are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Settings of the client, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ctbc.base_url`, e.g. `https://testepos.ctbcbank.com/MicroPos`.
+    pub base_url: Url,
+    pub mer_id: MerId,
+    pub envelope: Envelope,
+    pub connect_timeout: Duration,
+    /// Total time allowed for one call, answer included.
+    pub timeout: Duration,
+    /// `ctbc.allow_insecure_http`: plain http to a host that is not loopback.
+    pub allow_insecure_http: bool,
+    /// Calls per second across all clones of the client; `None` = no limit.
+    pub max_requests_per_sec: Option<NonZeroU32>,
+    /// `(RespCode, ErrCode)` pairs of an inquiry refusal that mean "no such order".
+    pub unknown_order_codes: Vec<(String, String)>,
+    /// `SwRevision` sent with every request.
+    pub sw_revision: String,
+}
+
+impl ClientConfig {
+    /// Settings with the documented defaults: 5 s to connect, 30 s per call,
+    /// https only (plain http to loopback), no rate limit, "99"/"01" meaning
+    /// an unknown order.
+    pub fn new(base_url: Url, mer_id: MerId, envelope: Envelope) -> Self {
+        Self {
+            base_url,
+            mer_id,
+            envelope,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            allow_insecure_http: false,
+            max_requests_per_sec: None,
+            unknown_order_codes: default_unknown_order_codes(),
+            sw_revision: DEFAULT_SW_REVISION.to_string(),
+        }
+    }
+}
+
+/// The refusal codes that mean "no such order" in the protocol document.
+pub fn default_unknown_order_codes() -> Vec<(String, String)> {
+    vec![("99".to_string(), "01".to_string())]
+}
+
+/// Why the client cannot be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error(
+        "ctbc.base_url {url} uses plain http to {host}, which is not a loopback address: the envelope is not a substitute for TLS. Use https://, or set ctbc.allow_insecure_http = true only on a network you trust"
+    )]
+    InsecureHttp { url: String, host: String },
+    #[error("ctbc.base_url {url} must start with https:// (or http:// for a simulator on 127.0.0.1, ::1 or localhost)")]
+    UnsupportedScheme { url: String },
+    #[error("ctbc.base_url {url} has no host name")]
+    NoHost { url: String },
+    #[error("ctbc.sw_revision {value:?} cannot be sent: {problem}")]
+    SwRevision { value: String, problem: String },
+    #[error("the HTTP client for CTBC could not be built: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+/// The CTBC POS API client. Cheap to clone; clones share one connection pool
+/// and one rate limiter.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    mer_id: MerId,
+    envelope: Envelope,
+    timeout: Duration,
+    limiter: Option<DefaultDirectRateLimiter>,
+    unknown_order_codes: Vec<(String, String)>,
+    sw_revision: String,
+}
+
+/// The full URL of each operation, computed once.
+struct Endpoints {
+    inquiry: Url,
+    reversal: Url,
+    capture_reversal: Url,
+    refund: Url,
+    refund_reversal: Url,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("mer_id", &self.inner.mer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a call failed before a usable answer came back; what it means depends
+/// on whether the operation moves money.
+enum Failure {
+    /// Nothing reached the bank.
+    NotSent(String),
+    /// Sent, and no envelope came back (timeout, lost connection, status,
+    /// notice page, garbage).
+    NoAnswer(String),
+    /// An envelope came back that cannot be trusted or read.
+    Unreadable(String),
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Client, ClientSetupError> {
+        check_base_url(&cfg.base_url, cfg.allow_insecure_http)?;
+        if cfg.sw_revision.trim().is_empty() {
+            return Err(ClientSetupError::SwRevision {
+                value: cfg.sw_revision,
+                problem: "it is empty; leave the setting out to send the default".into(),
+            });
+        }
+        if let Err(e) = to_big5(&cfg.sw_revision) {
+            return Err(ClientSetupError::SwRevision {
+                value: cfg.sw_revision,
+                problem: e.to_string(),
+            });
+        }
+        let base = &cfg.base_url;
+        let endpoints = Endpoints {
+            inquiry: endpoint(base, Operation::Inquiry),
+            reversal: endpoint(base, Operation::Reversal),
+            capture_reversal: endpoint(base, Operation::CaptureReversal),
+            refund: endpoint(base, Operation::Refund),
+            refund_reversal: endpoint(base, Operation::RefundReversal),
+        };
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.timeout)
+            // A redirect could turn a POST into something else, or leave TLS.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("refundd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientSetupError::Http)?;
+        let limiter = cfg
+            .max_requests_per_sec
+            .map(|n| RateLimiter::direct(Quota::per_second(n)));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                endpoints,
+                mer_id: cfg.mer_id,
+                envelope: cfg.envelope,
+                timeout: cfg.timeout,
+                limiter,
+                unknown_order_codes: cfg.unknown_order_codes,
+                sw_revision: cfg.sw_revision,
+            }),
+        })
+    }
+
+    pub fn mer_id(&self) -> &MerId {
+        &self.inner.mer_id
+    }
+
+    /// Where the order's authorisation stands (`Tx_ATTRIBUTE` `TX_AUTH`).
+    pub async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
+        let op = Operation::Inquiry;
+        self.observe(op, order_no, async {
+            let json = inquiry_request_json(&self.inner.mer_id, order_no, &self.inner.sw_revision);
+            let answer = self.exchange(op, &json).await?;
+            self.judge(op, &answer)?;
+            Inquiry::from_answer_json(&answer).map_err(|p| CtbcError::BadAnswer {
+                operation: op,
+                reason: p.0,
+            })
+        })
+        .await
+    }
+
+    /// Cancels or lowers an authorisation that is not in the capture file.
+    pub async fn reversal(&self, req: &Reversal) -> Result<Accepted, CtbcError> {
+        let op = Operation::Reversal;
+        self.observe(op, &req.order_no, async {
+            req.validate()?;
+            let json = req.request_json(&self.inner.mer_id, &self.inner.sw_revision);
+            self.accepted(op, &json).await
+        })
+        .await
+    }
+
+    /// Takes a captured, unsettled transaction back out of the capture file.
+    pub async fn capture_reversal(&self, req: &CaptureReversal) -> Result<Accepted, CtbcError> {
+        let op = Operation::CaptureReversal;
+        self.observe(op, &req.order_no, async {
+            req.validate()?;
+            let json = req.request_json(&self.inner.mer_id, &self.inner.sw_revision);
+            self.accepted(op, &json).await
+        })
+        .await
+    }
+
+    /// Refunds all or part of a settled transaction; the bank must confirm
+    /// exactly the amount asked.
+    pub async fn refund(&self, req: &Refund) -> Result<RefundAccepted, CtbcError> {
+        let op = Operation::Refund;
+        self.observe(op, &req.order_no, async {
+            req.validate()?;
+            let json = req.request_json(&self.inner.mer_id, &self.inner.sw_revision);
+            let answer = self.exchange(op, &json).await?;
+            self.judge(op, &answer)?;
+            // Accepted, so the bank acted; without a readable RefAmt nobody
+            // knows how much: an inquiry must settle it.
+            let accepted =
+                RefundAccepted::from_answer_json(&answer).map_err(|p| CtbcError::Ambiguous {
+                    operation: op,
+                    reason: p.0,
+                })?;
+            if accepted.refunded != req.amount {
+                return Err(CtbcError::RefundAmountMismatch {
+                    asked: req.amount,
+                    refunded: accepted.refunded,
+                });
+            }
+            Ok(accepted)
+        })
+        .await
+    }
+
+    /// Cancels a refund that has not settled yet.
+    pub async fn refund_reversal(&self, req: &RefundReversal) -> Result<Accepted, CtbcError> {
+        let op = Operation::RefundReversal;
+        self.observe(op, &req.order_no, async {
+            req.validate()?;
+            let json = req.request_json(&self.inner.mer_id, &self.inner.sw_revision);
+            self.accepted(op, &json).await
+        })
+        .await
+    }
+
+    async fn accepted(
+        &self,
+        op: Operation,
+        json: &Map<String, Value>,
+    ) -> Result<Accepted, CtbcError> {
+        let answer = self.exchange(op, json).await?;
+        self.judge(op, &answer)?;
+        Ok(Accepted::from_answer_json(&answer))
+    }
+
+    /// Turns the bank's verdict into `Ok` or the refusal error.
+    fn judge(&self, op: Operation, answer: &Map<String, Value>) -> Result<(), CtbcError> {
+        match verdict(answer) {
+            Ok(Verdict::Accepted) => Ok(()),
+            Ok(Verdict::Refused {
+                resp_code,
+                err_code,
+                message,
+            }) => {
+                let unknown_order = op == Operation::Inquiry
+                    && self
+                        .inner
+                        .unknown_order_codes
+                        .iter()
+                        .any(|(r, e)| r.trim() == resp_code && e.trim() == err_code);
+                Err(if unknown_order {
+                    CtbcError::UnknownOrder {
+                        resp_code,
+                        err_code,
+                        message,
+                    }
+                } else {
+                    CtbcError::Refused {
+                        operation: op,
+                        resp_code,
+                        err_code,
+                        message,
+                    }
+                })
+            }
+            Err(problem) => Err(failed(op, Failure::Unreadable(problem.0))),
+        }
+    }
+
+    /// Seals the request, posts it, and opens the answer's envelope.
+    async fn exchange(
+        &self,
+        op: Operation,
+        json: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, CtbcError> {
+        let body = seal_form(&self.inner.envelope, self.inner.mer_id.as_str(), json).map_err(
+            |e| match e {
+                EnvelopeError::NotBig5Encodable(c) => CtbcError::Invalid(InvalidField::new(
+                    "request",
+                    format!("holds {c:?}, which Big5 cannot carry"),
+                )),
+                other => CtbcError::Invalid(InvalidField::new("request", other.to_string())),
+            },
+        )?;
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.until_ready().await;
+        }
+        let url = self.endpoint(op);
+        let sent = self
+            .inner
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Err(failed(op, self.transport_failure(e))),
+        };
+        let status = response.status();
+        let bytes = match read_body(response).await {
+            Ok(b) => b,
+            Err(ReadError::Transport(e)) => return Err(failed(op, self.transport_failure(e))),
+            Err(ReadError::TooLarge) => {
+                return Err(failed(
+                    op,
+                    Failure::NoAnswer(format!(
+                        "HTTP {status} with an answer larger than {MAX_ANSWER_BYTES} bytes"
+                    )),
+                ))
+            }
+        };
+        if is_notice_page(&bytes) {
+            let title = notice_title(&bytes)
+                .map(|t| format!(" \"{t}\""))
+                .unwrap_or_default();
+            return Err(failed(
+                op,
+                Failure::NoAnswer(format!(
+                    "the gateway sent an HTML notice page{title} with HTTP {status} (maintenance or overload)"
+                )),
+            ));
+        }
+        if !status.is_success() {
+            return Err(failed(
+                op,
+                Failure::NoAnswer(format!("the gateway answered HTTP {status}")),
+            ));
+        }
+        open_answer(&self.inner.envelope, &bytes).map_err(|e| {
+            failed(
+                op,
+                match e {
+                    FormError::NotAnEnvelope => Failure::NoAnswer(format!(
+                        "the answer ({} bytes) is neither a MERID/ApiEnc envelope nor a notice page",
+                        bytes.len()
+                    )),
+                    FormError::Envelope(EnvelopeError::MacMismatch) => Failure::Unreadable(
+                        "the answer's MAC does not match (damaged, forged, or sealed with another key)"
+                            .into(),
+                    ),
+                    other => Failure::Unreadable(format!("the answer is unreadable: {other}")),
+                },
+            )
+        })
+    }
+
+    fn endpoint(&self, op: Operation) -> &Url {
+        let e = &self.inner.endpoints;
+        match op {
+            Operation::Inquiry => &e.inquiry,
+            Operation::Reversal => &e.reversal,
+            Operation::CaptureReversal => &e.capture_reversal,
+            Operation::Refund => &e.refund,
+            Operation::RefundReversal => &e.refund_reversal,
+        }
+    }
+
+    fn transport_failure(&self, err: reqwest::Error) -> Failure {
+        let nothing_sent = err.is_connect() || err.is_builder();
+        let timed_out = err.is_timeout();
+        let text = describe(err);
+        if nothing_sent {
+            Failure::NotSent(format!("could not connect to the gateway: {text}"))
+        } else if timed_out {
+            Failure::NoAnswer(format!(
+                "no answer within {} ms: {text}",
+                self.inner.timeout.as_millis()
+            ))
+        } else {
+            Failure::NoAnswer(format!("the connection failed: {text}"))
+        }
+    }
+
+    /// Logs and measures one call.
+    async fn observe<T>(
+        &self,
+        op: Operation,
+        order_no: &OrderNo,
+        call: impl Future<Output = Result<T, CtbcError>>,
+    ) -> Result<T, CtbcError> {
+        let started = Instant::now();
+        let result = call.await;
+        let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(_) => "accepted",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!(
+            "refundd_gateway_calls_total",
+            "operation" => op.as_str(),
+            "result" => outcome
+        )
+        .increment(1);
+        metrics::histogram!("refundd_gateway_call_seconds", "operation" => op.as_str())
+            .record(elapsed.as_secs_f64());
+        let elapsed_ms = elapsed.as_millis() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(
+                order_no = %order_no,
+                operation = op.as_str(),
+                outcome,
+                elapsed_ms,
+                "CTBC call finished"
+            ),
+            Err(e) => tracing::debug!(
+                order_no = %order_no,
+                operation = op.as_str(),
+                outcome,
+                elapsed_ms,
+                error = %e,
+                "CTBC call finished"
+            ),
+        }
+        result
+    }
+}
+
+/// What a failure means for this operation.
+fn failed(op: Operation, failure: Failure) -> CtbcError {
+    match failure {
+        Failure::NotSent(reason) => CtbcError::Unavailable {
+            operation: op,
+            reason,
+        },
+        Failure::NoAnswer(reason) | Failure::Unreadable(reason) if op.moves_money() => {
+            CtbcError::Ambiguous {
+                operation: op,
+                reason,
+            }
+        }
+        Failure::NoAnswer(reason) => CtbcError::Unavailable {
+            operation: op,
+            reason,
+        },
+        Failure::Unreadable(reason) => CtbcError::BadAnswer {
+            operation: op,
+            reason,
+        },
+    }
+}
+
+enum ReadError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A transport error with its causes, without the URL.
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut parts = vec![err.to_string()];
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// The base URL plus the operation's path, keeping any query of the base.
+fn endpoint(base: &Url, op: Operation) -> Url {
+    let mut url = base.clone();
+    let path = format!("{}{}", base.path().trim_end_matches('/'), op.path());
+    url.set_path(&path);
+    url
+}
+
+fn check_base_url(url: &Url, allow_insecure_http: bool) -> Result<(), ClientSetupError> {
+    let host = url.host().ok_or_else(|| ClientSetupError::NoHost {
+        url: url.to_string(),
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(&host) => Ok(()),
+        "http" => Err(ClientSetupError::InsecureHttp {
+            url: url.to_string(),
+            host: host.to_string(),
+        }),
+        _ => Err(ClientSetupError::UnsupportedScheme {
+            url: url.to_string(),
+        }),
+    }
+}
+
+/// 127.0.0.0/8, ::1 and `localhost`.
+pub fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_base_path() {
+        assert_eq!(
+            endpoint(
+                &url("https://testepos.ctbcbank.com/MicroPos"),
+                Operation::Inquiry
+            )
+            .as_str(),
+            "https://testepos.ctbcbank.com/MicroPos/NewQuery/InquiryByLidm"
+        );
+        assert_eq!(
+            endpoint(&url("http://127.0.0.1:8080/"), Operation::Refund).as_str(),
+            "http://127.0.0.1:8080/NewPos/Refund"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://testepos.ctbcbank.com/MicroPos",
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://[::1]:9000",
+            "http://localhost:9000",
+            "http://LOCALHOST.",
+        ] {
+            assert!(check_base_url(&url(ok), false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5",
+            "http://example.com",
+            "http://[::2]",
+            "http://localhost.evil.com",
+        ] {
+            let e = check_base_url(&url(bad), false).unwrap_err();
+            assert!(matches!(e, ClientSetupError::InsecureHttp { .. }), "{bad}");
+            assert!(check_base_url(&url(bad), true).is_ok(), "{bad}");
+        }
+        assert!(matches!(
+            check_base_url(&url("ftp://example.com"), true),
+            Err(ClientSetupError::UnsupportedScheme { .. })
+        ));
+    }
+
+    #[test]
+    fn failures_of_money_moving_calls_are_ambiguous() {
+        for op in Operation::ALL {
+            let e = failed(op, Failure::NoAnswer("x".into()));
+            let u = failed(op, Failure::Unreadable("x".into()));
+            let n = failed(op, Failure::NotSent("x".into()));
+            assert_eq!(n.kind(), "unavailable");
+            if op.moves_money() {
+                assert_eq!((e.kind(), u.kind()), ("ambiguous", "ambiguous"));
+            } else {
+                assert_eq!((e.kind(), u.kind()), ("unavailable", "bad_answer"));
+            }
+        }
+    }
+}
