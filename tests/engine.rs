@@ -37,19 +37,39 @@ async fn every_bank_state_ends_where_it_should() {
     let summary = rig.pass().await;
     assert_eq!(summary.claimed, cases.len() as u64);
 
-    assert_eq!(rig.order("S1").await, (st("refunded"), Some(st("reversal")), Some(1000), None));
-    assert_eq!(rig.order("S1P").await, (st("refunded"), Some(st("reversal")), Some(300), None));
+    assert_eq!(
+        rig.order("S1").await,
+        (st("refunded"), Some(st("reversal")), Some(1000), None)
+    );
+    assert_eq!(
+        rig.order("S1P").await,
+        (st("refunded"), Some(st("reversal")), Some(300), None)
+    );
     assert_eq!(
         rig.order("S10").await,
-        (st("refunded"), Some(st("capture_reversal+reversal")), Some(1000), None)
+        (
+            st("refunded"),
+            Some(st("capture_reversal+reversal")),
+            Some(1000),
+            None
+        )
     );
-    assert_eq!(rig.order("S12").await, (st("refunded"), Some(st("refund")), Some(1000), None));
-    assert_eq!(rig.order("S12P").await, (st("refunded"), Some(st("refund")), Some(250), None));
+    assert_eq!(
+        rig.order("S12").await,
+        (st("refunded"), Some(st("refund")), Some(1000), None)
+    );
+    assert_eq!(
+        rig.order("S12P").await,
+        (st("refunded"), Some(st("refund")), Some(250), None)
+    );
     // Already back: no mutating call at all.
     for no in ["S0", "S20", "S22"] {
         assert_eq!(rig.order(no).await.0, "refunded", "{no}");
         let calls = rig.admin.calls_of(no).await.unwrap();
-        assert!(calls.iter().all(|c| c.operation == "inquiry"), "{no}: {calls:?}");
+        assert!(
+            calls.iter().all(|c| c.operation == "inquiry"),
+            "{no}: {calls:?}"
+        );
     }
     for no in ["SF1", "S13", "S23"] {
         let (status, _, _, err) = rig.order(no).await;
@@ -59,8 +79,19 @@ async fn every_bank_state_ends_where_it_should() {
     // The bank moved exactly what the database says.
     let sim_tx = rig.admin.transaction("S1P").await.unwrap().unwrap();
     assert_eq!((sim_tx.state.as_str(), sim_tx.auth_amount), ("1", 700));
-    assert_eq!(rig.admin.transaction("S10").await.unwrap().unwrap().state, "0");
-    assert_eq!(rig.admin.transaction("S12P").await.unwrap().unwrap().refunded_amount, 250);
+    assert_eq!(
+        rig.admin.transaction("S10").await.unwrap().unwrap().state,
+        "0"
+    );
+    assert_eq!(
+        rig.admin
+            .transaction("S12P")
+            .await
+            .unwrap()
+            .unwrap()
+            .refunded_amount,
+        250
+    );
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
     // A second pass finds nothing to do.
     assert_eq!(rig.pass().await.claimed, 0);
@@ -69,14 +100,18 @@ async fn every_bank_state_ends_where_it_should() {
 #[tokio::test]
 async fn partial_refund_of_a_captured_transaction_waits_for_settlement() {
     let rig = Rig::new().await;
-    rig.seed("P10", 1000, TxState::CapturedNotSettled, Some(400)).await;
+    rig.seed("P10", 1000, TxState::CapturedNotSettled, Some(400))
+        .await;
     let first = rig.pass().await;
     assert_eq!(first.deferred, 1);
     assert_eq!(rig.order("P10").await.0, "refund_requested");
     assert_eq!(rig.accepted("P10", "capture_reversal").await, 0);
     rig.admin.run_batch().await.unwrap();
     rig.pass().await;
-    assert_eq!(rig.order("P10").await, (st("refunded"), Some(st("refund")), Some(400), None));
+    assert_eq!(
+        rig.order("P10").await,
+        (st("refunded"), Some(st("refund")), Some(400), None)
+    );
     assert_eq!(rig.accepted("P10", "refund").await, 1);
 }
 
@@ -107,7 +142,11 @@ async fn invalid_rows_fail_with_their_reason_and_send_nothing() {
         assert_eq!(status, "refund_failed");
         assert!(err.unwrap().contains(needle), "{no}");
     }
-    assert_eq!(rig.admin.ledger().await.unwrap().calls, 0, "nothing was sent");
+    assert_eq!(
+        rig.admin.ledger().await.unwrap().calls,
+        0,
+        "nothing was sent"
+    );
 }
 
 #[tokio::test]
@@ -125,16 +164,27 @@ async fn unknown_order_and_foreign_xid_and_wrong_amount_fail() {
         .await
         .unwrap();
     rig.pass().await;
-    assert!(rig.order("NOTATBANK").await.3.unwrap().contains("does not know"));
+    assert!(rig
+        .order("NOTATBANK")
+        .await
+        .3
+        .unwrap()
+        .contains("does not know"));
     assert!(rig.order("WRONGXID").await.3.unwrap().contains("XID"));
-    assert!(rig.order("WRONGAMT").await.3.unwrap().contains("authorised amount"));
+    assert!(rig
+        .order("WRONGAMT")
+        .await
+        .3
+        .unwrap()
+        .contains("authorised amount"));
     assert_eq!(rig.accepted("WRONGXID", "refund").await, 0);
 }
 
 #[tokio::test]
 async fn batch_running_waits_without_counting_an_attempt() {
     let rig = Rig::new().await;
-    rig.seed("B1", 1000, TxState::CapturedNotSettled, None).await;
+    rig.seed("B1", 1000, TxState::CapturedNotSettled, None)
+        .await;
     rig.admin.batch_start().await.unwrap();
     let s = rig.pass().await;
     assert_eq!(s.deferred, 1);
@@ -152,15 +202,33 @@ async fn batch_running_waits_without_counting_an_attempt() {
 async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once() {
     let rig = Rig::new().await;
     rig.seed("AD12", 1000, TxState::Settled, None).await;
-    rig.seed("AD10", 1000, TxState::CapturedNotSettled, None).await;
-    let mut plan = FaultPlan::always(FaultKind::ApplyThenDrop, Some(refundd::ctbc::Operation::Refund));
-    plan.rules.extend(FaultPlan::always(FaultKind::ApplyThenDrop, Some(refundd::ctbc::Operation::CaptureReversal)).rules);
+    rig.seed("AD10", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    let mut plan = FaultPlan::always(
+        FaultKind::ApplyThenDrop,
+        Some(refundd::ctbc::Operation::Refund),
+    );
+    plan.rules.extend(
+        FaultPlan::always(
+            FaultKind::ApplyThenDrop,
+            Some(refundd::ctbc::Operation::CaptureReversal),
+        )
+        .rules,
+    );
     rig.admin.set_faults(&plan).await.unwrap();
     rig.pass().await;
-    assert_eq!(rig.order("AD12").await, (st("refunded"), Some(st("refund")), Some(1000), None));
+    assert_eq!(
+        rig.order("AD12").await,
+        (st("refunded"), Some(st("refund")), Some(1000), None)
+    );
     assert_eq!(
         rig.order("AD10").await,
-        (st("refunded"), Some(st("capture_reversal+reversal")), Some(1000), None)
+        (
+            st("refunded"),
+            Some(st("capture_reversal+reversal")),
+            Some(1000),
+            None
+        )
     );
     assert_eq!(rig.accepted("AD12", "refund").await, 1);
     assert_eq!(rig.accepted("AD10", "capture_reversal").await, 1);
@@ -173,7 +241,10 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     let rig = Rig::new().await;
     rig.seed("LOST", 1000, TxState::Settled, None).await;
     rig.admin
-        .set_faults(&FaultPlan::always(FaultKind::Reset, Some(refundd::ctbc::Operation::Refund)))
+        .set_faults(&FaultPlan::always(
+            FaultKind::Reset,
+            Some(refundd::ctbc::Operation::Refund),
+        ))
         .await
         .unwrap();
     let s = rig.pass().await;
@@ -184,16 +255,24 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     .fetch_one(&rig.pool)
     .await
     .unwrap();
-    assert_eq!((status.as_str(), unknown.as_deref()), ("refunding", Some("refund")));
-    assert!(next_in_secs > 250.0, "waits about recheck_secs (300), got {next_in_secs}");
+    assert_eq!(
+        (status.as_str(), unknown.as_deref()),
+        ("refunding", Some("refund"))
+    );
+    assert!(
+        next_in_secs > 250.0,
+        "waits about recheck_secs (300), got {next_in_secs}"
+    );
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
     // Not yet due: a pass now leaves it alone.
     assert_eq!(rig.pass().await.claimed, 0);
     // Even if claimed early (lease expired, due now), the recheck delay holds.
-    sqlx::query("UPDATE orders SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'")
-        .execute(&rig.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
     let s = rig.pass().await;
     assert_eq!(s.outcome_unknown, 1);
     assert_eq!(rig.accepted("LOST", "refund").await, 0);
@@ -210,21 +289,34 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
 #[tokio::test]
 async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
     let rig = Rig::new().await;
-    rig.seed("HALF", 1000, TxState::CapturedNotSettled, None).await;
+    rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
+        .await;
     // A first worker claims, sends the capture reversal, and dies before the reversal.
     let dead = uuid::Uuid::new_v4();
-    let rows = refundd::store::orders::claim(&rig.pool, dead, Duration::from_secs(30), 10, chrono::Utc::now())
-        .await
-        .unwrap();
+    let rows = refundd::store::orders::claim(
+        &rig.pool,
+        dead,
+        Duration::from_secs(30),
+        10,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 1);
     let intent = refundd::store::orders::GatewayEvent {
         kind: "intent",
         operation: Some("capture_reversal"),
         ..Default::default()
     };
-    refundd::store::orders::record_intent(&rig.pool, dead, rows[0].id, Duration::from_secs(30), &intent)
-        .await
-        .unwrap();
+    refundd::store::orders::record_intent(
+        &rig.pool,
+        dead,
+        rows[0].id,
+        Duration::from_secs(30),
+        &intent,
+    )
+    .await
+    .unwrap();
     let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
     client
@@ -238,14 +330,21 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
         .await
         .unwrap();
     // Its lease runs out.
-    sqlx::query("UPDATE orders SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'")
-        .execute(&rig.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
     rig.pass().await;
     assert_eq!(
         rig.order("HALF").await,
-        (st("refunded"), Some(st("capture_reversal+reversal")), Some(1000), None)
+        (
+            st("refunded"),
+            Some(st("capture_reversal+reversal")),
+            Some(1000),
+            None
+        )
     );
     assert_eq!(rig.accepted("HALF", "capture_reversal").await, 1);
     assert_eq!(rig.accepted("HALF", "reversal").await, 1);
@@ -256,9 +355,15 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry()
     let rig = Rig::new().await;
     rig.seed("LEASED", 1000, TxState::Authorised, None).await;
     let other = uuid::Uuid::new_v4();
-    refundd::store::orders::claim(&rig.pool, other, Duration::from_secs(600), 10, chrono::Utc::now())
-        .await
-        .unwrap();
+    refundd::store::orders::claim(
+        &rig.pool,
+        other,
+        Duration::from_secs(600),
+        10,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(rig.pass().await.claimed, 0);
     sqlx::query("UPDATE orders SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
@@ -275,16 +380,18 @@ async fn settlement_watch_records_settled_and_failed_refunds() {
     rig.seed("W23", 1000, TxState::Settled, None).await;
     rig.pass().await;
     rig.admin.run_batch().await.unwrap(); // 20 -> 21 -> 22
-    // The bank's batch fails one refund.
+                                          // The bank's batch fails one refund.
     let mut failed = rig.admin.transaction("W23").await.unwrap().unwrap();
     failed.state = "23".into();
     rig.admin.load(&[failed]).await.unwrap();
     let s = rig.pass().await;
     assert_eq!((s.watched, s.settled, s.settlement_failed), (2, 1, 1));
-    let settled: (String, bool) = sqlx::query_as("SELECT settlement, settled_at IS NOT NULL FROM orders WHERE order_no = 'W22'")
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+    let settled: (String, bool) = sqlx::query_as(
+        "SELECT settlement, settled_at IS NOT NULL FROM orders WHERE order_no = 'W22'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
     assert_eq!(settled, (st("settled"), true));
     let (status, _, _, err) = rig.order("W23").await;
     assert_eq!(status, "refund_failed");
@@ -297,8 +404,14 @@ async fn a_blackout_window_covering_now_sends_nothing() {
     rig.seed("BL", 1000, TxState::Settled, None).await;
     let mut settings = engine_settings();
     settings.blackout = Blackout::parse("00:00-23:59").unwrap();
-    let noon_taipei = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00+08:00").unwrap().to_utc();
-    let engine = rig.engine_with(settings, Arc::new(FixedClock(noon_taipei)), Duration::from_secs(5));
+    let noon_taipei = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00+08:00")
+        .unwrap()
+        .to_utc();
+    let engine = rig.engine_with(
+        settings,
+        Arc::new(FixedClock(noon_taipei)),
+        Duration::from_secs(5),
+    );
     let s = pass_of(&engine).await;
     assert_eq!((s.outcome.as_str(), s.claimed), ("blackout", 0));
     assert_eq!(rig.admin.ledger().await.unwrap().calls, 0, "no call at all");
@@ -308,10 +421,20 @@ async fn a_blackout_window_covering_now_sends_nothing() {
 #[tokio::test]
 async fn two_engines_on_the_same_orders_move_each_refund_once() {
     let rig = Rig::new().await;
-    let states = [TxState::Authorised, TxState::CapturedNotSettled, TxState::Settled];
+    let states = [
+        TxState::Authorised,
+        TxState::CapturedNotSettled,
+        TxState::Settled,
+    ];
     let mut txs = Vec::new();
     for i in 0..300 {
-        txs.push(refundd::sim::SimTx::new(format!("T{i}"), format!("XT{i}"), "A1B2C3", 1000 + i, states[i as usize % 3].clone()));
+        txs.push(refundd::sim::SimTx::new(
+            format!("T{i}"),
+            format!("XT{i}"),
+            "A1B2C3",
+            1000 + i,
+            states[i as usize % 3].clone(),
+        ));
     }
     rig.admin.load(&txs).await.unwrap();
     sqlx::query(
@@ -327,13 +450,20 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
     let b = rig.engine_with(s, Arc::new(SystemClock), Duration::from_secs(10));
     let (ra, rb) = tokio::join!(pass_of(&a), pass_of(&b));
     assert_eq!(ra.refunded() + rb.refunded(), 300);
-    assert!(ra.claimed > 0 && rb.claimed > 0, "both engines worked: {} / {}", ra.claimed, rb.claimed);
+    assert!(
+        ra.claimed > 0 && rb.claimed > 0,
+        "both engines worked: {} / {}",
+        ra.claimed,
+        rb.claimed
+    );
     let ledger = rig.admin.ledger().await.unwrap();
     assert_eq!(ledger.duplicates, 0);
-    let refunded: i64 = sqlx::query_scalar("SELECT sum(refunded_amount)::bigint FROM orders WHERE status = 'refunded'")
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+    let refunded: i64 = sqlx::query_scalar(
+        "SELECT sum(refunded_amount)::bigint FROM orders WHERE status = 'refunded'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
     assert_eq!(refunded, ledger.returned_total);
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL")
         .fetch_one(&rig.pool)
@@ -346,9 +476,11 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
 async fn a_bank_slower_than_the_lease_is_not_worked_twice() {
     let rig = Rig::new().await;
     for i in 0..6 {
-        rig.seed(&format!("SLOW{i}"), 1000, TxState::Settled, None).await;
+        rig.seed(&format!("SLOW{i}"), 1000, TxState::Settled, None)
+            .await;
     }
-    let plan = FaultPlan::from_json(r#"{"rules":[{"operation":"refund","latency_ms":1500}]}"#).unwrap();
+    let plan =
+        FaultPlan::from_json(r#"{"rules":[{"operation":"refund","latency_ms":1500}]}"#).unwrap();
     rig.admin.set_faults(&plan).await.unwrap();
     let mut s = engine_settings();
     s.lease = Duration::from_millis(600);

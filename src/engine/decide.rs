@@ -113,13 +113,22 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
             } else {
                 RefundMethod::Reversal
             };
-            return Verdict::Refunded { method, amount: req.authorised };
+            return Verdict::Refunded {
+                method,
+                amount: req.authorised,
+            };
         }
         TxState::RefundSettling | TxState::RefundSettled => {
-            return Verdict::Refunded { method: RefundMethod::Refund, amount: req.refund };
+            return Verdict::Refunded {
+                method: RefundMethod::Refund,
+                amount: req.refund,
+            };
         }
         TxState::Authorised if !req.is_full() && bank_auth == Some(req.authorised - req.refund) => {
-            return Verdict::Refunded { method: RefundMethod::Reversal, amount: req.refund };
+            return Verdict::Refunded {
+                method: RefundMethod::Reversal,
+                amount: req.refund,
+            };
         }
         _ => {}
     }
@@ -180,7 +189,8 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
             Verdict::Wait(WaitReason::BatchRunning)
         }
         TxState::AuthFailed => Verdict::NeedsPerson(
-            "needs a person: the authorisation failed (state -1), there is nothing to refund".into(),
+            "needs a person: the authorisation failed (state -1), there is nothing to refund"
+                .into(),
         ),
         TxState::CaptureFailed => {
             Verdict::NeedsPerson("needs a person: the capture failed (state 13)".into())
@@ -208,7 +218,9 @@ pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Optio
         req.capture_reversed = true;
     }
     match decide(&req, bank) {
-        Verdict::Act(plan) if plan.steps.first().map(|s| s.operation()) == Some(step.operation()) => {
+        Verdict::Act(plan)
+            if plan.steps.first().map(|s| s.operation()) == Some(step.operation()) =>
+        {
             // After a capture reversal marked done, state 10 would plan the
             // capture reversal again: it did not happen.
             None

@@ -5,7 +5,9 @@
 
 use super::blackout::Blackout;
 use super::clock::Clock;
-use super::decide::{after_ambiguous, after_refusal, decide, on_inquiry_error, Plan, Step, Verdict};
+use super::decide::{
+    after_ambiguous, after_refusal, decide, on_inquiry_error, Plan, Step, Verdict,
+};
 use super::request::{RefundMethod, RefundRequest, STEP_CAPTURE_REVERSED};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
@@ -72,7 +74,12 @@ enum Next {
 }
 
 impl Engine {
-    pub fn new(pool: PgPool, client: Client, settings: EngineSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        client: Client,
+        settings: EngineSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             pool,
             client,
@@ -93,11 +100,18 @@ impl Engine {
 
     /// Runs one pass. `stop` ends claiming (orders in hand are finished).
     /// Fails only when the database is lost.
-    pub async fn run_pass(&self, stop: &CancellationToken, counters: Arc<PassCounters>) -> Result<PassSummary, StoreError> {
+    pub async fn run_pass(
+        &self,
+        stop: &CancellationToken,
+        counters: Arc<PassCounters>,
+    ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
         let (pass_id, due_by) = passes::start_pass(&self.pool, self.worker).await?;
         let span = tracing::info_span!("pass", pass_id, worker = %self.worker);
-        let result = self.pass_body(stop, &counters, due_by).instrument(span.clone()).await;
+        let result = self
+            .pass_body(stop, &counters, due_by)
+            .instrument(span.clone())
+            .await;
         let elapsed = started.elapsed().as_millis() as u64;
         let outcome = match &result {
             Ok(o) => *o,
@@ -130,13 +144,20 @@ impl Engine {
         result.map(|_| summary)
     }
 
-    async fn pass_body(&self, stop: &CancellationToken, counters: &Arc<PassCounters>, due_by: chrono::DateTime<chrono::Utc>) -> Result<&'static str, StoreError> {
+    async fn pass_body(
+        &self,
+        stop: &CancellationToken,
+        counters: &Arc<PassCounters>,
+        due_by: chrono::DateTime<chrono::Utc>,
+    ) -> Result<&'static str, StoreError> {
         if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
             info!(window = %w, "pass sends nothing: inside the blackout window (Asia/Taipei), when the bank's batch locks the capture file");
             return Ok("blackout");
         }
         let backlog = crate::store::status::count_due(&self.pool, due_by).await?;
-        counters.backlog.store(backlog as u64, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .backlog
+            .store(backlog as u64, std::sync::atomic::Ordering::Relaxed);
 
         let held: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let pass_over = CancellationToken::new();
@@ -149,7 +170,8 @@ impl Engine {
         ));
 
         let result = async {
-            self.watch_settlements(stop, counters, due_by, &held).await?;
+            self.watch_settlements(stop, counters, due_by, &held)
+                .await?;
             self.work_queue(stop, counters, due_by, &held).await
         }
         .await;
@@ -168,23 +190,38 @@ impl Engine {
         held: &Arc<Mutex<HashSet<i64>>>,
     ) -> Result<&'static str, StoreError> {
         let db_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
-        let batches = futures::stream::unfold(false, |exhausted| async move {
-            if exhausted || stop.is_cancelled() || self.in_blackout() || db_error_set(&db_error) {
-                return None;
-            }
-            match orders::claim(&self.pool, self.worker, self.settings.lease, self.settings.batch_size, due_by).await {
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let short = (rows.len() as i64) < self.settings.batch_size;
-                    counters.claimed.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    if let Ok(mut h) = held.lock() {
-                        h.extend(rows.iter().map(|r| r.id));
-                    }
-                    Some((futures::stream::iter(rows), short))
+        let claim_error = db_error.clone();
+        let batches = futures::stream::unfold(false, move |exhausted| {
+            let db_error = claim_error.clone();
+            async move {
+                if exhausted || stop.is_cancelled() || self.in_blackout() || db_error_set(&db_error)
+                {
+                    return None;
                 }
-                Err(e) => {
-                    set_db_error(&db_error, e);
-                    None
+                match orders::claim(
+                    &self.pool,
+                    self.worker,
+                    self.settings.lease,
+                    self.settings.batch_size,
+                    due_by,
+                )
+                .await
+                {
+                    Ok(rows) if rows.is_empty() => None,
+                    Ok(rows) => {
+                        let short = (rows.len() as i64) < self.settings.batch_size;
+                        counters
+                            .claimed
+                            .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        if let Ok(mut h) = held.lock() {
+                            h.extend(rows.iter().map(|r| r.id));
+                        }
+                        Some((futures::stream::iter(rows), short))
+                    }
+                    Err(e) => {
+                        set_db_error(&db_error, e);
+                        None
+                    }
                 }
             }
         })
@@ -196,7 +233,9 @@ impl Engine {
                 async move {
                     let id = row.id;
                     let outcome = if stop.is_cancelled() || self.in_blackout() {
-                        orders::release(&self.pool, self.worker, &[id]).await.map(|_| OrderOutcome::Released)
+                        orders::release(&self.pool, self.worker, &[id])
+                            .await
+                            .map(|_| OrderOutcome::Released)
                     } else {
                         let span = tracing::info_span!("order", order_no = %row.order_no);
                         self.work_order(row, stop).instrument(span).await
@@ -232,7 +271,11 @@ impl Engine {
     }
 
     /// One attempt at one order: validate, inquire, decide, act.
-    async fn work_order(&self, row: OrderRow, stop: &CancellationToken) -> Result<OrderOutcome, StoreError> {
+    async fn work_order(
+        &self,
+        row: OrderRow,
+        stop: &CancellationToken,
+    ) -> Result<OrderOutcome, StoreError> {
         let req = match RefundRequest::validate(&row) {
             Ok(r) => r,
             Err(reason) => {
@@ -241,8 +284,15 @@ impl Engine {
                 return Ok(OrderOutcome::Failed);
             }
         };
+        let mut req = req;
         let verdict = match self.inquire(&req).await? {
-            Ok(bank) => decide(&req, &bank),
+            Ok(bank) => {
+                // The bank's auth code serves when the shop did not store one.
+                if req.auth_code.is_none() {
+                    req.auth_code = bank.auth_code.clone();
+                }
+                decide(&req, &bank)
+            }
             Err(e) => on_inquiry_error(&e),
         };
         let mut next = Next::Verdict(req, verdict);
@@ -250,18 +300,40 @@ impl Engine {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
                 Next::Verdict(req, Verdict::Act(plan)) => self.execute(req, plan, stop).await?,
-                Next::Verdict(req, verdict) => Next::Done(self.conclude(&req, verdict, None).await?),
+                Next::Verdict(req, verdict) => {
+                    Next::Done(self.conclude(&req, verdict, None).await?)
+                }
             };
         }
     }
 
     /// Records a verdict that needs no call to the bank.
-    async fn conclude(&self, req: &RefundRequest, verdict: Verdict, ev: Option<&GatewayEvent>) -> Result<OrderOutcome, StoreError> {
+    async fn conclude(
+        &self,
+        req: &RefundRequest,
+        verdict: Verdict,
+        ev: Option<&GatewayEvent>,
+    ) -> Result<OrderOutcome, StoreError> {
         match verdict {
             Verdict::Refunded { method, amount } => {
-                let watch = (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
-                orders::finish_refunded(&self.pool, self.worker, req.id, ev, method.as_str(), amount, watch).await?;
-                info!(step = "done", method = method.as_str(), amount, "refunded (已退款)");
+                let watch =
+                    (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
+                orders::finish_refunded(
+                    &self.pool,
+                    self.worker,
+                    req.id,
+                    ev,
+                    method.as_str(),
+                    amount,
+                    watch,
+                )
+                .await?;
+                info!(
+                    step = "done",
+                    method = method.as_str(),
+                    amount,
+                    "refunded (已退款)"
+                );
                 Ok(OrderOutcome::Refunded(method))
             }
             Verdict::NeedsPerson(reason) => {
@@ -270,7 +342,11 @@ impl Engine {
                 Ok(OrderOutcome::Failed)
             }
             Verdict::Wait(why) => {
-                info!(step = "wait", reason = why.as_str(), "waiting for a later pass");
+                info!(
+                    step = "wait",
+                    reason = why.as_str(),
+                    "waiting for a later pass"
+                );
                 let d = Deferral {
                     back_to_requested: true,
                     delay: Duration::ZERO,
@@ -279,7 +355,11 @@ impl Engine {
                     keep_unknown: req.unknown.is_some(),
                 };
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
-                Ok(if req.unknown.is_some() { OrderOutcome::Unknown } else { OrderOutcome::Deferred })
+                Ok(if req.unknown.is_some() {
+                    OrderOutcome::Unknown
+                } else {
+                    OrderOutcome::Deferred
+                })
             }
             Verdict::Retry(reason) => {
                 let attempts = req.attempts as u32 + 1;
@@ -289,7 +369,11 @@ impl Engine {
                     orders::fail(&self.pool, self.worker, req.id, ev, &reason, None).await?;
                     return Ok(OrderOutcome::Failed);
                 }
-                let mut delay = backoff(attempts, self.settings.backoff_base, self.settings.backoff_max);
+                let mut delay = backoff(
+                    attempts,
+                    self.settings.backoff_base,
+                    self.settings.backoff_max,
+                );
                 if req.unknown.is_some() {
                     delay = delay.max(self.settings.recheck);
                 }
@@ -302,14 +386,24 @@ impl Engine {
                     keep_unknown: req.unknown.is_some(),
                 };
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
-                Ok(if req.unknown.is_some() { OrderOutcome::Unknown } else { OrderOutcome::Deferred })
+                Ok(if req.unknown.is_some() {
+                    OrderOutcome::Unknown
+                } else {
+                    OrderOutcome::Deferred
+                })
             }
             Verdict::Act(_) => Ok(OrderOutcome::Deferred),
         }
     }
 
     /// Leaves an order whose call has an unknown outcome until a recheck.
-    async fn wait_for_recheck(&self, req: &RefundRequest, op: Operation, delay: Duration, why: &str) -> Result<OrderOutcome, StoreError> {
+    async fn wait_for_recheck(
+        &self,
+        req: &RefundRequest,
+        op: Operation,
+        delay: Duration,
+        why: &str,
+    ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
         let d = Deferral {
             back_to_requested: false,
@@ -323,7 +417,12 @@ impl Engine {
     }
 
     /// Sends a plan's steps in order, recording intent and outcome of each.
-    async fn execute(&self, mut req: RefundRequest, plan: Plan, stop: &CancellationToken) -> Result<Next, StoreError> {
+    async fn execute(
+        &self,
+        mut req: RefundRequest,
+        plan: Plan,
+        stop: &CancellationToken,
+    ) -> Result<Next, StoreError> {
         for (i, step) in plan.steps.iter().copied().enumerate() {
             let completes_capture_reversal = plan.completes_capture_reversal || i > 0;
             if !completes_capture_reversal {
@@ -349,7 +448,10 @@ impl Engine {
             if let Some((op, age)) = req.unknown {
                 if op == step.operation() && age < self.settings.recheck {
                     let wait = self.settings.recheck - age;
-                    return Ok(Next::Done(self.wait_for_recheck(&req, op, wait, "the recheck delay has not passed").await?));
+                    return Ok(Next::Done(
+                        self.wait_for_recheck(&req, op, wait, "the recheck delay has not passed")
+                            .await?,
+                    ));
                 }
             }
             let op = step.operation();
@@ -360,7 +462,14 @@ impl Engine {
                 amount: Some(amount),
                 ..Default::default()
             };
-            orders::record_intent(&self.pool, self.worker, req.id, self.settings.lease, &intent).await?;
+            orders::record_intent(
+                &self.pool,
+                self.worker,
+                req.id,
+                self.settings.lease,
+                &intent,
+            )
+            .await?;
             let started = Instant::now();
             let result = self.send(&req, step).await;
             let elapsed_ms = started.elapsed().as_millis() as i32;
@@ -374,10 +483,19 @@ impl Engine {
             match result {
                 Ok(()) => {
                     ev.outcome = Some("accepted".into());
-                    info!(step = op.as_str(), operation = op.as_str(), amount, elapsed_ms, "bank accepted");
+                    info!(
+                        step = op.as_str(),
+                        operation = op.as_str(),
+                        amount,
+                        elapsed_ms,
+                        "bank accepted"
+                    );
                     req.unknown = None;
                     if i + 1 == plan.steps.len() {
-                        let v = Verdict::Refunded { method: plan.method, amount: plan.amount };
+                        let v = Verdict::Refunded {
+                            method: plan.method,
+                            amount: plan.amount,
+                        };
                         return Ok(Next::Done(self.conclude(&req, v, Some(&ev)).await?));
                     }
                     let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
@@ -386,7 +504,12 @@ impl Engine {
                         req.capture_reversed = true;
                     }
                 }
-                Err(CtbcError::Refused { resp_code, err_code, message, .. }) => {
+                Err(CtbcError::Refused {
+                    resp_code,
+                    err_code,
+                    message,
+                    ..
+                }) => {
                     ev.outcome = Some("refused".into());
                     ev.resp_code = Some(resp_code.clone());
                     ev.err_code = Some(err_code.clone());
@@ -394,7 +517,9 @@ impl Engine {
                     info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms, "bank refused: {message}");
                     orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
                     req.unknown = None;
-                    let refusal = format!("{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}");
+                    let refusal = format!(
+                        "{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}"
+                    );
                     let v = match self.inquire(&req).await? {
                         Ok(bank) => after_refusal(&req, &bank, &refusal),
                         Err(e) => on_inquiry_error(&e),
@@ -408,8 +533,21 @@ impl Engine {
                         refunded.amount, asked.amount
                     );
                     ev.message = Some(reason.clone());
-                    warn!(step = "failed", operation = op.as_str(), elapsed_ms, "{reason}");
-                    orders::fail(&self.pool, self.worker, req.id, Some(&ev), &reason, Some(refunded.amount)).await?;
+                    warn!(
+                        step = "failed",
+                        operation = op.as_str(),
+                        elapsed_ms,
+                        "{reason}"
+                    );
+                    orders::fail(
+                        &self.pool,
+                        self.worker,
+                        req.id,
+                        Some(&ev),
+                        &reason,
+                        Some(refunded.amount),
+                    )
+                    .await?;
                     return Ok(Next::Done(OrderOutcome::Failed));
                 }
                 Err(CtbcError::Unavailable { reason, .. }) => {
@@ -418,7 +556,10 @@ impl Engine {
                     ev.message = Some(reason.clone());
                     orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
                     req.unknown = None;
-                    return Ok(Next::Verdict(req, Verdict::Retry(format!("{op}: bank unavailable: {reason}"))));
+                    return Ok(Next::Verdict(
+                        req,
+                        Verdict::Retry(format!("{op}: bank unavailable: {reason}")),
+                    ));
                 }
                 Err(CtbcError::Invalid(e)) => {
                     let reason = format!("invalid {op} request, nothing sent: {e}");
@@ -441,7 +582,13 @@ impl Engine {
                         };
                         return match after_ambiguous(&req, step, &bank) {
                             None => Ok(Next::Done(
-                                self.wait_for_recheck(&req, op, self.settings.recheck, "the bank shows it did not happen (yet)").await?,
+                                self.wait_for_recheck(
+                                    &req,
+                                    op,
+                                    self.settings.recheck,
+                                    "the bank shows it did not happen (yet)",
+                                )
+                                .await?,
                             )),
                             Some(v) => {
                                 let note = GatewayEvent {
@@ -453,8 +600,16 @@ impl Engine {
                                     ..Default::default()
                                 };
                                 if matches!(v, Verdict::Act(_)) {
-                                    let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
-                                    orders::record_step_done(&self.pool, self.worker, req.id, &note, reached).await?;
+                                    let reached = (step == Step::CaptureReversal)
+                                        .then_some(STEP_CAPTURE_REVERSED);
+                                    orders::record_step_done(
+                                        &self.pool,
+                                        self.worker,
+                                        req.id,
+                                        &note,
+                                        reached,
+                                    )
+                                    .await?;
                                     req.unknown = None;
                                     if step == Step::CaptureReversal {
                                         req.capture_reversed = true;
@@ -465,7 +620,13 @@ impl Engine {
                         };
                     }
                     return Ok(Next::Done(
-                        self.wait_for_recheck(&req, op, self.settings.recheck, "the bank could not be asked").await?,
+                        self.wait_for_recheck(
+                            &req,
+                            op,
+                            self.settings.recheck,
+                            "the bank could not be asked",
+                        )
+                        .await?,
                     ));
                 }
             }
@@ -536,27 +697,42 @@ impl Engine {
                 ev.outcome = Some("accepted".into());
                 ev.bank_state = Some(bank.state.code().to_string());
                 ev.amount = bank.auth_amount.map(|m| m.amount);
-                info!(step = "inquiry", operation = "inquiry", bank_state = bank.state.code(), elapsed_ms, "bank answered");
+                info!(
+                    step = "inquiry",
+                    operation = "inquiry",
+                    bank_state = bank.state.code(),
+                    elapsed_ms,
+                    "bank answered"
+                );
             }
             Err(e) => {
                 ev.outcome = Some(e.kind().to_string());
                 ev.message = Some(e.to_string());
-                if let CtbcError::UnknownOrder { resp_code, err_code, .. } | CtbcError::Refused { resp_code, err_code, .. } = e {
+                if let CtbcError::UnknownOrder {
+                    resp_code,
+                    err_code,
+                    ..
+                }
+                | CtbcError::Refused {
+                    resp_code,
+                    err_code,
+                    ..
+                } = e
+                {
                     ev.resp_code = Some(resp_code.clone());
                     ev.err_code = Some(err_code.clone());
                 }
-                info!(step = "inquiry", operation = "inquiry", error = e.kind(), elapsed_ms, "inquiry gave no verdict: {e}");
+                info!(
+                    step = "inquiry",
+                    operation = "inquiry",
+                    error = e.kind(),
+                    elapsed_ms,
+                    "inquiry gave no verdict: {e}"
+                );
             }
         }
         orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
-        Ok(result.map(|mut bank| {
-            // The bank's auth code serves when the shop did not store one.
-            if bank.auth_code.is_none() {
-                bank.auth_code = req.auth_code.clone();
-            }
-            bank
-        })
-        .map(|bank| bank))
+        Ok(result)
     }
 
     /// Inquires refunded orders until the bank settles their refund.
@@ -571,7 +747,14 @@ impl Engine {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let rows = orders::claim_settlement_watch(&self.pool, self.worker, self.settings.lease, self.settings.batch_size, due_by).await?;
+            let rows = orders::claim_settlement_watch(
+                &self.pool,
+                self.worker,
+                self.settings.lease,
+                self.settings.batch_size,
+                due_by,
+            )
+            .await?;
             if rows.is_empty() {
                 return Ok(());
             }
@@ -640,11 +823,22 @@ impl Engine {
             }
             Settlement::Failed => {
                 counters.settlement_failed.fetch_add(1, Relaxed);
-                warn!(step = "failed", "refund failed at settlement (state 23); needs a person");
+                warn!(
+                    step = "failed",
+                    "refund failed at settlement (state 23); needs a person"
+                );
             }
             Settlement::StillSettling => {}
         }
-        orders::record_settlement(&self.pool, self.worker, row.id, &ev, outcome, Duration::ZERO).await
+        orders::record_settlement(
+            &self.pool,
+            self.worker,
+            row.id,
+            &ev,
+            outcome,
+            Duration::ZERO,
+        )
+        .await
     }
 }
 
@@ -676,7 +870,13 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 }
 
 /// Keeps this worker's leases alive while it works: every third of a lease.
-async fn renew_leases(pool: PgPool, worker: Uuid, lease: Duration, held: Arc<Mutex<HashSet<i64>>>, pass_over: CancellationToken) {
+async fn renew_leases(
+    pool: PgPool,
+    worker: Uuid,
+    lease: Duration,
+    held: Arc<Mutex<HashSet<i64>>>,
+    pass_over: CancellationToken,
+) {
     let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -684,7 +884,10 @@ async fn renew_leases(pool: PgPool, worker: Uuid, lease: Duration, held: Arc<Mut
             _ = pass_over.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let ids: Vec<i64> = held.lock().map(|h| h.iter().copied().collect()).unwrap_or_default();
+        let ids: Vec<i64> = held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
         if let Err(e) = orders::renew_leases(&pool, worker, &ids, lease).await {
             warn!(error = %e, "could not renew leases");
         }

@@ -67,7 +67,11 @@ impl RefundRequest {
     pub fn validate(row: &OrderRow) -> Result<RefundRequest, String> {
         let order_no = OrderNo::parse(&row.order_no).map_err(|e| format!("invalid row: {e}"))?;
         let xid = match row.xid.as_deref().map(str::trim) {
-            None | Some("") => return Err("invalid row: xid is missing; set orders.xid to the authorisation's XID".into()),
+            None | Some("") => {
+                return Err(
+                    "invalid row: xid is missing; set orders.xid to the authorisation's XID".into(),
+                )
+            }
             Some(x) => Xid::parse(x).map_err(|e| format!("invalid row: {e}"))?,
         };
         let auth_code = match row.auth_code.as_deref().map(str::trim) {
@@ -77,19 +81,34 @@ impl RefundRequest {
         let currency = Currency::parse(&row.currency).map_err(|e| format!("invalid row: {e}"))?;
         let authorised = match row.auth_amount {
             Some(a) if a > 0 => a,
-            Some(a) => return Err(format!("invalid row: auth_amount is {a}; it must be the authorised amount, more than 0")),
-            None => return Err("invalid row: auth_amount is missing; set it to the authorised amount".into()),
+            Some(a) => {
+                return Err(format!(
+                "invalid row: auth_amount is {a}; it must be the authorised amount, more than 0"
+            ))
+            }
+            None => {
+                return Err(
+                    "invalid row: auth_amount is missing; set it to the authorised amount".into(),
+                )
+            }
         };
-        let wanted = row.claimed_amount.or(row.refund_amount).unwrap_or(authorised);
+        let wanted = row
+            .claimed_amount
+            .or(row.refund_amount)
+            .unwrap_or(authorised);
         if wanted <= 0 || wanted > authorised {
             return Err(format!(
                 "invalid row: refund_amount is {wanted}; it must be more than 0 and at most auth_amount ({authorised}), or NULL for the whole amount"
             ));
         }
-        let unknown = row.unknown_operation.as_deref().and_then(Operation::parse).map(|op| {
-            let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
-            (op, Duration::from_millis(age_ms))
-        });
+        let unknown = row
+            .unknown_operation
+            .as_deref()
+            .and_then(Operation::parse)
+            .map(|op| {
+                let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
+                (op, Duration::from_millis(age_ms))
+            });
         let capture_reversed = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
             || matches!(unknown, Some((Operation::CaptureReversal, _)));
         Ok(RefundRequest {

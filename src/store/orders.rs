@@ -37,8 +37,13 @@ const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency
 
 /// The columns a claim returns, from the updated row `o`.
 fn claimed_columns() -> String {
-    let mut cols: Vec<String> = ORDER_COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
-    cols.push("(extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms".into());
+    let mut cols: Vec<String> = ORDER_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{c}"))
+        .collect();
+    cols.push(
+        "(extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms".into(),
+    );
     cols.join(", ")
 }
 

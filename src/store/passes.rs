@@ -18,12 +18,12 @@ pub struct PassRecord {
 
 /// Records the start of a pass; returns its id and its start on the database's clock.
 pub async fn start_pass(pool: &PgPool, worker: Uuid) -> Result<(i64, DateTime<Utc>), StoreError> {
-    Ok(sqlx::query_as(
-        "INSERT INTO refund_passes (worker) VALUES ($1) RETURNING id, started_at",
+    Ok(
+        sqlx::query_as("INSERT INTO refund_passes (worker) VALUES ($1) RETURNING id, started_at")
+            .bind(worker)
+            .fetch_one(pool)
+            .await?,
     )
-    .bind(worker)
-    .fetch_one(pool)
-    .await?)
 }
 
 pub async fn finish_pass(
@@ -32,12 +32,14 @@ pub async fn finish_pass(
     outcome: &str,
     summary: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1")
-        .bind(id)
-        .bind(outcome)
-        .bind(summary)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(outcome)
+    .bind(summary)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -37,7 +37,9 @@ use refundd::engine::blackout::Blackout;
 use refundd::engine::clock::{Clock, SystemClock};
 use refundd::engine::pass::{Engine, EngineSettings};
 use refundd::engine::summary::{PassCounters, PassSummary};
-use refundd::sim::{SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use refundd::sim::{
+    SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,13 +85,30 @@ impl Rig {
         let (pool, url) = fresh_db().await;
         let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
         let admin = sim.admin();
-        Rig { pool, url, sim, admin }
+        Rig {
+            pool,
+            url,
+            sim,
+            admin,
+        }
     }
 
     /// An order the bank knows in `state`, requested for refund (all, or `part`).
-    pub async fn seed(&self, order_no: &str, amount: i64, state: refundd::ctbc::TxState, part: Option<i64>) {
+    pub async fn seed(
+        &self,
+        order_no: &str,
+        amount: i64,
+        state: refundd::ctbc::TxState,
+        part: Option<i64>,
+    ) {
         self.admin
-            .load(&[SimTx::new(order_no, format!("X{order_no}"), "A1B2C3", amount, state)])
+            .load(&[SimTx::new(
+                order_no,
+                format!("X{order_no}"),
+                "A1B2C3",
+                amount,
+                state,
+            )])
             .await
             .unwrap();
         self.insert_order(order_no, amount, part).await;
@@ -113,12 +132,26 @@ impl Rig {
             .unwrap();
     }
 
-    pub fn engine_with(&self, settings: EngineSettings, clock: Arc<dyn Clock>, timeout: Duration) -> Engine {
-        Engine::new(self.pool.clone(), client_for(&self.sim.base_url(), timeout), settings, clock)
+    pub fn engine_with(
+        &self,
+        settings: EngineSettings,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Engine {
+        Engine::new(
+            self.pool.clone(),
+            client_for(&self.sim.base_url(), timeout),
+            settings,
+            clock,
+        )
     }
 
     pub fn engine(&self) -> Engine {
-        self.engine_with(engine_settings(), Arc::new(SystemClock), Duration::from_secs(10))
+        self.engine_with(
+            engine_settings(),
+            Arc::new(SystemClock),
+            Duration::from_secs(10),
+        )
     }
 
     pub async fn pass(&self) -> PassSummary {
@@ -126,7 +159,10 @@ impl Rig {
     }
 
     /// (status, refund_method, refunded_amount, refund_error)
-    pub async fn order(&self, order_no: &str) -> (String, Option<String>, Option<i64>, Option<String>) {
+    pub async fn order(
+        &self,
+        order_no: &str,
+    ) -> (String, Option<String>, Option<i64>, Option<String>) {
         sqlx::query_as("SELECT status, refund_method, refunded_amount, refund_error FROM orders WHERE order_no = $1")
             .bind(order_no)
             .fetch_one(&self.pool)
@@ -141,14 +177,19 @@ impl Rig {
             .await
             .unwrap()
             .iter()
-            .filter(|c| c.operation == operation && c.outcome == refundd::sim::CallOutcome::Accepted)
+            .filter(|c| {
+                c.operation == operation && c.outcome == refundd::sim::CallOutcome::Accepted
+            })
             .count()
     }
 }
 
 pub async fn pass_of(engine: &Engine) -> PassSummary {
     engine
-        .run_pass(&tokio_util::sync::CancellationToken::new(), Arc::new(PassCounters::default()))
+        .run_pass(
+            &tokio_util::sync::CancellationToken::new(),
+            Arc::new(PassCounters::default()),
+        )
         .await
         .unwrap()
 }

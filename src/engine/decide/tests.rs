@@ -46,7 +46,9 @@ fn unknown_order_needs_a_person_and_other_inquiry_failures_retry() {
         err_code: "01".into(),
         message: "Order not found".into(),
     };
-    assert!(matches!(on_inquiry_error(&unknown), Verdict::NeedsPerson(r) if r.contains("does not know")));
+    assert!(
+        matches!(on_inquiry_error(&unknown), Verdict::NeedsPerson(r) if r.contains("does not know"))
+    );
     let down = CtbcError::Unavailable {
         operation: Operation::Inquiry,
         reason: "maintenance".into(),
@@ -75,30 +77,46 @@ fn a_different_xid_needs_a_person_before_anything_else() {
 fn money_already_back_is_refunded_without_a_call() {
     assert_eq!(
         decide(&req(1000, 1000), &bank(TxState::AuthCancelled, 0)),
-        Verdict::Refunded { method: RefundMethod::Reversal, amount: 1000 }
+        Verdict::Refunded {
+            method: RefundMethod::Reversal,
+            amount: 1000
+        }
     );
     let mut after_caprev = req(1000, 1000);
     after_caprev.capture_reversed = true;
     assert_eq!(
         decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
-        Verdict::Refunded { method: RefundMethod::CaptureReversalAndReversal, amount: 1000 }
+        Verdict::Refunded {
+            method: RefundMethod::CaptureReversalAndReversal,
+            amount: 1000
+        }
     );
     for s in [TxState::RefundSettling, TxState::RefundSettled] {
         assert_eq!(
             decide(&req(1000, 300), &bank(s, 1000)),
-            Verdict::Refunded { method: RefundMethod::Refund, amount: 300 }
+            Verdict::Refunded {
+                method: RefundMethod::Refund,
+                amount: 300
+            }
         );
     }
     // A partial reversal already done: authorisation lowered by exactly the refund.
     assert_eq!(
         decide(&req(1000, 300), &bank(TxState::Authorised, 700)),
-        Verdict::Refunded { method: RefundMethod::Reversal, amount: 300 }
+        Verdict::Refunded {
+            method: RefundMethod::Reversal,
+            amount: 300
+        }
     );
 }
 
 #[test]
 fn a_different_authorised_amount_needs_a_person() {
-    for s in [TxState::Authorised, TxState::CapturedNotSettled, TxState::Settled] {
+    for s in [
+        TxState::Authorised,
+        TxState::CapturedNotSettled,
+        TxState::Settled,
+    ] {
         assert!(
             matches!(decide(&req(1000, 1000), &bank(s.clone(), 999)), Verdict::NeedsPerson(r) if r.contains("authorised amount")),
             "{s:?}"
@@ -111,7 +129,10 @@ fn a_different_authorised_amount_needs_a_person() {
     ));
     let mut no_amount = bank(TxState::Settled, 1000);
     no_amount.auth_amount = None;
-    assert!(matches!(decide(&req(1000, 1000), &no_amount), Verdict::Retry(_)));
+    assert!(matches!(
+        decide(&req(1000, 1000), &no_amount),
+        Verdict::Retry(_)
+    ));
 }
 
 #[test]
@@ -121,13 +142,21 @@ fn authorised_is_reversed_whole_or_in_part() {
     assert_eq!(full.method, RefundMethod::Reversal);
     assert!(!full.completes_capture_reversal);
     let part = plan(decide(&req(1000, 300), &bank(TxState::Authorised, 1000)));
-    assert_eq!(part.steps, vec![Step::Reversal { new_auth_amount: 700 }]);
+    assert_eq!(
+        part.steps,
+        vec![Step::Reversal {
+            new_auth_amount: 700
+        }]
+    );
     assert_eq!(part.amount, 300);
 }
 
 #[test]
 fn captured_full_is_capture_reversed_then_reversed_and_partial_waits() {
-    let full = plan(decide(&req(1000, 1000), &bank(TxState::CapturedNotSettled, 1000)));
+    let full = plan(decide(
+        &req(1000, 1000),
+        &bank(TxState::CapturedNotSettled, 1000),
+    ));
     assert_eq!(
         full.steps,
         vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }]
@@ -215,25 +244,48 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     assert!(p.completes_capture_reversal);
     // It did not: do not send it again now.
     assert_eq!(
-        after_ambiguous(&r, Step::CaptureReversal, &bank(TxState::CapturedNotSettled, 1000)),
+        after_ambiguous(
+            &r,
+            Step::CaptureReversal,
+            &bank(TxState::CapturedNotSettled, 1000)
+        ),
         None
     );
     // A refund that took effect / did not.
     assert_eq!(
-        after_ambiguous(&r, Step::Refund { amount: 1000 }, &bank(TxState::RefundSettling, 1000)),
-        Some(Verdict::Refunded { method: RefundMethod::Refund, amount: 1000 })
+        after_ambiguous(
+            &r,
+            Step::Refund { amount: 1000 },
+            &bank(TxState::RefundSettling, 1000)
+        ),
+        Some(Verdict::Refunded {
+            method: RefundMethod::Refund,
+            amount: 1000
+        })
     );
     assert_eq!(
-        after_ambiguous(&r, Step::Refund { amount: 1000 }, &bank(TxState::Settled, 1000)),
+        after_ambiguous(
+            &r,
+            Step::Refund { amount: 1000 },
+            &bank(TxState::Settled, 1000)
+        ),
         None
     );
     // A reversal that took effect / did not.
     assert!(matches!(
-        after_ambiguous(&r, Step::Reversal { new_auth_amount: 0 }, &bank(TxState::AuthCancelled, 0)),
+        after_ambiguous(
+            &r,
+            Step::Reversal { new_auth_amount: 0 },
+            &bank(TxState::AuthCancelled, 0)
+        ),
         Some(Verdict::Refunded { .. })
     ));
     assert_eq!(
-        after_ambiguous(&r, Step::Reversal { new_auth_amount: 0 }, &bank(TxState::Authorised, 1000)),
+        after_ambiguous(
+            &r,
+            Step::Reversal { new_auth_amount: 0 },
+            &bank(TxState::Authorised, 1000)
+        ),
         None
     );
 }
