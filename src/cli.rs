@@ -3,10 +3,16 @@
 // 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, SettingsError, Sources};
+use crate::engine::clock::SystemClock;
+use crate::engine::pass::{Engine, EngineSettings};
+use crate::engine::schedule;
+use crate::engine::summary::PassCounters;
 use crate::store::{self, StoreError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,14 +131,67 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             Ok(ExitCode::SUCCESS)
         }
         Command::ThrowawayDb => throwaway_db().await,
-        Command::Once => Err(CliError::NotBuilt("`refundd once` is not built yet")),
-        Command::Run => Err(CliError::NotBuilt("`refundd run` is not built yet")),
+        Command::Once => once(settings).await,
+        Command::Run => run(settings).await,
         Command::Status { .. } => Err(CliError::NotBuilt("`refundd status` is not built yet")),
         Command::Request { .. } => Err(CliError::NotBuilt("`refundd request` is not built yet")),
         Command::Retry { .. } => Err(CliError::NotBuilt("`refundd retry` is not built yet")),
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
         Command::Demo => Err(CliError::NotBuilt("`refundd demo` is not built yet")),
     }
+}
+
+/// What `once` and `run` share: settings checked, database reachable and
+/// migrated, the bank client built.
+async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
+    let url = settings.require_database_url()?;
+    let client = settings.require_client()?;
+    let pool = store::connect(url, settings.database.max_connections).await?;
+    store::migrate(&pool).await?;
+    Ok(Engine::new(
+        pool,
+        client,
+        EngineSettings::from_settings(settings),
+        Arc::new(SystemClock),
+    ))
+}
+
+async fn once(settings: Settings) -> Result<ExitCode, CliError> {
+    let engine = engine_for(&settings).await?;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        schedule::termination_signal().await;
+        tracing::info!("stopping: finishing the orders in hand");
+        on_signal.cancel();
+    });
+    let counters = Arc::new(PassCounters::default());
+    let summary = engine
+        .run_pass(&stop, counters)
+        .await
+        .map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
+    println!("{}", summary.line());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(settings: Settings) -> Result<ExitCode, CliError> {
+    let engine = engine_for(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        schedule::termination_signal().await;
+        on_signal.cancel();
+    });
+    schedule::run(
+        engine,
+        &settings.schedule.cron,
+        shutdown,
+        settings.worker.shutdown_grace,
+        Arc::new(schedule::NoHooks),
+    )
+    .await
+    .map_err(|e| CliError::Runtime(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn throwaway_db() -> Result<ExitCode, CliError> {

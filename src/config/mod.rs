@@ -3,6 +3,7 @@
 // environment variables (and `DATABASE_URL`). Every value is checked here, so the
 // rest of refundd only ever sees settings that make sense.
 
+mod client;
 mod error;
 mod raw;
 

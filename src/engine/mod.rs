@@ -4,4 +4,5 @@ pub mod clock;
 pub mod decide;
 pub mod pass;
 pub mod request;
+pub mod schedule;
 pub mod summary;

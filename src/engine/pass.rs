@@ -161,6 +161,8 @@ impl Engine {
 
         let held: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let pass_over = CancellationToken::new();
+        // Dropped mid-flight (shutdown grace over), the pass still stops its renewer.
+        let _stop_renewer = pass_over.clone().drop_guard();
         let renewer = tokio::spawn(renew_leases(
             self.pool.clone(),
             self.worker,

@@ -57,3 +57,12 @@ pub async fn last_finished_pass(pool: &PgPool) -> Result<Option<PassRecord>, Sto
 pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, StoreError> {
     Ok(sqlx::query_scalar("SELECT now()").fetch_one(pool).await?)
 }
+
+/// When the most recent pass started, finished or not.
+pub async fn last_started_pass(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT max(started_at) FROM refund_passes")
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,184 @@
+// When passes run: on `schedule.cron` (Asia/Taipei) with tokio-cron-scheduler,
+// never two at once in one process, one at start-up if the recorded passes
+// say one is due, and a clean stop on SIGTERM/SIGINT that finishes the order
+// in hand within the shutdown grace. Business rules live elsewhere.
+
+use super::pass::Engine;
+use super::summary::{PassCounters, PassSummary};
+use crate::store::{passes, StoreError};
+use chrono::{DateTime, Utc};
+use chrono_tz::Asia::Taipei;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// What the operations side learns from the scheduler (health, systemd).
+pub trait RunHooks: Send + Sync {
+    /// Migrations applied, scheduler started.
+    fn ready(&self) {}
+    /// The scheduler loop is alive.
+    fn beat(&self) {}
+    fn pass_finished(&self, _at: DateTime<Utc>, _summary: &PassSummary) {}
+    fn stopping(&self) {}
+}
+
+/// No hooks.
+pub struct NoHooks;
+impl RunHooks for NoHooks {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the scheduler could not start: {0}")]
+    Scheduler(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether a pass is due now: the cron fired since the last recorded pass
+/// started (or no pass was ever recorded).
+pub fn pass_due(cron: &str, last_pass_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    let Some(last) = last_pass_started else {
+        return true;
+    };
+    let Ok(schedule) = croner::Cron::new(cron)
+        .with_seconds_required()
+        .with_dom_and_dow()
+        .parse()
+    else {
+        return false;
+    };
+    match schedule.find_next_occurrence(&last.with_timezone(&Taipei), false) {
+        Ok(next) => next.with_timezone(&Utc) <= now,
+        Err(_) => false,
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs passes on the schedule until `shutdown` is cancelled. A pass in
+/// progress then stops claiming and finishes the orders in hand; if that takes
+/// longer than `grace`, this returns anyway and the leases expire on their own.
+pub async fn run(
+    engine: Engine,
+    cron: &str,
+    shutdown: CancellationToken,
+    grace: Duration,
+    hooks: Arc<dyn RunHooks>,
+) -> Result<(), ScheduleError> {
+    // Ticks coalesce: while a pass runs, at most one more waits.
+    let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
+    let mut scheduler = JobScheduler::new()
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    let tx = tick_tx.clone();
+    let job = Job::new_async_tz(cron, Taipei, move |_id, _lock| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.try_send(());
+        })
+    })
+    .map_err(|e| ScheduleError::Scheduler(format!("schedule.cron {cron:?}: {e}")))?;
+    scheduler
+        .add(job)
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    scheduler
+        .start()
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+
+    let last = passes::last_started_pass(engine.pool()).await?;
+    if pass_due(cron, last, Utc::now()) {
+        info!("a pass is due by the recorded passes: running one now");
+        let _ = tick_tx.try_send(());
+    }
+    hooks.ready();
+    info!(cron, worker = %engine.worker(), "refundd is running; passes follow schedule.cron (Asia/Taipei)");
+
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = heartbeat.tick() => hooks.beat(),
+            Some(()) = tick_rx.recv() => {
+                let counters = Arc::new(PassCounters::default());
+                let pass_stop = shutdown.child_token();
+                let pass = engine.run_pass(&pass_stop, counters);
+                tokio::pin!(pass);
+                let outcome = loop {
+                    tokio::select! {
+                        r = &mut pass => break Some(r),
+                        _ = heartbeat.tick() => hooks.beat(),
+                        _ = shutdown.cancelled() => {
+                            info!(grace_secs = grace.as_secs(), "stopping: finishing the orders in hand");
+                            break match tokio::time::timeout(grace, &mut pass).await {
+                                Ok(r) => Some(r),
+                                Err(_) => {
+                                    warn!("shutdown grace over with a call to the bank still open; its order keeps its lease and the next pass resumes it by inquiring");
+                                    None
+                                }
+                            };
+                        }
+                    }
+                };
+                match outcome {
+                    Some(Ok(summary)) => hooks.pass_finished(Utc::now(), &summary),
+                    Some(Err(e)) => error!(error = %e, "the pass could not finish: database lost; the next tick tries again"),
+                    None => {}
+                }
+                if shutdown.is_cancelled() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    hooks.stopping();
+    let _ = scheduler.shutdown().await;
+    info!("refundd stopped");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_pass_is_due_when_the_cron_fired_since_the_last_one() {
+        let every_two_hours = "0 0 */2 * * *";
+        let t = |h, m| {
+            Taipei
+                .with_ymd_and_hms(2026, 11, 27, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        assert!(pass_due(every_two_hours, None, t(10, 0)));
+        assert!(!pass_due(every_two_hours, Some(t(10, 0)), t(11, 59)));
+        assert!(pass_due(every_two_hours, Some(t(10, 0)), t(12, 0)));
+        assert!(pass_due(every_two_hours, Some(t(9, 30)), t(10, 1)));
+    }
+}

@@ -1,0 +1,209 @@
+// `refundd once` and `refundd run` as an operator runs them: real binary,
+// real PostgreSQL, the simulator over HTTP, exit codes and signals.
+
+mod common;
+
+use common::{refundd_bin, Rig};
+use refundd::ctbc::TxState;
+use refundd::sim::{FaultPlan, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn with_bank(cmd: &mut Command, rig: &Rig) {
+    cmd.env("REFUNDD__DATABASE__URL", &rig.url)
+        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
+        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
+        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
+        .env("REFUNDD__HTTP__LISTEN", "off");
+}
+
+#[tokio::test]
+async fn once_works_the_queue_and_prints_a_summary() {
+    let rig = Rig::new().await;
+    rig.seed("ONCE1", 1000, TxState::Authorised, None).await;
+    rig.seed("ONCE10", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    rig.seed("ONCE12", 1000, TxState::Settled, Some(100)).await;
+    let mut cmd = refundd_bin();
+    cmd.arg("once");
+    with_bank(&mut cmd, &rig);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "claimed 3, refunded 3 (reversal 1, capture reversal + reversal 1, refund 1)"
+        ),
+        "{stdout}"
+    );
+    for no in ["ONCE1", "ONCE10", "ONCE12"] {
+        assert_eq!(rig.order(no).await.0, "refunded");
+    }
+    let secret_seen = String::from_utf8_lossy(&out.stderr).contains(REFERENCE_MAC_KEY)
+        || stdout.contains(REFERENCE_MAC_KEY);
+    assert!(!secret_seen, "the MAC key leaked into the output");
+}
+
+#[test]
+fn once_without_bank_settings_names_each_missing_setting() {
+    let out = refundd_bin()
+        .arg("once")
+        .env(
+            "REFUNDD__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for setting in ["ctbc.base_url", "ctbc.mer_id", "ctbc.mac_key", "ctbc.iv"] {
+        assert!(err.contains(setting), "{setting} missing from: {err}");
+    }
+}
+
+#[test]
+fn once_refuses_plain_http_to_a_remote_bank() {
+    let out = refundd_bin()
+        .arg("once")
+        .env(
+            "REFUNDD__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .env(
+            "REFUNDD__CTBC__BASE_URL",
+            "http://bank.example.com/MicroPos",
+        )
+        .env("REFUNDD__CTBC__MER_ID", "1234567")
+        .env("REFUNDD__CTBC__MAC_KEY", "QWERTYUIOPASDFGHJKLZXCVB")
+        .env("REFUNDD__CTBC__IV", "12345678")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_insecure_http"));
+}
+
+#[tokio::test]
+async fn once_with_the_database_unreachable_is_a_runtime_failure() {
+    let rig = Rig::new().await;
+    let mut cmd = refundd_bin();
+    cmd.arg("once");
+    with_bank(&mut cmd, &rig);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    cmd.env(
+        "REFUNDD__DATABASE__URL",
+        format!("postgres://postgres@127.0.0.1:{port}/none"),
+    );
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database"));
+}
+
+#[tokio::test]
+async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
+    let rig = Rig::new().await;
+    let mut txs = Vec::new();
+    for i in 0..60 {
+        txs.push(refundd::sim::SimTx::new(
+            format!("RUN{i}"),
+            format!("XRUN{i}"),
+            "A1B2C3",
+            1000,
+            TxState::Settled,
+        ));
+    }
+    rig.admin.load(&txs).await.unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+         SELECT 'RUN' || i, 'XRUN' || i, 'A1B2C3', 1000, 'refund_requested' FROM generate_series(0, 59) i",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    // A slow bank, so the pass is still going when the signal comes.
+    let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":150}]}"#).unwrap();
+    rig.admin.set_faults(&plan).await.unwrap();
+    let mut cmd = refundd_bin();
+    cmd.arg("run")
+        .env("REFUNDD__WORKER__CONCURRENCY", "2")
+        .env("REFUNDD__WORKER__BATCH_SIZE", "4")
+        .env("REFUNDD__WORKER__SHUTDOWN_GRACE_SECS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    with_bank(&mut cmd, &rig);
+    let mut child = cmd.spawn().unwrap();
+    // Wait until the pass has refunded something.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'refunded'")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pass never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let (claimed, refunded, waiting): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL),
+                count(*) FILTER (WHERE status = 'refunded'),
+                count(*) FILTER (WHERE status = 'refund_requested')
+           FROM orders",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed, 0, "nothing left claimed by the exiting process");
+    assert!(
+        refunded < 60 && waiting > 0,
+        "stopped mid-pass: refunded {refunded}, waiting {waiting}"
+    );
+    // Every refund the bank made is recorded.
+    let ledger = rig.admin.ledger().await.unwrap();
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(refunded_amount), 0)::bigint FROM orders WHERE status = 'refunded'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, ledger.returned_total);
+    let pass_outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM refund_passes ORDER BY id DESC LIMIT 1")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(pass_outcome, "stopped");
+}
