@@ -103,6 +103,13 @@ impl Envelope {
     /// Opens an `ApiEnc` value: decrypts, checks the padding, decodes Big5,
     /// takes the JSON up to its last `}` and checks the MAC that follows it.
     /// Returns the JSON text.
+    ///
+    /// The protocol's MAC is a CBC-MAC under the same key and IV: it covers
+    /// the end of the message only. Damage to a ciphertext block before the
+    /// last block of the JSON garbles that block and flips bits in the next,
+    /// yet re-encryption heals before the MAC, so such a message can open to
+    /// altered text. Integrity of the whole message rests on TLS; the JSON and
+    /// field checks of the answer catch most such damage.
     pub fn open(&self, api_enc: &str) -> Result<String, EnvelopeError> {
         let ct = hex::decode(api_enc.trim()).map_err(|_| EnvelopeError::NotHex)?;
         if ct.is_empty() || ct.len() % 8 != 0 {

@@ -1,0 +1,947 @@
+// The CTBC client against a small fake bank on 127.0.0.1 speaking real HTTP
+// and the real envelope: every request and answer type end to end, and every
+// way the bank or the network can fail, each mapped to the error class the
+// engine must act on.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use refundd::ctbc::client::{
+    refusal_answer_json, string_object, Accepted, Client, ClientConfig, ClientSetupError, Inquiry,
+    RefundAccepted,
+};
+use refundd::ctbc::envelope::Envelope;
+use refundd::ctbc::request::parse_inquiry_request;
+use refundd::ctbc::wire::{form_body, json_text, open_form, seal_form};
+use refundd::ctbc::{
+    AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, MerId, Money, Operation, OrderNo,
+    Refund, RefundReversal, Reversal, TxState, Xid,
+};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
+const IV: &str = "test8iv!";
+const MERID: &str = "1234567";
+const REF_JSON: &str = r#"{"MERID":"1234567","LID-M":"ORDER001","VERSION":"3.2","SwRevision":"MicroQuery Server 3.2 (2019/10/25)","Tx_ATTRIBUTE":"TX_AUTH"}"#;
+
+fn envelope() -> Envelope {
+    Envelope::new(KEY.as_bytes(), IV.as_bytes()).unwrap()
+}
+
+fn twd(n: i64) -> Money {
+    Money::new(Currency::TWD, n).unwrap()
+}
+
+fn order() -> OrderNo {
+    OrderNo::parse("ORDER001").unwrap()
+}
+
+// ---------------------------------------------------------------- fake bank
+
+/// One request as the fake bank read it off the socket.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Map<String, Value> {
+        let opened = open_form(&envelope(), &self.body).unwrap();
+        assert_eq!(opened.mer_id.as_deref(), Some(MERID));
+        opened.json
+    }
+}
+
+/// What the fake bank does with a request.
+enum Reply {
+    /// 200 with the JSON sealed in a form, as the bank answers.
+    Answer(Map<String, Value>),
+    /// Any status and body.
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// Read the request, then close the connection without a word.
+    CloseAfterRead,
+    /// Read the request and answer only after the client has given up.
+    Slow,
+}
+
+struct FakeBank {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+type Behaviour = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+impl FakeBank {
+    async fn start(behaviour: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> FakeBank {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let behaviour: Behaviour = Arc::new(behaviour);
+        let log = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(stream, behaviour.clone(), log.clone()));
+            }
+        });
+        FakeBank { addr, received }
+    }
+
+    /// Answers every request with the same JSON.
+    async fn answering(json: Map<String, Value>) -> FakeBank {
+        FakeBank::start(move |_| Reply::Answer(json.clone())).await
+    }
+
+    fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}/MicroPos", self.addr)).unwrap()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(config(self.url())).unwrap()
+    }
+
+    fn client_with_timeout(&self, timeout: Duration) -> Client {
+        let mut cfg = config(self.url());
+        cfg.timeout = timeout;
+        Client::new(cfg).unwrap()
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn config(base_url: url::Url) -> ClientConfig {
+    let mut cfg = ClientConfig::new(base_url, MerId::parse(MERID).unwrap(), envelope());
+    cfg.timeout = Duration::from_secs(5);
+    cfg.connect_timeout = Duration::from_secs(2);
+    cfg
+}
+
+async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Vec<Received>>>) {
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
+    log.lock().unwrap().push(request.clone());
+    let (status, content_type, body) = match behaviour(&request) {
+        Reply::Answer(json) => (
+            200,
+            "application/x-www-form-urlencoded",
+            seal_form(&envelope(), MERID, &json).unwrap().into_bytes(),
+        ),
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => (status, content_type, body),
+        Reply::CloseAfterRead => return,
+        Reply::Slow => {
+            // Longer than any client timeout of these tests; the runtime
+            // drops this task when the test ends.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status} Whatever\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&body).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn read_request(stream: &mut TcpStream) -> Option<Received> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let path = lines.next()?.split_whitespace().nth(1)?.to_string();
+    let mut content_length = 0;
+    let mut content_type = String::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => content_length = value.trim().parse().ok()?,
+                "content-type" => content_type = value.trim().to_string(),
+                _ => {}
+            }
+        }
+    }
+    while buf.len() < head_end + content_length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(Received {
+        path,
+        content_type,
+        body: buf[head_end..head_end + content_length].to_vec(),
+    })
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn xid() -> Xid {
+    Xid::parse("20240101ABCDEF123456").unwrap()
+}
+
+fn auth_code() -> AuthCode {
+    AuthCode::parse("A1B2C3").unwrap()
+}
+
+fn refund_of(amount: i64) -> Refund {
+    Refund {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        amount: twd(amount),
+    }
+}
+
+fn full_inquiry() -> Inquiry {
+    Inquiry {
+        state: TxState::Settled,
+        xid: Some(xid()),
+        auth_code: Some(auth_code()),
+        auth_amount: Some(twd(1500)),
+        pan: Some(MaskedPan::from_bank("411111******1111")),
+        txn_date: Some("2024/01/01".into()),
+        txn_time: Some("12:34:56".into()),
+        eci: Some("05".into()),
+        err_code: "00".into(),
+    }
+}
+
+/// Error text an operator reads must carry no key, IV, ciphertext or card number.
+fn assert_safe_to_log(err: &CtbcError) {
+    eprintln!("operator sees: {err}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(KEY) && !text.contains(IV), "{text}");
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
+        assert!(run < 24, "a long hex run (ciphertext?) in: {text}");
+    }
+    let mut digits = 0;
+    for c in text.chars() {
+        digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+        assert!(digits < 13, "a card-number-like run in: {text}");
+    }
+}
+
+fn html(status: u16, body: &[u8]) -> Reply {
+    Reply::Raw {
+        status,
+        content_type: "text/html; charset=big5",
+        body: body.to_vec(),
+    }
+}
+
+fn maintenance_page_big5() -> Vec<u8> {
+    encoding_rs::BIG5
+        .encode("<html><head><title>系統維護中</title></head><body>請稍後再試</body></html>")
+        .0
+        .into_owned()
+}
+
+// ------------------------------------------------------ round trips: requests
+
+#[tokio::test]
+async fn inquiry_sends_the_reference_request_and_reads_every_field() {
+    let bank = FakeBank::answering(full_inquiry().to_answer_json()).await;
+    let answer = bank.client().inquiry(&order()).await.unwrap();
+    assert_eq!(answer, full_inquiry());
+
+    let received = bank.received();
+    assert_eq!(received.len(), 1);
+    let req = &received[0];
+    assert_eq!(req.path, "/MicroPos/NewQuery/InquiryByLidm");
+    assert_eq!(req.content_type, "application/x-www-form-urlencoded");
+    // Byte for byte the protocol document's reference request.
+    let expected = form_body(MERID, &envelope().seal(REF_JSON).unwrap());
+    assert_eq!(String::from_utf8(req.body.clone()).unwrap(), expected);
+    assert!(expected.contains("ApiEnc=B23A3F7C212A186468F9C150A6A9F723"));
+    assert_eq!(json_text(&req.json()), REF_JSON);
+    let (mer, order_no) = parse_inquiry_request(&req.json()).unwrap();
+    assert_eq!((mer.as_str(), order_no), (MERID, order()));
+}
+
+#[tokio::test]
+async fn inquiry_reports_every_state_code() {
+    let state = Arc::new(Mutex::new(TxState::Authorised));
+    let shared = state.clone();
+    let bank = FakeBank::start(move |_| {
+        Reply::Answer(string_object([
+            ("RespCode", "0".to_string()),
+            ("ErrCode", "00".to_string()),
+            ("CurrentState", shared.lock().unwrap().code().to_string()),
+        ]))
+    })
+    .await;
+    let client = bank.client();
+    let mut every = TxState::all_known().to_vec();
+    every.push(TxState::Unknown("99".into()));
+    for s in every {
+        *state.lock().unwrap() = s.clone();
+        let answer = client.inquiry(&order()).await.unwrap();
+        assert_eq!(answer.state, s);
+        assert_eq!(answer.xid, None);
+    }
+}
+
+#[tokio::test]
+async fn reversal_round_trip() {
+    let accepted = Accepted {
+        err_code: "00".into(),
+        message: "交易成功".into(),
+    };
+    let bank = FakeBank::answering(accepted.to_answer_json()).await;
+    let req = Reversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        new_auth_amount: twd(0),
+    };
+    assert_eq!(bank.client().reversal(&req).await.unwrap(), accepted);
+    let sent = &bank.received()[0];
+    assert_eq!(sent.path, "/MicroPos/NewPos/Reversal");
+    assert_eq!(
+        sent.json().keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "XID",
+            "AuthCode",
+            "OrgAmt",
+            "AuthNewAmt",
+            "VERSION",
+            "SwRevision"
+        ]
+    );
+    let (mer, parsed) = Reversal::from_request_json(&sent.json()).unwrap();
+    assert_eq!((mer.as_str(), parsed), (MERID, req));
+}
+
+#[tokio::test]
+async fn capture_reversal_round_trip() {
+    let accepted = Accepted {
+        err_code: "00".into(),
+        message: String::new(),
+    };
+    let bank = FakeBank::answering(accepted.to_answer_json()).await;
+    let req = CaptureReversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        amount: twd(0),
+    };
+    assert_eq!(
+        bank.client().capture_reversal(&req).await.unwrap(),
+        accepted
+    );
+    let sent = &bank.received()[0];
+    assert_eq!(sent.path, "/MicroPos/NewPos/CapRev");
+    assert_eq!(
+        sent.json().keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "XID",
+            "AuthCode",
+            "OrgAmt",
+            "CapRevAmt",
+            "VERSION",
+            "SwRevision"
+        ]
+    );
+    let (_, parsed) = CaptureReversal::from_request_json(&sent.json()).unwrap();
+    assert_eq!(parsed, req);
+}
+
+#[tokio::test]
+async fn refund_round_trip() {
+    let accepted = RefundAccepted {
+        refunded: twd(700),
+        retr_ref: Some("123456789012".into()),
+        batch_id: Some("0042".into()),
+        batch_seq: Some("7".into()),
+    };
+    let bank = FakeBank::answering(accepted.to_answer_json()).await;
+    let req = refund_of(700);
+    assert_eq!(bank.client().refund(&req).await.unwrap(), accepted);
+    let sent = &bank.received()[0];
+    assert_eq!(sent.path, "/MicroPos/NewPos/Refund");
+    assert_eq!(
+        sent.json().keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "AuthCode",
+            "CredAmt",
+            "OrgAmt",
+            "XID",
+            "VERSION",
+            "SwRevision"
+        ]
+    );
+    assert_eq!(sent.json()["CredAmt"], "901 700 0");
+    let (_, parsed) = Refund::from_request_json(&sent.json()).unwrap();
+    assert_eq!(parsed, req);
+}
+
+#[tokio::test]
+async fn refund_reversal_round_trip() {
+    let accepted = Accepted {
+        err_code: "00".into(),
+        message: "OK".into(),
+    };
+    let bank = FakeBank::answering(accepted.to_answer_json()).await;
+    let req = RefundReversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        amount: twd(700),
+    };
+    assert_eq!(bank.client().refund_reversal(&req).await.unwrap(), accepted);
+    let sent = &bank.received()[0];
+    assert_eq!(sent.path, "/MicroPos/NewPos/RefundRev");
+    assert_eq!(
+        sent.json().keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "XID",
+            "AuthCode",
+            "CredRevAmt",
+            "OrgAmt",
+            "VERSION",
+            "SwRevision"
+        ]
+    );
+    let (_, parsed) = RefundReversal::from_request_json(&sent.json()).unwrap();
+    assert_eq!(parsed, req);
+}
+
+// --------------------------------------------------------------- refusals
+
+#[tokio::test]
+async fn big5_refusal_text_reaches_the_error() {
+    let bank = FakeBank::answering(refusal_answer_json("99", "05", "交易失敗")).await;
+    let client = bank.client();
+    for err in [
+        client.refund(&refund_of(100)).await.unwrap_err(),
+        client.inquiry(&order()).await.unwrap_err(),
+    ] {
+        match &err {
+            CtbcError::Refused {
+                resp_code,
+                err_code,
+                message,
+                ..
+            } => {
+                assert_eq!((resp_code.as_str(), err_code.as_str()), ("99", "05"));
+                assert_eq!(message, "交易失敗");
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        assert!(err.to_string().contains("交易失敗"));
+        assert_safe_to_log(&err);
+    }
+}
+
+#[tokio::test]
+async fn unknown_order_is_its_own_answer_for_inquiries_only() {
+    let bank = FakeBank::answering(refusal_answer_json("99", "01", "Order not found")).await;
+    let client = bank.client();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::UnknownOrder { resp_code, err_code, message }
+            if resp_code == "99" && err_code == "01" && message == "Order not found"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "unknown_order");
+    // The same codes on a money-moving call are a plain refusal.
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert_eq!(err.kind(), "refused");
+
+    // Which codes mean "no such order" is a setting.
+    let mut cfg = config(bank.url());
+    cfg.unknown_order_codes = vec![("98".into(), "02".into())];
+    let err = Client::new(cfg)
+        .unwrap()
+        .inquiry(&order())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "refused");
+}
+
+// ------------------------------------------------------- gateway failures
+
+#[tokio::test]
+async fn maintenance_page_with_503_or_200_is_unavailable_or_ambiguous() {
+    for status in [503, 200] {
+        let bank = FakeBank::start(move |_| html(status, &maintenance_page_big5())).await;
+        let client = bank.client();
+        let err = client.inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Unavailable { operation: Operation::Inquiry, reason }
+                if reason.contains("系統維護中") && reason.contains(&status.to_string())),
+            "{err:?}"
+        );
+        assert_safe_to_log(&err);
+        let err = client.refund(&refund_of(100)).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CtbcError::Ambiguous {
+                    operation: Operation::Refund,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_safe_to_log(&err);
+    }
+}
+
+#[tokio::test]
+async fn server_error_without_a_page_is_unavailable_or_ambiguous() {
+    let bank = FakeBank::start(|_| Reply::Raw {
+        status: 502,
+        content_type: "text/plain",
+        body: b"Bad Gateway".to_vec(),
+    })
+    .await;
+    let client = bank.client();
+    assert_eq!(
+        client.inquiry(&order()).await.unwrap_err().kind(),
+        "unavailable"
+    );
+    let req = Reversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        new_auth_amount: twd(0),
+    };
+    assert_eq!(client.reversal(&req).await.unwrap_err().kind(), "ambiguous");
+}
+
+#[tokio::test]
+async fn connection_closed_after_the_request_was_read() {
+    let bank = FakeBank::start(|_| Reply::CloseAfterRead).await;
+    let client = bank.client();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Unavailable { .. }), "{err:?}");
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Ambiguous { .. }), "{err:?}");
+    assert_safe_to_log(&err);
+    assert_eq!(bank.received().len(), 2, "both requests reached the bank");
+}
+
+#[tokio::test]
+async fn answer_slower_than_the_timeout() {
+    let bank = FakeBank::start(|_| Reply::Slow).await;
+    let client = bank.client_with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Unavailable { reason, .. } if reason.contains("200 ms")),
+        "{err:?}"
+    );
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Ambiguous { .. }), "{err:?}");
+    assert!(err.to_string().contains("inquire"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn answer_with_a_wrong_mac() {
+    let bank = FakeBank::start(|_| {
+        let json = json_text(&full_inquiry().to_answer_json());
+        let api_enc = envelope()
+            .seal_with_forged_mac(&json, &"0".repeat(48))
+            .unwrap();
+        Reply::Raw {
+            status: 200,
+            content_type: "application/x-www-form-urlencoded",
+            body: form_body(MERID, &api_enc).into_bytes(),
+        }
+    })
+    .await;
+    let client = bank.client();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("MAC")),
+        "{err:?}"
+    );
+    assert_safe_to_log(&err);
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Ambiguous { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn answer_sealed_with_another_key() {
+    let other = Envelope::new(b"ZYXWVUTSRQPONMLKJIHGFEDC", IV.as_bytes()).unwrap();
+    let bank = FakeBank::start(move |_| Reply::Raw {
+        status: 200,
+        content_type: "application/x-www-form-urlencoded",
+        body: seal_form(&other, MERID, &full_inquiry().to_answer_json())
+            .unwrap()
+            .into_bytes(),
+    })
+    .await;
+    let err = bank.client().inquiry(&order()).await.unwrap_err();
+    assert_eq!(err.kind(), "bad_answer", "{err:?}");
+    assert_safe_to_log(&err);
+}
+
+#[tokio::test]
+async fn garbage_body() {
+    let bank = FakeBank::start(|_| Reply::Raw {
+        status: 200,
+        content_type: "text/plain",
+        body: b"\x00\x01 internal error 0xDEADBEEF".to_vec(),
+    })
+    .await;
+    let client = bank.client();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Unavailable { .. }), "{err:?}");
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(matches!(err, CtbcError::Ambiguous { .. }), "{err:?}");
+    assert_safe_to_log(&err);
+}
+
+#[tokio::test]
+async fn envelope_holding_something_other_than_json() {
+    let bank = FakeBank::start(|_| Reply::Raw {
+        status: 200,
+        content_type: "application/x-www-form-urlencoded",
+        body: form_body(MERID, &envelope().seal("RespCode=0 }").unwrap()).into_bytes(),
+    })
+    .await;
+    let client = bank.client();
+    assert_eq!(
+        client.inquiry(&order()).await.unwrap_err().kind(),
+        "bad_answer"
+    );
+    assert_eq!(
+        client.refund(&refund_of(100)).await.unwrap_err().kind(),
+        "ambiguous"
+    );
+}
+
+#[tokio::test]
+async fn inquiry_answer_missing_or_malformed_fields() {
+    let cases = [
+        string_object([("RespCode", "0"), ("ErrCode", "00")]),
+        string_object([("ErrCode", "00"), ("CurrentState", "1")]),
+        string_object([
+            ("RespCode", "0"),
+            ("CurrentState", "1"),
+            ("AuthAmt", "1500"),
+        ]),
+        string_object([
+            ("RespCode", "0"),
+            ("CurrentState", "1"),
+            ("AuthCode", "TOOLONG1"),
+        ]),
+    ];
+    for json in cases {
+        let shown = json_text(&json);
+        let bank = FakeBank::answering(json).await;
+        let err = bank.client().inquiry(&order()).await.unwrap_err();
+        assert_eq!(err.kind(), "bad_answer", "{shown}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn full_card_number_from_the_bank_is_masked() {
+    let mut json = full_inquiry().to_answer_json();
+    json.insert("PAN".into(), "4111111111111111".into());
+    let bank = FakeBank::answering(json).await;
+    let answer = bank.client().inquiry(&order()).await.unwrap();
+    assert_eq!(answer.pan.unwrap().as_str(), "411111******1111");
+}
+
+#[tokio::test]
+async fn connect_refused_is_unavailable_even_for_a_refund() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = Client::new(config(
+        url::Url::parse(&format!("http://{addr}/MicroPos")).unwrap(),
+    ))
+    .unwrap();
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CtbcError::Unavailable {
+                operation: Operation::Refund,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_safe_to_log(&err);
+    assert_eq!(
+        client.inquiry(&order()).await.unwrap_err().kind(),
+        "unavailable"
+    );
+}
+
+// --------------------------------------------------- refunds and our input
+
+#[tokio::test]
+async fn refund_of_another_amount_is_reported() {
+    let bank = FakeBank::answering(
+        RefundAccepted {
+            refunded: twd(1000),
+            retr_ref: None,
+            batch_id: None,
+            batch_seq: None,
+        }
+        .to_answer_json(),
+    )
+    .await;
+    let err = bank.client().refund(&refund_of(1500)).await.unwrap_err();
+    assert!(
+        matches!(err, CtbcError::RefundAmountMismatch { asked, refunded }
+            if asked == twd(1500) && refunded == twd(1000)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn accepted_refund_without_an_amount_is_ambiguous() {
+    let bank = FakeBank::answering(string_object([("RespCode", "0"), ("ErrCode", "00")])).await;
+    let err = bank.client().refund(&refund_of(1500)).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Ambiguous { reason, .. } if reason.contains("RefAmt")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_are_never_sent() {
+    let bank = FakeBank::answering(
+        Accepted {
+            err_code: "00".into(),
+            message: String::new(),
+        }
+        .to_answer_json(),
+    )
+    .await;
+    let client = bank.client();
+    let usd = Money {
+        currency: 840,
+        amount: 100,
+        exponent: 2,
+    };
+    let mut errors = vec![
+        client.refund(&refund_of(1501)).await.unwrap_err(),
+        client.refund(&refund_of(0)).await.unwrap_err(),
+        client
+            .refund(&Refund {
+                amount: usd,
+                ..refund_of(1)
+            })
+            .await
+            .unwrap_err(),
+    ];
+    let reversal = Reversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        new_auth_amount: twd(1600),
+    };
+    errors.push(client.reversal(&reversal).await.unwrap_err());
+    let cap_rev = CaptureReversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        amount: twd(1500).with_amount(-1),
+    };
+    errors.push(client.capture_reversal(&cap_rev).await.unwrap_err());
+    let rr = RefundReversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        amount: twd(2000),
+    };
+    errors.push(client.refund_reversal(&rr).await.unwrap_err());
+    for err in &errors {
+        assert!(matches!(err, CtbcError::Invalid(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with("request not sent to CTBC"),
+            "{err}"
+        );
+    }
+    assert!(bank.received().is_empty());
+}
+
+// ------------------------------------------------------------ settings
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused_at_start_up() {
+    let remote = url::Url::parse("http://testepos.ctbcbank.com/MicroPos").unwrap();
+    let err = Client::new(config(remote.clone())).unwrap_err();
+    assert!(
+        matches!(err, ClientSetupError::InsecureHttp { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("ctbc.base_url") && text.contains("ctbc.allow_insecure_http"),
+        "{text}"
+    );
+    let mut cfg = config(remote);
+    cfg.allow_insecure_http = true;
+    assert!(Client::new(cfg).is_ok());
+    for ok in [
+        "https://testepos.ctbcbank.com/MicroPos",
+        "http://127.0.0.1:1/",
+        "http://[::1]:1/",
+        "http://localhost:1/",
+    ] {
+        assert!(
+            Client::new(config(url::Url::parse(ok).unwrap())).is_ok(),
+            "{ok}"
+        );
+    }
+}
+
+#[test]
+fn sw_revision_must_travel_in_big5() {
+    let mut cfg = config(url::Url::parse("https://testepos.ctbcbank.com/MicroPos").unwrap());
+    cfg.sw_revision = "refundd 😀".into();
+    let err = Client::new(cfg).unwrap_err();
+    assert!(err.to_string().contains("ctbc.sw_revision"), "{err}");
+}
+
+#[tokio::test]
+async fn clones_share_one_rate_limit() {
+    let bank = FakeBank::answering(full_inquiry().to_answer_json()).await;
+    let mut cfg = config(bank.url());
+    cfg.max_requests_per_sec = NonZeroU32::new(1);
+    let client = Client::new(cfg).unwrap();
+    let clone = client.clone();
+    let started = Instant::now();
+    client.inquiry(&order()).await.unwrap();
+    clone.inquiry(&order()).await.unwrap();
+    // One call per second: the second call waited for the first one's slot.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ------------------------------------------------------ logs and metrics
+
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn calls_are_logged_without_secrets() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("refundd=debug")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut json = full_inquiry().to_answer_json();
+    json.insert("PAN".into(), "4111111111111111".into());
+    let bank = FakeBank::answering(json).await;
+    let client = bank.client();
+    client.inquiry(&order()).await.unwrap();
+    let _ = client.refund(&refund_of(100)).await;
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("ORDER001") && text.contains("inquiry") && text.contains("refund"));
+    assert!(text.contains("elapsed_ms"), "{text}");
+    assert!(!text.contains(KEY) && !text.contains(IV), "{text}");
+    assert!(!text.contains("4111111111111111"), "{text}");
+    for req in bank.received() {
+        let body = String::from_utf8(req.body).unwrap();
+        let api_enc = body.split("ApiEnc=").nth(1).unwrap();
+        assert!(!text.contains(&api_enc[..32]), "{text}");
+    }
+}
+
+fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).unwrap();
+        handle
+    })
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_operation_and_result() {
+    let handle = metrics_handle();
+    let bank = FakeBank::answering(refusal_answer_json("99", "01", "Order not found")).await;
+    let client = bank.client();
+    let _ = client.inquiry(&order()).await;
+    let _ = client.refund(&refund_of(100)).await;
+    let text = handle.render();
+    let counted = |op: &str, result: &str| {
+        text.lines().any(|l| {
+            l.starts_with("refundd_gateway_calls_total{")
+                && l.contains(&format!("operation=\"{op}\""))
+                && l.contains(&format!("result=\"{result}\""))
+        })
+    };
+    assert!(counted("inquiry", "unknown_order"), "{text}");
+    assert!(counted("refund", "refused"), "{text}");
+    assert!(text.contains("refundd_gateway_call_seconds"), "{text}");
+}
