@@ -2,7 +2,8 @@
 // memory, and how close it comes to the bound the bank's latency sets. Each
 // part runs in its own process (a throwaway PostgreSQL, `refundd sim`, and the
 // release `refundd once` being measured), so the CPU time and peak memory
-// reported are refundd's alone, read from wait4 on that child.
+// reported are refundd's alone, read from wait4 on that child (through a
+// small helper process, see `measure_child`).
 //
 //   cargo build --release
 //   cargo run --release --example load -- --orders 10000 --latency-ms 0 --concurrency 32 --repeat 3
@@ -48,6 +49,9 @@ struct Args {
     /// The refundd binary to measure (and to run the simulator with).
     #[arg(long, default_value = "target/release/refundd")]
     refundd: PathBuf,
+    /// How often the measured refundd's resident memory is sampled, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    rss_sample_ms: u64,
     /// RUST_LOG for the measured refundd (default: its own, info).
     #[arg(long)]
     rust_log: Option<String>,
@@ -93,11 +97,19 @@ struct Run {
     calls: u64,
     cpu: Duration,
     max_rss_kib: i64,
+    /// (VmRSS, VmHWM) samples of the measured refundd, KiB, every --rss-sample-ms.
+    rss_trace: Vec<(u64, u64)>,
+    /// Peak memory of the image refundd was exec'd from (the measuring
+    /// helper): ru_maxrss cannot include more than this from before exec.
+    pre_exec_kib: i64,
     sim_cpu: Duration,
     pg_cpu: Duration,
     refunded: i64,
     failed: i64,
     duplicates: u64,
+    /// Transactions committed in the database during the run (each of
+    /// refundd's statements is its own transaction).
+    transactions: i64,
 }
 
 /// A child's resource use, from wait4.
@@ -105,6 +117,108 @@ struct ChildUsage {
     success: bool,
     cpu: Duration,
     max_rss_kib: i64,
+    pre_exec_kib: i64,
+}
+
+impl ChildUsage {
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.success,
+            self.cpu.as_micros(),
+            self.max_rss_kib,
+            self.pre_exec_kib
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let f: Vec<&str> = text.split_whitespace().collect();
+        Some(Self {
+            success: f.first()?.parse().ok()?,
+            cpu: Duration::from_micros(f.get(1)?.parse().ok()?),
+            max_rss_kib: f.get(2)?.parse().ok()?,
+            pre_exec_kib: f.get(3)?.parse().ok()?,
+        })
+    }
+}
+
+/// First argument that turns this program into the measuring helper.
+const MEASURE: &str = "__measure";
+
+/// The measuring helper: `load __measure RESULT PROGRAM ARGS...` runs PROGRAM
+/// and writes its wait4 usage to RESULT.
+///
+/// Why a helper: the kernel's ru_maxrss of a process is the peak over its
+/// whole life, including the image it was forked from before exec. Spawned
+/// straight from this harness, which holds the seed data, refundd would be
+/// charged the harness's peak. The helper is a fresh, small process, so what
+/// it passes on is far below refundd's own peak (and is reported beside it).
+fn measure_child(argv: &[std::ffi::OsString]) -> i32 {
+    let [result, program, rest @ ..] = argv else {
+        eprintln!("usage: load {MEASURE} RESULT PROGRAM [ARGS...]");
+        return 2;
+    };
+    let pre_exec_kib = own_peak_kib();
+    let child = match Command::new(program).args(rest).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start {}: {e}", program.to_string_lossy());
+            return 1;
+        }
+    };
+    let pid = child.id();
+    let mut usage = match wait4(pid) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("wait4: {e}");
+            return 1;
+        }
+    };
+    // wait4 reaped it; the handle must not be waited on again.
+    std::mem::forget(child);
+    usage.pre_exec_kib = pre_exec_kib.max(own_peak_kib());
+    match std::fs::write(result, usage.line()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cannot write {}: {e}", result.to_string_lossy());
+            1
+        }
+    }
+}
+
+/// This process's peak resident memory so far (VmHWM), KiB.
+fn own_peak_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child process of `parent` (the helper has exactly one), once it exists.
+fn find_child(parent: u32) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if proc_ticks(pid, false).map(|(ppid, _)| ppid) == Some(parent) {
+                    return Some(pid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
 }
 
 fn tv(t: libc::timeval) -> Duration {
@@ -130,24 +244,77 @@ fn wait4(pid: u32) -> std::io::Result<ChildUsage> {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
+        pre_exec_kib: 0,
     })
 }
 
-/// CPU time of a process (and, with `children`, of the children it reaped), from /proc.
-fn proc_cpu(pid: u32, children: bool) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start at state.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 after the state.
-    let ticks = f[11] + f[12] + if children { f[13] + f[14] } else { 0 };
+/// utime + stime (+ cutime + cstime with `children`) of a process, from /proc.
+fn proc_ticks(pid: u32, children: bool) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the state.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    // ppid is field 4, utime..cstime are fields 14-17: indices 1 and 11-14 here.
+    let ticks = num(11) + num(12) + if children { num(13) + num(14) } else { 0 };
+    Some((num(1) as u32, ticks))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// CPU time of one process.
+fn proc_cpu(pid: u32) -> Duration {
+    ticks_to_duration(proc_ticks(pid, false).map_or(0, |(_, t)| t))
+}
+
+/// CPU time of the PostgreSQL server: the postmaster, the children it has
+/// reaped (backends that ended) and the children still alive.
+fn postgres_cpu(postmaster: u32) -> Duration {
+    let mut ticks = proc_ticks(postmaster, true).map_or(0, |(_, t)| t);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some((ppid, t)) = proc_ticks(pid, false) {
+                if ppid == postmaster {
+                    ticks += t;
+                }
+            }
+        }
+    }
+    ticks_to_duration(ticks)
+}
+
+/// Samples a process's resident memory every `every` until it ends: (VmRSS,
+/// VmHWM) in KiB, the memory now and the peak so far.
+fn sample_rss(pid: u32, every: Duration) -> Vec<(u64, u64)> {
+    let mut samples = Vec::new();
+    loop {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return samples;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        // A zombie has no VmRSS line: the process has ended.
+        let (Some(rss), Some(hwm)) = (field("VmRSS:"), field("VmHWM:")) else {
+            return samples;
+        };
+        samples.push((rss, hwm));
+        std::thread::sleep(every);
+    }
 }
 
 fn free_port() -> u16 {
@@ -227,6 +394,21 @@ async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize) {
     sqlx::query("ANALYZE orders").execute(pool).await.ok();
 }
 
+/// Transactions committed in this database so far, as PostgreSQL's statistics count them.
+async fn commits(pool: &PgPool) -> i64 {
+    // Statistics a backend has not flushed yet are not counted: flush ours.
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(pool)
+        .await
+        .ok();
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read pg_stat_database")
+}
+
 async fn backlog(pool: &PgPool) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM orders WHERE status IN ('refund_requested', 'refunding')",
@@ -254,18 +436,22 @@ async fn one_run(
     // Let PostgreSQL's background writer settle before the clock starts.
     sqlx::query("CHECKPOINT").execute(&pool).await.ok();
 
-    let sim_cpu0 = proc_cpu(sim.child.id(), false);
-    let pg_cpu0 = proc_cpu(pg.server_pid(), true);
+    let commits0 = commits(&pool).await;
+    let sim_cpu0 = proc_cpu(sim.child.id());
+    let pg_cpu0 = postgres_cpu(pg.server_pid());
     let started = Instant::now();
     let mut passes = 0;
     let mut cpu = Duration::ZERO;
     let mut max_rss_kib = 0;
+    let mut rss_trace = Vec::new();
+    let mut pre_exec_kib = 0;
     while backlog(&pool).await > 0 {
         passes += 1;
         assert!(passes <= 5, "the backlog does not drain");
         let log = dir.join(format!("once-{rep}-{passes}.log"));
-        let mut cmd = Command::new(&args.refundd);
-        cmd.arg("once");
+        let result = dir.join(format!("usage-{rep}-{passes}.txt"));
+        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+        cmd.arg(MEASURE).arg(&result).arg(&args.refundd).arg("once");
         for (k, _) in std::env::vars() {
             if k.starts_with("REFUNDD__") || k == "DATABASE_URL" || k == "RUST_LOG" {
                 cmd.env_remove(k);
@@ -290,22 +476,39 @@ async fn one_run(
         if let Some(l) = &args.rust_log {
             cmd.env("RUST_LOG", l);
         }
-        let child = cmd.spawn().expect("start refundd once");
-        let pid = child.id();
-        let usage = tokio::task::spawn_blocking(move || wait4(pid))
+        let mut helper = cmd.spawn().expect("start refundd once");
+        let helper_pid = helper.id();
+        let every = Duration::from_millis(args.rss_sample_ms.max(1));
+        let sampler = std::thread::spawn(move || match find_child(helper_pid) {
+            Some(pid) => sample_rss(pid, every),
+            None => Vec::new(),
+        });
+        let helper_ok = tokio::task::spawn_blocking(move || helper.wait())
             .await
             .expect("join")
-            .expect("wait4");
-        // wait4 reaped it; the handle must not be waited on again.
-        std::mem::forget(child);
-        assert!(usage.success, "refundd once failed; see {}", log.display());
+            .expect("wait for the measuring helper")
+            .success();
+        let usage = std::fs::read_to_string(&result)
+            .ok()
+            .and_then(|t| ChildUsage::parse(&t))
+            .expect("the measuring helper's report");
+        assert!(
+            helper_ok && usage.success,
+            "refundd once failed; see {}",
+            log.display()
+        );
+        pre_exec_kib = pre_exec_kib.max(usage.pre_exec_kib);
+        rss_trace.extend(sampler.join().unwrap_or_default());
         cpu += usage.cpu;
         max_rss_kib = max_rss_kib.max(usage.max_rss_kib);
     }
     let wall = started.elapsed();
-    let sim_cpu = proc_cpu(sim.child.id(), false).saturating_sub(sim_cpu0);
-    let pg_cpu = proc_cpu(pg.server_pid(), true).saturating_sub(pg_cpu0);
+    // Give the backends refundd left a moment to end and be reaped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sim_cpu = proc_cpu(sim.child.id()).saturating_sub(sim_cpu0);
+    let pg_cpu = postgres_cpu(pg.server_pid()).saturating_sub(pg_cpu0);
 
+    let transactions = commits(&pool).await - commits0;
     let ledger = admin.ledger().await.expect("ledger");
     let (refunded, failed): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'refunded'), count(*) FILTER (WHERE status = 'refund_failed') FROM orders",
@@ -320,11 +523,14 @@ async fn one_run(
         calls: ledger.calls,
         cpu,
         max_rss_kib,
+        rss_trace,
+        pre_exec_kib,
         sim_cpu,
         pg_cpu,
         refunded,
         failed,
         duplicates: ledger.duplicates,
+        transactions,
     }
 }
 
@@ -340,9 +546,18 @@ fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[0], median, v[n - 1])
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == MEASURE) {
+        std::process::exit(measure_child(&argv[2..]));
+    }
     let args = Args::parse();
+    tokio::runtime::Runtime::new()
+        .expect("tokio runtime")
+        .block_on(harness(args));
+}
+
+async fn harness(args: Args) {
     assert!(args.repeat >= 1 && args.orders >= 1);
     assert!(
         args.refundd.is_file(),
@@ -386,8 +601,9 @@ async fn main() {
         let secs = r.wall.as_secs_f64();
         println!(
             "run {rep}: {:.2} s, {} pass(es), {:.0} orders/s, {:.0} calls/s ({:.2} calls/order), \
-             refundd CPU {:.0} µs/order, peak RSS {:.1} MiB, sim CPU {:.0} µs/order, \
-             PostgreSQL CPU {:.0} µs/order, refunded {} failed {} duplicates {}",
+             refundd CPU {:.0} µs/order, peak RSS {:.1} MiB (pre-exec image {:.1} MiB), sim CPU {:.0} µs/order, \
+             PostgreSQL CPU {:.0} µs/order, {:.2} SQL transactions/order, \
+             refunded {} failed {} duplicates {}",
             secs,
             r.passes,
             n / secs,
@@ -395,12 +611,41 @@ async fn main() {
             r.calls as f64 / n,
             r.cpu.as_secs_f64() * 1e6 / n,
             r.max_rss_kib as f64 / 1024.0,
+            r.pre_exec_kib as f64 / 1024.0,
             r.sim_cpu.as_secs_f64() * 1e6 / n,
             r.pg_cpu.as_secs_f64() * 1e6 / n,
+            r.transactions as f64 / n,
             r.refunded,
             r.failed,
             r.duplicates,
         );
+        if std::env::var_os("LOAD_RSS_DUMP").is_some() {
+            let path = dir.path().join(format!("rss-{rep}.txt"));
+            let text: String = r
+                .rss_trace
+                .iter()
+                .map(|(a, b)| format!("{a} {b}\n"))
+                .collect();
+            std::fs::write(&path, text).ok();
+            let keep = std::env::temp_dir().join(format!("refundd-load-rss-{rep}.txt"));
+            std::fs::copy(&path, keep).ok();
+        }
+        if !r.rss_trace.is_empty() {
+            let at = |q: usize| {
+                let i = ((r.rss_trace.len() - 1) * q / 100).min(r.rss_trace.len() - 1);
+                let (rss, hwm) = r.rss_trace[i];
+                format!("{:.1}/{:.1}", rss as f64 / 1024.0, hwm as f64 / 1024.0)
+            };
+            println!(
+                "run {rep}: refundd VmRSS/peak-so-far MiB at 10/25/50/75/100% of the run: {} {} {} {} {} ({} samples)",
+                at(10),
+                at(25),
+                at(50),
+                at(75),
+                at(100),
+                r.rss_trace.len()
+            );
+        }
         assert_eq!(
             (r.refunded + r.failed) as usize,
             args.orders,
@@ -434,6 +679,10 @@ async fn main() {
         (
             "PostgreSQL CPU µs/order",
             col(&|r| r.pg_cpu.as_secs_f64() * 1e6 / n),
+        ),
+        (
+            "SQL transactions/order",
+            col(&|r| r.transactions as f64 / n),
         ),
         ("wall s", col(&|r| r.wall.as_secs_f64())),
     ];
