@@ -6,10 +6,10 @@
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use des::TdesEde3;
-use refundd::ctbc::client::{inquiry_request_json, json_text, open_answer, Inquiry};
+use refundd::ctbc::client::{inquiry_request_json, json_text, Inquiry};
 use refundd::ctbc::operation::DEFAULT_SW_REVISION;
 use refundd::ctbc::types::{AuthCode, MaskedPan, MerId, Money, OrderNo, TxState, Xid};
-use refundd::ctbc::wire::seal_form;
+use refundd::ctbc::wire::{open_answer, seal_form};
 use refundd::ctbc::Envelope;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 

@@ -396,7 +396,7 @@ async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize) {
 
 /// Transactions committed in this database so far, as PostgreSQL's statistics count them.
 async fn commits(pool: &PgPool) -> i64 {
-    // Statistics a backend has not flushed yet are not counted: flush ours.
+    // Read fresh statistics, not the snapshot this session may have cached.
     sqlx::query("SELECT pg_stat_clear_snapshot()")
         .execute(pool)
         .await
@@ -433,7 +433,7 @@ async fn one_run(
     let pool = refundd::store::connect(&url, 4).await.expect("connect");
     refundd::store::migrate(&pool).await.expect("migrate");
     seed(&pool, &admin, args.orders).await;
-    // Let PostgreSQL's background writer settle before the clock starts.
+    // Write the seeding's dirty pages out before the clock starts.
     sqlx::query("CHECKPOINT").execute(&pool).await.ok();
 
     let commits0 = commits(&pool).await;
@@ -619,17 +619,6 @@ async fn harness(args: Args) {
             r.failed,
             r.duplicates,
         );
-        if std::env::var_os("LOAD_RSS_DUMP").is_some() {
-            let path = dir.path().join(format!("rss-{rep}.txt"));
-            let text: String = r
-                .rss_trace
-                .iter()
-                .map(|(a, b)| format!("{a} {b}\n"))
-                .collect();
-            std::fs::write(&path, text).ok();
-            let keep = std::env::temp_dir().join(format!("refundd-load-rss-{rep}.txt"));
-            std::fs::copy(&path, keep).ok();
-        }
         if !r.rss_trace.is_empty() {
             let at = |q: usize| {
                 let i = ((r.rss_trace.len() - 1) * q / 100).min(r.rss_trace.len() - 1);
