@@ -157,14 +157,9 @@ async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
 }
 
 async fn once(settings: Settings) -> Result<ExitCode, CliError> {
-    let engine = engine_for(&settings).await?;
     let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        schedule::termination_signal().await;
-        tracing::info!("stopping: finishing the orders in hand");
-        on_signal.cancel();
-    });
+    schedule::cancel_on_termination(stop.clone());
+    let engine = engine_for(&settings).await?;
     let counters = Arc::new(PassCounters::default());
     let summary = engine
         .run_pass(&stop, counters)
@@ -175,13 +170,9 @@ async fn once(settings: Settings) -> Result<ExitCode, CliError> {
 }
 
 async fn run(settings: Settings) -> Result<ExitCode, CliError> {
-    let engine = engine_for(&settings).await?;
     let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        schedule::termination_signal().await;
-        on_signal.cancel();
-    });
+    schedule::cancel_on_termination(shutdown.clone());
+    let engine = engine_for(&settings).await?;
     schedule::run(
         engine,
         &settings.schedule.cron,
