@@ -57,6 +57,15 @@ async fn backlog(pool: &sqlx::PgPool) -> i64 {
         .unwrap()
 }
 
+/// order_no, status, refunded_amount, refund_error, lease_owner
+type FinalOrder = (
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<uuid::Uuid>,
+);
+
 async fn chaos(orders: usize, min_kills: usize, seed: u64) {
     let (pool, db_url) = fresh_db().await;
     let mut cfg = SimConfig::for_tests();
@@ -214,7 +223,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
     assert_eq!(ledger.duplicates, 0, "a refund was attempted twice");
 
     // Every order ended refunded, or refund_failed with a reason; nothing claimed.
-    let rows: Vec<(String, String, Option<i64>, Option<String>, Option<uuid::Uuid>)> = sqlx::query_as(
+    let rows: Vec<FinalOrder> = sqlx::query_as(
         "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM orders ORDER BY order_no",
     )
     .fetch_all(&pool)
