@@ -234,7 +234,12 @@ impl Engine {
                 let db_error = db_error.clone();
                 async move {
                     let id = row.id;
-                    let outcome = if stop.is_cancelled() || self.in_blackout() {
+                    // An order whose capture reversal is done may still get its
+                    // reversal, which does not touch the capture file.
+                    let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
+                        || row.unknown_operation.as_deref()
+                            == Some(Operation::CaptureReversal.as_str());
+                    let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
                         orders::release(&self.pool, self.worker, &[id])
                             .await
                             .map(|_| OrderOutcome::Released)
