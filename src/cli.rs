@@ -3,6 +3,8 @@
 // 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, SettingsError, Sources};
+use crate::ops::requests::{self, QueueError};
+use crate::ops::status;
 use crate::store::{self, StoreError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -77,6 +79,22 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<QueueError> for CliError {
+    fn from(e: QueueError) -> Self {
+        if e.is_input() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
+    }
+}
+
+/// The database of a command that needs one (`status`, `request`, `retry`).
+async fn connect(settings: &Settings) -> Result<sqlx::PgPool, CliError> {
+    let url = settings.require_database_url()?;
+    Ok(store::connect(url, 2).await?)
+}
+
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -127,11 +145,30 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::ThrowawayDb => throwaway_db().await,
         Command::Once => Err(CliError::NotBuilt("`refundd once` is not built yet")),
         Command::Run => Err(CliError::NotBuilt("`refundd run` is not built yet")),
-        Command::Status { .. } => Err(CliError::NotBuilt("`refundd status` is not built yet")),
-        Command::Request { .. } => Err(CliError::NotBuilt("`refundd request` is not built yet")),
-        Command::Retry { .. } => Err(CliError::NotBuilt("`refundd retry` is not built yet")),
+        Command::Status { json } => {
+            let pool = connect(&settings).await?;
+            let report = status::report(&pool).await?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request { order_no, amount } => {
+            let pool = connect(&settings).await?;
+            let queued = requests::request(&pool, &order_no, amount).await?;
+            println!("{}", queued.line("requested"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { order_no } => {
+            let pool = connect(&settings).await?;
+            let queued = requests::retry(&pool, &order_no).await?;
+            println!("{}", queued.line("back in the queue"));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
-        Command::Demo => Err(CliError::NotBuilt("`refundd demo` is not built yet")),
+        Command::Demo => crate::ops::demo::command().await,
     }
 }
 
