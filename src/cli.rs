@@ -202,7 +202,8 @@ async fn once(settings: Settings) -> Result<ExitCode, CliError> {
     let progress = crate::ops::progress::spawn_progress(counters.clone(), logs_are_json(&settings));
     let result = engine.run_pass(&stop, counters).await;
     progress.finish();
-    let summary = result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
+    let summary =
+        result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
     println!("{}", summary.line());
     Ok(ExitCode::SUCCESS)
 }
@@ -223,9 +224,14 @@ async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     let health = crate::ops::health::Health::new();
     let endpoint_stop = CancellationToken::new();
     if let Some(listen) = settings.http.listen {
-        let addr = crate::ops::http::serve(listen, engine.pool().clone(), health.clone(), endpoint_stop.clone())
-            .await
-            .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
+        let addr = crate::ops::http::serve(
+            listen,
+            engine.pool().clone(),
+            health.clone(),
+            endpoint_stop.clone(),
+        )
+        .await
+        .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
         tracing::info!(%addr, "health at /healthz, metrics at /metrics");
     }
     let watchdog = crate::ops::systemd::spawn_watchdog(health.clone(), endpoint_stop.clone());

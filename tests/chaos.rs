@@ -50,6 +50,18 @@ fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path) -> Child {
 
 /// Orders still to be worked, or still held by a lease (a killed daemon's
 /// lease runs out and the survivors take the order over).
+/// Kills the daemons if the test fails, so none outlives it.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for d in &mut self.0 {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
 async fn backlog(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL")
         .fetch_one(pool)
@@ -147,19 +159,21 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
 
     let logs = tempfile::tempdir().unwrap();
     let bank_url = sim.base_url();
-    let mut daemons: Vec<Child> = (0..2)
-        .map(|n| daemon(&db_url, &bank_url, &logs.path().join(format!("d{n}-0.log"))))
-        .collect();
+    let mut daemons = Daemons(
+        (0..2)
+            .map(|n| daemon(&db_url, &bank_url, &logs.path().join(format!("d{n}-0.log"))))
+            .collect(),
+    );
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
     // Kill at random moments, at least `min_kills` times, while work remains.
     while kills < min_kills || (backlog(&pool).await > 0 && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
-        let victim = rng.gen_range(0..daemons.len());
-        daemons[victim].kill().unwrap();
-        daemons[victim].wait().unwrap();
+        let victim = rng.gen_range(0..daemons.0.len());
+        daemons.0[victim].kill().unwrap();
+        daemons.0[victim].wait().unwrap();
         kills += 1;
-        daemons[victim] = daemon(
+        daemons.0[victim] = daemon(
             &db_url,
             &bank_url,
             &logs.path().join(format!("d{victim}-{kills}.log")),
@@ -177,7 +191,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Stop them the way an operator would, once each has finished starting.
-    for n in 0..daemons.len() {
+    for n in 0..daemons.0.len() {
         let log = std::fs::read_dir(logs.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -196,19 +210,20 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
         {
             assert!(
                 Instant::now() < deadline,
-                "daemon {n} never finished starting"
+                "daemon {n} never finished starting: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    for d in &mut daemons {
+    for d in &mut daemons.0 {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(d.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
     }
-    for d in &mut daemons {
+    for d in &mut daemons.0 {
         assert_eq!(d.wait().unwrap().code(), Some(0));
     }
     assert!(kills >= min_kills);

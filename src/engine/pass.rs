@@ -107,7 +107,7 @@ impl Engine {
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
         let (pass_id, due_by) = passes::start_pass(&self.pool, self.worker).await?;
-        let span = tracing::info_span!("pass", pass_id, worker = %self.worker);
+        let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
             .pass_body(stop, &counters, due_by)
             .instrument(span.clone())
@@ -244,7 +244,7 @@ impl Engine {
                             .await
                             .map(|_| OrderOutcome::Released)
                     } else {
-                        let span = tracing::info_span!("order", order_no = %row.order_no);
+                        let span = tracing::error_span!("order", order_no = %row.order_no);
                         self.work_order(row, stop).instrument(span).await
                     };
                     if let Ok(mut h) = held.lock() {
@@ -770,7 +770,7 @@ impl Engine {
             }
             let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
                 .map(|row| {
-                    let span = tracing::info_span!("settlement_watch", order_no = %row.order_no);
+                    let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);
                     async move {
                         let r = self.watch_one(&row, counters).await;
                         if let Ok(mut h) = held.lock() {

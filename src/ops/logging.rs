@@ -5,7 +5,6 @@
 use crate::config::LogFormat;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
-use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Layer, Registry};
@@ -24,24 +23,25 @@ static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // refundd's own spans (`order{order_no}`, `pass{pass_id}`) are declared at
+    // ERROR level, so a warning under RUST_LOG=warn still names its order.
     let (filter, handle) = reload::Layer::new(filter);
-    // refundd's spans (`order{order_no}`, `pass{pass_id}`) stay on whatever the
-    // level, so a warning under RUST_LOG=warn still names its order.
-    let filter = filter.or(filter_fn(|m| {
-        m.is_span() && m.target().starts_with("refundd")
-    }));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
+    // The filter is a layer of its own over the registry (the documented use
+    // of a reloadable EnvFilter), so every event it admits reaches the output.
     let result = if json {
         tracing_subscriber::registry()
-            .with(json_layer(std::io::stdout).with_filter(filter))
+            .with(filter)
+            .with(json_layer(std::io::stdout))
             .try_init()
     } else {
         tracing_subscriber::registry()
-            .with(fmt::layer().with_target(false).with_filter(filter))
+            .with(filter)
+            .with(fmt::layer().with_target(false))
             .try_init()
     };
     // Already installed (tests, or a second call): keep the first.
