@@ -354,13 +354,7 @@ impl Engine {
                     reason = why.as_str(),
                     "waiting for a later pass"
                 );
-                let d = Deferral {
-                    back_to_requested: true,
-                    delay: Duration::ZERO,
-                    count_attempt: false,
-                    last_error: why.as_str().to_string(),
-                    keep_unknown: req.unknown.is_some(),
-                };
+                let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
                 Ok(if req.unknown.is_some() {
                     OrderOutcome::Unknown
@@ -385,13 +379,7 @@ impl Engine {
                     delay = delay.max(self.settings.recheck);
                 }
                 info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
-                let d = Deferral {
-                    back_to_requested: true,
-                    delay,
-                    count_attempt: true,
-                    last_error: reason,
-                    keep_unknown: req.unknown.is_some(),
-                };
+                let d = Deferral::backoff(delay, reason, req.unknown.is_some());
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
                 Ok(if req.unknown.is_some() {
                     OrderOutcome::Unknown
@@ -412,13 +400,7 @@ impl Engine {
         why: &str,
     ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
-        let d = Deferral {
-            back_to_requested: false,
-            delay,
-            count_attempt: false,
-            last_error: format!("outcome of {op} unknown: {why}"),
-            keep_unknown: true,
-        };
+        let d = Deferral::recheck(delay, format!("outcome of {op} unknown: {why}"));
         orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
         Ok(OrderOutcome::Unknown)
     }
@@ -435,13 +417,10 @@ impl Engine {
             if !completes_capture_reversal {
                 if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
                     info!(window = %w, "blackout window: no money-moving call starts now");
-                    let d = Deferral {
-                        back_to_requested: true,
-                        delay: Duration::ZERO,
-                        count_attempt: false,
-                        last_error: format!("blackout window {w} (Asia/Taipei)"),
-                        keep_unknown: req.unknown.is_some(),
-                    };
+                    let d = Deferral::next_pass(
+                        format!("blackout window {w} (Asia/Taipei)"),
+                        req.unknown.is_some(),
+                    );
                     orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
                     return Ok(Next::Done(OrderOutcome::Deferred));
                 }
