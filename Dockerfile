@@ -4,9 +4,9 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY migrations migrations
+# The whole source tree (every target the manifest names must exist), minus
+# what .dockerignore leaves out.
+COPY . .
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
