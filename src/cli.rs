@@ -7,6 +7,8 @@ use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::schedule;
 use crate::engine::summary::PassCounters;
+use crate::ops::requests::{self, QueueError};
+use crate::ops::status;
 use crate::store::{self, StoreError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -83,6 +85,22 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<QueueError> for CliError {
+    fn from(e: QueueError) -> Self {
+        if e.is_input() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
+    }
+}
+
+/// The database of a command that needs one (`status`, `request`, `retry`).
+async fn connect(settings: &Settings) -> Result<sqlx::PgPool, CliError> {
+    let url = settings.require_database_url()?;
+    Ok(store::connect(url, 2).await?)
+}
+
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -133,11 +151,30 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::ThrowawayDb => throwaway_db().await,
         Command::Once => once(settings).await,
         Command::Run => run(settings).await,
-        Command::Status { .. } => Err(CliError::NotBuilt("`refundd status` is not built yet")),
-        Command::Request { .. } => Err(CliError::NotBuilt("`refundd request` is not built yet")),
-        Command::Retry { .. } => Err(CliError::NotBuilt("`refundd retry` is not built yet")),
+        Command::Status { json } => {
+            let pool = connect(&settings).await?;
+            let report = status::report(&pool).await?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request { order_no, amount } => {
+            let pool = connect(&settings).await?;
+            let queued = requests::request(&pool, &order_no, amount).await?;
+            println!("{}", queued.line("requested"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { order_no } => {
+            let pool = connect(&settings).await?;
+            let queued = requests::retry(&pool, &order_no).await?;
+            println!("{}", queued.line("back in the queue"));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
-        Command::Demo => Err(CliError::NotBuilt("`refundd demo` is not built yet")),
+        Command::Demo => crate::ops::demo::command().await,
     }
 }
 
@@ -157,40 +194,61 @@ async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
 }
 
 async fn once(settings: Settings) -> Result<ExitCode, CliError> {
-    let engine = engine_for(&settings).await?;
     let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        schedule::termination_signal().await;
-        tracing::info!("stopping: finishing the orders in hand");
-        on_signal.cancel();
-    });
+    schedule::cancel_on_termination(stop.clone());
+    let engine = engine_for(&settings).await?;
+    crate::ops::metrics::install_metrics();
     let counters = Arc::new(PassCounters::default());
-    let summary = engine
-        .run_pass(&stop, counters)
-        .await
-        .map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
+    let progress = crate::ops::progress::spawn_progress(counters.clone(), logs_are_json(&settings));
+    let result = engine.run_pass(&stop, counters).await;
+    progress.finish();
+    let summary =
+        result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
     println!("{}", summary.line());
     Ok(ExitCode::SUCCESS)
 }
 
+fn logs_are_json(settings: &Settings) -> bool {
+    use std::io::IsTerminal;
+    match settings.log.format {
+        crate::config::LogFormat::Json => true,
+        crate::config::LogFormat::Pretty => false,
+        crate::config::LogFormat::Auto => !std::io::stdout().is_terminal(),
+    }
+}
+
 async fn run(settings: Settings) -> Result<ExitCode, CliError> {
-    let engine = engine_for(&settings).await?;
     let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        schedule::termination_signal().await;
-        on_signal.cancel();
-    });
-    schedule::run(
+    schedule::cancel_on_termination(shutdown.clone());
+    let engine = engine_for(&settings).await?;
+    let health = crate::ops::health::Health::new();
+    let endpoint_stop = CancellationToken::new();
+    if let Some(listen) = settings.http.listen {
+        let addr = crate::ops::http::serve(
+            listen,
+            engine.pool().clone(),
+            health.clone(),
+            endpoint_stop.clone(),
+        )
+        .await
+        .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
+        tracing::info!(%addr, "health at /healthz, metrics at /metrics");
+    }
+    let watchdog = crate::ops::systemd::spawn_watchdog(health.clone(), endpoint_stop.clone());
+    let hooks = Arc::new(crate::ops::hooks::OpsHooks { health });
+    let result = schedule::run(
         engine,
         &settings.schedule.cron,
         shutdown,
         settings.worker.shutdown_grace,
-        Arc::new(schedule::NoHooks),
+        hooks,
     )
-    .await
-    .map_err(|e| CliError::Runtime(e.to_string()))?;
+    .await;
+    endpoint_stop.cancel();
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
+    result.map_err(|e| CliError::Runtime(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
 }
 

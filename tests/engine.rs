@@ -427,7 +427,7 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
         TxState::Settled,
     ];
     let mut txs = Vec::new();
-    for i in 0..300 {
+    for i in 0..1000 {
         txs.push(refundd::sim::SimTx::new(
             format!("T{i}"),
             format!("XT{i}"),
@@ -439,17 +439,17 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
     rig.admin.load(&txs).await.unwrap();
     sqlx::query(
         "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-         SELECT 'T' || i, 'XT' || i, 'A1B2C3', 1000 + i, 'refund_requested' FROM generate_series(0, 299) i",
+         SELECT 'T' || i, 'XT' || i, 'A1B2C3', 1000 + i, 'refund_requested' FROM generate_series(0, 999) i",
     )
     .execute(&rig.pool)
     .await
     .unwrap();
     let mut s = engine_settings();
-    s.batch_size = 10;
+    s.batch_size = 25;
     let a = rig.engine_with(s.clone(), Arc::new(SystemClock), Duration::from_secs(10));
     let b = rig.engine_with(s, Arc::new(SystemClock), Duration::from_secs(10));
     let (ra, rb) = tokio::join!(pass_of(&a), pass_of(&b));
-    assert_eq!(ra.refunded() + rb.refunded(), 300);
+    assert_eq!(ra.refunded() + rb.refunded(), 1000);
     assert!(
         ra.claimed > 0 && rb.claimed > 0,
         "both engines worked: {} / {}",
@@ -492,4 +492,109 @@ async fn a_bank_slower_than_the_lease_is_not_worked_twice() {
         assert_eq!(rig.accepted(&format!("SLOW{i}"), "refund").await, 1);
     }
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
+}
+
+/// A clock that is outside every window for its first `calm` readings, then
+/// at noon Taipei: a pass that runs into a blackout window.
+#[derive(Debug)]
+struct WindowOpensAfter {
+    calm: usize,
+    readings: std::sync::atomic::AtomicUsize,
+}
+
+impl refundd::engine::clock::Clock for WindowOpensAfter {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let n = self
+            .readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let at = if n < self.calm {
+            "2026-11-27T08:00:00+08:00"
+        } else {
+            "2026-11-27T12:00:00+08:00"
+        };
+        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
+    }
+}
+
+#[tokio::test]
+async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started() {
+    let rig = Rig::new().await;
+    for i in 0..40 {
+        rig.seed(&format!("WIN{i}"), 1000, TxState::Settled, None)
+            .await;
+    }
+    let mut settings = engine_settings();
+    settings.blackout = Blackout::parse("11:00-13:00").unwrap();
+    settings.concurrency = 1;
+    settings.batch_size = 10;
+    let clock = WindowOpensAfter {
+        calm: 12,
+        readings: Default::default(),
+    };
+    let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
+    let s = pass_of(&engine).await;
+    assert_eq!(s.outcome, "blackout");
+    assert!(
+        s.refunded() > 0 && s.refunded() < 40,
+        "some refunded before the window: {s:?}"
+    );
+    let (requested, held): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'refund_requested'), count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM orders",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        requested as u64 + s.refunded(),
+        40,
+        "the rest went back to the queue"
+    );
+    assert_eq!(held, 0, "nothing left claimed");
+    let refunds = rig
+        .admin
+        .ledger()
+        .await
+        .unwrap()
+        .by_operation
+        .get("refund")
+        .map(|t| t.calls)
+        .unwrap_or(0);
+    assert_eq!(refunds, s.refunded(), "no refund started inside the window");
+}
+
+#[tokio::test]
+async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window() {
+    let rig = Rig::new().await;
+    // The capture reversal is done (state 1 at the bank, step recorded).
+    rig.seed("DONEHALF", 1000, TxState::Authorised, None).await;
+    sqlx::query("UPDATE orders SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    rig.seed("FRESH", 1000, TxState::Authorised, None).await;
+    let mut settings = engine_settings();
+    settings.blackout = Blackout::parse("11:00-13:00").unwrap();
+    settings.concurrency = 1;
+    // Outside the window at the start of the pass and for the claim, inside for the calls.
+    let clock = WindowOpensAfter {
+        calm: 2,
+        readings: Default::default(),
+    };
+    let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
+    pass_of(&engine).await;
+    assert_eq!(
+        rig.order("DONEHALF").await,
+        (
+            st("refunded"),
+            Some(st("capture_reversal+reversal")),
+            Some(1000),
+            None
+        )
+    );
+    assert_eq!(
+        rig.accepted("FRESH", "reversal").await,
+        0,
+        "a fresh reversal waits for the window to close"
+    );
+    assert_eq!(rig.order("FRESH").await.0, "refund_requested");
 }

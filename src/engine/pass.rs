@@ -107,7 +107,7 @@ impl Engine {
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
         let (pass_id, due_by) = passes::start_pass(&self.pool, self.worker).await?;
-        let span = tracing::info_span!("pass", pass_id, worker = %self.worker);
+        let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
             .pass_body(stop, &counters, due_by)
             .instrument(span.clone())
@@ -234,12 +234,17 @@ impl Engine {
                 let db_error = db_error.clone();
                 async move {
                     let id = row.id;
-                    let outcome = if stop.is_cancelled() || self.in_blackout() {
+                    // An order whose capture reversal is done may still get its
+                    // reversal, which does not touch the capture file.
+                    let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
+                        || row.unknown_operation.as_deref()
+                            == Some(Operation::CaptureReversal.as_str());
+                    let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
                         orders::release(&self.pool, self.worker, &[id])
                             .await
                             .map(|_| OrderOutcome::Released)
                     } else {
-                        let span = tracing::info_span!("order", order_no = %row.order_no);
+                        let span = tracing::error_span!("order", order_no = %row.order_no);
                         self.work_order(row, stop).instrument(span).await
                     };
                     if let Ok(mut h) = held.lock() {
@@ -349,13 +354,7 @@ impl Engine {
                     reason = why.as_str(),
                     "waiting for a later pass"
                 );
-                let d = Deferral {
-                    back_to_requested: true,
-                    delay: Duration::ZERO,
-                    count_attempt: false,
-                    last_error: why.as_str().to_string(),
-                    keep_unknown: req.unknown.is_some(),
-                };
+                let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
                 Ok(if req.unknown.is_some() {
                     OrderOutcome::Unknown
@@ -380,13 +379,7 @@ impl Engine {
                     delay = delay.max(self.settings.recheck);
                 }
                 info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
-                let d = Deferral {
-                    back_to_requested: true,
-                    delay,
-                    count_attempt: true,
-                    last_error: reason,
-                    keep_unknown: req.unknown.is_some(),
-                };
+                let d = Deferral::backoff(delay, reason, req.unknown.is_some());
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
                 Ok(if req.unknown.is_some() {
                     OrderOutcome::Unknown
@@ -407,13 +400,7 @@ impl Engine {
         why: &str,
     ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
-        let d = Deferral {
-            back_to_requested: false,
-            delay,
-            count_attempt: false,
-            last_error: format!("outcome of {op} unknown: {why}"),
-            keep_unknown: true,
-        };
+        let d = Deferral::recheck(delay, format!("outcome of {op} unknown: {why}"));
         orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
         Ok(OrderOutcome::Unknown)
     }
@@ -430,13 +417,10 @@ impl Engine {
             if !completes_capture_reversal {
                 if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
                     info!(window = %w, "blackout window: no money-moving call starts now");
-                    let d = Deferral {
-                        back_to_requested: true,
-                        delay: Duration::ZERO,
-                        count_attempt: false,
-                        last_error: format!("blackout window {w} (Asia/Taipei)"),
-                        keep_unknown: req.unknown.is_some(),
-                    };
+                    let d = Deferral::next_pass(
+                        format!("blackout window {w} (Asia/Taipei)"),
+                        req.unknown.is_some(),
+                    );
                     orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
                     return Ok(Next::Done(OrderOutcome::Deferred));
                 }
@@ -765,7 +749,7 @@ impl Engine {
             }
             let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
                 .map(|row| {
-                    let span = tracing::info_span!("settlement_watch", order_no = %row.order_no);
+                    let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);
                     async move {
                         let r = self.watch_one(&row, counters).await;
                         if let Ok(mut h) = held.lock() {

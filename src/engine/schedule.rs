@@ -56,27 +56,35 @@ pub fn pass_due(cron: &str, last_pass_started: Option<DateTime<Utc>>, now: DateT
     }
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn termination_signal() {
+/// Listens for SIGTERM and SIGINT from now on (so a signal during start-up is
+/// not lost) and cancels `token` when one arrives.
+pub fn cancel_on_termination(token: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        tokio::spawn(async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            info!("stop requested: no new orders are claimed; finishing the orders in hand");
+            token.cancel();
+        });
     }
     #[cfg(not(unix))]
-    {
+    tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-    }
+        token.cancel();
+    });
 }
 
 /// Runs passes on the schedule until `shutdown` is cancelled. A pass in

@@ -1,2 +1,12 @@
-// What an operator touches: logs, status, health and metrics, the demo.
+// What an operator touches: logs, status, request and retry, health and
+// metrics, systemd notifications, progress, the demo. No business rules here.
+pub mod demo;
+pub mod health;
+pub mod hooks;
+pub mod http;
 pub mod logging;
+pub mod metrics;
+pub mod progress;
+pub mod requests;
+pub mod status;
+pub mod systemd;

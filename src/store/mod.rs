@@ -4,7 +4,10 @@
 
 pub mod orders;
 pub mod passes;
+pub mod requests;
+pub mod seed;
 pub mod status;
+pub mod story;
 
 pub use orders::OrderRow;
 

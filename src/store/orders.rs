@@ -74,6 +74,42 @@ pub struct Deferral {
     pub keep_unknown: bool,
 }
 
+impl Deferral {
+    /// Waits for the next pass without counting a failed attempt (batch
+    /// running, settlement pending, blackout).
+    pub fn next_pass(reason: String, keep_unknown: bool) -> Self {
+        Self {
+            back_to_requested: true,
+            delay: Duration::ZERO,
+            count_attempt: false,
+            last_error: reason,
+            keep_unknown,
+        }
+    }
+
+    /// A failed attempt, retried after `delay`.
+    pub fn backoff(delay: Duration, reason: String, keep_unknown: bool) -> Self {
+        Self {
+            back_to_requested: true,
+            delay,
+            count_attempt: true,
+            last_error: reason,
+            keep_unknown,
+        }
+    }
+
+    /// A money-moving call of unknown outcome: stays `refunding` until a recheck.
+    pub fn recheck(delay: Duration, reason: String) -> Self {
+        Self {
+            back_to_requested: false,
+            delay,
+            count_attempt: false,
+            last_error: reason,
+            keep_unknown: true,
+        }
+    }
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -88,30 +124,14 @@ pub async fn claim(
     batch: i64,
     due_by: DateTime<Utc>,
 ) -> Result<Vec<OrderRow>, StoreError> {
-    let sql = format!(
-        "WITH due AS (
-             SELECT id FROM orders
-              WHERE (status = 'refund_requested'
-                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
-              ORDER BY next_attempt_at NULLS FIRST, id
-              LIMIT $3
-              FOR UPDATE SKIP LOCKED)
-         UPDATE orders o
-            SET status = 'refunding', lease_owner = $1,
-                lease_expires_at = now() + make_interval(secs => $2),
-                claimed_amount = COALESCE(o.claimed_amount, o.refund_amount, o.auth_amount)
-           FROM due WHERE o.id = due.id
-         RETURNING {}",
-        claimed_columns()
-    );
-    Ok(sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(worker)
-        .bind(secs(lease))
-        .bind(batch)
-        .bind(due_by)
-        .fetch_all(pool)
-        .await?)
+    claim_where(
+        pool,
+        (worker, lease, batch, due_by),
+        "(status = 'refund_requested'
+          OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))",
+        "status = 'refunding', claimed_amount = COALESCE(o.claimed_amount, o.refund_amount, o.auth_amount),",
+    )
+    .await
 }
 
 /// Claims refunded orders whose refund is still settling at the bank.
@@ -122,17 +142,34 @@ pub async fn claim_settlement_watch(
     batch: i64,
     due_by: DateTime<Utc>,
 ) -> Result<Vec<OrderRow>, StoreError> {
+    claim_where(
+        pool,
+        (worker, lease, batch, due_by),
+        "status = 'refunded' AND settlement = 'pending'
+         AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+        "",
+    )
+    .await
+}
+
+/// One claim: due rows matching `which`, locked with SKIP LOCKED, leased to
+/// `worker` on the database's clock, with `also_set` applied.
+async fn claim_where(
+    pool: &PgPool,
+    (worker, lease, batch, due_by): (Uuid, Duration, i64, DateTime<Utc>),
+    which: &str,
+    also_set: &str,
+) -> Result<Vec<OrderRow>, StoreError> {
     let sql = format!(
         "WITH due AS (
              SELECT id FROM orders
-              WHERE status = 'refunded' AND settlement = 'pending'
-                AND (lease_expires_at IS NULL OR lease_expires_at < now())
+              WHERE {which}
                 AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
               ORDER BY next_attempt_at NULLS FIRST, id
               LIMIT $3
               FOR UPDATE SKIP LOCKED)
          UPDATE orders o
-            SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
+            SET {also_set} lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
            FROM due WHERE o.id = due.id
          RETURNING {}",
         claimed_columns()

@@ -1,0 +1,601 @@
+// `refundd demo`: the whole job on throwaway parts, for a first look on a fresh
+// machine with no settings. It starts a throwaway PostgreSQL and the bank
+// simulator on loopback, seeds about fifty orders across every bank state,
+// runs a pass, lets the bank run its batch, runs a second pass, prints each
+// order's journey and the bank's totals against the database's, and removes
+// everything it started, also on Ctrl-C.
+
+use crate::cli::CliError;
+use crate::ctbc::client::{Client, ClientConfig};
+use crate::ctbc::envelope::Envelope;
+use crate::ctbc::types::MerId;
+use crate::ctbc::TxState;
+use crate::engine::blackout::Blackout;
+use crate::engine::clock::SystemClock;
+use crate::engine::pass::{Engine, EngineSettings};
+use crate::engine::summary::{PassCounters, PassSummary};
+use crate::sim::{
+    FaultPlan, FaultRule, LedgerReport, SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV,
+    REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+};
+use crate::store::story::{self, OrderOutcomeRow, StoryEvent};
+use crate::store::{self, passes, seed};
+use crate::throwaway_pg::ThrowawayPostgres;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What the bank knows about a seeded order.
+#[derive(Debug, Clone)]
+enum AtBank {
+    /// A transaction in this state.
+    State(TxState),
+    /// Already refunded (or cancelled) before the demo: the money is back.
+    AlreadyBack(TxState),
+    /// In this state, but the gateway answers with a maintenance page during pass 1.
+    Maintenance(TxState, Maintenance),
+    /// The bank knows the order under another XID.
+    OtherXid(TxState),
+    /// The bank has never heard of it.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Maintenance {
+    /// An HTML notice with status 200.
+    Html200,
+    /// A 5xx status with an HTML page.
+    Html5xx,
+}
+
+/// One seeded order.
+#[derive(Debug, Clone)]
+struct Seed {
+    order_no: String,
+    at_bank: AtBank,
+    amount: i64,
+    /// None: the whole amount.
+    part: Option<i64>,
+    /// The shop's row lacks its XID (an invalid row).
+    no_xid: bool,
+}
+
+/// The demo's orders: every bank state, partial refunds in 1, 10 and 12, a
+/// maintenance page, an invalid row, money already back.
+fn seeds() -> Vec<Seed> {
+    use TxState::*;
+    let mut plan: Vec<(&str, AtBank, bool, bool)> = Vec::new(); // label, bank, partial, no_xid
+    let mut add = |n: usize, label: &'static str, bank: AtBank, partial: bool| {
+        for _ in 0..n {
+            plan.push((label, bank.clone(), partial, false));
+        }
+    };
+    add(7, "AUTH", AtBank::State(Authorised), false);
+    add(3, "AUTH_PART", AtBank::State(Authorised), true);
+    add(10, "CAPT", AtBank::State(CapturedNotSettled), false);
+    add(3, "CAPT_PART", AtBank::State(CapturedNotSettled), true);
+    add(8, "SETTLED", AtBank::State(Settled), false);
+    add(3, "SETTLED_PART", AtBank::State(Settled), true);
+    add(2, "CAPT_BATCH", AtBank::State(CaptureBatchRunning), false);
+    add(
+        1,
+        "REFUND_BATCH",
+        AtBank::AlreadyBack(RefundBatchRunning),
+        false,
+    );
+    add(2, "CANCELLED", AtBank::AlreadyBack(AuthCancelled), false);
+    add(2, "REFUNDED", AtBank::AlreadyBack(RefundSettling), false);
+    add(1, "REFUND_DONE", AtBank::AlreadyBack(RefundSettled), false);
+    add(1, "AUTH_FAILED", AtBank::State(AuthFailed), false);
+    add(1, "CAPT_FAILED", AtBank::State(CaptureFailed), false);
+    add(1, "REFUND_FAILED", AtBank::State(RefundFailed), false);
+    add(
+        1,
+        "MAINT_CAPT",
+        AtBank::Maintenance(CapturedNotSettled, Maintenance::Html200),
+        false,
+    );
+    add(
+        1,
+        "MAINT_SETTLED",
+        AtBank::Maintenance(Settled, Maintenance::Html5xx),
+        false,
+    );
+    add(1, "NOT_AT_BANK", AtBank::Unknown, false);
+    add(1, "OTHER_XID", AtBank::OtherXid(CapturedNotSettled), false);
+    plan.push(("NO_XID", AtBank::State(CapturedNotSettled), false, true));
+
+    plan.into_iter()
+        .enumerate()
+        .map(|(i, (label, at_bank, partial, no_xid))| {
+            // Amounts from NT$300 to NT$9,900 in steps of 10, the same every run.
+            let amount = 300 + ((i as i64 * 1_370) % 9_600) / 10 * 10;
+            Seed {
+                order_no: format!("D{:02}_{label}", i + 1),
+                at_bank,
+                amount,
+                part: partial.then_some(amount * 2 / 5),
+                no_xid,
+            }
+        })
+        .collect()
+}
+
+fn xid_of(order_no: &str) -> String {
+    format!("X{order_no}")
+}
+
+const AUTH_CODE: &str = "A1B2C3";
+
+/// What the demo started, removed in `tear_down` however the demo ends.
+#[derive(Default)]
+struct Started {
+    cluster: Option<ThrowawayPostgres>,
+    sim: Option<SimServer>,
+    pool: Option<PgPool>,
+}
+
+/// Runs the demo; Ctrl-C stops it and still removes what it started.
+pub async fn command() -> Result<ExitCode, CliError> {
+    super::logging::quiet_unless_asked();
+    let mut started = Started::default();
+    let outcome = tokio::select! {
+        r = run(&mut started) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if outcome.is_none() {
+        println!("\ninterrupted: removing the throwaway PostgreSQL and the simulator");
+    }
+    tear_down(started).await;
+    match outcome {
+        None => Ok(ExitCode::from(130)),
+        Some(r) => r,
+    }
+}
+
+async fn tear_down(started: Started) {
+    if let Some(pool) = started.pool {
+        pool.close().await;
+    }
+    if let Some(sim) = started.sim {
+        sim.shutdown().await;
+    }
+    if let Some(cluster) = started.cluster {
+        // Stopping the server and removing its directory blocks briefly.
+        let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+    }
+}
+
+fn runtime(what: &str) -> impl Fn(String) -> CliError + '_ {
+    move |e| CliError::Runtime(format!("demo: {what}: {e}"))
+}
+
+async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
+    let clock = Instant::now();
+    println!("refundd demo: throwaway PostgreSQL and the CTBC simulator on loopback; nothing outside this process is touched.\n");
+
+    println!("starting a throwaway PostgreSQL ...");
+    let cluster = tokio::task::spawn_blocking(ThrowawayPostgres::start)
+        .await
+        .map_err(|e| runtime("PostgreSQL")(e.to_string()))?
+        .map_err(|e| runtime("PostgreSQL")(e.to_string()))?;
+    let url = cluster.url("postgres");
+    started.cluster = Some(cluster);
+    let pool = store::connect(&url, 10).await?;
+    started.pool = Some(pool.clone());
+    store::migrate(&pool).await?;
+
+    let sim = SimServer::start(SimConfig::for_tests())
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    let base_url = sim.base_url();
+    let admin = sim.admin();
+    started.sim = Some(sim);
+    println!("bank simulator at {base_url}\n");
+
+    let seeds = seeds();
+    seed_orders(&pool, &admin, &seeds).await?;
+    println!(
+        "seeded {} orders, all marked refund requested (申請退款); {} get a maintenance page in pass 1\n",
+        seeds.len(),
+        seeds
+            .iter()
+            .filter(|s| matches!(s.at_bank, AtBank::Maintenance(..)))
+            .count()
+    );
+
+    let engine = Engine::new(
+        pool.clone(),
+        client(&base_url)?,
+        demo_engine_settings(),
+        Arc::new(SystemClock),
+    );
+    let t0 = passes::now(&pool).await?;
+    let pass1 = pass(&engine).await?;
+    println!("pass 1: {}", pass1.line());
+
+    admin
+        .set_faults(&FaultPlan::none())
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    let batch = admin
+        .run_batch()
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    println!("the bank runs its batch: {batch:?}; the maintenance is over");
+
+    let t1 = passes::now(&pool).await?;
+    let pass2 = pass(&engine).await?;
+    println!("pass 2: {}\n", pass2.line());
+    let t2 = passes::now(&pool).await? + chrono::Duration::seconds(1);
+
+    let p1 = by_order(story::events_between(&pool, t0, t1).await?);
+    let p2 = by_order(story::events_between(&pool, t1, t2).await?);
+    let orders: BTreeMap<String, OrderOutcomeRow> = story::all_orders(&pool)
+        .await?
+        .into_iter()
+        .map(|o| (o.order_no.clone(), o))
+        .collect();
+    print!("{}", journey_table(&seeds, &orders, &p1, &p2));
+
+    let ledger = admin
+        .ledger()
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    let db_total = story::refunded_total(&pool).await?;
+    let (text, matches) = totals(&ledger, db_total);
+    print!("{text}");
+    println!(
+        "\nremoving the throwaway PostgreSQL and the simulator (demo took {:.1} s)",
+        clock.elapsed().as_secs_f64()
+    );
+    if matches {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::Runtime(
+            "demo: the bank's and the database's totals differ".into(),
+        ))
+    }
+}
+
+/// The engine as `refundd once` would run it, with the backoff shortened so
+/// the order behind a maintenance page is tried again in pass 2.
+fn demo_engine_settings() -> EngineSettings {
+    EngineSettings {
+        concurrency: 8,
+        batch_size: 100,
+        lease: Duration::from_secs(60),
+        max_attempts: 5,
+        recheck: Duration::from_secs(300),
+        backoff_base: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+        settlement_watch_days: 14,
+        blackout: Blackout::default(),
+    }
+}
+
+fn client(base_url: &str) -> Result<Client, CliError> {
+    let fail = runtime("client");
+    let url = url::Url::parse(base_url).map_err(|e| fail(e.to_string()))?;
+    let mer_id = MerId::parse(REFERENCE_MER_ID).map_err(|e| fail(e.to_string()))?;
+    let envelope = Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut cfg = ClientConfig::new(url, mer_id, envelope);
+    cfg.timeout = Duration::from_secs(10);
+    Client::new(cfg).map_err(|e| fail(e.to_string()))
+}
+
+async fn pass(engine: &Engine) -> Result<PassSummary, CliError> {
+    Ok(engine
+        .run_pass(&CancellationToken::new(), Arc::new(PassCounters::default()))
+        .await?)
+}
+
+async fn seed_orders(pool: &PgPool, admin: &SimAdmin, seeds: &[Seed]) -> Result<(), CliError> {
+    let mut txs = Vec::new();
+    let mut faults = Vec::new();
+    for s in seeds {
+        let xid = xid_of(&s.order_no);
+        let state = match &s.at_bank {
+            AtBank::State(st) | AtBank::AlreadyBack(st) | AtBank::OtherXid(st) => Some(st),
+            AtBank::Maintenance(st, kind) => {
+                faults.push(FaultRule {
+                    order_no: Some(s.order_no.clone()),
+                    p_html_200: matches!(kind, Maintenance::Html200) as u8 as f64,
+                    p_5xx: matches!(kind, Maintenance::Html5xx) as u8 as f64,
+                    ..FaultRule::default()
+                });
+                Some(st)
+            }
+            AtBank::Unknown => None,
+        };
+        let Some(state) = state else { continue };
+        let bank_xid = match s.at_bank {
+            AtBank::OtherXid(_) => format!("Y{}", s.order_no),
+            _ => xid.clone(),
+        };
+        let mut tx = SimTx::new(&s.order_no, bank_xid, AUTH_CODE, s.amount, state.clone());
+        if let AtBank::AlreadyBack(st) = &s.at_bank {
+            // The money went back before the demo, by an earlier run or by hand.
+            tx.returned_amount = s.amount;
+            if *st != TxState::AuthCancelled {
+                tx.refunded_amount = s.amount;
+            }
+        }
+        txs.push(tx);
+    }
+    admin
+        .load(&txs)
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    admin
+        .set_faults(&FaultPlan { rules: faults })
+        .await
+        .map_err(|e| runtime("simulator")(e.to_string()))?;
+    for s in seeds {
+        let xid = xid_of(&s.order_no);
+        seed::insert_paid_order(
+            pool,
+            &s.order_no,
+            (!s.no_xid).then_some(xid.as_str()),
+            AUTH_CODE,
+            s.amount,
+        )
+        .await?;
+        super::requests::request(pool, &s.order_no, s.part)
+            .await
+            .map_err(|e| runtime("request")(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn by_order(events: Vec<StoryEvent>) -> BTreeMap<String, Vec<StoryEvent>> {
+    let mut m: BTreeMap<String, Vec<StoryEvent>> = BTreeMap::new();
+    for e in events {
+        m.entry(e.order_no.clone()).or_default().push(e);
+    }
+    m
+}
+
+fn short_op(op: &str) -> &str {
+    match op {
+        "inquiry" => "ask",
+        "capture_reversal" => "cap-rev",
+        "reversal" => "rev",
+        "refund_reversal" => "refund-rev",
+        other => other,
+    }
+}
+
+/// What one pass did to one order, from its events: `ask:10, cap-rev ok, rev ok => refunded`.
+fn pass_story(events: Option<&Vec<StoryEvent>>) -> String {
+    let Some(events) = events else {
+        return "-".into();
+    };
+    let mut steps: Vec<String> = Vec::new();
+    let mut ending = "";
+    for e in events {
+        match e.kind.as_str() {
+            "outcome" => {
+                let op = short_op(e.operation.as_deref().unwrap_or("?"));
+                let outcome = e.outcome.as_deref().unwrap_or("?");
+                if op == "ask" {
+                    match (outcome, &e.bank_state) {
+                        ("accepted", Some(st)) => steps.push(format!("ask:{st}")),
+                        _ => steps.push(format!("ask:{outcome}")),
+                    }
+                } else {
+                    let o = if outcome == "accepted" { "ok" } else { outcome };
+                    steps.push(format!("{op} {o}"));
+                }
+            }
+            "status" => match e.to_status.as_deref() {
+                Some("refunded") => ending = "=> refunded",
+                Some("refund_failed") => ending = "=> failed",
+                Some("refund_requested") if !steps.is_empty() => ending = "=> wait",
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let story = [steps.join(", "), ending.to_string()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if story.is_empty() {
+        "-".into()
+    } else {
+        story
+    }
+}
+
+fn bank_at_start(s: &Seed) -> String {
+    let code = |st: &TxState| st.code().to_string();
+    match &s.at_bank {
+        AtBank::State(st) => code(st),
+        AtBank::AlreadyBack(st) => format!("{} (back)", code(st)),
+        AtBank::Maintenance(st, Maintenance::Html200) => format!("{} +html200", code(st)),
+        AtBank::Maintenance(st, Maintenance::Html5xx) => format!("{} +html5xx", code(st)),
+        AtBank::OtherXid(st) => format!("{} other XID", code(st)),
+        AtBank::Unknown => "unknown".into(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn journey_table(
+    seeds: &[Seed],
+    orders: &BTreeMap<String, OrderOutcomeRow>,
+    p1: &BTreeMap<String, Vec<StoryEvent>>,
+    p2: &BTreeMap<String, Vec<StoryEvent>>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<18} {:<15} {:>10} {:<38} {:<32} {:<18} {:<25} {:>8}  why",
+        "order", "bank at start", "asked", "pass 1", "pass 2", "final", "method", "refunded"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(175));
+    for s in seeds {
+        let o = orders.get(&s.order_no);
+        let asked = match s.part {
+            Some(p) => format!("{p}/{}", s.amount),
+            None => s.amount.to_string(),
+        };
+        let status = o.map(|o| o.status.as_str()).unwrap_or("?");
+        let final_status = match (status, o.and_then(|o| o.settlement.as_deref())) {
+            ("refunded", Some("settled")) => "refunded, settled".to_string(),
+            ("refunded", Some("pending")) => "refunded, settling".to_string(),
+            (st, _) => st.to_string(),
+        };
+        let why = o
+            .and_then(|o| {
+                o.refund_error.clone().or_else(|| {
+                    (o.status != "refunded")
+                        .then(|| o.last_error.clone())
+                        .flatten()
+                })
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<18} {:<15} {:>10} {:<38} {:<32} {:<18} {:<25} {:>8}  {}",
+            s.order_no,
+            bank_at_start(s),
+            asked,
+            pass_story(p1.get(&s.order_no)),
+            pass_story(p2.get(&s.order_no)),
+            final_status,
+            o.and_then(|o| o.refund_method.clone()).unwrap_or_default(),
+            o.and_then(|o| o.refunded_amount)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            truncate(&why, 70)
+        );
+    }
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in orders.values() {
+        *by_status.entry(o.status.as_str()).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "\n{} orders: {}",
+        orders.len(),
+        by_status
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out
+}
+
+/// The bank's ledger against the database; the second value says whether the
+/// money returned agrees.
+fn totals(ledger: &LedgerReport, db_total: i64) -> (String, bool) {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nthe bank's ledger (calls by operation):");
+    let _ = writeln!(
+        out,
+        "  {:<18} {:>6} {:>9} {:>8} {:>14} {:>11} {:>10}",
+        "operation", "calls", "accepted", "refused", "not processed", "duplicates", "returned"
+    );
+    for (op, t) in &ledger.by_operation {
+        let _ = writeln!(
+            out,
+            "  {:<18} {:>6} {:>9} {:>8} {:>14} {:>11} {:>10}",
+            op, t.calls, t.accepted, t.refused, t.not_processed, t.duplicates, t.returned
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {:<18} {:>6} {:>9} {:>8} {:>14} {:>11} {:>10}",
+        "all",
+        ledger.calls,
+        ledger.accepted,
+        ledger.refused,
+        ledger.not_processed,
+        ledger.duplicates,
+        ledger.returned_by_calls
+    );
+    if !ledger.faults.is_empty() {
+        let _ = writeln!(
+            out,
+            "  answered by a notice page instead of the bank: {}",
+            ledger
+                .faults
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let matches = ledger.returned_total == db_total;
+    let _ = writeln!(
+        out,
+        "\nduplicates (money asked back twice): {}",
+        ledger.duplicates
+    );
+    let _ = writeln!(
+        out,
+        "money returned per the bank:     NT${} (NT${} by refundd's calls, the rest was back before the demo)",
+        ledger.returned_total, ledger.returned_by_calls
+    );
+    let _ = writeln!(
+        out,
+        "money returned per the database: NT${db_total} (sum of refunded_amount of refunded orders)"
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        if matches {
+            "totals match."
+        } else {
+            "TOTALS DIFFER: the bank and the database disagree."
+        }
+    );
+    (out, matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_cover_every_bank_state_and_the_special_cases() {
+        let seeds = seeds();
+        assert!((45..=55).contains(&seeds.len()));
+        for code in [
+            "-1", "0", "1", "10", "11", "12", "13", "20", "21", "22", "23",
+        ] {
+            assert!(
+                seeds
+                    .iter()
+                    .any(|s| bank_at_start(s).starts_with(&format!("{code} "))
+                        || bank_at_start(s) == code),
+                "state {code} missing"
+            );
+        }
+        for code in ["1", "10", "12"] {
+            assert!(seeds
+                .iter()
+                .any(|s| s.part.is_some() && bank_at_start(s) == code));
+        }
+        assert!(seeds.iter().any(|s| s.no_xid));
+        assert!(seeds.iter().all(|s| s.order_no.len() <= 19));
+        assert!(seeds.iter().all(|s| s.amount > 0));
+    }
+}

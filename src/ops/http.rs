@@ -1,0 +1,167 @@
+// The operators' HTTP endpoint: `/healthz` for load balancers, docker and
+// monitoring (database reachable, scheduler alive, the last pass) and
+// `/metrics` for Prometheus. It reads; it never changes an order.
+
+use super::health::Health;
+use super::metrics::{install_metrics, BACKLOG};
+use crate::store::{passes, status};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long `/healthz` waits for the database's `SELECT 1`.
+pub const DATABASE_PROBE: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct AppState {
+    pool: PgPool,
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+}
+
+/// Binds `listen` (port 0 picks a free port), serves until `stop`, and
+/// returns the address it listens on. Installs the metrics recorder.
+pub async fn serve(
+    listen: SocketAddr,
+    pool: PgPool,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let state = AppState {
+        pool,
+        health,
+        metrics: install_metrics(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    let shutdown = stop.clone();
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .into_future();
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "health and metrics endpoint stopped with an error");
+        }
+    });
+    // Histograms are drained into buckets on upkeep; without a scrape they would grow.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => state.metrics.run_upkeep(),
+            }
+        }
+    });
+    tracing::info!(%addr, "health and metrics endpoint listening (/healthz, /metrics)");
+    Ok(addr)
+}
+
+/// The body of `/healthz`.
+#[derive(Debug, Serialize)]
+struct HealthReport {
+    /// ok | unhealthy
+    status: &'static str,
+    /// Why it is unhealthy; empty when ok.
+    reasons: Vec<String>,
+    database: String,
+    scheduler: String,
+    last_pass: Option<LastPassSeen>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastPassSeen {
+    finished_at: DateTime<Utc>,
+    age_secs: i64,
+    outcome: String,
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let mut reasons = Vec::new();
+    let db_ok = match status::ping(&s.pool, DATABASE_PROBE).await {
+        Ok(()) => true,
+        Err(e) => {
+            reasons.push(format!("database unreachable: {e}"));
+            false
+        }
+    };
+    let liveness = s.health.liveness();
+    let scheduler = if s.health.scheduler_alive(liveness) {
+        "alive".to_string()
+    } else {
+        let why = match s.health.since_beat() {
+            Some(d) => format!(
+                "scheduler silent for {} s (more than {} s)",
+                d.as_secs(),
+                liveness.as_secs()
+            ),
+            None => "scheduler has not started".to_string(),
+        };
+        reasons.push(why.clone());
+        why
+    };
+    let last_pass = match s.health.last_pass() {
+        Some(p) => Some((p.at, p.summary.outcome)),
+        None if db_ok => passes::last_finished_pass(&s.pool)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| Some((p.finished_at?, p.outcome.unwrap_or_default()))),
+        None => None,
+    }
+    .map(|(at, outcome)| LastPassSeen {
+        finished_at: at,
+        age_secs: (Utc::now() - at).num_seconds(),
+        outcome,
+    });
+    let healthy = reasons.is_empty();
+    let body = HealthReport {
+        status: if healthy { "ok" } else { "unhealthy" },
+        reasons,
+        database: if db_ok {
+            "ok".into()
+        } else {
+            "unreachable".into()
+        },
+        scheduler,
+        last_pass,
+    };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    // A scrape must answer even when the database does not: the gauge keeps its last value.
+    match tokio::time::timeout(DATABASE_PROBE, status::count_due_now(&s.pool)).await {
+        Ok(Ok(n)) => metrics::gauge!(BACKLOG).set(n as f64),
+        Ok(Err(e)) => tracing::debug!(error = %e, "backlog not measured"),
+        Err(_) => tracing::debug!("backlog not measured: the database did not answer in time"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,68 @@
+// Each order's story as the database tells it: its row and the events appended
+// in a span of time. The demo reads it to show what each pass did.
+
+use super::StoreError;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// One appended event.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoryEvent {
+    pub order_no: String,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub operation: Option<String>,
+    pub outcome: Option<String>,
+    pub to_status: Option<String>,
+    pub bank_state: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Events appended at or after `from` and before `to`, oldest first.
+pub async fn events_between(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<StoryEvent>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
+           FROM refund_events WHERE at >= $1 AND at < $2 ORDER BY id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Where an order ended up.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OrderOutcomeRow {
+    pub order_no: String,
+    pub auth_amount: Option<i64>,
+    pub refund_amount: Option<i64>,
+    pub status: String,
+    pub refund_method: Option<String>,
+    pub refunded_amount: Option<i64>,
+    pub refund_error: Option<String>,
+    pub settlement: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub async fn all_orders(pool: &PgPool) -> Result<Vec<OrderOutcomeRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
+                refund_error, settlement, last_error
+           FROM orders ORDER BY order_no",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// What the database says was given back: the sum of `refunded_amount` of refunded orders.
+pub async fn refunded_total(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(sum(refunded_amount), 0)::bigint FROM orders WHERE status = 'refunded'",
+    )
+    .fetch_one(pool)
+    .await?)
+}

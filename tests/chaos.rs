@@ -1,0 +1,299 @@
+// Chaos: orders across every state, a bank that fails one call in five in
+// every way it can and runs its batch part of the time, and two real refundd
+// processes SIGKILLed at random and restarted. Afterwards no refund was made
+// twice, none was lost, and the database agrees with the bank to the unit.
+// A small run is part of the normal suite; the full one is behind #[ignore].
+
+mod common;
+
+use common::{fresh_db, refundd_bin};
+use rand::{Rng, SeedableRng};
+use refundd::ctbc::TxState;
+use refundd::sim::{
+    FaultPlan, FaultRule, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY,
+    REFERENCE_MER_ID,
+};
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Each fault kind fires with this probability, in turn: about 20% of calls in all.
+const P_EACH_FAULT: f64 = 0.0365;
+
+fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let mut cmd: Command = refundd_bin();
+    cmd.arg("run")
+        .env("REFUNDD__DATABASE__URL", db_url)
+        .env("REFUNDD__CTBC__BASE_URL", bank_url)
+        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
+        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
+        .env("REFUNDD__CTBC__TIMEOUT_SECS", "2")
+        .env("REFUNDD__CTBC__CONNECT_TIMEOUT_SECS", "1")
+        .env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
+        .env("REFUNDD__WORKER__CONCURRENCY", "8")
+        .env("REFUNDD__WORKER__BATCH_SIZE", "20")
+        .env("REFUNDD__WORKER__LEASE_SECS", "3")
+        .env("REFUNDD__WORKER__RECHECK_SECS", "1")
+        .env("REFUNDD__WORKER__BACKOFF_BASE_SECS", "1")
+        .env("REFUNDD__WORKER__BACKOFF_MAX_SECS", "2")
+        .env("REFUNDD__WORKER__MAX_ATTEMPTS", "1000")
+        .env("REFUNDD__WORKER__SHUTDOWN_GRACE_SECS", "2")
+        .env("REFUNDD__HTTP__LISTEN", "off")
+        .env("RUST_LOG", "warn,refundd::engine::schedule=info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    cmd.spawn().unwrap()
+}
+
+/// Orders still to be worked, or still held by a lease (a killed daemon's
+/// lease runs out and the survivors take the order over).
+/// Kills the daemons if the test fails, so none outlives it.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for d in &mut self.0 {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+async fn backlog(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// order_no, status, refunded_amount, refund_error, lease_owner
+type FinalOrder = (
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<uuid::Uuid>,
+);
+
+async fn chaos(orders: usize, min_kills: usize, seed: u64) {
+    let (pool, db_url) = fresh_db().await;
+    let mut cfg = SimConfig::for_tests();
+    cfg.seed = seed;
+    cfg.batch_every = Some(Duration::from_secs(3));
+    cfg.batch_duration = Duration::from_millis(800);
+    cfg.faults = FaultPlan {
+        rules: vec![FaultRule {
+            jitter_ms: 30,
+            p_5xx: P_EACH_FAULT,
+            p_html_200: P_EACH_FAULT,
+            p_reset: P_EACH_FAULT,
+            p_apply_then_drop: P_EACH_FAULT,
+            p_garbage: P_EACH_FAULT,
+            p_wrong_mac: P_EACH_FAULT,
+            ..FaultRule::default()
+        }],
+    };
+    let sim = SimServer::start(cfg).await.unwrap();
+    let admin = sim.admin();
+
+    // Orders across states: mostly the common ones, some partial, some a person must see.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let states = [
+        (TxState::CapturedNotSettled, 40),
+        (TxState::Settled, 30),
+        (TxState::Authorised, 15),
+        (TxState::AuthCancelled, 3),
+        (TxState::RefundSettling, 3),
+        (TxState::AuthFailed, 3),
+        (TxState::CaptureFailed, 3),
+        (TxState::RefundFailed, 3),
+    ];
+    let weight_total: u32 = states.iter().map(|(_, w)| w).sum();
+    let mut txs = Vec::with_capacity(orders);
+    let mut parts = Vec::with_capacity(orders);
+    for i in 0..orders {
+        let mut pick = rng.gen_range(0..weight_total);
+        let state = states
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map(|(s, _)| s.clone())
+            .unwrap();
+        let amount = rng.gen_range(100..20_000i64);
+        let part = if rng.gen_bool(0.25) {
+            Some(rng.gen_range(1..amount))
+        } else {
+            None
+        };
+        txs.push(SimTx::new(
+            format!("C{i}"),
+            format!("XC{i}"),
+            "A1B2C3",
+            amount,
+            state,
+        ));
+        parts.push(part);
+    }
+    admin.load(&txs).await.unwrap();
+    for (tx, part) in txs.iter().zip(&parts) {
+        sqlx::query(
+            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount) VALUES ($1, $2, 'A1B2C3', $3, 'refund_requested', $4)",
+        )
+        .bind(&tx.order_no)
+        .bind(&tx.xid)
+        .bind(tx.original_amount)
+        .bind(part)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let logs = tempfile::tempdir().unwrap();
+    let bank_url = sim.base_url();
+    let mut daemons = Daemons(
+        (0..2)
+            .map(|n| daemon(&db_url, &bank_url, &logs.path().join(format!("d{n}-0.log"))))
+            .collect(),
+    );
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
+    // Kill at random moments, at least `min_kills` times, while work remains.
+    while kills < min_kills || (backlog(&pool).await > 0 && kills < min_kills * 3) {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
+        let victim = rng.gen_range(0..daemons.0.len());
+        daemons.0[victim].kill().unwrap();
+        daemons.0[victim].wait().unwrap();
+        kills += 1;
+        daemons.0[victim] = daemon(
+            &db_url,
+            &bank_url,
+            &logs.path().join(format!("d{victim}-{kills}.log")),
+        );
+        assert!(Instant::now() < deadline, "chaos phase overran");
+    }
+    // The bank calms down; the daemons finish the backlog, unknown outcomes included.
+    admin.set_faults(&FaultPlan::none()).await.unwrap();
+    while backlog(&pool).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "backlog never emptied: {} left",
+            backlog(&pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Stop them the way an operator would, once each has finished starting.
+    for n in 0..daemons.0.len() {
+        let log = std::fs::read_dir(logs.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("d{n}-"))
+            })
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
+            .unwrap();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("refundd is running")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "daemon {n} never finished starting: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for d in &mut daemons.0 {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+    for d in &mut daemons.0 {
+        assert_eq!(d.wait().unwrap().code(), Some(0));
+    }
+    assert!(kills >= min_kills);
+
+    // Zero duplicates at the bank.
+    let ledger = admin.ledger().await.unwrap();
+    assert!(
+        ledger.faults.values().sum::<u64>() > 0,
+        "faults fired: {:?}",
+        ledger.faults
+    );
+    assert_eq!(ledger.duplicates, 0, "a refund was attempted twice");
+
+    // Every order ended refunded, or refund_failed with a reason; nothing claimed.
+    let rows: Vec<FinalOrder> = sqlx::query_as(
+        "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM orders ORDER BY order_no",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), orders);
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for (no, status, amount, error, lease) in &rows {
+        *by_status.entry(status.clone()).or_default() += 1;
+        assert!(lease.is_none(), "{no} left claimed");
+        match status.as_str() {
+            "refunded" => assert!(amount.is_some(), "{no}"),
+            "refund_failed" => assert!(
+                error.as_deref().is_some_and(|e| !e.is_empty()),
+                "{no} failed without a reason"
+            ),
+            other => panic!("{no} ended in {other}"),
+        }
+        // Only the states a person must look at end in refund_failed: no fault
+        // of the bank's made refundd give up on an order it could refund.
+        let started_in = &txs[no[1..].parse::<usize>().unwrap()].state;
+        let needs_person = ["-1", "13", "23"].contains(&started_in.as_str());
+        assert_eq!(
+            status == "refund_failed",
+            needs_person,
+            "{no} started in {started_in}, ended {status}: {error:?}"
+        );
+        // What the database says was refunded equals what the bank moved, to the unit.
+        // (Orders already back at the bank before refundd started moved nothing in the ledger.)
+        let moved = ledger.returned_by_order.get(no).copied().unwrap_or(0);
+        let start = &txs[no[1..].parse::<usize>().unwrap()].state;
+        if start != "0" && start != "20" {
+            assert_eq!(
+                amount.unwrap_or(0),
+                moved,
+                "{no}: database {amount:?} vs bank {moved} (started in {start})"
+            );
+        } else {
+            assert_eq!(moved, 0, "{no}");
+        }
+    }
+    println!(
+        "chaos: {orders} orders, {kills} kills, {by_status:?}, faults {:?}",
+        ledger.faults
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_small() {
+    chaos(300, 10, 7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 5,000 orders; run with cargo test --release --test chaos -- --ignored"]
+async fn chaos_full() {
+    chaos(5_000, 12, 11).await;
+}

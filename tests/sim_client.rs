@@ -1,0 +1,127 @@
+// The simulator's faults as refundd's own client sees them: each fault kind
+// must come back as the error class the engine acts on, for an inquiry (no
+// verdict: try later) and for a refund (the bank may have acted).
+
+mod common;
+
+use common::client_for;
+use refundd::ctbc::client::{Client, Refund};
+use refundd::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
+use refundd::ctbc::{CtbcError, Operation, TxState};
+use refundd::sim::{FaultKind, FaultPlan, SimAdmin, SimConfig, SimServer, SimTx};
+use std::time::Duration;
+
+async fn bank() -> (SimServer, SimAdmin, Client) {
+    let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
+    let admin = sim.admin();
+    let client = client_for(&sim.base_url(), Duration::from_millis(700));
+    (sim, admin, client)
+}
+
+fn refund_of(order_no: &str, amount: i64) -> Refund {
+    let m = |a| Money::new(Currency::TWD, a).unwrap();
+    Refund {
+        order_no: OrderNo::parse(order_no).unwrap(),
+        xid: Xid::parse(&format!("X{order_no}")).unwrap(),
+        auth_code: AuthCode::parse("A1B2C3").unwrap(),
+        original: m(amount),
+        amount: m(amount),
+    }
+}
+
+#[tokio::test]
+async fn each_fault_kind_gives_the_right_error_class() {
+    let (_sim, admin, client) = bank().await;
+    let cases = [
+        (FaultKind::ServerError, "unavailable", false),
+        (FaultKind::Html200, "unavailable", false),
+        (FaultKind::Reset, "unavailable", false),
+        (FaultKind::ApplyThenDrop, "unavailable", true),
+        (FaultKind::Garbage, "unavailable", true),
+        (FaultKind::WrongMac, "bad_answer", true),
+    ];
+    for (i, (kind, inquiry_kind, applied)) in cases.into_iter().enumerate() {
+        let no = format!("F{i}");
+        admin
+            .load(&[SimTx::new(
+                no.as_str(),
+                format!("X{no}"),
+                "A1B2C3",
+                1000,
+                TxState::Settled,
+            )])
+            .await
+            .unwrap();
+        admin
+            .set_faults(&FaultPlan::always(kind, None))
+            .await
+            .unwrap();
+        let inquiry = client
+            .inquiry(&OrderNo::parse(&no).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            inquiry.kind() == inquiry_kind
+                || (inquiry_kind == "unavailable" && inquiry.kind() == "bad_answer"),
+            "{kind:?} inquiry: {inquiry}"
+        );
+        let refund = client.refund(&refund_of(&no, 1000)).await.unwrap_err();
+        assert!(
+            matches!(
+                refund,
+                CtbcError::Ambiguous {
+                    operation: Operation::Refund,
+                    ..
+                }
+            ),
+            "{kind:?} refund: {refund}"
+        );
+        admin.set_faults(&FaultPlan::none()).await.unwrap();
+        let after = client.inquiry(&OrderNo::parse(&no).unwrap()).await.unwrap();
+        let expected = if applied {
+            TxState::RefundSettling
+        } else {
+            TxState::Settled
+        };
+        assert_eq!(after.state, expected, "{kind:?}: applied = {applied}");
+    }
+}
+
+#[tokio::test]
+async fn maintenance_latency_and_unknown_orders() {
+    let (_sim, admin, client) = bank().await;
+    admin
+        .load(&[SimTx::new("M1", "XM1", "A1B2C3", 1000, TxState::Settled)])
+        .await
+        .unwrap();
+    admin.set_maintenance(true).await.unwrap();
+    let e = client
+        .inquiry(&OrderNo::parse("M1").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CtbcError::Unavailable { .. }), "{e}");
+    let e = client.refund(&refund_of("M1", 1000)).await.unwrap_err();
+    assert!(matches!(e, CtbcError::Ambiguous { .. }), "{e}");
+    admin.set_maintenance(false).await.unwrap();
+
+    // Slower than the client's 700 ms timeout.
+    let slow = FaultPlan::from_json(r#"{"rules":[{"latency_ms":3000}]}"#).unwrap();
+    admin.set_faults(&slow).await.unwrap();
+    let e = client
+        .inquiry(&OrderNo::parse("M1").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CtbcError::Unavailable { .. }), "{e}");
+    let e = client.refund(&refund_of("M1", 1000)).await.unwrap_err();
+    assert!(matches!(e, CtbcError::Ambiguous { .. }), "{e}");
+    admin.set_faults(&FaultPlan::none()).await.unwrap();
+
+    let e = client
+        .inquiry(&OrderNo::parse("NOSUCH").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CtbcError::UnknownOrder { .. }), "{e}");
+    // A refusal in Chinese comes through as text.
+    let e = client.refund(&refund_of("NOSUCH", 1000)).await.unwrap_err();
+    assert!(matches!(e, CtbcError::Refused { .. }), "{e}");
+}
