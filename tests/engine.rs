@@ -598,3 +598,53 @@ async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window() {
     );
     assert_eq!(rig.order("FRESH").await.0, "refund_requested");
 }
+
+#[tokio::test]
+async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome() {
+    let rig = Rig::new().await;
+    rig.seed("DOWN", 1000, TxState::Settled, None).await;
+    rig.seed("DOUBT", 1000, TxState::Settled, None).await;
+    // DOUBT has a refund of unknown outcome from an earlier attempt, long ago.
+    sqlx::query(
+        "UPDATE orders SET status = 'refunding', unknown_operation = 'refund', unknown_since = now() - interval '1 hour' WHERE order_no = 'DOUBT'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    rig.admin.set_maintenance(true).await.unwrap();
+    let mut settings = engine_settings();
+    settings.max_attempts = 3;
+    settings.backoff_base = Duration::ZERO;
+    settings.backoff_max = Duration::ZERO;
+    settings.recheck = Duration::ZERO;
+    let engine = rig.engine_with(settings, Arc::new(SystemClock), Duration::from_secs(5));
+    // A backoff of zero: each pass takes the order up again.
+    for attempt in 1..=2 {
+        pass_of(&engine).await;
+        let (status, attempts): (String, i32) =
+            sqlx::query_as("SELECT status, attempts FROM orders WHERE order_no = 'DOWN'")
+                .fetch_one(&rig.pool)
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), attempts), ("refund_requested", attempt));
+    }
+    pass_of(&engine).await;
+    let (status, _, _, err) = rig.order("DOWN").await;
+    assert_eq!(status, "refund_failed");
+    assert!(err.unwrap().contains("gave up after 3 attempts"));
+    // The order whose refund may have happened is never made final by the limit.
+    let (status, unknown): (String, Option<String>) =
+        sqlx::query_as("SELECT status, unknown_operation FROM orders WHERE order_no = 'DOUBT'")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), unknown.as_deref()),
+        ("refunding", Some("refund"))
+    );
+    // Once the bank is back, the fresh inquiry decides: nothing happened, send it once.
+    rig.admin.set_maintenance(false).await.unwrap();
+    pass_of(&engine).await;
+    assert_eq!(rig.order("DOUBT").await.0, "refunded");
+    assert_eq!(rig.accepted("DOUBT", "refund").await, 1);
+}
