@@ -58,16 +58,6 @@ pub async fn serve(
             tracing::warn!(error = %e, "health and metrics endpoint stopped with an error");
         }
     });
-    // Histograms are drained into buckets on upkeep; without a scrape they would grow.
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => state.metrics.run_upkeep(),
-            }
-        }
-    });
     tracing::info!(%addr, "health and metrics endpoint listening (/healthz, /metrics)");
     Ok(addr)
 }

@@ -3,6 +3,10 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often histogram samples are drained into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Histogram buckets for a call to the bank, in seconds: most answers take
 /// well under a second, the client gives up after `ctbc.timeout_secs` (30 s).
@@ -42,7 +46,30 @@ fn install() -> PrometheusHandle {
         }
     };
     describe();
+    spawn_upkeep(handle.clone());
     handle
+}
+
+/// The recorder keeps every histogram sample until upkeep drains it into the
+/// buckets. Nothing else does that when no one scrapes `/metrics` (`once`, or
+/// `http.listen = off`), and a long pass would grow by a few bytes per call:
+/// drain on a timer for the life of the process.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(UPKEEP_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            });
+        }
+        Err(_) => {
+            tracing::warn!("metrics installed outside the runtime: histograms are drained only when /metrics is rendered");
+        }
+    }
 }
 
 fn describe() {
