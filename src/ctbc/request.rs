@@ -83,88 +83,172 @@ pub fn parse_inquiry_request(json: &Map<String, Value>) -> Result<(MerId, OrderN
     ))
 }
 
-impl Reversal {
-    /// Checks the amounts against the documented limits.
-    pub fn validate(&self) -> Result<(), InvalidField> {
-        check_original(&self.original)?;
+/// The parts every money-moving request shares, and where its own amount and
+/// each key go on the wire. The key orders are the protocol document's, one
+/// table per operation, so a merchant holding the bank's own document can
+/// correct one in one place.
+trait MoneyMoving: Sized {
+    /// Keys in the order the bank expects them.
+    const KEYS: [&'static str; 8];
+    /// The key of this operation's own amount.
+    const AMOUNT_KEY: &'static str;
+    /// Our name of that amount, in errors.
+    const AMOUNT_FIELD: &'static str;
+    fn common(&self) -> (&OrderNo, &Xid, &AuthCode, &Money);
+    fn own_amount(&self) -> &Money;
+    fn from_parts(common: Common, amount: Money) -> Self;
+
+    fn checked(&self) -> Result<(), InvalidField> {
+        let (_, _, _, original) = self.common();
+        check_original(original)?;
         check_part(
-            "new_auth_amount",
-            "AuthNewAmt",
-            &self.original,
-            &self.new_auth_amount,
+            Self::AMOUNT_FIELD,
+            Self::AMOUNT_KEY,
+            original,
+            self.own_amount(),
         )
     }
 
-    /// `MERID`, `LID-M`, `XID`, `AuthCode`, `OrgAmt`, `AuthNewAmt`, `VERSION`, `SwRevision`.
-    pub fn request_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
-        string_object([
-            ("MERID", mer_id.to_string()),
-            ("LID-M", self.order_no.to_string()),
-            ("XID", self.xid.to_string()),
-            ("AuthCode", self.auth_code.to_string()),
-            ("OrgAmt", self.original.to_string()),
-            ("AuthNewAmt", self.new_auth_amount.to_string()),
-            ("VERSION", PROTOCOL_VERSION.to_string()),
-            ("SwRevision", sw_revision.to_string()),
-        ])
+    fn to_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
+        let (order_no, xid, auth_code, original) = self.common();
+        string_object(Self::KEYS.map(|key| {
+            let value = match key {
+                "MERID" => mer_id.to_string(),
+                "LID-M" => order_no.to_string(),
+                "XID" => xid.to_string(),
+                "AuthCode" => auth_code.to_string(),
+                "OrgAmt" => original.to_string(),
+                "VERSION" => PROTOCOL_VERSION.to_string(),
+                "SwRevision" => sw_revision.to_string(),
+                _ => self.own_amount().to_string(),
+            };
+            (key, value)
+        }))
     }
 
-    /// Reads a reversal request JSON (the simulator's side).
-    pub fn from_request_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
+    fn read_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
         let common = Common::read(json)?;
-        Ok((
-            common.mer_id,
-            Self {
-                order_no: common.order_no,
-                xid: common.xid,
-                auth_code: common.auth_code,
-                original: common.original,
-                new_auth_amount: amount(json, "AuthNewAmt")?,
-            },
-        ))
+        let own = amount(json, Self::AMOUNT_KEY)?;
+        Ok((common.mer_id.clone(), Self::from_parts(common, own)))
+    }
+}
+
+/// The public face of each request type: check, write and read its JSON.
+macro_rules! money_moving {
+    ($ty:ident, $field:ident, $wire:literal, [$($key:literal),+ $(,)?]) => {
+        impl MoneyMoving for $ty {
+            const KEYS: [&'static str; 8] = [$($key),+];
+            const AMOUNT_KEY: &'static str = $wire;
+            const AMOUNT_FIELD: &'static str = stringify!($field);
+            fn common(&self) -> (&OrderNo, &Xid, &AuthCode, &Money) {
+                (&self.order_no, &self.xid, &self.auth_code, &self.original)
+            }
+            fn own_amount(&self) -> &Money {
+                &self.$field
+            }
+            fn from_parts(c: Common, amount: Money) -> Self {
+                Self {
+                    order_no: c.order_no,
+                    xid: c.xid,
+                    auth_code: c.auth_code,
+                    original: c.original,
+                    $field: amount,
+                }
+            }
+        }
+
+        impl $ty {
+            /// The request JSON, keys in the documented order.
+            pub fn request_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
+                self.to_json(mer_id, sw_revision)
+            }
+
+            /// Reads the request JSON (the simulator's side).
+            pub fn from_request_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
+                Self::read_json(json)
+            }
+        }
+    };
+}
+
+money_moving!(
+    Reversal,
+    new_auth_amount,
+    "AuthNewAmt",
+    [
+        "MERID",
+        "LID-M",
+        "XID",
+        "AuthCode",
+        "OrgAmt",
+        "AuthNewAmt",
+        "VERSION",
+        "SwRevision"
+    ]
+);
+money_moving!(
+    CaptureReversal,
+    amount,
+    "CapRevAmt",
+    [
+        "MERID",
+        "LID-M",
+        "XID",
+        "AuthCode",
+        "OrgAmt",
+        "CapRevAmt",
+        "VERSION",
+        "SwRevision"
+    ]
+);
+money_moving!(
+    Refund,
+    amount,
+    "CredAmt",
+    [
+        "MERID",
+        "LID-M",
+        "AuthCode",
+        "CredAmt",
+        "OrgAmt",
+        "XID",
+        "VERSION",
+        "SwRevision"
+    ]
+);
+money_moving!(
+    RefundReversal,
+    amount,
+    "CredRevAmt",
+    [
+        "MERID",
+        "LID-M",
+        "XID",
+        "AuthCode",
+        "CredRevAmt",
+        "OrgAmt",
+        "VERSION",
+        "SwRevision"
+    ]
+);
+
+impl Reversal {
+    /// Checks the amounts against the documented limits.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        self.checked()
     }
 }
 
 impl CaptureReversal {
     pub fn validate(&self) -> Result<(), InvalidField> {
-        check_original(&self.original)?;
-        check_part("amount", "CapRevAmt", &self.original, &self.amount)
-    }
-
-    /// `MERID`, `LID-M`, `XID`, `AuthCode`, `OrgAmt`, `CapRevAmt`, `VERSION`, `SwRevision`.
-    pub fn request_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
-        string_object([
-            ("MERID", mer_id.to_string()),
-            ("LID-M", self.order_no.to_string()),
-            ("XID", self.xid.to_string()),
-            ("AuthCode", self.auth_code.to_string()),
-            ("OrgAmt", self.original.to_string()),
-            ("CapRevAmt", self.amount.to_string()),
-            ("VERSION", PROTOCOL_VERSION.to_string()),
-            ("SwRevision", sw_revision.to_string()),
-        ])
-    }
-
-    pub fn from_request_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
-        let common = Common::read(json)?;
-        Ok((
-            common.mer_id,
-            Self {
-                order_no: common.order_no,
-                xid: common.xid,
-                auth_code: common.auth_code,
-                original: common.original,
-                amount: amount(json, "CapRevAmt")?,
-            },
-        ))
+        self.checked()
     }
 }
 
 impl Refund {
     /// Besides the common limits, a refund of zero moves no money and is refused.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        check_original(&self.original)?;
-        check_part("amount", "CredAmt", &self.original, &self.amount)?;
+        self.checked()?;
         if self.amount.amount == 0 {
             return Err(InvalidField::new(
                 "amount",
@@ -173,68 +257,11 @@ impl Refund {
         }
         Ok(())
     }
-
-    /// `MERID`, `LID-M`, `AuthCode`, `CredAmt`, `OrgAmt`, `XID`, `VERSION`, `SwRevision`.
-    pub fn request_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
-        string_object([
-            ("MERID", mer_id.to_string()),
-            ("LID-M", self.order_no.to_string()),
-            ("AuthCode", self.auth_code.to_string()),
-            ("CredAmt", self.amount.to_string()),
-            ("OrgAmt", self.original.to_string()),
-            ("XID", self.xid.to_string()),
-            ("VERSION", PROTOCOL_VERSION.to_string()),
-            ("SwRevision", sw_revision.to_string()),
-        ])
-    }
-
-    pub fn from_request_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
-        let common = Common::read(json)?;
-        Ok((
-            common.mer_id,
-            Self {
-                order_no: common.order_no,
-                xid: common.xid,
-                auth_code: common.auth_code,
-                original: common.original,
-                amount: amount(json, "CredAmt")?,
-            },
-        ))
-    }
 }
 
 impl RefundReversal {
     pub fn validate(&self) -> Result<(), InvalidField> {
-        check_original(&self.original)?;
-        check_part("amount", "CredRevAmt", &self.original, &self.amount)
-    }
-
-    /// `MERID`, `LID-M`, `XID`, `AuthCode`, `CredRevAmt`, `OrgAmt`, `VERSION`, `SwRevision`.
-    pub fn request_json(&self, mer_id: &MerId, sw_revision: &str) -> Map<String, Value> {
-        string_object([
-            ("MERID", mer_id.to_string()),
-            ("LID-M", self.order_no.to_string()),
-            ("XID", self.xid.to_string()),
-            ("AuthCode", self.auth_code.to_string()),
-            ("CredRevAmt", self.amount.to_string()),
-            ("OrgAmt", self.original.to_string()),
-            ("VERSION", PROTOCOL_VERSION.to_string()),
-            ("SwRevision", sw_revision.to_string()),
-        ])
-    }
-
-    pub fn from_request_json(json: &Map<String, Value>) -> Result<(MerId, Self), InvalidField> {
-        let common = Common::read(json)?;
-        Ok((
-            common.mer_id,
-            Self {
-                order_no: common.order_no,
-                xid: common.xid,
-                auth_code: common.auth_code,
-                original: common.original,
-                amount: amount(json, "CredRevAmt")?,
-            },
-        ))
+        self.checked()
     }
 }
 
@@ -374,6 +401,73 @@ mod tests {
             amount: twd(0),
         };
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn every_money_moving_request_is_written_as_documented() {
+        let mer = MerId::parse("1234567").unwrap();
+        let (order_no, xid, auth_code) = (
+            OrderNo::parse("ORDER001").unwrap(),
+            Xid::parse("X1").unwrap(),
+            AuthCode::parse("123456").unwrap(),
+        );
+        let text = |json: Map<String, Value>| super::super::wire::json_text(&json);
+        let reversal = Reversal {
+            order_no: order_no.clone(),
+            xid: xid.clone(),
+            auth_code: auth_code.clone(),
+            original: twd(1500),
+            new_auth_amount: twd(1000),
+        };
+        assert_eq!(
+            text(reversal.request_json(&mer, "rev")),
+            r#"{"MERID":"1234567","LID-M":"ORDER001","XID":"X1","AuthCode":"123456","OrgAmt":"901 1500 0","AuthNewAmt":"901 1000 0","VERSION":"3.2","SwRevision":"rev"}"#
+        );
+        let caprev = CaptureReversal {
+            order_no: order_no.clone(),
+            xid: xid.clone(),
+            auth_code: auth_code.clone(),
+            original: twd(1500),
+            amount: twd(0),
+        };
+        assert_eq!(
+            text(caprev.request_json(&mer, "rev")),
+            r#"{"MERID":"1234567","LID-M":"ORDER001","XID":"X1","AuthCode":"123456","OrgAmt":"901 1500 0","CapRevAmt":"901 0 0","VERSION":"3.2","SwRevision":"rev"}"#
+        );
+        assert_eq!(
+            text(refund(twd(500)).request_json(&mer, "rev")),
+            r#"{"MERID":"1234567","LID-M":"ORDER001","AuthCode":"123456","CredAmt":"901 500 0","OrgAmt":"901 1500 0","XID":"X1","VERSION":"3.2","SwRevision":"rev"}"#
+        );
+        let refrev = RefundReversal {
+            order_no,
+            xid,
+            auth_code,
+            original: twd(1500),
+            amount: twd(500),
+        };
+        assert_eq!(
+            text(refrev.request_json(&mer, "rev")),
+            r#"{"MERID":"1234567","LID-M":"ORDER001","XID":"X1","AuthCode":"123456","CredRevAmt":"901 500 0","OrgAmt":"901 1500 0","VERSION":"3.2","SwRevision":"rev"}"#
+        );
+        // And each reads back to itself.
+        assert_eq!(
+            Reversal::from_request_json(&reversal.request_json(&mer, "rev"))
+                .unwrap()
+                .1,
+            reversal
+        );
+        assert_eq!(
+            CaptureReversal::from_request_json(&caprev.request_json(&mer, "rev"))
+                .unwrap()
+                .1,
+            caprev
+        );
+        assert_eq!(
+            RefundReversal::from_request_json(&refrev.request_json(&mer, "rev"))
+                .unwrap()
+                .1,
+            refrev
+        );
     }
 
     #[test]
