@@ -12,8 +12,8 @@ use super::{
     REFERENCE_MER_ID,
 };
 
-/// Options of `refundd sim`.
-#[derive(clap::Args, Debug, Clone)]
+/// Options of `refundd sim`. Debug leaves out the key and IV.
+#[derive(clap::Args, Clone)]
 pub struct SimArgs {
     /// Address and port to listen on.
     #[arg(long, env = "REFUNDD_SIM_LISTEN", default_value = "127.0.0.1:8990")]
@@ -25,10 +25,10 @@ pub struct SimArgs {
     #[arg(long, env = "REFUNDD_SIM_MER_ID", default_value = REFERENCE_MER_ID)]
     pub mer_id: String,
     /// 24-character MAC key (default: TEST-ONLY reference value).
-    #[arg(long, env = "REFUNDD_SIM_MAC_KEY", default_value = REFERENCE_MAC_KEY, hide_default_value = true)]
+    #[arg(long, env = "REFUNDD_SIM_MAC_KEY", default_value = REFERENCE_MAC_KEY, hide_default_value = true, hide_env_values = true)]
     pub mac_key: String,
     /// 8-character IV (default: TEST-ONLY reference value).
-    #[arg(long, env = "REFUNDD_SIM_IV", default_value = REFERENCE_IV, hide_default_value = true)]
+    #[arg(long, env = "REFUNDD_SIM_IV", default_value = REFERENCE_IV, hide_default_value = true, hide_env_values = true)]
     pub iv: String,
     /// Seed of the fault generator, so a run can be replayed.
     #[arg(long, env = "REFUNDD_SIM_SEED", default_value_t = 1)]
@@ -47,6 +47,23 @@ pub struct SimArgs {
     /// or repeated; a window may cross midnight.
     #[arg(long, env = "REFUNDD_SIM_MAINTENANCE", value_delimiter = ',')]
     pub maintenance: Vec<String>,
+}
+
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("listen", &self.listen)
+            .field("allow_non_loopback", &self.allow_non_loopback)
+            .field("mer_id", &self.mer_id)
+            .field("mac_key", &"[redacted]")
+            .field("iv", &"[redacted]")
+            .field("seed", &self.seed)
+            .field("faults", &self.faults)
+            .field("batch_every_secs", &self.batch_every_secs)
+            .field("batch_duration_secs", &self.batch_duration_secs)
+            .field("maintenance", &self.maintenance)
+            .finish()
+    }
 }
 
 impl SimArgs {
@@ -175,6 +192,17 @@ mod tests {
         let mut v = vec!["sim"];
         v.extend_from_slice(extra);
         Cli::try_parse_from(v).map(|c| c.sim)
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key_or_iv() {
+        let a = args(&["--mac-key", "QWERTYUIOPASDFGHJKLZXCVB", "--iv", "iv345678"]).unwrap();
+        let cfg = a.config().unwrap();
+        let text = format!("{a:?} {cfg:?}");
+        assert!(
+            !text.contains("QWERTYUIOPASDFGHJKLZXCVB") && !text.contains("iv345678"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub const REFERENCE_MER_ID: &str = "1234567";
 pub const REFERENCE_MAC_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
 pub const REFERENCE_IV: &str = "test8iv!";
 
-/// Everything the simulator is started with.
-#[derive(Clone, Debug)]
+/// Everything the simulator is started with. Debug leaves out the key and IV.
+#[derive(Clone)]
 pub struct SimConfig {
     pub listen: SocketAddr,
     /// Listening on (and taking admin calls from) other than loopback must be asked for.
@@ -66,6 +66,23 @@ pub struct SimConfig {
     pub batch_duration: Duration,
     /// Daily maintenance windows (Asia/Taipei).
     pub maintenance: Vec<MaintenanceWindow>,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("listen", &self.listen)
+            .field("allow_non_loopback", &self.allow_non_loopback)
+            .field("mer_id", &self.mer_id)
+            .field("mac_key", &"[redacted]")
+            .field("iv", &"[redacted]")
+            .field("seed", &self.seed)
+            .field("faults", &self.faults)
+            .field("batch_every", &self.batch_every)
+            .field("batch_duration", &self.batch_duration)
+            .field("maintenance", &self.maintenance)
+            .finish()
+    }
 }
 
 impl SimConfig {
