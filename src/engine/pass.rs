@@ -387,7 +387,11 @@ impl Engine {
                     OrderOutcome::Deferred
                 })
             }
-            Verdict::Act(_) => Ok(OrderOutcome::Deferred),
+            // Plans are executed by the caller; one reaching here is given back untouched.
+            Verdict::Act(_) => {
+                orders::release(&self.pool, self.worker, &[req.id]).await?;
+                Ok(OrderOutcome::Released)
+            }
         }
     }
 

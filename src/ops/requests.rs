@@ -105,9 +105,6 @@ pub async fn request(
     amount: Option<i64>,
 ) -> Result<Queued, QueueError> {
     let order_no = parse_order_no(order_no)?;
-    if let Some(a) = amount.filter(|a| *a <= 0) {
-        return Err(QueueError::AmountNotPositive(a));
-    }
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     let order = found(lock_order(&mut tx, order_no.as_str()).await?, &order_no)?;
     if order.status != "paid" {

@@ -8,12 +8,12 @@ use std::time::Duration;
 use crate::ctbc::types::MerId;
 
 use super::{
-    FaultPlan, MaintenanceWindow, SimConfig, SimError, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY,
-    REFERENCE_MER_ID,
+    FaultPlan, MaintenanceWindow, SimConfig, SimError, SimSecret, SimServer, REFERENCE_IV,
+    REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 
 /// Options of `refundd sim`. Debug leaves out the key and IV.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
     /// Address and port to listen on.
     #[arg(long, env = "REFUNDD_SIM_LISTEN", default_value = "127.0.0.1:8990")]
@@ -26,10 +26,10 @@ pub struct SimArgs {
     pub mer_id: String,
     /// 24-character MAC key (default: TEST-ONLY reference value).
     #[arg(long, env = "REFUNDD_SIM_MAC_KEY", default_value = REFERENCE_MAC_KEY, hide_default_value = true, hide_env_values = true)]
-    pub mac_key: String,
+    pub mac_key: SimSecret,
     /// 8-character IV (default: TEST-ONLY reference value).
     #[arg(long, env = "REFUNDD_SIM_IV", default_value = REFERENCE_IV, hide_default_value = true, hide_env_values = true)]
-    pub iv: String,
+    pub iv: SimSecret,
     /// Seed of the fault generator, so a run can be replayed.
     #[arg(long, env = "REFUNDD_SIM_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -47,23 +47,6 @@ pub struct SimArgs {
     /// or repeated; a window may cross midnight.
     #[arg(long, env = "REFUNDD_SIM_MAINTENANCE", value_delimiter = ',')]
     pub maintenance: Vec<String>,
-}
-
-impl std::fmt::Debug for SimArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimArgs")
-            .field("listen", &self.listen)
-            .field("allow_non_loopback", &self.allow_non_loopback)
-            .field("mer_id", &self.mer_id)
-            .field("mac_key", &"[redacted]")
-            .field("iv", &"[redacted]")
-            .field("seed", &self.seed)
-            .field("faults", &self.faults)
-            .field("batch_every_secs", &self.batch_every_secs)
-            .field("batch_duration_secs", &self.batch_duration_secs)
-            .field("maintenance", &self.maintenance)
-            .finish()
-    }
 }
 
 impl SimArgs {

@@ -47,15 +47,51 @@ pub const REFERENCE_MER_ID: &str = "1234567";
 pub const REFERENCE_MAC_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
 pub const REFERENCE_IV: &str = "test8iv!";
 
+/// The simulated bank's MAC key or IV: used as text, never shown by Debug.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimSecret(String);
+
+impl std::fmt::Debug for SimSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::ops::Deref for SimSecret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SimSecret {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+impl std::str::FromStr for SimSecret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(s.into())
+    }
+}
+
+impl PartialEq<&str> for SimSecret {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Everything the simulator is started with. Debug leaves out the key and IV.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SimConfig {
     pub listen: SocketAddr,
     /// Listening on (and taking admin calls from) other than loopback must be asked for.
     pub allow_non_loopback: bool,
     pub mer_id: MerId,
-    pub mac_key: String,
-    pub iv: String,
+    pub mac_key: SimSecret,
+    pub iv: SimSecret,
     /// Seed of the fault generator: the same seed and the same calls in the
     /// same order give the same faults.
     pub seed: u64,
@@ -68,23 +104,6 @@ pub struct SimConfig {
     pub maintenance: Vec<MaintenanceWindow>,
 }
 
-impl std::fmt::Debug for SimConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConfig")
-            .field("listen", &self.listen)
-            .field("allow_non_loopback", &self.allow_non_loopback)
-            .field("mer_id", &self.mer_id)
-            .field("mac_key", &"[redacted]")
-            .field("iv", &"[redacted]")
-            .field("seed", &self.seed)
-            .field("faults", &self.faults)
-            .field("batch_every", &self.batch_every)
-            .field("batch_duration", &self.batch_duration)
-            .field("maintenance", &self.maintenance)
-            .finish()
-    }
-}
-
 impl SimConfig {
     /// Loopback on a free port, the reference MERID, key and IV, seed 1, no faults.
     pub fn for_tests() -> Self {
@@ -92,8 +111,8 @@ impl SimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_non_loopback: false,
             mer_id: MerId::parse(REFERENCE_MER_ID).expect("the reference MERID is digits"),
-            mac_key: REFERENCE_MAC_KEY.to_string(),
-            iv: REFERENCE_IV.to_string(),
+            mac_key: REFERENCE_MAC_KEY.into(),
+            iv: REFERENCE_IV.into(),
             seed: 1,
             faults: FaultPlan::none(),
             batch_every: None,

@@ -51,3 +51,23 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .await
         .map_err(|e| StoreError::Migrate(e.to_string()))
 }
+
+/// Creates an empty database named `name` (letters, digits and `_` only),
+/// connecting to the server at `admin_url`: how each test and the demo get a
+/// database of their own in a throwaway cluster.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::Connect(format!(
+            "{name:?} is not a plain database name"
+        )));
+    }
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(())
+}
