@@ -20,6 +20,7 @@ fn request(refund: i64) -> RefundRequest {
         capture_reversed: false,
         unknown: None,
         attempts: 0,
+        own_calls: Vec::new(),
     }
 }
 

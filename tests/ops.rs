@@ -735,7 +735,7 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
         );
     }
     assert!(
-        stdout.contains("50 orders: refund_failed 6, refunded 44"),
+        stdout.contains("50 orders: refund_failed 12, refunded 38"),
         "{stdout}"
     );
     assert!(stdout.contains("totals match."), "{stdout}");

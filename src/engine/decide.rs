@@ -4,6 +4,7 @@
 use super::request::{RefundMethod, RefundRequest};
 use crate::ctbc::client::Inquiry;
 use crate::ctbc::{CtbcError, Operation, TxState};
+use crate::store::orders::Settlement;
 
 /// One money-moving call of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,20 +109,11 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
     } else {
         RefundMethod::Reversal
     };
-    let lowered_by_the_part =
-        !req.is_full() && bank.auth_amount.map(|m| m.amount) == Some(req.authorised - req.refund);
-
     match &bank.state {
-        // Money already back: an earlier attempt did it and its answer or commit was lost.
-        TxState::AuthCancelled => Verdict::Refunded {
-            method: reversal_method,
-            amount: req.authorised,
-        },
-        TxState::RefundSettling | TxState::RefundSettled => Verdict::Refunded {
-            method: RefundMethod::Refund,
-            amount: req.refund,
-        },
-        TxState::Authorised if lowered_by_the_part => Verdict::Refunded {
+        // Money already back: only refundd's own call on record explains it.
+        TxState::AuthCancelled => cancelled_by_us(req, reversal_method),
+        TxState::RefundSettling | TxState::RefundSettled => refunded_by_us(req, &bank.state),
+        TxState::Authorised if lowered_by_us(req, bank) => Verdict::Refunded {
             method: RefundMethod::Reversal,
             amount: req.refund,
         },
@@ -175,6 +167,52 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
     }
 }
 
+/// State 0 is ours only when refundd sent a reversal to 0 that may have taken effect.
+fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Verdict {
+    let ours = req
+        .own_call(Operation::Reversal)
+        .is_some_and(|c| c.amount == 0 && req.is_full());
+    if ours {
+        return Verdict::Refunded {
+            method,
+            amount: req.authorised,
+        };
+    }
+    Verdict::NeedsPerson(format!(
+        "needs a person: the bank shows the authorisation cancelled (state 0) but refundd sent no reversal of the whole {} for this order; find out who cancelled it before marking the order refunded",
+        req.authorised
+    ))
+}
+
+/// States 20/22 are ours only when refundd sent a refund, and then the amount
+/// is what the bank moved for it, never merely the amount asked now.
+fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Verdict {
+    let code = state.code();
+    match req.own_call(Operation::Refund).map(|c| c.moved()) {
+        Some(moved) if moved == req.refund => Verdict::Refunded {
+            method: RefundMethod::Refund,
+            amount: moved,
+        },
+        Some(moved) => Verdict::NeedsPerson(format!(
+            "needs a person: the bank shows a refund (state {code}) of which refundd's own refund moved {moved}, but the order asks {}; check the bank's figure before refunding by hand",
+            req.refund
+        )),
+        None => Verdict::NeedsPerson(format!(
+            "needs a person: the bank shows a refund (state {code}) that refundd did not send; find out who refunded before marking the order refunded"
+        )),
+    }
+}
+
+/// State 1 lowered by exactly the part, by a reversal refundd itself sent.
+fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
+    let left = req.authorised - req.refund;
+    !req.is_full()
+        && bank.auth_amount.map(|m| m.amount) == Some(left)
+        && req
+            .own_call(Operation::Reversal)
+            .is_some_and(|c| c.amount == left)
+}
+
 /// The bank's authorised amount must be the order's before money moves.
 fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Verdict> {
     match bank.auth_amount {
@@ -193,29 +231,46 @@ fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Verdict> {
     }
 }
 
+/// Whether the bank's state shows a capture reversal took effect: the
+/// transaction is out of the capture file (1), or already cancelled (0).
+pub fn capture_reversal_took_effect(bank: &Inquiry) -> bool {
+    capture_reversal_fate(bank) == Some(true)
+}
+
+/// What the bank's state says of a capture reversal of unknown outcome:
+/// `Some(true)` out of the capture file (1, 0); `Some(false)` settled or
+/// beyond (12, 13, 20 to 23), so it cannot have happened; `None` when the
+/// state cannot tell (still in the file, batch running, unknown states).
+pub fn capture_reversal_fate(bank: &Inquiry) -> Option<bool> {
+    match bank.state {
+        TxState::Authorised | TxState::AuthCancelled => Some(true),
+        TxState::Settled
+        | TxState::CaptureFailed
+        | TxState::RefundSettling
+        | TxState::RefundBatchRunning
+        | TxState::RefundSettled
+        | TxState::RefundFailed => Some(false),
+        _ => None,
+    }
+}
+
 /// After a call of unknown outcome and a new inquiry: did that call take effect?
 /// `Some(verdict)` to carry on with; `None` when the bank shows it did not
-/// happen, so the call must not be sent again in this attempt.
+/// happen, so the call must not be sent again in this attempt. The call is
+/// among `req.own_calls`, so a state it explains counts as ours.
 pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Option<Verdict> {
     let mut req = req.clone();
     if step == Step::CaptureReversal {
-        // If the bank shows the capture reversed, the plan goes on with its reversal.
-        req.capture_reversed = true;
+        // Only a state that shows it took effect earns the completing
+        // reversal its method and its blackout exemption.
+        req.capture_reversed = capture_reversal_took_effect(bank);
     }
     match decide(&req, bank) {
+        // The plan starts with the same call: it did not happen.
         Verdict::Act(plan)
             if plan.steps.first().map(|s| s.operation()) == Some(step.operation()) =>
         {
-            // After a capture reversal marked done, state 10 would plan the
-            // capture reversal again: it did not happen.
             None
-        }
-        Verdict::Act(mut plan) => {
-            if step == Step::CaptureReversal {
-                plan.method = RefundMethod::CaptureReversalAndReversal;
-                plan.completes_capture_reversal = true;
-            }
-            Some(Verdict::Act(plan))
         }
         other => Some(other),
     }
@@ -229,6 +284,24 @@ pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Verd
         Verdict::Act(_) | Verdict::Retry(_) => {
             Verdict::NeedsPerson(format!("the bank refused: {refusal}"))
         }
+    }
+}
+
+/// What a settlement watch inquiry says of a refund the bank accepted: 20 and
+/// 21 are on their way, 22 is done, and anything else means the refund will
+/// not settle (23) or is gone (reversed at the bank's portal, say).
+pub fn watch_verdict(bank: &Inquiry) -> Settlement {
+    match &bank.state {
+        TxState::RefundSettling | TxState::RefundBatchRunning => Settlement::StillSettling,
+        TxState::RefundSettled => Settlement::Settled,
+        TxState::RefundFailed => Settlement::Failed(
+            "refund failed at settlement: the bank reports state 23; a person must check with the bank"
+                .into(),
+        ),
+        other => Settlement::Failed(format!(
+            "needs a person: the refund refundd recorded is no longer at the bank (state {}, which cannot follow an accepted refund); check with the bank before refunding again",
+            other.code()
+        )),
     }
 }
 

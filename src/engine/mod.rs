@@ -5,4 +5,6 @@ pub mod decide;
 pub mod pass;
 pub mod request;
 pub mod schedule;
+mod steps;
 pub mod summary;
+mod watch;

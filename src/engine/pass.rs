@@ -1,19 +1,18 @@
 // One pass over the queue: claim due orders in batches, work each one (inquire,
-// decide, send, record) with bounded concurrency while a renewer keeps the
-// leases alive, watch refunds until they settle, and record the pass. The SQL
-// is the store's; the rules are decide's; this is the orchestration.
+// decide, then hand a plan to `steps`) with bounded concurrency while a
+// renewer keeps the leases alive, watch refunds until they settle (`watch`),
+// and record the pass. The SQL is the store's; the rules are decide's; this is
+// the orchestration. One order's trouble is that order's, never the pass's.
 
 use super::blackout::Blackout;
 use super::clock::Clock;
-use super::decide::{
-    after_ambiguous, after_refusal, decide, on_inquiry_error, Plan, Step, Verdict,
-};
-use super::request::{RefundMethod, RefundRequest, STEP_CAPTURE_REVERSED};
+use super::decide::{decide, on_inquiry_error, Verdict};
+use super::request::{CallFate, OwnCall, RefundMethod, RefundRequest, STEP_CAPTURE_REVERSED};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
-use crate::ctbc::client::{CaptureReversal, Client, Inquiry, Refund, Reversal};
-use crate::ctbc::{CtbcError, Operation, TxState};
-use crate::store::orders::{self, Deferral, GatewayEvent, Settlement};
+use crate::ctbc::client::{Client, Inquiry};
+use crate::ctbc::{CtbcError, Operation};
+use crate::store::orders::{self, Deferral, GatewayEvent};
 use crate::store::{passes, OrderRow, StoreError};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -21,11 +20,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
-
-/// How many times an inquiry is repeated at once after a call of unknown outcome.
-const RECHECK_INQUIRIES: usize = 2;
 
 /// What the engine needs from the settings.
 #[derive(Debug, Clone)]
@@ -60,16 +56,41 @@ impl EngineSettings {
 /// A worker: one per process; many may share a database.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    pool: PgPool,
-    client: Client,
-    settings: EngineSettings,
-    clock: Arc<dyn Clock>,
-    worker: Uuid,
+    pub(super) pool: PgPool,
+    pub(super) client: Client,
+    pub(super) settings: EngineSettings,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) worker: Uuid,
+}
+
+/// The orders this worker holds leases on during a pass, for the renewer.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Held(Arc<Mutex<HashSet<i64>>>);
+
+impl Held {
+    pub(super) fn add(&self, ids: impl IntoIterator<Item = i64>) {
+        if let Ok(mut h) = self.0.lock() {
+            h.extend(ids);
+        }
+    }
+
+    pub(super) fn remove(&self, id: i64) {
+        if let Ok(mut h) = self.0.lock() {
+            h.remove(&id);
+        }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.0
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// How an attempt at one order goes on after a step.
-enum Next {
-    Verdict(RefundRequest, Verdict),
+pub(super) enum Next {
+    Verdict(Box<RefundRequest>, Verdict),
     Done(OrderOutcome),
 }
 
@@ -159,7 +180,7 @@ impl Engine {
             .backlog
             .store(backlog as u64, std::sync::atomic::Ordering::Relaxed);
 
-        let held: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let held = Held::default();
         let pass_over = CancellationToken::new();
         // Dropped mid-flight (shutdown grace over), the pass still stops its renewer.
         let _stop_renewer = pass_over.clone().drop_guard();
@@ -189,7 +210,7 @@ impl Engine {
         stop: &CancellationToken,
         counters: &Arc<PassCounters>,
         due_by: chrono::DateTime<chrono::Utc>,
-        held: &Arc<Mutex<HashSet<i64>>>,
+        held: &Held,
     ) -> Result<&'static str, StoreError> {
         let db_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
         let claim_error = db_error.clone();
@@ -215,9 +236,7 @@ impl Engine {
                         counters
                             .claimed
                             .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        if let Ok(mut h) = held.lock() {
-                            h.extend(rows.iter().map(|r| r.id));
-                        }
+                        held.add(rows.iter().map(|r| r.id));
                         Some((futures::stream::iter(rows), short))
                     }
                     Err(e) => {
@@ -234,27 +253,11 @@ impl Engine {
                 let db_error = db_error.clone();
                 async move {
                     let id = row.id;
-                    // An order whose capture reversal is done may still get its
-                    // reversal, which does not touch the capture file.
-                    let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
-                        || row.unknown_operation.as_deref()
-                            == Some(Operation::CaptureReversal.as_str());
-                    let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
-                        orders::release(&self.pool, self.worker, &[id])
-                            .await
-                            .map(|_| OrderOutcome::Released)
-                    } else {
-                        let span = tracing::error_span!("order", order_no = %row.order_no);
-                        self.work_order(row, stop).instrument(span).await
-                    };
-                    if let Ok(mut h) = held.lock() {
-                        h.remove(&id);
-                    }
-                    match outcome {
+                    match self.take_order(row, stop).await {
                         Ok(o) => counters.count(o),
-                        Err(StoreError::LeaseLost) => counters.count(OrderOutcome::LeaseLost),
                         Err(e) => set_db_error(&db_error, e),
                     }
+                    held.remove(id);
                 }
             })
             .await;
@@ -273,6 +276,64 @@ impl Engine {
         }
     }
 
+    /// One claimed order: worked, or given back unstarted. An error is the
+    /// whole database's; one about this order only leaves it for later.
+    async fn take_order(
+        &self,
+        row: OrderRow,
+        stop: &CancellationToken,
+    ) -> Result<OrderOutcome, StoreError> {
+        let (id, attempts) = (row.id, row.attempts);
+        // An order whose capture reversal is done may still get its
+        // reversal, which does not touch the capture file.
+        let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
+            || row.unknown_operation.as_deref() == Some(Operation::CaptureReversal.as_str());
+        let span = tracing::error_span!("order", order_no = %row.order_no);
+        let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
+            orders::release(&self.pool, self.worker, &[id])
+                .await
+                .map(|_| OrderOutcome::Released)
+        } else {
+            self.work_order(row, stop).instrument(span.clone()).await
+        };
+        match outcome {
+            Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
+            Err(e) if e.is_about_one_order() => {
+                self.refused_by_database(id, attempts, &e)
+                    .instrument(span)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// PostgreSQL refused a write about this order (a value it cannot store,
+    /// a constraint or trigger of the row): it waits out a backoff with the
+    /// error for `status`, and anything of unknown outcome stays recorded.
+    async fn refused_by_database(
+        &self,
+        id: i64,
+        attempts: i32,
+        e: &StoreError,
+    ) -> Result<OrderOutcome, StoreError> {
+        let reason = printable(&format!("the database refused this order's record: {e}"));
+        error!(step = "record", reason = %reason, "order left for a later attempt; the pass goes on");
+        let n = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+        let delay = backoff(n, self.settings.backoff_base, self.settings.backoff_max)
+            .max(self.settings.recheck);
+        let d = Deferral::backoff(delay, reason, true);
+        match orders::defer(&self.pool, self.worker, id, None, &d).await {
+            Ok(()) => Ok(OrderOutcome::Deferred),
+            Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
+            Err(e) if e.is_about_one_order() => {
+                // Its lease runs out and a later pass takes it up again.
+                error!(step = "record", error = %printable(&e.to_string()), "could not defer the order either");
+                Ok(OrderOutcome::Deferred)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn in_blackout(&self) -> bool {
         self.settings.blackout.window_at(self.clock.now()).is_some()
     }
@@ -283,30 +344,39 @@ impl Engine {
         row: OrderRow,
         stop: &CancellationToken,
     ) -> Result<OrderOutcome, StoreError> {
-        let req = match RefundRequest::validate(&row) {
+        let mut req = match RefundRequest::validate(&row) {
             Ok(r) => r,
             Err(reason) => {
                 warn!(step = "validate", reason = %reason, "order row is invalid; nothing sent");
+                let calls: Vec<OwnCall> = row
+                    .own_calls
+                    .iter()
+                    .filter_map(OwnCall::from_record)
+                    .collect();
+                let reason = with_unconfirmed_calls(reason, &calls);
                 orders::fail(&self.pool, self.worker, row.id, None, &reason, None).await?;
                 return Ok(OrderOutcome::Failed);
             }
         };
-        let mut req = req;
         let verdict = match self.inquire(&req).await? {
             Ok(bank) => {
                 // The bank's auth code serves when the shop did not store one.
                 if req.auth_code.is_none() {
                     req.auth_code = bank.auth_code.clone();
                 }
+                if matches!(req.unknown, Some((Operation::CaptureReversal, _))) {
+                    self.settle_unknown_capture_reversal(&mut req, &bank)
+                        .await?;
+                }
                 decide(&req, &bank)
             }
             Err(e) => on_inquiry_error(&e),
         };
-        let mut next = Next::Verdict(req, verdict);
+        let mut next = Next::Verdict(Box::new(req), verdict);
         loop {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::Verdict(req, Verdict::Act(plan)) => self.execute(req, plan, stop).await?,
+                Next::Verdict(req, Verdict::Act(plan)) => self.execute(*req, plan, stop).await?,
                 Next::Verdict(req, verdict) => {
                     Next::Done(self.conclude(&req, verdict, None).await?)
                 }
@@ -315,7 +385,7 @@ impl Engine {
     }
 
     /// Records a verdict that needs no call to the bank.
-    async fn conclude(
+    pub(super) async fn conclude(
         &self,
         req: &RefundRequest,
         verdict: Verdict,
@@ -343,11 +413,7 @@ impl Engine {
                 );
                 Ok(OrderOutcome::Refunded(method))
             }
-            Verdict::NeedsPerson(reason) => {
-                warn!(step = "failed", reason = %reason, "refund failed; needs a person");
-                orders::fail(&self.pool, self.worker, req.id, ev, &reason, None).await?;
-                Ok(OrderOutcome::Failed)
-            }
+            Verdict::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
             Verdict::Wait(why) => {
                 info!(
                     step = "wait",
@@ -356,37 +422,9 @@ impl Engine {
                 );
                 let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
                 orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
-                Ok(if req.unknown.is_some() {
-                    OrderOutcome::Unknown
-                } else {
-                    OrderOutcome::Deferred
-                })
+                Ok(unknown_or_deferred(req))
             }
-            Verdict::Retry(reason) => {
-                let attempts = req.attempts as u32 + 1;
-                if attempts >= self.settings.max_attempts && req.unknown.is_none() {
-                    let reason = format!("gave up after {attempts} attempts; last error: {reason}");
-                    warn!(step = "failed", reason = %reason, "refund failed; needs a person");
-                    orders::fail(&self.pool, self.worker, req.id, ev, &reason, None).await?;
-                    return Ok(OrderOutcome::Failed);
-                }
-                let mut delay = backoff(
-                    attempts,
-                    self.settings.backoff_base,
-                    self.settings.backoff_max,
-                );
-                if req.unknown.is_some() {
-                    delay = delay.max(self.settings.recheck);
-                }
-                info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
-                let d = Deferral::backoff(delay, reason, req.unknown.is_some());
-                orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
-                Ok(if req.unknown.is_some() {
-                    OrderOutcome::Unknown
-                } else {
-                    OrderOutcome::Deferred
-                })
-            }
+            Verdict::Retry(reason) => self.retry_later(req, ev, reason).await,
             // Plans are executed by the caller; one reaching here is given back untouched.
             Verdict::Act(_) => {
                 orders::release(&self.pool, self.worker, &[req.id]).await?;
@@ -395,8 +433,58 @@ impl Engine {
         }
     }
 
+    /// No verdict from the bank: a failed attempt, retried with backoff, or
+    /// given to a person at the limit (never while an outcome is unknown).
+    async fn retry_later(
+        &self,
+        req: &RefundRequest,
+        ev: Option<&GatewayEvent>,
+        reason: String,
+    ) -> Result<OrderOutcome, StoreError> {
+        let attempts = req.attempts.saturating_add(1);
+        if attempts >= self.settings.max_attempts && req.unknown.is_none() {
+            let reason = format!("gave up after {attempts} attempts; last error: {reason}");
+            return self.fail(req, ev, &reason, None).await;
+        }
+        let mut delay = backoff(
+            attempts,
+            self.settings.backoff_base,
+            self.settings.backoff_max,
+        );
+        if req.unknown.is_some() {
+            delay = delay.max(self.settings.recheck);
+        }
+        info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
+        let d = Deferral::backoff(delay, reason, req.unknown.is_some());
+        orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
+        Ok(unknown_or_deferred(req))
+    }
+
+    /// `refund_failed` for a person, with every call of ours whose outcome was
+    /// never confirmed named in the reason, so nobody refunds by hand twice.
+    pub(super) async fn fail(
+        &self,
+        req: &RefundRequest,
+        ev: Option<&GatewayEvent>,
+        reason: &str,
+        refunded_amount: Option<i64>,
+    ) -> Result<OrderOutcome, StoreError> {
+        let reason = with_unconfirmed_calls(reason.to_string(), &req.own_calls);
+        warn!(step = "failed", reason = %reason, "refund failed; needs a person");
+        orders::fail(
+            &self.pool,
+            self.worker,
+            req.id,
+            ev,
+            &reason,
+            refunded_amount,
+        )
+        .await?;
+        Ok(OrderOutcome::Failed)
+    }
+
     /// Leaves an order whose call has an unknown outcome until a recheck.
-    async fn wait_for_recheck(
+    pub(super) async fn wait_for_recheck(
         &self,
         req: &RefundRequest,
         op: Operation,
@@ -409,270 +497,12 @@ impl Engine {
         Ok(OrderOutcome::Unknown)
     }
 
-    /// Sends a plan's steps in order, recording intent and outcome of each.
-    async fn execute(
-        &self,
-        mut req: RefundRequest,
-        plan: Plan,
-        stop: &CancellationToken,
-    ) -> Result<Next, StoreError> {
-        for (i, step) in plan.steps.iter().copied().enumerate() {
-            let completes_capture_reversal = plan.completes_capture_reversal || i > 0;
-            if !completes_capture_reversal {
-                if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
-                    info!(window = %w, "blackout window: no money-moving call starts now");
-                    let d = Deferral::next_pass(
-                        format!("blackout window {w} (Asia/Taipei)"),
-                        req.unknown.is_some(),
-                    );
-                    orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
-                    return Ok(Next::Done(OrderOutcome::Deferred));
-                }
-                if stop.is_cancelled() {
-                    orders::release(&self.pool, self.worker, &[req.id]).await?;
-                    return Ok(Next::Done(OrderOutcome::Released));
-                }
-            }
-            // A call of unknown outcome is resent only after the recheck delay,
-            // and only because a fresh inquiry shows it did not happen.
-            if let Some((op, age)) = req.unknown {
-                if op == step.operation() && age < self.settings.recheck {
-                    let wait = self.settings.recheck - age;
-                    return Ok(Next::Done(
-                        self.wait_for_recheck(&req, op, wait, "the recheck delay has not passed")
-                            .await?,
-                    ));
-                }
-            }
-            let op = step.operation();
-            let amount = step.amount();
-            let intent = GatewayEvent {
-                kind: "intent",
-                operation: Some(op.as_str()),
-                amount: Some(amount),
-                ..Default::default()
-            };
-            orders::record_intent(
-                &self.pool,
-                self.worker,
-                req.id,
-                self.settings.lease,
-                &intent,
-            )
-            .await?;
-            let started = Instant::now();
-            let result = self.send(&req, step).await;
-            let elapsed_ms = started.elapsed().as_millis() as i32;
-            let mut ev = GatewayEvent {
-                kind: "outcome",
-                operation: Some(op.as_str()),
-                amount: Some(amount),
-                elapsed_ms: Some(elapsed_ms),
-                ..Default::default()
-            };
-            match result {
-                Ok(()) => {
-                    ev.outcome = Some("accepted".into());
-                    info!(
-                        step = op.as_str(),
-                        operation = op.as_str(),
-                        amount,
-                        elapsed_ms,
-                        "bank accepted"
-                    );
-                    req.unknown = None;
-                    if i + 1 == plan.steps.len() {
-                        let v = Verdict::Refunded {
-                            method: plan.method,
-                            amount: plan.amount,
-                        };
-                        return Ok(Next::Done(self.conclude(&req, v, Some(&ev)).await?));
-                    }
-                    let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
-                    orders::record_step_done(&self.pool, self.worker, req.id, &ev, reached).await?;
-                    if step == Step::CaptureReversal {
-                        req.capture_reversed = true;
-                    }
-                }
-                Err(CtbcError::Refused {
-                    resp_code,
-                    err_code,
-                    message,
-                    ..
-                }) => {
-                    ev.outcome = Some("refused".into());
-                    ev.resp_code = Some(resp_code.clone());
-                    ev.err_code = Some(err_code.clone());
-                    ev.message = Some(message.clone());
-                    info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms, "bank refused: {message}");
-                    orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
-                    req.unknown = None;
-                    let refusal = format!(
-                        "{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}"
-                    );
-                    let v = match self.inquire(&req).await? {
-                        Ok(bank) => after_refusal(&req, &bank, &refusal),
-                        Err(e) => on_inquiry_error(&e),
-                    };
-                    return Ok(Next::Verdict(req, v));
-                }
-                Err(CtbcError::RefundAmountMismatch { asked, refunded }) => {
-                    ev.outcome = Some("amount_mismatch".into());
-                    let reason = format!(
-                        "the bank refunded {} instead of the {} asked; needs a person",
-                        refunded.amount, asked.amount
-                    );
-                    ev.message = Some(reason.clone());
-                    warn!(
-                        step = "failed",
-                        operation = op.as_str(),
-                        elapsed_ms,
-                        "{reason}"
-                    );
-                    orders::fail(
-                        &self.pool,
-                        self.worker,
-                        req.id,
-                        Some(&ev),
-                        &reason,
-                        Some(refunded.amount),
-                    )
-                    .await?;
-                    return Ok(Next::Done(OrderOutcome::Failed));
-                }
-                Err(CtbcError::Unavailable { reason, .. }) => {
-                    // Nothing reached the bank: the call certainly did not happen.
-                    ev.outcome = Some("unavailable".into());
-                    ev.message = Some(reason.clone());
-                    orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
-                    req.unknown = None;
-                    return Ok(Next::Verdict(
-                        req,
-                        Verdict::Retry(format!("{op}: bank unavailable: {reason}")),
-                    ));
-                }
-                Err(CtbcError::Invalid(e)) => {
-                    let reason = format!("invalid {op} request, nothing sent: {e}");
-                    ev.outcome = Some("invalid".into());
-                    orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
-                    return Ok(Next::Verdict(req, Verdict::NeedsPerson(reason)));
-                }
-                Err(other) => {
-                    // Ambiguous (or an answer we cannot read): the bank may have acted.
-                    let reason = other.to_string();
-                    ev.outcome = Some("ambiguous".into());
-                    ev.message = Some(reason.clone());
-                    warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
-                    orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
-                    req.unknown = Some((op, Duration::ZERO));
-                    for _ in 0..RECHECK_INQUIRIES {
-                        let bank = match self.inquire(&req).await? {
-                            Ok(b) => b,
-                            Err(_) => continue,
-                        };
-                        return match after_ambiguous(&req, step, &bank) {
-                            None => Ok(Next::Done(
-                                self.wait_for_recheck(
-                                    &req,
-                                    op,
-                                    self.settings.recheck,
-                                    "the bank shows it did not happen (yet)",
-                                )
-                                .await?,
-                            )),
-                            Some(v) => {
-                                let note = GatewayEvent {
-                                    kind: "note",
-                                    operation: Some(op.as_str()),
-                                    outcome: Some("took_effect".into()),
-                                    bank_state: Some(bank.state.code().to_string()),
-                                    message: Some(format!("the bank shows the {op} took effect")),
-                                    ..Default::default()
-                                };
-                                if matches!(v, Verdict::Act(_)) {
-                                    let reached = (step == Step::CaptureReversal)
-                                        .then_some(STEP_CAPTURE_REVERSED);
-                                    orders::record_step_done(
-                                        &self.pool,
-                                        self.worker,
-                                        req.id,
-                                        &note,
-                                        reached,
-                                    )
-                                    .await?;
-                                    req.unknown = None;
-                                    if step == Step::CaptureReversal {
-                                        req.capture_reversed = true;
-                                    }
-                                }
-                                Ok(Next::Verdict(req, v))
-                            }
-                        };
-                    }
-                    return Ok(Next::Done(
-                        self.wait_for_recheck(
-                            &req,
-                            op,
-                            self.settings.recheck,
-                            "the bank could not be asked",
-                        )
-                        .await?,
-                    ));
-                }
-            }
-        }
-        Ok(Next::Done(OrderOutcome::Deferred))
-    }
-
-    /// Sends one money-moving call.
-    async fn send(&self, req: &RefundRequest, step: Step) -> Result<(), CtbcError> {
-        let auth_code = req.auth_code.clone().ok_or_else(|| {
-            CtbcError::Invalid(crate::ctbc::types::InvalidField::new(
-                "auth_code",
-                "the order has no auth code and the bank did not give one",
-            ))
-        })?;
-        let original = req.money(req.authorised);
-        match step {
-            Step::Reversal { new_auth_amount } => self
-                .client
-                .reversal(&Reversal {
-                    order_no: req.order_no.clone(),
-                    xid: req.xid.clone(),
-                    auth_code,
-                    original,
-                    new_auth_amount: req.money(new_auth_amount),
-                })
-                .await
-                .map(|_| ()),
-            Step::CaptureReversal => self
-                .client
-                .capture_reversal(&CaptureReversal {
-                    order_no: req.order_no.clone(),
-                    xid: req.xid.clone(),
-                    auth_code,
-                    original,
-                    amount: req.money(0),
-                })
-                .await
-                .map(|_| ()),
-            Step::Refund { amount } => self
-                .client
-                .refund(&Refund {
-                    order_no: req.order_no.clone(),
-                    xid: req.xid.clone(),
-                    auth_code,
-                    original,
-                    amount: req.money(amount),
-                })
-                .await
-                .map(|_| ()),
-        }
-    }
-
     /// Asks the bank and appends the answer to the order's story. The outer
     /// error is the database's; the inner one the bank's.
-    async fn inquire(&self, req: &RefundRequest) -> Result<Result<Inquiry, CtbcError>, StoreError> {
+    pub(super) async fn inquire(
+        &self,
+        req: &RefundRequest,
+    ) -> Result<Result<Inquiry, CtbcError>, StoreError> {
         let started = Instant::now();
         let result = self.client.inquiry(&req.order_no).await;
         let elapsed_ms = started.elapsed().as_millis() as i32;
@@ -724,112 +554,52 @@ impl Engine {
         orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
         Ok(result)
     }
+}
 
-    /// Inquires refunded orders until the bank settles their refund.
-    async fn watch_settlements(
-        &self,
-        stop: &CancellationToken,
-        counters: &Arc<PassCounters>,
-        due_by: chrono::DateTime<chrono::Utc>,
-        held: &Arc<Mutex<HashSet<i64>>>,
-    ) -> Result<(), StoreError> {
-        loop {
-            if stop.is_cancelled() {
-                return Ok(());
-            }
-            let rows = orders::claim_settlement_watch(
-                &self.pool,
-                self.worker,
-                self.settings.lease,
-                self.settings.batch_size,
-                due_by,
+fn unknown_or_deferred(req: &RefundRequest) -> OrderOutcome {
+    if req.unknown.is_some() {
+        OrderOutcome::Unknown
+    } else {
+        OrderOutcome::Deferred
+    }
+}
+
+/// `reason`, followed by every money-moving call of ours whose outcome was
+/// never confirmed, with when it was sent (Asia/Taipei).
+pub fn with_unconfirmed_calls(reason: String, calls: &[OwnCall]) -> String {
+    let unconfirmed: Vec<String> = calls
+        .iter()
+        .filter(|c| c.fate == CallFate::Unknown)
+        .map(|c| {
+            let what = match c.operation {
+                Operation::Reversal if c.amount == 0 => {
+                    "a reversal of the whole authorisation".to_string()
+                }
+                Operation::Reversal => {
+                    format!("a reversal lowering the authorisation to {}", c.amount)
+                }
+                Operation::Refund => format!("a refund of {}", c.amount),
+                op => format!("a {op}"),
+            };
+            let at = c.sent_at.with_timezone(&chrono_tz::Asia::Taipei);
+            format!(
+                "{what} was sent at {} and its outcome is unknown",
+                at.format("%Y-%m-%d %H:%M:%S %:z")
             )
-            .await?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            if let Ok(mut h) = held.lock() {
-                h.extend(rows.iter().map(|r| r.id));
-            }
-            let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
-                .map(|row| {
-                    let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);
-                    async move {
-                        let r = self.watch_one(&row, counters).await;
-                        if let Ok(mut h) = held.lock() {
-                            h.remove(&row.id);
-                        }
-                        r
-                    }
-                    .instrument(span)
-                })
-                .buffer_unordered(self.settings.concurrency)
-                .collect()
-                .await;
-            for r in results {
-                match r {
-                    Ok(()) | Err(StoreError::LeaseLost) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        })
+        .collect();
+    if unconfirmed.is_empty() {
+        return reason;
     }
+    format!(
+        "{reason}; {}; check the bank before refunding by hand",
+        unconfirmed.join("; ")
+    )
+}
 
-    async fn watch_one(&self, row: &OrderRow, counters: &PassCounters) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        counters.watched.fetch_add(1, Relaxed);
-        let order_no = match crate::ctbc::types::OrderNo::parse(&row.order_no) {
-            Ok(o) => o,
-            Err(_) => return Ok(()),
-        };
-        let started = Instant::now();
-        let result = self.client.inquiry(&order_no).await;
-        let mut ev = GatewayEvent {
-            kind: "outcome",
-            operation: Some("inquiry"),
-            elapsed_ms: Some(started.elapsed().as_millis() as i32),
-            ..Default::default()
-        };
-        let outcome = match &result {
-            Ok(bank) => {
-                ev.outcome = Some("accepted".into());
-                ev.bank_state = Some(bank.state.code().to_string());
-                match bank.state {
-                    TxState::RefundSettled => Settlement::Settled,
-                    TxState::RefundFailed => Settlement::Failed,
-                    _ => Settlement::StillSettling,
-                }
-            }
-            Err(e) => {
-                ev.outcome = Some(e.kind().to_string());
-                ev.message = Some(e.to_string());
-                Settlement::StillSettling
-            }
-        };
-        match outcome {
-            Settlement::Settled => {
-                counters.settled.fetch_add(1, Relaxed);
-                info!(step = "settled", "the bank settled the refund");
-            }
-            Settlement::Failed => {
-                counters.settlement_failed.fetch_add(1, Relaxed);
-                warn!(
-                    step = "failed",
-                    "refund failed at settlement (state 23); needs a person"
-                );
-            }
-            Settlement::StillSettling => {}
-        }
-        orders::record_settlement(
-            &self.pool,
-            self.worker,
-            row.id,
-            &ev,
-            outcome,
-            Duration::ZERO,
-        )
-        .await
-    }
+/// Text safe to store and log: control characters (NUL among them) removed.
+pub fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
 }
 
 fn db_error_set(e: &Arc<Mutex<Option<StoreError>>>) -> bool {
@@ -864,7 +634,7 @@ async fn renew_leases(
     pool: PgPool,
     worker: Uuid,
     lease: Duration,
-    held: Arc<Mutex<HashSet<i64>>>,
+    held: Held,
     pass_over: CancellationToken,
 ) {
     let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
@@ -874,11 +644,7 @@ async fn renew_leases(
             _ = pass_over.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let ids: Vec<i64> = held
-            .lock()
-            .map(|h| h.iter().copied().collect())
-            .unwrap_or_default();
-        if let Err(e) = orders::renew_leases(&pool, worker, &ids, lease).await {
+        if let Err(e) = orders::renew_leases(&pool, worker, &held.ids(), lease).await {
             warn!(error = %e, "could not renew leases");
         }
     }

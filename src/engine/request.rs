@@ -4,7 +4,9 @@
 
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use crate::ctbc::Operation;
+use crate::store::orders::OwnCallRecord;
 use crate::store::OrderRow;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// How the money went back, as recorded in `orders.refund_method`.
@@ -31,6 +33,58 @@ impl RefundMethod {
 /// The step an order has reached whose outcome is committed.
 pub const STEP_CAPTURE_REVERSED: &str = "capture_reversed";
 
+/// What became of one of refundd's own money-moving calls, as the order's story tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallFate {
+    /// Sent, and no answer says whether the bank acted.
+    Unknown,
+    /// The bank accepted it (or a later inquiry showed it took effect).
+    Accepted,
+    /// The bank accepted a refund of another amount than asked (its `RefAmt`).
+    AcceptedAs(i64),
+}
+
+/// A money-moving call refundd itself made for this order: the provenance
+/// that lets a bank state count as "already done by us".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCall {
+    pub operation: Operation,
+    /// The amount field the call carried (the new authorised amount of a reversal).
+    pub amount: i64,
+    pub fate: CallFate,
+    pub sent_at: DateTime<Utc>,
+}
+
+impl OwnCall {
+    /// Reads one call of the story; `None` for a call the bank certainly did
+    /// not act on (refused, unavailable, never sent) or one refundd cannot read.
+    pub fn from_record(r: &OwnCallRecord) -> Option<OwnCall> {
+        let operation = Operation::parse(&r.operation).filter(|op| op.moves_money())?;
+        let amount = r.amount?;
+        let fate = match r.outcome.as_deref() {
+            Some("accepted" | "took_effect") => CallFate::Accepted,
+            Some("amount_mismatch") => CallFate::AcceptedAs(r.moved?),
+            Some("refused" | "unavailable" | "invalid" | "did_not_take_effect") => return None,
+            // No outcome (a crash), ambiguous, or anything else: it may have happened.
+            _ => CallFate::Unknown,
+        };
+        Some(OwnCall {
+            operation,
+            amount,
+            fate,
+            sent_at: r.sent_at,
+        })
+    }
+
+    /// What the customer got back by this call, if the bank acted on it.
+    pub fn moved(&self) -> i64 {
+        match self.fate {
+            CallFate::AcceptedAs(m) => m,
+            CallFate::Unknown | CallFate::Accepted => self.amount,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub id: i64,
@@ -42,17 +96,30 @@ pub struct RefundRequest {
     pub authorised: i64,
     /// What is to be given back now; equal to `authorised` for a full refund.
     pub refund: i64,
-    /// A capture reversal of ours is known (or, after a lost answer, likely) done.
+    /// A capture reversal of ours is known done (its step is committed, or a
+    /// fresh inquiry showed it took effect).
     pub capture_reversed: bool,
     /// A money-moving call of ours whose outcome is unknown, and how long ago
     /// (on the database's clock, when the order was claimed) it was about to be sent.
     pub unknown: Option<(Operation, Duration)>,
-    pub attempts: i32,
+    /// Failed attempts so far (never negative past validation).
+    pub attempts: u32,
+    /// Every money-moving call refundd made for this order that may have taken
+    /// effect, oldest first; kept up to date as the attempt sends more.
+    pub own_calls: Vec<OwnCall>,
 }
 
 impl RefundRequest {
     pub fn is_full(&self) -> bool {
         self.refund == self.authorised
+    }
+
+    /// The last call of `operation` of ours that may have taken effect.
+    pub fn own_call(&self, operation: Operation) -> Option<&OwnCall> {
+        self.own_calls
+            .iter()
+            .rev()
+            .find(|c| c.operation == operation)
     }
 
     pub fn money(&self, amount: i64) -> Money {
@@ -109,8 +176,13 @@ impl RefundRequest {
                 let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
                 (op, Duration::from_millis(age_ms))
             });
-        let capture_reversed = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
-            || matches!(unknown, Some((Operation::CaptureReversal, _)));
+        let attempts = u32::try_from(row.attempts).map_err(|_| {
+            format!(
+                "invalid row: attempts is {}; refundd's count of failed attempts cannot be negative (set it to 0)",
+                row.attempts
+            )
+        })?;
+        let capture_reversed = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED);
         Ok(RefundRequest {
             id: row.id,
             order_no,
@@ -121,7 +193,12 @@ impl RefundRequest {
             refund: wanted,
             capture_reversed,
             unknown,
-            attempts: row.attempts,
+            attempts,
+            own_calls: row
+                .own_calls
+                .iter()
+                .filter_map(OwnCall::from_record)
+                .collect(),
         })
     }
 }

@@ -85,6 +85,10 @@ pub struct FaultRule {
     pub p_garbage: f64,
     #[serde(default)]
     pub p_wrong_mac: f64,
+    /// The page a 5xx (served as 503) or HTML-200 fault of this rule sends
+    /// instead of the built-in busy page, to reproduce one notice exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
 }
 
 /// Which faults apply to which calls: the first matching rule wins.
@@ -157,6 +161,14 @@ impl FaultPlan {
 
     /// Draws the fault for one call. `order_no` is empty when the request
     /// could not be read.
+    /// The page of the rule that matches this call, if it sets one.
+    pub fn page(&self, operation: Operation, order_no: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(operation, order_no))
+            .and_then(|r| r.page.as_deref())
+    }
+
     pub fn draw(&self, operation: Operation, order_no: &str, rng: &mut StdRng) -> FaultDraw {
         let Some(rule) = self.rules.iter().find(|r| r.matches(operation, order_no)) else {
             return FaultDraw::default();

@@ -301,12 +301,13 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
         return wire::maintenance_page();
     }
     let order_no = known.map(|c| c.order_no.as_str()).unwrap_or("");
-    let (draw, detail) = {
+    let (draw, detail, page) = {
         let mut f = lock(&s.faults);
         let FaultState { plan, rng } = &mut *f;
         let draw = plan.draw(operation, order_no, rng);
         let detail: u64 = if draw.kind.is_some() { rng.gen() } else { 0 };
-        (draw, detail)
+        let page = plan.page(operation, order_no).map(str::to_string);
+        (draw, detail, page)
     };
     if !draw.latency.is_zero() {
         tokio::time::sleep(draw.latency).await;
@@ -314,9 +315,11 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
     if let Some(kind) = draw.kind.filter(|k| !k.applies_the_call()) {
         lock(&s.ledger).record_unprocessed(Utc::now(), operation, known, kind.as_str());
         tracing::debug!(%operation, order_no, fault = kind.as_str(), "fault instead of the bank");
-        return match kind {
-            FaultKind::ServerError => wire::server_error(detail),
-            FaultKind::Html200 => wire::html_200(),
+        return match (kind, page) {
+            (FaultKind::ServerError, Some(p)) => wire::page(StatusCode::SERVICE_UNAVAILABLE, p),
+            (FaultKind::Html200, Some(p)) => wire::page(StatusCode::OK, p),
+            (FaultKind::ServerError, None) => wire::server_error(detail),
+            (FaultKind::Html200, None) => wire::html_200(),
             _ => wire::dropped_connection(),
         };
     }

@@ -217,6 +217,11 @@ pub fn server_error(detail: u64) -> Response {
     }
 }
 
+/// A page set by a fault rule, as it is written, with `status`.
+pub fn page(status: StatusCode, page: String) -> Response {
+    html_response(status, "text/html; charset=utf-8", page.into_bytes())
+}
+
 /// The busy page with status 200, as some gateways send it.
 pub fn html_200() -> Response {
     html_response(StatusCode::OK, "text/html; charset=utf-8", busy_page())

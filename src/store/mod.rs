@@ -31,6 +31,24 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether PostgreSQL refused something about one order (a value it cannot
+    /// store, a constraint or a trigger of the row) rather than the database
+    /// being out of reach: that order waits with the error, the pass goes on.
+    pub fn is_about_one_order(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
+                // 22: data exception, 23: integrity constraint, P0001: raised by a trigger.
+                c.starts_with("22") || c.starts_with("23") || c == "P0001"
+            }),
+            StoreError::Database(
+                sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. },
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Opens a pool. The URL is never logged: it may carry a password.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)

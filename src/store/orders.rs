@@ -30,7 +30,34 @@ pub struct OrderRow {
     pub watch_until: Option<DateTime<Utc>>,
     /// How long ago, on the database's clock, the unknown call was about to be sent.
     pub unknown_age_ms: Option<i64>,
+    /// refundd's own money-moving calls for this order, from its story.
+    pub own_calls: sqlx::types::Json<Vec<OwnCallRecord>>,
 }
+
+/// One "about to send" event of the order's story and the last outcome or
+/// note recorded for it before the next intent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct OwnCallRecord {
+    pub operation: String,
+    pub amount: Option<i64>,
+    pub sent_at: DateTime<Utc>,
+    pub outcome: Option<String>,
+    /// The outcome's amount: what the bank said it moved, where it said so.
+    pub moved: Option<i64>,
+}
+
+/// The `own_calls` column: every intent of the order with its last outcome.
+const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
+            'operation', i.operation, 'amount', i.amount, 'sent_at', i.at,
+            'outcome', f.outcome, 'moved', f.amount) ORDER BY i.id), '[]'::json)
+       FROM (SELECT id, order_no, operation, amount, at, lead(id) OVER (ORDER BY id) AS next_intent
+               FROM refund_events WHERE order_no = o.order_no AND kind = 'intent') i
+       LEFT JOIN LATERAL (
+             SELECT e.outcome, e.amount FROM refund_events e
+              WHERE e.order_no = i.order_no AND e.kind IN ('outcome', 'note')
+                AND e.operation = i.operation AND e.id > i.id
+                AND (i.next_intent IS NULL OR e.id < i.next_intent)
+              ORDER BY e.id DESC LIMIT 1) f ON true) AS own_calls";
 
 const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency, status, refund_amount, \
      claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until";
@@ -44,6 +71,7 @@ fn claimed_columns() -> String {
     cols.push(
         "(extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms".into(),
     );
+    cols.push(OWN_CALLS.into());
     cols.join(", ")
 }
 
@@ -352,6 +380,8 @@ pub async fn finish_refunded(
 }
 
 /// Nothing more refundd can do: `refund_failed` with the reason for a person.
+/// A call whose outcome is unknown stays on the row, so `status` keeps
+/// listing it until a person has looked.
 pub async fn fail(
     pool: &PgPool,
     worker: Uuid,
@@ -366,8 +396,7 @@ pub async fn fail(
         id,
         ev,
         "status = 'refund_failed', refund_error = $3, refunded_amount = COALESCE($4, refunded_amount),
-         lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = $3,
-         unknown_operation = NULL, unknown_since = NULL",
+         lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = $3",
         "",
         reason,
         refunded_amount,
@@ -389,7 +418,7 @@ pub async fn defer(
         ev,
         "status = CASE WHEN $3 AND step IS NULL AND (unknown_operation IS NULL OR NOT $6) THEN 'refund_requested' ELSE 'refunding' END,
          next_attempt_at = now() + make_interval(secs => $4),
-         attempts = attempts + CASE WHEN $5 THEN 1 ELSE 0 END,
+         attempts = CASE WHEN $5 AND attempts < 2147483647 THEN attempts + 1 ELSE attempts END,
          last_error = $7,
          unknown_operation = CASE WHEN $6 THEN unknown_operation ELSE NULL END,
          unknown_since = CASE WHEN $6 THEN unknown_since ELSE NULL END,
@@ -423,10 +452,12 @@ pub async fn release(pool: &PgPool, worker: Uuid, ids: &[i64]) -> Result<u64, St
 }
 
 /// Outcome of a settlement watch inquiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
     Settled,
-    Failed,
+    /// The refund will not settle (state 23, or a state that cannot follow an
+    /// accepted refund): `refund_failed` with this reason.
+    Failed(String),
     StillSettling,
 }
 
@@ -435,7 +466,7 @@ pub async fn record_settlement(
     pool: &PgPool,
     worker: Uuid,
     id: i64,
-    ev: &GatewayEvent,
+    ev: Option<&GatewayEvent>,
     outcome: Settlement,
     recheck: Duration,
 ) -> Result<(), StoreError> {
@@ -444,24 +475,25 @@ pub async fn record_settlement(
             pool,
             worker,
             id,
-            Some(ev),
+            ev,
             "settlement = 'settled', settled_at = now(), lease_owner = NULL, lease_expires_at = NULL",
             "",
         ),
-        Settlement::Failed => fenced_update!(
+        Settlement::Failed(reason) => fenced_update!(
             pool,
             worker,
             id,
-            Some(ev),
-            "status = 'refund_failed', settlement = 'failed', refund_error = 'refund failed at settlement: the bank reports state 23; a person must check with the bank',
+            ev,
+            "status = 'refund_failed', settlement = 'failed', refund_error = $3, last_error = $3,
              lease_owner = NULL, lease_expires_at = NULL",
             "",
+            reason,
         ),
         Settlement::StillSettling => fenced_update!(
             pool,
             worker,
             id,
-            Some(ev),
+            ev,
             "settlement = CASE WHEN watch_until IS NOT NULL AND watch_until < now() THEN 'unconfirmed' ELSE 'pending' END,
              next_attempt_at = now() + make_interval(secs => $3),
              lease_owner = NULL, lease_expires_at = NULL",

@@ -193,3 +193,25 @@ pub async fn pass_of(engine: &Engine) -> PassSummary {
         .await
         .unwrap()
 }
+
+/// A clock that is outside every window for its first `calm` readings, then
+/// at noon Taipei: a pass that runs into a blackout window.
+#[derive(Debug)]
+pub struct WindowOpensAfter {
+    pub calm: usize,
+    pub readings: std::sync::atomic::AtomicUsize,
+}
+
+impl refundd::engine::clock::Clock for WindowOpensAfter {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let n = self
+            .readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let at = if n < self.calm {
+            "2026-11-27T08:00:00+08:00"
+        } else {
+            "2026-11-27T12:00:00+08:00"
+        };
+        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
+    }
+}

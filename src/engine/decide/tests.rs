@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ctbc::types::{Currency, Money, OrderNo, Xid};
+use crate::engine::request::{CallFate, OwnCall};
 
 fn req(authorised: i64, refund: i64) -> RefundRequest {
     RefundRequest {
@@ -15,7 +16,24 @@ fn req(authorised: i64, refund: i64) -> RefundRequest {
         capture_reversed: false,
         unknown: None,
         attempts: 0,
+        own_calls: Vec::new(),
     }
+}
+
+/// `r` with a call of its own on record.
+fn with_call(
+    mut r: RefundRequest,
+    operation: Operation,
+    amount: i64,
+    fate: CallFate,
+) -> RefundRequest {
+    r.own_calls.push(OwnCall {
+        operation,
+        amount,
+        fate,
+        sent_at: chrono::Utc::now(),
+    });
+    r
 }
 
 fn bank(state: TxState, auth: i64) -> Inquiry {
@@ -74,40 +92,92 @@ fn a_different_xid_needs_a_person_before_anything_else() {
 }
 
 #[test]
-fn money_already_back_is_refunded_without_a_call() {
-    assert_eq!(
-        decide(&req(1000, 1000), &bank(TxState::AuthCancelled, 0)),
-        Verdict::Refunded {
-            method: RefundMethod::Reversal,
-            amount: 1000
-        }
-    );
-    let mut after_caprev = req(1000, 1000);
-    after_caprev.capture_reversed = true;
-    assert_eq!(
-        decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
-        Verdict::Refunded {
-            method: RefundMethod::CaptureReversalAndReversal,
-            amount: 1000
-        }
-    );
-    for s in [TxState::RefundSettling, TxState::RefundSettled] {
+fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
+    for fate in [CallFate::Unknown, CallFate::Accepted] {
+        let r = with_call(req(1000, 1000), Operation::Reversal, 0, fate);
         assert_eq!(
-            decide(&req(1000, 300), &bank(s, 1000)),
+            decide(&r, &bank(TxState::AuthCancelled, 0)),
             Verdict::Refunded {
-                method: RefundMethod::Refund,
+                method: RefundMethod::Reversal,
+                amount: 1000
+            }
+        );
+        let mut after_caprev = r.clone();
+        after_caprev.capture_reversed = true;
+        assert_eq!(
+            decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
+            Verdict::Refunded {
+                method: RefundMethod::CaptureReversalAndReversal,
+                amount: 1000
+            }
+        );
+        for s in [TxState::RefundSettling, TxState::RefundSettled] {
+            let r = with_call(req(1000, 300), Operation::Refund, 300, fate);
+            assert_eq!(
+                decide(&r, &bank(s, 1000)),
+                Verdict::Refunded {
+                    method: RefundMethod::Refund,
+                    amount: 300
+                }
+            );
+        }
+        // A partial reversal already done: authorisation lowered by exactly the refund.
+        let r = with_call(req(1000, 300), Operation::Reversal, 700, fate);
+        assert_eq!(
+            decide(&r, &bank(TxState::Authorised, 700)),
+            Verdict::Refunded {
+                method: RefundMethod::Reversal,
                 amount: 300
             }
         );
     }
-    // A partial reversal already done: authorisation lowered by exactly the refund.
-    assert_eq!(
-        decide(&req(1000, 300), &bank(TxState::Authorised, 700)),
-        Verdict::Refunded {
-            method: RefundMethod::Reversal,
-            amount: 300
-        }
+}
+
+#[test]
+fn a_state_that_merely_looks_done_needs_a_person() {
+    // The bank authorised 1,000, the row says 1,500 and asks 500 back.
+    let v = decide(&req(1500, 500), &bank(TxState::Authorised, 1000));
+    assert!(
+        matches!(&v, Verdict::NeedsPerson(r) if r.contains("1000") && r.contains("1500")),
+        "{v:?}"
     );
+    // A reversal of another amount does not explain it either.
+    let other = with_call(req(1500, 500), Operation::Reversal, 0, CallFate::Unknown);
+    assert!(matches!(
+        decide(&other, &bank(TxState::Authorised, 1000)),
+        Verdict::NeedsPerson(_)
+    ));
+    // Cancelled, refunded: not by refundd.
+    let v = decide(&req(1000, 1000), &bank(TxState::AuthCancelled, 0));
+    assert!(
+        matches!(&v, Verdict::NeedsPerson(r) if r.contains("state 0")),
+        "{v:?}"
+    );
+    for s in [TxState::RefundSettling, TxState::RefundSettled] {
+        let v = decide(&req(1000, 1000), &bank(s.clone(), 1000));
+        assert!(
+            matches!(&v, Verdict::NeedsPerson(r) if r.contains("did not send")),
+            "{v:?}"
+        );
+    }
+    // Our refund that the bank took in another amount is not the amount asked now.
+    let r = with_call(
+        req(1000, 500),
+        Operation::Refund,
+        500,
+        CallFate::AcceptedAs(300),
+    );
+    let v = decide(&r, &bank(TxState::RefundSettling, 1000));
+    assert!(
+        matches!(&v, Verdict::NeedsPerson(m) if m.contains("300")),
+        "{v:?}"
+    );
+    // A reversal of part does not explain a whole cancellation.
+    let part = with_call(req(1000, 300), Operation::Reversal, 700, CallFate::Unknown);
+    assert!(matches!(
+        decide(&part, &bank(TxState::AuthCancelled, 0)),
+        Verdict::NeedsPerson(_)
+    ));
 }
 
 #[test]
@@ -236,25 +306,36 @@ fn every_state_has_a_verdict_for_full_and_partial() {
 
 #[test]
 fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
-    let r = req(1000, 1000);
+    let caprev = with_call(
+        req(1000, 1000),
+        Operation::CaptureReversal,
+        0,
+        CallFate::Unknown,
+    );
     // Capture reversal took effect: go on with the reversal.
-    let v = after_ambiguous(&r, Step::CaptureReversal, &bank(TxState::Authorised, 1000));
+    let v = after_ambiguous(
+        &caprev,
+        Step::CaptureReversal,
+        &bank(TxState::Authorised, 1000),
+    );
     let p = plan(v.unwrap());
     assert_eq!(p.steps, vec![Step::Reversal { new_auth_amount: 0 }]);
+    assert_eq!(p.method, RefundMethod::CaptureReversalAndReversal);
     assert!(p.completes_capture_reversal);
     // It did not: do not send it again now.
     assert_eq!(
         after_ambiguous(
-            &r,
+            &caprev,
             Step::CaptureReversal,
             &bank(TxState::CapturedNotSettled, 1000)
         ),
         None
     );
     // A refund that took effect / did not.
+    let refund = with_call(req(1000, 1000), Operation::Refund, 1000, CallFate::Unknown);
     assert_eq!(
         after_ambiguous(
-            &r,
+            &refund,
             Step::Refund { amount: 1000 },
             &bank(TxState::RefundSettling, 1000)
         ),
@@ -265,16 +346,17 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     );
     assert_eq!(
         after_ambiguous(
-            &r,
+            &refund,
             Step::Refund { amount: 1000 },
             &bank(TxState::Settled, 1000)
         ),
         None
     );
     // A reversal that took effect / did not.
+    let reversal = with_call(req(1000, 1000), Operation::Reversal, 0, CallFate::Unknown);
     assert!(matches!(
         after_ambiguous(
-            &r,
+            &reversal,
             Step::Reversal { new_auth_amount: 0 },
             &bank(TxState::AuthCancelled, 0)
         ),
@@ -282,12 +364,38 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     ));
     assert_eq!(
         after_ambiguous(
-            &r,
+            &reversal,
             Step::Reversal { new_auth_amount: 0 },
             &bank(TxState::Authorised, 1000)
         ),
         None
     );
+}
+
+#[test]
+fn a_capture_reversal_overtaken_by_the_batch_is_a_refund_and_keeps_no_exemption() {
+    let caprev = with_call(
+        req(1000, 1000),
+        Operation::CaptureReversal,
+        0,
+        CallFate::Unknown,
+    );
+    let p = plan(
+        after_ambiguous(
+            &caprev,
+            Step::CaptureReversal,
+            &bank(TxState::Settled, 1000),
+        )
+        .unwrap(),
+    );
+    assert_eq!(p.steps, vec![Step::Refund { amount: 1000 }]);
+    assert_eq!(p.method, RefundMethod::Refund);
+    assert!(!p.completes_capture_reversal);
+    assert!(!capture_reversal_took_effect(&bank(TxState::Settled, 1000)));
+    assert!(capture_reversal_took_effect(&bank(
+        TxState::Authorised,
+        1000
+    )));
 }
 
 #[test]
@@ -298,11 +406,39 @@ fn after_a_refusal_only_batch_and_done_are_not_failures() {
         Verdict::Wait(WaitReason::BatchRunning)
     );
     assert!(matches!(
-        after_refusal(&r, &bank(TxState::RefundSettling, 1000), "dup"),
+        after_refusal(
+            &with_call(r.clone(), Operation::Refund, 1000, CallFate::Unknown),
+            &bank(TxState::RefundSettling, 1000),
+            "dup"
+        ),
         Verdict::Refunded { .. }
     ));
     assert!(matches!(
         after_refusal(&r, &bank(TxState::Settled, 1000), "交易失敗"),
         Verdict::NeedsPerson(m) if m.contains("交易失敗")
+    ));
+}
+
+#[test]
+fn the_watch_settles_22_fails_23_and_gives_every_other_state_to_a_person() {
+    for s in TxState::all_known() {
+        let v = watch_verdict(&bank(s.clone(), 1000));
+        match s {
+            TxState::RefundSettling | TxState::RefundBatchRunning => {
+                assert_eq!(v, Settlement::StillSettling)
+            }
+            TxState::RefundSettled => assert_eq!(v, Settlement::Settled),
+            TxState::RefundFailed => {
+                assert!(matches!(&v, Settlement::Failed(r) if r.contains("state 23")))
+            }
+            other => assert!(
+                matches!(&v, Settlement::Failed(r) if r.contains(&format!("state {}", other.code()))),
+                "{other:?}: {v:?}"
+            ),
+        }
+    }
+    assert!(matches!(
+        watch_verdict(&bank(TxState::Unknown("42".into()), 1000)),
+        Settlement::Failed(_)
     ));
 }

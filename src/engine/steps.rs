@@ -1,0 +1,406 @@
+// Sending a plan's money-moving calls: every local check first, then the
+// intent committed, then the call, then its outcome committed before the next
+// step; a lost answer is settled by asking the bank, never by sending again.
+
+use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
+use super::decide::{Plan, Step, Verdict};
+use super::pass::{Engine, Next};
+use super::request::{CallFate, OwnCall, RefundRequest, STEP_CAPTURE_REVERSED};
+use super::summary::OrderOutcome;
+use crate::ctbc::client::{CaptureReversal, Inquiry, Refund, Reversal};
+use crate::ctbc::types::InvalidField;
+use crate::ctbc::{CtbcError, Operation};
+use crate::store::orders::{self, Deferral, GatewayEvent};
+use crate::store::StoreError;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How many times an inquiry is repeated at once after a call of unknown outcome.
+const RECHECK_INQUIRIES: usize = 2;
+
+/// A money-moving call that passed every local check and only waits to be sent.
+enum Call {
+    Reversal(Reversal),
+    CaptureReversal(CaptureReversal),
+    Refund(Refund),
+}
+
+/// Builds the call of `step` and checks it locally: what could stop it is
+/// found before its intent is recorded.
+fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
+    let auth_code = req.auth_code.clone().ok_or_else(|| {
+        InvalidField::new(
+            "auth_code",
+            "the order has no auth code and the bank did not give one",
+        )
+    })?;
+    let original = req.money(req.authorised);
+    let (order_no, xid) = (req.order_no.clone(), req.xid.clone());
+    let call = match step {
+        Step::Reversal { new_auth_amount } => {
+            let r = Reversal {
+                order_no,
+                xid,
+                auth_code,
+                original,
+                new_auth_amount: req.money(new_auth_amount),
+            };
+            r.validate()?;
+            Call::Reversal(r)
+        }
+        Step::CaptureReversal => {
+            let r = CaptureReversal {
+                order_no,
+                xid,
+                auth_code,
+                original,
+                amount: req.money(0),
+            };
+            r.validate()?;
+            Call::CaptureReversal(r)
+        }
+        Step::Refund { amount } => {
+            let r = Refund {
+                order_no,
+                xid,
+                auth_code,
+                original,
+                amount: req.money(amount),
+            };
+            r.validate()?;
+            Call::Refund(r)
+        }
+    };
+    Ok(call)
+}
+
+impl Engine {
+    /// Sends a plan's steps in order, recording intent and outcome of each.
+    pub(super) async fn execute(
+        &self,
+        mut req: RefundRequest,
+        plan: Plan,
+        stop: &CancellationToken,
+    ) -> Result<Next, StoreError> {
+        for (i, step) in plan.steps.iter().copied().enumerate() {
+            if let Some(done) = self.may_not_start(&req, &plan, i, stop).await? {
+                return Ok(Next::Done(done));
+            }
+            let call = match prepare(&req, step) {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = format!("invalid {} request, nothing sent: {e}", step.operation());
+                    return Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)));
+                }
+            };
+            let op = step.operation();
+            let intent = GatewayEvent {
+                kind: "intent",
+                operation: Some(op.as_str()),
+                amount: Some(step.amount()),
+                ..Default::default()
+            };
+            orders::record_intent(
+                &self.pool,
+                self.worker,
+                req.id,
+                self.settings.lease,
+                &intent,
+            )
+            .await?;
+            req.own_calls.push(OwnCall {
+                operation: op,
+                amount: step.amount(),
+                fate: CallFate::Unknown,
+                sent_at: chrono::Utc::now(),
+            });
+            let started = Instant::now();
+            let result = self.send(&call).await;
+            let elapsed_ms = started.elapsed().as_millis() as i32;
+            let ev = GatewayEvent {
+                kind: "outcome",
+                operation: Some(op.as_str()),
+                amount: Some(step.amount()),
+                elapsed_ms: Some(elapsed_ms),
+                ..Default::default()
+            };
+            if result.is_ok() && i + 1 == plan.steps.len() {
+                mark_last_call(&mut req, CallFate::Accepted);
+                return self.accepted_last(req, &plan, ev).await;
+            }
+            match result {
+                Ok(()) => self.accepted_step(&mut req, step, ev).await?,
+                Err(e) => return self.not_accepted(req, step, ev, e).await,
+            }
+        }
+        Ok(Next::Done(OrderOutcome::Deferred))
+    }
+
+    /// Whether step `i` must not start now: a blackout window or a stop for a
+    /// step that touches the capture file, or a call of unknown outcome whose
+    /// recheck delay has not passed.
+    async fn may_not_start(
+        &self,
+        req: &RefundRequest,
+        plan: &Plan,
+        i: usize,
+        stop: &CancellationToken,
+    ) -> Result<Option<OrderOutcome>, StoreError> {
+        let step = plan.steps[i];
+        let completes_capture_reversal = plan.completes_capture_reversal || i > 0;
+        if !completes_capture_reversal {
+            if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
+                info!(window = %w, "blackout window: no money-moving call starts now");
+                let d = Deferral::next_pass(
+                    format!("blackout window {w} (Asia/Taipei)"),
+                    req.unknown.is_some(),
+                );
+                orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
+                return Ok(Some(OrderOutcome::Deferred));
+            }
+            if stop.is_cancelled() {
+                orders::release(&self.pool, self.worker, &[req.id]).await?;
+                return Ok(Some(OrderOutcome::Released));
+            }
+        }
+        // A call of unknown outcome is resent only after the recheck delay,
+        // and only because a fresh inquiry shows it did not happen.
+        if let Some((op, age)) = req.unknown {
+            if op == step.operation() && age < self.settings.recheck {
+                let wait = self.settings.recheck - age;
+                let why = "the recheck delay has not passed";
+                return Ok(Some(self.wait_for_recheck(req, op, wait, why).await?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last step was accepted: the order is refunded, with its outcome.
+    async fn accepted_last(
+        &self,
+        mut req: RefundRequest,
+        plan: &Plan,
+        mut ev: GatewayEvent,
+    ) -> Result<Next, StoreError> {
+        let op = plan.steps[plan.steps.len() - 1].operation();
+        ev.outcome = Some("accepted".into());
+        info!(
+            step = op.as_str(),
+            operation = op.as_str(),
+            amount = ev.amount,
+            elapsed_ms = ev.elapsed_ms,
+            "bank accepted"
+        );
+        req.unknown = None;
+        let v = Verdict::Refunded {
+            method: plan.method,
+            amount: plan.amount,
+        };
+        Ok(Next::Done(self.conclude(&req, v, Some(&ev)).await?))
+    }
+
+    /// A step before the last was accepted: its outcome (and for a capture
+    /// reversal the step reached) is committed before the next call.
+    async fn accepted_step(
+        &self,
+        req: &mut RefundRequest,
+        step: Step,
+        mut ev: GatewayEvent,
+    ) -> Result<(), StoreError> {
+        let op = step.operation();
+        ev.outcome = Some("accepted".into());
+        info!(
+            step = op.as_str(),
+            operation = op.as_str(),
+            amount = ev.amount,
+            elapsed_ms = ev.elapsed_ms,
+            "bank accepted"
+        );
+        mark_last_call(req, CallFate::Accepted);
+        req.unknown = None;
+        let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
+        orders::record_step_done(&self.pool, self.worker, req.id, &ev, reached).await?;
+        if step == Step::CaptureReversal {
+            req.capture_reversed = true;
+        }
+        Ok(())
+    }
+
+    /// The bank refused, could not be reached, took another amount, or its
+    /// answer was lost.
+    async fn not_accepted(
+        &self,
+        mut req: RefundRequest,
+        step: Step,
+        mut ev: GatewayEvent,
+        err: CtbcError,
+    ) -> Result<Next, StoreError> {
+        let op = step.operation();
+        match err {
+            CtbcError::Refused {
+                resp_code,
+                err_code,
+                message,
+                ..
+            } => {
+                ev.outcome = Some("refused".into());
+                ev.resp_code = Some(resp_code.clone());
+                ev.err_code = Some(err_code.clone());
+                ev.message = Some(message.clone());
+                info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms = ev.elapsed_ms, "bank refused: {message}");
+                forget_last_call(&mut req);
+                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                let refusal =
+                    format!("{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}");
+                let v = match self.inquire(&req).await? {
+                    Ok(bank) => after_refusal(&req, &bank, &refusal),
+                    Err(e) => on_inquiry_error(&e),
+                };
+                Ok(Next::Verdict(Box::new(req), v))
+            }
+            CtbcError::RefundAmountMismatch { asked, refunded } => {
+                // The event carries what the bank moved, so the story keeps it.
+                ev.outcome = Some("amount_mismatch".into());
+                ev.amount = Some(refunded.amount);
+                let reason = format!(
+                    "the bank refunded {} instead of the {} asked; needs a person",
+                    refunded.amount, asked.amount
+                );
+                ev.message = Some(reason.clone());
+                warn!(
+                    step = "failed",
+                    operation = op.as_str(),
+                    elapsed_ms = ev.elapsed_ms,
+                    "{reason}"
+                );
+                mark_last_call(&mut req, CallFate::AcceptedAs(refunded.amount));
+                self.fail(&req, Some(&ev), &reason, Some(refunded.amount))
+                    .await
+                    .map(Next::Done)
+            }
+            CtbcError::Unavailable { reason, .. } => {
+                // Nothing reached the bank: the call certainly did not happen.
+                ev.outcome = Some("unavailable".into());
+                ev.message = Some(reason.clone());
+                forget_last_call(&mut req);
+                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                req.unknown = None;
+                let v = Verdict::Retry(format!("{op}: bank unavailable: {reason}"));
+                Ok(Next::Verdict(Box::new(req), v))
+            }
+            CtbcError::Invalid(e) => {
+                let reason = format!("invalid {op} request, nothing sent: {e}");
+                ev.outcome = Some("invalid".into());
+                forget_last_call(&mut req);
+                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)))
+            }
+            other => self.lost_answer(req, step, ev, other).await,
+        }
+    }
+
+    /// Ambiguous (or an answer we cannot read): the bank may have acted. Ask
+    /// it; never send the call again in this attempt.
+    async fn lost_answer(
+        &self,
+        mut req: RefundRequest,
+        step: Step,
+        mut ev: GatewayEvent,
+        err: CtbcError,
+    ) -> Result<Next, StoreError> {
+        let op = step.operation();
+        let reason = err.to_string();
+        ev.outcome = Some("ambiguous".into());
+        ev.message = Some(reason.clone());
+        warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms = ev.elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
+        orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
+        req.unknown = Some((op, Duration::ZERO));
+        for _ in 0..RECHECK_INQUIRIES {
+            let bank = match self.inquire(&req).await? {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            let Some(v) = after_ambiguous(&req, step, &bank) else {
+                let why = "the bank shows it did not happen (yet)";
+                let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);
+                return Ok(Next::Done(done.await?));
+            };
+            if step == Step::CaptureReversal && matches!(v, Verdict::Act(_)) {
+                self.settle_unknown_capture_reversal(&mut req, &bank)
+                    .await?;
+            }
+            return Ok(Next::Verdict(Box::new(req), v));
+        }
+        let why = "the bank could not be asked";
+        let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);
+        Ok(Next::Done(done.await?))
+    }
+
+    /// Commits what the bank's state shows of a capture reversal of unknown
+    /// outcome: out of the capture file, it took effect and its step is
+    /// committed (so the completing reversal keeps its exemption and the order
+    /// its method); settled or beyond, it did not. Otherwise it stays unknown.
+    pub(super) async fn settle_unknown_capture_reversal(
+        &self,
+        req: &mut RefundRequest,
+        bank: &Inquiry,
+    ) -> Result<(), StoreError> {
+        let op = Operation::CaptureReversal;
+        let Some(took_effect) = capture_reversal_fate(bank) else {
+            return Ok(());
+        };
+        let state = bank.state.code();
+        let (outcome, verb) = if took_effect {
+            ("took_effect", "took effect")
+        } else {
+            ("did_not_take_effect", "did not take effect")
+        };
+        let note = GatewayEvent {
+            kind: "note",
+            operation: Some(op.as_str()),
+            outcome: Some(outcome.into()),
+            bank_state: Some(state.to_string()),
+            message: Some(format!("the bank shows the {op} {verb} (state {state})")),
+            ..Default::default()
+        };
+        let reached = took_effect.then_some(STEP_CAPTURE_REVERSED);
+        orders::record_step_done(&self.pool, self.worker, req.id, &note, reached).await?;
+        req.unknown = None;
+        if took_effect {
+            mark_call(req, op, CallFate::Accepted);
+            req.capture_reversed = true;
+        } else {
+            req.own_calls.retain(|c| c.operation != op);
+        }
+        Ok(())
+    }
+
+    /// Sends one money-moving call that passed its local checks.
+    async fn send(&self, call: &Call) -> Result<(), CtbcError> {
+        match call {
+            Call::Reversal(r) => self.client.reversal(r).await.map(|_| ()),
+            Call::CaptureReversal(r) => self.client.capture_reversal(r).await.map(|_| ()),
+            Call::Refund(r) => self.client.refund(r).await.map(|_| ()),
+        }
+    }
+}
+
+/// The call just sent (the last of `own_calls`) ended as `fate`.
+fn mark_last_call(req: &mut RefundRequest, fate: CallFate) {
+    if let Some(c) = req.own_calls.last_mut() {
+        c.fate = fate;
+    }
+}
+
+/// The last unknown call of `op` ended as `fate`.
+fn mark_call(req: &mut RefundRequest, op: Operation, fate: CallFate) {
+    if let Some(c) = req.own_calls.iter_mut().rev().find(|c| c.operation == op) {
+        c.fate = fate;
+    }
+}
+
+/// The call just sent certainly did not happen.
+fn forget_last_call(req: &mut RefundRequest) {
+    req.own_calls.pop();
+}

@@ -1,0 +1,148 @@
+// The settlement watch: a refund of settled money is recorded refunded when
+// the bank accepts it, then inquired on later passes until the bank's batch
+// settles it (22); one that fails there or vanishes goes to a person at once.
+
+use super::decide::watch_verdict;
+use super::pass::{Engine, Held};
+use super::summary::PassCounters;
+use crate::ctbc::types::OrderNo;
+use crate::store::orders::{self, GatewayEvent, Settlement};
+use crate::store::{OrderRow, StoreError};
+use futures::StreamExt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn, Instrument};
+
+impl Engine {
+    /// Inquires refunded orders until the bank settles their refund. One
+    /// order's trouble never stops the others; only a lost database does.
+    pub(super) async fn watch_settlements(
+        &self,
+        stop: &CancellationToken,
+        counters: &Arc<PassCounters>,
+        due_by: chrono::DateTime<chrono::Utc>,
+        held: &Held,
+    ) -> Result<(), StoreError> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let rows = orders::claim_settlement_watch(
+                &self.pool,
+                self.worker,
+                self.settings.lease,
+                self.settings.batch_size,
+                due_by,
+            )
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            held.add(rows.iter().map(|r| r.id));
+            let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
+                .map(|row| {
+                    let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);
+                    async move {
+                        let r = self.watch_one(&row, counters).await;
+                        let r = match r {
+                            Err(e) if e.is_about_one_order() => self.watch_refused(&row, &e).await,
+                            other => other,
+                        };
+                        held.remove(row.id);
+                        r
+                    }
+                    .instrument(span)
+                })
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+            for r in results {
+                match r {
+                    Ok(()) | Err(StoreError::LeaseLost) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    async fn watch_one(&self, row: &OrderRow, counters: &PassCounters) -> Result<(), StoreError> {
+        counters.watched.fetch_add(1, Relaxed);
+        let order_no = match OrderNo::parse(&row.order_no) {
+            Ok(o) => o,
+            Err(e) => {
+                let reason = format!(
+                    "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
+                );
+                return self
+                    .watch_outcome(row, None, Settlement::Failed(reason), counters)
+                    .await;
+            }
+        };
+        let started = Instant::now();
+        let result = self.client.inquiry(&order_no).await;
+        let mut ev = GatewayEvent {
+            kind: "outcome",
+            operation: Some("inquiry"),
+            elapsed_ms: Some(started.elapsed().as_millis() as i32),
+            ..Default::default()
+        };
+        let outcome = match &result {
+            Ok(bank) => {
+                ev.outcome = Some("accepted".into());
+                ev.bank_state = Some(bank.state.code().to_string());
+                watch_verdict(bank)
+            }
+            Err(e) => {
+                ev.outcome = Some(e.kind().to_string());
+                ev.message = Some(e.to_string());
+                Settlement::StillSettling
+            }
+        };
+        self.watch_outcome(row, Some(&ev), outcome, counters).await
+    }
+
+    async fn watch_outcome(
+        &self,
+        row: &OrderRow,
+        ev: Option<&GatewayEvent>,
+        outcome: Settlement,
+        counters: &PassCounters,
+    ) -> Result<(), StoreError> {
+        match &outcome {
+            Settlement::Settled => {
+                counters.settled.fetch_add(1, Relaxed);
+                info!(step = "settled", "the bank settled the refund");
+            }
+            Settlement::Failed(reason) => {
+                counters.settlement_failed.fetch_add(1, Relaxed);
+                warn!(step = "failed", reason = %reason, "refund will not settle; needs a person");
+            }
+            Settlement::StillSettling => {}
+        }
+        orders::record_settlement(&self.pool, self.worker, row.id, ev, outcome, Duration::ZERO)
+            .await
+    }
+
+    /// PostgreSQL refused what the watch wrote of one order: it is watched
+    /// again after the backoff, with the error kept for `status`.
+    async fn watch_refused(&self, row: &OrderRow, e: &StoreError) -> Result<(), StoreError> {
+        let reason =
+            super::pass::printable(&format!("the database refused this order's record: {e}"));
+        error!(step = "settlement_watch", reason = %reason, "order left for a later pass");
+        let ev = GatewayEvent {
+            kind: "note",
+            message: Some(reason),
+            ..Default::default()
+        };
+        let still = Settlement::StillSettling;
+        let wait = self.settings.backoff_base;
+        match orders::record_settlement(&self.pool, self.worker, row.id, Some(&ev), still, wait)
+            .await
+        {
+            Err(e) if e.is_about_one_order() => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,468 @@
+// The money rules under an adversary, end to end against real PostgreSQL and
+// the bank simulator: a state that only looks done is not refundd's, a lost
+// answer overtaken by the bank's batch, a refund that vanishes while watched,
+// what a person reads, and bad input that must never stop the queue.
+
+mod common;
+
+use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use refundd::ctbc::{Operation, TxState};
+use refundd::engine::blackout::Blackout;
+use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Calls of the bank that could move money, for one order.
+async fn money_calls(rig: &Rig, order_no: &str) -> Vec<String> {
+    rig.admin
+        .calls_of(order_no)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.operation != "inquiry")
+        .map(|c| c.operation)
+        .collect()
+}
+
+async fn scalar<T>(rig: &Rig, sql: &str, order_no: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql)
+        .bind(order_no)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
+    let rig = Rig::new().await;
+    // The bank authorised 1,000; the row says 1,500 and asks 500 back.
+    rig.admin
+        .load(&[SimTx::new(
+            "LOW",
+            "XLOW",
+            "A1B2C3",
+            1000,
+            TxState::Authorised,
+        )])
+        .await
+        .unwrap();
+    rig.insert_order("LOW", 1500, Some(500)).await;
+    rig.pass().await;
+    let (status, method, amount, err) = rig.order("LOW").await;
+    assert_eq!(
+        (status.as_str(), method, amount),
+        ("refund_failed", None, None)
+    );
+    let err = err.unwrap();
+    assert!(err.contains("1000") && err.contains("1500"), "{err}");
+    assert!(money_calls(&rig, "LOW").await.is_empty());
+}
+
+#[tokio::test]
+async fn money_back_before_refundd_is_a_question_for_a_person() {
+    let rig = Rig::new().await;
+    for (no, state) in [
+        ("BACK0", TxState::AuthCancelled),
+        ("BACK20", TxState::RefundSettling),
+        ("BACK22", TxState::RefundSettled),
+    ] {
+        rig.seed(no, 1000, state, None).await;
+    }
+    rig.pass().await;
+    for no in ["BACK0", "BACK20", "BACK22"] {
+        let (status, _, amount, err) = rig.order(no).await;
+        assert_eq!((status.as_str(), amount), ("refund_failed", None), "{no}");
+        assert!(err.unwrap().contains("needs a person"), "{no}");
+        assert!(money_calls(&rig, no).await.is_empty(), "{no}");
+    }
+}
+
+#[tokio::test]
+async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
+    let rig = Rig::new().await;
+    // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
+    rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
+    let worker = uuid::Uuid::new_v4();
+    let lease = Duration::from_secs(30);
+    let rows = refundd::store::orders::claim(&rig.pool, worker, lease, 10, chrono::Utc::now())
+        .await
+        .unwrap();
+    let id = rows[0].id;
+    let intent = refundd::store::orders::GatewayEvent {
+        kind: "intent",
+        operation: Some("refund"),
+        amount: Some(500),
+        ..Default::default()
+    };
+    refundd::store::orders::record_intent(&rig.pool, worker, id, lease, &intent)
+        .await
+        .unwrap();
+    let mismatch = refundd::store::orders::GatewayEvent {
+        kind: "outcome",
+        operation: Some("refund"),
+        outcome: Some("amount_mismatch".into()),
+        amount: Some(300),
+        ..Default::default()
+    };
+    let why = "the bank refunded 300 instead of the 500 asked; needs a person";
+    refundd::store::orders::fail(&rig.pool, worker, id, Some(&mismatch), why, Some(300))
+        .await
+        .unwrap();
+    let mut tx = rig.admin.transaction("R300").await.unwrap().unwrap();
+    (tx.state, tx.refunded_amount, tx.returned_amount) = ("20".into(), 300, 300);
+    rig.admin.load(&[tx]).await.unwrap();
+
+    refundd::ops::requests::retry(&rig.pool, "R300")
+        .await
+        .unwrap();
+    rig.pass().await;
+    let (status, _, amount, err) = rig.order("R300").await;
+    assert_eq!((status.as_str(), amount), ("refund_failed", Some(300)));
+    assert!(err.unwrap().contains("300"));
+    assert!(money_calls(&rig, "R300").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
+    let rig = Rig::new().await;
+    rig.seed("RACE", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    // The capture reversal's answer is lost; while it is in flight the bank's
+    // batch settles the transaction.
+    rig.admin
+        .set_faults(&FaultPlan {
+            rules: vec![FaultRule {
+                operation: Some(Operation::CaptureReversal),
+                latency_ms: 3_000,
+                p_reset: 1.0,
+                ..FaultRule::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let engine = rig.engine();
+    let batch_meanwhile = async {
+        // The intent is committed before the call is sent.
+        loop {
+            let intents: i64 = scalar(
+                &rig,
+                "SELECT count(*) FROM refund_events WHERE order_no = $1 AND kind = 'intent'",
+                "RACE",
+            )
+            .await;
+            if intents > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        rig.admin.run_batch().await.unwrap();
+    };
+    tokio::join!(pass_of(&engine), batch_meanwhile);
+
+    let (status, method, amount, _) = rig.order("RACE").await;
+    assert_eq!(
+        (status.as_str(), method.as_deref(), amount),
+        ("refunded", Some("refund"), Some(1000))
+    );
+    let (settlement, step): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT settlement, step FROM orders WHERE order_no = 'RACE'")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        settlement.as_deref(),
+        Some("pending"),
+        "a refund is watched"
+    );
+    assert_eq!(step.as_deref(), Some("done"));
+    let took_effect: i64 = scalar(
+        &rig,
+        "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
+        "RACE",
+    )
+    .await;
+    assert_eq!(
+        took_effect, 0,
+        "no false note that the capture reversal took effect"
+    );
+    assert_eq!(rig.accepted("RACE", "refund").await, 1);
+    assert_eq!(rig.accepted("RACE", "capture_reversal").await, 0);
+}
+
+#[tokio::test]
+async fn a_refund_that_vanishes_while_watched_goes_to_a_person_at_once() {
+    let rig = Rig::new().await;
+    rig.seed("GONE", 1000, TxState::Settled, None).await;
+    rig.pass().await;
+    assert_eq!(rig.order("GONE").await.0, "refunded");
+    // Reversed through the bank's portal: the transaction is settled again.
+    let mut tx = rig.admin.transaction("GONE").await.unwrap().unwrap();
+    tx.state = "12".into();
+    rig.admin.load(&[tx]).await.unwrap();
+    let s = rig.pass().await;
+    assert_eq!((s.watched, s.settlement_failed), (1, 1));
+    let (status, _, _, err) = rig.order("GONE").await;
+    assert_eq!(status, "refund_failed");
+    assert!(err.unwrap().contains("state 12"));
+}
+
+#[tokio::test]
+async fn a_person_reads_every_call_whose_outcome_is_unknown() {
+    let rig = Rig::new().await;
+    rig.seed("UNK", 1000, TxState::Settled, None).await;
+    rig.admin
+        .set_faults(&FaultPlan::always(
+            FaultKind::Reset,
+            Some(Operation::Refund),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rig.pass().await.outcome_unknown, 1);
+    // The bank no longer knows the order when it is asked again.
+    rig.admin.reset().await.unwrap();
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+                unknown_since = now() - interval '301 seconds' WHERE order_no = 'UNK'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    rig.pass().await;
+    let (status, _, _, err) = rig.order("UNK").await;
+    assert_eq!(status, "refund_failed");
+    let err = err.unwrap();
+    assert!(err.contains("does not know this order"), "{err}");
+    assert!(
+        err.contains("a refund of 1000 was sent at") && err.contains("outcome is unknown"),
+        "{err}"
+    );
+    assert!(
+        err.contains("check the bank before refunding by hand"),
+        "{err}"
+    );
+    let status = refundd::store::status::queue_view(&rig.pool).await.unwrap();
+    assert!(
+        status.unknown.iter().any(|u| u.order_no == "UNK"),
+        "status keeps listing the unknown refund"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemption() {
+    let rig = Rig::new().await;
+    rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    // A worker sends the capture reversal and dies before its outcome is recorded.
+    let dead = uuid::Uuid::new_v4();
+    let lease = Duration::from_secs(30);
+    let rows = refundd::store::orders::claim(&rig.pool, dead, lease, 10, chrono::Utc::now())
+        .await
+        .unwrap();
+    let intent = refundd::store::orders::GatewayEvent {
+        kind: "intent",
+        operation: Some("capture_reversal"),
+        amount: Some(0),
+        ..Default::default()
+    };
+    refundd::store::orders::record_intent(&rig.pool, dead, rows[0].id, lease, &intent)
+        .await
+        .unwrap();
+    let mut tx = rig.admin.transaction("HALF").await.unwrap().unwrap();
+    tx.state = "1".into();
+    rig.admin.load(&[tx]).await.unwrap();
+    sqlx::query("UPDATE orders SET lease_expires_at = now() - interval '1 second'")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    // Inside a blackout window the completing reversal may run; its answer is lost.
+    let in_window = || {
+        let mut settings = engine_settings();
+        settings.blackout = Blackout::parse("11:00-13:00").unwrap();
+        // Outside the window at the start of the pass and for the claim, inside for the calls.
+        let clock = WindowOpensAfter {
+            calm: 2,
+            readings: Default::default(),
+        };
+        rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5))
+    };
+    rig.admin
+        .set_faults(&FaultPlan::always(
+            FaultKind::Reset,
+            Some(Operation::Reversal),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
+    let step: Option<String> =
+        scalar(&rig, "SELECT step FROM orders WHERE order_no = $1", "HALF").await;
+    assert_eq!(step.as_deref(), Some("capture_reversed"));
+    // Later, still in the window, the reversal is sent again after a fresh inquiry.
+    rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+                unknown_since = now() - interval '301 seconds' WHERE order_no = 'HALF'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    pass_of(&in_window()).await;
+    let (status, method, amount, _) = rig.order("HALF").await;
+    assert_eq!(
+        (status.as_str(), method.as_deref(), amount),
+        ("refunded", Some("capture_reversal+reversal"), Some(1000))
+    );
+    assert_eq!(rig.accepted("HALF", "reversal").await, 1);
+}
+
+#[tokio::test]
+async fn a_nul_in_a_bank_page_never_stops_the_queue() {
+    let rig = Rig::new().await;
+    rig.seed("NUL", 1000, TxState::Settled, None).await;
+    rig.seed("FINE", 1000, TxState::Settled, None).await;
+    rig.seed("WNUL", 1000, TxState::Settled, None).await;
+    // WNUL is refunded first and then watched.
+    let first = rig.engine();
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = now() + interval '1 hour' WHERE order_no <> 'WNUL'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    pass_of(&first).await;
+    assert_eq!(rig.order("WNUL").await.0, "refunded");
+    sqlx::query("UPDATE orders SET next_attempt_at = NULL")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    let page = |no: &str| FaultRule {
+        order_no: Some(no.into()),
+        operation: Some(Operation::Inquiry),
+        p_5xx: 1.0,
+        page: Some("<html><title>a\0b</title></html>".into()),
+        ..FaultRule::default()
+    };
+    rig.admin
+        .set_faults(&FaultPlan {
+            rules: vec![page("NUL"), page("WNUL")],
+        })
+        .await
+        .unwrap();
+    let s = rig.pass().await;
+    assert_eq!(s.outcome, "completed");
+    assert_eq!(rig.order("FINE").await.0, "refunded");
+    assert_eq!(rig.order("NUL").await.0, "refund_requested");
+    let last_error: Option<String> = scalar(
+        &rig,
+        "SELECT last_error FROM orders WHERE order_no = $1",
+        "NUL",
+    )
+    .await;
+    assert!(last_error.is_some_and(|e| !e.chars().any(char::is_control)));
+    assert_eq!(s.watched, 1);
+    assert_eq!(rig.order("WNUL").await.0, "refunded");
+}
+
+#[tokio::test]
+async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
+    let rig = Rig::new().await;
+    rig.seed("WHELD", 1000, TxState::Settled, None).await;
+    rig.pass().await;
+    assert_eq!(rig.order("WHELD").await.0, "refunded");
+    // The shop's own rules on its table: one order may not be marked refunded,
+    // one refund may not be marked settled.
+    sqlx::raw_sql(
+        "CREATE FUNCTION shop_rule() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.order_no = 'HELD2' AND NEW.status = 'refunded' THEN
+             RAISE EXCEPTION 'order HELD2 is locked by accounting';
+           END IF;
+           IF NEW.order_no = 'WHELD' AND NEW.settlement = 'settled' THEN
+             RAISE EXCEPTION 'settlement of WHELD is locked by accounting';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER shop_rule BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION shop_rule();",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    rig.seed("HELD2", 1000, TxState::Authorised, None).await;
+    rig.seed("FREE2", 1000, TxState::Authorised, None).await;
+    rig.admin.run_batch().await.unwrap(); // WHELD: 20 -> 22
+    let s = rig.pass().await;
+    assert_eq!(s.outcome, "completed");
+    assert_eq!(rig.order("FREE2").await.0, "refunded");
+    // The bank reversed HELD2; the shop refused the record: it stays with the
+    // reversal of unknown outcome, and the error says why.
+    let (status, unknown, last_error): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT status, unknown_operation, last_error FROM orders WHERE order_no = 'HELD2'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "refunding");
+    assert_eq!(unknown.as_deref(), Some("reversal"));
+    assert!(last_error.unwrap().contains("locked by accounting"));
+    assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
+    // A later pass after the shop lifts its rule records it, without a second reversal.
+    sqlx::raw_sql("DROP TRIGGER shop_rule ON orders")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+                unknown_since = now() - interval '301 seconds'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    let settlement: Option<String> = scalar(
+        &rig,
+        "SELECT settlement FROM orders WHERE order_no = $1",
+        "WHELD",
+    )
+    .await;
+    assert_eq!(
+        settlement.as_deref(),
+        Some("pending"),
+        "watched again later"
+    );
+    rig.pass().await;
+    assert_eq!(rig.order("HELD2").await.0, "refunded");
+    assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
+}
+
+#[tokio::test]
+async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
+    let rig = Rig::new().await;
+    rig.seed("NEG", 1000, TxState::Authorised, None).await;
+    sqlx::query("UPDATE orders SET attempts = -3 WHERE order_no = 'NEG'")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    // A refunded order in the settlement watch whose number the bank cannot take.
+    sqlx::raw_sql(
+        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ('BAD-WATCH', 'X9', 'A1', 1000, 'paid');
+         UPDATE orders SET status = 'refunded', refunded_amount = 1000, refund_method = 'refund',
+                settlement = 'pending', watch_until = now() + interval '14 days'
+          WHERE order_no = 'BAD-WATCH'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    let s = rig.pass().await;
+    assert_eq!(s.outcome, "completed");
+    let (status, _, _, err) = rig.order("NEG").await;
+    assert_eq!(status, "refund_failed");
+    assert!(err.unwrap().contains("attempts"));
+    assert!(money_calls(&rig, "NEG").await.is_empty());
+    let (status, _, _, err) = rig.order("BAD-WATCH").await;
+    assert_eq!(status, "refund_failed");
+    assert!(err.unwrap().contains("order_no"));
+    // Nothing comes back on the next pass.
+    let s = rig.pass().await;
+    assert_eq!((s.claimed, s.watched), (0, 0));
+}
