@@ -1,10 +1,11 @@
 // What CTBC answers, as typed values: the verdict every answer carries, the
 // inquiry's view of a transaction, and what an accepted refund reports. Reading
-// an answer is strict about what the engine relies on and lenient about the rest.
+// an answer is strict about what the engine relies on and lenient about the rest;
+// every text kept from it is sanitised here, where it is read.
 
 use serde_json::{Map, Value};
 
-use super::error::mask_card_numbers;
+use super::bank_text::{has_control_chars, sanitise};
 use super::types::{AuthCode, MaskedPan, Money, TxState, Xid};
 use super::wire::{string_object, text_field};
 
@@ -32,14 +33,14 @@ pub enum Verdict {
 
 /// Reads `RespCode` (required), `ErrCode` and `ERRDESC`.
 pub fn verdict(json: &Map<String, Value>) -> Result<Verdict, AnswerProblem> {
-    let resp_code = text_field(json, "RespCode")
+    let resp_code = code_field(json, "RespCode")?
         .ok_or_else(|| AnswerProblem("the answer has no RespCode".into()))?;
     if resp_code == RESP_CODE_ACCEPTED {
         return Ok(Verdict::Accepted);
     }
     Ok(Verdict::Refused {
-        resp_code: resp_code.to_string(),
-        err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+        resp_code,
+        err_code: kept_text(json, "ErrCode").unwrap_or_default(),
         message: message(json),
     })
 }
@@ -54,7 +55,26 @@ pub fn refusal_answer_json(resp_code: &str, err_code: &str, message: &str) -> Ma
 }
 
 fn message(json: &Map<String, Value>) -> String {
-    mask_card_numbers(text_field(json, "ERRDESC").unwrap_or_default())
+    kept_text(json, "ERRDESC").unwrap_or_default()
+}
+
+/// A free-text field kept from the answer, sanitised; `None` when absent or
+/// nothing is left of it.
+fn kept_text(json: &Map<String, Value>, key: &str) -> Option<String> {
+    text_field(json, key)
+        .map(sanitise)
+        .filter(|text| !text.is_empty())
+}
+
+/// A code the engine acts on (`RespCode`, `CurrentState`): a control character
+/// in it makes the answer unreadable rather than being mended into another code.
+fn code_field(json: &Map<String, Value>, key: &str) -> Result<Option<String>, AnswerProblem> {
+    match text_field(json, key) {
+        Some(raw) if has_control_chars(raw) => {
+            Err(AnswerProblem(format!("{key} holds control characters")))
+        }
+        raw => Ok(raw.map(sanitise)),
+    }
 }
 
 /// Where one transaction stands, as an accepted inquiry reports it.
@@ -76,8 +96,8 @@ impl Inquiry {
     /// unlisted code is `TxState::Unknown`. Empty optional fields are absent;
     /// present but malformed ones make the answer unusable.
     pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {
-        let state = text_field(json, "CurrentState")
-            .map(TxState::from_code)
+        let state = code_field(json, "CurrentState")?
+            .map(|code| TxState::from_code(&code))
             .ok_or_else(|| AnswerProblem("the inquiry answer has no CurrentState".into()))?;
         let xid = optional(json, "XID", Xid::parse)?;
         let auth_code = optional(json, "AuthCode", AuthCode::parse)?;
@@ -87,11 +107,11 @@ impl Inquiry {
             xid,
             auth_code,
             auth_amount,
-            pan: text_field(json, "PAN").map(MaskedPan::from_bank),
-            txn_date: text_field(json, "Txn_date").map(str::to_string),
-            txn_time: text_field(json, "Txn_time").map(str::to_string),
-            eci: text_field(json, "ECI").map(str::to_string),
-            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+            pan: kept_text(json, "PAN").map(|pan| MaskedPan::from_bank(&pan)),
+            txn_date: kept_text(json, "Txn_date"),
+            txn_time: kept_text(json, "Txn_time"),
+            eci: kept_text(json, "ECI"),
+            err_code: kept_text(json, "ErrCode").unwrap_or_default(),
         })
     }
 
@@ -126,7 +146,7 @@ pub struct Accepted {
 impl Accepted {
     pub fn from_answer_json(json: &Map<String, Value>) -> Self {
         Self {
-            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+            err_code: kept_text(json, "ErrCode").unwrap_or_default(),
             message: message(json),
         }
     }
@@ -159,14 +179,15 @@ impl RefundAccepted {
                 AnswerProblem("the refund was accepted but the answer has no RefAmt".into())
             })
             .and_then(|raw| {
-                Money::parse(raw)
-                    .map_err(|e| AnswerProblem(format!("RefAmt is malformed: {}", e.problem)))
+                Money::parse(raw).map_err(|e| {
+                    AnswerProblem(sanitise(&format!("RefAmt is malformed: {}", e.problem)))
+                })
             })?;
         Ok(Self {
             refunded,
-            retr_ref: text_field(json, "RetrRef").map(str::to_string),
-            batch_id: text_field(json, "BatchID").map(str::to_string),
-            batch_seq: text_field(json, "BatchSeq").map(str::to_string),
+            retr_ref: kept_text(json, "RetrRef"),
+            batch_id: kept_text(json, "BatchID"),
+            batch_seq: kept_text(json, "BatchSeq"),
         })
     }
 
@@ -192,7 +213,9 @@ fn optional<T, E: std::fmt::Display>(
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, AnswerProblem> {
     text_field(json, key)
-        .map(|raw| parse(raw).map_err(|e| AnswerProblem(format!("{key} is malformed: {e}"))))
+        .map(|raw| {
+            parse(raw).map_err(|e| AnswerProblem(sanitise(&format!("{key} is malformed: {e}"))))
+        })
         .transpose()
 }
 

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::bank_text::sanitise;
+
 /// Our own input breaks a documented limit; names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -367,6 +369,7 @@ pub struct MaskedPan(String);
 
 impl MaskedPan {
     pub fn from_bank(raw: &str) -> Self {
+        let raw = sanitise(raw);
         let digits = raw.bytes().filter(|b| b.is_ascii_digit()).count();
         if digits > 10 && raw.bytes().all(|b| b.is_ascii_digit()) {
             // Unmasked: keep the bank's mask shape ourselves.
@@ -378,7 +381,7 @@ impl MaskedPan {
                 &raw[n - 4..]
             ))
         } else {
-            Self(raw.to_string())
+            Self(raw)
         }
     }
 

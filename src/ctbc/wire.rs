@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use super::bank_text::sanitise;
 use super::envelope::{Envelope, EnvelopeError};
-use super::error::mask_card_numbers;
 
 /// Form field carrying the merchant id in clear.
 pub const FORM_MERID: &str = "MERID";
@@ -110,9 +110,9 @@ pub fn is_notice_page(body: &[u8]) -> bool {
     trimmed.first() == Some(&b'<') || trimmed.windows(5).any(|w| w.eq_ignore_ascii_case(b"<html"))
 }
 
-/// The `<title>` of a notice page, decoded (UTF-8 or Big5), shortened, and
-/// with anything like a card number masked: enough for an operator to
-/// recognise the page without logging all of it.
+/// The `<title>` of a notice page, decoded (UTF-8 or Big5), sanitised and
+/// shortened: enough for an operator to recognise the page without logging
+/// all of it.
 pub fn notice_title(body: &[u8]) -> Option<String> {
     let text = match std::str::from_utf8(body) {
         Ok(t) => t.to_string(),
@@ -122,15 +122,15 @@ pub fn notice_title(body: &[u8]) -> Option<String> {
     let open = lower.find("<title")?;
     let start = open + lower[open..].find('>')? + 1;
     let end = start + lower[start..].find("</title")?;
-    let title: String = text[start..end]
+    // Sanitised before shortening, so no card number is cut short of its mask.
+    let title: String = sanitise(&text[start..end])
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
     if title.is_empty() {
         return None;
     }
-    let short: String = title.chars().take(80).collect();
-    Some(mask_card_numbers(&short))
+    Some(title.chars().take(80).collect())
 }
 
 /// A string field of an answer, trimmed; `None` when absent, empty or not a
