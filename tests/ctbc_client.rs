@@ -811,6 +811,100 @@ async fn control_characters_of_kept_answer_fields_are_removed() {
     );
 }
 
+// ------------------------------------------- answers checked in depth
+
+#[tokio::test]
+async fn answer_for_another_merchant_is_not_trusted() {
+    let refund_answer = RefundAccepted {
+        refunded: twd(100),
+        retr_ref: None,
+        batch_id: None,
+        batch_seq: None,
+    }
+    .to_answer_json();
+    // Another MERID in clear on the form.
+    let (inquiry, refund) = (full_inquiry().to_answer_json(), refund_answer.clone());
+    let bank = FakeBank::start(move |r| Reply::Raw {
+        status: 200,
+        content_type: "application/x-www-form-urlencoded",
+        body: seal_form(
+            &envelope(),
+            "7654321",
+            if r.path.ends_with("Refund") {
+                &refund
+            } else {
+                &inquiry
+            },
+        )
+        .unwrap()
+        .into_bytes(),
+    })
+    .await;
+    assert_other_merchant_refused(&bank.client()).await;
+    // Another MERID inside the sealed answer.
+    let bank = FakeBank::start(move |r| {
+        let mut json = if r.path.ends_with("Refund") {
+            refund_answer.clone()
+        } else {
+            full_inquiry().to_answer_json()
+        };
+        json.insert("MERID".into(), "7654321".into());
+        Reply::Answer(json)
+    })
+    .await;
+    assert_other_merchant_refused(&bank.client()).await;
+    // Our own MERID in both places is what the bank normally sends.
+    let mut json = full_inquiry().to_answer_json();
+    json.insert("MERID".into(), MERID.into());
+    let bank = FakeBank::answering(json).await;
+    assert_eq!(
+        bank.client().inquiry(&order()).await.unwrap(),
+        full_inquiry()
+    );
+}
+
+/// An inquiry answer for another merchant is a bad answer, and a refund's is
+/// an unknown outcome; both name the field.
+async fn assert_other_merchant_refused(client: &Client) {
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("MERID")),
+        "{err:?}"
+    );
+    assert_safe_to_log(&err);
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Ambiguous { reason, .. } if reason.contains("MERID")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn amounts_in_another_exponent_or_currency_are_not_trusted() {
+    // "901 1500 2" would be NT$15.00: NT$ travel with exponent 0.
+    for auth_amt in ["901 1500 2", "840 1500 2"] {
+        let mut json = full_inquiry().to_answer_json();
+        json.insert("AuthAmt".into(), auth_amt.into());
+        let bank = FakeBank::answering(json).await;
+        let err = bank.client().inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("AuthAmt")),
+            "{auth_amt}: {err:?}"
+        );
+    }
+    let bank = FakeBank::answering(string_object([
+        ("RespCode", "0"),
+        ("ErrCode", "00"),
+        ("RefAmt", "901 1500 2"),
+    ]))
+    .await;
+    let err = bank.client().refund(&refund_of(1500)).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Ambiguous { reason, .. } if reason.contains("RefAmt")),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn full_card_number_from_the_bank_is_masked() {
     let mut json = full_inquiry().to_answer_json();

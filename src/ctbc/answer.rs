@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::bank_text::{has_control_chars, sanitise};
-use super::types::{AuthCode, MaskedPan, Money, TxState, Xid};
+use super::types::{AuthCode, InvalidField, MaskedPan, MerId, Money, TxState, Xid};
 use super::wire::{string_object, text_field};
 
 /// `RespCode` of an answer the bank accepted.
@@ -101,7 +101,7 @@ impl Inquiry {
             .ok_or_else(|| AnswerProblem("the inquiry answer has no CurrentState".into()))?;
         let xid = optional(json, "XID", Xid::parse)?;
         let auth_code = optional(json, "AuthCode", AuthCode::parse)?;
-        let auth_amount = optional(json, "AuthAmt", Money::parse)?;
+        let auth_amount = optional(json, "AuthAmt", answer_amount)?;
         Ok(Self {
             state,
             xid,
@@ -179,7 +179,7 @@ impl RefundAccepted {
                 AnswerProblem("the refund was accepted but the answer has no RefAmt".into())
             })
             .and_then(|raw| {
-                Money::parse(raw).map_err(|e| {
+                answer_amount(raw).map_err(|e| {
                     AnswerProblem(sanitise(&format!("RefAmt is malformed: {}", e.problem)))
                 })
             })?;
@@ -205,6 +205,37 @@ impl RefundAccepted {
         pairs.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
         string_object(pairs)
     }
+}
+
+/// An amount the bank reports: well formed, in a currency refundd knows,
+/// with that currency's exponent.
+fn answer_amount(raw: &str) -> Result<Money, InvalidField> {
+    Money::parse(raw)?.in_known_currency()
+}
+
+/// Checks that an answer is meant for this merchant: a `MERID` in clear on the
+/// form and one inside the sealed JSON, wherever the bank sends them, must
+/// both be ours. An answer without either is read as usual.
+pub fn check_merchant(
+    form_mer_id: Option<&str>,
+    json: &Map<String, Value>,
+    own: &MerId,
+) -> Result<(), AnswerProblem> {
+    let places = [
+        ("in clear on the form", form_mer_id.map(str::trim)),
+        ("inside the envelope", text_field(json, "MERID")),
+    ];
+    for (place, mer_id) in places {
+        match mer_id {
+            Some(theirs) if !theirs.is_empty() && theirs != own.as_str() => {
+                return Err(AnswerProblem(sanitise(&format!(
+                    "the answer's MERID {place} is {theirs:?}, not this merchant's {own}"
+                ))))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn optional<T, E: std::fmt::Display>(
