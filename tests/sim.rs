@@ -151,6 +151,27 @@ async fn inquiry_answers_known_and_unknown_orders() {
     let a = bank.call(Operation::Inquiry, &inquiry("O1")).await;
     assert_eq!(s(&a, "RespCode"), "0");
     assert_eq!(s(&a, "ErrCode"), "00");
+    // One record found; public adapters refuse an inquiry answer without it.
+    assert_eq!(s(&a, "QueryCode"), "1");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "RespCode",
+            "ErrCode",
+            "ERRDESC",
+            "QueryCode",
+            "CurrentState",
+            "XID",
+            "AuthCode",
+            "AuthAmt",
+            "PAN",
+            "Txn_date",
+            "Txn_time",
+            "ECI"
+        ]
+    );
     assert_eq!(s(&a, "CurrentState"), "10");
     assert_eq!(s(&a, "XID"), "X-O1");
     assert_eq!(s(&a, "AuthCode"), "AB1234");

@@ -13,6 +13,8 @@ use super::wire::{string_object, text_field};
 pub const RESP_CODE_ACCEPTED: &str = "0";
 /// `ErrCode` the bank sends when all is fine.
 pub const ERR_CODE_FINE: &str = "00";
+/// `QueryCode` of an inquiry answer that found one record.
+pub const QUERY_CODE_ONE_RECORD: &str = "1";
 
 /// Why an answer that opened cleanly still cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +122,7 @@ impl Inquiry {
         let mut pairs: Vec<(&str, String)> = vec![
             ("RespCode", RESP_CODE_ACCEPTED.to_string()),
             ("ErrCode", self.err_code.clone()),
+            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
             ("CurrentState", self.state.code().to_string()),
         ];
         let optional = [

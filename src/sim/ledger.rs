@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ctbc::answer::QUERY_CODE_ONE_RECORD;
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, TxState, Xid};
 use crate::ctbc::Operation;
 
@@ -650,6 +651,7 @@ fn inquiry(tx: &Tx) -> Change {
     Change {
         returned_delta: 0,
         fields: vec![
+            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
             ("CurrentState", tx.state.code().to_string()),
             ("XID", tx.xid.clone()),
             ("AuthCode", tx.auth_code.clone()),
@@ -923,6 +925,7 @@ mod tests {
         let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
         assert_eq!(resp(&a), "0");
         assert_eq!(a["ErrCode"], "00");
+        assert_eq!(a["QueryCode"], "1");
         assert_eq!(a["CurrentState"], "10");
         assert_eq!(a["XID"], "X1");
         assert_eq!(a["AuthCode"], "A1");
