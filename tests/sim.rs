@@ -308,6 +308,51 @@ async fn refund_partial_refund_reversal_and_duplicates() {
 }
 
 #[tokio::test]
+async fn refund_reversal_as_public_adapters_send_it() {
+    // OrgAmt is the refund being cancelled and CredRevAmt 0, as the public
+    // adapters send it; the whole-refund reading keeps working beside it.
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[
+        tx("P1", 2000, TxState::Settled),
+        tx("W1", 900, TxState::Settled),
+    ])
+    .await;
+    let a = bank.call(Operation::Refund, &refund("P1", 2000, 700)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 699, 0))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("OrgAmt"), "{a:?}");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 700, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    let t = admin.transaction("P1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("12", 0, 0)
+    );
+    // Sent again, it is a duplicate, not a new cancellation.
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 700, 0))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+
+    let a = bank.call(Operation::Refund, &refund("W1", 900, 900)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("W1", 900, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    assert_eq!(state_of(&bank, "W1").await, "12");
+    assert_eq!(admin.ledger().await.unwrap().returned_total, 0);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_state() {
     let bank = Bank::start().await;
     bank.load(&[tx("M1", 1500, TxState::Authorised)]).await;

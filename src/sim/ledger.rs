@@ -191,7 +191,8 @@ struct Tx {
     returned_amount: i64,
     pan: String,
     authorised_at: DateTime<FixedOffset>,
-    /// Amount of the refund a refund reversal would cancel.
+    /// Amount of the last refund: the one a refund reversal cancels (or,
+    /// once reversed, the one it cancelled).
     last_refund: i64,
     /// The last money call was a refund reversal: a second one is a duplicate.
     refund_reversed: bool,
@@ -703,7 +704,7 @@ fn check_call(tx: &Tx, call: &BankCall) -> Result<(), Refusal> {
     }
     match &call.org_amt {
         None => return Err(missing("OrgAmt")),
-        Some(m) if m.amount != tx.original_amount || m.currency != tx.currency => {
+        Some(m) if m.currency != tx.currency || !org_amt_matches(tx, call.operation, m.amount) => {
             return Err(mismatch("OrgAmt"))
         }
         Some(_) => {}
@@ -713,6 +714,16 @@ fn check_call(tx: &Tx, call: &BankCall) -> Result<(), Refusal> {
         Some(m) if m.currency != tx.currency => Err(mismatch(amount_field(call.operation))),
         Some(_) => Ok(()),
     }
+}
+
+/// `OrgAmt` is the amount first authorised. For a refund reversal the public
+/// adapters send the refund being cancelled instead (with `CredRevAmt` 0),
+/// and the bank's own reading is not documented: both are accepted.
+fn org_amt_matches(tx: &Tx, operation: Operation, amount: i64) -> bool {
+    amount == tx.original_amount
+        || (operation == Operation::RefundReversal
+            && tx.last_refund > 0
+            && amount == tx.last_refund)
 }
 
 /// The wire name of the operation's own amount field.
@@ -859,7 +870,8 @@ fn refund_reversal(tx: &mut Tx, call: &BankCall) -> Result<Change, Refusal> {
             let delta = tx.last_refund;
             tx.refunded_amount -= delta;
             tx.returned_amount -= delta;
-            tx.last_refund = 0;
+            // `last_refund` stays: a repeated reversal naming it in OrgAmt is
+            // then recognised as a duplicate.
             tx.refund_reversed = true;
             tx.state = TxState::Settled;
             Ok(Change {
