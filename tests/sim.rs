@@ -679,6 +679,24 @@ async fn fault_html_200_is_not_applied() {
 }
 
 #[tokio::test]
+async fn fault_maintenance_200_is_the_utf8_notice_and_not_applied() {
+    let (bank, raw) = refund_with_fault(FaultKind::Maintenance200).await;
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.content_type, "text/html; charset=utf-8");
+    // The Chinese text travels as numeric character references, in ASCII.
+    let page = String::from_utf8(raw.body).unwrap();
+    assert!(page.is_ascii(), "{page}");
+    assert!(
+        page.contains("<title>&#31995;&#32113;&#32173;&#35703;"),
+        "{page}"
+    );
+    assert_eq!(state_of(&bank, "F1").await, "12");
+    assert_eq!(fault_count(&bank, FaultKind::Maintenance200).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn fault_reset_is_a_transport_error_and_not_applied() {
     let (bank, raw) = refund_with_fault(FaultKind::Reset).await;
     // The connection closes before any status line: the request itself fails.

@@ -14,9 +14,10 @@ use url::{Host, Url};
 
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
+use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
 use super::types::{InvalidField, MerId, OrderNo};
-use super::wire::{is_notice_page, notice_title, seal_form, FormError, FORM_CONTENT_TYPE};
+use super::wire::{seal_form, FormError, FORM_CONTENT_TYPE};
 
 pub use super::answer::{
     check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted,
@@ -359,13 +360,13 @@ impl Client {
             }
         };
         if is_notice_page(&bytes) {
-            let title = notice_title(&bytes)
+            let text = notice_text(&bytes)
                 .map(|t| format!(" \"{t}\""))
                 .unwrap_or_default();
             return Err(failed(
                 op,
                 Failure::NoAnswer(format!(
-                    "the gateway sent an HTML notice page{title} with HTTP {status} (maintenance or overload)"
+                    "the gateway sent an HTML notice page{text} with HTTP {status} (maintenance or overload)"
                 )),
             ));
         }

@@ -5,6 +5,7 @@ pub mod bank_text;
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod notice;
 pub mod operation;
 pub mod request;
 pub mod types;

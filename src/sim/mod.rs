@@ -317,6 +317,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
         return match kind {
             FaultKind::ServerError => wire::server_error(detail),
             FaultKind::Html200 => wire::html_200(),
+            FaultKind::Maintenance200 => wire::maintenance_page_utf8_200(),
             _ => wire::dropped_connection(),
         };
     }
