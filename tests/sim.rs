@@ -586,6 +586,37 @@ async fn requests_the_bank_cannot_read_are_refused() {
 }
 
 #[tokio::test]
+async fn bank_paths_answer_under_micropos_as_well_as_at_the_root() {
+    let bank = Bank::start().await;
+    bank.load(&[tx("MP1", 500, TxState::Settled)]).await;
+    let api_enc = |req: &Value| bank.env.seal(&req.to_string()).unwrap();
+    for (op, req) in [
+        (Operation::Inquiry, inquiry("MP1")),
+        (Operation::Refund, refund("MP1", 500, 200)),
+        (Operation::RefundReversal, refund_reversal("MP1", 500, 200)),
+        (Operation::Inquiry, inquiry("MP1")),
+    ] {
+        let resp = bank
+            .http
+            .post(format!("{}/MicroPos{}", bank.server.base_url(), op.path()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("MERID={MERID}&ApiEnc={}", api_enc(&req)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{op}");
+        let body = resp.bytes().await.unwrap();
+        let a: Map<String, Value> =
+            serde_json::from_str(&open_answer(&bank.env, &body).unwrap()).unwrap();
+        assert_eq!(s(&a, "RespCode"), "0", "{op}: {a:?}");
+    }
+    let report = bank.server.admin().ledger().await.unwrap();
+    assert_eq!((report.calls, report.accepted), (4, 4));
+    assert_eq!(state_of(&bank, "MP1").await, "12");
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_paths_are_404() {
     let bank = Bank::start().await;
     let base = bank.server.base_url();
@@ -593,7 +624,9 @@ async fn unknown_paths_are_404() {
         "/NewPos/Nope",
         "/",
         "/admin/nope",
-        "/MicroPos/NewPos/Refund",
+        "/MicroPos/NewPos/Nope",
+        "/MicroPos/admin/ledger",
+        "/MicroPosNewPos/Refund",
     ] {
         let r = bank
             .http

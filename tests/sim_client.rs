@@ -168,3 +168,28 @@ async fn both_maintenance_notices_read_as_maintenance() {
         "no notice applied the refund"
     );
 }
+
+#[tokio::test]
+async fn a_client_with_the_bank_s_published_base_path_works() {
+    let (sim, admin, _) = bank().await;
+    admin
+        .load(&[SimTx::new("P1", "XP1", "A1B2C3", 1000, TxState::Settled)])
+        .await
+        .unwrap();
+    // As for the bank's test host, https://testepos.ctbcbank.com/MicroPos,
+    // with only the host changed.
+    let client = client_for(
+        &format!("{}/MicroPos", sim.base_url()),
+        Duration::from_secs(5),
+    );
+    let order_no = OrderNo::parse("P1").unwrap();
+    assert_eq!(
+        client.inquiry(&order_no).await.unwrap().state,
+        TxState::Settled
+    );
+    client.refund(&refund_of("P1", 1000)).await.unwrap();
+    assert_eq!(
+        client.inquiry(&order_no).await.unwrap().state,
+        TxState::RefundSettling
+    );
+}

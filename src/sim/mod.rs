@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctbc::envelope::{Envelope, EnvelopeError};
+use crate::ctbc::operation::PUBLISHED_BASE_PATH;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
 
@@ -244,7 +245,8 @@ impl SimServer {
         self.addr
     }
 
-    /// `http://IP:PORT`: the client appends `Operation::path()`.
+    /// `http://IP:PORT`: the client appends `Operation::path()`. The same
+    /// calls answer under `http://IP:PORT/MicroPos`, the bank's own base path.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -275,13 +277,15 @@ impl Drop for SimServer {
     }
 }
 
+/// Bank calls at the root and under the bank's published base path, so a
+/// client configured like the real one needs only the host changed.
 fn router(shared: Arc<Shared>) -> Router {
     let mut bank: Router<Arc<Shared>> = Router::new();
     for op in Operation::ALL {
-        bank = bank.route(
-            op.path(),
-            post(move |State(s): State<Arc<Shared>>, body: Bytes| bank_call(op, s, body)),
-        );
+        let call = post(move |State(s): State<Arc<Shared>>, body: Bytes| bank_call(op, s, body));
+        bank = bank
+            .route(op.path(), call.clone())
+            .route(&format!("{PUBLISHED_BASE_PATH}{}", op.path()), call);
     }
     bank.merge(admin::routes(shared.clone()))
         .fallback(|| async { StatusCode::NOT_FOUND })
