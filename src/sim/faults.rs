@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn plan_reads_the_documented_json() {
         let plan = FaultPlan::from_json(
-            r#"{"rules":[{"operation":"refund","order_no":null,"latency_ms":0,"jitter_ms":0,"p_5xx":0.0,"p_html_200":0.0,"p_reset":0.0,"p_apply_then_drop":0.0,"p_garbage":0.0,"p_wrong_mac":1.0}]}"#,
+            r#"{"rules":[{"operation":"refund","order_no":null,"latency_ms":0,"jitter_ms":0,"p_5xx":0.0,"p_html_200":0.0,"p_maintenance_200":0.0,"p_reset":0.0,"p_apply_then_drop":0.0,"p_garbage":0.0,"p_wrong_mac":1.0}]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -271,6 +271,11 @@ mod tests {
         );
         let back: FaultPlan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
         assert_eq!(back, plan);
+        // The README's example.
+        assert_eq!(
+            FaultPlan::from_json(r#"{"rules":[{"p_maintenance_200":1.0}]}"#).unwrap(),
+            FaultPlan::always(FaultKind::Maintenance200, None)
+        );
         assert!(FaultPlan::from_json(r#"{"rules":[{"operation":"refundx"}]}"#).is_err());
         assert!(FaultPlan::from_json(r#"{"rules":[{"p_reset":1.5}]}"#).is_err());
         assert!(FaultPlan::from_json(r#"{"rules":[{"p_rest":0.5}]}"#).is_err());
