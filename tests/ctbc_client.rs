@@ -254,6 +254,12 @@ fn assert_safe_to_log(err: &CtbcError) {
         digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
         assert!(digits < 13, "a card-number-like run in: {text}");
     }
+    assert_no_control_chars(&err.to_string());
+}
+
+/// Bank text reaches logs and the database: no NUL, escape or other control character.
+fn assert_no_control_chars(text: &str) {
+    assert!(!text.chars().any(char::is_control), "{text:?}");
 }
 
 fn html(status: u16, body: &[u8]) -> Reply {
@@ -681,6 +687,222 @@ async fn inquiry_answer_missing_or_malformed_fields() {
         let err = bank.client().inquiry(&order()).await.unwrap_err();
         assert_eq!(err.kind(), "bad_answer", "{shown}: {err:?}");
     }
+}
+
+// ------------------------------------------- bank text is untrusted
+
+#[tokio::test]
+async fn control_characters_of_a_notice_page_never_reach_the_error() {
+    let page = "<html><title>a\0b\u{7f}\u{85}c\u{1b}[2J</title></html>";
+    let bank = FakeBank::start(move |_| Reply::Raw {
+        status: 503,
+        content_type: "text/html; charset=utf-8",
+        body: page.as_bytes().to_vec(),
+    })
+    .await;
+    let client = bank.client();
+    let err = client.inquiry(&order()).await.unwrap_err();
+    match &err {
+        CtbcError::Unavailable { reason, .. } => {
+            assert_no_control_chars(reason);
+            // NEL (U+0085) is a line break: it reads as a space.
+            assert!(reason.contains("\"ab c[2J\""), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_safe_to_log(&err);
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    match &err {
+        CtbcError::Ambiguous { reason, .. } => assert_no_control_chars(reason),
+        other => panic!("expected Ambiguous, got {other:?}"),
+    }
+    assert_safe_to_log(&err);
+}
+
+#[tokio::test]
+async fn control_characters_of_a_sealed_refusal_never_reach_the_error() {
+    // The MAC only says the bank sent it, not that it is safe to log.
+    let bank = FakeBank::answering(refusal_answer_json(
+        "99",
+        "05\u{7}",
+        "交易\0失敗\u{1b}[31m\r\nforged log line\u{7f}",
+    ))
+    .await;
+    let client = bank.client();
+    for err in [
+        client.inquiry(&order()).await.unwrap_err(),
+        client.refund(&refund_of(100)).await.unwrap_err(),
+    ] {
+        match &err {
+            CtbcError::Refused {
+                resp_code,
+                err_code,
+                message,
+                ..
+            } => {
+                assert_eq!((resp_code.as_str(), err_code.as_str()), ("99", "05"));
+                assert_no_control_chars(message);
+                assert!(message.starts_with("交易失敗[31m"), "{message}");
+                assert!(message.contains("forged log line"), "{message}");
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        assert_safe_to_log(&err);
+    }
+    // A code that drives what happens next is not mended: it is unreadable.
+    for (key, value) in [("RespCode", "0\u{0}"), ("CurrentState", "12\u{0}")] {
+        let mut json = full_inquiry().to_answer_json();
+        json.insert(key.into(), value.into());
+        let bank = FakeBank::answering(json).await;
+        let err = bank.client().inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains(key)),
+            "{err:?}"
+        );
+        assert_safe_to_log(&err);
+    }
+}
+
+#[tokio::test]
+async fn control_characters_of_kept_answer_fields_are_removed() {
+    let mut json = full_inquiry().to_answer_json();
+    json.insert("ErrCode".into(), "00\u{0}".into());
+    json.insert("PAN".into(), "411111\u{0}******1111".into());
+    json.insert("Txn_date".into(), "2024/01/01\u{1b}".into());
+    json.insert("Txn_time".into(), "12:34:56\u{7f}".into());
+    json.insert("ECI".into(), "\u{8}05".into());
+    let bank = FakeBank::answering(json).await;
+    assert_eq!(
+        bank.client().inquiry(&order()).await.unwrap(),
+        full_inquiry()
+    );
+
+    let accepted = Accepted {
+        err_code: "00\u{1}".into(),
+        message: "OK\u{0}".into(),
+    };
+    let bank = FakeBank::answering(accepted.to_answer_json()).await;
+    let req = Reversal {
+        order_no: order(),
+        xid: xid(),
+        auth_code: auth_code(),
+        original: twd(1500),
+        new_auth_amount: twd(0),
+    };
+    let answer = bank.client().reversal(&req).await.unwrap();
+    assert_eq!(
+        (answer.err_code.as_str(), answer.message.as_str()),
+        ("00", "OK")
+    );
+
+    let mut json = RefundAccepted {
+        refunded: twd(700),
+        retr_ref: Some("1234\u{0}".into()),
+        batch_id: Some("\u{1b}0042".into()),
+        batch_seq: Some("7\u{7f}".into()),
+    }
+    .to_answer_json();
+    json.insert("ERRDESC".into(), "\u{0}".into());
+    let bank = FakeBank::answering(json).await;
+    let answer = bank.client().refund(&refund_of(700)).await.unwrap();
+    assert_eq!(
+        (answer.retr_ref, answer.batch_id, answer.batch_seq),
+        (Some("1234".into()), Some("0042".into()), Some("7".into()))
+    );
+}
+
+// ------------------------------------------- answers checked in depth
+
+#[tokio::test]
+async fn answer_for_another_merchant_is_not_trusted() {
+    let refund_answer = RefundAccepted {
+        refunded: twd(100),
+        retr_ref: None,
+        batch_id: None,
+        batch_seq: None,
+    }
+    .to_answer_json();
+    // Another MERID in clear on the form.
+    let (inquiry, refund) = (full_inquiry().to_answer_json(), refund_answer.clone());
+    let bank = FakeBank::start(move |r| Reply::Raw {
+        status: 200,
+        content_type: "application/x-www-form-urlencoded",
+        body: seal_form(
+            &envelope(),
+            "7654321",
+            if r.path.ends_with("Refund") {
+                &refund
+            } else {
+                &inquiry
+            },
+        )
+        .unwrap()
+        .into_bytes(),
+    })
+    .await;
+    assert_other_merchant_refused(&bank.client()).await;
+    // Another MERID inside the sealed answer.
+    let bank = FakeBank::start(move |r| {
+        let mut json = if r.path.ends_with("Refund") {
+            refund_answer.clone()
+        } else {
+            full_inquiry().to_answer_json()
+        };
+        json.insert("MERID".into(), "7654321".into());
+        Reply::Answer(json)
+    })
+    .await;
+    assert_other_merchant_refused(&bank.client()).await;
+    // Our own MERID in both places is what the bank normally sends.
+    let mut json = full_inquiry().to_answer_json();
+    json.insert("MERID".into(), MERID.into());
+    let bank = FakeBank::answering(json).await;
+    assert_eq!(
+        bank.client().inquiry(&order()).await.unwrap(),
+        full_inquiry()
+    );
+}
+
+/// An inquiry answer for another merchant is a bad answer, and a refund's is
+/// an unknown outcome; both name the field.
+async fn assert_other_merchant_refused(client: &Client) {
+    let err = client.inquiry(&order()).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("MERID")),
+        "{err:?}"
+    );
+    assert_safe_to_log(&err);
+    let err = client.refund(&refund_of(100)).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Ambiguous { reason, .. } if reason.contains("MERID")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn amounts_in_another_exponent_or_currency_are_not_trusted() {
+    // "901 1500 2" would be NT$15.00: NT$ travel with exponent 0.
+    for auth_amt in ["901 1500 2", "840 1500 2"] {
+        let mut json = full_inquiry().to_answer_json();
+        json.insert("AuthAmt".into(), auth_amt.into());
+        let bank = FakeBank::answering(json).await;
+        let err = bank.client().inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("AuthAmt")),
+            "{auth_amt}: {err:?}"
+        );
+    }
+    let bank = FakeBank::answering(string_object([
+        ("RespCode", "0"),
+        ("ErrCode", "00"),
+        ("RefAmt", "901 1500 2"),
+    ]))
+    .await;
+    let err = bank.client().refund(&refund_of(1500)).await.unwrap_err();
+    assert!(
+        matches!(&err, CtbcError::Ambiguous { reason, .. } if reason.contains("RefAmt")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -151,6 +151,27 @@ async fn inquiry_answers_known_and_unknown_orders() {
     let a = bank.call(Operation::Inquiry, &inquiry("O1")).await;
     assert_eq!(s(&a, "RespCode"), "0");
     assert_eq!(s(&a, "ErrCode"), "00");
+    // One record found; public adapters refuse an inquiry answer without it.
+    assert_eq!(s(&a, "QueryCode"), "1");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        [
+            "MERID",
+            "LID-M",
+            "RespCode",
+            "ErrCode",
+            "ERRDESC",
+            "QueryCode",
+            "CurrentState",
+            "XID",
+            "AuthCode",
+            "AuthAmt",
+            "PAN",
+            "Txn_date",
+            "Txn_time",
+            "ECI"
+        ]
+    );
     assert_eq!(s(&a, "CurrentState"), "10");
     assert_eq!(s(&a, "XID"), "X-O1");
     assert_eq!(s(&a, "AuthCode"), "AB1234");
@@ -283,6 +304,51 @@ async fn refund_partial_refund_reversal_and_duplicates() {
         .await;
     assert_ne!(s(&a, "RespCode"), "0");
     assert_eq!(admin.duplicates().await.unwrap(), 2);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refund_reversal_as_public_adapters_send_it() {
+    // OrgAmt is the refund being cancelled and CredRevAmt 0, as the public
+    // adapters send it; the whole-refund reading keeps working beside it.
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[
+        tx("P1", 2000, TxState::Settled),
+        tx("W1", 900, TxState::Settled),
+    ])
+    .await;
+    let a = bank.call(Operation::Refund, &refund("P1", 2000, 700)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 699, 0))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("OrgAmt"), "{a:?}");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 700, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    let t = admin.transaction("P1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("12", 0, 0)
+    );
+    // Sent again, it is a duplicate, not a new cancellation.
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("P1", 700, 0))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+
+    let a = bank.call(Operation::Refund, &refund("W1", 900, 900)).await;
+    assert_eq!(s(&a, "RespCode"), "0");
+    let a = bank
+        .call(Operation::RefundReversal, &refund_reversal("W1", 900, 0))
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    assert_eq!(state_of(&bank, "W1").await, "12");
+    assert_eq!(admin.ledger().await.unwrap().returned_total, 0);
     bank.server.shutdown().await;
 }
 
@@ -520,6 +586,37 @@ async fn requests_the_bank_cannot_read_are_refused() {
 }
 
 #[tokio::test]
+async fn bank_paths_answer_under_micropos_as_well_as_at_the_root() {
+    let bank = Bank::start().await;
+    bank.load(&[tx("MP1", 500, TxState::Settled)]).await;
+    let api_enc = |req: &Value| bank.env.seal(&req.to_string()).unwrap();
+    for (op, req) in [
+        (Operation::Inquiry, inquiry("MP1")),
+        (Operation::Refund, refund("MP1", 500, 200)),
+        (Operation::RefundReversal, refund_reversal("MP1", 500, 200)),
+        (Operation::Inquiry, inquiry("MP1")),
+    ] {
+        let resp = bank
+            .http
+            .post(format!("{}/MicroPos{}", bank.server.base_url(), op.path()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("MERID={MERID}&ApiEnc={}", api_enc(&req)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{op}");
+        let body = resp.bytes().await.unwrap();
+        let a: Map<String, Value> =
+            serde_json::from_str(&open_answer(&bank.env, &body).unwrap()).unwrap();
+        assert_eq!(s(&a, "RespCode"), "0", "{op}: {a:?}");
+    }
+    let report = bank.server.admin().ledger().await.unwrap();
+    assert_eq!((report.calls, report.accepted), (4, 4));
+    assert_eq!(state_of(&bank, "MP1").await, "12");
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_paths_are_404() {
     let bank = Bank::start().await;
     let base = bank.server.base_url();
@@ -527,7 +624,9 @@ async fn unknown_paths_are_404() {
         "/NewPos/Nope",
         "/",
         "/admin/nope",
-        "/MicroPos/NewPos/Refund",
+        "/MicroPos/NewPos/Nope",
+        "/MicroPos/admin/ledger",
+        "/MicroPosNewPos/Refund",
     ] {
         let r = bank
             .http
@@ -609,6 +708,24 @@ async fn fault_html_200_is_not_applied() {
     assert!(String::from_utf8_lossy(&raw.body).contains("<html"));
     assert_eq!(state_of(&bank, "F1").await, "12");
     assert_eq!(fault_count(&bank, FaultKind::Html200).await, 1);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_maintenance_200_is_the_utf8_notice_and_not_applied() {
+    let (bank, raw) = refund_with_fault(FaultKind::Maintenance200).await;
+    let raw = raw.unwrap();
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.content_type, "text/html; charset=utf-8");
+    // The Chinese text travels as numeric character references, in ASCII.
+    let page = String::from_utf8(raw.body).unwrap();
+    assert!(page.is_ascii(), "{page}");
+    assert!(
+        page.contains("<title>&#31995;&#32113;&#32173;&#35703;"),
+        "{page}"
+    );
+    assert_eq!(state_of(&bank, "F1").await, "12");
+    assert_eq!(fault_count(&bank, FaultKind::Maintenance200).await, 1);
     bank.server.shutdown().await;
 }
 

@@ -35,6 +35,7 @@ async fn each_fault_kind_gives_the_right_error_class() {
     let cases = [
         (FaultKind::ServerError, "unavailable", false),
         (FaultKind::Html200, "unavailable", false),
+        (FaultKind::Maintenance200, "unavailable", false),
         (FaultKind::Reset, "unavailable", false),
         (FaultKind::ApplyThenDrop, "unavailable", true),
         (FaultKind::Garbage, "unavailable", true),
@@ -124,4 +125,71 @@ async fn maintenance_latency_and_unknown_orders() {
     // A refusal in Chinese comes through as text.
     let e = client.refund(&refund_of("NOSUCH", 1000)).await.unwrap_err();
     assert!(matches!(e, CtbcError::Refused { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn both_maintenance_notices_read_as_maintenance() {
+    let (_sim, admin, client) = bank().await;
+    admin
+        .load(&[SimTx::new("N1", "XN1", "A1B2C3", 1000, TxState::Settled)])
+        .await
+        .unwrap();
+    let order_no = OrderNo::parse("N1").unwrap();
+    // The Big5 page with 503, and the UTF-8 page with numeric character
+    // references and 200.
+    let notices = [
+        ("big5 503", true, FaultPlan::none()),
+        (
+            "utf-8 200",
+            false,
+            FaultPlan::always(FaultKind::Maintenance200, None),
+        ),
+    ];
+    for (variant, switch, faults) in notices {
+        admin.set_maintenance(switch).await.unwrap();
+        admin.set_faults(&faults).await.unwrap();
+        let e = client.inquiry(&order_no).await.unwrap_err();
+        match &e {
+            CtbcError::Unavailable { reason, .. } => {
+                assert!(reason.contains("系統維護公告"), "{variant}: {reason}");
+                assert!(!reason.contains("&#"), "{variant}: {reason}");
+            }
+            other => panic!("{variant}: expected Unavailable, got {other}"),
+        }
+        let e = client.refund(&refund_of("N1", 1000)).await.unwrap_err();
+        assert!(matches!(e, CtbcError::Ambiguous { .. }), "{variant}: {e}");
+    }
+    admin.set_maintenance(false).await.unwrap();
+    admin.set_faults(&FaultPlan::none()).await.unwrap();
+    let after = client.inquiry(&order_no).await.unwrap();
+    assert_eq!(
+        after.state,
+        TxState::Settled,
+        "no notice applied the refund"
+    );
+}
+
+#[tokio::test]
+async fn a_client_with_the_bank_s_published_base_path_works() {
+    let (sim, admin, _) = bank().await;
+    admin
+        .load(&[SimTx::new("P1", "XP1", "A1B2C3", 1000, TxState::Settled)])
+        .await
+        .unwrap();
+    // As for the bank's test host, https://testepos.ctbcbank.com/MicroPos,
+    // with only the host changed.
+    let client = client_for(
+        &format!("{}/MicroPos", sim.base_url()),
+        Duration::from_secs(5),
+    );
+    let order_no = OrderNo::parse("P1").unwrap();
+    assert_eq!(
+        client.inquiry(&order_no).await.unwrap().state,
+        TxState::Settled
+    );
+    client.refund(&refund_of("P1", 1000)).await.unwrap();
+    assert_eq!(
+        client.inquiry(&order_no).await.unwrap().state,
+        TxState::RefundSettling
+    );
 }

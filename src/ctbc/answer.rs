@@ -1,17 +1,20 @@
 // What CTBC answers, as typed values: the verdict every answer carries, the
 // inquiry's view of a transaction, and what an accepted refund reports. Reading
-// an answer is strict about what the engine relies on and lenient about the rest.
+// an answer is strict about what the engine relies on and lenient about the rest;
+// every text kept from it is sanitised here, where it is read.
 
 use serde_json::{Map, Value};
 
-use super::error::mask_card_numbers;
-use super::types::{AuthCode, MaskedPan, Money, TxState, Xid};
+use super::bank_text::{has_control_chars, sanitise};
+use super::types::{AuthCode, InvalidField, MaskedPan, MerId, Money, TxState, Xid};
 use super::wire::{string_object, text_field};
 
 /// `RespCode` of an answer the bank accepted.
 pub const RESP_CODE_ACCEPTED: &str = "0";
 /// `ErrCode` the bank sends when all is fine.
 pub const ERR_CODE_FINE: &str = "00";
+/// `QueryCode` of an inquiry answer that found one record.
+pub const QUERY_CODE_ONE_RECORD: &str = "1";
 
 /// Why an answer that opened cleanly still cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,14 +35,14 @@ pub enum Verdict {
 
 /// Reads `RespCode` (required), `ErrCode` and `ERRDESC`.
 pub fn verdict(json: &Map<String, Value>) -> Result<Verdict, AnswerProblem> {
-    let resp_code = text_field(json, "RespCode")
+    let resp_code = code_field(json, "RespCode")?
         .ok_or_else(|| AnswerProblem("the answer has no RespCode".into()))?;
     if resp_code == RESP_CODE_ACCEPTED {
         return Ok(Verdict::Accepted);
     }
     Ok(Verdict::Refused {
-        resp_code: resp_code.to_string(),
-        err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+        resp_code,
+        err_code: kept_text(json, "ErrCode").unwrap_or_default(),
         message: message(json),
     })
 }
@@ -54,7 +57,26 @@ pub fn refusal_answer_json(resp_code: &str, err_code: &str, message: &str) -> Ma
 }
 
 fn message(json: &Map<String, Value>) -> String {
-    mask_card_numbers(text_field(json, "ERRDESC").unwrap_or_default())
+    kept_text(json, "ERRDESC").unwrap_or_default()
+}
+
+/// A free-text field kept from the answer, sanitised; `None` when absent or
+/// nothing is left of it.
+fn kept_text(json: &Map<String, Value>, key: &str) -> Option<String> {
+    text_field(json, key)
+        .map(sanitise)
+        .filter(|text| !text.is_empty())
+}
+
+/// A code the engine acts on (`RespCode`, `CurrentState`): a control character
+/// in it makes the answer unreadable rather than being mended into another code.
+fn code_field(json: &Map<String, Value>, key: &str) -> Result<Option<String>, AnswerProblem> {
+    match text_field(json, key) {
+        Some(raw) if has_control_chars(raw) => {
+            Err(AnswerProblem(format!("{key} holds control characters")))
+        }
+        raw => Ok(raw.map(sanitise)),
+    }
 }
 
 /// Where one transaction stands, as an accepted inquiry reports it.
@@ -76,22 +98,22 @@ impl Inquiry {
     /// unlisted code is `TxState::Unknown`. Empty optional fields are absent;
     /// present but malformed ones make the answer unusable.
     pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {
-        let state = text_field(json, "CurrentState")
-            .map(TxState::from_code)
+        let state = code_field(json, "CurrentState")?
+            .map(|code| TxState::from_code(&code))
             .ok_or_else(|| AnswerProblem("the inquiry answer has no CurrentState".into()))?;
         let xid = optional(json, "XID", Xid::parse)?;
         let auth_code = optional(json, "AuthCode", AuthCode::parse)?;
-        let auth_amount = optional(json, "AuthAmt", Money::parse)?;
+        let auth_amount = optional(json, "AuthAmt", answer_amount)?;
         Ok(Self {
             state,
             xid,
             auth_code,
             auth_amount,
-            pan: text_field(json, "PAN").map(MaskedPan::from_bank),
-            txn_date: text_field(json, "Txn_date").map(str::to_string),
-            txn_time: text_field(json, "Txn_time").map(str::to_string),
-            eci: text_field(json, "ECI").map(str::to_string),
-            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+            pan: kept_text(json, "PAN").map(|pan| MaskedPan::from_bank(&pan)),
+            txn_date: kept_text(json, "Txn_date"),
+            txn_time: kept_text(json, "Txn_time"),
+            eci: kept_text(json, "ECI"),
+            err_code: kept_text(json, "ErrCode").unwrap_or_default(),
         })
     }
 
@@ -100,6 +122,7 @@ impl Inquiry {
         let mut pairs: Vec<(&str, String)> = vec![
             ("RespCode", RESP_CODE_ACCEPTED.to_string()),
             ("ErrCode", self.err_code.clone()),
+            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
             ("CurrentState", self.state.code().to_string()),
         ];
         let optional = [
@@ -126,7 +149,7 @@ pub struct Accepted {
 impl Accepted {
     pub fn from_answer_json(json: &Map<String, Value>) -> Self {
         Self {
-            err_code: text_field(json, "ErrCode").unwrap_or_default().to_string(),
+            err_code: kept_text(json, "ErrCode").unwrap_or_default(),
             message: message(json),
         }
     }
@@ -159,14 +182,15 @@ impl RefundAccepted {
                 AnswerProblem("the refund was accepted but the answer has no RefAmt".into())
             })
             .and_then(|raw| {
-                Money::parse(raw)
-                    .map_err(|e| AnswerProblem(format!("RefAmt is malformed: {}", e.problem)))
+                answer_amount(raw).map_err(|e| {
+                    AnswerProblem(sanitise(&format!("RefAmt is malformed: {}", e.problem)))
+                })
             })?;
         Ok(Self {
             refunded,
-            retr_ref: text_field(json, "RetrRef").map(str::to_string),
-            batch_id: text_field(json, "BatchID").map(str::to_string),
-            batch_seq: text_field(json, "BatchSeq").map(str::to_string),
+            retr_ref: kept_text(json, "RetrRef"),
+            batch_id: kept_text(json, "BatchID"),
+            batch_seq: kept_text(json, "BatchSeq"),
         })
     }
 
@@ -186,13 +210,46 @@ impl RefundAccepted {
     }
 }
 
+/// An amount the bank reports: well formed, in a currency refundd knows,
+/// with that currency's exponent.
+fn answer_amount(raw: &str) -> Result<Money, InvalidField> {
+    Money::parse(raw)?.in_known_currency()
+}
+
+/// Checks that an answer is meant for this merchant: a `MERID` in clear on the
+/// form and one inside the sealed JSON, wherever the bank sends them, must
+/// both be ours. An answer without either is read as usual.
+pub fn check_merchant(
+    form_mer_id: Option<&str>,
+    json: &Map<String, Value>,
+    own: &MerId,
+) -> Result<(), AnswerProblem> {
+    let places = [
+        ("in clear on the form", form_mer_id.map(str::trim)),
+        ("inside the envelope", text_field(json, "MERID")),
+    ];
+    for (place, mer_id) in places {
+        match mer_id {
+            Some(theirs) if !theirs.is_empty() && theirs != own.as_str() => {
+                return Err(AnswerProblem(sanitise(&format!(
+                    "the answer's MERID {place} is {theirs:?}, not this merchant's {own}"
+                ))))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn optional<T, E: std::fmt::Display>(
     json: &Map<String, Value>,
     key: &str,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>, AnswerProblem> {
     text_field(json, key)
-        .map(|raw| parse(raw).map_err(|e| AnswerProblem(format!("{key} is malformed: {e}"))))
+        .map(|raw| {
+            parse(raw).map_err(|e| AnswerProblem(sanitise(&format!("{key} is malformed: {e}"))))
+        })
         .transpose()
 }
 

@@ -14,15 +14,14 @@ use url::{Host, Url};
 
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
+use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
 use super::types::{InvalidField, MerId, OrderNo};
-use super::wire::{
-    is_notice_page, notice_title, open_answer, seal_form, FormError, FORM_CONTENT_TYPE,
-};
+use super::wire::{seal_form, FormError, FORM_CONTENT_TYPE};
 
 pub use super::answer::{
-    refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted, Verdict,
-    ERR_CODE_FINE, RESP_CODE_ACCEPTED,
+    check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted,
+    Verdict, ERR_CODE_FINE, RESP_CODE_ACCEPTED,
 };
 pub use super::request::{
     inquiry_request_json, parse_inquiry_request, CaptureReversal, Refund, RefundReversal, Reversal,
@@ -361,13 +360,13 @@ impl Client {
             }
         };
         if is_notice_page(&bytes) {
-            let title = notice_title(&bytes)
+            let text = notice_text(&bytes)
                 .map(|t| format!(" \"{t}\""))
                 .unwrap_or_default();
             return Err(failed(
                 op,
                 Failure::NoAnswer(format!(
-                    "the gateway sent an HTML notice page{title} with HTTP {status} (maintenance or overload)"
+                    "the gateway sent an HTML notice page{text} with HTTP {status} (maintenance or overload)"
                 )),
             ));
         }
@@ -377,7 +376,12 @@ impl Client {
                 Failure::NoAnswer(format!("the gateway answered HTTP {status}")),
             ));
         }
-        open_answer(&self.inner.envelope, &bytes).map_err(|e| {
+        self.open(op, &bytes)
+    }
+
+    /// Opens an answer's envelope and checks it is meant for this merchant.
+    fn open(&self, op: Operation, bytes: &[u8]) -> Result<Map<String, Value>, CtbcError> {
+        let opened = open_form(&self.inner.envelope, bytes).map_err(|e| {
             failed(
                 op,
                 match e {
@@ -392,7 +396,10 @@ impl Client {
                     other => Failure::Unreadable(format!("the answer is unreadable: {other}")),
                 },
             )
-        })
+        })?;
+        check_merchant(opened.mer_id.as_deref(), &opened.json, &self.inner.mer_id)
+            .map_err(|p| failed(op, Failure::Unreadable(p.0)))?;
+        Ok(opened.json)
     }
 
     fn endpoint(&self, op: Operation) -> &Url {

@@ -77,62 +77,6 @@ impl CtbcError {
     }
 }
 
-/// Masks anything in free text that looks like a full card number (a run of
-/// 13 to 19 digits, spaces or dashes allowed between them), keeping the first
-/// six and last four digits as the bank does. Bank-provided text goes through
-/// this before it reaches an error, a log line or the database.
-pub fn mask_card_numbers(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        // A run of digits, possibly grouped by single spaces or dashes.
-        let start = i;
-        let mut end = i;
-        let mut digits = 0;
-        let mut j = i;
-        while j < chars.len() {
-            if chars[j].is_ascii_digit() {
-                digits += 1;
-                j += 1;
-                end = j;
-            } else if (chars[j] == ' ' || chars[j] == '-')
-                && j + 1 < chars.len()
-                && chars[j + 1].is_ascii_digit()
-            {
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        let run = &chars[start..end];
-        if (13..=19).contains(&digits) {
-            let mut seen = 0;
-            for &c in run {
-                if c.is_ascii_digit() {
-                    seen += 1;
-                    if seen <= 6 || seen > digits - 4 {
-                        out.push(c);
-                    } else {
-                        out.push('*');
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-        } else {
-            out.extend(run);
-        }
-        i = end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,22 +91,5 @@ mod tests {
         assert!(e.to_string().contains("inquire"));
         let e = CtbcError::Invalid(InvalidField::new("amount", "negative"));
         assert_eq!(e.kind(), "invalid");
-    }
-
-    #[test]
-    fn card_numbers_in_text_are_masked() {
-        assert_eq!(
-            mask_card_numbers("card 4111111111111111 declined"),
-            "card 411111******1111 declined"
-        );
-        assert_eq!(
-            mask_card_numbers("卡號 4111-1111-1111-1111。"),
-            "卡號 4111-11**-****-1111。"
-        );
-        assert_eq!(
-            mask_card_numbers("order 20240101 amount 1500"),
-            "order 20240101 amount 1500"
-        );
-        assert_eq!(mask_card_numbers("411111******1111"), "411111******1111");
     }
 }

@@ -1,9 +1,11 @@
 // The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
 // client) the typed operations with errors the engine can act on.
 pub mod answer;
+pub mod bank_text;
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod notice;
 pub mod operation;
 pub mod request;
 pub mod types;

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// The path under which the bank publishes the POS API; its test host's base
+/// URL is `https://testepos.ctbcbank.com/MicroPos`.
+pub const PUBLISHED_BASE_PATH: &str = "/MicroPos";
 /// Client label sent as `SwRevision` unless settings say otherwise.
 pub const DEFAULT_SW_REVISION: &str = "MicroQuery Server 3.2 (2019/10/25)";
 /// Protocol version sent as `VERSION`.

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::bank_text::sanitise;
+
 /// Our own input breaks a documented limit; names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -173,22 +175,20 @@ impl Currency {
     pub const TWD: Currency = KNOWN_CURRENCIES[0];
 
     pub fn parse(raw: &str) -> Result<Self, InvalidField> {
-        let known = || {
-            KNOWN_CURRENCIES
-                .iter()
-                .map(|c| format!("{} ({})", c.code, c.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let code: u16 = raw.trim().parse().map_err(|_| {
             InvalidField::new(
                 "currency",
                 format!(
                     "{raw:?} is not an ISO 4217 numeric code; known: {}",
-                    known()
+                    known_list()
                 ),
             )
         })?;
+        Self::from_code(code)
+    }
+
+    /// The known currency with this ISO 4217 numeric code.
+    pub fn from_code(code: u16) -> Result<Self, InvalidField> {
         KNOWN_CURRENCIES
             .iter()
             .copied()
@@ -196,10 +196,21 @@ impl Currency {
             .ok_or_else(|| {
                 InvalidField::new(
                     "currency",
-                    format!("{code} is not a currency refundd knows; known: {}", known()),
+                    format!(
+                        "{code} is not a currency refundd knows; known: {}",
+                        known_list()
+                    ),
                 )
             })
     }
+}
+
+fn known_list() -> String {
+    KNOWN_CURRENCIES
+        .iter()
+        .map(|c| format!("{} ({})", c.code, c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An amount in integer minor units with its currency and the exponent it
@@ -258,6 +269,22 @@ impl Money {
             amount,
             exponent,
         })
+    }
+
+    /// The amount if its currency is one refundd knows and it carries the
+    /// exponent that currency travels with: `"901 1500 2"` is not NT$1,500.
+    pub fn in_known_currency(self) -> Result<Self, InvalidField> {
+        let currency = Currency::from_code(self.currency)?;
+        if self.exponent != currency.exponent {
+            return Err(InvalidField::new(
+                "amount",
+                format!(
+                    "\"{self}\" has exponent {}, but {} ({}) amounts travel with exponent {}",
+                    self.exponent, currency.code, currency.name, currency.exponent
+                ),
+            ));
+        }
+        Ok(self)
     }
 
     /// The same currency and exponent with another amount.
@@ -367,6 +394,7 @@ pub struct MaskedPan(String);
 
 impl MaskedPan {
     pub fn from_bank(raw: &str) -> Self {
+        let raw = sanitise(raw);
         let digits = raw.bytes().filter(|b| b.is_ascii_digit()).count();
         if digits > 10 && raw.bytes().all(|b| b.is_ascii_digit()) {
             // Unmasked: keep the bank's mask shape ourselves.
@@ -378,7 +406,7 @@ impl MaskedPan {
                 &raw[n - 4..]
             ))
         } else {
-            Self(raw.to_string())
+            Self(raw)
         }
     }
 
@@ -433,6 +461,23 @@ mod tests {
             assert_eq!(Money::parse(bad).unwrap_err().field, "amount", "{bad:?}");
         }
         assert_eq!(Money::new(Currency::TWD, -1).unwrap_err().field, "amount");
+    }
+
+    #[test]
+    fn amounts_carry_their_currency_s_exponent() {
+        let m = Money::parse("901 1500 0").unwrap();
+        assert_eq!(m.in_known_currency(), Ok(m));
+        let e = Money::parse("901 1500 2")
+            .unwrap()
+            .in_known_currency()
+            .unwrap_err();
+        assert_eq!(e.field, "amount");
+        assert!(e.problem.contains("exponent 0"), "{e}");
+        let e = Money::parse("840 1500 2")
+            .unwrap()
+            .in_known_currency()
+            .unwrap_err();
+        assert_eq!(e.field, "currency");
     }
 
     #[test]

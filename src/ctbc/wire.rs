@@ -1,11 +1,10 @@
 // The POS API's form envelope without any I/O: `MERID=<merid>&ApiEnc=<hex>` in
-// both directions, and recognising the bank's HTML notice pages. The client and
-// the simulator both use these, so the two sides cannot drift apart.
+// both directions. The client and the simulator both use it, so the two sides
+// cannot drift apart.
 
 use serde_json::{Map, Value};
 
 use super::envelope::{Envelope, EnvelopeError};
-use super::error::mask_card_numbers;
 
 /// Form field carrying the merchant id in clear.
 pub const FORM_MERID: &str = "MERID";
@@ -103,36 +102,6 @@ pub fn open_answer(envelope: &Envelope, body: &[u8]) -> Result<Map<String, Value
     open_form(envelope, body).map(|opened| opened.json)
 }
 
-/// Whether a body is one of the bank's HTML notice pages (maintenance,
-/// overload), whatever its status and encoding.
-pub fn is_notice_page(body: &[u8]) -> bool {
-    let trimmed = body.trim_ascii();
-    trimmed.first() == Some(&b'<') || trimmed.windows(5).any(|w| w.eq_ignore_ascii_case(b"<html"))
-}
-
-/// The `<title>` of a notice page, decoded (UTF-8 or Big5), shortened, and
-/// with anything like a card number masked: enough for an operator to
-/// recognise the page without logging all of it.
-pub fn notice_title(body: &[u8]) -> Option<String> {
-    let text = match std::str::from_utf8(body) {
-        Ok(t) => t.to_string(),
-        Err(_) => super::envelope::from_big5_lossy(body),
-    };
-    let lower = text.to_ascii_lowercase();
-    let open = lower.find("<title")?;
-    let start = open + lower[open..].find('>')? + 1;
-    let end = start + lower[start..].find("</title")?;
-    let title: String = text[start..end]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if title.is_empty() {
-        return None;
-    }
-    let short: String = title.chars().take(80).collect();
-    Some(mask_card_numbers(&short))
-}
-
 /// A string field of an answer, trimmed; `None` when absent, empty or not a
 /// string (the bank sends every field as a string).
 pub fn text_field<'a>(json: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -209,18 +178,5 @@ mod tests {
             open_answer(&env(), body.as_bytes()),
             Err(FormError::NotJson(_))
         ));
-    }
-
-    #[test]
-    fn notice_pages_are_recognised() {
-        assert!(is_notice_page(
-            b"  <!DOCTYPE html><html><body>x</body></html>"
-        ));
-        assert!(is_notice_page(b"Error\n<HTML>busy</HTML>"));
-        assert!(!is_notice_page(b"MERID=1&ApiEnc=AB"));
-        let (big5, _, _) = encoding_rs::BIG5.encode("<html><title>系統維護中</title></html>");
-        assert!(is_notice_page(&big5));
-        assert_eq!(notice_title(&big5).as_deref(), Some("系統維護中"));
-        assert_eq!(notice_title(b"<html>no title</html>"), None);
     }
 }

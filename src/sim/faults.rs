@@ -19,6 +19,10 @@ pub enum FaultKind {
     /// An HTML notice page with status 200; the call is not applied.
     #[serde(rename = "html_200")]
     Html200,
+    /// The bank's maintenance notice as it is also served: status 200, UTF-8,
+    /// the Chinese text as numeric character references; the call is not applied.
+    #[serde(rename = "maintenance_200")]
+    Maintenance200,
     /// The connection is closed before the call is looked at.
     #[serde(rename = "reset")]
     Reset,
@@ -38,6 +42,7 @@ impl FaultKind {
         match self {
             FaultKind::ServerError => "5xx",
             FaultKind::Html200 => "html_200",
+            FaultKind::Maintenance200 => "maintenance_200",
             FaultKind::Reset => "reset",
             FaultKind::ApplyThenDrop => "apply_then_drop",
             FaultKind::Garbage => "garbage",
@@ -55,7 +60,8 @@ impl FaultKind {
 }
 
 /// Faults for the calls a rule matches. Probabilities are tried in the order
-/// of the fields (5xx, HTML 200, reset, apply-then-drop, garbage, wrong MAC);
+/// of the fields (5xx, HTML 200, maintenance 200, reset, apply-then-drop,
+/// garbage, wrong MAC);
 /// the first that fires wins, so each is the chance of that fault given that
 /// the ones before it did not fire.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -77,6 +83,8 @@ pub struct FaultRule {
     pub p_5xx: f64,
     #[serde(default)]
     pub p_html_200: f64,
+    #[serde(default)]
+    pub p_maintenance_200: f64,
     #[serde(default)]
     pub p_reset: f64,
     #[serde(default)]
@@ -118,6 +126,7 @@ impl FaultPlan {
             rules: vec![FaultRule {
                 p_5xx: p_each,
                 p_html_200: p_each,
+                p_maintenance_200: p_each,
                 p_reset: p_each,
                 p_apply_then_drop: p_each,
                 p_garbage: p_each,
@@ -191,9 +200,10 @@ impl FaultPlan {
     }
 }
 
-const ORDER: [FaultKind; 6] = [
+const ORDER: [FaultKind; 7] = [
     FaultKind::ServerError,
     FaultKind::Html200,
+    FaultKind::Maintenance200,
     FaultKind::Reset,
     FaultKind::ApplyThenDrop,
     FaultKind::Garbage,
@@ -206,10 +216,11 @@ impl FaultRule {
             && self.order_no.as_deref().is_none_or(|o| o == order_no)
     }
 
-    fn probabilities(&self) -> [(&'static str, f64); 6] {
+    fn probabilities(&self) -> [(&'static str, f64); 7] {
         [
             ("p_5xx", self.p_5xx),
             ("p_html_200", self.p_html_200),
+            ("p_maintenance_200", self.p_maintenance_200),
             ("p_reset", self.p_reset),
             ("p_apply_then_drop", self.p_apply_then_drop),
             ("p_garbage", self.p_garbage),
@@ -221,6 +232,7 @@ impl FaultRule {
         match kind {
             FaultKind::ServerError => &mut self.p_5xx,
             FaultKind::Html200 => &mut self.p_html_200,
+            FaultKind::Maintenance200 => &mut self.p_maintenance_200,
             FaultKind::Reset => &mut self.p_reset,
             FaultKind::ApplyThenDrop => &mut self.p_apply_then_drop,
             FaultKind::Garbage => &mut self.p_garbage,
@@ -262,7 +274,7 @@ mod tests {
     #[test]
     fn plan_reads_the_documented_json() {
         let plan = FaultPlan::from_json(
-            r#"{"rules":[{"operation":"refund","order_no":null,"latency_ms":0,"jitter_ms":0,"p_5xx":0.0,"p_html_200":0.0,"p_reset":0.0,"p_apply_then_drop":0.0,"p_garbage":0.0,"p_wrong_mac":1.0}]}"#,
+            r#"{"rules":[{"operation":"refund","order_no":null,"latency_ms":0,"jitter_ms":0,"p_5xx":0.0,"p_html_200":0.0,"p_maintenance_200":0.0,"p_reset":0.0,"p_apply_then_drop":0.0,"p_garbage":0.0,"p_wrong_mac":1.0}]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -271,6 +283,11 @@ mod tests {
         );
         let back: FaultPlan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
         assert_eq!(back, plan);
+        // The README's example.
+        assert_eq!(
+            FaultPlan::from_json(r#"{"rules":[{"p_maintenance_200":1.0}]}"#).unwrap(),
+            FaultPlan::always(FaultKind::Maintenance200, None)
+        );
         assert!(FaultPlan::from_json(r#"{"rules":[{"operation":"refundx"}]}"#).is_err());
         assert!(FaultPlan::from_json(r#"{"rules":[{"p_reset":1.5}]}"#).is_err());
         assert!(FaultPlan::from_json(r#"{"rules":[{"p_rest":0.5}]}"#).is_err());

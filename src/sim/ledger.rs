@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ctbc::answer::QUERY_CODE_ONE_RECORD;
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, TxState, Xid};
 use crate::ctbc::Operation;
 
@@ -190,7 +191,8 @@ struct Tx {
     returned_amount: i64,
     pan: String,
     authorised_at: DateTime<FixedOffset>,
-    /// Amount of the refund a refund reversal would cancel.
+    /// Amount of the last refund: the one a refund reversal cancels (or,
+    /// once reversed, the one it cancelled).
     last_refund: i64,
     /// The last money call was a refund reversal: a second one is a duplicate.
     refund_reversed: bool,
@@ -650,6 +652,7 @@ fn inquiry(tx: &Tx) -> Change {
     Change {
         returned_delta: 0,
         fields: vec![
+            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
             ("CurrentState", tx.state.code().to_string()),
             ("XID", tx.xid.clone()),
             ("AuthCode", tx.auth_code.clone()),
@@ -701,7 +704,7 @@ fn check_call(tx: &Tx, call: &BankCall) -> Result<(), Refusal> {
     }
     match &call.org_amt {
         None => return Err(missing("OrgAmt")),
-        Some(m) if m.amount != tx.original_amount || m.currency != tx.currency => {
+        Some(m) if m.currency != tx.currency || !org_amt_matches(tx, call.operation, m.amount) => {
             return Err(mismatch("OrgAmt"))
         }
         Some(_) => {}
@@ -711,6 +714,16 @@ fn check_call(tx: &Tx, call: &BankCall) -> Result<(), Refusal> {
         Some(m) if m.currency != tx.currency => Err(mismatch(amount_field(call.operation))),
         Some(_) => Ok(()),
     }
+}
+
+/// `OrgAmt` is the amount first authorised. For a refund reversal the public
+/// adapters send the refund being cancelled instead (with `CredRevAmt` 0),
+/// and the bank's own reading is not documented: both are accepted.
+fn org_amt_matches(tx: &Tx, operation: Operation, amount: i64) -> bool {
+    amount == tx.original_amount
+        || (operation == Operation::RefundReversal
+            && tx.last_refund > 0
+            && amount == tx.last_refund)
 }
 
 /// The wire name of the operation's own amount field.
@@ -857,7 +870,8 @@ fn refund_reversal(tx: &mut Tx, call: &BankCall) -> Result<Change, Refusal> {
             let delta = tx.last_refund;
             tx.refunded_amount -= delta;
             tx.returned_amount -= delta;
-            tx.last_refund = 0;
+            // `last_refund` stays: a repeated reversal naming it in OrgAmt is
+            // then recognised as a duplicate.
             tx.refund_reversed = true;
             tx.state = TxState::Settled;
             Ok(Change {
@@ -923,6 +937,7 @@ mod tests {
         let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
         assert_eq!(resp(&a), "0");
         assert_eq!(a["ErrCode"], "00");
+        assert_eq!(a["QueryCode"], "1");
         assert_eq!(a["CurrentState"], "10");
         assert_eq!(a["XID"], "X1");
         assert_eq!(a["AuthCode"], "A1");

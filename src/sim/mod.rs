@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctbc::envelope::{Envelope, EnvelopeError};
+use crate::ctbc::operation::PUBLISHED_BASE_PATH;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
 
@@ -244,7 +245,8 @@ impl SimServer {
         self.addr
     }
 
-    /// `http://IP:PORT`: the client appends `Operation::path()`.
+    /// `http://IP:PORT`: the client appends `Operation::path()`. The same
+    /// calls answer under `http://IP:PORT/MicroPos`, the bank's own base path.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -275,13 +277,15 @@ impl Drop for SimServer {
     }
 }
 
+/// Bank calls at the root and under the bank's published base path, so a
+/// client configured like the real one needs only the host changed.
 fn router(shared: Arc<Shared>) -> Router {
     let mut bank: Router<Arc<Shared>> = Router::new();
     for op in Operation::ALL {
-        bank = bank.route(
-            op.path(),
-            post(move |State(s): State<Arc<Shared>>, body: Bytes| bank_call(op, s, body)),
-        );
+        let call = post(move |State(s): State<Arc<Shared>>, body: Bytes| bank_call(op, s, body));
+        bank = bank
+            .route(op.path(), call.clone())
+            .route(&format!("{PUBLISHED_BASE_PATH}{}", op.path()), call);
     }
     bank.merge(admin::routes(shared.clone()))
         .fallback(|| async { StatusCode::NOT_FOUND })
@@ -320,6 +324,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
             (FaultKind::Html200, Some(p)) => wire::page(StatusCode::OK, p),
             (FaultKind::ServerError, None) => wire::server_error(detail),
             (FaultKind::Html200, None) => wire::html_200(),
+            (FaultKind::Maintenance200, _) => wire::maintenance_page_utf8_200(),
             _ => wire::dropped_connection(),
         };
     }

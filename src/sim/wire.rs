@@ -175,16 +175,46 @@ fn seal_with(
 
 /// The maintenance notice: 503 with a Big5 HTML page.
 pub fn maintenance_page() -> Response {
-    let html = "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=big5\">\
-        <title>系統維護公告</title></head><body><h1>系統維護中</h1>\
-        <p>親愛的客戶您好，本行系統目前進行例行維護，請稍後再試。</p>\
-        <p>The service is under maintenance. Please try again later.</p></body></html>";
-    let body = to_big5(html).unwrap_or_else(|_| html.as_bytes().to_vec());
+    let html = maintenance_html("big5", str::to_string);
+    let body = to_big5(&html).unwrap_or_else(|_| html.into_bytes());
     html_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "text/html; charset=Big5",
         body,
     )
+}
+
+/// The same notice as the bank also serves it (the copy public adapters met):
+/// 200, UTF-8, the Chinese text as numeric character references.
+pub fn maintenance_page_utf8_200() -> Response {
+    let html = maintenance_html("utf-8", char_refs);
+    html_response(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        html.into_bytes(),
+    )
+}
+
+/// The maintenance notice's page, its Chinese text written by `chinese`.
+fn maintenance_html(charset: &str, chinese: impl Fn(&str) -> String) -> String {
+    format!(
+        "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset={charset}\">\
+         <title>{}</title></head><body><h1>{}</h1><p>{}</p>\
+         <p>The service is under maintenance. Please try again later.</p></body></html>",
+        chinese("系統維護公告"),
+        chinese("系統維護中"),
+        chinese("親愛的客戶您好，本行系統目前進行例行維護，請稍後再試。"),
+    )
+}
+
+/// Text with every character beyond ASCII written as `&#<code point>;`.
+fn char_refs(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_ascii() => c.to_string(),
+            c => format!("&#{};", u32::from(c)),
+        })
+        .collect()
 }
 
 /// The gateway's "busy" notice, in UTF-8.
