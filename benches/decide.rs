@@ -8,9 +8,17 @@ use refundd::ctbc::types::{AuthCode, Currency, MaskedPan, Money, OrderNo, TxStat
 use refundd::engine::decide::decide;
 use refundd::engine::request::RefundRequest;
 
+fn refundd_lease() -> refundd::store::Lease {
+    refundd::store::Lease {
+        id: 1,
+        token: uuid::Uuid::nil(),
+        worker: uuid::Uuid::nil(),
+    }
+}
+
 fn request(refund: i64) -> RefundRequest {
     RefundRequest {
-        id: 1,
+        lease: refundd_lease(),
         order_no: OrderNo::parse("A20261127000123").unwrap(),
         xid: Xid::parse("O-OBJECT-20261127101500-0001").unwrap(),
         auth_code: Some(AuthCode::parse("A1B2C3").unwrap()),

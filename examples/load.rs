@@ -431,7 +431,10 @@ async fn one_run(
     admin.set_faults(plan).await.expect("set faults");
     let url = pg.fresh_database().await.expect("fresh database");
     let pool = refundd::store::connect(&url, 4).await.expect("connect");
-    refundd::store::migrate(&pool).await.expect("migrate");
+    refundd::store::Store::builtin(pool.clone())
+        .migrate()
+        .await
+        .expect("migrate");
     seed(&pool, &admin, args.orders).await;
     // Write the seeding's dirty pages out before the clock starts.
     sqlx::query("CHECKPOINT").execute(&pool).await.ok();

@@ -9,7 +9,7 @@ use crate::engine::schedule;
 use crate::engine::summary::PassCounters;
 use crate::ops::requests::{self, QueueError};
 use crate::ops::status;
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +81,11 @@ pub enum CliError {
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
-        CliError::Runtime(e.to_string())
+        if e.is_settings_problem() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
     }
 }
 
@@ -96,9 +100,17 @@ impl From<QueueError> for CliError {
 }
 
 /// The database of a command that needs one (`status`, `request`, `retry`).
-async fn connect(settings: &Settings) -> Result<sqlx::PgPool, CliError> {
+async fn connect(settings: &Settings) -> Result<Store, CliError> {
     let url = settings.require_database_url()?;
-    Ok(store::connect(url, 2).await?)
+    let pool = store::connect(url, 2).await?;
+    Ok(store_of(settings, pool))
+}
+
+/// refundd's database as the settings describe it: its schema, and the
+/// shop's statements (or the built-in orders table).
+fn store_of(settings: &Settings, pool: sqlx::PgPool) -> Store {
+    let _ = settings;
+    Store::builtin(pool)
 }
 
 impl CliError {
@@ -144,16 +156,17 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::Migrate => {
             let url = settings.require_database_url()?;
             let pool = store::connect(url, settings.database.max_connections).await?;
-            store::migrate(&pool).await?;
-            println!("schema is up to date");
+            let store = store_of(&settings, pool);
+            store.migrate().await?;
+            println!("schema {} is up to date", store.schema());
             Ok(ExitCode::SUCCESS)
         }
         Command::ThrowawayDb => throwaway_db().await,
         Command::Once => once(settings).await,
         Command::Run => run(settings).await,
         Command::Status { json } => {
-            let pool = connect(&settings).await?;
-            let report = status::report(&pool).await?;
+            let store = connect(&settings).await?;
+            let report = status::report(&store).await?;
             if json {
                 println!("{}", report.to_json());
             } else {
@@ -162,14 +175,14 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             Ok(ExitCode::SUCCESS)
         }
         Command::Request { order_no, amount } => {
-            let pool = connect(&settings).await?;
-            let queued = requests::request(&pool, &order_no, amount).await?;
+            let store = connect(&settings).await?;
+            let queued = requests::request(&store, &order_no, amount).await?;
             println!("{}", queued.line("requested"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Retry { order_no } => {
-            let pool = connect(&settings).await?;
-            let queued = requests::retry(&pool, &order_no).await?;
+            let store = connect(&settings).await?;
+            let queued = requests::retry(&store, &order_no).await?;
             println!("{}", queued.line("back in the queue"));
             Ok(ExitCode::SUCCESS)
         }
@@ -184,9 +197,11 @@ async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
     let url = settings.require_database_url()?;
     let client = settings.require_client()?;
     let pool = store::connect(url, settings.database.max_connections).await?;
-    store::migrate(&pool).await?;
+    let store = store_of(settings, pool);
+    store.migrate().await?;
+    store.check_shop().await?;
     Ok(Engine::new(
-        pool,
+        store,
         client,
         EngineSettings::from_settings(settings),
         Arc::new(SystemClock),
@@ -226,7 +241,7 @@ async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     if let Some(listen) = settings.http.listen {
         let addr = crate::ops::http::serve(
             listen,
-            engine.pool().clone(),
+            engine.store().clone(),
             health.clone(),
             endpoint_stop.clone(),
         )

@@ -188,7 +188,7 @@ async fn batch_running_waits_without_counting_an_attempt() {
     rig.admin.batch_start().await.unwrap();
     let s = rig.pass().await;
     assert_eq!(s.deferred, 1);
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM orders WHERE order_no = 'B1'")
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM refundd.refunds WHERE order_no = 'B1'")
         .fetch_one(&rig.pool)
         .await
         .unwrap();
@@ -250,7 +250,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     let s = rig.pass().await;
     assert_eq!(s.outcome_unknown, 1);
     let (status, unknown, next_in_secs): (String, Option<String>, f64) = sqlx::query_as(
-        "SELECT status, unknown_operation, extract(epoch FROM next_attempt_at - now())::float8 FROM orders WHERE order_no = 'LOST'",
+        "SELECT status, unknown_operation, extract(epoch FROM next_attempt_at - now())::float8 FROM refundd.refunds WHERE order_no = 'LOST'",
     )
     .fetch_one(&rig.pool)
     .await
@@ -268,7 +268,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     assert_eq!(rig.pass().await.claimed, 0);
     // Even if claimed early (lease expired, due now), the recheck delay holds.
     sqlx::query(
-        "UPDATE orders SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'",
+        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'",
     )
     .execute(&rig.pool)
     .await
@@ -277,7 +277,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     assert_eq!(s.outcome_unknown, 1);
     assert_eq!(rig.accepted("LOST", "refund").await, 0);
     // Time passes beyond recheck_secs.
-    sqlx::query("UPDATE orders SET next_attempt_at = now() - interval '1 second', unknown_since = now() - interval '301 seconds' WHERE order_no = 'LOST'")
+    sqlx::query("UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second', unknown_since = now() - interval '301 seconds' WHERE order_no = 'LOST'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -293,7 +293,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
         .await;
     // A first worker claims, sends the capture reversal, and dies before the reversal.
     let dead = uuid::Uuid::new_v4();
-    let rows = refundd::store::orders::claim(
+    let rows = refundd::store::refunds::claim(
         &rig.pool,
         dead,
         Duration::from_secs(30),
@@ -303,12 +303,12 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
     .await
     .unwrap();
     assert_eq!(rows.len(), 1);
-    let intent = refundd::store::orders::GatewayEvent {
+    let intent = refundd::store::refunds::GatewayEvent {
         kind: "intent",
         operation: Some("capture_reversal"),
         ..Default::default()
     };
-    refundd::store::orders::record_intent(
+    refundd::store::refunds::record_intent(
         &rig.pool,
         dead,
         rows[0].id,
@@ -331,7 +331,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
         .unwrap();
     // Its lease runs out.
     sqlx::query(
-        "UPDATE orders SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'",
+        "UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'",
     )
     .execute(&rig.pool)
     .await
@@ -355,7 +355,7 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry()
     let rig = Rig::new().await;
     rig.seed("LEASED", 1000, TxState::Authorised, None).await;
     let other = uuid::Uuid::new_v4();
-    refundd::store::orders::claim(
+    refundd::store::refunds::claim(
         &rig.pool,
         other,
         Duration::from_secs(600),
@@ -365,7 +365,7 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry()
     .await
     .unwrap();
     assert_eq!(rig.pass().await.claimed, 0);
-    sqlx::query("UPDATE orders SET lease_expires_at = now() - interval '1 second'")
+    sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -387,7 +387,7 @@ async fn settlement_watch_records_settled_and_failed_refunds() {
     let s = rig.pass().await;
     assert_eq!((s.watched, s.settled, s.settlement_failed), (2, 1, 1));
     let settled: (String, bool) = sqlx::query_as(
-        "SELECT settlement, settled_at IS NOT NULL FROM orders WHERE order_no = 'W22'",
+        "SELECT settlement, settled_at IS NOT NULL FROM refundd.refunds WHERE order_no = 'W22'",
     )
     .fetch_one(&rig.pool)
     .await
@@ -459,13 +459,13 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
     let ledger = rig.admin.ledger().await.unwrap();
     assert_eq!(ledger.duplicates, 0);
     let refunded: i64 = sqlx::query_scalar(
-        "SELECT sum(refunded_amount)::bigint FROM orders WHERE status = 'refunded'",
+        "SELECT sum(refunded_amount)::bigint FROM refundd.refunds WHERE status = 'refunded'",
     )
     .fetch_one(&rig.pool)
     .await
     .unwrap();
     assert_eq!(refunded, ledger.returned_total);
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL")
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM refundd.refunds WHERE lease_owner IS NOT NULL")
         .fetch_one(&rig.pool)
         .await
         .unwrap();
@@ -517,7 +517,7 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
         "some refunded before the window: {s:?}"
     );
     let (requested, held): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'refund_requested'), count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM orders",
+        "SELECT count(*) FILTER (WHERE status = 'refund_requested'), count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM refundd.refunds",
     )
     .fetch_one(&rig.pool)
     .await
@@ -545,7 +545,7 @@ async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window() {
     let rig = Rig::new().await;
     // The capture reversal is done (state 1 at the bank, step recorded).
     rig.seed("DONEHALF", 1000, TxState::Authorised, None).await;
-    sqlx::query("UPDATE orders SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
+    sqlx::query("UPDATE refundd.refunds SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -584,7 +584,7 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     rig.seed("DOUBT", 1000, TxState::Settled, None).await;
     // DOUBT has a refund of unknown outcome from an earlier attempt, long ago.
     sqlx::query(
-        "UPDATE orders SET status = 'refunding', unknown_operation = 'refund', unknown_since = now() - interval '1 hour' WHERE order_no = 'DOUBT'",
+        "UPDATE refundd.refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now() - interval '1 hour' WHERE order_no = 'DOUBT'",
     )
     .execute(&rig.pool)
     .await
@@ -600,7 +600,7 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     for attempt in 1..=2 {
         pass_of(&engine).await;
         let (status, attempts): (String, i32) =
-            sqlx::query_as("SELECT status, attempts FROM orders WHERE order_no = 'DOWN'")
+            sqlx::query_as("SELECT status, attempts FROM refundd.refunds WHERE order_no = 'DOWN'")
                 .fetch_one(&rig.pool)
                 .await
                 .unwrap();
@@ -612,7 +612,7 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     assert!(err.unwrap().contains("gave up after 3 attempts"));
     // The order whose refund may have happened is never made final by the limit.
     let (status, unknown): (String, Option<String>) =
-        sqlx::query_as("SELECT status, unknown_operation FROM orders WHERE order_no = 'DOUBT'")
+        sqlx::query_as("SELECT status, unknown_operation FROM refundd.refunds WHERE order_no = 'DOUBT'")
             .fetch_one(&rig.pool)
             .await
             .unwrap();

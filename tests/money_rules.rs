@@ -85,22 +85,8 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     let rig = Rig::new().await;
     // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
     rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
-    let worker = uuid::Uuid::new_v4();
-    let lease = Duration::from_secs(30);
-    let rows = refundd::store::orders::claim(&rig.pool, worker, lease, 10, chrono::Utc::now())
-        .await
-        .unwrap();
-    let id = rows[0].id;
-    let intent = refundd::store::orders::GatewayEvent {
-        kind: "intent",
-        operation: Some("refund"),
-        amount: Some(500),
-        ..Default::default()
-    };
-    refundd::store::orders::record_intent(&rig.pool, worker, id, lease, &intent)
-        .await
-        .unwrap();
-    let mismatch = refundd::store::orders::GatewayEvent {
+    let lease = rig.intent_of_a_dead_worker("refund", 500, (1000, 500)).await;
+    let mismatch = refundd::store::refunds::GatewayEvent {
         kind: "outcome",
         operation: Some("refund"),
         outcome: Some("amount_mismatch".into()),
@@ -108,14 +94,15 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
         ..Default::default()
     };
     let why = "the bank refunded 300 instead of the 500 asked; needs a person";
-    refundd::store::orders::fail(&rig.pool, worker, id, Some(&mismatch), why, Some(300))
+    rig.store
+        .fail(&lease, Some(&mismatch), why, Some(300))
         .await
         .unwrap();
     let mut tx = rig.admin.transaction("R300").await.unwrap().unwrap();
     (tx.state, tx.refunded_amount, tx.returned_amount) = ("20".into(), 300, 300);
     rig.admin.load(&[tx]).await.unwrap();
 
-    refundd::ops::requests::retry(&rig.pool, "R300")
+    refundd::ops::requests::retry(&rig.store, "R300")
         .await
         .unwrap();
     rig.pass().await;
@@ -168,7 +155,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
         ("refunded", Some("refund"), Some(1000))
     );
     let (settlement, step): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT settlement, step FROM orders WHERE order_no = 'RACE'")
+        sqlx::query_as("SELECT settlement, step FROM refundd.refunds WHERE order_no = 'RACE'")
             .fetch_one(&rig.pool)
             .await
             .unwrap();
@@ -224,7 +211,7 @@ async fn a_person_reads_every_call_whose_outcome_is_unknown() {
     // The bank no longer knows the order when it is asked again.
     rig.admin.reset().await.unwrap();
     sqlx::query(
-        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds' WHERE order_no = 'UNK'",
     )
     .execute(&rig.pool)
@@ -243,7 +230,7 @@ async fn a_person_reads_every_call_whose_outcome_is_unknown() {
         err.contains("check the bank before refunding by hand"),
         "{err}"
     );
-    let status = refundd::store::status::queue_view(&rig.pool).await.unwrap();
+    let status = rig.store.queue_view().await.unwrap();
     assert!(
         status.unknown.iter().any(|u| u.order_no == "UNK"),
         "status keeps listing the unknown refund"
@@ -256,24 +243,12 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A worker sends the capture reversal and dies before its outcome is recorded.
-    let dead = uuid::Uuid::new_v4();
-    let lease = Duration::from_secs(30);
-    let rows = refundd::store::orders::claim(&rig.pool, dead, lease, 10, chrono::Utc::now())
-        .await
-        .unwrap();
-    let intent = refundd::store::orders::GatewayEvent {
-        kind: "intent",
-        operation: Some("capture_reversal"),
-        amount: Some(0),
-        ..Default::default()
-    };
-    refundd::store::orders::record_intent(&rig.pool, dead, rows[0].id, lease, &intent)
-        .await
-        .unwrap();
+    rig.intent_of_a_dead_worker("capture_reversal", 0, (1000, 1000))
+        .await;
     let mut tx = rig.admin.transaction("HALF").await.unwrap().unwrap();
     tx.state = "1".into();
     rig.admin.load(&[tx]).await.unwrap();
-    sqlx::query("UPDATE orders SET lease_expires_at = now() - interval '1 second'")
+    sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -297,12 +272,12 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
         .unwrap();
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
     let step: Option<String> =
-        scalar(&rig, "SELECT step FROM orders WHERE order_no = $1", "HALF").await;
+        scalar(&rig, "SELECT step FROM refundd.refunds WHERE order_no = $1", "HALF").await;
     assert_eq!(step.as_deref(), Some("capture_reversed"));
     // Later, still in the window, the reversal is sent again after a fresh inquiry.
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
     sqlx::query(
-        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds' WHERE order_no = 'HALF'",
     )
     .execute(&rig.pool)
@@ -326,14 +301,14 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     // WNUL is refunded first and then watched.
     let first = rig.engine();
     sqlx::query(
-        "UPDATE orders SET next_attempt_at = now() + interval '1 hour' WHERE order_no <> 'WNUL'",
+        "UPDATE refundd.refunds SET next_attempt_at = now() + interval '1 hour' WHERE order_no <> 'WNUL'",
     )
     .execute(&rig.pool)
     .await
     .unwrap();
     pass_of(&first).await;
     assert_eq!(rig.order("WNUL").await.0, "refunded");
-    sqlx::query("UPDATE orders SET next_attempt_at = NULL")
+    sqlx::query("UPDATE refundd.refunds SET next_attempt_at = NULL")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -356,7 +331,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     assert_eq!(rig.order("NUL").await.0, "refund_requested");
     let last_error: Option<String> = scalar(
         &rig,
-        "SELECT last_error FROM orders WHERE order_no = $1",
+        "SELECT last_error FROM refundd.refunds WHERE order_no = $1",
         "NUL",
     )
     .await;
@@ -398,7 +373,7 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
     // The bank reversed HELD2; the shop refused the record: it stays with the
     // reversal of unknown outcome, and the error says why.
     let (status, unknown, last_error): (String, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT status, unknown_operation, last_error FROM orders WHERE order_no = 'HELD2'",
+        "SELECT status, unknown_operation, last_error FROM refundd.refunds WHERE order_no = 'HELD2'",
     )
     .fetch_one(&rig.pool)
     .await
@@ -413,7 +388,7 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
         .await
         .unwrap();
     sqlx::query(
-        "UPDATE orders SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds'",
     )
     .execute(&rig.pool)
@@ -421,7 +396,7 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
     .unwrap();
     let settlement: Option<String> = scalar(
         &rig,
-        "SELECT settlement FROM orders WHERE order_no = $1",
+        "SELECT settlement FROM refundd.refunds WHERE order_no = $1",
         "WHELD",
     )
     .await;
@@ -439,14 +414,14 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
 async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
     let rig = Rig::new().await;
     rig.seed("NEG", 1000, TxState::Authorised, None).await;
-    sqlx::query("UPDATE orders SET attempts = -3 WHERE order_no = 'NEG'")
+    sqlx::query("UPDATE refundd.refunds SET attempts = -3 WHERE order_no = 'NEG'")
         .execute(&rig.pool)
         .await
         .unwrap();
     // A refunded order in the settlement watch whose number the bank cannot take.
     sqlx::raw_sql(
         "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ('BAD-WATCH', 'X9', 'A1', 1000, 'paid');
-         UPDATE orders SET status = 'refunded', refunded_amount = 1000, refund_method = 'refund',
+         UPDATE refundd.refunds SET status = 'refunded', refunded_amount = 1000, refund_method = 'refund',
                 settlement = 'pending', watch_until = now() + interval '14 days'
           WHERE order_no = 'BAD-WATCH'",
     )

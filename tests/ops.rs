@@ -98,10 +98,10 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
             .load(&[SimTx::new(no, format!("X{no}"), "A1B2C3", 1200, state)])
             .await
             .unwrap();
-        refundd::store::seed::insert_paid_order(&pool, no, Some(&format!("X{no}")), "A1B2C3", 1200)
+        refundd::store::Store::builtin(pool.clone()).insert_paid_order( no, Some(&format!("X{no}")), "A1B2C3", 1200)
             .await
             .unwrap();
-        refundd::ops::requests::request(&pool, no, None)
+        refundd::ops::requests::request(&refundd::store::Store::builtin(pool.clone()), no, None)
             .await
             .unwrap();
     }
@@ -112,7 +112,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     );
     cfg.timeout = Duration::from_secs(10);
     let engine = Engine::new(
-        pool.clone(),
+        refundd::store::Store::builtin(pool.clone()),
         Client::new(cfg).unwrap(),
         common::engine_settings(),
         Arc::new(SystemClock),
@@ -234,7 +234,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     let stop = CancellationToken::new();
     let addr = serve(
         "127.0.0.1:0".parse().unwrap(),
-        pool.clone(),
+        refundd::store::Store::builtin(pool.clone()),
         health.clone(),
         stop.clone(),
     )
@@ -362,7 +362,7 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     let stop = CancellationToken::new();
     let addr = serve(
         "127.0.0.1:0".parse().unwrap(),
-        rig.pool.clone(),
+        rig.store.clone(),
         Health::new(),
         stop.clone(),
     )
@@ -450,7 +450,7 @@ async fn status_json_matches_the_database() {
     let summary = rig.pass().await;
     assert_eq!(summary.claimed, 5);
     // Orders as a later moment would find them.
-    refundd::store::seed::insert_paid_order(&rig.pool, "ST_PAID", Some("XST_PAID"), "A1B2C3", 700)
+    refundd::store::Store::builtin(rig.pool.clone()).insert_paid_order( "ST_PAID", Some("XST_PAID"), "A1B2C3", 700)
         .await
         .unwrap();
     rig.insert_order("ST_BACKOFF", 800, None).await;
@@ -518,7 +518,7 @@ async fn status_json_matches_the_database() {
     // ST_BATCH waits for the next pass (batch running), due now; it is the oldest request.
     assert_eq!(v["oldest_request"]["order_no"], "ST_BATCH");
     assert!(v["oldest_request"]["age_secs"].as_i64().unwrap() >= 0);
-    let due: i64 = refundd::store::status::count_due_now(&rig.pool)
+    let due: i64 = rig.store.count_due_now()
         .await
         .unwrap();
     assert_eq!(v["due_now"], due);
@@ -560,7 +560,7 @@ async fn seed_statuses(pool: &sqlx::PgPool) {
         ("CLI_FAILED", "refund_failed"),
         ("CLI_DONE", "refunded"),
     ] {
-        refundd::store::seed::insert_paid_order(pool, no, Some(&format!("X{no}")), "A1B2C3", 1000)
+        refundd::store::Store::builtin(pool.clone()).insert_paid_order( no, Some(&format!("X{no}")), "A1B2C3", 1000)
             .await
             .unwrap();
         if status != "paid" {

@@ -1,33 +1,74 @@
-// The orders contract as PostgreSQL enforces it: migrations, status CHECK,
-// one refund per order, fresh bookkeeping on a new request, events.
+// refundd's database as PostgreSQL enforces it: everything of refundd's in a
+// schema of its own, the built-in orders table only where there is no shop
+// table of that name, a refund never undone, every status change an event.
 
 mod common;
 
-use common::fresh_db;
-use sqlx::Row;
+use common::{empty_db, fresh_db};
+use refundd::store::{Schema, ShopStatements, Store, StoreError};
 
-async fn insert_paid(pool: &sqlx::PgPool, order_no: &str) {
-    sqlx::query("INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ($1, 'X1', 'A1', 1500, 'paid')")
-        .bind(order_no)
-        .execute(pool)
-        .await
-        .unwrap();
+async fn tables_in(pool: &sqlx::PgPool, schema: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn migrations_applied_twice_are_a_no_op() {
+async fn migrations_live_in_refundds_schema_and_a_second_run_is_a_no_op() {
     let (pool, _) = fresh_db().await;
-    refundd::store::migrate(&pool).await.unwrap();
-    refundd::store::migrate(&pool).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+    let store = Store::builtin(pool.clone());
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM refundd._sqlx_migrations")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(n as usize, refundd::store::MIGRATOR.iter().count());
+    assert_eq!(
+        tables_in(&pool, "refundd").await,
+        ["_sqlx_migrations", "refund_events", "refund_passes", "refunds"]
+    );
+    // The built-in mode adds the orders table to the default schema, and nothing else.
+    assert_eq!(tables_in(&pool, "public").await, ["orders"]);
 }
 
 #[tokio::test]
-async fn unknown_status_is_rejected() {
+async fn a_schema_of_the_operators_choice_holds_everything_and_public_stays_empty() {
+    let (pool, _) = empty_db().await;
+    let shop = ShopStatements::of_shop(
+        "SELECT 'A1'::text AS order_no, 'X'::text AS xid, 'C'::text AS auth_code, 1::int AS auth_amount, NULL::int AS refund_amount".into(),
+        "SELECT $1::text".into(),
+        None,
+    );
+    let store = Store::new(pool.clone(), Schema::parse("billing_refunds").unwrap(), shop);
+    store.migrate().await.unwrap();
+    assert!(tables_in(&pool, "billing_refunds")
+        .await
+        .contains(&"refunds".to_string()));
+    assert!(tables_in(&pool, "public").await.is_empty());
+    assert!(tables_in(&pool, "refundd").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_shops_own_orders_table_is_never_taken_for_the_built_in_one() {
+    let (pool, _) = empty_db().await;
+    sqlx::query("CREATE TABLE orders (oid text PRIMARY KEY, status text)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = Store::builtin(pool.clone()).migrate().await.unwrap_err();
+    assert!(matches!(err, StoreError::ForeignOrdersTable), "{err}");
+    assert!(err.to_string().contains("shop.requests"));
+    assert!(err.is_settings_problem());
+    assert!(tables_in(&pool, "refundd").await.is_empty(), "nothing created");
+}
+
+#[tokio::test]
+async fn the_built_in_orders_table_refuses_an_unknown_status() {
     let (pool, _) = fresh_db().await;
     let err = sqlx::query("INSERT INTO orders (order_no, status) VALUES ('O1', 'cancelled')")
         .execute(&pool)
@@ -37,78 +78,38 @@ async fn unknown_status_is_rejected() {
 }
 
 #[tokio::test]
-async fn a_refunded_order_cannot_be_requested_again() {
+async fn refundds_record_of_a_refund_is_never_undone_and_every_status_change_is_an_event() {
     let (pool, _) = fresh_db().await;
-    insert_paid(&pool, "O2").await;
-    sqlx::query(
-        "UPDATE orders SET status = 'refunded', refunded_amount = 1500 WHERE order_no = 'O2'",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let err = sqlx::query("UPDATE orders SET status = 'refund_requested' WHERE order_no = 'O2'")
+    sqlx::query("INSERT INTO refundd.refunds (order_no, auth_amount) VALUES ('O2', 1500)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE refundd.refunds SET status = 'refunded', refunded_amount = 1500 WHERE order_no = 'O2'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE refundd.refunds SET status = 'refund_requested' WHERE order_no = 'O2'")
         .execute(&pool)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already refunded"), "{err}");
-}
-
-#[tokio::test]
-async fn a_new_request_resets_bookkeeping_and_is_recorded() {
-    let (pool, _) = fresh_db().await;
-    insert_paid(&pool, "O3").await;
-    sqlx::query("UPDATE orders SET attempts = 7, last_error = 'x' WHERE order_no = 'O3'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    // The shop's documented request.
-    sqlx::query("UPDATE orders SET status = 'refund_requested', refund_amount = 500 WHERE order_no = 'O3' AND status = 'paid'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let row = sqlx::query("SELECT attempts, last_error, refund_requested_at IS NOT NULL AS stamped FROM orders WHERE order_no = 'O3'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(row.get::<i32, _>("attempts"), 0);
-    assert_eq!(row.get::<Option<String>, _>("last_error"), None);
-    assert!(row.get::<bool, _>("stamped"));
-    // The daemon's own deferral keeps its attempt count.
-    sqlx::query("UPDATE orders SET status = 'refunding', attempts = 2 WHERE order_no = 'O3'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE orders SET status = 'refund_requested' WHERE order_no = 'O3'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM orders WHERE order_no = 'O3'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(attempts, 2);
-    let story: Vec<(Option<String>, String)> = sqlx::query_as(
-        "SELECT from_status, to_status FROM refund_events WHERE order_no = 'O3' AND kind = 'status' ORDER BY id",
+    let story: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT from_status, to_status FROM refundd.refund_events WHERE order_no = 'O2' AND kind = 'status' ORDER BY id",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
     assert_eq!(
         story,
-        vec![
-            (None, "paid".to_string()),
-            (Some("paid".into()), "refund_requested".into()),
-            (Some("refund_requested".into()), "refunding".into()),
-            (Some("refunding".into()), "refund_requested".into()),
+        [
+            (None, Some("refund_requested".to_string())),
+            (
+                Some("refund_requested".to_string()),
+                Some("refunded".to_string())
+            )
         ]
     );
-}
-
-#[tokio::test]
-async fn events_are_append_only() {
-    let (pool, _) = fresh_db().await;
-    insert_paid(&pool, "O4").await;
-    let err = sqlx::query("DELETE FROM refund_events WHERE order_no = 'O4'")
+    let err = sqlx::query("DELETE FROM refundd.refund_events")
         .execute(&pool)
         .await
         .unwrap_err();

@@ -4,7 +4,7 @@
 use super::request::{RefundMethod, RefundRequest};
 use crate::ctbc::client::Inquiry;
 use crate::ctbc::{CtbcError, Operation, TxState};
-use crate::store::orders::Settlement;
+use crate::store::refunds::Settlement;
 
 /// One money-moving call of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

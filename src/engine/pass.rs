@@ -12,11 +12,11 @@ use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
 use crate::ctbc::client::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
-use crate::store::orders::{self, Deferral, GatewayEvent};
-use crate::store::{passes, OrderRow, StoreError};
+use crate::store::refunds::{Deferral, GatewayEvent};
+use crate::store::writeback::WriteBack;
+use crate::store::{Lease, OrderRow, Store, StoreError};
 use futures::StreamExt;
-use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ impl EngineSettings {
 /// A worker: one per process; many may share a database.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    pub(super) pool: PgPool,
+    pub(super) store: Store,
     pub(super) client: Client,
     pub(super) settings: EngineSettings,
     pub(super) clock: Arc<dyn Clock>,
@@ -65,12 +65,12 @@ pub struct Engine {
 
 /// The orders this worker holds leases on during a pass, for the renewer.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Held(Arc<Mutex<HashSet<i64>>>);
+pub(super) struct Held(Arc<Mutex<HashMap<i64, Uuid>>>);
 
 impl Held {
-    pub(super) fn add(&self, ids: impl IntoIterator<Item = i64>) {
+    pub(super) fn add(&self, leases: impl IntoIterator<Item = (i64, Uuid)>) {
         if let Ok(mut h) = self.0.lock() {
-            h.extend(ids);
+            h.extend(leases);
         }
     }
 
@@ -80,10 +80,10 @@ impl Held {
         }
     }
 
-    fn ids(&self) -> Vec<i64> {
+    fn leases(&self) -> Vec<(i64, Uuid)> {
         self.0
             .lock()
-            .map(|h| h.iter().copied().collect())
+            .map(|h| h.iter().map(|(id, t)| (*id, *t)).collect())
             .unwrap_or_default()
     }
 }
@@ -96,13 +96,13 @@ pub(super) enum Next {
 
 impl Engine {
     pub fn new(
-        pool: PgPool,
+        store: Store,
         client: Client,
         settings: EngineSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            pool,
+            store,
             client,
             settings,
             clock,
@@ -115,8 +115,8 @@ impl Engine {
         self.worker
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Runs one pass. `stop` ends claiming (orders in hand are finished).
@@ -127,7 +127,7 @@ impl Engine {
         counters: Arc<PassCounters>,
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
-        let (pass_id, due_by) = passes::start_pass(&self.pool, self.worker).await?;
+        let (pass_id, due_by) = self.store.start_pass(self.worker).await?;
         let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
             .pass_body(stop, &counters, due_by)
@@ -141,7 +141,7 @@ impl Engine {
         let summary = counters.snapshot(outcome, elapsed);
         let json = serde_json::to_value(&summary).unwrap_or_default();
         // A lost database cannot record the pass; the error below says so.
-        let _ = passes::finish_pass(&self.pool, pass_id, outcome, &json).await;
+        let _ = self.store.finish_pass(pass_id, outcome, &json).await;
         metrics::counter!("refundd_passes_total", "outcome" => outcome.to_string()).increment(1);
         span.in_scope(|| {
             info!(
@@ -175,7 +175,7 @@ impl Engine {
             info!(window = %w, "pass sends nothing: inside the blackout window (Asia/Taipei), when the bank's batch locks the capture file");
             return Ok("blackout");
         }
-        let backlog = crate::store::status::count_due(&self.pool, due_by).await?;
+        let backlog = self.store.count_due(due_by).await?;
         counters
             .backlog
             .store(backlog as u64, std::sync::atomic::Ordering::Relaxed);
@@ -185,8 +185,7 @@ impl Engine {
         // Dropped mid-flight (shutdown grace over), the pass still stops its renewer.
         let _stop_renewer = pass_over.clone().drop_guard();
         let renewer = tokio::spawn(renew_leases(
-            self.pool.clone(),
-            self.worker,
+            self.store.clone(),
             self.settings.lease,
             held.clone(),
             pass_over.clone(),
@@ -221,8 +220,7 @@ impl Engine {
                 {
                     return None;
                 }
-                match orders::claim(
-                    &self.pool,
+                match self.store.claim(
                     self.worker,
                     self.settings.lease,
                     self.settings.batch_size,
@@ -236,7 +234,7 @@ impl Engine {
                         counters
                             .claimed
                             .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        held.add(rows.iter().map(|r| r.id));
+                        held.add(rows.iter().map(|r| (r.id, r.lease_token.unwrap_or_default())));
                         Some((futures::stream::iter(rows), short))
                     }
                     Err(e) => {
@@ -283,14 +281,15 @@ impl Engine {
         row: OrderRow,
         stop: &CancellationToken,
     ) -> Result<OrderOutcome, StoreError> {
-        let (id, attempts) = (row.id, row.attempts);
+        let (lease, attempts) = (row.lease(self.worker), row.attempts);
         // An order whose capture reversal is done may still get its
         // reversal, which does not touch the capture file.
         let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
             || row.unknown_operation.as_deref() == Some(Operation::CaptureReversal.as_str());
         let span = tracing::error_span!("order", order_no = %row.order_no);
         let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
-            orders::release(&self.pool, self.worker, &[id])
+            self.store
+                .release(&[lease])
                 .await
                 .map(|_| OrderOutcome::Released)
         } else {
@@ -299,7 +298,7 @@ impl Engine {
         match outcome {
             Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
             Err(e) if e.is_about_one_order() => {
-                self.refused_by_database(id, attempts, &e)
+                self.refused_by_database(&lease, attempts, &e)
                     .instrument(span)
                     .await
             }
@@ -312,7 +311,7 @@ impl Engine {
     /// error for `status`, and anything of unknown outcome stays recorded.
     async fn refused_by_database(
         &self,
-        id: i64,
+        lease: &Lease,
         attempts: i32,
         e: &StoreError,
     ) -> Result<OrderOutcome, StoreError> {
@@ -322,7 +321,7 @@ impl Engine {
         let delay = backoff(n, self.settings.backoff_base, self.settings.backoff_max)
             .max(self.settings.recheck);
         let d = Deferral::backoff(delay, reason, true);
-        match orders::defer(&self.pool, self.worker, id, None, &d).await {
+        match self.store.defer(lease, None, &d).await {
             Ok(()) => Ok(OrderOutcome::Deferred),
             Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
             Err(e) if e.is_about_one_order() => {
@@ -344,7 +343,7 @@ impl Engine {
         row: OrderRow,
         stop: &CancellationToken,
     ) -> Result<OrderOutcome, StoreError> {
-        let mut req = match RefundRequest::validate(&row) {
+        let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {
             Ok(r) => r,
             Err(reason) => {
                 warn!(step = "validate", reason = %reason, "order row is invalid; nothing sent");
@@ -354,7 +353,9 @@ impl Engine {
                     .filter_map(OwnCall::from_record)
                     .collect();
                 let reason = with_unconfirmed_calls(reason, &calls);
-                orders::fail(&self.pool, self.worker, row.id, None, &reason, None).await?;
+                let lease = row.lease(self.worker);
+                let wb = self.store.fail(&lease, None, &reason, None).await?;
+                self.note_write_back(&wb);
                 return Ok(OrderOutcome::Failed);
             }
         };
@@ -395,16 +396,11 @@ impl Engine {
             Verdict::Refunded { method, amount } => {
                 let watch =
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
-                orders::finish_refunded(
-                    &self.pool,
-                    self.worker,
-                    req.id,
-                    ev,
-                    method.as_str(),
-                    amount,
-                    watch,
-                )
-                .await?;
+                let wb = self
+                    .store
+                    .finish_refunded(&req.lease, ev, method.as_str(), amount, watch)
+                    .await?;
+                self.note_write_back(&wb);
                 info!(
                     step = "done",
                     method = method.as_str(),
@@ -421,13 +417,13 @@ impl Engine {
                     "waiting for a later pass"
                 );
                 let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
-                orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
+                self.store.defer(&req.lease, ev, &d).await?;
                 Ok(unknown_or_deferred(req))
             }
             Verdict::Retry(reason) => self.retry_later(req, ev, reason).await,
             // Plans are executed by the caller; one reaching here is given back untouched.
             Verdict::Act(_) => {
-                orders::release(&self.pool, self.worker, &[req.id]).await?;
+                self.store.release(&[req.lease]).await?;
                 Ok(OrderOutcome::Released)
             }
         }
@@ -456,7 +452,7 @@ impl Engine {
         }
         info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
         let d = Deferral::backoff(delay, reason, req.unknown.is_some());
-        orders::defer(&self.pool, self.worker, req.id, ev, &d).await?;
+        self.store.defer(&req.lease, ev, &d).await?;
         Ok(unknown_or_deferred(req))
     }
 
@@ -471,16 +467,21 @@ impl Engine {
     ) -> Result<OrderOutcome, StoreError> {
         let reason = with_unconfirmed_calls(reason.to_string(), &req.own_calls);
         warn!(step = "failed", reason = %reason, "refund failed; needs a person");
-        orders::fail(
-            &self.pool,
-            self.worker,
-            req.id,
-            ev,
-            &reason,
-            refunded_amount,
-        )
-        .await?;
+        let wb = self
+            .store
+            .fail(&req.lease, ev, &reason, refunded_amount)
+            .await?;
+        self.note_write_back(&wb);
         Ok(OrderOutcome::Failed)
+    }
+
+    /// A write-back the shop's database refused: refundd's record stands, the
+    /// write-back is retried on later passes, and operators are told.
+    pub(super) fn note_write_back(&self, wb: &WriteBack) {
+        if let WriteBack::Refused(reason) = wb {
+            metrics::counter!("refundd_shop_write_back_refused_total").increment(1);
+            warn!(step = "write_back", reason = %reason, "the shop's database refused the write-back; refundd's record is kept and the write-back is retried on later passes");
+        }
     }
 
     /// Leaves an order whose call has an unknown outcome until a recheck.
@@ -493,7 +494,7 @@ impl Engine {
     ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
         let d = Deferral::recheck(delay, format!("outcome of {op} unknown: {why}"));
-        orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
+        self.store.defer(&req.lease, None, &d).await?;
         Ok(OrderOutcome::Unknown)
     }
 
@@ -551,7 +552,7 @@ impl Engine {
                 );
             }
         }
-        orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
+        self.store.record_event(&req.lease, &ev).await?;
         Ok(result)
     }
 }
@@ -630,13 +631,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 }
 
 /// Keeps this worker's leases alive while it works: every third of a lease.
-async fn renew_leases(
-    pool: PgPool,
-    worker: Uuid,
-    lease: Duration,
-    held: Held,
-    pass_over: CancellationToken,
-) {
+async fn renew_leases(store: Store, lease: Duration, held: Held, pass_over: CancellationToken) {
     let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -644,7 +639,7 @@ async fn renew_leases(
             _ = pass_over.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = orders::renew_leases(&pool, worker, &held.ids(), lease).await {
+        if let Err(e) = store.renew_leases(&held.leases(), lease).await {
             warn!(error = %e, "could not renew leases");
         }
     }

@@ -4,8 +4,8 @@
 
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use crate::ctbc::Operation;
-use crate::store::orders::OwnCallRecord;
-use crate::store::OrderRow;
+use crate::store::refunds::OwnCallRecord;
+use crate::store::{Lease, OrderRow};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -87,7 +87,8 @@ impl OwnCall {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
-    pub id: i64,
+    /// The claim this attempt works under: every write names it.
+    pub lease: Lease,
     pub order_no: OrderNo,
     pub xid: Xid,
     pub auth_code: Option<AuthCode>,
@@ -131,7 +132,10 @@ impl RefundRequest {
     }
 
     /// Checks a claimed row; the error is the reason stored in `refund_error`.
-    pub fn validate(row: &OrderRow) -> Result<RefundRequest, String> {
+    pub fn validate(row: &OrderRow, lease: Lease) -> Result<RefundRequest, String> {
+        if let Some(bad) = &row.bad_input {
+            return Err(bad.clone());
+        }
         let order_no = OrderNo::parse(&row.order_no).map_err(|e| format!("invalid row: {e}"))?;
         let xid = match row.xid.as_deref().map(str::trim) {
             None | Some("") => {
@@ -184,7 +188,7 @@ impl RefundRequest {
         })?;
         let capture_reversed = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED);
         Ok(RefundRequest {
-            id: row.id,
+            lease,
             order_no,
             xid,
             auth_code,

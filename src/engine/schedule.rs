@@ -5,7 +5,7 @@
 
 use super::pass::Engine;
 use super::summary::{PassCounters, PassSummary};
-use crate::store::{passes, StoreError};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Taipei;
 use std::sync::Arc;
@@ -119,7 +119,7 @@ pub async fn run(
         .await
         .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
 
-    let last = passes::last_started_pass(engine.pool()).await?;
+    let last = engine.store().last_started_pass().await?;
     if pass_due(cron, last, Utc::now()) {
         info!("a pass is due by the recorded passes: running one now");
         let _ = tick_tx.try_send(());

@@ -10,7 +10,8 @@ use super::summary::OrderOutcome;
 use crate::ctbc::client::{CaptureReversal, Inquiry, Refund, Reversal};
 use crate::ctbc::types::InvalidField;
 use crate::ctbc::{CtbcError, Operation};
-use crate::store::orders::{self, Deferral, GatewayEvent};
+use crate::store::intake::RequestNow;
+use crate::store::refunds::{Deferral, GatewayEvent, Intent};
 use crate::store::StoreError;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -101,14 +102,12 @@ impl Engine {
                 amount: Some(step.amount()),
                 ..Default::default()
             };
-            orders::record_intent(
-                &self.pool,
-                self.worker,
-                req.id,
-                self.settings.lease,
-                &intent,
-            )
-            .await?;
+            let amounts = (plan.amount, req.authorised, req.refund);
+            let lease_for = self.settings.lease;
+            match self.store.record_intent(&req.lease, lease_for, &intent, amounts).await? {
+                Intent::Recorded => {}
+                Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
+            }
             req.own_calls.push(OwnCall {
                 operation: op,
                 amount: step.amount(),
@@ -137,6 +136,22 @@ impl Engine {
         Ok(Next::Done(OrderOutcome::Deferred))
     }
 
+    /// Before anything was sent, the shop withdrew the request or changed its
+    /// amounts: nothing is sent on the old request.
+    async fn shop_changed(&self, req: &RefundRequest) -> Result<OrderOutcome, StoreError> {
+        let order_no = req.order_no.as_str();
+        match self.store.recheck_request(&req.lease, order_no).await? {
+            RequestNow::Withdrawn => {
+                info!(step = "withdrawn", "the shop withdrew the request before anything was sent; nothing sent");
+                Ok(OrderOutcome::Withdrawn)
+            }
+            RequestNow::Changed => {
+                info!(step = "changed", "the shop changed the request before anything was sent; it is worked again with the new values");
+                Ok(OrderOutcome::Released)
+            }
+        }
+    }
+
     /// Whether step `i` must not start now: a blackout window or a stop for a
     /// step that touches the capture file, or a call of unknown outcome whose
     /// recheck delay has not passed.
@@ -156,11 +171,11 @@ impl Engine {
                     format!("blackout window {w} (Asia/Taipei)"),
                     req.unknown.is_some(),
                 );
-                orders::defer(&self.pool, self.worker, req.id, None, &d).await?;
+                self.store.defer(&req.lease, None, &d).await?;
                 return Ok(Some(OrderOutcome::Deferred));
             }
             if stop.is_cancelled() {
-                orders::release(&self.pool, self.worker, &[req.id]).await?;
+                self.store.release(&[req.lease]).await?;
                 return Ok(Some(OrderOutcome::Released));
             }
         }
@@ -220,7 +235,7 @@ impl Engine {
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
         let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
-        orders::record_step_done(&self.pool, self.worker, req.id, &ev, reached).await?;
+        self.store.record_step_done(&req.lease, &ev, reached).await?;
         if step == Step::CaptureReversal {
             req.capture_reversed = true;
         }
@@ -250,7 +265,7 @@ impl Engine {
                 ev.message = Some(message.clone());
                 info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms = ev.elapsed_ms, "bank refused: {message}");
                 forget_last_call(&mut req);
-                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                self.store.record_step_done(&req.lease, &ev, None).await?;
                 let refusal =
                     format!("{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}");
                 let v = match self.inquire(&req).await? {
@@ -284,7 +299,7 @@ impl Engine {
                 ev.outcome = Some("unavailable".into());
                 ev.message = Some(reason.clone());
                 forget_last_call(&mut req);
-                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                self.store.record_step_done(&req.lease, &ev, None).await?;
                 req.unknown = None;
                 let v = Verdict::Retry(format!("{op}: bank unavailable: {reason}"));
                 Ok(Next::Verdict(Box::new(req), v))
@@ -293,7 +308,7 @@ impl Engine {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
                 ev.outcome = Some("invalid".into());
                 forget_last_call(&mut req);
-                orders::record_step_done(&self.pool, self.worker, req.id, &ev, None).await?;
+                self.store.record_step_done(&req.lease, &ev, None).await?;
                 Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)))
             }
             other => self.lost_answer(req, step, ev, other).await,
@@ -314,7 +329,7 @@ impl Engine {
         ev.outcome = Some("ambiguous".into());
         ev.message = Some(reason.clone());
         warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms = ev.elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
-        orders::record_event(&self.pool, self.worker, req.id, &ev).await?;
+        self.store.record_event(&req.lease, &ev).await?;
         req.unknown = Some((op, Duration::ZERO));
         for _ in 0..RECHECK_INQUIRIES {
             let bank = match self.inquire(&req).await? {
@@ -365,7 +380,7 @@ impl Engine {
             ..Default::default()
         };
         let reached = took_effect.then_some(STEP_CAPTURE_REVERSED);
-        orders::record_step_done(&self.pool, self.worker, req.id, &note, reached).await?;
+        self.store.record_step_done(&req.lease, &note, reached).await?;
         req.unknown = None;
         if took_effect {
             mark_call(req, op, CallFate::Accepted);

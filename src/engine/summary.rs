@@ -18,6 +18,8 @@ pub enum OrderOutcome {
     Released,
     /// Another worker took the order over.
     LeaseLost,
+    /// The shop withdrew the request before anything was sent.
+    Withdrawn,
 }
 
 impl OrderOutcome {
@@ -29,6 +31,7 @@ impl OrderOutcome {
             OrderOutcome::Failed => "failed",
             OrderOutcome::Released => "released",
             OrderOutcome::LeaseLost => "lease_lost",
+            OrderOutcome::Withdrawn => "withdrawn",
         }
     }
 }
@@ -47,6 +50,7 @@ pub struct PassCounters {
     pub failed: AtomicU64,
     pub released: AtomicU64,
     pub lease_lost: AtomicU64,
+    pub withdrawn: AtomicU64,
     pub watched: AtomicU64,
     pub settled: AtomicU64,
     pub settlement_failed: AtomicU64,
@@ -65,6 +69,7 @@ impl PassCounters {
             OrderOutcome::Failed => &self.failed,
             OrderOutcome::Released => &self.released,
             OrderOutcome::LeaseLost => &self.lease_lost,
+            OrderOutcome::Withdrawn => &self.withdrawn,
         };
         c.fetch_add(1, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -84,6 +89,7 @@ impl PassCounters {
             failed: g(&self.failed),
             released: g(&self.released),
             lease_lost: g(&self.lease_lost),
+            withdrawn: g(&self.withdrawn),
             watched: g(&self.watched),
             settled: g(&self.settled),
             settlement_failed: g(&self.settlement_failed),
@@ -106,6 +112,9 @@ pub struct PassSummary {
     pub failed: u64,
     pub released: u64,
     pub lease_lost: u64,
+    /// Requests the shop withdrew before anything was sent.
+    #[serde(default)]
+    pub withdrawn: u64,
     pub watched: u64,
     pub settled: u64,
     pub settlement_failed: u64,
@@ -120,7 +129,7 @@ impl PassSummary {
     /// The one-line summary `refundd once` prints.
     pub fn line(&self) -> String {
         format!(
-            "pass {}: claimed {}, refunded {} (reversal {}, capture reversal + reversal {}, refund {}), deferred {}, outcome unknown {}, failed {}, released {}, settlement watched {} (settled {}, failed {}), {} ms",
+            "pass {}: claimed {}, refunded {} (reversal {}, capture reversal + reversal {}, refund {}), deferred {}, outcome unknown {}, failed {}, released {}, withdrawn {}, settlement watched {} (settled {}, failed {}), {} ms",
             self.outcome,
             self.claimed,
             self.refunded(),
@@ -131,6 +140,7 @@ impl PassSummary {
             self.outcome_unknown,
             self.failed,
             self.released,
+            self.withdrawn,
             self.watched,
             self.settled,
             self.settlement_failed,

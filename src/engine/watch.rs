@@ -6,7 +6,7 @@ use super::decide::watch_verdict;
 use super::pass::{Engine, Held};
 use super::summary::PassCounters;
 use crate::ctbc::types::OrderNo;
-use crate::store::orders::{self, GatewayEvent, Settlement};
+use crate::store::refunds::{GatewayEvent, Settlement};
 use crate::store::{OrderRow, StoreError};
 use futures::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,8 +29,7 @@ impl Engine {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let rows = orders::claim_settlement_watch(
-                &self.pool,
+            let rows = self.store.claim_settlement_watch(
                 self.worker,
                 self.settings.lease,
                 self.settings.batch_size,
@@ -40,7 +39,7 @@ impl Engine {
             if rows.is_empty() {
                 return Ok(());
             }
-            held.add(rows.iter().map(|r| r.id));
+            held.add(rows.iter().map(|r| (r.id, r.lease_token.unwrap_or_default())));
             let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
                 .map(|row| {
                     let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);
@@ -121,8 +120,13 @@ impl Engine {
             }
             Settlement::StillSettling => {}
         }
-        orders::record_settlement(&self.pool, self.worker, row.id, ev, outcome, Duration::ZERO)
-            .await
+        let lease = row.lease(self.worker);
+        let wb = self
+            .store
+            .record_settlement(&lease, ev, outcome, Duration::ZERO)
+            .await?;
+        self.note_write_back(&wb);
+        Ok(())
     }
 
     /// PostgreSQL refused what the watch wrote of one order: it is watched
@@ -138,11 +142,14 @@ impl Engine {
         };
         let still = Settlement::StillSettling;
         let wait = self.settings.backoff_base;
-        match orders::record_settlement(&self.pool, self.worker, row.id, Some(&ev), still, wait)
+        let lease = row.lease(self.worker);
+        match self
+            .store
+            .record_settlement(&lease, Some(&ev), still, wait)
             .await
         {
             Err(e) if e.is_about_one_order() => Ok(()),
-            other => other,
+            other => other.map(|_| ()),
         }
     }
 }

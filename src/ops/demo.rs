@@ -18,8 +18,8 @@ use crate::sim::{
     FaultPlan, FaultRule, LedgerReport, SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV,
     REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
-use crate::store::story::{self, OrderOutcomeRow, StoryEvent};
-use crate::store::{self, passes, seed};
+use crate::store::story::{OrderOutcomeRow, StoryEvent};
+use crate::store::{self, Store};
 use crate::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -187,7 +187,8 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
     started.cluster = Some(cluster);
     let pool = store::connect(&url, 10).await?;
     started.pool = Some(pool.clone());
-    store::migrate(&pool).await?;
+    let pool = Store::builtin(pool);
+    pool.migrate().await?;
 
     let sim = SimServer::start(SimConfig::for_tests())
         .await
@@ -214,7 +215,7 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         demo_engine_settings(),
         Arc::new(SystemClock),
     );
-    let t0 = passes::now(&pool).await?;
+    let t0 = pool.now().await?;
     let pass1 = pass(&engine).await?;
     println!("pass 1: {}", pass1.line());
 
@@ -228,14 +229,14 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         .map_err(|e| runtime("simulator")(e.to_string()))?;
     println!("the bank runs its batch: {batch:?}; the maintenance is over");
 
-    let t1 = passes::now(&pool).await?;
+    let t1 = pool.now().await?;
     let pass2 = pass(&engine).await?;
     println!("pass 2: {}\n", pass2.line());
-    let t2 = passes::now(&pool).await? + chrono::Duration::seconds(1);
+    let t2 = pool.now().await? + chrono::Duration::seconds(1);
 
-    let p1 = by_order(story::events_between(&pool, t0, t1).await?);
-    let p2 = by_order(story::events_between(&pool, t1, t2).await?);
-    let orders: BTreeMap<String, OrderOutcomeRow> = story::all_orders(&pool)
+    let p1 = by_order(pool.events_between(t0, t1).await?);
+    let p2 = by_order(pool.events_between(t1, t2).await?);
+    let orders: BTreeMap<String, OrderOutcomeRow> = pool.all_orders()
         .await?
         .into_iter()
         .map(|o| (o.order_no.clone(), o))
@@ -246,7 +247,7 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         .ledger()
         .await
         .map_err(|e| runtime("simulator")(e.to_string()))?;
-    let db_total = story::refunded_total(&pool).await?;
+    let db_total = pool.refunded_total().await?;
     let (text, matches) = totals(&ledger, db_total);
     print!("{text}");
     println!(
@@ -295,7 +296,7 @@ async fn pass(engine: &Engine) -> Result<PassSummary, CliError> {
         .await?)
 }
 
-async fn seed_orders(pool: &PgPool, admin: &SimAdmin, seeds: &[Seed]) -> Result<(), CliError> {
+async fn seed_orders(pool: &Store, admin: &SimAdmin, seeds: &[Seed]) -> Result<(), CliError> {
     let mut txs = Vec::new();
     let mut faults = Vec::new();
     for s in seeds {
@@ -338,8 +339,7 @@ async fn seed_orders(pool: &PgPool, admin: &SimAdmin, seeds: &[Seed]) -> Result<
         .map_err(|e| runtime("simulator")(e.to_string()))?;
     for s in seeds {
         let xid = xid_of(&s.order_no);
-        seed::insert_paid_order(
-            pool,
+        pool.insert_paid_order(
             &s.order_no,
             (!s.no_xid).then_some(xid.as_str()),
             AUTH_CODE,

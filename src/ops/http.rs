@@ -4,7 +4,7 @@
 
 use super::health::Health;
 use super::metrics::{install_metrics, BACKLOG};
-use crate::store::{passes, status};
+use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use sqlx::PgPool;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ pub const DATABASE_PROBE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct AppState {
-    pool: PgPool,
+    store: Store,
     health: Arc<Health>,
     metrics: PrometheusHandle,
 }
@@ -34,12 +33,12 @@ struct AppState {
 /// returns the address it listens on. Installs the metrics recorder.
 pub async fn serve(
     listen: SocketAddr,
-    pool: PgPool,
+    store: Store,
     health: Arc<Health>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let state = AppState {
-        pool,
+        store,
         health,
         metrics: install_metrics(),
     };
@@ -83,7 +82,7 @@ struct LastPassSeen {
 
 async fn healthz(State(s): State<AppState>) -> Response {
     let mut reasons = Vec::new();
-    let db_ok = match status::ping(&s.pool, DATABASE_PROBE).await {
+    let db_ok = match s.store.ping(DATABASE_PROBE).await {
         Ok(()) => true,
         Err(e) => {
             reasons.push(format!("database unreachable: {e}"));
@@ -107,7 +106,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
     };
     let last_pass = match s.health.last_pass() {
         Some(p) => Some((p.at, p.summary.outcome)),
-        None if db_ok => passes::last_finished_pass(&s.pool)
+        None if db_ok => s.store.last_finished_pass()
             .await
             .ok()
             .flatten()
@@ -141,7 +140,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     // A scrape must answer even when the database does not: the gauge keeps its last value.
-    match tokio::time::timeout(DATABASE_PROBE, status::count_due_now(&s.pool)).await {
+    match tokio::time::timeout(DATABASE_PROBE, s.store.count_due_now()).await {
         Ok(Ok(n)) => metrics::gauge!(BACKLOG).set(n as f64),
         Ok(Err(e)) => tracing::debug!(error = %e, "backlog not measured"),
         Err(_) => tracing::debug!("backlog not measured: the database did not answer in time"),

@@ -3,9 +3,8 @@
 // sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::OrderNo;
-use crate::store::requests::{lock_order, mark_requested, mark_retry, OrderToQueue};
-use crate::store::StoreError;
-use sqlx::PgPool;
+use crate::store::requests::OrderToQueue;
+use crate::store::{Store, StoreError};
 
 /// The note appended to the order's story by `refundd retry`.
 pub const RETRY_NOTE: &str = "retry requested from the command line";
@@ -20,6 +19,10 @@ pub enum QueueError {
     InvalidOrderNo(String),
     #[error("order {0} does not exist in the orders table; check the order number")]
     UnknownOrder(String),
+    #[error("order {0}: refundd has no record of a refund of this order; only an order whose refund failed can be retried")]
+    NoRefundRecord(String),
+    #[error("requests come from the shop's own tables (shop.requests): mark the order for refund there; `refundd request` works on the built-in orders table only")]
+    ShopMode,
     #[error("order {order_no} is {status}; {allowed}")]
     WrongStatus {
         order_no: String,
@@ -100,13 +103,19 @@ pub fn check_amount(order: &OrderToQueue, amount: Option<i64>) -> Result<(), Que
 
 /// A `paid` order to `refund_requested`, for `amount` or all of it.
 pub async fn request(
-    pool: &PgPool,
+    store: &Store,
     order_no: &str,
     amount: Option<i64>,
 ) -> Result<Queued, QueueError> {
+    if !store.shop().is_builtin() {
+        return Err(QueueError::ShopMode);
+    }
     let order_no = parse_order_no(order_no)?;
-    let mut tx = pool.begin().await.map_err(StoreError::from)?;
-    let order = found(lock_order(&mut tx, order_no.as_str()).await?, &order_no)?;
+    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
+    let order = found(
+        store.lock_builtin_order(&mut tx, order_no.as_str()).await?,
+        &order_no,
+    )?;
     if order.status != "paid" {
         return Err(QueueError::WrongStatus {
             order_no: order.order_no,
@@ -120,7 +129,9 @@ pub async fn request(
         });
     }
     check_amount(&order, amount)?;
-    mark_requested(&mut tx, order.id, amount, REQUEST_NOTE).await?;
+    store
+        .mark_requested(&mut tx, &order.order_no, amount, REQUEST_NOTE)
+        .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Queued {
         order_no: order.order_no,
@@ -130,10 +141,13 @@ pub async fn request(
 }
 
 /// A `refund_failed` order back to `refund_requested`, attempts reset.
-pub async fn retry(pool: &PgPool, order_no: &str) -> Result<Queued, QueueError> {
+pub async fn retry(store: &Store, order_no: &str) -> Result<Queued, QueueError> {
     let order_no = parse_order_no(order_no)?;
-    let mut tx = pool.begin().await.map_err(StoreError::from)?;
-    let order = found(lock_order(&mut tx, order_no.as_str()).await?, &order_no)?;
+    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
+    let order = store
+        .lock_refund(&mut tx, order_no.as_str())
+        .await?
+        .ok_or_else(|| QueueError::NoRefundRecord(order_no.to_string()))?;
     if order.status != "refund_failed" {
         return Err(QueueError::WrongStatus {
             order_no: order.order_no,
@@ -147,7 +161,9 @@ pub async fn retry(pool: &PgPool, order_no: &str) -> Result<Queued, QueueError> 
         });
     }
     check_amount(&order, order.refund_amount)?;
-    mark_retry(&mut tx, order.id, RETRY_NOTE).await?;
+    store
+        .reopen(&mut tx, &order.order_no, RETRY_NOTE)
+        .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Queued {
         order_no: order.order_no,

@@ -4,12 +4,11 @@
 // failures with their reasons, and the last pass.
 
 use crate::engine::summary::PassSummary;
-use crate::store::passes::{self, PassRecord};
-use crate::store::status::{queue_view, QueueView};
-use crate::store::StoreError;
+use crate::store::passes::PassRecord;
+use crate::store::status::QueueView;
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 use std::fmt::Write;
 
 /// Everything `refundd status` shows.
@@ -40,9 +39,9 @@ impl From<PassRecord> for LastPass {
     }
 }
 
-pub async fn report(pool: &PgPool) -> Result<StatusReport, StoreError> {
-    let queue = queue_view(pool).await?;
-    let last_pass = passes::last_finished_pass(pool).await?.map(LastPass::from);
+pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
+    let queue = store.queue_view().await?;
+    let last_pass = store.last_finished_pass().await?.map(LastPass::from);
     Ok(StatusReport { queue, last_pass })
 }
 

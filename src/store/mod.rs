@@ -1,23 +1,119 @@
 // Every SQL statement of refundd lives under this module: the connection pool,
-// the schema's migrations, claims and leases, the order's story, the passes.
-// Nothing here talks to the bank.
+// refundd's own schema and its migrations, the shop's configured statements
+// (reading requests, writing outcomes back), claims and leases, the order's
+// story, the passes. Nothing here talks to the bank.
 
-pub mod orders;
 pub mod passes;
+pub mod refunds;
 pub mod requests;
 pub mod seed;
+pub mod shop;
 pub mod status;
 pub mod story;
+pub mod intake;
+pub mod writeback;
 
-pub use orders::OrderRow;
+pub use refunds::{Lease, OrderRow};
+pub use shop::ShopStatements;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use std::borrow::Cow;
+use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The schema, embedded in the binary.
+/// The schema, embedded in the binary; applied inside refundd's own schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The schema that holds everything refundd keeps: a plain lower-case
+/// identifier, so it can be written into statements as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema(String);
+
+impl Schema {
+    pub const DEFAULT: &'static str = "refundd";
+
+    pub fn parse(name: &str) -> Result<Schema, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !name.starts_with("pg_");
+        if ok {
+            Ok(Schema(name.to_string()))
+        } else {
+            Err(format!(
+                "{name:?} is not a plain schema name: use lower-case letters, digits and _, starting with a letter (not pg_)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema(Self::DEFAULT.to_string())
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// refundd's database: the pool, its own schema, and the shop's statements.
+/// Every statement of refundd runs through here.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    schema: Schema,
+    shop: Arc<ShopStatements>,
+}
+
+impl Store {
+    pub fn new(pool: PgPool, schema: Schema, shop: ShopStatements) -> Store {
+        Store {
+            pool,
+            schema,
+            shop: Arc::new(shop),
+        }
+    }
+
+    /// The built-in `orders` table and refundd's default schema.
+    pub fn builtin(pool: PgPool) -> Store {
+        Store::new(pool, Schema::default(), ShopStatements::builtin())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn shop(&self) -> &ShopStatements {
+        &self.shop
+    }
+
+    /// A statement of refundd's, with its tables (written `refundd.<table>`)
+    /// in the configured schema.
+    pub(crate) fn sql<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.schema.as_str() == Schema::DEFAULT {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(text.replace("refundd.", &format!("{}.", self.schema)))
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,11 +123,26 @@ pub enum StoreError {
     Migrate(String),
     #[error("this worker no longer holds the order's lease (another worker took it over)")]
     LeaseLost,
+    /// A table named `orders` exists and is not refundd's built-in one.
+    #[error("a table named orders already exists in the database and is not refundd's built-in one; describe your shop's own tables with shop.requests and shop.on_refunded (see the README, \"Connect refundd to your shop's tables\") instead of using the built-in orders table")]
+    ForeignOrdersTable,
+    /// A statement of the shop's (`shop.*`) does not fit what refundd needs.
+    #[error("{0}")]
+    ShopStatement(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 impl StoreError {
+    /// Whether the error is the operator's to fix in the settings or the
+    /// database's shape (exit 2), not a runtime failure.
+    pub fn is_settings_problem(&self) -> bool {
+        matches!(
+            self,
+            StoreError::ForeignOrdersTable | StoreError::ShopStatement(_)
+        )
+    }
+
     /// Whether PostgreSQL refused something about one order (a value it cannot
     /// store, a constraint or a trigger of the row) rather than the database
     /// being out of reach: that order waits with the error, the pass goes on.
@@ -62,12 +173,35 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         .map_err(|e| StoreError::Connect(e.to_string()))
 }
 
-/// Applies the embedded migrations; a second run is a no-op.
-pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Migrate(e.to_string()))
+impl Store {
+    /// Creates refundd's schema and applies the embedded migrations inside it
+    /// (a second run is a no-op); in built-in mode also the `orders` table.
+    /// Nothing outside refundd's schema is created or altered otherwise.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
+        if self.shop.is_builtin() {
+            shop::refuse_foreign_orders(&self.pool).await?;
+        }
+        // A connection of its own: its search path is changed for the migrations.
+        let mut conn = self.pool.acquire().await.map_err(migrate)?.detach();
+        let schema = self.schema.as_str();
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&mut conn)
+            .await
+            .map_err(migrate)?;
+        sqlx::query(&format!("SET search_path TO {schema}"))
+            .execute(&mut conn)
+            .await
+            .map_err(migrate)?;
+        let applied = MIGRATOR.run(&mut conn).await;
+        let _ = conn.close().await;
+        applied.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        if self.shop.is_builtin() {
+            shop::create_builtin_orders(&self.pool).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates an empty database named `name` (letters, digits and `_` only),

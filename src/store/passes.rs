@@ -1,9 +1,8 @@
 // The record of each pass: when it started and ended, how it ended, and its
 // counts, so that `status`, health checks and "is a pass due" can read it.
 
-use super::StoreError;
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -16,53 +15,51 @@ pub struct PassRecord {
     pub summary: serde_json::Value,
 }
 
-/// Records the start of a pass; returns its id and its start on the database's clock.
-pub async fn start_pass(pool: &PgPool, worker: Uuid) -> Result<(i64, DateTime<Utc>), StoreError> {
-    Ok(
-        sqlx::query_as("INSERT INTO refund_passes (worker) VALUES ($1) RETURNING id, started_at")
-            .bind(worker)
-            .fetch_one(pool)
-            .await?,
-    )
-}
+impl Store {
+    /// Records the start of a pass; returns its id and its start on the database's clock.
+    pub async fn start_pass(&self, worker: Uuid) -> Result<(i64, DateTime<Utc>), StoreError> {
+        Ok(
+            sqlx::query_as(&self.sql("INSERT INTO refundd.refund_passes (worker) VALUES ($1) RETURNING id, started_at"))
+                .bind(worker)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
 
-pub async fn finish_pass(
-    pool: &PgPool,
-    id: i64,
-    outcome: &str,
-    summary: &serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(outcome)
-    .bind(summary)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
+    pub async fn finish_pass(&self, id: i64,
+        outcome: &str,
+        summary: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("UPDATE refundd.refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1"),
+        )
+        .bind(id)
+        .bind(outcome)
+        .bind(summary)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 
-/// The most recent finished pass, if any.
-pub async fn last_finished_pass(pool: &PgPool) -> Result<Option<PassRecord>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id, worker, started_at, finished_at, outcome, summary FROM refund_passes
-          WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?)
-}
+    /// The most recent finished pass, if any.
+    pub async fn last_finished_pass(&self) -> Result<Option<PassRecord>, StoreError> {
+        Ok(sqlx::query_as(&self.sql("SELECT id, worker, started_at, finished_at, outcome, summary FROM refundd.refund_passes
+              WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1"),
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 
-/// The database's clock.
-pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT now()").fetch_one(pool).await?)
-}
+    /// The database's clock.
+    pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(sqlx::query_scalar(&self.sql("SELECT now()")).fetch_one(&self.pool).await?)
+    }
 
-/// When the most recent pass started, finished or not.
-pub async fn last_started_pass(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT max(started_at) FROM refund_passes")
-            .fetch_one(pool)
-            .await?,
-    )
+    /// When the most recent pass started, finished or not.
+    pub async fn last_started_pass(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(
+            sqlx::query_scalar(&self.sql("SELECT max(started_at) FROM refundd.refund_passes"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
 }

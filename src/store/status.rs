@@ -1,52 +1,13 @@
 // Read-only views of the queue for progress, `refundd status`, the metrics
 // and health checks.
 
-use super::StoreError;
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 use std::time::Duration;
 
 /// How many rows each list in the status view shows at most.
 pub const LIST_LIMIT: i64 = 20;
-
-/// Orders a pass that started at `due_by` would work.
-pub async fn count_due(pool: &PgPool, due_by: DateTime<Utc>) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM orders
-          WHERE (status = 'refund_requested'
-                 OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-            AND (next_attempt_at IS NULL OR next_attempt_at <= $1)",
-    )
-    .bind(due_by)
-    .fetch_one(pool)
-    .await?)
-}
-
-/// Orders a pass started now would work (for the backlog gauge).
-pub async fn count_due_now(pool: &PgPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM orders
-          WHERE (status = 'refund_requested'
-                 OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-            AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
-    )
-    .fetch_one(pool)
-    .await?)
-}
-
-/// Whether the database answers `SELECT 1` within `within`.
-pub async fn ping(pool: &PgPool, within: Duration) -> Result<(), StoreError> {
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
-    match tokio::time::timeout(within, probe).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(StoreError::Connect(e.to_string())),
-        Err(_) => Err(StoreError::Connect(format!(
-            "no answer to SELECT 1 within {} ms",
-            within.as_millis()
-        ))),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct StatusCount {
@@ -99,6 +60,25 @@ pub struct FailedOrder {
     pub failed_at: DateTime<Utc>,
 }
 
+/// An outcome the shop's database refused to take (`shop.on_refunded` or
+/// `shop.on_failed`), tried again on every pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PendingShopWrite {
+    pub order_no: String,
+    /// refunded | refund_failed
+    pub writeback: String,
+    pub writeback_error: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+/// An order the shop asked to refund again after refundd refunded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AskedAgain {
+    pub order_no: String,
+    pub requested_again_at: Option<DateTime<Utc>>,
+    pub refunded_amount: Option<i64>,
+}
+
 /// The queue at one moment, read in one snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueView {
@@ -114,105 +94,159 @@ pub struct QueueView {
     pub settling: Vec<SettlingRefund>,
     pub failed_total: i64,
     pub failed: Vec<FailedOrder>,
+    /// Write-backs to the shop still to be done.
+    pub shop_writes: Vec<PendingShopWrite>,
+    /// Orders asked again after their refund (never refunded twice).
+    pub asked_again: Vec<AskedAgain>,
 }
 
-/// Reads the queue in one repeatable-read transaction, so the numbers agree.
-pub async fn queue_view(pool: &PgPool) -> Result<QueueView, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
+impl Store {
+    /// Orders a pass that started at `due_by` would work.
+    pub async fn count_due(&self, due_by: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
+              WHERE (status = 'refund_requested'
+                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+                AND (next_attempt_at IS NULL OR next_attempt_at <= $1)"),
+        )
+        .bind(due_by)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Orders a pass started now would work (for the backlog gauge).
+    pub async fn count_due_now(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
+              WHERE (status = 'refund_requested'
+                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+                AND (next_attempt_at IS NULL OR next_attempt_at <= now())"),
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Whether the database answers `SELECT 1` within `within`.
+    pub async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        match tokio::time::timeout(within, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Connect(e.to_string())),
+            Err(_) => Err(StoreError::Connect(format!(
+                "no answer to SELECT 1 within {} ms",
+                within.as_millis()
+            ))),
+        }
+    }
+
+    /// Reads the queue in one repeatable-read transaction, so the numbers agree.
+    pub async fn queue_view(&self) -> Result<QueueView, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            .execute(&mut *tx)
+            .await?;
+        let at: DateTime<Utc> = sqlx::query_scalar(&self.sql("SELECT now()"))
+            .fetch_one(&mut *tx)
+            .await?;
+        let counts: Vec<StatusCount> = sqlx::query_as(&self.sql("SELECT s.status, count(o.id) AS count
+               FROM unnest(ARRAY['refund_requested', 'refunding', 'refunded', 'refund_failed', 'withdrawn']) WITH ORDINALITY AS s(status, n)
+               LEFT JOIN refundd.refunds o ON o.status = s.status
+              GROUP BY s.status, s.n ORDER BY s.n"),
+        )
+        .fetch_all(&mut *tx)
         .await?;
-    let at: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        let due_now: i64 = sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
+              WHERE (status = 'refund_requested'
+                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+                AND (next_attempt_at IS NULL OR next_attempt_at <= now())"),
+        )
         .fetch_one(&mut *tx)
         .await?;
-    let counts: Vec<StatusCount> = sqlx::query_as(
-        "SELECT s.status, count(o.id) AS count
-           FROM unnest(ARRAY['paid', 'refund_requested', 'refunding', 'refunded', 'refund_failed']) WITH ORDINALITY AS s(status, n)
-           LEFT JOIN orders o ON o.status = s.status
-          GROUP BY s.status, s.n ORDER BY s.n",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let due_now: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM orders
-          WHERE (status = 'refund_requested'
-                 OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-            AND (next_attempt_at IS NULL OR next_attempt_at <= now())",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let oldest_request: Option<OldestRequest> = sqlx::query_as(
-        "SELECT order_no, refund_requested_at,
-                COALESCE(extract(epoch FROM now() - refund_requested_at), 0)::bigint AS age_secs
-           FROM orders WHERE status = 'refund_requested'
-          ORDER BY refund_requested_at NULLS FIRST, id LIMIT 1",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+        let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql("SELECT order_no, requested_at AS refund_requested_at,
+                    COALESCE(extract(epoch FROM now() - requested_at), 0)::bigint AS age_secs
+               FROM refundd.refunds WHERE status = 'refund_requested'
+              ORDER BY requested_at, id LIMIT 1"),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
 
-    const WAITING: &str = "status IN ('refund_requested', 'refunding') AND next_attempt_at > now()";
-    let waiting_total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM orders WHERE {WAITING}"))
-            .fetch_one(&mut *tx)
-            .await?;
-    let waiting: Vec<WaitingOrder> = sqlx::query_as(&format!(
-        "SELECT order_no, status, attempts, next_attempt_at, last_error FROM orders
-          WHERE {WAITING} ORDER BY next_attempt_at, id LIMIT $1"
-    ))
-    .bind(LIST_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
+        const WAITING: &str = "status IN ('refund_requested', 'refunding') AND next_attempt_at > now()";
+        let waiting_total: i64 =
+            sqlx::query_scalar(&self.sql(&format!("SELECT count(*) FROM refundd.refunds WHERE {WAITING}")))
+                .fetch_one(&mut *tx)
+                .await?;
+        let waiting: Vec<WaitingOrder> = sqlx::query_as(&self.sql(&format!(
+            "SELECT order_no, status, attempts, next_attempt_at, last_error FROM refundd.refunds
+              WHERE {WAITING} ORDER BY next_attempt_at, id LIMIT $1"
+        )))
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
 
-    let unknown_total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders WHERE unknown_operation IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await?;
-    let unknown: Vec<UnknownOutcome> = sqlx::query_as(
-        "SELECT order_no, unknown_operation AS operation, unknown_since AS since, next_attempt_at, last_error
-           FROM orders WHERE unknown_operation IS NOT NULL
-          ORDER BY unknown_since NULLS FIRST, id LIMIT $1",
-    )
-    .bind(LIST_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
+        let unknown_total: i64 =
+            sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds WHERE unknown_operation IS NOT NULL"))
+                .fetch_one(&mut *tx)
+                .await?;
+        let unknown: Vec<UnknownOutcome> = sqlx::query_as(&self.sql("SELECT order_no, unknown_operation AS operation, unknown_since AS since, next_attempt_at, last_error
+               FROM refundd.refunds WHERE unknown_operation IS NOT NULL
+              ORDER BY unknown_since NULLS FIRST, id LIMIT $1"),
+        )
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
 
-    const SETTLING: &str = "status = 'refunded' AND settlement IN ('pending', 'unconfirmed')";
-    let settling_total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM orders WHERE {SETTLING}"))
-            .fetch_one(&mut *tx)
-            .await?;
-    let settling: Vec<SettlingRefund> = sqlx::query_as(&format!(
-        "SELECT order_no, refunded_amount, refunded_at, settlement FROM orders
-          WHERE {SETTLING} ORDER BY refunded_at NULLS FIRST, id LIMIT $1"
-    ))
-    .bind(LIST_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
+        const SETTLING: &str = "status = 'refunded' AND settlement IN ('pending', 'unconfirmed')";
+        let settling_total: i64 =
+            sqlx::query_scalar(&self.sql(&format!("SELECT count(*) FROM refundd.refunds WHERE {SETTLING}")))
+                .fetch_one(&mut *tx)
+                .await?;
+        let settling: Vec<SettlingRefund> = sqlx::query_as(&self.sql(&format!(
+            "SELECT order_no, refunded_amount, refunded_at, settlement FROM refundd.refunds
+              WHERE {SETTLING} ORDER BY refunded_at NULLS FIRST, id LIMIT $1"
+        )))
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
 
-    let failed_total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'refund_failed'")
-            .fetch_one(&mut *tx)
-            .await?;
-    let failed: Vec<FailedOrder> = sqlx::query_as(
-        "SELECT order_no, refund_error, updated_at AS failed_at FROM orders
-          WHERE status = 'refund_failed' ORDER BY updated_at DESC, id DESC LIMIT $1",
-    )
-    .bind(LIST_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(QueueView {
-        at,
-        counts,
-        due_now,
-        oldest_request,
-        waiting_total,
-        waiting,
-        unknown_total,
-        unknown,
-        settling_total,
-        settling,
-        failed_total,
-        failed,
-    })
+        let failed_total: i64 =
+            sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds WHERE status = 'refund_failed'"))
+                .fetch_one(&mut *tx)
+                .await?;
+        let failed: Vec<FailedOrder> = sqlx::query_as(&self.sql("SELECT order_no, refund_error, updated_at AS failed_at FROM refundd.refunds
+              WHERE status = 'refund_failed' ORDER BY updated_at DESC, id DESC LIMIT $1"),
+        )
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
+        let shop_writes: Vec<PendingShopWrite> = sqlx::query_as(&self.sql(
+            "SELECT order_no, writeback, writeback_error, updated_at AS since FROM refundd.refunds
+              WHERE writeback IS NOT NULL ORDER BY id LIMIT $1",
+        ))
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
+        let asked_again: Vec<AskedAgain> = sqlx::query_as(&self.sql(
+            "SELECT order_no, requested_again_at, refunded_amount FROM refundd.refunds
+              WHERE status = 'refunded' AND requested_again_at IS NOT NULL
+              ORDER BY requested_again_at DESC, id LIMIT $1",
+        ))
+        .bind(LIST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(QueueView {
+            shop_writes,
+            asked_again,
+            at,
+            counts,
+            due_now,
+            oldest_request,
+            waiting_total,
+            waiting,
+            unknown_total,
+            unknown,
+            settling_total,
+            settling,
+            failed_total,
+            failed,
+        })
+    }
 }

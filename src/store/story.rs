@@ -1,9 +1,8 @@
 // Each order's story as the database tells it: its row and the events appended
 // in a span of time. The demo reads it to show what each pass did.
 
-use super::StoreError;
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 /// One appended event.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -16,22 +15,6 @@ pub struct StoryEvent {
     pub to_status: Option<String>,
     pub bank_state: Option<String>,
     pub message: Option<String>,
-}
-
-/// Events appended at or after `from` and before `to`, oldest first.
-pub async fn events_between(
-    pool: &PgPool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<StoryEvent>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
-           FROM refund_events WHERE at >= $1 AND at < $2 ORDER BY id",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?)
 }
 
 /// Where an order ended up.
@@ -48,21 +31,34 @@ pub struct OrderOutcomeRow {
     pub last_error: Option<String>,
 }
 
-pub async fn all_orders(pool: &PgPool) -> Result<Vec<OrderOutcomeRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
-                refund_error, settlement, last_error
-           FROM orders ORDER BY order_no",
-    )
-    .fetch_all(pool)
-    .await?)
-}
+impl Store {
+    /// Events appended at or after `from` and before `to`, oldest first.
+    pub async fn events_between(&self, from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoryEvent>, StoreError> {
+        Ok(sqlx::query_as(&self.sql("SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
+               FROM refundd.refund_events WHERE at >= $1 AND at < $2 ORDER BY id"),
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 
-/// What the database says was given back: the sum of `refunded_amount` of refunded orders.
-pub async fn refunded_total(pool: &PgPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(sum(refunded_amount), 0)::bigint FROM orders WHERE status = 'refunded'",
-    )
-    .fetch_one(pool)
-    .await?)
+    pub async fn all_orders(&self) -> Result<Vec<OrderOutcomeRow>, StoreError> {
+        Ok(sqlx::query_as(&self.sql("SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
+                    refund_error, settlement, last_error
+               FROM refundd.refunds ORDER BY order_no"),
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// What the database says was given back: the sum of `refunded_amount` of refunded orders.
+    pub async fn refunded_total(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(&self.sql("SELECT COALESCE(sum(refunded_amount), 0)::bigint FROM refundd.refunds WHERE status = 'refunded'"),
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }

@@ -2,18 +2,25 @@
 // PostgreSQL cluster, with the schema applied, so tests run in parallel.
 #![allow(dead_code)]
 
+use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 
-/// A new, migrated database and its URL.
-pub async fn fresh_db() -> (PgPool, String) {
+/// A new, empty database and its URL.
+pub async fn empty_db() -> (PgPool, String) {
     let cluster = tokio::task::spawn_blocking(ThrowawayPostgres::shared)
         .await
         .expect("join")
         .expect("throwaway PostgreSQL");
     let url = cluster.fresh_database().await.expect("create database");
     let pool = refundd::store::connect(&url, 20).await.expect("connect");
-    refundd::store::migrate(&pool).await.expect("migrate");
+    (pool, url)
+}
+
+/// A new database migrated for the built-in orders table, and its URL.
+pub async fn fresh_db() -> (PgPool, String) {
+    let (pool, url) = empty_db().await;
+    Store::builtin(pool.clone()).migrate().await.expect("migrate");
     (pool, url)
 }
 
@@ -46,6 +53,7 @@ use std::time::Duration;
 /// A database and a simulator, seeded together.
 pub struct Rig {
     pub pool: PgPool,
+    pub store: Store,
     pub url: String,
     pub sim: SimServer,
     pub admin: SimAdmin,
@@ -86,6 +94,7 @@ impl Rig {
         let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
         let admin = sim.admin();
         Rig {
+            store: Store::builtin(pool.clone()),
             pool,
             url,
             sim,
@@ -139,7 +148,7 @@ impl Rig {
         timeout: Duration,
     ) -> Engine {
         Engine::new(
-            self.pool.clone(),
+            self.store.clone(),
             client_for(&self.sim.base_url(), timeout),
             settings,
             clock,
@@ -163,7 +172,7 @@ impl Rig {
         &self,
         order_no: &str,
     ) -> (String, Option<String>, Option<i64>, Option<String>) {
-        sqlx::query_as("SELECT status, refund_method, refunded_amount, refund_error FROM orders WHERE order_no = $1")
+        sqlx::query_as("SELECT status, refund_method, refunded_amount, refund_error FROM refundd.refunds WHERE order_no = $1")
             .bind(order_no)
             .fetch_one(&self.pool)
             .await
@@ -181,6 +190,41 @@ impl Rig {
                 c.operation == operation && c.outcome == refundd::sim::CallOutcome::Accepted
             })
             .count()
+    }
+}
+
+impl Rig {
+    /// What a worker does before it dies: reads the shop's requests, claims
+    /// them, and commits the intent of one call of `amount` on the first
+    /// (decided on `authorised` and `refund`).
+    pub async fn intent_of_a_dead_worker(
+        &self,
+        operation: &'static str,
+        amount: i64,
+        (authorised, refund): (i64, i64),
+    ) -> refundd::store::Lease {
+        self.store.intake(1000).await.unwrap();
+        let dead = uuid::Uuid::new_v4();
+        let lease_for = Duration::from_secs(30);
+        let rows = self
+            .store
+            .claim(dead, lease_for, 10, chrono::Utc::now())
+            .await
+            .unwrap();
+        let lease = rows[0].lease(dead);
+        let intent = refundd::store::refunds::GatewayEvent {
+            kind: "intent",
+            operation: Some(operation),
+            amount: Some(amount),
+            ..Default::default()
+        };
+        let recorded = self
+            .store
+            .record_intent(&lease, lease_for, &intent, (refund, authorised, refund))
+            .await
+            .unwrap();
+        assert_eq!(recorded, refundd::store::refunds::Intent::Recorded);
+        lease
     }
 }
 

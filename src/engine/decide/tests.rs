@@ -6,7 +6,11 @@ use crate::engine::request::{CallFate, OwnCall};
 
 fn req(authorised: i64, refund: i64) -> RefundRequest {
     RefundRequest {
-        id: 1,
+        lease: crate::store::Lease {
+            id: 1,
+            token: uuid::Uuid::nil(),
+            worker: uuid::Uuid::nil(),
+        },
         order_no: OrderNo::parse("ORDER001").unwrap(),
         xid: Xid::parse("XID-1").unwrap(),
         auth_code: None,

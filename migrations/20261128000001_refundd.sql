@@ -1,52 +1,66 @@
--- The contract a shop writes to (orders), refundd's own bookkeeping on each
--- order, the append-only story of every order (refund_events) and the record
--- of each pass (refund_passes).
+-- refundd's own tables, created in its schema (`database.schema`; the migration
+-- runs with that schema first on the search path, so nothing here names it):
+-- one record per order it was asked to refund (what the shop asked, attempts,
+-- lease, step, unknown outcomes, settlement watch, write-back to the shop), the
+-- append-only story of every order, and the record of each pass. Nothing here
+-- touches the shop's tables.
 
-CREATE TABLE orders (
+CREATE TABLE refunds (
     id                  bigserial PRIMARY KEY,
-    -- CTBC's LID-M: 1 to 19 of [A-Za-z0-9_] (checked by refundd, which fails a bad row with its reason)
     order_no            text NOT NULL UNIQUE,
+    -- refund_requested, withdrawn (the shop stopped asking before anything was
+    -- sent), refunding, refunded, refund_failed
+    status              text NOT NULL DEFAULT 'refund_requested'
+        CONSTRAINT refunds_status_known
+        CHECK (status IN ('refund_requested', 'withdrawn', 'refunding', 'refunded', 'refund_failed')),
+    -- the request as the shop's query last gave it, until the first money-moving intent
     xid                 text,
     auth_code           text,
-    -- integers in the units of the bank's amount string for the currency (NT$ with exponent 0)
     auth_amount         bigint,
     currency            text NOT NULL DEFAULT '901',
-    status              text NOT NULL DEFAULT 'paid'
-        CONSTRAINT orders_status_known
-        CHECK (status IN ('paid', 'refund_requested', 'refunding', 'refunded', 'refund_failed')),
-    -- null, or equal to auth_amount, means the full amount
     refund_amount       bigint,
-    refund_requested_at timestamptz,
+    -- why the shop's row cannot be worked as it is (an amount with a fraction, ...)
+    bad_input           text,
+    requested_at        timestamptz NOT NULL DEFAULT now(),
+    -- the last reading of the shop's requests that listed this order
+    seen_at             timestamptz NOT NULL DEFAULT now(),
+    -- an operator's `refundd retry`: worked even if the shop's query no longer lists it
+    retried_by_operator boolean NOT NULL DEFAULT false,
+    -- the shop asked again after refundd refunded the order (it is never refunded twice)
+    requested_again_at  timestamptz,
+
+    attempts            integer NOT NULL DEFAULT 0,
+    next_attempt_at     timestamptz,
+    lease_owner         uuid,
+    lease_token         uuid,
+    lease_expires_at    timestamptz,
+    -- the amount being refunded, fixed when the first money-moving intent is committed
+    claimed_amount      bigint,
+    step                text,
+    unknown_operation   text,
+    unknown_since       timestamptz,
+    last_error          text,
+
     refunded_at         timestamptz,
     refund_method       text,
     refunded_amount     bigint,
     refund_error        text,
-    created_at          timestamptz NOT NULL DEFAULT now(),
-
-    -- refundd's bookkeeping: a shop never needs to write these.
-    attempts            integer NOT NULL DEFAULT 0,
-    next_attempt_at     timestamptz,
-    lease_owner         uuid,
-    lease_expires_at    timestamptz,
-    -- the amount being refunded, copied when the order is claimed
-    claimed_amount      bigint,
-    -- the last step whose outcome is committed (e.g. capture_reversed)
-    step                text,
-    -- a money-moving call whose outcome is unknown, and since when
-    unknown_operation   text,
-    unknown_since       timestamptz,
-    last_error          text,
-    -- watch of a refund until the bank settles it: pending, settled, failed
     settlement          text,
     settled_at          timestamptz,
     watch_until         timestamptz,
+    -- a write-back to the shop (refunded | refund_failed) still to be done, and why it failed
+    writeback           text,
+    writeback_error     text,
+    -- shop.on_failed ran for the current failure: a new request from the shop reopens it
+    shop_told_failed    boolean NOT NULL DEFAULT false,
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX orders_due ON orders (next_attempt_at NULLS FIRST, id)
+CREATE INDEX refunds_due ON refunds (next_attempt_at NULLS FIRST, id)
     WHERE status IN ('refund_requested', 'refunding');
-CREATE INDEX orders_settlement_due ON orders (next_attempt_at NULLS FIRST, id)
+CREATE INDEX refunds_settlement_due ON refunds (next_attempt_at NULLS FIRST, id)
     WHERE status = 'refunded' AND settlement = 'pending';
+CREATE INDEX refunds_writeback ON refunds (id) WHERE writeback IS NOT NULL;
 
 CREATE TABLE refund_events (
     id          bigserial PRIMARY KEY,
@@ -79,37 +93,22 @@ CREATE TABLE refund_passes (
 );
 CREATE INDEX refund_passes_started ON refund_passes (started_at DESC);
 
--- One refund per order, and a fresh start for every new request.
-CREATE FUNCTION orders_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One refund per order: refundd's record of a refund is never undone.
+CREATE FUNCTION refunds_guard() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.status = 'refunded'
-       AND NEW.status IN ('paid', 'refund_requested', 'refunding') THEN
+    IF OLD.status = 'refunded' AND NEW.status <> 'refunded' THEN
         RAISE EXCEPTION 'order % was already refunded; an order is refunded once', OLD.order_no
             USING ERRCODE = 'check_violation';
-    END IF;
-    IF NEW.status = 'refund_requested'
-       AND (TG_OP = 'INSERT' OR OLD.status IN ('paid', 'refund_failed')) THEN
-        NEW.refund_requested_at := now();
-        NEW.attempts := 0;
-        NEW.next_attempt_at := NULL;
-        NEW.lease_owner := NULL;
-        NEW.lease_expires_at := NULL;
-        NEW.claimed_amount := NULL;
-        NEW.step := NULL;
-        NEW.unknown_operation := NULL;
-        NEW.unknown_since := NULL;
-        NEW.last_error := NULL;
-        NEW.refund_error := NULL;
     END IF;
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
 
-CREATE TRIGGER orders_guard BEFORE INSERT OR UPDATE ON orders
-    FOR EACH ROW EXECUTE FUNCTION orders_guard();
+CREATE TRIGGER refunds_guard BEFORE UPDATE ON refunds
+    FOR EACH ROW EXECUTE FUNCTION refunds_guard();
 
--- Every status change is part of the order's story, whoever makes it.
-CREATE FUNCTION orders_status_event() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Every status change of refundd's record is part of the order's story.
+CREATE FUNCTION refunds_status_event() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status THEN
         INSERT INTO refund_events (order_no, kind, from_status, to_status, amount, message, worker)
@@ -125,8 +124,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER orders_status_event AFTER INSERT OR UPDATE ON orders
-    FOR EACH ROW EXECUTE FUNCTION orders_status_event();
+CREATE TRIGGER refunds_status_event AFTER INSERT OR UPDATE ON refunds
+    FOR EACH ROW EXECUTE FUNCTION refunds_status_event();
 
 -- The story is append-only.
 CREATE FUNCTION refund_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

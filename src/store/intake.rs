@@ -1,0 +1,233 @@
+// Reading the shop's requests into refundd's own records, at the start of every
+// pass: the shop's query (`shop.requests`) streamed in chunks, each chunk
+// recorded idempotently (any number of daemons may read at once), then the
+// requests the shop stopped asking for before anything was sent are withdrawn.
+// What a shop's row means over time is decided here, in SQL, in one place.
+
+use super::refunds::Lease;
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+
+/// One row of the shop's requests, every value as text as the shop gave it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ShopRequest {
+    order_no: Option<String>,
+    xid: Option<String>,
+    auth_code: Option<String>,
+    auth_amount: Option<String>,
+    refund_amount: Option<String>,
+    currency: Option<String>,
+}
+
+/// What one reading of the shop's requests did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntakeReport {
+    /// Rows the shop's query returned.
+    pub read: u64,
+    /// Orders refundd had no record of.
+    pub new: u64,
+    /// Orders the shop asked again after refundd refunded them (never refunded twice).
+    pub asked_again_after_refund: u64,
+    /// Requests the shop stopped listing before anything was sent.
+    pub withdrawn: u64,
+}
+
+/// Where the shop's request for one order stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestNow {
+    /// No longer listed: withdrawn, nothing was sent.
+    Withdrawn,
+    /// Listed with other values: they are taken, and the order is worked again.
+    Changed,
+}
+
+/// An amount as the shop's query gave it, as a whole number; `Err` says why
+/// it is not one (the row then fails with that reason and nothing is sent).
+fn whole_amount(column: &str, text: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(text) = text else { return Ok(None) };
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.bytes().any(|b| b != b'0') {
+        return Err(format!(
+            "invalid row: {column} is {text}, which has a fraction; amounts are whole units of the currency (NT$ has no cents at the bank), nothing was sent"
+        ));
+    }
+    whole.parse::<i64>().map(Some).map_err(|_| {
+        format!("invalid row: {column} is {text}, which is not an amount refundd can send")
+    })
+}
+
+impl Store {
+    /// The shop's query, with the columns refundd reads, as text.
+    fn requests_sql(&self, only_one: bool) -> String {
+        format!(
+            "SELECT r.order_no::text AS order_no, r.xid::text AS xid, r.auth_code::text AS auth_code,
+                    r.auth_amount::numeric::text AS auth_amount,
+                    r.refund_amount::numeric::text AS refund_amount,
+                    coalesce(to_jsonb(r) ->> 'currency', '901') AS currency
+               FROM ({}) AS r{}",
+            self.shop.requests,
+            if only_one {
+                " WHERE r.order_no::text = $1"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Reads every request of the shop's in chunks of `chunk` rows and records
+    /// it; then withdraws what the shop no longer lists and nothing was sent for.
+    pub async fn intake(&self, chunk: usize) -> Result<IntakeReport, StoreError> {
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?;
+        let sql = self.requests_sql(false);
+        let mut rows = sqlx::query_as::<_, ShopRequest>(&sql)
+            .fetch(&self.pool)
+            .try_chunks(chunk.max(1));
+        let mut report = IntakeReport::default();
+        while let Some(batch) = rows.try_next().await.map_err(|e| e.1)? {
+            report.read += batch.len() as u64;
+            let (new, again) = self.record_requests(&batch).await?;
+            report.new += new;
+            report.asked_again_after_refund += again;
+        }
+        report.withdrawn = self.withdraw_unlisted(started).await?;
+        Ok(report)
+    }
+
+    /// Records one chunk; returns (new orders, orders asked again after their refund).
+    async fn record_requests(&self, batch: &[ShopRequest]) -> Result<(u64, u64), StoreError> {
+        let mut cols: (Vec<String>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
+        let mut amounts: (Vec<Option<i64>>, Vec<Option<i64>>) = Default::default();
+        let mut rest: (Vec<String>, Vec<Option<String>>) = Default::default();
+        for r in batch {
+            let Some(order_no) = r.order_no.clone() else { continue };
+            let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
+            let refund = whole_amount("refund_amount", r.refund_amount.as_deref());
+            let bad = auth.as_ref().err().or(refund.as_ref().err()).cloned();
+            cols.0.push(order_no);
+            cols.1.push(r.xid.clone());
+            cols.2.push(r.auth_code.clone());
+            amounts.0.push(auth.unwrap_or(None));
+            amounts.1.push(refund.unwrap_or(None));
+            rest.0.push(r.currency.clone().unwrap_or_else(|| "901".into()));
+            rest.1.push(bad);
+        }
+        let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(RECORD_REQUESTS))
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(amounts.0)
+            .bind(amounts.1)
+            .bind(rest.0)
+            .bind(rest.1)
+            .fetch_all(&self.pool)
+            .await?;
+        let new = rows.iter().filter(|(n, _)| *n).count() as u64;
+        let again = rows.iter().filter(|(_, a)| *a).count() as u64;
+        Ok((new, again))
+    }
+
+    async fn withdraw_unlisted(&self, started: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "WITH w AS (
+                 UPDATE refundd.refunds
+                    SET status = 'withdrawn', lease_owner = NULL, lease_token = NULL,
+                        lease_expires_at = NULL, next_attempt_at = NULL
+                  WHERE seen_at < $1
+                    AND (status = 'refund_requested'
+                         OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+                    AND claimed_amount IS NULL AND step IS NULL AND unknown_operation IS NULL
+                    AND NOT retried_by_operator
+                 RETURNING order_no)
+             INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
+             SELECT order_no, 'note', 'withdrawn',
+                    'the shop''s requests no longer list this order and nothing was sent: withdrawn'
+               FROM w",
+        ))
+        .bind(started)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Asks the shop's query about one claimed order whose request changed
+    /// before anything was sent: withdrawn, or taken with its new values and
+    /// given back to be worked again.
+    pub async fn recheck_request(
+        &self,
+        lease: &Lease,
+        order_no: &str,
+    ) -> Result<RequestNow, StoreError> {
+        let now: Option<ShopRequest> = sqlx::query_as(&self.requests_sql(true))
+            .bind(order_no)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = now else {
+            let done = sqlx::query(&self.sql(
+                "WITH w AS (
+                     UPDATE refundd.refunds SET status = 'withdrawn', lease_owner = NULL,
+                            lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL
+                      WHERE id = $1 AND lease_token = $2 AND claimed_amount IS NULL
+                     RETURNING order_no)
+                 INSERT INTO refundd.refund_events (order_no, kind, outcome, message, worker)
+                 SELECT order_no, 'note', 'withdrawn',
+                        'the shop withdrew the request before anything was sent', $3 FROM w",
+            ))
+            .bind(lease.id)
+            .bind(lease.token)
+            .bind(lease.worker)
+            .execute(&self.pool)
+            .await?;
+            return if done.rows_affected() == 0 {
+                Err(StoreError::LeaseLost)
+            } else {
+                Ok(RequestNow::Withdrawn)
+            };
+        };
+        self.record_requests(std::slice::from_ref(&r)).await?;
+        self.release(std::slice::from_ref(lease)).await?;
+        Ok(RequestNow::Changed)
+    }
+}
+
+/// Records requests: new orders are inserted; an existing record follows the
+/// shop's values until its first money-moving intent; a withdrawn request, or
+/// a failed one the shop was told of, asked again is a new request; an order
+/// refundd refunded is never reopened, only marked asked again.
+const RECORD_REQUESTS: &str = "
+INSERT INTO refundd.refunds AS f
+       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, seen_at)
+SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, now()
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
+       AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
+ON CONFLICT (order_no) DO UPDATE SET
+    seen_at = now(),
+    status = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                  THEN 'refund_requested' ELSE f.status END,
+    attempts = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                    THEN 0 ELSE f.attempts END,
+    next_attempt_at = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                           THEN NULL ELSE f.next_attempt_at END,
+    refund_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.refund_error END,
+    last_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.last_error END,
+    claimed_amount = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.claimed_amount END,
+    shop_told_failed = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN false ELSE f.shop_told_failed END,
+    requested_at = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                        THEN now() ELSE f.requested_at END,
+    xid = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+               THEN EXCLUDED.xid ELSE f.xid END,
+    auth_code = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                     THEN EXCLUDED.auth_code ELSE f.auth_code END,
+    auth_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                       THEN EXCLUDED.auth_amount ELSE f.auth_amount END,
+    refund_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                         THEN EXCLUDED.refund_amount ELSE f.refund_amount END,
+    currency = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                    THEN EXCLUDED.currency ELSE f.currency END,
+    bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+                     THEN EXCLUDED.bad_input ELSE f.bad_input END,
+    requested_again_at = CASE WHEN f.status = 'refunded' THEN coalesce(f.requested_again_at, now())
+                              ELSE f.requested_again_at END
+RETURNING (xmax = 0) AS inserted, (f.status = 'refunded' AND f.requested_again_at = now()) AS asked_again";

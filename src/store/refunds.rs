@@ -1,0 +1,619 @@
+// refundd's record of each order it was asked to refund: claims, leases and
+// every change the engine makes. Each write is fenced to the claim that holds
+// the lease (a token per claim, not per process) and changes the record and its
+// event in one statement, so a worker that lost an order cannot touch it and an
+// order's story in `refund_events` always matches its record. Outcomes that
+// end the work are written back to the shop in the same transaction.
+
+use super::writeback::WriteBack;
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// An order as the engine reads it from refundd's record.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: i64,
+    pub order_no: String,
+    pub xid: Option<String>,
+    pub auth_code: Option<String>,
+    pub auth_amount: Option<i64>,
+    pub currency: String,
+    pub status: String,
+    pub refund_amount: Option<i64>,
+    /// Why the shop's row cannot be worked as it is.
+    pub bad_input: Option<String>,
+    pub claimed_amount: Option<i64>,
+    pub attempts: i32,
+    pub step: Option<String>,
+    pub unknown_operation: Option<String>,
+    pub unknown_since: Option<DateTime<Utc>>,
+    pub refund_method: Option<String>,
+    pub refunded_amount: Option<i64>,
+    pub watch_until: Option<DateTime<Utc>>,
+    /// The claim's token: every write about the order names it.
+    pub lease_token: Option<Uuid>,
+    /// How long ago, on the database's clock, the unknown call was about to be sent.
+    pub unknown_age_ms: Option<i64>,
+    /// refundd's own money-moving calls for this order, from its story.
+    pub own_calls: sqlx::types::Json<Vec<OwnCallRecord>>,
+}
+
+impl OrderRow {
+    /// The lease this claim holds on the order.
+    pub fn lease(&self, worker: Uuid) -> Lease {
+        Lease {
+            id: self.id,
+            token: self.lease_token.unwrap_or_default(),
+            worker,
+        }
+    }
+}
+
+/// One claim's hold on one order: the record, the claim's token, the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: i64,
+    pub token: Uuid,
+    pub worker: Uuid,
+}
+
+/// One "about to send" event of the order's story and the last outcome or
+/// note recorded for it before the next intent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct OwnCallRecord {
+    pub operation: String,
+    pub amount: Option<i64>,
+    pub sent_at: DateTime<Utc>,
+    pub outcome: Option<String>,
+    /// The outcome's amount: what the bank said it moved, where it said so.
+    pub moved: Option<i64>,
+}
+
+/// The `own_calls` column: every intent of the order with its last outcome.
+const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
+            'operation', i.operation, 'amount', i.amount, 'sent_at', i.at,
+            'outcome', f.outcome, 'moved', f.amount) ORDER BY i.id), '[]'::json)
+       FROM (SELECT id, order_no, operation, amount, at, lead(id) OVER (ORDER BY id) AS next_intent
+               FROM refundd.refund_events WHERE order_no = o.order_no AND kind = 'intent') i
+       LEFT JOIN LATERAL (
+             SELECT e.outcome, e.amount FROM refundd.refund_events e
+              WHERE e.order_no = i.order_no AND e.kind IN ('outcome', 'note')
+                AND e.operation = i.operation AND e.id > i.id
+                AND (i.next_intent IS NULL OR e.id < i.next_intent)
+              ORDER BY e.id DESC LIMIT 1) f ON true) AS own_calls";
+
+const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
+     claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token";
+
+/// The columns a claim returns, from the updated record `o`.
+fn claimed_columns() -> String {
+    let mut cols: Vec<String> = ORDER_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    cols.push(
+        "(extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms".into(),
+    );
+    cols.push(OWN_CALLS.into());
+    cols.join(", ")
+}
+
+/// A call to the bank, as appended to the order's story.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayEvent {
+    /// intent | outcome | note
+    pub kind: &'static str,
+    pub operation: Option<&'static str>,
+    pub outcome: Option<String>,
+    pub amount: Option<i64>,
+    pub bank_state: Option<String>,
+    pub resp_code: Option<String>,
+    pub err_code: Option<String>,
+    pub message: Option<String>,
+    pub elapsed_ms: Option<i32>,
+}
+
+/// How an order waits for a later attempt.
+#[derive(Debug, Clone)]
+pub struct Deferral {
+    /// Back to `refund_requested` (nothing done yet) or stay `refunding` with the lease released.
+    pub back_to_requested: bool,
+    pub delay: Duration,
+    pub count_attempt: bool,
+    pub last_error: String,
+    /// Keep the record of a money-moving call whose outcome is unknown.
+    pub keep_unknown: bool,
+}
+
+impl Deferral {
+    /// Waits for the next pass without counting a failed attempt (batch
+    /// running, settlement pending, blackout).
+    pub fn next_pass(reason: String, keep_unknown: bool) -> Self {
+        Self {
+            back_to_requested: true,
+            delay: Duration::ZERO,
+            count_attempt: false,
+            last_error: reason,
+            keep_unknown,
+        }
+    }
+
+    /// A failed attempt, retried after `delay`.
+    pub fn backoff(delay: Duration, reason: String, keep_unknown: bool) -> Self {
+        Self {
+            back_to_requested: true,
+            delay,
+            count_attempt: true,
+            last_error: reason,
+            keep_unknown,
+        }
+    }
+
+    /// A money-moving call of unknown outcome: stays `refunding` until a recheck.
+    pub fn recheck(delay: Duration, reason: String) -> Self {
+        Self {
+            back_to_requested: false,
+            delay,
+            count_attempt: false,
+            last_error: reason,
+            keep_unknown: true,
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn lease_held(rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::LeaseLost)
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `UPDATE refundd.refunds SET <set> WHERE id = $1 AND lease_token = $2
+/// [AND <extra>]` together with the event, in one statement, on `$conn`. `$3`
+/// is the worker (for the event); `$4..` are the caller's binds (at most six),
+/// the event's bind after them.
+macro_rules! fenced_update {
+    ($store:expr, $conn:expr, $lease:expr, $ev:expr, $set:expr, $extra:expr $(, $bind:expr)* $(,)?) => {{
+        let ev: Option<&GatewayEvent> = $ev;
+        let lease: &Lease = $lease;
+        let n_binds = 3 $( + { let _ = &$bind; 1 } )*;
+        let p = |k: usize| format!("${}", n_binds + k);
+        let sql = match ev {
+            None => format!(
+                "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__",
+                set = $set
+            ),
+            Some(_) => format!(
+                "WITH o AS (UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 __EXTRA__ RETURNING order_no)
+                 INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
+                 SELECT order_no, {a}, {b}, {c}, {d}, {e}, {f}, {g}, {h}, {i}, $3 FROM o",
+                set = $set,
+                a = p(1), b = p(2), c = p(3), d = p(4), e = p(5), f = p(6), g = p(7), h = p(8), i = p(9)
+            ),
+        };
+        // The extra condition goes in after refundd's names are placed: it may
+        // hold a statement of the shop's, which runs exactly as written.
+        let sql = $store.sql(&sql).replace("__EXTRA__", $extra);
+        let mut q = sqlx::query(&sql).bind(lease.id).bind(lease.token).bind(lease.worker);
+        $( q = q.bind($bind); )*
+        if let Some(ev) = ev {
+            q = q
+                .bind(ev.kind)
+                .bind(ev.operation)
+                .bind(ev.outcome.clone())
+                .bind(ev.amount)
+                .bind(ev.bank_state.clone())
+                .bind(ev.resp_code.clone())
+                .bind(ev.err_code.clone())
+                .bind(ev.message.clone())
+                .bind(ev.elapsed_ms);
+        }
+        let done = q.execute($conn).await?;
+        lease_held(done.rows_affected())
+    }};
+}
+
+/// Whether an intent was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Recorded,
+    /// Before anything was sent, the shop stopped asking for this refund or
+    /// changed its amounts: nothing may be sent on the old request.
+    ShopChanged,
+}
+
+/// Outcome of a settlement watch inquiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Settled,
+    /// The refund will not settle (state 23, or a state that cannot follow an
+    /// accepted refund): `refund_failed` with this reason.
+    Failed(String),
+    StillSettling,
+}
+
+impl Store {
+    /// Claims up to `batch` due orders: `refund_requested`, or `refunding` with
+    /// a free lease, whose next attempt is due by `due_by` (the pass's start on
+    /// the database's clock, so an order deferred in this pass waits for the next).
+    pub async fn claim(
+        &self,
+        worker: Uuid,
+        lease: Duration,
+        batch: i64,
+        due_by: DateTime<Utc>,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        self.claim_where(
+            (worker, lease, batch, due_by),
+            "(status = 'refund_requested'
+              OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))",
+            "status = 'refunding',",
+        )
+        .await
+    }
+
+    /// Claims refunded orders whose refund is still settling at the bank.
+    pub async fn claim_settlement_watch(
+        &self,
+        worker: Uuid,
+        lease: Duration,
+        batch: i64,
+        due_by: DateTime<Utc>,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        self.claim_where(
+            (worker, lease, batch, due_by),
+            "status = 'refunded' AND settlement = 'pending'
+             AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+            "",
+        )
+        .await
+    }
+
+    /// One claim: due records matching `which`, locked with SKIP LOCKED,
+    /// leased to `worker` under a fresh token per record on the database's
+    /// clock, with `also_set` applied.
+    async fn claim_where(
+        &self,
+        (worker, lease, batch, due_by): (Uuid, Duration, i64, DateTime<Utc>),
+        which: &str,
+        also_set: &str,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let sql = format!(
+            "WITH due AS (
+                 SELECT id FROM refundd.refunds
+                  WHERE {which}
+                    AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
+                  ORDER BY next_attempt_at NULLS FIRST, id
+                  LIMIT $3
+                  FOR UPDATE SKIP LOCKED)
+             UPDATE refundd.refunds o
+                SET {also_set} lease_owner = $1, lease_token = gen_random_uuid(),
+                    lease_expires_at = now() + make_interval(secs => $2)
+               FROM due WHERE o.id = due.id
+             RETURNING {}",
+            claimed_columns()
+        );
+        Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
+            .bind(worker)
+            .bind(secs(lease))
+            .bind(batch)
+            .bind(due_by)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Extends the leases these claims still hold; returns the ids still held.
+    pub async fn renew_leases(
+        &self,
+        leases: &[(i64, Uuid)],
+        lease: Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, tokens): (Vec<i64>, Vec<Uuid>) = leases.iter().copied().unzip();
+        Ok(sqlx::query_scalar(&self.sql(
+            "UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
+               FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
+              WHERE f.id = held.id AND f.lease_token = held.token
+             RETURNING f.id",
+        ))
+        .bind(ids)
+        .bind(tokens)
+        .bind(secs(lease))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Appends an event (an inquiry's outcome, a note) if this claim still holds the order.
+    pub async fn record_event(&self, lease: &Lease, ev: &GatewayEvent) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
+             SELECT order_no, $4, $5, $6, $7, $8, $9, $10, $11, $12, $3 FROM refundd.refunds WHERE id = $1 AND lease_token = $2",
+        ))
+        .bind(lease.id)
+        .bind(lease.token)
+        .bind(lease.worker)
+        .bind(ev.kind)
+        .bind(ev.operation)
+        .bind(&ev.outcome)
+        .bind(ev.amount)
+        .bind(&ev.bank_state)
+        .bind(&ev.resp_code)
+        .bind(&ev.err_code)
+        .bind(&ev.message)
+        .bind(ev.elapsed_ms)
+        .execute(&self.pool)
+        .await?;
+        lease_held(done.rows_affected())
+    }
+
+    /// Right before a money-moving call: checks on the database that this claim
+    /// still holds a live lease, renews it, marks the call's outcome unknown
+    /// until it is recorded, and commits the "about to send" event. The first
+    /// money-moving intent also fixes the amount refunded, and only while the
+    /// shop's requests still list the order with the amounts it was decided on
+    /// (`authorised`, `refund`: what the plan was decided on), or an operator
+    /// retried it; otherwise nothing is recorded and the answer is `ShopChanged`.
+    pub async fn record_intent(
+        &self,
+        lease: &Lease,
+        lease_for: Duration,
+        ev: &GatewayEvent,
+        (amount, authorised, refund): (i64, i64, i64),
+    ) -> Result<Intent, StoreError> {
+        let still_asked = format!(
+            "AND lease_expires_at > now() AND status = 'refunding'
+             AND (claimed_amount IS NOT NULL OR retried_by_operator OR EXISTS (
+                  SELECT 1 FROM ({}) AS r
+                   WHERE r.order_no::text = refunds.order_no
+                     AND r.auth_amount::numeric = $7
+                     AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = $8))",
+            self.shop.requests
+        );
+        let recorded = fenced_update!(
+            self,
+            &self.pool,
+            lease,
+            Some(ev),
+            "unknown_operation = $4, unknown_since = now(), lease_expires_at = now() + make_interval(secs => $5),
+             claimed_amount = COALESCE(claimed_amount, $6)",
+            &still_asked,
+            ev.operation,
+            secs(lease_for),
+            amount,
+            authorised,
+            refund,
+        );
+        match recorded {
+            Ok(()) => Ok(Intent::Recorded),
+            Err(StoreError::LeaseLost) => self.why_no_intent(lease).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tells a lost lease from a request the shop withdrew or changed.
+    async fn why_no_intent(&self, lease: &Lease) -> Result<Intent, StoreError> {
+        let held: Option<bool> = sqlx::query_scalar(&self.sql(
+            "SELECT lease_expires_at > now() AND status = 'refunding' FROM refundd.refunds
+              WHERE id = $1 AND lease_token = $2",
+        ))
+        .bind(lease.id)
+        .bind(lease.token)
+        .fetch_optional(&self.pool)
+        .await?;
+        match held {
+            Some(true) => Ok(Intent::ShopChanged),
+            _ => Err(StoreError::LeaseLost),
+        }
+    }
+
+    /// A money-moving call completed accepted (and, for a capture reversal,
+    /// the step reached is committed before the next call is sent).
+    pub async fn record_step_done(
+        &self,
+        lease: &Lease,
+        ev: &GatewayEvent,
+        step: Option<&str>,
+    ) -> Result<(), StoreError> {
+        fenced_update!(
+            self,
+            &self.pool,
+            lease,
+            Some(ev),
+            "unknown_operation = NULL, unknown_since = NULL, step = COALESCE($4, step)",
+            "",
+            step,
+        )
+    }
+
+    /// The money is back: `refunded`, with the method and amount; a refund of
+    /// settled money is then watched until the bank settles it. The shop's
+    /// `on_refunded` runs in the same transaction.
+    pub async fn finish_refunded(
+        &self,
+        lease: &Lease,
+        ev: Option<&GatewayEvent>,
+        method: &str,
+        amount: i64,
+        watch_days: Option<u32>,
+    ) -> Result<WriteBack, StoreError> {
+        let watch = watch_days.map(|d| d as i32);
+        let mut tx = self.pool.begin().await?;
+        let order_no = self.order_no_of(&mut tx, lease).await?;
+        fenced_update!(
+            self,
+            &mut *tx,
+            lease,
+            ev,
+            "status = 'refunded', refunded_at = now(), refund_method = $4, refunded_amount = $5,
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, unknown_operation = NULL, unknown_since = NULL,
+             step = 'done', last_error = NULL, next_attempt_at = now(), requested_again_at = NULL,
+             settlement = CASE WHEN $6::int IS NULL THEN NULL ELSE 'pending' END,
+             watch_until = CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(days => $6::int) END",
+            "",
+            method,
+            amount,
+            watch,
+        )?;
+        let wb = self
+            .write_back_refunded(&mut tx, lease.id, &order_no, amount, method)
+            .await?;
+        tx.commit().await?;
+        Ok(wb)
+    }
+
+    /// Nothing more refundd can do: `refund_failed` with the reason for a
+    /// person, and the shop's `on_failed` in the same transaction. A call whose
+    /// outcome is unknown stays on the record, so `status` keeps listing it
+    /// until a person has looked.
+    pub async fn fail(
+        &self,
+        lease: &Lease,
+        ev: Option<&GatewayEvent>,
+        reason: &str,
+        refunded_amount: Option<i64>,
+    ) -> Result<WriteBack, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let order_no = self.order_no_of(&mut tx, lease).await?;
+        fenced_update!(
+            self,
+            &mut *tx,
+            lease,
+            ev,
+            "status = 'refund_failed', refund_error = $4, refunded_amount = COALESCE($5, refunded_amount),
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+             last_error = $4, retried_by_operator = false",
+            "",
+            reason,
+            refunded_amount,
+        )?;
+        let wb = self
+            .write_back_failed(&mut tx, lease.id, &order_no, reason)
+            .await?;
+        tx.commit().await?;
+        Ok(wb)
+    }
+
+    async fn order_no_of(&self, conn: &mut PgConnection, lease: &Lease) -> Result<String, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(&self.sql(
+            "SELECT order_no FROM refundd.refunds WHERE id = $1 AND lease_token = $2 FOR UPDATE",
+        ))
+        .bind(lease.id)
+        .bind(lease.token)
+        .fetch_optional(conn)
+        .await?;
+        found.ok_or(StoreError::LeaseLost)
+    }
+
+    /// The order waits for a later attempt.
+    pub async fn defer(
+        &self,
+        lease: &Lease,
+        ev: Option<&GatewayEvent>,
+        d: &Deferral,
+    ) -> Result<(), StoreError> {
+        fenced_update!(
+            self,
+            &self.pool,
+            lease,
+            ev,
+            "status = CASE WHEN $4 AND step IS NULL AND (unknown_operation IS NULL OR NOT $7) THEN 'refund_requested' ELSE 'refunding' END,
+             next_attempt_at = now() + make_interval(secs => $5),
+             attempts = CASE WHEN $6 AND attempts < 2147483647 THEN attempts + 1 ELSE attempts END,
+             last_error = $8,
+             unknown_operation = CASE WHEN $7 THEN unknown_operation ELSE NULL END,
+             unknown_since = CASE WHEN $7 THEN unknown_since ELSE NULL END,
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
+            "",
+            d.back_to_requested,
+            secs(d.delay),
+            d.count_attempt,
+            d.keep_unknown,
+            d.last_error.clone(),
+        )
+    }
+
+    /// Gives back claimed orders not started (shutdown, blackout).
+    pub async fn release(&self, leases: &[Lease]) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.id).collect();
+        let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
+        let done = sqlx::query(&self.sql(
+            "UPDATE refundd.refunds f
+                SET status = CASE WHEN f.status = 'refunding' AND f.step IS NULL AND f.unknown_operation IS NULL
+                                  THEN 'refund_requested' ELSE f.status END,
+                    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+               FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
+              WHERE f.id = held.id AND f.lease_token = held.token",
+        ))
+        .bind(ids)
+        .bind(tokens)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records what the settlement watch learned; a refund that will not
+    /// settle is written back to the shop as failed in the same transaction.
+    pub async fn record_settlement(
+        &self,
+        lease: &Lease,
+        ev: Option<&GatewayEvent>,
+        outcome: Settlement,
+        recheck: Duration,
+    ) -> Result<WriteBack, StoreError> {
+        match outcome {
+            Settlement::Settled => fenced_update!(
+                self,
+                &self.pool,
+                lease,
+                ev,
+                "settlement = 'settled', settled_at = now(), lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
+                "",
+            )
+            .map(|_| WriteBack::Done),
+            Settlement::Failed(reason) => {
+                let mut tx = self.pool.begin().await?;
+                let order_no = self.order_no_of(&mut tx, lease).await?;
+                fenced_update!(
+                    self,
+                    &mut *tx,
+                    lease,
+                    ev,
+                    "status = 'refund_failed', settlement = 'failed', refund_error = $4, last_error = $4,
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
+                    "",
+                    reason.clone(),
+                )?;
+                let wb = self
+                    .write_back_failed(&mut tx, lease.id, &order_no, &reason)
+                    .await?;
+                tx.commit().await?;
+                Ok(wb)
+            }
+            Settlement::StillSettling => fenced_update!(
+                self,
+                &self.pool,
+                lease,
+                ev,
+                "settlement = CASE WHEN watch_until IS NOT NULL AND watch_until < now() THEN 'unconfirmed' ELSE 'pending' END,
+                 next_attempt_at = now() + make_interval(secs => $4),
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
+                "",
+                secs(recheck),
+            )
+            .map(|_| WriteBack::Done),
+        }
+    }
+}
