@@ -40,6 +40,57 @@ fn a_secret_is_never_echoed_in_a_settings_error() {
     assert!(!all.contains("TOPSECRET"));
 }
 
+/// Looks like a MAC key: it must never be echoed, whatever the file around it.
+const KEY_LIKE: &str = "QWERTYUIOPASDFGHJKLZXCVB";
+
+fn a_broken_settings_file() -> String {
+    format!("[ctbc]\nmac_key = {KEY_LIKE}\n")
+}
+
+/// Runs `refundd status` and asserts the broken file stopped it by place alone.
+fn assert_refused_by_place(out: &std::process::Output, path: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for half in [&KEY_LIKE[..12], &KEY_LIKE[12..]] {
+        assert!(!stdout.contains(half), "{stdout}");
+        assert!(!stderr.contains(half), "{stderr}");
+    }
+    assert!(stderr.contains(path), "{stderr}");
+    assert!(stderr.contains("line 2, column 11"), "{stderr}");
+}
+
+#[test]
+fn a_syntax_error_in_the_config_file_names_the_place_not_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refundd.toml");
+    std::fs::write(&path, a_broken_settings_file()).unwrap();
+    let out = refundd_bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_refused_by_place(&out, path.to_str().unwrap());
+}
+
+#[test]
+fn a_syntax_error_in_the_default_file_names_the_place_not_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        a_broken_settings_file(),
+    )
+    .unwrap();
+    let out = refundd_bin()
+        .current_dir(dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_refused_by_place(&out, "config/default.toml");
+}
+
 #[test]
 fn migrate_needs_a_database_url() {
     let out = refundd_bin().arg("migrate").output().unwrap();

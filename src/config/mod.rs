@@ -5,6 +5,7 @@
 
 mod client;
 mod error;
+mod files;
 mod raw;
 
 pub use error::{Problem, SettingsError};

@@ -1,6 +1,7 @@
 // Settings as the `config` crate layers them, before any checking, and the one
 // function that turns them into typed settings or a list of problems.
 
+use super::files::{check_toml, Role};
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
@@ -120,6 +121,7 @@ impl RawSettings {
                 .map_err(|e| source_problem("(defaults)", e))?;
         }
         if let Some(path) = &sources.default_file {
+            check_toml(path, Role::Default)?;
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
@@ -137,6 +139,7 @@ impl RawSettings {
                     "pass the path of an existing TOML settings file",
                 )));
             }
+            check_toml(path, Role::Given)?;
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
@@ -489,6 +492,18 @@ fn source_problem(setting: &str, e: config::ConfigError) -> SettingsError {
     let key = match &e {
         config::ConfigError::Type { key: Some(k), .. } => k.clone(),
         config::ConfigError::NotFound(k) => k.clone(),
+        // The parser's message quotes the file's text; the files were checked
+        // before layering, so this is only a file changed since.
+        config::ConfigError::FileParse { uri, .. } => {
+            return SettingsError::one(Problem::new(
+                setting,
+                format!(
+                    "could not be read: {} is not valid TOML (the text is not shown: it may hold a secret)",
+                    uri.as_deref().unwrap_or("a settings file")
+                ),
+                "correct the file's TOML syntax",
+            ))
+        }
         _ => setting.to_string(),
     };
     SettingsError::one(Problem::new(

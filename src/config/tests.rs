@@ -172,3 +172,36 @@ fn missing_config_file_is_named() {
     .unwrap_err();
     assert!(err.names("--config"));
 }
+
+#[test]
+fn a_broken_file_is_named_by_place_and_kind_never_by_its_text() {
+    let key = "QWERTYUIOPASDFGHJKLZXCVB";
+    let file = toml_file(&format!(
+        "[worker]\nconcurrency = 2\n[ctbc]\nmac_key = {key}\n"
+    ));
+    let err = Settings::load(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.names("--config"), "{err}");
+    let text = err.to_string();
+    assert!(
+        !text.contains(&key[..12]) && !text.contains(&key[12..]),
+        "{text}"
+    );
+    assert!(text.contains(&file.path().display().to_string()), "{text}");
+    assert!(text.contains("line 4, column 11"), "{text}");
+    assert!(text.contains("invalid string"), "{text}");
+    assert!(!text.contains("environment variable"), "a file has none: {text}");
+
+    let default_file = toml_file(&format!("[ctbc]\nmac_key = {key}\n"));
+    let err = Settings::load(&Sources {
+        default_file: Some(default_file.path().into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains(&key[..12]), "{text}");
+    assert!(text.contains("line 2, column 11"), "{text}");
+}
