@@ -40,6 +40,20 @@ fn a_secret_is_never_echoed_in_a_settings_error() {
     assert!(!all.contains("TOPSECRET"));
 }
 
+#[test]
+fn settings_that_defeat_a_rule_stop_every_command_that_reads_settings() {
+    for command in ["migrate", "once", "run", "status", "demo"] {
+        let out = refundd_bin()
+            .arg(command)
+            .env("REFUNDD__WORKER__RECHECK_SECS", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("worker.recheck_secs"), "{command}: {err}");
+    }
+}
+
 /// Looks like a MAC key: it must never be echoed, whatever the file around it.
 const KEY_LIKE: &str = "QWERTYUIOPASDFGHJKLZXCVB";
 

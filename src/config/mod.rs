@@ -7,6 +7,7 @@ mod client;
 mod error;
 mod files;
 mod raw;
+mod rules;
 
 pub use error::{Problem, SettingsError};
 

@@ -2,6 +2,7 @@
 // function that turns them into typed settings or a list of problems.
 
 use super::files::{check_toml, Role};
+use super::rules;
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
@@ -336,6 +337,9 @@ impl RawSettings {
             3600,
         );
         let recheck = in_range(&mut p, "worker.recheck_secs", w.recheck_secs, 0, 86_400);
+        if recheck == w.recheck_secs {
+            rules::recheck_outlasts_lease(&mut p, recheck, lease_secs);
+        }
         let backoff_base = in_range(
             &mut p,
             "worker.backoff_base_secs",

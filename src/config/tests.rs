@@ -193,7 +193,10 @@ fn a_broken_file_is_named_by_place_and_kind_never_by_its_text() {
     assert!(text.contains(&file.path().display().to_string()), "{text}");
     assert!(text.contains("line 4, column 11"), "{text}");
     assert!(text.contains("invalid string"), "{text}");
-    assert!(!text.contains("environment variable"), "a file has none: {text}");
+    assert!(
+        !text.contains("environment variable"),
+        "a file has none: {text}"
+    );
 
     let default_file = toml_file(&format!("[ctbc]\nmac_key = {key}\n"));
     let err = Settings::load(&Sources {
@@ -204,4 +207,50 @@ fn a_broken_file_is_named_by_place_and_kind_never_by_its_text() {
     let text = err.to_string();
     assert!(!text.contains(&key[..12]), "{text}");
     assert!(text.contains("line 2, column 11"), "{text}");
+}
+
+/// The one problem a setting has, as an operator reads it.
+fn refusal(pairs: &[(&str, &str)], setting: &str) -> String {
+    let err = Settings::load(&env(pairs)).unwrap_err();
+    let problem = err.problems.iter().find(|p| p.setting == setting);
+    let problem = problem.unwrap_or_else(|| panic!("{setting} not named: {err}"));
+    problem.to_string()
+}
+
+#[test]
+fn a_recheck_of_zero_is_refused_because_a_lost_answer_would_be_resent_at_once() {
+    let text = refusal(
+        &[("REFUNDD__WORKER__RECHECK_SECS", "0")],
+        "worker.recheck_secs",
+    );
+    assert!(
+        text.contains("is 0") && text.contains("next pass"),
+        "{text}"
+    );
+    assert!(text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn a_recheck_shorter_than_the_lease_is_refused() {
+    let text = refusal(
+        &[
+            ("REFUNDD__WORKER__LEASE_SECS", "120"),
+            ("REFUNDD__WORKER__RECHECK_SECS", "119"),
+        ],
+        "worker.recheck_secs",
+    );
+    assert!(
+        text.contains("119") && text.contains("worker.lease_secs (120)"),
+        "{text}"
+    );
+    assert!(text.contains("second worker"), "{text}");
+    let s = Settings::load(&env(&[
+        ("REFUNDD__WORKER__LEASE_SECS", "120"),
+        ("REFUNDD__WORKER__RECHECK_SECS", "120"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.worker.recheck, s.worker.lease,
+        "as long as the lease is enough"
+    );
 }
