@@ -42,15 +42,44 @@ fn a_secret_is_never_echoed_in_a_settings_error() {
 
 #[test]
 fn settings_that_defeat_a_rule_stop_every_command_that_reads_settings() {
-    for command in ["migrate", "once", "run", "status", "demo"] {
-        let out = refundd_bin()
-            .arg(command)
-            .env("REFUNDD__WORKER__RECHECK_SECS", "0")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
-        assert!(err.contains("worker.recheck_secs"), "{command}: {err}");
+    let refused: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("REFUNDD__WORKER__RECHECK_SECS", "0")],
+            "worker.recheck_secs",
+        ),
+        (
+            &[
+                ("REFUNDD__WORKER__LEASE_SECS", "120"),
+                ("REFUNDD__WORKER__RECHECK_SECS", "60"),
+            ],
+            "worker.recheck_secs",
+        ),
+        (
+            &[("REFUNDD__SCHEDULE__CRON", "0 0 0 31 2 *")],
+            "schedule.cron",
+        ),
+        (
+            &[
+                ("REFUNDD__SCHEDULE__CRON", "0 0 0 * * *"),
+                ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+            ],
+            "schedule.cron",
+        ),
+    ];
+    for (vars, setting) in refused {
+        for command in ["migrate", "once", "run", "status", "demo"] {
+            let out = refundd_bin()
+                .arg(command)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {vars:?}: {err}");
+            assert!(
+                err.contains(setting) && err.contains("fix:"),
+                "{command} {vars:?}: {err}"
+            );
+        }
     }
 }
 

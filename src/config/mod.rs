@@ -13,6 +13,7 @@ pub use error::{Problem, SettingsError};
 
 use crate::ctbc::types::MerId;
 use crate::engine::blackout::Blackout;
+use crate::engine::cron::CronSchedule;
 use raw::RawSettings;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -62,7 +63,7 @@ pub struct CtbcSettings {
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
     /// Six-field cron expression (with seconds), read in Asia/Taipei time.
-    pub cron: String,
+    pub cron: CronSchedule,
     pub blackout: Blackout,
 }
 

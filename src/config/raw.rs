@@ -11,6 +11,8 @@ use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::operation::DEFAULT_SW_REVISION;
 use crate::ctbc::types::MerId;
 use crate::engine::blackout::Blackout;
+use crate::engine::cron::CronSchedule;
+use chrono::Utc;
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -299,18 +301,18 @@ impl RawSettings {
         }
 
         // schedule
-        let cron = self.schedule.cron.trim().to_string();
-        if let Err(e) = croner::Cron::new(&cron)
-            .with_seconds_required()
-            .with_dom_and_dow()
-            .parse()
-        {
-            p(
-                "schedule.cron",
-                format!("is {cron:?}, not a six-field cron expression with seconds ({e})"),
-                "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
-            );
-        }
+        let raw_cron = self.schedule.cron.trim();
+        let cron = match CronSchedule::parse(raw_cron) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                p(
+                    "schedule.cron",
+                    format!("is {raw_cron:?}, not a six-field cron expression with seconds ({e})"),
+                    "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+                );
+                None
+            }
+        };
         let blackout = match Blackout::parse(&self.schedule.blackout) {
             Ok(b) => b,
             Err(e) => {
@@ -322,6 +324,9 @@ impl RawSettings {
                 Blackout::default()
             }
         };
+        if let Some(cron) = &cron {
+            rules::cron_fires_outside_blackout(&mut p, cron, &blackout, Utc::now());
+        }
 
         // worker
         let w = &self.worker;
@@ -409,9 +414,10 @@ impl RawSettings {
             }
         };
 
-        if !problems.is_empty() {
+        // A schedule that did not parse is among the problems.
+        let Some(cron) = cron.filter(|_| problems.is_empty()) else {
             return Err(SettingsError { problems });
-        }
+        };
         let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
         Ok(Settings {
             database: DatabaseSettings {

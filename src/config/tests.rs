@@ -23,7 +23,7 @@ fn toml_file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn built_in_defaults() {
     let s = Settings::defaults().unwrap();
-    assert_eq!(s.schedule.cron, DEFAULT_CRON);
+    assert_eq!(s.schedule.cron.as_str(), DEFAULT_CRON);
     assert!(s.schedule.blackout.is_empty());
     assert!(s.database.url.is_none());
     assert!(s.ctbc.mac_key.is_none(), "no key is ever a default");
@@ -252,5 +252,42 @@ fn a_recheck_shorter_than_the_lease_is_refused() {
     assert_eq!(
         s.worker.recheck, s.worker.lease,
         "as long as the lease is enough"
+    );
+}
+
+#[test]
+fn a_cron_that_never_fires_is_refused() {
+    // February 31st parses as a cron expression but never comes.
+    let text = refusal(
+        &[("REFUNDD__SCHEDULE__CRON", "0 0 0 31 2 *")],
+        "schedule.cron",
+    );
+    assert!(
+        text.contains("0 0 0 31 2 *") && text.contains("never"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cron_whose_every_firing_is_in_a_blackout_window_is_refused() {
+    let text = refusal(
+        &[
+            ("REFUNDD__SCHEDULE__CRON", "0 0 0,1 * * *"),
+            ("REFUNDD__SCHEDULE__BLACKOUT", "12:00-12:30,23:30-01:30"),
+        ],
+        "schedule.cron",
+    );
+    assert!(text.contains("schedule.blackout"), "{text}");
+    assert!(text.contains("12:00-12:30,23:30-01:30"), "{text}");
+    // One firing outside the windows is enough: 01:30 is where the window ends.
+    let s = Settings::load(&env(&[
+        ("REFUNDD__SCHEDULE__CRON", "0 30 0,1 * * *"),
+        ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.schedule.cron.as_str(),
+        "0 30 0,1 * * *",
+        "kept parsed, shown as written"
     );
 }
