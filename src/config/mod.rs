@@ -103,12 +103,31 @@ pub struct LogSettings {
 }
 
 /// Where settings come from; tests build this by hand instead of touching the
-/// process environment.
-#[derive(Debug, Clone, Default)]
+/// process environment. Debug shows no value of the environment.
+#[derive(Clone, Default)]
 pub struct Sources {
     pub default_file: Option<PathBuf>,
     pub file: Option<PathBuf>,
     pub env: HashMap<String, String>,
+}
+
+/// The environment holds the MAC key, the IV and the database password: only
+/// the names of the variables refundd reads are shown.
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut read: Vec<&str> = self
+            .env
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("REFUNDD__") || *k == "DATABASE_URL")
+            .collect();
+        read.sort_unstable();
+        f.debug_struct("Sources")
+            .field("default_file", &self.default_file)
+            .field("file", &self.file)
+            .field("env_names", &read)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sources {

@@ -30,10 +30,20 @@ pub(super) struct RawSettings {
     log: RawLog,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct RawDatabase {
     url: Option<String>,
     max_connections: i64,
+}
+
+/// The URL may carry a password: Debug says only whether it is set.
+impl std::fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

@@ -291,3 +291,27 @@ fn a_cron_whose_every_firing_is_in_a_blackout_window_is_refused() {
         "kept parsed, shown as written"
     );
 }
+
+#[test]
+fn sources_and_raw_settings_never_print_secrets() {
+    let key = "QWERTYUIOPASDFGHJKLZXCVB";
+    let sources = env(&[
+        ("REFUNDD__CTBC__MAC_KEY", key),
+        ("REFUNDD__CTBC__IV", "iv345678"),
+        ("REFUNDD__DATABASE__URL", "postgres://u:hunter2@h/d"),
+        ("DATABASE_URL", "postgres://v:swordfish@h/d"),
+    ]);
+    let debug = format!("{sources:?} {sources:#?}");
+    for secret in [key, "iv345678", "hunter2", "swordfish"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    assert!(
+        debug.contains("REFUNDD__CTBC__MAC_KEY"),
+        "names help: {debug}"
+    );
+    let raw = super::raw::RawSettings::load(&sources).unwrap();
+    let debug = format!("{raw:?} {raw:#?}");
+    for secret in [key, "iv345678", "hunter2"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}
