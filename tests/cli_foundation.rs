@@ -83,6 +83,130 @@ fn settings_that_defeat_a_rule_stop_every_command_that_reads_settings() {
     }
 }
 
+#[test]
+fn the_simulator_takes_no_key_or_iv_on_the_command_line() {
+    for flag in ["--mac-key", "--iv"] {
+        // Were the flag taken, the non-loopback address would still stop it.
+        let out = refundd_bin()
+            .args(["sim", "--listen", "0.0.0.0:0", flag, KEY_LIKE])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("unexpected argument"), "{err}");
+    }
+}
+
+/// A file holding `text` with the given mode.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// Stops the simulator if the test fails.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address a starting simulator logs once it listens.
+fn listening_addr(sim: &mut Running) -> String {
+    let stdout = BufReader::new(sim.0.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "bank simulator listening" {
+            return v["addr"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("the simulator ended without listening");
+}
+
+fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::client::Client {
+    use refundd::ctbc::client::{Client, ClientConfig};
+    Client::new(ClientConfig {
+        base_url: url::Url::parse(base_url).unwrap(),
+        mer_id: refundd::ctbc::types::MerId::parse(refundd::sim::REFERENCE_MER_ID).unwrap(),
+        envelope: refundd::ctbc::envelope::Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
+        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(10),
+        allow_insecure_http: false,
+        max_requests_per_sec: None,
+        unknown_order_codes: vec![("99".into(), "01".into())],
+        sw_revision: "refundd tests".into(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_simulator_reads_its_key_and_iv_from_files_only_their_owner_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let iv = "iv345678";
+    let key_file = secret_file(dir.path(), "mac_key", &format!("{KEY_LIKE}\n"), 0o600);
+    let iv_file = secret_file(dir.path(), "iv", &format!("{iv}\n"), 0o600);
+    let shared = secret_file(dir.path(), "shared_key", KEY_LIKE, 0o644);
+
+    let out = refundd_bin()
+        .args(["sim", "--listen", "127.0.0.1:0", "--mac-key-file"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--mac-key-file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains(&KEY_LIKE[..12]), "{err}");
+
+    let mut sim = Running(
+        refundd_bin()
+            .args(["sim", "--listen", "127.0.0.1:0", "--mac-key-file"])
+            .arg(&key_file)
+            .arg("--iv-file")
+            .arg(&iv_file)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base_url = format!("http://{}", listening_addr(&mut sim));
+    let tx = refundd::sim::SimTx::new(
+        "O1",
+        "X-O1",
+        "AB1234",
+        1500,
+        refundd::ctbc::TxState::Settled,
+    );
+    refundd::sim::SimAdmin::new(&base_url)
+        .load(&[tx])
+        .await
+        .unwrap();
+    let order = refundd::ctbc::types::OrderNo::parse("O1").unwrap();
+    let answer = client_with(&base_url, KEY_LIKE, iv)
+        .inquiry(&order)
+        .await
+        .unwrap();
+    assert_eq!(answer.state, refundd::ctbc::TxState::Settled);
+    let reference = client_with(
+        &base_url,
+        refundd::sim::REFERENCE_MAC_KEY,
+        refundd::sim::REFERENCE_IV,
+    );
+    assert!(
+        reference.inquiry(&order).await.is_err(),
+        "the file's key is the one in use"
+    );
+}
+
 /// Looks like a MAC key: it must never be echoed, whatever the file around it.
 const KEY_LIKE: &str = "QWERTYUIOPASDFGHJKLZXCVB";
 
