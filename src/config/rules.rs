@@ -58,8 +58,9 @@ pub(super) fn cron_fires_outside_blackout(
         );
         return;
     };
+    // A schedule firing less often than yearly has nothing to check in the horizon.
     let until = now + chrono::Duration::days(HORIZON_DAYS);
-    if first_firing_outside(cron, blackout, first, until).is_none() {
+    if first <= until && first_firing_outside(cron, blackout, first, until).is_none() {
         p(
             "schedule.cron",
             format!(
@@ -141,6 +142,8 @@ mod tests {
         }
         // Yearly, on a day the window leaves free at that hour.
         assert!(problems("0 0 3 1 1 *", "23:30-01:30", taipei(12, 0)).is_empty());
+        // Every four years: the next firing (2028) lies beyond the horizon.
+        assert!(problems("0 0 12 29 2 *", "", taipei(12, 0)).is_empty());
     }
 
     #[test]
