@@ -36,7 +36,7 @@ fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path) -> Child {
         .env("REFUNDD__WORKER__CONCURRENCY", "8")
         .env("REFUNDD__WORKER__BATCH_SIZE", "20")
         .env("REFUNDD__WORKER__LEASE_SECS", "3")
-        .env("REFUNDD__WORKER__RECHECK_SECS", "1")
+        .env("REFUNDD__WORKER__RECHECK_SECS", "3")
         .env("REFUNDD__WORKER__BACKOFF_BASE_SECS", "1")
         .env("REFUNDD__WORKER__BACKOFF_MAX_SECS", "2")
         .env("REFUNDD__WORKER__MAX_ATTEMPTS", "1000")

@@ -41,6 +41,224 @@ fn a_secret_is_never_echoed_in_a_settings_error() {
 }
 
 #[test]
+fn settings_that_defeat_a_rule_stop_every_command_that_reads_settings() {
+    let refused: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("REFUNDD__WORKER__RECHECK_SECS", "0")],
+            "worker.recheck_secs",
+        ),
+        (
+            &[
+                ("REFUNDD__WORKER__LEASE_SECS", "120"),
+                ("REFUNDD__WORKER__RECHECK_SECS", "60"),
+            ],
+            "worker.recheck_secs",
+        ),
+        (
+            &[("REFUNDD__SCHEDULE__CRON", "0 0 0 31 2 *")],
+            "schedule.cron",
+        ),
+        (
+            &[
+                ("REFUNDD__SCHEDULE__CRON", "0 0 0 * * *"),
+                ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+            ],
+            "schedule.cron",
+        ),
+    ];
+    for (vars, setting) in refused {
+        for command in ["migrate", "once", "run", "status", "demo"] {
+            let out = refundd_bin()
+                .arg(command)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {vars:?}: {err}");
+            assert!(
+                err.contains(setting) && err.contains("fix:"),
+                "{command} {vars:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_simulator_takes_no_key_or_iv_on_the_command_line() {
+    for flag in ["--mac-key", "--iv"] {
+        // Were the flag taken, the non-loopback address would still stop it.
+        let out = refundd_bin()
+            .args(["sim", "--listen", "0.0.0.0:0", flag, KEY_LIKE])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("unexpected argument"), "{err}");
+    }
+}
+
+/// A file holding `text` with the given mode.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// Stops the simulator if the test fails.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address a starting simulator logs once it listens.
+fn listening_addr(sim: &mut Running) -> String {
+    let stdout = BufReader::new(sim.0.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "bank simulator listening" {
+            return v["addr"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("the simulator ended without listening");
+}
+
+fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::client::Client {
+    use refundd::ctbc::client::{Client, ClientConfig};
+    Client::new(ClientConfig {
+        base_url: url::Url::parse(base_url).unwrap(),
+        mer_id: refundd::ctbc::types::MerId::parse(refundd::sim::REFERENCE_MER_ID).unwrap(),
+        envelope: refundd::ctbc::envelope::Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
+        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(10),
+        allow_insecure_http: false,
+        max_requests_per_sec: None,
+        unknown_order_codes: vec![("99".into(), "01".into())],
+        sw_revision: "refundd tests".into(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_simulator_reads_its_key_and_iv_from_files_only_their_owner_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let iv = "iv345678";
+    let key_file = secret_file(dir.path(), "mac_key", &format!("{KEY_LIKE}\n"), 0o600);
+    let iv_file = secret_file(dir.path(), "iv", &format!("{iv}\n"), 0o600);
+    let shared = secret_file(dir.path(), "shared_key", KEY_LIKE, 0o644);
+
+    let out = refundd_bin()
+        .args(["sim", "--listen", "127.0.0.1:0", "--mac-key-file"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--mac-key-file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains(&KEY_LIKE[..12]), "{err}");
+
+    let mut sim = Running(
+        refundd_bin()
+            .args(["sim", "--listen", "127.0.0.1:0", "--mac-key-file"])
+            .arg(&key_file)
+            .arg("--iv-file")
+            .arg(&iv_file)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base_url = format!("http://{}", listening_addr(&mut sim));
+    let tx = refundd::sim::SimTx::new(
+        "O1",
+        "X-O1",
+        "AB1234",
+        1500,
+        refundd::ctbc::TxState::Settled,
+    );
+    refundd::sim::SimAdmin::new(&base_url)
+        .load(&[tx])
+        .await
+        .unwrap();
+    let order = refundd::ctbc::types::OrderNo::parse("O1").unwrap();
+    let answer = client_with(&base_url, KEY_LIKE, iv)
+        .inquiry(&order)
+        .await
+        .unwrap();
+    assert_eq!(answer.state, refundd::ctbc::TxState::Settled);
+    let reference = client_with(
+        &base_url,
+        refundd::sim::REFERENCE_MAC_KEY,
+        refundd::sim::REFERENCE_IV,
+    );
+    assert!(
+        reference.inquiry(&order).await.is_err(),
+        "the file's key is the one in use"
+    );
+}
+
+/// Looks like a MAC key: it must never be echoed, whatever the file around it.
+const KEY_LIKE: &str = "QWERTYUIOPASDFGHJKLZXCVB";
+
+fn a_broken_settings_file() -> String {
+    format!("[ctbc]\nmac_key = {KEY_LIKE}\n")
+}
+
+/// Runs `refundd status` and asserts the broken file stopped it by place alone.
+fn assert_refused_by_place(out: &std::process::Output, path: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for half in [&KEY_LIKE[..12], &KEY_LIKE[12..]] {
+        assert!(!stdout.contains(half), "{stdout}");
+        assert!(!stderr.contains(half), "{stderr}");
+    }
+    assert!(stderr.contains(path), "{stderr}");
+    assert!(stderr.contains("line 2, column 11"), "{stderr}");
+}
+
+#[test]
+fn a_syntax_error_in_the_config_file_names_the_place_not_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refundd.toml");
+    std::fs::write(&path, a_broken_settings_file()).unwrap();
+    let out = refundd_bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_refused_by_place(&out, path.to_str().unwrap());
+}
+
+#[test]
+fn a_syntax_error_in_the_default_file_names_the_place_not_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        a_broken_settings_file(),
+    )
+    .unwrap();
+    let out = refundd_bin()
+        .current_dir(dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_refused_by_place(&out, "config/default.toml");
+}
+
+#[test]
 fn migrate_needs_a_database_url() {
     let out = refundd_bin().arg("migrate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -26,22 +26,27 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "setting `{}` {}; fix: {} (environment variable {})",
-            self.setting,
-            self.problem,
-            self.fix,
-            env_name(&self.setting)
-        )
+            "setting `{}` {}; fix: {}",
+            self.setting, self.problem, self.fix
+        )?;
+        match env_name(&self.setting) {
+            Some(var) => write!(f, " (environment variable {var})"),
+            None => Ok(()),
+        }
     }
 }
 
-/// The environment variable that sets a dotted setting.
-pub fn env_name(setting: &str) -> String {
-    if setting.contains('.') {
-        format!("REFUNDD__{}", setting.replace('.', "__").to_uppercase())
-    } else {
-        "-".to_string()
-    }
+/// The environment variable that sets a dotted setting; none for what is not
+/// a setting of its own (`--config`, a settings file's path).
+pub fn env_name(setting: &str) -> Option<String> {
+    let dotted = setting.contains('.')
+        && setting.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+    dotted.then(|| format!("REFUNDD__{}", setting.replace('.', "__").to_uppercase()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

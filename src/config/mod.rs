@@ -5,12 +5,15 @@
 
 mod client;
 mod error;
+mod files;
 mod raw;
+mod rules;
 
 pub use error::{Problem, SettingsError};
 
 use crate::ctbc::types::MerId;
 use crate::engine::blackout::Blackout;
+use crate::engine::cron::CronSchedule;
 use raw::RawSettings;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -60,7 +63,7 @@ pub struct CtbcSettings {
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
     /// Six-field cron expression (with seconds), read in Asia/Taipei time.
-    pub cron: String,
+    pub cron: CronSchedule,
     pub blackout: Blackout,
 }
 
@@ -100,12 +103,31 @@ pub struct LogSettings {
 }
 
 /// Where settings come from; tests build this by hand instead of touching the
-/// process environment.
-#[derive(Debug, Clone, Default)]
+/// process environment. Debug shows no value of the environment.
+#[derive(Clone, Default)]
 pub struct Sources {
     pub default_file: Option<PathBuf>,
     pub file: Option<PathBuf>,
     pub env: HashMap<String, String>,
+}
+
+/// The environment holds the MAC key, the IV and the database password: only
+/// the names of the variables refundd reads are shown.
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut read: Vec<&str> = self
+            .env
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with("REFUNDD__") || *k == "DATABASE_URL")
+            .collect();
+        read.sort_unstable();
+        f.debug_struct("Sources")
+            .field("default_file", &self.default_file)
+            .field("file", &self.file)
+            .field("env_names", &read)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sources {

@@ -1,6 +1,8 @@
 // Settings as the `config` crate layers them, before any checking, and the one
 // function that turns them into typed settings or a list of problems.
 
+use super::files::{check_toml, Role};
+use super::rules;
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
@@ -9,6 +11,8 @@ use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::operation::DEFAULT_SW_REVISION;
 use crate::ctbc::types::MerId;
 use crate::engine::blackout::Blackout;
+use crate::engine::cron::CronSchedule;
+use chrono::Utc;
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -26,10 +30,20 @@ pub(super) struct RawSettings {
     log: RawLog,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct RawDatabase {
     url: Option<String>,
     max_connections: i64,
+}
+
+/// The URL may carry a password: Debug says only whether it is set.
+impl std::fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -120,6 +134,7 @@ impl RawSettings {
                 .map_err(|e| source_problem("(defaults)", e))?;
         }
         if let Some(path) = &sources.default_file {
+            check_toml(path, Role::Default)?;
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
@@ -137,6 +152,7 @@ impl RawSettings {
                     "pass the path of an existing TOML settings file",
                 )));
             }
+            check_toml(path, Role::Given)?;
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
@@ -295,18 +311,18 @@ impl RawSettings {
         }
 
         // schedule
-        let cron = self.schedule.cron.trim().to_string();
-        if let Err(e) = croner::Cron::new(&cron)
-            .with_seconds_required()
-            .with_dom_and_dow()
-            .parse()
-        {
-            p(
-                "schedule.cron",
-                format!("is {cron:?}, not a six-field cron expression with seconds ({e})"),
-                "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
-            );
-        }
+        let raw_cron = self.schedule.cron.trim();
+        let cron = match CronSchedule::parse(raw_cron) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                p(
+                    "schedule.cron",
+                    format!("is {raw_cron:?}, not a six-field cron expression with seconds ({e})"),
+                    "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+                );
+                None
+            }
+        };
         let blackout = match Blackout::parse(&self.schedule.blackout) {
             Ok(b) => b,
             Err(e) => {
@@ -318,6 +334,9 @@ impl RawSettings {
                 Blackout::default()
             }
         };
+        if let Some(cron) = &cron {
+            rules::cron_fires_outside_blackout(&mut p, cron, &blackout, Utc::now());
+        }
 
         // worker
         let w = &self.worker;
@@ -333,6 +352,9 @@ impl RawSettings {
             3600,
         );
         let recheck = in_range(&mut p, "worker.recheck_secs", w.recheck_secs, 0, 86_400);
+        if recheck == w.recheck_secs {
+            rules::recheck_outlasts_lease(&mut p, recheck, lease_secs);
+        }
         let backoff_base = in_range(
             &mut p,
             "worker.backoff_base_secs",
@@ -402,9 +424,10 @@ impl RawSettings {
             }
         };
 
-        if !problems.is_empty() {
+        // A schedule that did not parse is among the problems.
+        let Some(cron) = cron.filter(|_| problems.is_empty()) else {
             return Err(SettingsError { problems });
-        }
+        };
         let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
         Ok(Settings {
             database: DatabaseSettings {
@@ -489,6 +512,18 @@ fn source_problem(setting: &str, e: config::ConfigError) -> SettingsError {
     let key = match &e {
         config::ConfigError::Type { key: Some(k), .. } => k.clone(),
         config::ConfigError::NotFound(k) => k.clone(),
+        // The parser's message quotes the file's text; the files were checked
+        // before layering, so this is only a file changed since.
+        config::ConfigError::FileParse { uri, .. } => {
+            return SettingsError::one(Problem::new(
+                setting,
+                format!(
+                    "could not be read: {} is not valid TOML (the text is not shown: it may hold a secret)",
+                    uri.as_deref().unwrap_or("a settings file")
+                ),
+                "correct the file's TOML syntax",
+            ))
+        }
         _ => setting.to_string(),
     };
     SettingsError::one(Problem::new(

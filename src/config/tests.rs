@@ -23,7 +23,7 @@ fn toml_file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn built_in_defaults() {
     let s = Settings::defaults().unwrap();
-    assert_eq!(s.schedule.cron, DEFAULT_CRON);
+    assert_eq!(s.schedule.cron.as_str(), DEFAULT_CRON);
     assert!(s.schedule.blackout.is_empty());
     assert!(s.database.url.is_none());
     assert!(s.ctbc.mac_key.is_none(), "no key is ever a default");
@@ -171,4 +171,147 @@ fn missing_config_file_is_named() {
     })
     .unwrap_err();
     assert!(err.names("--config"));
+}
+
+#[test]
+fn a_broken_file_is_named_by_place_and_kind_never_by_its_text() {
+    let key = "QWERTYUIOPASDFGHJKLZXCVB";
+    let file = toml_file(&format!(
+        "[worker]\nconcurrency = 2\n[ctbc]\nmac_key = {key}\n"
+    ));
+    let err = Settings::load(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.names("--config"), "{err}");
+    let text = err.to_string();
+    assert!(
+        !text.contains(&key[..12]) && !text.contains(&key[12..]),
+        "{text}"
+    );
+    assert!(text.contains(&file.path().display().to_string()), "{text}");
+    assert!(text.contains("line 4, column 11"), "{text}");
+    assert!(text.contains("invalid string"), "{text}");
+    assert!(
+        !text.contains("environment variable"),
+        "a file has none: {text}"
+    );
+
+    let default_file = toml_file(&format!("[ctbc]\nmac_key = {key}\n"));
+    let err = Settings::load(&Sources {
+        default_file: Some(default_file.path().into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains(&key[..12]), "{text}");
+    assert!(text.contains("line 2, column 11"), "{text}");
+}
+
+/// The one problem a setting has, as an operator reads it.
+fn refusal(pairs: &[(&str, &str)], setting: &str) -> String {
+    let err = Settings::load(&env(pairs)).unwrap_err();
+    let problem = err.problems.iter().find(|p| p.setting == setting);
+    let problem = problem.unwrap_or_else(|| panic!("{setting} not named: {err}"));
+    problem.to_string()
+}
+
+#[test]
+fn a_recheck_of_zero_is_refused_because_a_lost_answer_would_be_resent_at_once() {
+    let text = refusal(
+        &[("REFUNDD__WORKER__RECHECK_SECS", "0")],
+        "worker.recheck_secs",
+    );
+    assert!(
+        text.contains("is 0") && text.contains("next pass"),
+        "{text}"
+    );
+    assert!(text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn a_recheck_shorter_than_the_lease_is_refused() {
+    let text = refusal(
+        &[
+            ("REFUNDD__WORKER__LEASE_SECS", "120"),
+            ("REFUNDD__WORKER__RECHECK_SECS", "119"),
+        ],
+        "worker.recheck_secs",
+    );
+    assert!(
+        text.contains("119") && text.contains("worker.lease_secs (120)"),
+        "{text}"
+    );
+    assert!(text.contains("second worker"), "{text}");
+    let s = Settings::load(&env(&[
+        ("REFUNDD__WORKER__LEASE_SECS", "120"),
+        ("REFUNDD__WORKER__RECHECK_SECS", "120"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.worker.recheck, s.worker.lease,
+        "as long as the lease is enough"
+    );
+}
+
+#[test]
+fn a_cron_that_never_fires_is_refused() {
+    // February 31st parses as a cron expression but never comes.
+    let text = refusal(
+        &[("REFUNDD__SCHEDULE__CRON", "0 0 0 31 2 *")],
+        "schedule.cron",
+    );
+    assert!(
+        text.contains("0 0 0 31 2 *") && text.contains("never"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cron_whose_every_firing_is_in_a_blackout_window_is_refused() {
+    let text = refusal(
+        &[
+            ("REFUNDD__SCHEDULE__CRON", "0 0 0,1 * * *"),
+            ("REFUNDD__SCHEDULE__BLACKOUT", "12:00-12:30,23:30-01:30"),
+        ],
+        "schedule.cron",
+    );
+    assert!(text.contains("schedule.blackout"), "{text}");
+    assert!(text.contains("12:00-12:30,23:30-01:30"), "{text}");
+    // One firing outside the windows is enough: 01:30 is where the window ends.
+    let s = Settings::load(&env(&[
+        ("REFUNDD__SCHEDULE__CRON", "0 30 0,1 * * *"),
+        ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.schedule.cron.as_str(),
+        "0 30 0,1 * * *",
+        "kept parsed, shown as written"
+    );
+}
+
+#[test]
+fn sources_and_raw_settings_never_print_secrets() {
+    let key = "QWERTYUIOPASDFGHJKLZXCVB";
+    let sources = env(&[
+        ("REFUNDD__CTBC__MAC_KEY", key),
+        ("REFUNDD__CTBC__IV", "iv345678"),
+        ("REFUNDD__DATABASE__URL", "postgres://u:hunter2@h/d"),
+        ("DATABASE_URL", "postgres://v:swordfish@h/d"),
+    ]);
+    let debug = format!("{sources:?} {sources:#?}");
+    for secret in [key, "iv345678", "hunter2", "swordfish"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    assert!(
+        debug.contains("REFUNDD__CTBC__MAC_KEY"),
+        "names help: {debug}"
+    );
+    let raw = super::raw::RawSettings::load(&sources).unwrap();
+    let debug = format!("{raw:?} {raw:#?}");
+    for secret in [key, "iv345678", "hunter2"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
 }

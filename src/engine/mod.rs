@@ -1,6 +1,7 @@
 // The reconciliation engine: what to do with each refund request, and when.
 pub mod blackout;
 pub mod clock;
+pub mod cron;
 pub mod decide;
 pub mod pass;
 pub mod request;

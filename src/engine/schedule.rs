@@ -3,6 +3,7 @@
 // say one is due, and a clean stop on SIGTERM/SIGINT that finishes the order
 // in hand within the shutdown grace. Business rules live elsewhere.
 
+use super::cron::CronSchedule;
 use super::pass::Engine;
 use super::summary::{PassCounters, PassSummary};
 use crate::store::StoreError;
@@ -39,21 +40,15 @@ pub enum ScheduleError {
 
 /// Whether a pass is due now: the cron fired since the last recorded pass
 /// started (or no pass was ever recorded).
-pub fn pass_due(cron: &str, last_pass_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+pub fn pass_due(
+    cron: &CronSchedule,
+    last_pass_started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
     let Some(last) = last_pass_started else {
         return true;
     };
-    let Ok(schedule) = croner::Cron::new(cron)
-        .with_seconds_required()
-        .with_dom_and_dow()
-        .parse()
-    else {
-        return false;
-    };
-    match schedule.find_next_occurrence(&last.with_timezone(&Taipei), false) {
-        Ok(next) => next.with_timezone(&Utc) <= now,
-        Err(_) => false,
-    }
+    cron.next_after(last).is_some_and(|next| next <= now)
 }
 
 /// Listens for SIGTERM and SIGINT from now on (so a signal during start-up is
@@ -92,7 +87,7 @@ pub fn cancel_on_termination(token: CancellationToken) {
 /// longer than `grace`, this returns anyway and the leases expire on their own.
 pub async fn run(
     engine: Engine,
-    cron: &str,
+    cron: &CronSchedule,
     shutdown: CancellationToken,
     grace: Duration,
     hooks: Arc<dyn RunHooks>,
@@ -103,13 +98,13 @@ pub async fn run(
         .await
         .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
     let tx = tick_tx.clone();
-    let job = Job::new_async_tz(cron, Taipei, move |_id, _lock| {
+    let job = Job::new_async_tz(cron.as_str(), Taipei, move |_id, _lock| {
         let tx = tx.clone();
         Box::pin(async move {
             let _ = tx.try_send(());
         })
     })
-    .map_err(|e| ScheduleError::Scheduler(format!("schedule.cron {cron:?}: {e}")))?;
+    .map_err(|e| ScheduleError::Scheduler(format!("schedule.cron {:?}: {e}", cron.as_str())))?;
     scheduler
         .add(job)
         .await
@@ -125,7 +120,7 @@ pub async fn run(
         let _ = tick_tx.try_send(());
     }
     hooks.ready();
-    info!(cron, worker = %engine.worker(), "refundd is running; passes follow schedule.cron (Asia/Taipei)");
+    info!(cron = cron.as_str(), worker = %engine.worker(), "refundd is running; passes follow schedule.cron (Asia/Taipei)");
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     let result = loop {
@@ -177,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_pass_is_due_when_the_cron_fired_since_the_last_one() {
-        let every_two_hours = "0 0 */2 * * *";
+        let every_two_hours = &CronSchedule::parse("0 0 */2 * * *").unwrap();
         let t = |h, m| {
             Taipei
                 .with_ymd_and_hms(2026, 11, 27, h, m, 0)

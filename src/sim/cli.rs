@@ -1,10 +1,14 @@
 // `refundd sim` on the command line (or the environment, for docker compose):
-// options into a checked SimConfig, then run until SIGINT or SIGTERM.
+// options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
+// and IV are never options: see keys.rs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::keys::SecretSource;
+use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::types::MerId;
 
 use super::{
@@ -24,12 +28,14 @@ pub struct SimArgs {
     /// Merchant id the simulated bank accepts (default: TEST-ONLY reference value).
     #[arg(long, env = "REFUNDD_SIM_MER_ID", default_value = REFERENCE_MER_ID)]
     pub mer_id: String,
-    /// 24-character MAC key (default: TEST-ONLY reference value).
-    #[arg(long, env = "REFUNDD_SIM_MAC_KEY", default_value = REFERENCE_MAC_KEY, hide_default_value = true, hide_env_values = true)]
-    pub mac_key: SimSecret,
-    /// 8-character IV (default: TEST-ONLY reference value).
-    #[arg(long, env = "REFUNDD_SIM_IV", default_value = REFERENCE_IV, hide_default_value = true, hide_env_values = true)]
-    pub iv: SimSecret,
+    /// File holding the 24-character MAC key, readable by its owner only. Or
+    /// set REFUNDD_SIM_MAC_KEY. Neither: the TEST-ONLY reference value.
+    #[arg(long, env = "REFUNDD_SIM_MAC_KEY_FILE", value_name = "PATH")]
+    pub mac_key_file: Option<PathBuf>,
+    /// File holding the 8-character IV, readable by its owner only. Or set
+    /// REFUNDD_SIM_IV. Neither: the TEST-ONLY reference value.
+    #[arg(long, env = "REFUNDD_SIM_IV_FILE", value_name = "PATH")]
+    pub iv_file: Option<PathBuf>,
     /// Seed of the fault generator, so a run can be replayed.
     #[arg(long, env = "REFUNDD_SIM_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -49,12 +55,24 @@ pub struct SimArgs {
     pub maintenance: Vec<String>,
 }
 
+/// The variables holding the simulator's key and IV themselves.
+pub const MAC_KEY_VAR: &str = "REFUNDD_SIM_MAC_KEY";
+pub const IV_VAR: &str = "REFUNDD_SIM_IV";
+
 impl SimArgs {
-    /// Checks the options; the error names the option at fault.
+    /// Checks the options, with the key and IV from the process environment
+    /// when no file is named; the error names the option at fault.
     pub fn config(&self) -> Result<SimConfig, String> {
+        self.config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// As `config`, reading variables through `env`.
+    pub fn config_with_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<SimConfig, String> {
         let mer_id = MerId::parse(&self.mer_id).map_err(|e| format!("--mer-id: {}", e.problem))?;
-        crate::ctbc::envelope::Envelope::new(self.mac_key.as_bytes(), self.iv.as_bytes())
-            .map_err(|e| format!("--mac-key/--iv: {e}"))?;
+        let (mac_key, iv) = self.secrets(&env)?;
         let faults = match self.faults.as_deref() {
             None => FaultPlan::none(),
             Some(spec) => {
@@ -80,14 +98,39 @@ impl SimArgs {
             listen: self.listen,
             allow_non_loopback: self.allow_non_loopback,
             mer_id,
-            mac_key: self.mac_key.clone(),
-            iv: self.iv.clone(),
+            mac_key,
+            iv,
             seed: self.seed,
             faults,
             batch_every: self.batch_every_secs.map(Duration::from_secs),
             batch_duration: Duration::from_secs(self.batch_duration_secs),
             maintenance,
         })
+    }
+
+    fn secrets(
+        &self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(SimSecret, SimSecret), String> {
+        let mac_key = SecretSource {
+            option: "--mac-key-file",
+            file: self.mac_key_file.as_deref(),
+            var: MAC_KEY_VAR,
+            value: env(MAC_KEY_VAR),
+            default: REFERENCE_MAC_KEY,
+            len: MAC_KEY_LEN,
+        }
+        .resolve()?;
+        let iv = SecretSource {
+            option: "--iv-file",
+            file: self.iv_file.as_deref(),
+            var: IV_VAR,
+            value: env(IV_VAR),
+            default: REFERENCE_IV,
+            len: IV_LEN,
+        }
+        .resolve()?;
+        Ok((mac_key, iv))
     }
 }
 
@@ -164,6 +207,8 @@ async fn wait_for_stop() {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     #[derive(Parser)]
     struct Cli {
@@ -177,10 +222,81 @@ mod tests {
         Cli::try_parse_from(v).map(|c| c.sim)
     }
 
+    /// The options' checks with no REFUNDD_SIM_MAC_KEY or REFUNDD_SIM_IV set.
+    fn config(extra: &[&str]) -> Result<SimConfig, String> {
+        args(extra).unwrap().config_with_env(|_| None)
+    }
+
+    /// A file holding `text`, with the given mode.
+    fn secret_file(text: &str, mode: u32) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    fn path(f: &tempfile::NamedTempFile) -> &str {
+        f.path().to_str().unwrap()
+    }
+
+    #[test]
+    fn keys_on_the_command_line_are_refused() {
+        for flag in ["--mac-key", "--iv"] {
+            let e = args(&[flag, "QWERTYUIOPASDFGHJKLZXCVB"]).err().unwrap();
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{flag}");
+        }
+    }
+
+    #[test]
+    fn key_and_iv_files_with_a_trailing_newline() {
+        let key = secret_file("QWERTYUIOPASDFGHJKLZXCVB\n", 0o600);
+        let iv = secret_file("iv345678\r\n", 0o400);
+        let cfg = config(&["--mac-key-file", path(&key), "--iv-file", path(&iv)]).unwrap();
+        assert_eq!(cfg.mac_key, "QWERTYUIOPASDFGHJKLZXCVB");
+        assert_eq!(cfg.iv, "iv345678");
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        for mode in [0o640, 0o604, 0o644] {
+            let key = secret_file("QWERTYUIOPASDFGHJKLZXCVB", mode);
+            let e = config(&["--mac-key-file", path(&key)]).unwrap_err();
+            assert!(e.starts_with("--mac-key-file"), "{e}");
+            assert!(
+                e.contains("group or others") && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        let iv = secret_file("iv345678", 0o644);
+        let e = config(&["--iv-file", path(&iv)]).unwrap_err();
+        assert!(e.starts_with("--iv-file"), "{e}");
+    }
+
+    #[test]
+    fn key_and_iv_from_the_environment() {
+        let env = |name: &str| match name {
+            "REFUNDD_SIM_MAC_KEY" => Some("QWERTYUIOPASDFGHJKLZXCVB".to_string()),
+            "REFUNDD_SIM_IV" => Some("iv345678".to_string()),
+            _ => None,
+        };
+        let cfg = args(&[]).unwrap().config_with_env(env).unwrap();
+        assert_eq!(cfg.mac_key, "QWERTYUIOPASDFGHJKLZXCVB");
+        assert_eq!(cfg.iv, "iv345678");
+        // A file and a value for the same secret: which one was meant is unclear.
+        let key = secret_file("QWERTYUIOPASDFGHJKLZXCVB", 0o600);
+        let e = args(&["--mac-key-file", path(&key)])
+            .unwrap()
+            .config_with_env(env)
+            .unwrap_err();
+        assert!(e.contains("REFUNDD_SIM_MAC_KEY"), "{e}");
+    }
+
     #[test]
     fn debug_output_never_shows_the_key_or_iv() {
-        let a = args(&["--mac-key", "QWERTYUIOPASDFGHJKLZXCVB", "--iv", "iv345678"]).unwrap();
-        let cfg = a.config().unwrap();
+        let key = secret_file("QWERTYUIOPASDFGHJKLZXCVB", 0o600);
+        let iv = secret_file("iv345678", 0o600);
+        let a = args(&["--mac-key-file", path(&key), "--iv-file", path(&iv)]).unwrap();
+        let cfg = a.config_with_env(|_| None).unwrap();
         let text = format!("{a:?} {cfg:?}");
         assert!(
             !text.contains("QWERTYUIOPASDFGHJKLZXCVB") && !text.contains("iv345678"),
@@ -190,7 +306,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_reference_values() {
-        let cfg = args(&[]).unwrap().config().unwrap();
+        let cfg = config(&[]).unwrap();
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8990");
         assert_eq!(cfg.mer_id.as_str(), REFERENCE_MER_ID);
         assert_eq!(cfg.mac_key, REFERENCE_MAC_KEY);
@@ -201,28 +317,28 @@ mod tests {
 
     #[test]
     fn bad_options_name_the_option() {
-        let e = args(&["--mac-key", "short"]).unwrap().config().unwrap_err();
-        assert!(e.starts_with("--mac-key"), "{e}");
-        let e = args(&["--mer-id", "12a"]).unwrap().config().unwrap_err();
+        let short = secret_file("short", 0o600);
+        let e = config(&["--mac-key-file", path(&short)]).unwrap_err();
+        assert!(
+            e.starts_with("--mac-key-file") && !e.contains("short"),
+            "{e}"
+        );
+        let e = config(&["--iv-file", "/nonexistent/iv"]).unwrap_err();
+        assert!(e.starts_with("--iv-file"), "{e}");
+        let e = config(&["--mer-id", "12a"]).unwrap_err();
         assert!(e.starts_with("--mer-id"), "{e}");
-        let e = args(&["--faults", "{nope"]).unwrap().config().unwrap_err();
+        let e = config(&["--faults", "{nope"]).unwrap_err();
         assert!(e.starts_with("--faults"), "{e}");
-        let e = args(&["--faults", "@/nonexistent/plan.json"])
-            .unwrap()
-            .config()
-            .unwrap_err();
+        let e = config(&["--faults", "@/nonexistent/plan.json"]).unwrap_err();
         assert!(e.starts_with("--faults"), "{e}");
-        let e = args(&["--maintenance", "02:00-04:00,25:00-26:00"])
-            .unwrap()
-            .config()
-            .unwrap_err();
+        let e = config(&["--maintenance", "02:00-04:00,25:00-26:00"]).unwrap_err();
         assert!(e.starts_with("--maintenance"), "{e}");
         assert!(args(&["--listen", "nowhere"]).is_err());
     }
 
     #[test]
     fn options_reach_the_config() {
-        let cfg = args(&[
+        let cfg = config(&[
             "--listen",
             "0.0.0.0:9000",
             "--allow-non-loopback",
@@ -237,8 +353,6 @@ mod tests {
             "--maintenance",
             "23:30-00:15",
         ])
-        .unwrap()
-        .config()
         .unwrap();
         assert!(cfg.allow_non_loopback);
         assert_eq!(cfg.seed, 42);
@@ -249,7 +363,8 @@ mod tests {
 
     #[tokio::test]
     async fn run_cli_exits_2_on_bad_options() {
-        let bad_key = args(&["--mac-key", "short"]).unwrap();
+        let short = secret_file("short", 0o600);
+        let bad_key = args(&["--mac-key-file", path(&short)]).unwrap();
         assert_eq!(run_cli(bad_key).await, ExitCode::from(2));
         let open = args(&["--listen", "0.0.0.0:0"]).unwrap();
         assert_eq!(run_cli(open).await, ExitCode::from(2));

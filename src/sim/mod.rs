@@ -9,6 +9,7 @@ pub mod admin_client;
 pub mod batch;
 pub mod cli;
 pub mod faults;
+mod keys;
 pub mod ledger;
 pub mod maintenance;
 pub mod wire;
@@ -133,7 +134,7 @@ pub enum SimError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--mac-key/--iv: {0}")]
+    #[error("the MAC key or IV: {0}")]
     Keys(#[from] EnvelopeError),
     #[error("--faults: {0}")]
     Faults(String),
