@@ -93,10 +93,11 @@ CREATE TABLE refund_passes (
 );
 CREATE INDEX refund_passes_started ON refund_passes (started_at DESC);
 
--- One refund per order: refundd's record of a refund is never undone.
+-- One refund per order: refundd's record of a refund never goes back to the
+-- queue (a refund failing at settlement may still become refund_failed).
 CREATE FUNCTION refunds_guard() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF OLD.status = 'refunded' AND NEW.status <> 'refunded' THEN
+    IF OLD.status = 'refunded' AND NEW.status IN ('refund_requested', 'refunding', 'withdrawn') THEN
         RAISE EXCEPTION 'order % was already refunded; an order is refunded once', OLD.order_no
             USING ERRCODE = 'check_violation';
     END IF;

@@ -63,7 +63,8 @@ impl Drop for Daemons {
 }
 
 async fn backlog(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL")
+    sqlx::query_scalar("SELECT (SELECT count(*) FROM orders WHERE status = 'refund_requested')
+                              + (SELECT count(*) FROM refundd.refunds WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL)")
         .fetch_one(pool)
         .await
         .unwrap()
@@ -239,7 +240,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
 
     // Every order ended refunded, or refund_failed with a reason; nothing claimed.
     let rows: Vec<FinalOrder> = sqlx::query_as(
-        "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM orders ORDER BY order_no",
+        "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM refundd.refunds ORDER BY order_no",
     )
     .fetch_all(&pool)
     .await

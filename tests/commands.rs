@@ -181,7 +181,7 @@ async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
         "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL),
                 count(*) FILTER (WHERE status = 'refunded'),
                 count(*) FILTER (WHERE status = 'refund_requested')
-           FROM orders",
+           FROM refundd.refunds",
     )
     .fetch_one(&rig.pool)
     .await
@@ -201,7 +201,7 @@ async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
     .unwrap();
     assert_eq!(recorded, ledger.returned_total);
     let pass_outcome: String =
-        sqlx::query_scalar("SELECT outcome FROM refund_passes ORDER BY id DESC LIMIT 1")
+        sqlx::query_scalar("SELECT outcome FROM refundd.refund_passes ORDER BY id DESC LIMIT 1")
             .fetch_one(&rig.pool)
             .await
             .unwrap();

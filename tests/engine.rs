@@ -188,10 +188,11 @@ async fn batch_running_waits_without_counting_an_attempt() {
     rig.admin.batch_start().await.unwrap();
     let s = rig.pass().await;
     assert_eq!(s.deferred, 1);
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM refundd.refunds WHERE order_no = 'B1'")
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM refundd.refunds WHERE order_no = 'B1'")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
     assert_eq!(attempts, 0);
     rig.admin.batch_finish().await.unwrap();
     rig.pass().await;
@@ -292,31 +293,8 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A first worker claims, sends the capture reversal, and dies before the reversal.
-    let dead = uuid::Uuid::new_v4();
-    let rows = refundd::store::refunds::claim(
-        &rig.pool,
-        dead,
-        Duration::from_secs(30),
-        10,
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(rows.len(), 1);
-    let intent = refundd::store::refunds::GatewayEvent {
-        kind: "intent",
-        operation: Some("capture_reversal"),
-        ..Default::default()
-    };
-    refundd::store::refunds::record_intent(
-        &rig.pool,
-        dead,
-        rows[0].id,
-        Duration::from_secs(30),
-        &intent,
-    )
-    .await
-    .unwrap();
+    rig.intent_of_a_dead_worker("capture_reversal", 0, (1000, 1000))
+        .await;
     let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
     client
@@ -355,15 +333,11 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry()
     let rig = Rig::new().await;
     rig.seed("LEASED", 1000, TxState::Authorised, None).await;
     let other = uuid::Uuid::new_v4();
-    refundd::store::refunds::claim(
-        &rig.pool,
-        other,
-        Duration::from_secs(600),
-        10,
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
+    rig.store.intake(100).await.unwrap();
+    rig.store
+        .claim(other, Duration::from_secs(600), 10, chrono::Utc::now())
+        .await
+        .unwrap();
     assert_eq!(rig.pass().await.claimed, 0);
     sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
@@ -465,10 +439,11 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
     .await
     .unwrap();
     assert_eq!(refunded, ledger.returned_total);
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM refundd.refunds WHERE lease_owner IS NOT NULL")
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refundd.refunds WHERE lease_owner IS NOT NULL")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
     assert_eq!(held, 0, "nothing left claimed");
 }
 
@@ -611,11 +586,12 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("gave up after 3 attempts"));
     // The order whose refund may have happened is never made final by the limit.
-    let (status, unknown): (String, Option<String>) =
-        sqlx::query_as("SELECT status, unknown_operation FROM refundd.refunds WHERE order_no = 'DOUBT'")
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap();
+    let (status, unknown): (String, Option<String>) = sqlx::query_as(
+        "SELECT status, unknown_operation FROM refundd.refunds WHERE order_no = 'DOUBT'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
     assert_eq!(
         (status.as_str(), unknown.as_deref()),
         ("refunding", Some("refund"))

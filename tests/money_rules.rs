@@ -85,7 +85,9 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     let rig = Rig::new().await;
     // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
     rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
-    let lease = rig.intent_of_a_dead_worker("refund", 500, (1000, 500)).await;
+    let lease = rig
+        .intent_of_a_dead_worker("refund", 500, (1000, 500))
+        .await;
     let mismatch = refundd::store::refunds::GatewayEvent {
         kind: "outcome",
         operation: Some("refund"),
@@ -136,7 +138,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
         loop {
             let intents: i64 = scalar(
                 &rig,
-                "SELECT count(*) FROM refund_events WHERE order_no = $1 AND kind = 'intent'",
+                "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND kind = 'intent'",
                 "RACE",
             )
             .await;
@@ -167,7 +169,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
     assert_eq!(step.as_deref(), Some("done"));
     let took_effect: i64 = scalar(
         &rig,
-        "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
+        "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
         "RACE",
     )
     .await;
@@ -271,8 +273,12 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
         .await
         .unwrap();
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
-    let step: Option<String> =
-        scalar(&rig, "SELECT step FROM refundd.refunds WHERE order_no = $1", "HALF").await;
+    let step: Option<String> = scalar(
+        &rig,
+        "SELECT step FROM refundd.refunds WHERE order_no = $1",
+        "HALF",
+    )
+    .await;
     assert_eq!(step.as_deref(), Some("capture_reversed"));
     // Later, still in the window, the reversal is sent again after a fresh inquiry.
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
@@ -341,15 +347,15 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
 }
 
 #[tokio::test]
-async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
+async fn a_write_the_database_refuses_is_that_orders_trouble() {
     let rig = Rig::new().await;
     rig.seed("WHELD", 1000, TxState::Settled, None).await;
     rig.pass().await;
     assert_eq!(rig.order("WHELD").await.0, "refunded");
-    // The shop's own rules on its table: one order may not be marked refunded,
-    // one refund may not be marked settled.
+    // A rule of the database's owner on refundd's own table: one order may
+    // not be recorded refunded, one refund may not be recorded settled.
     sqlx::raw_sql(
-        "CREATE FUNCTION shop_rule() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION dba_rule() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
            IF NEW.order_no = 'HELD2' AND NEW.status = 'refunded' THEN
              RAISE EXCEPTION 'order HELD2 is locked by accounting';
@@ -359,7 +365,7 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
            END IF;
            RETURN NEW;
          END $$;
-         CREATE TRIGGER shop_rule BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION shop_rule();",
+         CREATE TRIGGER dba_rule BEFORE UPDATE ON refundd.refunds FOR EACH ROW EXECUTE FUNCTION dba_rule();",
     )
     .execute(&rig.pool)
     .await
@@ -370,30 +376,19 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
     let s = rig.pass().await;
     assert_eq!(s.outcome, "completed");
     assert_eq!(rig.order("FREE2").await.0, "refunded");
-    // The bank reversed HELD2; the shop refused the record: it stays with the
-    // reversal of unknown outcome, and the error says why.
-    let (status, unknown, last_error): (String, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT status, unknown_operation, last_error FROM refundd.refunds WHERE order_no = 'HELD2'",
-    )
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap();
+    // The bank reversed HELD2; the database refused the record: it stays with
+    // the reversal of unknown outcome, and the error says why.
+    let (status, unknown, last_error): (String, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "SELECT status, unknown_operation, last_error FROM refundd.refunds WHERE order_no = 'HELD2'",
+        )
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
     assert_eq!(status, "refunding");
     assert_eq!(unknown.as_deref(), Some("reversal"));
     assert!(last_error.unwrap().contains("locked by accounting"));
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
-    // A later pass after the shop lifts its rule records it, without a second reversal.
-    sqlx::raw_sql("DROP TRIGGER shop_rule ON orders")
-        .execute(&rig.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
-                unknown_since = now() - interval '301 seconds'",
-    )
-    .execute(&rig.pool)
-    .await
-    .unwrap();
     let settlement: Option<String> = scalar(
         &rig,
         "SELECT settlement FROM refundd.refunds WHERE order_no = $1",
@@ -405,9 +400,77 @@ async fn a_row_the_shops_trigger_refuses_is_that_orders_trouble() {
         Some("pending"),
         "watched again later"
     );
+    // Once the rule is lifted a later pass records it, without a second reversal.
+    sqlx::raw_sql("DROP TRIGGER dba_rule ON refundd.refunds")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
+                unknown_since = now() - interval '301 seconds'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
     rig.pass().await;
     assert_eq!(rig.order("HELD2").await.0, "refunded");
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
+}
+
+#[tokio::test]
+async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
+    let rig = Rig::new().await;
+    rig.seed("WB", 1000, TxState::Authorised, None).await;
+    rig.seed("WBOK", 1000, TxState::Authorised, None).await;
+    // The shop's own rule on its own table.
+    sqlx::raw_sql(
+        "CREATE FUNCTION shop_rule() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.order_no = 'WB' AND NEW.status = 'refunded' THEN
+             RAISE EXCEPTION 'order WB is closed for changes';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER shop_rule BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION shop_rule();",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    let s = rig.pass().await;
+    assert_eq!((s.outcome.as_str(), s.refunded()), ("completed", 2));
+    // The money is back and refundd's record says so; the shop's row does not yet.
+    assert_eq!(rig.order("WB").await.0, "refunded");
+    let shop_status: String =
+        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    assert_eq!(shop_status, "refund_requested");
+    let shop_ok: String = scalar(
+        &rig,
+        "SELECT status FROM orders WHERE order_no = $1",
+        "WBOK",
+    )
+    .await;
+    assert_eq!(shop_ok, "refunded");
+    let view = rig.store.queue_view().await.unwrap();
+    assert_eq!(view.shop_writes.len(), 1);
+    assert_eq!(view.shop_writes[0].order_no, "WB");
+    assert!(view.shop_writes[0]
+        .writeback_error
+        .as_deref()
+        .is_some_and(|e| e.contains("closed for changes")));
+    // While the shop still lists it, it is not refunded twice; once the shop
+    // lifts its rule, the next pass writes the outcome back.
+    rig.pass().await;
+    assert_eq!(rig.accepted("WB", "reversal").await, 1);
+    sqlx::raw_sql("DROP TRIGGER shop_rule ON orders")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    rig.pass().await;
+    let shop_status: String =
+        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    assert_eq!(shop_status, "refunded");
+    assert!(rig.store.queue_view().await.unwrap().shop_writes.is_empty());
+    assert_eq!(rig.accepted("WB", "reversal").await, 1);
 }
 
 #[tokio::test]
@@ -420,10 +483,9 @@ async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
         .unwrap();
     // A refunded order in the settlement watch whose number the bank cannot take.
     sqlx::raw_sql(
-        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ('BAD-WATCH', 'X9', 'A1', 1000, 'paid');
-         UPDATE refundd.refunds SET status = 'refunded', refunded_amount = 1000, refund_method = 'refund',
-                settlement = 'pending', watch_until = now() + interval '14 days'
-          WHERE order_no = 'BAD-WATCH'",
+        "INSERT INTO refundd.refunds (order_no, xid, auth_code, auth_amount, status, refunded_amount,
+                refund_method, settlement, watch_until)
+         VALUES ('BAD-WATCH', 'X9', 'A1', 1000, 'refunded', 1000, 'refund', 'pending', now() + interval '14 days')",
     )
     .execute(&rig.pool)
     .await

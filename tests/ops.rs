@@ -98,7 +98,8 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
             .load(&[SimTx::new(no, format!("X{no}"), "A1B2C3", 1200, state)])
             .await
             .unwrap();
-        refundd::store::Store::builtin(pool.clone()).insert_paid_order( no, Some(&format!("X{no}")), "A1B2C3", 1200)
+        refundd::store::Store::builtin(pool.clone())
+            .insert_paid_order(no, Some(&format!("X{no}")), "A1B2C3", 1200)
             .await
             .unwrap();
         refundd::ops::requests::request(&refundd::store::Store::builtin(pool.clone()), no, None)
@@ -374,7 +375,7 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     rig.seed("MET_CAPT", 900, TxState::CapturedNotSettled, None)
         .await;
     rig.insert_order("MET_WAITING", 500, None).await;
-    sqlx::query("UPDATE orders SET next_attempt_at = now() + interval '1 hour' WHERE order_no = 'MET_WAITING'")
+    sqlx::query("UPDATE refundd.refunds SET next_attempt_at = now() + interval '1 hour' WHERE order_no = 'MET_WAITING'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -450,14 +451,15 @@ async fn status_json_matches_the_database() {
     let summary = rig.pass().await;
     assert_eq!(summary.claimed, 5);
     // Orders as a later moment would find them.
-    refundd::store::Store::builtin(rig.pool.clone()).insert_paid_order( "ST_PAID", Some("XST_PAID"), "A1B2C3", 700)
+    refundd::store::Store::builtin(rig.pool.clone())
+        .insert_paid_order("ST_PAID", Some("XST_PAID"), "A1B2C3", 700)
         .await
         .unwrap();
     rig.insert_order("ST_BACKOFF", 800, None).await;
-    sqlx::query("UPDATE orders SET attempts = 2, last_error = 'bank unavailable', next_attempt_at = now() + interval '10 minutes' WHERE order_no = 'ST_BACKOFF'")
+    sqlx::query("UPDATE refundd.refunds SET attempts = 2, last_error = 'bank unavailable', next_attempt_at = now() + interval '10 minutes' WHERE order_no = 'ST_BACKOFF'")
         .execute(&rig.pool).await.unwrap();
     rig.insert_order("ST_UNKNOWN", 900, None).await;
-    sqlx::query("UPDATE orders SET status = 'refunding', unknown_operation = 'refund', unknown_since = now(), next_attempt_at = now() + interval '5 minutes' WHERE order_no = 'ST_UNKNOWN'")
+    sqlx::query("UPDATE refundd.refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now(), next_attempt_at = now() + interval '5 minutes' WHERE order_no = 'ST_UNKNOWN'")
         .execute(&rig.pool).await.unwrap();
 
     let out = run(&rig.url, &["status", "--json"]);
@@ -465,7 +467,7 @@ async fn status_json_matches_the_database() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let counts: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
+        sqlx::query_as("SELECT status, count(*) FROM refundd.refunds GROUP BY status")
             .fetch_all(&rig.pool)
             .await
             .unwrap();
@@ -501,13 +503,13 @@ async fn status_json_matches_the_database() {
     };
     assert_eq!(
         names("failed"),
-        db_names("SELECT order_no FROM orders WHERE status = 'refund_failed'").await
+        db_names("SELECT order_no FROM refundd.refunds WHERE status = 'refund_failed'").await
     );
     assert_eq!(names("failed"), ["ST_FAILED", "ST_NOT_AT_BANK"]);
     assert!(v["failed"][0]["refund_error"].as_str().unwrap().len() > 5);
     assert_eq!(
         names("waiting"),
-        db_names("SELECT order_no FROM orders WHERE status IN ('refund_requested','refunding') AND next_attempt_at > now()").await
+        db_names("SELECT order_no FROM refundd.refunds WHERE status IN ('refund_requested','refunding') AND next_attempt_at > now()").await
     );
     assert!(names("waiting").contains(&"ST_BACKOFF".to_string()));
     assert_eq!(names("unknown"), ["ST_UNKNOWN"]);
@@ -518,9 +520,7 @@ async fn status_json_matches_the_database() {
     // ST_BATCH waits for the next pass (batch running), due now; it is the oldest request.
     assert_eq!(v["oldest_request"]["order_no"], "ST_BATCH");
     assert!(v["oldest_request"]["age_secs"].as_i64().unwrap() >= 0);
-    let due: i64 = rig.store.count_due_now()
-        .await
-        .unwrap();
+    let due: i64 = rig.store.count_due_now().await.unwrap();
     assert_eq!(v["due_now"], due);
     assert_eq!(v["last_pass"]["outcome"], "completed");
     assert_eq!(v["last_pass"]["summary"]["claimed"], 5);
@@ -560,16 +560,27 @@ async fn seed_statuses(pool: &sqlx::PgPool) {
         ("CLI_FAILED", "refund_failed"),
         ("CLI_DONE", "refunded"),
     ] {
-        refundd::store::Store::builtin(pool.clone()).insert_paid_order( no, Some(&format!("X{no}")), "A1B2C3", 1000)
+        refundd::store::Store::builtin(pool.clone())
+            .insert_paid_order(no, Some(&format!("X{no}")), "A1B2C3", 1000)
             .await
             .unwrap();
         if status != "paid" {
-            sqlx::query("UPDATE orders SET status = $2, refund_error = CASE WHEN $2 = 'refund_failed' THEN 'needs a person: test' END, attempts = 3 WHERE order_no = $1")
+            // The shop's row, and refundd's record of the refund.
+            sqlx::query("UPDATE orders SET status = $2, refund_error = CASE WHEN $2 = 'refund_failed' THEN 'needs a person: test' END WHERE order_no = $1")
                 .bind(no)
                 .bind(status)
                 .execute(pool)
                 .await
                 .unwrap();
+            sqlx::query(
+                "INSERT INTO refundd.refunds (order_no, xid, auth_code, auth_amount, status, refund_error, attempts)
+                 VALUES ($1, 'X' || $1, 'A1B2C3', 1000, $2, CASE WHEN $2 = 'refund_failed' THEN 'needs a person: test' END, 3)",
+            )
+            .bind(no)
+            .bind(status)
+            .execute(pool)
+            .await
+            .unwrap();
         }
     }
 }
@@ -639,7 +650,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
             .unwrap();
     assert_eq!(amount, None);
     let notes: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM refund_events WHERE kind = 'note' AND message = $1",
+        "SELECT count(*) FROM refundd.refund_events WHERE kind = 'note' AND message = $1",
     )
     .bind(refundd::ops::requests::REQUEST_NOTE)
     .fetch_one(&pool)
@@ -655,10 +666,10 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
 
     for (args, needles) in [
         (vec!["retry", "BAD-NO!"], vec!["order_no"]),
-        (vec!["retry", "NO_SUCH_ORDER"], vec!["does not exist"]),
+        (vec!["retry", "NO_SUCH_ORDER"], vec!["no record"]),
         (
             vec!["retry", "CLI_PAID"],
-            vec!["is paid", "refundd request"],
+            vec!["no record", "refundd request"],
         ),
         (
             vec!["retry", "CLI_DONE"],
@@ -684,7 +695,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
         Option<String>,
         Option<chrono::DateTime<chrono::Utc>>,
     ) = sqlx::query_as(
-        "SELECT status, attempts, refund_error, refund_requested_at FROM orders WHERE order_no = 'CLI_FAILED'",
+        "SELECT status, attempts, refund_error, requested_at FROM refundd.refunds WHERE order_no = 'CLI_FAILED'",
     )
     .fetch_one(&pool)
     .await
@@ -693,8 +704,17 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     assert_eq!(attempts, 0);
     assert_eq!(error, None);
     assert!(requested_at.is_some());
+    let shop_status: String =
+        sqlx::query_scalar("SELECT status FROM orders WHERE order_no = 'CLI_FAILED'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        shop_status, "refund_requested",
+        "the built-in table asks again"
+    );
     let story: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT kind, to_status, message FROM refund_events WHERE order_no = 'CLI_FAILED' ORDER BY id DESC LIMIT 2",
+        "SELECT kind, to_status, message FROM refundd.refund_events WHERE order_no = 'CLI_FAILED' ORDER BY id DESC LIMIT 2",
     )
     .fetch_all(&pool)
     .await

@@ -30,7 +30,12 @@ async fn migrations_live_in_refundds_schema_and_a_second_run_is_a_no_op() {
     assert_eq!(n as usize, refundd::store::MIGRATOR.iter().count());
     assert_eq!(
         tables_in(&pool, "refundd").await,
-        ["_sqlx_migrations", "refund_events", "refund_passes", "refunds"]
+        [
+            "_sqlx_migrations",
+            "refund_events",
+            "refund_passes",
+            "refunds"
+        ]
     );
     // The built-in mode adds the orders table to the default schema, and nothing else.
     assert_eq!(tables_in(&pool, "public").await, ["orders"]);
@@ -44,7 +49,11 @@ async fn a_schema_of_the_operators_choice_holds_everything_and_public_stays_empt
         "SELECT $1::text".into(),
         None,
     );
-    let store = Store::new(pool.clone(), Schema::parse("billing_refunds").unwrap(), shop);
+    let store = Store::new(
+        pool.clone(),
+        Schema::parse("billing_refunds").unwrap(),
+        shop,
+    );
     store.migrate().await.unwrap();
     assert!(tables_in(&pool, "billing_refunds")
         .await
@@ -64,7 +73,10 @@ async fn a_shops_own_orders_table_is_never_taken_for_the_built_in_one() {
     assert!(matches!(err, StoreError::ForeignOrdersTable), "{err}");
     assert!(err.to_string().contains("shop.requests"));
     assert!(err.is_settings_problem());
-    assert!(tables_in(&pool, "refundd").await.is_empty(), "nothing created");
+    assert!(
+        tables_in(&pool, "refundd").await.is_empty(),
+        "nothing created"
+    );
 }
 
 #[tokio::test]
@@ -88,10 +100,11 @@ async fn refundds_record_of_a_refund_is_never_undone_and_every_status_change_is_
         .execute(&pool)
         .await
         .unwrap();
-    let err = sqlx::query("UPDATE refundd.refunds SET status = 'refund_requested' WHERE order_no = 'O2'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let err =
+        sqlx::query("UPDATE refundd.refunds SET status = 'refund_requested' WHERE order_no = 'O2'")
+            .execute(&pool)
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("already refunded"), "{err}");
     let story: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT from_status, to_status FROM refundd.refund_events WHERE order_no = 'O2' AND kind = 'status' ORDER BY id",
@@ -114,4 +127,10 @@ async fn refundds_record_of_a_refund_is_never_undone_and_every_status_change_is_
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[tokio::test]
+async fn the_built_in_statements_pass_their_own_checks() {
+    let (pool, _) = fresh_db().await;
+    Store::builtin(pool).check_shop().await.unwrap();
 }

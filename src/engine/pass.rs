@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
 
+/// How many of the shop's requests are read and recorded at a time.
+const INTAKE_CHUNK: usize = 1000;
+
 /// What the engine needs from the settings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -171,6 +174,8 @@ impl Engine {
         counters: &Arc<PassCounters>,
         due_by: chrono::DateTime<chrono::Utc>,
     ) -> Result<&'static str, StoreError> {
+        // Reading the shop's requests sends nothing to the bank: it goes on in a window too.
+        self.read_shop_requests().await?;
         if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
             info!(window = %w, "pass sends nothing: inside the blackout window (Asia/Taipei), when the bank's batch locks the capture file");
             return Ok("blackout");
@@ -202,6 +207,38 @@ impl Engine {
         result
     }
 
+    /// Reads the shop's requests into refundd's records, and tries again the
+    /// write-backs the shop's database refused before.
+    async fn read_shop_requests(&self) -> Result<(), StoreError> {
+        let report = self.store.intake(INTAKE_CHUNK).await?;
+        if report.withdrawn > 0 || report.asked_again_after_refund > 0 {
+            info!(
+                read = report.read,
+                new = report.new,
+                withdrawn = report.withdrawn,
+                asked_again_after_refund = report.asked_again_after_refund,
+                "read the shop's requests"
+            );
+        }
+        if report.asked_again_after_refund > 0 {
+            warn!(
+                orders = report.asked_again_after_refund,
+                "the shop asked again for refunds refundd already made; an order is refunded once (see refundd status)"
+            );
+        }
+        for (order_no, wb) in self.store.retry_write_backs(INTAKE_CHUNK as i64).await? {
+            match wb {
+                WriteBack::Done => {
+                    info!(%order_no, step = "write_back", "the shop took the outcome it refused before")
+                }
+                refused => self.note_write_back(&refused),
+            }
+        }
+        let pending = self.store.pending_write_backs().await?;
+        metrics::gauge!("refundd_shop_write_backs_pending").set(pending as f64);
+        Ok(())
+    }
+
     /// Claims batches and works them with bounded concurrency until nothing is
     /// due, the stop signal arrives or a blackout window begins.
     async fn work_queue(
@@ -220,13 +257,15 @@ impl Engine {
                 {
                     return None;
                 }
-                match self.store.claim(
-                    self.worker,
-                    self.settings.lease,
-                    self.settings.batch_size,
-                    due_by,
-                )
-                .await
+                match self
+                    .store
+                    .claim(
+                        self.worker,
+                        self.settings.lease,
+                        self.settings.batch_size,
+                        due_by,
+                    )
+                    .await
                 {
                     Ok(rows) if rows.is_empty() => None,
                     Ok(rows) => {
@@ -234,7 +273,10 @@ impl Engine {
                         counters
                             .claimed
                             .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        held.add(rows.iter().map(|r| (r.id, r.lease_token.unwrap_or_default())));
+                        held.add(
+                            rows.iter()
+                                .map(|r| (r.id, r.lease_token.unwrap_or_default())),
+                        );
                         Some((futures::stream::iter(rows), short))
                     }
                     Err(e) => {

@@ -104,7 +104,11 @@ impl Engine {
             };
             let amounts = (plan.amount, req.authorised, req.refund);
             let lease_for = self.settings.lease;
-            match self.store.record_intent(&req.lease, lease_for, &intent, amounts).await? {
+            match self
+                .store
+                .record_intent(&req.lease, lease_for, &intent, amounts)
+                .await?
+            {
                 Intent::Recorded => {}
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
@@ -142,7 +146,10 @@ impl Engine {
         let order_no = req.order_no.as_str();
         match self.store.recheck_request(&req.lease, order_no).await? {
             RequestNow::Withdrawn => {
-                info!(step = "withdrawn", "the shop withdrew the request before anything was sent; nothing sent");
+                info!(
+                    step = "withdrawn",
+                    "the shop withdrew the request before anything was sent; nothing sent"
+                );
                 Ok(OrderOutcome::Withdrawn)
             }
             RequestNow::Changed => {
@@ -235,7 +242,9 @@ impl Engine {
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
         let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
-        self.store.record_step_done(&req.lease, &ev, reached).await?;
+        self.store
+            .record_step_done(&req.lease, &ev, reached)
+            .await?;
         if step == Step::CaptureReversal {
             req.capture_reversed = true;
         }
@@ -380,7 +389,9 @@ impl Engine {
             ..Default::default()
         };
         let reached = took_effect.then_some(STEP_CAPTURE_REVERSED);
-        self.store.record_step_done(&req.lease, &note, reached).await?;
+        self.store
+            .record_step_done(&req.lease, &note, reached)
+            .await?;
         req.unknown = None;
         if took_effect {
             mark_call(req, op, CallFate::Accepted);

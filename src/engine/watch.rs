@@ -29,17 +29,22 @@ impl Engine {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let rows = self.store.claim_settlement_watch(
-                self.worker,
-                self.settings.lease,
-                self.settings.batch_size,
-                due_by,
-            )
-            .await?;
+            let rows = self
+                .store
+                .claim_settlement_watch(
+                    self.worker,
+                    self.settings.lease,
+                    self.settings.batch_size,
+                    due_by,
+                )
+                .await?;
             if rows.is_empty() {
                 return Ok(());
             }
-            held.add(rows.iter().map(|r| (r.id, r.lease_token.unwrap_or_default())));
+            held.add(
+                rows.iter()
+                    .map(|r| (r.id, r.lease_token.unwrap_or_default())),
+            );
             let results: Vec<Result<(), StoreError>> = futures::stream::iter(rows)
                 .map(|row| {
                     let span = tracing::error_span!("settlement_watch", order_no = %row.order_no);

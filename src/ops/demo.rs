@@ -236,7 +236,8 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
 
     let p1 = by_order(pool.events_between(t0, t1).await?);
     let p2 = by_order(pool.events_between(t1, t2).await?);
-    let orders: BTreeMap<String, OrderOutcomeRow> = pool.all_orders()
+    let orders: BTreeMap<String, OrderOutcomeRow> = pool
+        .all_orders()
         .await?
         .into_iter()
         .map(|o| (o.order_no.clone(), o))

@@ -106,7 +106,9 @@ async fn healthz(State(s): State<AppState>) -> Response {
     };
     let last_pass = match s.health.last_pass() {
         Some(p) => Some((p.at, p.summary.outcome)),
-        None if db_ok => s.store.last_finished_pass()
+        None if db_ok => s
+            .store
+            .last_finished_pass()
             .await
             .ok()
             .flatten()

@@ -19,7 +19,7 @@ pub enum QueueError {
     InvalidOrderNo(String),
     #[error("order {0} does not exist in the orders table; check the order number")]
     UnknownOrder(String),
-    #[error("order {0}: refundd has no record of a refund of this order; only an order whose refund failed can be retried")]
+    #[error("order {0}: refundd has no record of a refund of this order; only an order whose refund failed can be retried (a paid order of the built-in table is asked for with `refundd request`)")]
     NoRefundRecord(String),
     #[error("requests come from the shop's own tables (shop.requests): mark the order for refund there; `refundd request` works on the built-in orders table only")]
     ShopMode,
@@ -161,9 +161,7 @@ pub async fn retry(store: &Store, order_no: &str) -> Result<Queued, QueueError> 
         });
     }
     check_amount(&order, order.refund_amount)?;
-    store
-        .reopen(&mut tx, &order.order_no, RETRY_NOTE)
-        .await?;
+    store.reopen(&mut tx, &order.order_no, RETRY_NOTE).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(Queued {
         order_no: order.order_no,

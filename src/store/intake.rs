@@ -102,7 +102,9 @@ impl Store {
         let mut amounts: (Vec<Option<i64>>, Vec<Option<i64>>) = Default::default();
         let mut rest: (Vec<String>, Vec<Option<String>>) = Default::default();
         for r in batch {
-            let Some(order_no) = r.order_no.clone() else { continue };
+            let Some(order_no) = r.order_no.clone() else {
+                continue;
+            };
             let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
             let refund = whole_amount("refund_amount", r.refund_amount.as_deref());
             let bad = auth.as_ref().err().or(refund.as_ref().err()).cloned();
@@ -111,7 +113,8 @@ impl Store {
             cols.2.push(r.auth_code.clone());
             amounts.0.push(auth.unwrap_or(None));
             amounts.1.push(refund.unwrap_or(None));
-            rest.0.push(r.currency.clone().unwrap_or_else(|| "901".into()));
+            rest.0
+                .push(r.currency.clone().unwrap_or_else(|| "901".into()));
             rest.1.push(bad);
         }
         let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(RECORD_REQUESTS))
@@ -228,6 +231,8 @@ ON CONFLICT (order_no) DO UPDATE SET
                     THEN EXCLUDED.currency ELSE f.currency END,
     bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
                      THEN EXCLUDED.bad_input ELSE f.bad_input END,
-    requested_again_at = CASE WHEN f.status = 'refunded' THEN coalesce(f.requested_again_at, now())
+    -- (a refund whose write-back the shop refused is still listed: not asked again)
+    requested_again_at = CASE WHEN f.status = 'refunded' AND f.writeback IS NULL
+                              THEN coalesce(f.requested_again_at, now())
                               ELSE f.requested_again_at END
 RETURNING (xmax = 0) AS inserted, (f.status = 'refunded' AND f.requested_again_at = now()) AS asked_again";

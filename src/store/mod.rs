@@ -3,6 +3,7 @@
 // (reading requests, writing outcomes back), claims and leases, the order's
 // story, the passes. Nothing here talks to the bank.
 
+pub mod intake;
 pub mod passes;
 pub mod refunds;
 pub mod requests;
@@ -10,7 +11,6 @@ pub mod seed;
 pub mod shop;
 pub mod status;
 pub mod story;
-pub mod intake;
 pub mod writeback;
 
 pub use refunds::{Lease, OrderRow};

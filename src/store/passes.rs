@@ -18,15 +18,17 @@ pub struct PassRecord {
 impl Store {
     /// Records the start of a pass; returns its id and its start on the database's clock.
     pub async fn start_pass(&self, worker: Uuid) -> Result<(i64, DateTime<Utc>), StoreError> {
-        Ok(
-            sqlx::query_as(&self.sql("INSERT INTO refundd.refund_passes (worker) VALUES ($1) RETURNING id, started_at"))
-                .bind(worker)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(&self.sql(
+            "INSERT INTO refundd.refund_passes (worker) VALUES ($1) RETURNING id, started_at",
+        ))
+        .bind(worker)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
-    pub async fn finish_pass(&self, id: i64,
+    pub async fn finish_pass(
+        &self,
+        id: i64,
         outcome: &str,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
@@ -51,7 +53,9 @@ impl Store {
 
     /// The database's clock.
     pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        Ok(sqlx::query_scalar(&self.sql("SELECT now()")).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(&self.sql("SELECT now()"))
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// When the most recent pass started, finished or not.

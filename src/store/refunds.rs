@@ -503,7 +503,11 @@ impl Store {
         Ok(wb)
     }
 
-    async fn order_no_of(&self, conn: &mut PgConnection, lease: &Lease) -> Result<String, StoreError> {
+    async fn order_no_of(
+        &self,
+        conn: &mut PgConnection,
+        lease: &Lease,
+    ) -> Result<String, StoreError> {
         let found: Option<String> = sqlx::query_scalar(&self.sql(
             "SELECT order_no FROM refundd.refunds WHERE id = $1 AND lease_token = $2 FOR UPDATE",
         ))

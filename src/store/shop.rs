@@ -119,7 +119,11 @@ impl Store {
             problems.push(p);
         }
         let writebacks = [
-            ("shop.on_refunded", Some(&self.shop.on_refunded), "text, bigint, text"),
+            (
+                "shop.on_refunded",
+                Some(&self.shop.on_refunded),
+                "text, bigint, text",
+            ),
             ("shop.on_failed", self.shop.on_failed.as_ref(), "text, text"),
         ];
         for (name, stmt, types) in writebacks {
@@ -172,7 +176,11 @@ impl Store {
     }
 
     async fn check_writeback(&self, name: &str, stmt: &str, types: &str) -> Result<(), String> {
-        let mut tx = self.pool.begin().await.map_err(|e| format!("{name}: {e}"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
         let prepare = format!("PREPARE refundd_check ({types}) AS {stmt}");
         let checked = sqlx::raw_sql(&prepare).execute(&mut *tx).await;
         let _ = tx.rollback().await;
@@ -190,7 +198,10 @@ impl Store {
 }
 
 fn is_amount_type(ty: &str) -> bool {
-    matches!(ty, "int2" | "int4" | "int8" | "numeric" | "smallint" | "integer" | "bigint")
+    matches!(
+        ty,
+        "int2" | "int4" | "int8" | "numeric" | "smallint" | "integer" | "bigint"
+    )
 }
 
 /// The database's own words about a refused statement, without the statement.

@@ -160,19 +160,22 @@ impl Store {
         )
         .fetch_one(&mut *tx)
         .await?;
-        let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql("SELECT order_no, requested_at AS refund_requested_at,
+        let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql(
+            "SELECT order_no, requested_at AS refund_requested_at,
                     COALESCE(extract(epoch FROM now() - requested_at), 0)::bigint AS age_secs
                FROM refundd.refunds WHERE status = 'refund_requested'
-              ORDER BY requested_at, id LIMIT 1"),
-        )
+              ORDER BY requested_at, id LIMIT 1",
+        ))
         .fetch_optional(&mut *tx)
         .await?;
 
-        const WAITING: &str = "status IN ('refund_requested', 'refunding') AND next_attempt_at > now()";
-        let waiting_total: i64 =
-            sqlx::query_scalar(&self.sql(&format!("SELECT count(*) FROM refundd.refunds WHERE {WAITING}")))
-                .fetch_one(&mut *tx)
-                .await?;
+        const WAITING: &str =
+            "status IN ('refund_requested', 'refunding') AND next_attempt_at > now()";
+        let waiting_total: i64 = sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds WHERE {WAITING}"
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
         let waiting: Vec<WaitingOrder> = sqlx::query_as(&self.sql(&format!(
             "SELECT order_no, status, attempts, next_attempt_at, last_error FROM refundd.refunds
               WHERE {WAITING} ORDER BY next_attempt_at, id LIMIT $1"
@@ -181,10 +184,11 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
 
-        let unknown_total: i64 =
-            sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds WHERE unknown_operation IS NOT NULL"))
-                .fetch_one(&mut *tx)
-                .await?;
+        let unknown_total: i64 = sqlx::query_scalar(
+            &self.sql("SELECT count(*) FROM refundd.refunds WHERE unknown_operation IS NOT NULL"),
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let unknown: Vec<UnknownOutcome> = sqlx::query_as(&self.sql("SELECT order_no, unknown_operation AS operation, unknown_since AS since, next_attempt_at, last_error
                FROM refundd.refunds WHERE unknown_operation IS NOT NULL
               ORDER BY unknown_since NULLS FIRST, id LIMIT $1"),
@@ -194,10 +198,11 @@ impl Store {
         .await?;
 
         const SETTLING: &str = "status = 'refunded' AND settlement IN ('pending', 'unconfirmed')";
-        let settling_total: i64 =
-            sqlx::query_scalar(&self.sql(&format!("SELECT count(*) FROM refundd.refunds WHERE {SETTLING}")))
-                .fetch_one(&mut *tx)
-                .await?;
+        let settling_total: i64 = sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds WHERE {SETTLING}"
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
         let settling: Vec<SettlingRefund> = sqlx::query_as(&self.sql(&format!(
             "SELECT order_no, refunded_amount, refunded_at, settlement FROM refundd.refunds
               WHERE {SETTLING} ORDER BY refunded_at NULLS FIRST, id LIMIT $1"
@@ -206,13 +211,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
 
-        let failed_total: i64 =
-            sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds WHERE status = 'refund_failed'"))
-                .fetch_one(&mut *tx)
-                .await?;
-        let failed: Vec<FailedOrder> = sqlx::query_as(&self.sql("SELECT order_no, refund_error, updated_at AS failed_at FROM refundd.refunds
-              WHERE status = 'refund_failed' ORDER BY updated_at DESC, id DESC LIMIT $1"),
+        let failed_total: i64 = sqlx::query_scalar(
+            &self.sql("SELECT count(*) FROM refundd.refunds WHERE status = 'refund_failed'"),
         )
+        .fetch_one(&mut *tx)
+        .await?;
+        let failed: Vec<FailedOrder> = sqlx::query_as(&self.sql(
+            "SELECT order_no, refund_error, updated_at AS failed_at FROM refundd.refunds
+              WHERE status = 'refund_failed' ORDER BY updated_at DESC, id DESC LIMIT $1",
+        ))
         .bind(LIST_LIMIT)
         .fetch_all(&mut *tx)
         .await?;

@@ -33,12 +33,15 @@ pub struct OrderOutcomeRow {
 
 impl Store {
     /// Events appended at or after `from` and before `to`, oldest first.
-    pub async fn events_between(&self, from: DateTime<Utc>,
+    pub async fn events_between(
+        &self,
+        from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<StoryEvent>, StoreError> {
-        Ok(sqlx::query_as(&self.sql("SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
-               FROM refundd.refund_events WHERE at >= $1 AND at < $2 ORDER BY id"),
-        )
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
+               FROM refundd.refund_events WHERE at >= $1 AND at < $2 ORDER BY id",
+        ))
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
@@ -46,10 +49,11 @@ impl Store {
     }
 
     pub async fn all_orders(&self) -> Result<Vec<OrderOutcomeRow>, StoreError> {
-        Ok(sqlx::query_as(&self.sql("SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
                     refund_error, settlement, last_error
-               FROM refundd.refunds ORDER BY order_no"),
-        )
+               FROM refundd.refunds ORDER BY order_no",
+        ))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -56,9 +56,9 @@ impl Store {
         let stmt = sqlx::query(on_failed).bind(order_no).bind(reason);
         let wb = self.guarded(conn, id, "refund_failed", stmt).await?;
         if wb == WriteBack::Done {
-            sqlx::query(&self.sql(
-                "UPDATE refundd.refunds SET shop_told_failed = true WHERE id = $1",
-            ))
+            sqlx::query(
+                &self.sql("UPDATE refundd.refunds SET shop_told_failed = true WHERE id = $1"),
+            )
             .bind(id)
             .execute(&mut *conn)
             .await?;
@@ -112,6 +112,15 @@ impl Store {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// How many write-backs the shop refused and are still to be done.
+    pub async fn pending_write_backs(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            &self.sql("SELECT count(*) FROM refundd.refunds WHERE writeback IS NOT NULL"),
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Write-backs the shop refused earlier, each tried once more, oldest

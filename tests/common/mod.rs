@@ -20,7 +20,10 @@ pub async fn empty_db() -> (PgPool, String) {
 /// A new database migrated for the built-in orders table, and its URL.
 pub async fn fresh_db() -> (PgPool, String) {
     let (pool, url) = empty_db().await;
-    Store::builtin(pool.clone()).migrate().await.expect("migrate");
+    Store::builtin(pool.clone())
+        .migrate()
+        .await
+        .expect("migrate");
     (pool, url)
 }
 
@@ -139,6 +142,8 @@ impl Rig {
             .execute(&self.pool)
             .await
             .unwrap();
+        // refundd reads the request, as the next pass would.
+        self.store.intake(1000).await.unwrap();
     }
 
     pub fn engine_with(
