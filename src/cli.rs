@@ -34,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database schema (safe to run again).
     Migrate,
+    /// Check the settings and the shop's statements against the database, sending nothing.
+    Check,
     /// Run one pass over the refund requests, then exit.
     Once,
     /// Run passes on the schedule until SIGTERM or SIGINT.
@@ -109,8 +111,11 @@ async fn connect(settings: &Settings) -> Result<Store, CliError> {
 /// refundd's database as the settings describe it: its schema, and the
 /// shop's statements (or the built-in orders table).
 fn store_of(settings: &Settings, pool: sqlx::PgPool) -> Store {
-    let _ = settings;
-    Store::builtin(pool)
+    Store::new(
+        pool,
+        settings.database.schema.clone(),
+        settings.shop.clone(),
+    )
 }
 
 impl CliError {
@@ -159,6 +164,17 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             let store = store_of(&settings, pool);
             store.migrate().await?;
             println!("schema {} is up to date", store.schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let store = connect(&settings).await?;
+            store.check_shop().await?;
+            let what = if store.shop().is_builtin() {
+                "the built-in orders table's statements"
+            } else {
+                "shop.requests, shop.on_refunded and shop.on_failed"
+            };
+            println!("settings are usable; {what} check out against the database");
             Ok(ExitCode::SUCCESS)
         }
         Command::ThrowawayDb => throwaway_db().await,

@@ -30,6 +30,8 @@ pub const DEFAULT_FILE: &str = "config/default.toml";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database: DatabaseSettings,
+    /// The shop's statements (`shop.*`), or the built-in orders table's.
+    pub shop: crate::store::ShopStatements,
     pub ctbc: CtbcSettings,
     pub schedule: ScheduleSettings,
     pub worker: WorkerSettings,
@@ -42,6 +44,8 @@ pub struct DatabaseSettings {
     /// May carry a password, so it is kept secret from Debug output.
     pub url: Option<SecretString>,
     pub max_connections: u32,
+    /// The schema that holds everything refundd keeps.
+    pub schema: crate::store::Schema,
 }
 
 #[derive(Debug, Clone)]

@@ -28,12 +28,23 @@ pub(super) struct RawSettings {
     worker: RawWorker,
     http: RawHttp,
     log: RawLog,
+    #[serde(default)]
+    shop: RawShop,
+}
+
+/// The shop's statements, exactly as written in the file or the environment.
+#[derive(Debug, Default, Deserialize)]
+struct RawShop {
+    requests: Option<String>,
+    on_refunded: Option<String>,
+    on_failed: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct RawDatabase {
     url: Option<String>,
     max_connections: i64,
+    schema: String,
 }
 
 /// The URL may carry a password: Debug says only whether it is set.
@@ -42,6 +53,7 @@ impl std::fmt::Debug for RawDatabase {
         f.debug_struct("RawDatabase")
             .field("url", &self.url.as_ref().map(|_| "[redacted]"))
             .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -104,6 +116,7 @@ struct RawLog {
 /// operators to read.
 const DEFAULTS: &[(&str, &str)] = &[
     ("database.max_connections", "10"),
+    ("database.schema", crate::store::Schema::DEFAULT),
     ("ctbc.timeout_secs", "30"),
     ("ctbc.connect_timeout_secs", "10"),
     ("ctbc.allow_insecure_http", "false"),
@@ -211,6 +224,16 @@ impl RawSettings {
             1,
             1000,
         );
+        let schema = crate::store::Schema::parse(&self.database.schema)
+            .map_err(|e| {
+                p(
+                    "database.schema",
+                    e,
+                    "name the schema that holds refundd's own tables, e.g. refundd",
+                )
+            })
+            .ok();
+        let shop = shop_statements(&mut p, self.shop);
 
         // ctbc
         let base_url = match self
@@ -433,7 +456,9 @@ impl RawSettings {
             database: DatabaseSettings {
                 url: url.map(SecretString::from),
                 max_connections: max_connections as u32,
+                schema: schema.unwrap_or_default(),
             },
+            shop: shop.unwrap_or_else(crate::store::ShopStatements::builtin),
             ctbc: CtbcSettings {
                 base_url,
                 mer_id,
@@ -461,6 +486,50 @@ impl RawSettings {
             http: HttpSettings { listen },
             log: LogSettings { format },
         })
+    }
+}
+
+/// The shop's statements: all unset for the built-in orders table; otherwise
+/// `requests` and `on_refunded` together. Kept exactly as written.
+fn shop_statements(
+    p: &mut impl FnMut(&str, String, &str),
+    raw: RawShop,
+) -> Option<crate::store::ShopStatements> {
+    let set = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let (requests, on_refunded, on_failed) =
+        (set(raw.requests), set(raw.on_refunded), set(raw.on_failed));
+    match (requests, on_refunded) {
+        (Some(requests), Some(on_refunded)) => Some(crate::store::ShopStatements::of_shop(
+            requests,
+            on_refunded,
+            on_failed,
+        )),
+        (Some(_), None) => {
+            p(
+                "shop.on_refunded",
+                "is not set, but shop.requests is: refundd must write back every refund it makes".into(),
+                "set shop.on_refunded to the statement that marks an order refunded ($1 order_no, $2 amount, $3 method)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p(
+                "shop.requests",
+                "is not set, but shop.on_refunded is".into(),
+                "set shop.requests to the query that lists the orders to refund, or unset shop.* to use the built-in orders table",
+            );
+            None
+        }
+        (None, None) => {
+            if on_failed.is_some() {
+                p(
+                    "shop.on_failed",
+                    "is set without shop.requests and shop.on_refunded".into(),
+                    "set all of shop.requests and shop.on_refunded, or unset shop.* to use the built-in orders table",
+                );
+            }
+            None
+        }
     }
 }
 

@@ -183,17 +183,42 @@ impl Store {
             .map_err(|e| format!("{name}: {e}"))?;
         let prepare = format!("PREPARE refundd_check ({types}) AS {stmt}");
         let checked = sqlx::raw_sql(&prepare).execute(&mut *tx).await;
+        // PostgreSQL takes parameters beyond those declared: count them.
+        let used: Result<Option<i32>, sqlx::Error> = match &checked {
+            Ok(_) => sqlx::query_scalar(
+                "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = 'refundd_check'",
+            )
+            .fetch_optional(&mut *tx)
+            .await,
+            Err(_) => Ok(None),
+        };
         let _ = tx.rollback().await;
+        let declared = types.split(',').count() as i32;
+        if let Ok(Some(n)) = used {
+            if n > declared {
+                return Err(format!(
+                    "{name}: the statement uses ${n}, but refundd supplies only $1 to ${declared}: {}",
+                    params_of(name)
+                ));
+            }
+        }
         checked.map(|_| ()).map_err(|e| {
             format!(
                 "{name}: the database refuses the statement: {}; it may use {} and must run as written",
                 db_message(&e),
-                match name {
-                    "shop.on_refunded" => "$1 order_no (text), $2 the amount given back (bigint), $3 the method (text)",
-                    _ => "$1 order_no (text), $2 the reason (text)",
-                }
+                params_of(name)
             )
         })
+    }
+}
+
+/// What a write-back statement may use.
+fn params_of(name: &str) -> &'static str {
+    match name {
+        "shop.on_refunded" => {
+            "$1 order_no (text), $2 the amount given back (bigint), $3 the method (text)"
+        }
+        _ => "$1 order_no (text), $2 the reason (text)",
     }
 }
 
