@@ -53,6 +53,9 @@ CREATE TABLE refunds (
     writeback_error     text,
     -- shop.on_failed ran for the current failure: a new request from the shop reopens it
     shop_told_failed    boolean NOT NULL DEFAULT false,
+    -- the transaction that last ended the work (refunded, refund_failed, withdrawn): a reading
+    -- of the shop's requests counts against it only if it saw that transaction's effects
+    decided_xid         xid8,
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
@@ -100,6 +103,10 @@ BEGIN
     IF OLD.status = 'refunded' AND NEW.status IN ('refund_requested', 'refunding', 'withdrawn') THEN
         RAISE EXCEPTION 'order % was already refunded; an order is refunded once', OLD.order_no
             USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status
+       AND NEW.status IN ('refunded', 'refund_failed', 'withdrawn') THEN
+        NEW.decided_xid := pg_current_xact_id();
     END IF;
     NEW.updated_at := now();
     RETURN NEW;

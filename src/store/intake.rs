@@ -77,27 +77,42 @@ impl Store {
 
     /// Reads every request of the shop's in chunks of `chunk` rows and records
     /// it; then withdraws what the shop no longer lists and nothing was sent for.
+    /// The shop's query runs in one snapshot, and a reading counts against an
+    /// order's outcome only if that snapshot saw the outcome's transaction.
     pub async fn intake(&self, chunk: usize) -> Result<IntakeReport, StoreError> {
-        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-            .fetch_one(&self.pool)
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
             .await?;
+        let (started, snapshot): (DateTime<Utc>, String) =
+            sqlx::query_as("SELECT now(), pg_current_snapshot()::text")
+                .fetch_one(&mut *tx)
+                .await?;
         let sql = self.requests_sql(false);
-        let mut rows = sqlx::query_as::<_, ShopRequest>(&sql)
-            .fetch(&self.pool)
-            .try_chunks(chunk.max(1));
         let mut report = IntakeReport::default();
-        while let Some(batch) = rows.try_next().await.map_err(|e| e.1)? {
-            report.read += batch.len() as u64;
-            let (new, again) = self.record_requests(&batch).await?;
-            report.new += new;
-            report.asked_again_after_refund += again;
+        {
+            let mut rows = sqlx::query_as::<_, ShopRequest>(&sql)
+                .fetch(&mut *tx)
+                .try_chunks(chunk.max(1));
+            while let Some(batch) = rows.try_next().await.map_err(|e| e.1)? {
+                report.read += batch.len() as u64;
+                let (new, again) = self.record_requests(&batch, &snapshot).await?;
+                report.new += new;
+                report.asked_again_after_refund += again;
+            }
         }
+        tx.commit().await?;
         report.withdrawn = self.withdraw_unlisted(started).await?;
         Ok(report)
     }
 
-    /// Records one chunk; returns (new orders, orders asked again after their refund).
-    async fn record_requests(&self, batch: &[ShopRequest]) -> Result<(u64, u64), StoreError> {
+    /// Records one chunk read in `snapshot`; returns (new orders, orders
+    /// asked again after their refund).
+    async fn record_requests(
+        &self,
+        batch: &[ShopRequest],
+        snapshot: &str,
+    ) -> Result<(u64, u64), StoreError> {
         let mut cols: (Vec<String>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
         let mut amounts: (Vec<Option<i64>>, Vec<Option<i64>>) = Default::default();
         let mut rest: (Vec<String>, Vec<Option<String>>) = Default::default();
@@ -117,7 +132,7 @@ impl Store {
                 .push(r.currency.clone().unwrap_or_else(|| "901".into()));
             rest.1.push(bad);
         }
-        let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(RECORD_REQUESTS))
+        let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(&RECORD_REQUESTS))
             .bind(cols.0)
             .bind(cols.1)
             .bind(cols.2)
@@ -125,6 +140,7 @@ impl Store {
             .bind(amounts.1)
             .bind(rest.0)
             .bind(rest.1)
+            .bind(snapshot)
             .fetch_all(&self.pool)
             .await?;
         let new = rows.iter().filter(|(n, _)| *n).count() as u64;
@@ -163,10 +179,18 @@ impl Store {
         lease: &Lease,
         order_no: &str,
     ) -> Result<RequestNow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&mut *tx)
+            .await?;
         let now: Option<ShopRequest> = sqlx::query_as(&self.requests_sql(true))
             .bind(order_no)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         let Some(r) = now else {
             let done = sqlx::query(&self.sql(
                 "WITH w AS (
@@ -189,7 +213,8 @@ impl Store {
                 Ok(RequestNow::Withdrawn)
             };
         };
-        self.record_requests(std::slice::from_ref(&r)).await?;
+        self.record_requests(std::slice::from_ref(&r), &snapshot)
+            .await?;
         self.release(std::slice::from_ref(lease)).await?;
         Ok(RequestNow::Changed)
     }
@@ -198,8 +223,18 @@ impl Store {
 /// Records requests: new orders are inserted; an existing record follows the
 /// shop's values until its first money-moving intent; a withdrawn request, or
 /// a failed one the shop was told of, asked again is a new request; an order
-/// refundd refunded is never reopened, only marked asked again.
-const RECORD_REQUESTS: &str = "
+/// refundd refunded is never reopened, only marked asked again. "Asked again"
+/// counts only when the reading's snapshot (`$8`) saw the transaction that
+/// ended the work (SEEN), so a reading taken before it is never mistaken for
+/// a new request.
+static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    RECORD_REQUESTS_TEMPLATE.replace(
+        "SEEN",
+        "coalesce(pg_visible_in_snapshot(f.decided_xid, $8::pg_snapshot), false)",
+    )
+});
+
+const RECORD_REQUESTS_TEMPLATE: &str = "
 INSERT INTO refundd.refunds AS f
        (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, seen_at)
 SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, now()
@@ -207,32 +242,33 @@ SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currenc
        AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
 ON CONFLICT (order_no) DO UPDATE SET
     seen_at = now(),
-    status = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    status = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                   THEN 'refund_requested' ELSE f.status END,
-    attempts = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    attempts = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                     THEN 0 ELSE f.attempts END,
-    next_attempt_at = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    next_attempt_at = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                            THEN NULL ELSE f.next_attempt_at END,
-    refund_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.refund_error END,
-    last_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.last_error END,
-    claimed_amount = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN NULL ELSE f.claimed_amount END,
-    shop_told_failed = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed THEN false ELSE f.shop_told_failed END,
-    requested_at = CASE WHEN f.status = 'withdrawn' OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    refund_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.refund_error END,
+    last_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.last_error END,
+    claimed_amount = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.claimed_amount END,
+    shop_told_failed = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN false ELSE f.shop_told_failed END,
+    requested_at = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                         THEN now() ELSE f.requested_at END,
-    xid = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    xid = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                THEN EXCLUDED.xid ELSE f.xid END,
-    auth_code = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    auth_code = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                      THEN EXCLUDED.auth_code ELSE f.auth_code END,
-    auth_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    auth_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                        THEN EXCLUDED.auth_amount ELSE f.auth_amount END,
-    refund_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    refund_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                          THEN EXCLUDED.refund_amount ELSE f.refund_amount END,
-    currency = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    currency = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                     THEN EXCLUDED.currency ELSE f.currency END,
-    bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed)
+    bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                      THEN EXCLUDED.bad_input ELSE f.bad_input END,
     -- (a refund whose write-back the shop refused is still listed: not asked again)
-    requested_again_at = CASE WHEN f.status = 'refunded' AND f.writeback IS NULL
+    requested_again_at = CASE WHEN f.status = 'refunded' AND f.writeback IS NULL AND SEEN
                               THEN coalesce(f.requested_again_at, now())
                               ELSE f.requested_again_at END
-RETURNING (xmax = 0) AS inserted, (f.status = 'refunded' AND f.requested_again_at = now()) AS asked_again";
+RETURNING (xmax = 0) AS inserted,
+          coalesce(f.status = 'refunded' AND f.requested_again_at = now(), false) AS asked_again";
