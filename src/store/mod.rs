@@ -2,10 +2,12 @@
 // the schema's migrations, claims and leases, the order's story, the passes.
 // Nothing here talks to the bank.
 
+pub mod catalog;
 pub mod orders;
 pub mod passes;
 pub mod requests;
 pub mod seed;
+pub mod shop_examples;
 pub mod status;
 pub mod story;
 
