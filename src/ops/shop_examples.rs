@@ -379,6 +379,27 @@ mod tests {
     }
 
     #[test]
+    fn the_guide_shows_the_statements_as_they_are() {
+        let guide = include_str!("../../docs/connect-your-shop.md");
+        for ex in EXAMPLES {
+            for (env, statement) in [
+                ("REQUESTS", ex.requests),
+                ("ON_REFUNDED", ex.on_refunded),
+                ("ON_FAILED", ex.on_failed),
+            ] {
+                assert!(guide.contains(statement), "{} shop.{env}", ex.name);
+                // The environment form: one line, in shell single quotes.
+                let one_line = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+                let line = format!(
+                    "export REFUNDD__SHOP__{env}='{}'",
+                    one_line.replace('\'', "'\\''")
+                );
+                assert!(guide.contains(&line), "{line}");
+            }
+        }
+    }
+
+    #[test]
     fn settings_files_say_what_the_examples_say() {
         let files = [
             (&TUTORIAL, include_str!("../../config/shop-tutorial.toml")),
