@@ -1,5 +1,6 @@
 // What an operator touches: logs, status, request and retry, health and
-// metrics, systemd notifications, progress, the demo. No business rules here.
+// metrics, systemd notifications, progress, the demo and the example shops.
+// No business rules here.
 pub mod demo;
 pub mod health;
 pub mod hooks;
@@ -8,5 +9,6 @@ pub mod logging;
 pub mod metrics;
 pub mod progress;
 pub mod requests;
+pub mod shop_examples;
 pub mod status;
 pub mod systemd;

@@ -3,12 +3,14 @@
 // (reading requests, writing outcomes back), claims and leases, the order's
 // story, the passes. Nothing here talks to the bank.
 
+pub mod catalog;
 pub mod intake;
 pub mod passes;
 pub mod refunds;
 pub mod requests;
 pub mod seed;
 pub mod shop;
+pub mod shop_examples;
 pub mod status;
 pub mod story;
 pub mod writeback;
