@@ -73,6 +73,15 @@ impl ShopExample {
         Ok(orders)
     }
 
+    /// Writes these orders as the shop's code would (paid, then asked back as
+    /// each says).
+    pub async fn seed_orders(&self, pool: &PgPool, orders: &[SeedOrder]) -> Result<(), StoreError> {
+        match self.shape {
+            Shape::Tutorial => sql::seed_tutorial(pool, orders).await,
+            Shape::Codes => sql::seed_codes(pool, orders).await,
+        }
+    }
+
     fn order_prefix(&self) -> &'static str {
         match self.shape {
             Shape::Tutorial => "T",

@@ -57,6 +57,8 @@ use std::time::Duration;
 pub struct Rig {
     pub pool: PgPool,
     pub store: Store,
+    /// The example shop whose tables hold the requests; None: the built-in table.
+    pub shop: Option<&'static refundd::ops::shop_examples::ShopExample>,
     pub url: String,
     pub sim: SimServer,
     pub admin: SimAdmin,
@@ -98,7 +100,36 @@ impl Rig {
         let admin = sim.admin();
         Rig {
             store: Store::builtin(pool.clone()),
+            shop: None,
             pool,
+            url,
+            sim,
+            admin,
+        }
+    }
+
+    /// A database holding one of the example shops' own tables, described to
+    /// refundd through `shop.*`, and a simulator.
+    pub async fn in_shop(example: &'static refundd::ops::shop_examples::ShopExample) -> Rig {
+        let (pool, url) = empty_db().await;
+        example.create(&pool).await.unwrap();
+        let store = Store::new(
+            pool.clone(),
+            refundd::store::Schema::default(),
+            refundd::store::ShopStatements::of_shop(
+                example.requests.into(),
+                example.on_refunded.into(),
+                Some(example.on_failed.into()),
+            ),
+        );
+        store.migrate().await.unwrap();
+        store.check_shop().await.unwrap();
+        let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
+        let admin = sim.admin();
+        Rig {
+            pool,
+            store,
+            shop: Some(example),
             url,
             sim,
             admin,
@@ -127,6 +158,19 @@ impl Rig {
     }
 
     pub async fn insert_order(&self, order_no: &str, amount: i64, part: Option<i64>) {
+        if let Some(shop) = self.shop {
+            use refundd::store::shop_examples::{Refund, SeedOrder};
+            let order = SeedOrder {
+                order_no: order_no.into(),
+                xid: format!("X{order_no}"),
+                auth_code: "A1B2C3".into(),
+                amount,
+                refund: part.map_or(Refund::Whole, Refund::Part),
+            };
+            shop.seed_orders(&self.pool, &[order]).await.unwrap();
+            self.store.intake(1000).await.unwrap();
+            return;
+        }
         sqlx::query(
             "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ($1, $2, 'A1B2C3', $3, 'paid')",
         )
