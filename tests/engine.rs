@@ -4,6 +4,44 @@
 mod common;
 
 use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use refundd::ops::shop_examples::TUTORIAL;
+
+/// Each test below runs twice: on the built-in orders table, and on the
+/// tutorial-shaped shop's own tables described through `shop.*`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn built_in_orders_table() {
+                super::$name(Rig::new().await).await
+            }
+
+            #[tokio::test]
+            async fn tutorial_shop() {
+                super::$name(Rig::in_shop(&TUTORIAL).await).await
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    every_bank_state_ends_where_it_should,
+    partial_refund_of_a_captured_transaction_waits_for_settlement,
+    batch_running_waits_without_counting_an_attempt,
+    apply_then_drop_on_refund_and_capture_reversal_are_done_once,
+    a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once,
+    a_worker_killed_between_capture_reversal_and_reversal_is_resumed,
+    an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry,
+    settlement_watch_records_settled_and_failed_refunds,
+    a_blackout_window_covering_now_sends_nothing,
+    two_engines_on_the_same_orders_move_each_refund_once,
+    a_bank_slower_than_the_lease_is_not_worked_twice,
+    a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started,
+    the_reversal_completing_a_capture_reversal_may_run_in_a_window,
+    an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome,
+);
 use refundd::ctbc::TxState;
 use refundd::engine::blackout::Blackout;
 use refundd::engine::clock::{FixedClock, SystemClock};
@@ -15,9 +53,7 @@ fn st(s: &str) -> String {
     s.to_string()
 }
 
-#[tokio::test]
-async fn every_bank_state_ends_where_it_should() {
-    let rig = Rig::new().await;
+async fn every_bank_state_ends_where_it_should(rig: Rig) {
     let cases: &[(&str, TxState, Option<i64>)] = &[
         ("S1", TxState::Authorised, None),
         ("S1P", TxState::Authorised, Some(300)),
@@ -97,9 +133,7 @@ async fn every_bank_state_ends_where_it_should() {
     assert_eq!(rig.pass().await.claimed, 0);
 }
 
-#[tokio::test]
-async fn partial_refund_of_a_captured_transaction_waits_for_settlement() {
-    let rig = Rig::new().await;
+async fn partial_refund_of_a_captured_transaction_waits_for_settlement(rig: Rig) {
     rig.seed("P10", 1000, TxState::CapturedNotSettled, Some(400))
         .await;
     let first = rig.pass().await;
@@ -180,9 +214,7 @@ async fn unknown_order_and_foreign_xid_and_wrong_amount_fail() {
     assert_eq!(rig.accepted("WRONGXID", "refund").await, 0);
 }
 
-#[tokio::test]
-async fn batch_running_waits_without_counting_an_attempt() {
-    let rig = Rig::new().await;
+async fn batch_running_waits_without_counting_an_attempt(rig: Rig) {
     rig.seed("B1", 1000, TxState::CapturedNotSettled, None)
         .await;
     rig.admin.batch_start().await.unwrap();
@@ -199,9 +231,7 @@ async fn batch_running_waits_without_counting_an_attempt() {
     assert_eq!(rig.order("B1").await.1.as_deref(), Some("refund"));
 }
 
-#[tokio::test]
-async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once() {
-    let rig = Rig::new().await;
+async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once(rig: Rig) {
     rig.seed("AD12", 1000, TxState::Settled, None).await;
     rig.seed("AD10", 1000, TxState::CapturedNotSettled, None)
         .await;
@@ -237,9 +267,7 @@ async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once() {
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
-    let rig = Rig::new().await;
+async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig) {
     rig.seed("LOST", 1000, TxState::Settled, None).await;
     rig.admin
         .set_faults(&FaultPlan::always(
@@ -287,9 +315,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once() {
     assert_eq!(rig.accepted("LOST", "refund").await, 1);
 }
 
-#[tokio::test]
-async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
-    let rig = Rig::new().await;
+async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: Rig) {
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A first worker claims, sends the capture reversal, and dies before the reversal.
@@ -328,9 +354,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed() {
     assert_eq!(rig.accepted("HALF", "reversal").await, 1);
 }
 
-#[tokio::test]
-async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry() {
-    let rig = Rig::new().await;
+async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry(rig: Rig) {
     rig.seed("LEASED", 1000, TxState::Authorised, None).await;
     let other = uuid::Uuid::new_v4();
     rig.store.intake(100).await.unwrap();
@@ -347,9 +371,7 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry()
     assert_eq!(rig.order("LEASED").await.0, "refunded");
 }
 
-#[tokio::test]
-async fn settlement_watch_records_settled_and_failed_refunds() {
-    let rig = Rig::new().await;
+async fn settlement_watch_records_settled_and_failed_refunds(rig: Rig) {
     rig.seed("W22", 1000, TxState::Settled, None).await;
     rig.seed("W23", 1000, TxState::Settled, None).await;
     rig.pass().await;
@@ -372,9 +394,7 @@ async fn settlement_watch_records_settled_and_failed_refunds() {
     assert!(err.unwrap().contains("refund failed at settlement"));
 }
 
-#[tokio::test]
-async fn a_blackout_window_covering_now_sends_nothing() {
-    let rig = Rig::new().await;
+async fn a_blackout_window_covering_now_sends_nothing(rig: Rig) {
     rig.seed("BL", 1000, TxState::Settled, None).await;
     let mut settings = engine_settings();
     settings.blackout = Blackout::parse("00:00-23:59").unwrap();
@@ -392,15 +412,14 @@ async fn a_blackout_window_covering_now_sends_nothing() {
     assert_eq!(rig.order("BL").await.0, "refund_requested");
 }
 
-#[tokio::test]
-async fn two_engines_on_the_same_orders_move_each_refund_once() {
-    let rig = Rig::new().await;
+async fn two_engines_on_the_same_orders_move_each_refund_once(rig: Rig) {
     let states = [
         TxState::Authorised,
         TxState::CapturedNotSettled,
         TxState::Settled,
     ];
     let mut txs = Vec::new();
+    let mut orders = Vec::new();
     for i in 0..1000 {
         txs.push(refundd::sim::SimTx::new(
             format!("T{i}"),
@@ -409,15 +428,10 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
             1000 + i,
             states[i as usize % 3].clone(),
         ));
+        orders.push((format!("T{i}"), 1000 + i));
     }
     rig.admin.load(&txs).await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-         SELECT 'T' || i, 'XT' || i, 'A1B2C3', 1000 + i, 'refund_requested' FROM generate_series(0, 999) i",
-    )
-    .execute(&rig.pool)
-    .await
-    .unwrap();
+    rig.insert_orders(&orders).await;
     let mut s = engine_settings();
     s.batch_size = 25;
     let a = rig.engine_with(s.clone(), Arc::new(SystemClock), Duration::from_secs(10));
@@ -447,9 +461,7 @@ async fn two_engines_on_the_same_orders_move_each_refund_once() {
     assert_eq!(held, 0, "nothing left claimed");
 }
 
-#[tokio::test]
-async fn a_bank_slower_than_the_lease_is_not_worked_twice() {
-    let rig = Rig::new().await;
+async fn a_bank_slower_than_the_lease_is_not_worked_twice(rig: Rig) {
     for i in 0..6 {
         rig.seed(&format!("SLOW{i}"), 1000, TxState::Settled, None)
             .await;
@@ -469,9 +481,7 @@ async fn a_bank_slower_than_the_lease_is_not_worked_twice() {
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started() {
-    let rig = Rig::new().await;
+async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started(rig: Rig) {
     for i in 0..40 {
         rig.seed(&format!("WIN{i}"), 1000, TxState::Settled, None)
             .await;
@@ -515,9 +525,7 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
     assert_eq!(refunds, s.refunded(), "no refund started inside the window");
 }
 
-#[tokio::test]
-async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window() {
-    let rig = Rig::new().await;
+async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window(rig: Rig) {
     // The capture reversal is done (state 1 at the bank, step recorded).
     rig.seed("DONEHALF", 1000, TxState::Authorised, None).await;
     sqlx::query("UPDATE refundd.refunds SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
@@ -552,9 +560,9 @@ async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window() {
     assert_eq!(rig.order("FRESH").await.0, "refund_requested");
 }
 
-#[tokio::test]
-async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome() {
-    let rig = Rig::new().await;
+async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome(
+    rig: Rig,
+) {
     rig.seed("DOWN", 1000, TxState::Settled, None).await;
     rig.seed("DOUBT", 1000, TxState::Settled, None).await;
     // DOUBT has a refund of unknown outcome from an earlier attempt, long ago.

@@ -157,6 +157,37 @@ impl Rig {
         self.insert_order(order_no, amount, part).await;
     }
 
+    /// Many whole-amount requests at once, as the shop's code writes them: (order, amount).
+    pub async fn insert_orders(&self, orders: &[(String, i64)]) {
+        if let Some(shop) = self.shop {
+            use refundd::store::shop_examples::{Refund, SeedOrder};
+            let seeds: Vec<SeedOrder> = orders
+                .iter()
+                .map(|(no, amount)| SeedOrder {
+                    order_no: no.clone(),
+                    xid: format!("X{no}"),
+                    auth_code: "A1B2C3".into(),
+                    amount: *amount,
+                    refund: Refund::Whole,
+                })
+                .collect();
+            shop.seed_orders(&self.pool, &seeds).await.unwrap();
+        } else {
+            let (nos, amounts): (Vec<String>, Vec<i64>) = orders.iter().cloned().unzip();
+            sqlx::query(
+                "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+                 SELECT no, 'X' || no, 'A1B2C3', amount, 'refund_requested'
+                   FROM unnest($1::text[], $2::bigint[]) AS u(no, amount)",
+            )
+            .bind(nos)
+            .bind(amounts)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        }
+        self.store.intake(1000).await.unwrap();
+    }
+
     pub async fn insert_order(&self, order_no: &str, amount: i64, part: Option<i64>) {
         if let Some(shop) = self.shop {
             use refundd::store::shop_examples::{Refund, SeedOrder};
