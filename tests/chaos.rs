@@ -20,9 +20,14 @@ use std::time::{Duration, Instant};
 /// Each fault kind fires with this probability, in turn: about 20% of calls in all.
 const P_EACH_FAULT: f64 = 0.0365;
 
-fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path) -> Child {
+fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path, shop: Shop) -> Child {
     let log = std::fs::File::create(log).unwrap();
     let mut cmd: Command = refundd_bin();
+    if let Some(shop) = shop {
+        cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
+            .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
+            .env("REFUNDD__SHOP__ON_FAILED", shop.on_failed);
+    }
     cmd.arg("run")
         .env("REFUNDD__DATABASE__URL", db_url)
         .env("REFUNDD__CTBC__BASE_URL", bank_url)
@@ -62,13 +67,20 @@ impl Drop for Daemons {
     }
 }
 
-async fn backlog(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT (SELECT count(*) FROM orders WHERE status = 'refund_requested')
-                              + (SELECT count(*) FROM refundd.refunds WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL)")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+async fn backlog(pool: &sqlx::PgPool, shop: Shop) -> i64 {
+    let requests = shop.map_or(refundd::store::ShopStatements::builtin().requests, |s| {
+        s.requests.to_string()
+    });
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM ({requests}) AS r)
+              + (SELECT count(*) FROM refundd.refunds
+                  WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL)"
+    );
+    sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap()
 }
+
+/// The example shop whose tables hold the requests; None: the built-in table.
+type Shop = Option<&'static refundd::ops::shop_examples::ShopExample>;
 
 /// order_no, status, refunded_amount, refund_error, lease_owner
 type FinalOrder = (
@@ -79,8 +91,15 @@ type FinalOrder = (
     Option<uuid::Uuid>,
 );
 
-async fn chaos(orders: usize, min_kills: usize, seed: u64) {
-    let (pool, db_url) = fresh_db().await;
+async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
+    let (pool, db_url) = match shop {
+        None => fresh_db().await,
+        Some(shop) => {
+            let (pool, url) = common::empty_db().await;
+            shop.create(&pool).await.unwrap();
+            (pool, url)
+        }
+    };
     let mut cfg = SimConfig::for_tests();
     cfg.seed = seed;
     cfg.batch_every = Some(Duration::from_secs(3));
@@ -145,7 +164,22 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
         parts.push(part);
     }
     admin.load(&txs).await.unwrap();
-    for (tx, part) in txs.iter().zip(&parts) {
+    if let Some(shop) = shop {
+        use refundd::store::shop_examples::{Refund, SeedOrder};
+        let seeds: Vec<SeedOrder> = txs
+            .iter()
+            .zip(&parts)
+            .map(|(tx, part)| SeedOrder {
+                order_no: tx.order_no.clone(),
+                xid: tx.xid.clone(),
+                auth_code: "A1B2C3".into(),
+                amount: tx.original_amount,
+                refund: part.map_or(Refund::Whole, Refund::Part),
+            })
+            .collect();
+        shop.seed_orders(&pool, &seeds).await.unwrap();
+    }
+    for (tx, part) in txs.iter().zip(&parts).filter(|_| shop.is_none()) {
         sqlx::query(
             "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount) VALUES ($1, $2, 'A1B2C3', $3, 'refund_requested', $4)",
         )
@@ -162,13 +196,16 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
     let bank_url = sim.base_url();
     let mut daemons = Daemons(
         (0..2)
-            .map(|n| daemon(&db_url, &bank_url, &logs.path().join(format!("d{n}-0.log"))))
+            .map(|n| {
+                let log = logs.path().join(format!("d{n}-0.log"));
+                daemon(&db_url, &bank_url, &log, shop)
+            })
             .collect(),
     );
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
     // Kill at random moments, at least `min_kills` times, while work remains.
-    while kills < min_kills || (backlog(&pool).await > 0 && kills < min_kills * 3) {
+    while kills < min_kills || (backlog(&pool, shop).await > 0 && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
         let victim = rng.gen_range(0..daemons.0.len());
         daemons.0[victim].kill().unwrap();
@@ -178,16 +215,17 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
             &db_url,
             &bank_url,
             &logs.path().join(format!("d{victim}-{kills}.log")),
+            shop,
         );
         assert!(Instant::now() < deadline, "chaos phase overran");
     }
     // The bank calms down; the daemons finish the backlog, unknown outcomes included.
     admin.set_faults(&FaultPlan::none()).await.unwrap();
-    while backlog(&pool).await > 0 {
+    while backlog(&pool, shop).await > 0 {
         assert!(
             Instant::now() < deadline,
             "backlog never emptied: {} left",
-            backlog(&pool).await
+            backlog(&pool, shop).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -291,11 +329,16 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_small() {
-    chaos(300, 10, 7).await;
+    chaos(300, 10, 7, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_small_on_the_tutorial_shop() {
+    chaos(300, 10, 8, Some(&refundd::ops::shop_examples::TUTORIAL)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 5,000 orders; run with cargo test --release --test chaos -- --ignored"]
 async fn chaos_full() {
-    chaos(5_000, 12, 11).await;
+    chaos(5_000, 12, 11, None).await;
 }
