@@ -100,13 +100,16 @@ async fn the_codes_shop_every_state_its_own_statuses_and_an_untouched_catalog() 
     every_state_through(&CODES, "shop2").await;
 }
 
+/// oid, status, refund_total, refund_method, note
+type TutorialRow = (String, String, Option<i32>, Option<String>, Option<String>);
+
 #[tokio::test]
 async fn the_tutorial_shop_reads_the_outcome_in_its_own_values() {
     let rig = Rig::in_shop(&TUTORIAL).await;
     rig.seed("T1", 1000, TxState::Settled, Some(400)).await;
     rig.seed("TF", 1000, TxState::AuthFailed, None).await;
     rig.pass().await;
-    let rows: Vec<(String, String, Option<i32>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<TutorialRow> = sqlx::query_as(
         "SELECT oid, status, refund_total, refund_method, note FROM shop.orders ORDER BY oid",
     )
     .fetch_all(&rig.pool)
