@@ -340,3 +340,47 @@ async fn statements_reach_the_database_exactly_as_written_from_the_environment()
     assert_eq!(settings.shop.requests, requests);
     assert_eq!(settings.shop.on_refunded, on_refunded);
 }
+
+#[tokio::test]
+async fn migrate_beside_a_shops_own_orders_table_exits_2_and_points_to_shop_settings() {
+    let (pool, url) = empty_db().await;
+    sqlx::raw_sql("CREATE TABLE orders (oid text PRIMARY KEY, status text)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = with_shop(&url, &["migrate"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("shop.requests"), "{err}");
+    let leftovers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leftovers, 0, "nothing left behind");
+}
+
+#[tokio::test]
+async fn request_with_shop_statements_exits_2_and_says_where_requests_come_from() {
+    let (pool, url) = empty_db().await;
+    sqlx::raw_sql(SHOP_TABLE).execute(&pool).await.unwrap();
+    let shop = [
+        (
+            "REFUNDD__SHOP__REQUESTS",
+            "SELECT code AS order_no, card_xid AS xid, card_auth AS auth_code, amount AS auth_amount, refund AS refund_amount FROM shop.sales WHERE state = 5",
+        ),
+        ("REFUNDD__SHOP__ON_REFUNDED", "UPDATE shop.sales SET state = 6 WHERE code = $1"),
+    ];
+    let out = with_shop(&url, &["migrate"], &shop);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_shop(&url, &["request", "A1"], &shop);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("shop's own tables"), "{err}");
+}
