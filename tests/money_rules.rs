@@ -450,6 +450,11 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
     )
     .await;
     assert_eq!(shop_ok, "refunded");
+    let text = refundd::ops::status::report(&rig.store)
+        .await
+        .unwrap()
+        .render();
+    assert!(text.contains("refused") && text.contains("WB"), "{text}");
     let view = rig.store.queue_view().await.unwrap();
     assert_eq!(view.shop_writes.len(), 1);
     assert_eq!(view.shop_writes[0].order_no, "WB");

@@ -147,6 +147,7 @@ impl StatusReport {
                 f.refund_error.as_deref().unwrap_or("")
             );
         }
+        self.render_shop_side(&mut out);
         let _ = writeln!(out);
         match &self.last_pass {
             None => {
@@ -166,6 +167,47 @@ impl StatusReport {
             }
         }
         out
+    }
+}
+
+impl StatusReport {
+    /// What the shop's side needs to know: write-backs its database refused,
+    /// and orders it asked again after their refund.
+    fn render_shop_side(&self, out: &mut String) {
+        let q = &self.queue;
+        let n = q.shop_writes.len();
+        section(
+            out,
+            "outcomes the shop's database refused (retried every pass)",
+            n as i64,
+            n,
+        );
+        for w in &q.shop_writes {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<14} since {:<20} {}",
+                w.order_no,
+                w.writeback,
+                w.since.format("%Y-%m-%d %H:%M:%S"),
+                w.writeback_error.as_deref().unwrap_or("")
+            );
+        }
+        let n = q.asked_again.len();
+        section(
+            out,
+            "requested again after its refund (never refunded twice)",
+            n as i64,
+            n,
+        );
+        for a in &q.asked_again {
+            let _ = writeln!(
+                out,
+                "  {:<20} refunded {:>10}, asked again {}",
+                a.order_no,
+                a.refunded_amount.map(|x| x.to_string()).unwrap_or_default(),
+                time(a.requested_again_at)
+            );
+        }
     }
 }
 
