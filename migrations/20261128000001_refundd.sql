@@ -22,8 +22,6 @@ CREATE TABLE refunds (
     -- why the shop's row cannot be worked as it is (an amount with a fraction, ...)
     bad_input           text,
     requested_at        timestamptz NOT NULL DEFAULT now(),
-    -- the last reading of the shop's requests that listed this order
-    seen_at             timestamptz NOT NULL DEFAULT now(),
     -- an operator's `refundd retry`: worked even if the shop's query no longer lists it
     retried_by_operator boolean NOT NULL DEFAULT false,
     -- the shop asked again after refundd refunded the order (it is never refunded twice)

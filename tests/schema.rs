@@ -32,6 +32,8 @@ async fn migrations_live_in_refundds_schema_and_a_second_run_is_a_no_op() {
         tables_in(&pool, "refundd").await,
         [
             "_sqlx_migrations",
+            "events",
+            "outbox",
             "refund_events",
             "refund_passes",
             "refunds"

@@ -36,6 +36,7 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub worker: WorkerSettings,
     pub http: HttpSettings,
+    pub notify: NotifySettings,
     pub log: LogSettings,
 }
 
@@ -85,6 +86,14 @@ pub struct WorkerSettings {
     pub backoff_max: Duration,
     /// How many days refunds are watched until the bank settles them.
     pub settlement_watch_days: u32,
+}
+
+/// Telling people: when money whose fate is unknown is raised for a person.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// A money-moving call whose outcome is still unknown after this raises
+    /// `refund.needs_attention`.
+    pub attention_after: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,12 @@ pub(super) struct RawSettings {
     log: RawLog,
     #[serde(default)]
     shop: RawShop,
+    notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawNotify {
+    attention_after_secs: i64,
 }
 
 /// The shop's statements, exactly as written in the file or the environment.
@@ -134,6 +140,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("worker.backoff_base_secs", "60"),
     ("worker.backoff_max_secs", "3600"),
     ("worker.settlement_watch_days", "14"),
+    ("notify.attention_after_secs", "3600"),
     ("http.listen", "127.0.0.1:9187"),
     ("log.format", "auto"),
 ];
@@ -234,6 +241,13 @@ impl RawSettings {
             })
             .ok();
         let shop = shop_statements(&mut p, self.shop);
+        let attention_after = in_range(
+            &mut p,
+            "notify.attention_after_secs",
+            self.notify.attention_after_secs,
+            1,
+            30 * 86_400,
+        );
 
         // ctbc
         let base_url = match self
@@ -484,6 +498,9 @@ impl RawSettings {
                 settlement_watch_days: watch_days as u32,
             },
             http: HttpSettings { listen },
+            notify: super::NotifySettings {
+                attention_after: Duration::from_secs(attention_after.max(1) as u64),
+            },
             log: LogSettings { format },
         })
     }

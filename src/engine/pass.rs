@@ -38,6 +38,8 @@ pub struct EngineSettings {
     pub backoff_max: Duration,
     pub settlement_watch_days: u32,
     pub blackout: Blackout,
+    /// An unknown outcome older than this raises `refund.needs_attention`.
+    pub attention_after: Duration,
 }
 
 impl EngineSettings {
@@ -52,6 +54,7 @@ impl EngineSettings {
             backoff_max: s.worker.backoff_max,
             settlement_watch_days: s.worker.settlement_watch_days,
             blackout: s.schedule.blackout.clone(),
+            attention_after: s.notify.attention_after,
         }
     }
 }
@@ -233,6 +236,16 @@ impl Engine {
                 }
                 refused => self.note_write_back(&refused),
             }
+        }
+        let raised = self
+            .store
+            .raise_attention(self.settings.attention_after)
+            .await?;
+        if raised > 0 {
+            warn!(
+                orders = raised,
+                "orders need a person's attention (refund.needs_attention in the outbox)"
+            );
         }
         let pending = self.store.pending_write_backs().await?;
         metrics::gauge!("refundd_shop_write_backs_pending").set(pending as f64);

@@ -276,6 +276,7 @@ fn demo_engine_settings() -> EngineSettings {
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         settlement_watch_days: 14,
+        attention_after: Duration::from_secs(3600),
         blackout: Blackout::default(),
     }
 }

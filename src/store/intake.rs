@@ -6,7 +6,6 @@
 
 use super::refunds::Lease;
 use super::{Store, StoreError};
-use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 
 /// One row of the shop's requests, every value as text as the shop gave it.
@@ -84,10 +83,9 @@ impl Store {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let (started, snapshot): (DateTime<Utc>, String) =
-            sqlx::query_as("SELECT now(), pg_current_snapshot()::text")
-                .fetch_one(&mut *tx)
-                .await?;
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&mut *tx)
+            .await?;
         let sql = self.requests_sql(false);
         let mut report = IntakeReport::default();
         {
@@ -102,7 +100,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        report.withdrawn = self.withdraw_unlisted(started).await?;
+        report.withdrawn = self.withdraw_unlisted().await?;
         Ok(report)
     }
 
@@ -148,26 +146,27 @@ impl Store {
         Ok((new, again))
     }
 
-    async fn withdraw_unlisted(&self, started: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(&self.sql(
+    /// Withdraws the requests the shop's query no longer lists and nothing
+    /// was sent for (asked now, not from the reading that just ended).
+    async fn withdraw_unlisted(&self) -> Result<u64, StoreError> {
+        let sql = self.sql(
             "WITH w AS (
-                 UPDATE refundd.refunds
+                 UPDATE refundd.refunds f
                     SET status = 'withdrawn', lease_owner = NULL, lease_token = NULL,
                         lease_expires_at = NULL, next_attempt_at = NULL
-                  WHERE seen_at < $1
-                    AND (status = 'refund_requested'
-                         OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                    AND claimed_amount IS NULL AND step IS NULL AND unknown_operation IS NULL
-                    AND NOT retried_by_operator
+                  WHERE (f.status = 'refund_requested'
+                         OR (f.status = 'refunding' AND (f.lease_expires_at IS NULL OR f.lease_expires_at < now())))
+                    AND f.claimed_amount IS NULL AND f.step IS NULL AND f.unknown_operation IS NULL
+                    AND NOT f.retried_by_operator
+                    AND NOT EXISTS (SELECT 1 FROM (__REQUESTS__) AS r WHERE r.order_no::text = f.order_no)
                  RETURNING order_no)
              INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
              SELECT order_no, 'note', 'withdrawn',
                     'the shop''s requests no longer list this order and nothing was sent: withdrawn'
                FROM w",
-        ))
-        .bind(started)
-        .execute(&self.pool)
-        .await?;
+        )
+        .replace("__REQUESTS__", &self.shop.requests);
+        let done = sqlx::query(&sql).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -236,12 +235,21 @@ static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 
 const RECORD_REQUESTS_TEMPLATE: &str = "
 INSERT INTO refundd.refunds AS f
-       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, seen_at)
-SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, now()
+       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
+SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
        AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
+  LEFT JOIN refundd.refunds f ON f.order_no = u.order_no
+ -- only what is new or has something to change: a row left alone is not locked,
+ -- so a reading never waits for the workers
+ WHERE f.order_no IS NULL
+    OR (f.claimed_amount IS NULL
+        AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input)
+            IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input))
+    OR (f.status = 'withdrawn' AND SEEN)
+    OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
+    OR (f.status = 'refunded' AND f.requested_again_at IS NULL AND f.writeback IS NULL AND SEEN)
 ON CONFLICT (order_no) DO UPDATE SET
-    seen_at = now(),
     status = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                   THEN 'refund_requested' ELSE f.status END,
     attempts = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)

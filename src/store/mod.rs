@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod intake;
+pub mod outbox;
 pub mod passes;
 pub mod refunds;
 pub mod requests;

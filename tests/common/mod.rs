@@ -89,6 +89,7 @@ pub fn engine_settings() -> EngineSettings {
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(600),
         settlement_watch_days: 14,
+        attention_after: Duration::from_secs(3600),
         blackout: Blackout::default(),
     }
 }
