@@ -36,6 +36,11 @@ pub enum Command {
     Migrate,
     /// Check the settings and the shop's statements against the database, sending nothing.
     Check,
+    /// The webhook: send a signed test event, or put dead events back in line.
+    Notify {
+        #[command(subcommand)]
+        what: NotifyCommand,
+    },
     /// Run one pass over the refund requests, then exit.
     Once,
     /// Run passes on the schedule until SIGTERM or SIGINT.
@@ -177,6 +182,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             println!("settings are usable; {what} check out against the database");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Notify { what } => notify(what, &settings).await,
         Command::ThrowawayDb => throwaway_db().await,
         Command::Once => once(settings).await,
         Command::Run => run(settings).await,
@@ -236,6 +242,14 @@ async fn once(settings: Settings) -> Result<ExitCode, CliError> {
     let summary =
         result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
     println!("{}", summary.line());
+    if let Some(w) = &settings.notify.webhook {
+        let webhook = w.webhook().map_err(CliError::Runtime)?;
+        let r = webhook.deliver_due(engine.store()).await?;
+        println!(
+            "webhook: delivered {}, not taken {} (dead {})",
+            r.delivered, r.failed, r.dead
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -266,6 +280,15 @@ async fn run(settings: Settings) -> Result<ExitCode, CliError> {
         tracing::info!(%addr, "health at /healthz, metrics at /metrics");
     }
     let watchdog = crate::ops::systemd::spawn_watchdog(health.clone(), endpoint_stop.clone());
+    // Delivery is a task of its own: a slow or dead receiver never slows a pass.
+    let delivery = match &settings.notify.webhook {
+        Some(w) => {
+            let webhook = w.webhook().map_err(CliError::Runtime)?;
+            let store = engine.store().clone();
+            Some(tokio::spawn(webhook.run(store, endpoint_stop.clone())))
+        }
+        None => None,
+    };
     let hooks = Arc::new(crate::ops::hooks::OpsHooks { health });
     let result = schedule::run(
         engine,
@@ -279,8 +302,58 @@ async fn run(settings: Settings) -> Result<ExitCode, CliError> {
     if let Some(w) = watchdog {
         let _ = w.await;
     }
+    if let Some(d) = delivery {
+        let _ = d.await;
+    }
     result.map_err(|e| CliError::Runtime(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `refundd notify` does.
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Send one signed test event to notify.webhook_url and print the answer.
+    Test,
+    /// Put dead events (delivery given up) back in line.
+    Redeliver {
+        /// Required: only dead events are put back.
+        #[arg(long)]
+        dead: bool,
+    },
+}
+
+async fn notify(what: NotifyCommand, settings: &Settings) -> Result<ExitCode, CliError> {
+    match what {
+        NotifyCommand::Test => {
+            let Some(w) = &settings.notify.webhook else {
+                return Err(CliError::Usage(
+                    "notify.webhook_url is not set; set it (and notify.webhook_secret) first"
+                        .into(),
+                ));
+            };
+            let webhook = w.webhook().map_err(CliError::Runtime)?;
+            let event = crate::store::outbox::OutboxEvent::test_event();
+            match webhook.post(&event).await {
+                Ok(()) => {
+                    println!("the webhook took the test event {}", event.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => Err(CliError::Runtime(why)),
+            }
+        }
+        NotifyCommand::Redeliver { dead } => {
+            if !dead {
+                return Err(CliError::Usage(
+                    "refundd notify redeliver --dead: only dead events are put back; say --dead"
+                        .into(),
+                ));
+            }
+            let store = connect(settings).await?;
+            let n = store.redeliver_dead().await?;
+            println!("{n} dead events put back in line");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn throwaway_db() -> Result<ExitCode, CliError> {

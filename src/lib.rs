@@ -3,6 +3,7 @@ pub mod cli;
 pub mod config;
 pub mod ctbc;
 pub mod engine;
+pub mod notify;
 pub mod ops;
 pub mod sim;
 pub mod store;

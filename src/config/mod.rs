@@ -94,6 +94,32 @@ pub struct NotifySettings {
     /// A money-moving call whose outcome is still unknown after this raises
     /// `refund.needs_attention`.
     pub attention_after: Duration,
+    /// Where events are delivered; None: only the outbox and NOTIFY.
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// The operator's webhook receiver.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub url: url::Url,
+    /// Signs every event; never shown.
+    pub secret: SecretString,
+    pub format: crate::notify::WebhookFormat,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url.as_str())
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookSettings {
+    pub fn webhook(&self) -> Result<crate::notify::Webhook, String> {
+        crate::notify::Webhook::new(self.url.clone(), self.secret.clone(), self.format)
+    }
 }
 
 #[derive(Debug, Clone)]

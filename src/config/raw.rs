@@ -33,9 +33,27 @@ pub(super) struct RawSettings {
     notify: RawNotify,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct RawNotify {
     attention_after_secs: i64,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    format: String,
+}
+
+/// The webhook's secret signs every event: Debug says only whether it is set.
+impl std::fmt::Debug for RawNotify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawNotify")
+            .field("attention_after_secs", &self.attention_after_secs)
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 /// The shop's statements, exactly as written in the file or the environment.
@@ -141,6 +159,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("worker.backoff_max_secs", "3600"),
     ("worker.settlement_watch_days", "14"),
     ("notify.attention_after_secs", "3600"),
+    ("notify.format", "json"),
     ("http.listen", "127.0.0.1:9187"),
     ("log.format", "auto"),
 ];
@@ -241,6 +260,7 @@ impl RawSettings {
             })
             .ok();
         let shop = shop_statements(&mut p, self.shop);
+        let webhook = webhook_settings(&mut p, &self.notify);
         let attention_after = in_range(
             &mut p,
             "notify.attention_after_secs",
@@ -500,6 +520,7 @@ impl RawSettings {
             http: HttpSettings { listen },
             notify: super::NotifySettings {
                 attention_after: Duration::from_secs(attention_after.max(1) as u64),
+                webhook,
             },
             log: LogSettings { format },
         })
@@ -545,6 +566,77 @@ fn shop_statements(
                     "set all of shop.requests and shop.on_refunded, or unset shop.* to use the built-in orders table",
                 );
             }
+            None
+        }
+    }
+}
+
+/// The webhook: `https` (plain `http` only to loopback), a secret of at
+/// least 16 characters to sign with, and a format.
+fn webhook_settings(
+    p: &mut impl FnMut(&str, String, &str),
+    raw: &RawNotify,
+) -> Option<super::WebhookSettings> {
+    use crate::notify::WebhookFormat;
+    let format = match raw.format.as_str() {
+        "json" => WebhookFormat::Json,
+        "slack" => WebhookFormat::Slack,
+        other => {
+            p(
+                "notify.format",
+                format!("is {other:?}"),
+                "use json (the event as JSON, signed) or slack (a chat message body)",
+            );
+            WebhookFormat::Json
+        }
+    };
+    let url = raw
+        .webhook_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())?;
+    let url = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            p(
+                "notify.webhook_url",
+                format!("is not a URL: {e}"),
+                "use https://host/path",
+            );
+            return None;
+        }
+    };
+    let loopback = url
+        .host()
+        .is_some_and(|h| crate::ctbc::client::is_loopback(&h));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        p(
+            "notify.webhook_url",
+            format!("uses {}:// to a host that is not loopback", url.scheme()),
+            "use https:// (plain http only to 127.0.0.1 or localhost)",
+        );
+        return None;
+    }
+    let secret = raw.webhook_secret.clone().filter(|s| !s.is_empty());
+    match secret {
+        Some(s) if s.len() >= 16 => Some(super::WebhookSettings {
+            url,
+            secret: SecretString::from(s),
+            format,
+        }),
+        Some(s) => {
+            p(
+                "notify.webhook_secret",
+                format!("has {} characters (value hidden)", s.len()),
+                "use a random secret of at least 16 characters, shared with the receiver",
+            );
+            None
+        }
+        None => {
+            p(
+                "notify.webhook_secret",
+                "is not set, but notify.webhook_url is".into(),
+                "set notify.webhook_secret (REFUNDD__NOTIFY__WEBHOOK_SECRET): the receiver checks every event's signature with it",
+            );
             None
         }
     }

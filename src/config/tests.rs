@@ -315,3 +315,50 @@ fn sources_and_raw_settings_never_print_secrets() {
         assert!(!debug.contains(secret), "{debug}");
     }
 }
+
+#[test]
+fn a_webhook_needs_https_or_loopback_and_a_secret_that_is_never_shown() {
+    let refused = |pairs: &[(&str, &str)], setting: &str| {
+        let e = Settings::load(&env(pairs)).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.setting == setting), "{e}");
+        assert!(!e.to_string().contains("0123456789abcdef-secret"), "{e}");
+    };
+    refused(
+        &[
+            (
+                "REFUNDD__NOTIFY__WEBHOOK_URL",
+                "http://hooks.example.com/refundd",
+            ),
+            ("REFUNDD__NOTIFY__WEBHOOK_SECRET", "0123456789abcdef-secret"),
+        ],
+        "notify.webhook_url",
+    );
+    refused(
+        &[(
+            "REFUNDD__NOTIFY__WEBHOOK_URL",
+            "https://hooks.example.com/refundd",
+        )],
+        "notify.webhook_secret",
+    );
+    refused(
+        &[
+            (
+                "REFUNDD__NOTIFY__WEBHOOK_URL",
+                "https://hooks.example.com/refundd",
+            ),
+            ("REFUNDD__NOTIFY__WEBHOOK_SECRET", "short"),
+        ],
+        "notify.webhook_secret",
+    );
+    refused(&[("REFUNDD__NOTIFY__FORMAT", "xml")], "notify.format");
+    let s = Settings::load(&env(&[
+        ("REFUNDD__NOTIFY__WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+        ("REFUNDD__NOTIFY__WEBHOOK_SECRET", "0123456789abcdef-secret"),
+        ("REFUNDD__NOTIFY__FORMAT", "slack"),
+    ]))
+    .unwrap();
+    let w = s.notify.webhook.unwrap();
+    assert_eq!(w.format, crate::notify::WebhookFormat::Slack);
+    assert!(!format!("{w:?}").contains("0123456789abcdef-secret"));
+    assert!(Settings::defaults().unwrap().notify.webhook.is_none());
+}

@@ -17,6 +17,8 @@ pub struct StatusReport {
     #[serde(flatten)]
     pub queue: QueueView,
     pub last_pass: Option<LastPass>,
+    /// Events not yet delivered to the webhook, and dead ones.
+    pub events: crate::store::outbox::DeliveryState,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +44,12 @@ impl From<PassRecord> for LastPass {
 pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
     let queue = store.queue_view().await?;
     let last_pass = store.last_finished_pass().await?.map(LastPass::from);
-    Ok(StatusReport { queue, last_pass })
+    let events = store.delivery_state().await?;
+    Ok(StatusReport {
+        queue,
+        last_pass,
+        events,
+    })
 }
 
 impl StatusReport {
@@ -148,6 +155,16 @@ impl StatusReport {
             );
         }
         self.render_shop_side(&mut out);
+        let e = &self.events;
+        let _ = writeln!(
+            out,
+            "\nevents for the webhook: {} undelivered{}, {} dead (refundd notify redeliver --dead)",
+            e.undelivered,
+            e.oldest_undelivered_secs
+                .map(|s| format!(" (oldest {})", human_age(s as i64)))
+                .unwrap_or_default(),
+            e.dead
+        );
         let _ = writeln!(out);
         match &self.last_pass {
             None => {

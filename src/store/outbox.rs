@@ -24,6 +24,31 @@ pub struct OutboxEvent {
     pub last_error: Option<String>,
 }
 
+impl OutboxEvent {
+    /// An event that stands for no order, for `refundd notify test`.
+    pub fn test_event() -> OutboxEvent {
+        let id = uuid::Uuid::new_v4();
+        let now = Utc::now();
+        OutboxEvent {
+            seq: 0,
+            id,
+            order_no: "TEST".into(),
+            kind: "refund.test".into(),
+            occurred_at: now,
+            body: serde_json::json!({
+                "id": id.to_string(),
+                "type": "refund.test",
+                "order_no": "TEST",
+                "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            }),
+            attempts: 0,
+            delivered_at: None,
+            dead_at: None,
+            last_error: None,
+        }
+    }
+}
+
 impl Store {
     /// Raises `refund.needs_attention`, once per cause and order, for money
     /// whose fate nobody knows yet: a money-moving call whose outcome is still
@@ -72,6 +97,112 @@ impl Store {
         ))
         .bind(order_no)
         .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// One event taken for delivery: its row stays locked (SKIP LOCKED for every
+/// other daemon) until the delivery's outcome is recorded.
+pub struct Delivery {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pub event: OutboxEvent,
+}
+
+/// The outbox's delivery state, for `status` and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct DeliveryState {
+    pub undelivered: i64,
+    pub dead: i64,
+    /// Age of the oldest event not yet delivered (nor dead), in seconds.
+    pub oldest_undelivered_secs: Option<f64>,
+}
+
+impl Store {
+    /// The next event due for delivery: the oldest of its order not yet
+    /// delivered (events go out in order per order), not locked by another
+    /// daemon. The caller records its outcome with `delivered` or `not_delivered`.
+    pub async fn next_delivery(&self) -> Result<Option<Delivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let event: Option<OutboxEvent> = sqlx::query_as(&self.sql(
+            "SELECT o.seq, o.id, o.order_no, o.type, o.occurred_at, o.body, o.attempts,
+                    o.delivered_at, o.dead_at, o.last_error
+               FROM refundd.outbox o
+              WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= now()
+                AND NOT EXISTS (SELECT 1 FROM refundd.outbox e
+                                 WHERE e.order_no = o.order_no AND e.seq < o.seq
+                                   AND e.delivered_at IS NULL AND e.dead_at IS NULL)
+              ORDER BY o.seq LIMIT 1
+                FOR UPDATE SKIP LOCKED",
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(event.map(|event| Delivery { tx, event }))
+    }
+
+    /// The receiver took the event.
+    pub async fn delivered(&self, mut d: Delivery) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "UPDATE refundd.outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+              WHERE seq = $1",
+        ))
+        .bind(d.event.seq)
+        .execute(&mut *d.tx)
+        .await?;
+        d.tx.commit().await?;
+        Ok(())
+    }
+
+    /// The receiver did not take the event: tried again after `retry_in`, or
+    /// kept as dead (never dropped) when the schedule is over.
+    pub async fn not_delivered(
+        &self,
+        mut d: Delivery,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let error: String = error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(500)
+            .collect();
+        sqlx::query(&self.sql(
+            "UPDATE refundd.outbox
+                SET attempts = attempts + 1, last_error = $2,
+                    next_attempt_at = CASE WHEN $3::float8 IS NULL THEN next_attempt_at
+                                           ELSE now() + make_interval(secs => $3::float8) END,
+                    dead_at = CASE WHEN $3::float8 IS NULL THEN now() END
+              WHERE seq = $1",
+        ))
+        .bind(d.event.seq)
+        .bind(error)
+        .bind(retry_in.map(|r| r.as_secs_f64()))
+        .execute(&mut *d.tx)
+        .await?;
+        d.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts dead events back in line, to be delivered at once.
+    pub async fn redeliver_dead(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "UPDATE refundd.outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now()
+              WHERE dead_at IS NOT NULL",
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn delivery_state(&self) -> Result<DeliveryState, StoreError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS undelivered,
+                    count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
+                    extract(epoch FROM now() - min(occurred_at)
+                        FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL))::float8
+                        AS oldest_undelivered_secs
+               FROM refundd.outbox",
+        ))
+        .fetch_one(&self.pool)
         .await?)
     }
 }

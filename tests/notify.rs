@@ -1,0 +1,243 @@
+// Webhook delivery against a real HTTP receiver on loopback: events arrive
+// signed and verifiable; a receiver that is down gets them later, each at
+// least once, none lost, and dead after the schedule until put back; events of
+// one order go out in order; two daemons sharing the outbox never send one
+// event twice at once; the chat format.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use common::Rig;
+use refundd::ctbc::TxState;
+use refundd::notify::{signature, Webhook, WebhookFormat};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+const SECRET: &str = "a-receivers-shared-secret";
+
+#[derive(Default)]
+struct Receiver {
+    down: AtomicBool,
+    /// Every body taken, in order, with its signature header.
+    taken: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+async fn take(
+    State(r): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    if r.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let sig = headers
+        .get("Refundd-Signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    // The receiver checks the signature as a merchant's would.
+    let t: i64 = sig
+        .split(',')
+        .find_map(|p| p.strip_prefix("t="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    if signature(SECRET, t, &body) != sig {
+        return StatusCode::UNAUTHORIZED;
+    }
+    r.taken.lock().unwrap().push((sig, json));
+    StatusCode::NO_CONTENT
+}
+
+async fn receiver() -> (Arc<Receiver>, url::Url) {
+    let r = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/hook", post(take))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (r, url::Url::parse(&format!("http://{addr}/hook")).unwrap())
+}
+
+fn webhook(url: &url::Url, format: WebhookFormat) -> Webhook {
+    Webhook::new(url.clone(), SECRET.to_string().into(), format).unwrap()
+}
+
+#[tokio::test]
+async fn events_arrive_signed_and_are_marked_delivered() {
+    let rig = Rig::new().await;
+    rig.seed("A1", 1000, TxState::Authorised, None).await;
+    rig.seed("A2", 1000, TxState::AuthFailed, None).await;
+    rig.pass().await;
+    let (r, url) = receiver().await;
+    let report = webhook(&url, WebhookFormat::Json)
+        .deliver_due(&rig.store)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 2);
+    let taken = r.taken.lock().unwrap().clone();
+    let mut types: Vec<String> = taken
+        .iter()
+        .map(|(sig, body)| {
+            assert!(sig.starts_with("t=") && sig.contains(",v1="), "{sig}");
+            format!(
+                "{} {}",
+                body["order_no"].as_str().unwrap(),
+                body["type"].as_str().unwrap()
+            )
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["A1 refund.succeeded", "A2 refund.failed"]);
+    let state = rig.store.delivery_state().await.unwrap();
+    assert_eq!((state.undelivered, state.dead), (0, 0));
+    // Delivered events are not sent again.
+    let again = webhook(&url, WebhookFormat::Json)
+        .deliver_due(&rig.store)
+        .await
+        .unwrap();
+    assert_eq!(again.delivered, 0);
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_gets_every_event_later_then_they_die_and_can_be_put_back() {
+    let rig = Rig::new().await;
+    rig.seed("D1", 1000, TxState::Authorised, None).await;
+    rig.seed("D2", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    let (r, url) = receiver().await;
+    let hook = webhook(&url, WebhookFormat::Json);
+    r.down.store(true, Ordering::SeqCst);
+    let first = hook.deliver_due(&rig.store).await.unwrap();
+    assert_eq!((first.delivered, first.failed), (0, 2));
+    let waiting: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM refundd.outbox",
+    )
+    .fetch_all(&rig.pool)
+    .await
+    .unwrap();
+    assert!(
+        waiting.iter().all(|w| *w > 40.0 && *w < 70.0),
+        "about a minute: {waiting:?}"
+    );
+    // Not due yet: nothing is sent.
+    assert_eq!(hook.deliver_due(&rig.store).await.unwrap().failed, 0);
+    // The receiver comes back; the retry falls due.
+    r.down.store(false, Ordering::SeqCst);
+    sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    assert_eq!(hook.deliver_due(&rig.store).await.unwrap().delivered, 2);
+
+    // A third order's event fails through the whole schedule: it is kept as dead.
+    rig.seed("D3", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    r.down.store(true, Ordering::SeqCst);
+    for _ in 0..=refundd::notify::RETRY_SCHEDULE.len() {
+        sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+            .execute(&rig.pool)
+            .await
+            .unwrap();
+        hook.deliver_due(&rig.store).await.unwrap();
+    }
+    let state = rig.store.delivery_state().await.unwrap();
+    assert_eq!((state.undelivered, state.dead), (0, 1));
+    assert_eq!(rig.store.redeliver_dead().await.unwrap(), 1);
+    r.down.store(false, Ordering::SeqCst);
+    assert_eq!(hook.deliver_due(&rig.store).await.unwrap().delivered, 1);
+    let ids: Vec<String> = r
+        .taken
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b["order_no"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["D1", "D2", "D3"], "each event once, none lost");
+}
+
+#[tokio::test]
+async fn events_of_one_order_go_out_in_order() {
+    let rig = Rig::new().await;
+    rig.seed("ORD", 1000, TxState::Settled, None).await;
+    rig.pass().await;
+    rig.admin.run_batch().await.unwrap();
+    rig.pass().await;
+    // succeeded, then settled: the first one is not taken at first.
+    let (r, url) = receiver().await;
+    let hook = webhook(&url, WebhookFormat::Json);
+    r.down.store(true, Ordering::SeqCst);
+    let first = hook.deliver_due(&rig.store).await.unwrap();
+    assert_eq!(
+        first.failed, 1,
+        "the settled event waits behind the succeeded one"
+    );
+    r.down.store(false, Ordering::SeqCst);
+    sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    hook.deliver_due(&rig.store).await.unwrap();
+    let order: Vec<String> = r
+        .taken
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, ["refund.succeeded", "refund.settled"]);
+}
+
+#[tokio::test]
+async fn two_daemons_sharing_the_outbox_never_send_an_event_twice() {
+    let rig = Rig::new().await;
+    let orders: Vec<(String, i64)> = (0..60).map(|i| (format!("P{i}"), 1000)).collect();
+    let txs: Vec<refundd::sim::SimTx> = orders
+        .iter()
+        .map(|(no, a)| {
+            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
+        })
+        .collect();
+    rig.admin.load(&txs).await.unwrap();
+    rig.insert_orders(&orders).await;
+    rig.pass().await;
+    let (r, url) = receiver().await;
+    let (a, b) = (
+        webhook(&url, WebhookFormat::Json),
+        webhook(&url, WebhookFormat::Json),
+    );
+    let (ra, rb) = tokio::join!(a.deliver_due(&rig.store), b.deliver_due(&rig.store));
+    assert_eq!(ra.unwrap().delivered + rb.unwrap().delivered, 60);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, body) in r.taken.lock().unwrap().iter() {
+        *seen
+            .entry(body["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 60);
+    assert!(seen.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn the_chat_format_is_a_text_message() {
+    let rig = Rig::new().await;
+    rig.seed("CHAT", 1200, TxState::Authorised, Some(200)).await;
+    rig.pass().await;
+    let (r, url) = receiver().await;
+    webhook(&url, WebhookFormat::Slack)
+        .deliver_due(&rig.store)
+        .await
+        .unwrap();
+    let taken = r.taken.lock().unwrap().clone();
+    let text = taken[0].1["text"].as_str().unwrap();
+    assert!(
+        text.contains("refund.succeeded") && text.contains("CHAT") && text.contains("200"),
+        "{text}"
+    );
+}
