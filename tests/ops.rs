@@ -759,6 +759,15 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
         "{stdout}"
     );
     assert!(stdout.contains("totals match."), "{stdout}");
+    // The integration, not only the engine: the settings used and the shop's own statuses.
+    assert!(
+        stdout.contains("[shop]") && stdout.contains("requests = "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shop.orders, as refundd wrote it back: 已退款 38, 退款失敗 12"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("duplicates (money asked back twice): 0"),
         "{stdout}"

@@ -140,7 +140,7 @@ impl RefundRequest {
         let xid = match row.xid.as_deref().map(str::trim) {
             None | Some("") => {
                 return Err(
-                    "invalid row: xid is missing; set orders.xid to the authorisation's XID".into(),
+                    "invalid row: xid is missing; the shop's requests must give the authorisation's XID in the column xid".into(),
                 )
             }
             Some(x) => Xid::parse(x).map_err(|e| format!("invalid row: {e}"))?,

@@ -14,12 +14,17 @@ use crate::engine::blackout::Blackout;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::summary::{PassCounters, PassSummary};
+use crate::ops::shop_examples::TUTORIAL;
 use crate::sim::{
     FaultPlan, FaultRule, LedgerReport, SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV,
     REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
+use crate::store::shop_examples::{Refund, SeedOrder};
 use crate::store::story::{OrderOutcomeRow, StoryEvent};
-use crate::store::{self, Store};
+use crate::store::{self, Schema, ShopStatements, Store};
+
+/// The settings the demo connects refundd to the tutorial shop with.
+const SHOP_SETTINGS: &str = include_str!("../../config/shop-tutorial.toml");
 use crate::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -187,8 +192,24 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
     started.cluster = Some(cluster);
     let pool = store::connect(&url, 10).await?;
     started.pool = Some(pool.clone());
-    let pool = Store::builtin(pool);
+    // A shop of the tutorial's shape, with its own tables, as it was before refundd.
+    TUTORIAL.create(&pool).await?;
+    let pool = Store::new(
+        pool,
+        Schema::default(),
+        ShopStatements::of_shop(
+            TUTORIAL.requests.into(),
+            TUTORIAL.on_refunded.into(),
+            Some(TUTORIAL.on_failed.into()),
+        ),
+    );
     pool.migrate().await?;
+    pool.check_shop().await?;
+    println!(
+        "the shop's own tables: shop.orders (申請退款 → 已退款 / 退款失敗) and shop.payment_results;\nrefundd reads and writes them only through these settings (config/shop-tutorial.toml):\n"
+    );
+    println!("{}", SHOP_SETTINGS.trim_end());
+    println!();
 
     let sim = SimServer::start(SimConfig::for_tests())
         .await
@@ -243,6 +264,14 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         .map(|o| (o.order_no.clone(), o))
         .collect();
     print!("{}", journey_table(&seeds, &orders, &p1, &p2));
+    let shop = crate::store::shop_examples::tutorial_statuses(pool.pool()).await?;
+    println!(
+        "\nthe shop's own table shop.orders, as refundd wrote it back: {}",
+        shop.iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let ledger = admin
         .ledger()
@@ -339,19 +368,23 @@ async fn seed_orders(pool: &Store, admin: &SimAdmin, seeds: &[Seed]) -> Result<(
         .set_faults(&FaultPlan { rules: faults })
         .await
         .map_err(|e| runtime("simulator")(e.to_string()))?;
-    for s in seeds {
-        let xid = xid_of(&s.order_no);
-        pool.insert_paid_order(
-            &s.order_no,
-            (!s.no_xid).then_some(xid.as_str()),
-            AUTH_CODE,
-            s.amount,
-        )
-        .await?;
-        super::requests::request(pool, &s.order_no, s.part)
-            .await
-            .map_err(|e| runtime("request")(e.to_string()))?;
-    }
+    // As the shop's own code writes them: paid, then 申請退款 (all, or a part).
+    let orders: Vec<SeedOrder> = seeds
+        .iter()
+        .map(|s| SeedOrder {
+            order_no: s.order_no.clone(),
+            // The shop's row with no XID: an empty one, which refundd refuses.
+            xid: if s.no_xid {
+                String::new()
+            } else {
+                xid_of(&s.order_no)
+            },
+            auth_code: AUTH_CODE.into(),
+            amount: s.amount,
+            refund: s.part.map_or(Refund::Whole, Refund::Part),
+        })
+        .collect();
+    TUTORIAL.seed_orders(pool.pool(), &orders).await?;
     Ok(())
 }
 

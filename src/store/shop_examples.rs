@@ -252,3 +252,12 @@ pub async fn seed_codes(pool: &PgPool, orders: &[SeedOrder]) -> Result<(), Store
     }
     Ok(())
 }
+
+/// How many of the tutorial shop's orders are in each of its statuses.
+pub async fn tutorial_statuses(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT status, count(*) FROM shop.orders GROUP BY status ORDER BY status")
+            .fetch_all(pool)
+            .await?,
+    )
+}
