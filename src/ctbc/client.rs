@@ -23,6 +23,7 @@ pub use super::answer::{
     check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted,
     Verdict, ERR_CODE_FINE, RESP_CODE_ACCEPTED,
 };
+pub use super::inquiry_only::InquiryClient;
 pub use super::request::{
     inquiry_request_json, parse_inquiry_request, CaptureReversal, Refund, RefundReversal, Reversal,
     TX_ATTRIBUTE_AUTH,

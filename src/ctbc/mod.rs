@@ -5,6 +5,7 @@ pub mod bank_text;
 pub mod client;
 pub mod envelope;
 pub mod error;
+mod inquiry_only;
 pub mod notice;
 pub mod operation;
 pub mod request;

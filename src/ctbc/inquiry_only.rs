@@ -1,0 +1,32 @@
+// A CTBC client that can only ask: `refundd plan` must be unable to move money,
+// and holding this type instead of `Client` makes the compiler prove it. The
+// wrapped client is private and never handed back, so no reversal, capture
+// reversal, refund or refund reversal can be reached through it.
+
+use super::client::{Client, Inquiry};
+use super::error::CtbcError;
+use super::types::OrderNo;
+
+/// The CTBC client with its money-moving operations out of reach: only
+/// [`InquiryClient::inquiry`] exists.
+///
+/// ```compile_fail
+/// // An inquiry-only client has no `refund`, nor any other money-moving call.
+/// async fn refund(bank: &refundd::ctbc::client::InquiryClient, r: &refundd::ctbc::Refund) {
+///     let _ = bank.refund(r).await;
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct InquiryClient(Client);
+
+impl InquiryClient {
+    /// Takes the client over; it is never given back.
+    pub fn new(client: Client) -> InquiryClient {
+        InquiryClient(client)
+    }
+
+    /// Where the order's authorisation stands: the one call that moves nothing.
+    pub async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
+        self.0.inquiry(order_no).await
+    }
+}
