@@ -3,12 +3,14 @@
 // 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, SettingsError, Sources};
+use crate::ctbc::client::InquiryClient;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::schedule;
 use crate::engine::summary::PassCounters;
 use crate::ops::requests::{self, QueueError};
 use crate::ops::status;
+use crate::store::plan::PlanReader;
 use crate::store::{self, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,6 +49,12 @@ pub enum Command {
     Run,
     /// Show the refund queue: counts, oldest request, failures, last pass.
     Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a pass started now would do, asking the bank by inquiry only; sends and writes nothing.
+    Plan {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -196,6 +204,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { json } => plan(settings, json).await,
         Command::Request { order_no, amount } => {
             let store = connect(&settings).await?;
             let queued = requests::request(&store, &order_no, amount).await?;
@@ -228,6 +237,34 @@ async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
         EngineSettings::from_settings(settings),
         Arc::new(SystemClock),
     ))
+}
+
+/// `refundd plan`: the next pass's decisions from inquiries alone. The plan
+/// gets an inquiry-only client and a read-only view of the database, nothing else.
+async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
+    let url = settings.require_database_url()?;
+    let client = settings.require_client()?;
+    crate::ops::logging::quiet_unless_asked();
+    let pool = store::connect(url, settings.database.max_connections).await?;
+    let store = store_of(&settings, pool);
+    store.require_migrated().await?;
+    store.check_shop().await?;
+    let reader = PlanReader::new(store);
+    let bank = InquiryClient::new(client);
+    let engine_settings = EngineSettings::from_settings(&settings);
+    let plan = crate::engine::plan::plan(&reader, &bank, &engine_settings, &SystemClock).await?;
+    if let Some(e) = plan.bank_unreachable() {
+        return Err(CliError::Runtime(format!(
+            "no plan: the bank answered none of the {} inquiries (last: {e}); check ctbc.base_url and the network, then run refundd plan again",
+            plan.totals.inquiries
+        )));
+    }
+    if json {
+        println!("{}", crate::ops::plan::to_json(&plan));
+    } else {
+        print!("{}", crate::ops::plan::render(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn once(settings: Settings) -> Result<ExitCode, CliError> {

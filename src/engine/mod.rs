@@ -4,6 +4,7 @@ pub mod clock;
 pub mod cron;
 pub mod decide;
 pub mod pass;
+pub mod plan;
 pub mod request;
 pub mod schedule;
 mod steps;

@@ -123,6 +123,22 @@ impl RefundRequest {
             .find(|c| c.operation == operation)
     }
 
+    /// What a fresh inquiry showed of a capture reversal of unknown outcome:
+    /// took effect (its call accepted, the completing reversal may follow) or
+    /// did not (its call forgotten). Either way the outcome is no longer unknown.
+    pub fn capture_reversal_settled(&mut self, took_effect: bool) {
+        let op = Operation::CaptureReversal;
+        self.unknown = None;
+        if took_effect {
+            if let Some(c) = self.own_calls.iter_mut().rev().find(|c| c.operation == op) {
+                c.fate = CallFate::Accepted;
+            }
+            self.capture_reversed = true;
+        } else {
+            self.own_calls.retain(|c| c.operation != op);
+        }
+    }
+
     pub fn money(&self, amount: i64) -> Money {
         Money {
             currency: self.currency.code,

@@ -76,6 +76,19 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
     Ok(call)
 }
 
+/// Why a step that failed its local checks is not sent, as the order records it.
+fn refused_locally(step: Step, e: &CtbcError) -> String {
+    format!("invalid {} request, nothing sent: {e}", step.operation())
+}
+
+/// The local checks a step must pass before its intent is recorded, without
+/// building anything to send: the reason the order would fail, if it would.
+pub(super) fn local_check(req: &RefundRequest, step: Step) -> Result<(), String> {
+    prepare(req, step)
+        .map(|_| ())
+        .map_err(|e| refused_locally(step, &e))
+}
+
 impl Engine {
     /// Sends a plan's steps in order, recording intent and outcome of each.
     pub(super) async fn execute(
@@ -91,7 +104,7 @@ impl Engine {
             let call = match prepare(&req, step) {
                 Ok(c) => c,
                 Err(e) => {
-                    let reason = format!("invalid {} request, nothing sent: {e}", step.operation());
+                    let reason = refused_locally(step, &e);
                     return Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)));
                 }
             };
@@ -392,13 +405,7 @@ impl Engine {
         self.store
             .record_step_done(&req.lease, &note, reached)
             .await?;
-        req.unknown = None;
-        if took_effect {
-            mark_call(req, op, CallFate::Accepted);
-            req.capture_reversed = true;
-        } else {
-            req.own_calls.retain(|c| c.operation != op);
-        }
+        req.capture_reversal_settled(took_effect);
         Ok(())
     }
 
@@ -415,13 +422,6 @@ impl Engine {
 /// The call just sent (the last of `own_calls`) ended as `fate`.
 fn mark_last_call(req: &mut RefundRequest, fate: CallFate) {
     if let Some(c) = req.own_calls.last_mut() {
-        c.fate = fate;
-    }
-}
-
-/// The last unknown call of `op` ended as `fate`.
-fn mark_call(req: &mut RefundRequest, op: Operation, fate: CallFate) {
-    if let Some(c) = req.own_calls.iter_mut().rev().find(|c| c.operation == op) {
         c.fate = fate;
     }
 }

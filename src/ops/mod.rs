@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod plan;
 pub mod progress;
 pub mod requests;
 pub mod shop_examples;

@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 
 /// One row of the shop's requests, every value as text as the shop gave it.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct ShopRequest {
+pub(super) struct ShopRequest {
     order_no: Option<String>,
     xid: Option<String>,
     auth_code: Option<String>,
@@ -56,9 +56,46 @@ fn whole_amount(column: &str, text: Option<&str>) -> Result<Option<i64>, String>
     })
 }
 
+/// The shop's rows as refundd records them, column by column (`$1` to `$7` of
+/// the statements that take them): rows without an order number left out,
+/// amounts read as whole numbers, and a row's problem kept as its `bad_input`.
+#[derive(Debug, Default)]
+pub(super) struct RequestColumns {
+    pub order_no: Vec<String>,
+    pub xid: Vec<Option<String>>,
+    pub auth_code: Vec<Option<String>>,
+    pub auth_amount: Vec<Option<i64>>,
+    pub refund_amount: Vec<Option<i64>>,
+    pub currency: Vec<String>,
+    pub bad_input: Vec<Option<String>>,
+}
+
+impl RequestColumns {
+    pub(super) fn of(batch: &[ShopRequest]) -> RequestColumns {
+        let mut c = RequestColumns::default();
+        for r in batch {
+            let Some(order_no) = r.order_no.clone() else {
+                continue;
+            };
+            let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
+            let refund = whole_amount("refund_amount", r.refund_amount.as_deref());
+            let bad = auth.as_ref().err().or(refund.as_ref().err()).cloned();
+            c.order_no.push(order_no);
+            c.xid.push(r.xid.clone());
+            c.auth_code.push(r.auth_code.clone());
+            c.auth_amount.push(auth.unwrap_or(None));
+            c.refund_amount.push(refund.unwrap_or(None));
+            c.currency
+                .push(r.currency.clone().unwrap_or_else(|| "901".into()));
+            c.bad_input.push(bad);
+        }
+        c
+    }
+}
+
 impl Store {
     /// The shop's query, with the columns refundd reads, as text.
-    fn requests_sql(&self, only_one: bool) -> String {
+    pub(super) fn requests_sql(&self, only_one: bool) -> String {
         format!(
             "SELECT r.order_no::text AS order_no, r.xid::text AS xid, r.auth_code::text AS auth_code,
                     r.auth_amount::numeric::text AS auth_amount,
@@ -111,33 +148,15 @@ impl Store {
         batch: &[ShopRequest],
         snapshot: &str,
     ) -> Result<(u64, u64), StoreError> {
-        let mut cols: (Vec<String>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
-        let mut amounts: (Vec<Option<i64>>, Vec<Option<i64>>) = Default::default();
-        let mut rest: (Vec<String>, Vec<Option<String>>) = Default::default();
-        for r in batch {
-            let Some(order_no) = r.order_no.clone() else {
-                continue;
-            };
-            let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
-            let refund = whole_amount("refund_amount", r.refund_amount.as_deref());
-            let bad = auth.as_ref().err().or(refund.as_ref().err()).cloned();
-            cols.0.push(order_no);
-            cols.1.push(r.xid.clone());
-            cols.2.push(r.auth_code.clone());
-            amounts.0.push(auth.unwrap_or(None));
-            amounts.1.push(refund.unwrap_or(None));
-            rest.0
-                .push(r.currency.clone().unwrap_or_else(|| "901".into()));
-            rest.1.push(bad);
-        }
+        let c = RequestColumns::of(batch);
         let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(&RECORD_REQUESTS))
-            .bind(cols.0)
-            .bind(cols.1)
-            .bind(cols.2)
-            .bind(amounts.0)
-            .bind(amounts.1)
-            .bind(rest.0)
-            .bind(rest.1)
+            .bind(c.order_no)
+            .bind(c.xid)
+            .bind(c.auth_code)
+            .bind(c.auth_amount)
+            .bind(c.refund_amount)
+            .bind(c.currency)
+            .bind(c.bad_input)
             .bind(snapshot)
             .fetch_all(&self.pool)
             .await?;

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod intake;
 pub mod outbox;
 pub mod passes;
+pub mod plan;
 pub mod refunds;
 pub mod requests;
 pub mod seed;
@@ -129,6 +130,9 @@ pub enum StoreError {
     /// A table named `orders` exists and is not refundd's built-in one.
     #[error("a table named orders already exists in the database and is not refundd's built-in one; describe your shop's own tables with shop.requests and shop.on_refunded (see the README, \"Connect refundd to your shop's tables\") instead of using the built-in orders table")]
     ForeignOrdersTable,
+    /// refundd's schema has not been created in this database.
+    #[error("refundd's schema {0} has no tables in this database yet: run `refundd migrate` first (with the same settings)")]
+    NotMigrated(String),
     /// A statement of the shop's (`shop.*`) does not fit what refundd needs.
     #[error("{0}")]
     ShopStatement(String),
@@ -142,7 +146,9 @@ impl StoreError {
     pub fn is_settings_problem(&self) -> bool {
         matches!(
             self,
-            StoreError::ForeignOrdersTable | StoreError::ShopStatement(_)
+            StoreError::ForeignOrdersTable
+                | StoreError::ShopStatement(_)
+                | StoreError::NotMigrated(_)
         )
     }
 

@@ -73,7 +73,7 @@ pub struct OwnCallRecord {
 }
 
 /// The `own_calls` column: every intent of the order with its last outcome.
-const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
+pub(super) const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
             'operation', i.operation, 'amount', i.amount, 'sent_at', i.at,
             'outcome', f.outcome, 'moved', f.amount) ORDER BY i.id), '[]'::json)
        FROM (SELECT id, order_no, operation, amount, at, lead(id) OVER (ORDER BY id) AS next_intent

@@ -1,0 +1,519 @@
+// `refundd plan`: what a pass started now would do, order by order, worked out
+// with the pass's own rules (`RefundRequest::validate`, `decide`, the recheck
+// delay, backoff, blackout windows) from a fresh inquiry per order. It holds
+// only an `InquiryClient` and a `PlanReader`: it cannot send a money-moving
+// call (the compiler sees to that) and cannot write (PostgreSQL's READ ONLY
+// transaction does).
+
+use super::clock::Clock;
+use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Verdict};
+use super::pass::{with_unconfirmed_calls, EngineSettings};
+use super::request::{OwnCall, RefundRequest};
+use super::steps::local_check;
+use crate::ctbc::client::{Inquiry, InquiryClient};
+use crate::ctbc::types::OrderNo;
+use crate::ctbc::{CtbcError, Operation};
+use crate::store::plan::{PlanReader, PlanRow, WatchRow};
+use crate::store::refunds::Settlement;
+use crate::store::{Lease, StoreError};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// One money-moving call the pass would send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedCall {
+    pub operation: &'static str,
+    /// The amount field the call carries (the new authorised amount of a
+    /// reversal, 0 for a capture reversal, what a refund gives back).
+    pub amount: i64,
+}
+
+/// What the pass does with one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Sends these calls in order and, once the bank accepts them, marks the
+    /// order refunded by `method`, `amount` given back.
+    Send {
+        method: &'static str,
+        amount: i64,
+        /// The order's authorised amount.
+        authorised: i64,
+        calls: Vec<PlannedCall>,
+    },
+    /// Marks the order refunded without a call: the bank shows a call of
+    /// refundd's own took effect.
+    RecordRefunded { method: &'static str, amount: i64 },
+    /// Leaves it for a later pass, not counted as a failed attempt.
+    Wait { reason: String },
+    /// No verdict from the bank: a failed attempt, tried again after a backoff.
+    RetryLater {
+        reason: String,
+        attempt: u32,
+        max_attempts: u32,
+    },
+    /// `refund_failed`, with this reason for a person.
+    NeedsPerson { reason: String },
+}
+
+/// Why the pass leaves an order alone now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Skip {
+    /// Inside a blackout window (Asia/Taipei) a pass works no order.
+    Blackout { window: String },
+    /// A money-moving call of unknown outcome is not sent again before the
+    /// recheck delay has passed; the pass leaves the order until then.
+    RecheckDelay {
+        operation: &'static str,
+        left_secs: u64,
+    },
+    /// Its next attempt is not due yet (backoff, a recheck, a later pass).
+    NotDue {
+        next_attempt_at: Option<DateTime<Utc>>,
+        last_error: Option<String>,
+    },
+    /// Another worker holds it under a live lease.
+    Held { until: Option<DateTime<Utc>> },
+    /// The shop no longer lists it and nothing was sent: the pass withdraws it.
+    Withdrawn,
+    /// The shop asks again for an order refundd refunded: it is refunded once.
+    RefundedAlready { refunded_amount: Option<i64> },
+}
+
+impl Skip {
+    /// A stable name per reason, for the totals.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Skip::Blackout { .. } => "blackout",
+            Skip::RecheckDelay { .. } => "recheck_delay",
+            Skip::NotDue { .. } => "not_due",
+            Skip::Held { .. } => "held",
+            Skip::Withdrawn => "withdrawn",
+            Skip::RefundedAlready { .. } => "refunded_already",
+        }
+    }
+}
+
+/// One order of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedOrder {
+    pub order_no: String,
+    /// The shop lists it and refundd has no record of it yet: the pass records it first.
+    pub new_request: bool,
+    /// Whether the plan asked the bank about it.
+    pub inquired: bool,
+    /// The bank's state (`CurrentState`), when it answered.
+    pub bank_state: Option<String>,
+    /// What kind of failure the inquiry met instead (`unknown_order`, `unavailable`, ...).
+    pub inquiry_error: Option<&'static str>,
+    /// Why the pass leaves it alone now, if it does.
+    pub skipped: Option<Skip>,
+    /// What the pass does; for a skipped order, what it does once the skip
+    /// is over, where the bank's answer already tells.
+    pub action: Option<Action>,
+}
+
+/// What the settlement watch makes of a refund still settling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WatchOutcome {
+    /// The bank settled it (state 22).
+    Settled,
+    /// Still on its way (20, 21, or no answer); `unconfirmed` when the watch's
+    /// days are over and it is no longer inquired.
+    StillSettling { unconfirmed: bool },
+    /// It will not settle: `refund_failed` for a person.
+    NeedsPerson { reason: String },
+}
+
+/// One refund of the settlement watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedWatch {
+    pub order_no: String,
+    pub bank_state: Option<String>,
+    pub skipped: Option<Skip>,
+    pub outcome: WatchOutcome,
+}
+
+/// Counts over the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlanTotals {
+    /// Orders the pass works now.
+    pub worked: usize,
+    /// Orders refunded by money-moving calls.
+    pub send: usize,
+    /// Money-moving calls the pass would send.
+    pub calls: usize,
+    /// What those calls give back.
+    pub to_give_back: i64,
+    /// Orders to send for, by method.
+    pub by_method: BTreeMap<&'static str, usize>,
+    pub record_refunded: usize,
+    pub wait: usize,
+    pub retry_later: usize,
+    pub needs_person: usize,
+    pub skipped: usize,
+    pub skipped_by_reason: BTreeMap<&'static str, usize>,
+    /// Requests the shop lists that refundd has not recorded yet.
+    pub new_requests: usize,
+    /// Refunds the settlement watch inquires.
+    pub watched: usize,
+    /// Inquiries the plan sent; it sent nothing else.
+    pub inquiries: usize,
+}
+
+/// What a pass started now would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassPlan {
+    /// The database's clock when the queue was read.
+    pub at: DateTime<Utc>,
+    /// The blackout window covering now (Asia/Taipei), if one does.
+    pub blackout: Option<String>,
+    pub orders: Vec<PlannedOrder>,
+    pub settlement_watch: Vec<PlannedWatch>,
+    /// Outcomes the shop's database refused before; the pass tries them again.
+    pub write_backs_pending: i64,
+    pub totals: PlanTotals,
+    /// Set when the bank answered none of the plan's inquiries.
+    #[serde(skip)]
+    bank_unreachable: Option<String>,
+}
+
+impl PassPlan {
+    /// Why the plan means nothing: the bank answered none of its inquiries.
+    pub fn bank_unreachable(&self) -> Option<&str> {
+        self.bank_unreachable.as_deref()
+    }
+}
+
+/// How an inquiry went, for telling a bank that cannot be reached at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    No,
+    Answered,
+    Unavailable,
+}
+
+/// Reads the queue, asks the bank about every order the pass would work and
+/// every refund it would watch, and decides each as the pass would. Fails
+/// only when the database cannot be read.
+pub async fn plan(
+    reader: &PlanReader,
+    bank: &InquiryClient,
+    settings: &EngineSettings,
+    clock: &dyn Clock,
+) -> Result<PassPlan, StoreError> {
+    let reading = reader.read().await?;
+    let window = settings.blackout.window_at(clock.now());
+    let width = settings.concurrency.max(1);
+    let mut orders: Vec<(PlannedOrder, Asked, Option<String>)> =
+        futures::stream::iter(reading.orders)
+            .map(|row| plan_order(row, bank, settings))
+            .buffered(width)
+            .collect()
+            .await;
+    let mut watch: Vec<(PlannedWatch, Asked, Option<String>)> =
+        futures::stream::iter(reading.watch)
+            .map(|row| plan_watch(row, bank))
+            .buffered(width)
+            .collect()
+            .await;
+    // A pass inside a blackout window reads the shop's requests and stops.
+    if let Some(w) = window {
+        let blackout = Skip::Blackout {
+            window: w.to_string(),
+        };
+        for (o, _, _) in orders.iter_mut() {
+            let worked = matches!(o.skipped, None | Some(Skip::RecheckDelay { .. }));
+            if worked {
+                o.skipped = Some(blackout.clone());
+            }
+        }
+        for (w, _, _) in watch.iter_mut() {
+            w.skipped = Some(blackout.clone());
+        }
+    }
+    let asked: Vec<(Asked, Option<String>)> = orders
+        .iter()
+        .map(|(_, a, e)| (*a, e.clone()))
+        .chain(watch.iter().map(|(_, a, e)| (*a, e.clone())))
+        .filter(|(a, _)| *a != Asked::No)
+        .collect();
+    let inquiries = asked.len();
+    let bank_unreachable =
+        if !asked.is_empty() && asked.iter().all(|(a, _)| *a == Asked::Unavailable) {
+            asked.into_iter().find_map(|(_, e)| e)
+        } else {
+            None
+        };
+    let orders: Vec<PlannedOrder> = orders.into_iter().map(|(o, _, _)| o).collect();
+    let watch: Vec<PlannedWatch> = watch.into_iter().map(|(w, _, _)| w).collect();
+    let totals = totals(&orders, &watch, inquiries);
+    Ok(PassPlan {
+        at: reading.at,
+        blackout: window.map(|w| w.to_string()),
+        orders,
+        settlement_watch: watch,
+        write_backs_pending: reading.write_backs_pending,
+        totals,
+        bank_unreachable,
+    })
+}
+
+/// Why a claim would not take this order now, before anything is asked.
+fn not_taken(row: &PlanRow) -> Option<Skip> {
+    if row.withdrawn {
+        Some(Skip::Withdrawn)
+    } else if row.refunded_already {
+        Some(Skip::RefundedAlready {
+            refunded_amount: row.row.refunded_amount,
+        })
+    } else if row.held {
+        Some(Skip::Held {
+            until: row.lease_expires_at,
+        })
+    } else if !row.due {
+        Some(Skip::NotDue {
+            next_attempt_at: row.next_attempt_at,
+            last_error: row.last_error.clone(),
+        })
+    } else {
+        None
+    }
+}
+
+async fn plan_order(
+    row: PlanRow,
+    bank: &InquiryClient,
+    settings: &EngineSettings,
+) -> (PlannedOrder, Asked, Option<String>) {
+    let mut planned = PlannedOrder {
+        order_no: row.row.order_no.clone(),
+        new_request: row.new_request,
+        inquired: false,
+        bank_state: None,
+        inquiry_error: None,
+        skipped: not_taken(&row),
+        action: None,
+    };
+    if planned.skipped.is_some() {
+        return (planned, Asked::No, None);
+    }
+    // The claim's lease is never taken: the plan writes nothing under it.
+    let lease = Lease {
+        id: row.row.id,
+        token: Uuid::nil(),
+        worker: Uuid::nil(),
+    };
+    let req = match RefundRequest::validate(&row.row, lease) {
+        Ok(r) => r,
+        Err(reason) => {
+            // The pass fails an invalid row without asking the bank.
+            let calls: Vec<OwnCall> = row
+                .row
+                .own_calls
+                .iter()
+                .filter_map(OwnCall::from_record)
+                .collect();
+            planned.action = Some(Action::NeedsPerson {
+                reason: with_unconfirmed_calls(reason, &calls),
+            });
+            return (planned, Asked::No, None);
+        }
+    };
+    let answer = bank.inquiry(&req.order_no).await;
+    planned.inquired = true;
+    let (asked, error) = match &answer {
+        Ok(b) => {
+            planned.bank_state = Some(b.state.code().to_string());
+            (Asked::Answered, None)
+        }
+        Err(e) => {
+            planned.inquiry_error = Some(e.kind());
+            match e {
+                CtbcError::Unavailable { .. } => (Asked::Unavailable, Some(e.to_string())),
+                _ => (Asked::Answered, None),
+            }
+        }
+    };
+    let (skipped, action) = after_inquiry(req, &answer, settings);
+    planned.skipped = skipped;
+    planned.action = Some(action);
+    (planned, asked, error)
+}
+
+/// What the pass does with a valid request once the bank has answered (or
+/// failed to): the same steps as `Engine::work_order`, `execute`'s checks
+/// before the first call, and `retry_later`, without any of their writes.
+pub fn after_inquiry(
+    mut req: RefundRequest,
+    answer: &Result<Inquiry, CtbcError>,
+    settings: &EngineSettings,
+) -> (Option<Skip>, Action) {
+    let verdict = match answer {
+        Ok(bank) => {
+            // The bank's auth code serves when the shop did not store one.
+            if req.auth_code.is_none() {
+                req.auth_code = bank.auth_code.clone();
+            }
+            if matches!(req.unknown, Some((Operation::CaptureReversal, _))) {
+                if let Some(took_effect) = capture_reversal_fate(bank) {
+                    req.capture_reversal_settled(took_effect);
+                }
+            }
+            decide(&req, bank)
+        }
+        Err(e) => on_inquiry_error(e),
+    };
+    match verdict {
+        Verdict::Act(plan) => {
+            let send = Action::Send {
+                method: plan.method.as_str(),
+                amount: plan.amount,
+                authorised: req.authorised,
+                calls: plan
+                    .steps
+                    .iter()
+                    .map(|s| PlannedCall {
+                        operation: s.operation().as_str(),
+                        amount: s.amount(),
+                    })
+                    .collect(),
+            };
+            // The recheck delay is checked before the first call is built.
+            let first = plan.steps.first().map(|s| s.operation());
+            if let Some((op, age)) = req.unknown {
+                if Some(op) == first && age < settings.recheck {
+                    let left = settings.recheck - age;
+                    let skip = Skip::RecheckDelay {
+                        operation: op.as_str(),
+                        left_secs: left.as_secs(),
+                    };
+                    return (Some(skip), send);
+                }
+            }
+            match plan.steps.iter().find_map(|s| local_check(&req, *s).err()) {
+                Some(reason) => (None, needs_person(&req, reason)),
+                None => (None, send),
+            }
+        }
+        Verdict::Refunded { method, amount } => (
+            None,
+            Action::RecordRefunded {
+                method: method.as_str(),
+                amount,
+            },
+        ),
+        Verdict::Wait(why) => (
+            None,
+            Action::Wait {
+                reason: why.as_str().to_string(),
+            },
+        ),
+        Verdict::Retry(reason) => {
+            let attempt = req.attempts.saturating_add(1);
+            if attempt >= settings.max_attempts && req.unknown.is_none() {
+                let reason = format!("gave up after {attempt} attempts; last error: {reason}");
+                (None, needs_person(&req, reason))
+            } else {
+                let retry = Action::RetryLater {
+                    reason,
+                    attempt,
+                    max_attempts: settings.max_attempts,
+                };
+                (None, retry)
+            }
+        }
+        Verdict::NeedsPerson(reason) => (None, needs_person(&req, reason)),
+    }
+}
+
+/// A reason for a person, naming every call of ours never confirmed, as `fail` records it.
+fn needs_person(req: &RefundRequest, reason: String) -> Action {
+    Action::NeedsPerson {
+        reason: with_unconfirmed_calls(reason, &req.own_calls),
+    }
+}
+
+async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked, Option<String>) {
+    let mut planned = PlannedWatch {
+        order_no: row.order_no.clone(),
+        bank_state: None,
+        skipped: None,
+        outcome: WatchOutcome::StillSettling {
+            unconfirmed: row.watch_over,
+        },
+    };
+    let order_no = match OrderNo::parse(&row.order_no) {
+        Ok(o) => o,
+        Err(e) => {
+            planned.outcome = WatchOutcome::NeedsPerson {
+                reason: format!(
+                    "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
+                ),
+            };
+            return (planned, Asked::No, None);
+        }
+    };
+    match bank.inquiry(&order_no).await {
+        Ok(answer) => {
+            planned.bank_state = Some(answer.state.code().to_string());
+            planned.outcome = match watch_verdict(&answer) {
+                Settlement::Settled => WatchOutcome::Settled,
+                Settlement::Failed(reason) => WatchOutcome::NeedsPerson { reason },
+                Settlement::StillSettling => WatchOutcome::StillSettling {
+                    unconfirmed: row.watch_over,
+                },
+            };
+            (planned, Asked::Answered, None)
+        }
+        Err(e @ CtbcError::Unavailable { .. }) => {
+            let error = e.to_string();
+            (planned, Asked::Unavailable, Some(error))
+        }
+        Err(_) => (planned, Asked::Answered, None),
+    }
+}
+
+fn totals(orders: &[PlannedOrder], watch: &[PlannedWatch], inquiries: usize) -> PlanTotals {
+    let mut t = PlanTotals {
+        inquiries,
+        ..PlanTotals::default()
+    };
+    for o in orders {
+        t.new_requests += usize::from(o.new_request);
+        if let Some(skip) = &o.skipped {
+            t.skipped += 1;
+            *t.skipped_by_reason.entry(skip.name()).or_default() += 1;
+            continue;
+        }
+        t.worked += 1;
+        match &o.action {
+            Some(Action::Send {
+                method,
+                amount,
+                calls,
+                ..
+            }) => {
+                t.send += 1;
+                t.calls += calls.len();
+                t.to_give_back += amount;
+                *t.by_method.entry(method).or_default() += 1;
+            }
+            Some(Action::RecordRefunded { .. }) => t.record_refunded += 1,
+            Some(Action::Wait { .. }) => t.wait += 1,
+            Some(Action::RetryLater { .. }) => t.retry_later += 1,
+            Some(Action::NeedsPerson { .. }) => t.needs_person += 1,
+            None => {}
+        }
+    }
+    t.watched = watch.iter().filter(|w| w.skipped.is_none()).count();
+    t
+}
+
+#[cfg(test)]
+mod tests;

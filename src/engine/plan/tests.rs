@@ -1,0 +1,181 @@
+// The plan's decisions after an inquiry, without a bank or a database: the
+// recheck delay, a capture reversal of unknown outcome, the attempt limit and
+// the local checks, as the pass applies them.
+
+use super::*;
+use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
+use crate::ctbc::TxState;
+use crate::engine::blackout::Blackout;
+use crate::engine::request::{CallFate, OwnCall};
+use std::time::Duration;
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        concurrency: 2,
+        batch_size: 10,
+        lease: Duration::from_secs(30),
+        max_attempts: 3,
+        recheck: Duration::from_secs(300),
+        backoff_base: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(600),
+        settlement_watch_days: 14,
+        blackout: Blackout::default(),
+        attention_after: Duration::from_secs(3600),
+    }
+}
+
+fn req(authorised: i64, refund: i64) -> RefundRequest {
+    RefundRequest {
+        lease: Lease {
+            id: 1,
+            token: Uuid::nil(),
+            worker: Uuid::nil(),
+        },
+        order_no: OrderNo::parse("PLAN1").unwrap(),
+        xid: Xid::parse("XPLAN1").unwrap(),
+        auth_code: Some(AuthCode::parse("A1B2C3").unwrap()),
+        currency: Currency::TWD,
+        authorised,
+        refund,
+        capture_reversed: false,
+        unknown: None,
+        attempts: 0,
+        own_calls: Vec::new(),
+    }
+}
+
+/// `r` with a call of `operation` of unknown outcome sent `age` ago.
+fn unknown(mut r: RefundRequest, operation: Operation, amount: i64, age: u64) -> RefundRequest {
+    r.unknown = Some((operation, Duration::from_secs(age)));
+    r.own_calls.push(OwnCall {
+        operation,
+        amount,
+        fate: CallFate::Unknown,
+        sent_at: chrono::Utc::now(),
+    });
+    r
+}
+
+fn bank(state: TxState, auth: i64) -> Result<Inquiry, CtbcError> {
+    Ok(Inquiry {
+        state,
+        xid: Some(Xid::parse("XPLAN1").unwrap()),
+        auth_code: None,
+        auth_amount: Some(Money::new(Currency::TWD, auth).unwrap()),
+        pan: None,
+        txn_date: None,
+        txn_time: None,
+        eci: None,
+        err_code: "00".into(),
+    })
+}
+
+fn refund_of(amount: i64) -> Action {
+    Action::Send {
+        method: "refund",
+        amount,
+        authorised: 1000,
+        calls: vec![PlannedCall {
+            operation: "refund",
+            amount,
+        }],
+    }
+}
+
+#[test]
+fn an_unknown_call_within_the_recheck_delay_is_skipped_and_after_it_sent() {
+    let r = unknown(req(1000, 1000), Operation::Refund, 1000, 60);
+    let (skip, action) = after_inquiry(r, &bank(TxState::Settled, 1000), &settings());
+    assert_eq!(
+        skip,
+        Some(Skip::RecheckDelay {
+            operation: "refund",
+            left_secs: 240
+        })
+    );
+    assert_eq!(action, refund_of(1000));
+
+    let r = unknown(req(1000, 1000), Operation::Refund, 1000, 301);
+    let (skip, action) = after_inquiry(r, &bank(TxState::Settled, 1000), &settings());
+    assert_eq!((skip, action), (None, refund_of(1000)));
+}
+
+#[test]
+fn an_unknown_call_the_bank_shows_done_is_recorded_without_a_call() {
+    let r = unknown(req(1000, 1000), Operation::Refund, 1000, 10);
+    let (skip, action) = after_inquiry(r, &bank(TxState::RefundSettling, 1000), &settings());
+    assert_eq!(skip, None);
+    assert_eq!(
+        action,
+        Action::RecordRefunded {
+            method: "refund",
+            amount: 1000
+        }
+    );
+}
+
+#[test]
+fn a_capture_reversal_the_bank_shows_done_is_completed_by_its_reversal_at_once() {
+    let r = unknown(req(1000, 1000), Operation::CaptureReversal, 0, 10);
+    let (skip, action) = after_inquiry(r, &bank(TxState::Authorised, 1000), &settings());
+    assert_eq!(skip, None);
+    assert_eq!(
+        action,
+        Action::Send {
+            method: "capture_reversal+reversal",
+            amount: 1000,
+            authorised: 1000,
+            calls: vec![PlannedCall {
+                operation: "reversal",
+                amount: 0
+            }],
+        }
+    );
+}
+
+#[test]
+fn no_verdict_retries_until_the_attempt_limit_then_a_person() {
+    let down: Result<Inquiry, CtbcError> = Err(CtbcError::Unavailable {
+        operation: Operation::Inquiry,
+        reason: "maintenance".into(),
+    });
+    let (_, action) = after_inquiry(req(1000, 1000), &down, &settings());
+    assert!(
+        matches!(
+            action,
+            Action::RetryLater {
+                attempt: 1,
+                max_attempts: 3,
+                ..
+            }
+        ),
+        "{action:?}"
+    );
+    let mut last = req(1000, 1000);
+    last.attempts = 2;
+    let (_, action) = after_inquiry(last, &down, &settings());
+    assert!(
+        matches!(&action, Action::NeedsPerson { reason } if reason.starts_with("gave up after 3 attempts")),
+        "{action:?}"
+    );
+    // Never while a call's outcome is unknown.
+    let mut doubt = unknown(req(1000, 1000), Operation::Refund, 1000, 900);
+    doubt.attempts = 2;
+    let (_, action) = after_inquiry(doubt, &down, &settings());
+    assert!(
+        matches!(action, Action::RetryLater { attempt: 3, .. }),
+        "{action:?}"
+    );
+}
+
+#[test]
+fn a_call_that_fails_its_local_checks_goes_to_a_person() {
+    let mut r = req(1000, 1000);
+    r.auth_code = None;
+    let (skip, action) = after_inquiry(r, &bank(TxState::Settled, 1000), &settings());
+    assert_eq!(skip, None);
+    assert!(
+        matches!(&action, Action::NeedsPerson { reason } if reason.contains("invalid refund request, nothing sent") && reason.contains("auth_code")),
+        "{action:?}"
+    );
+}

@@ -1,0 +1,228 @@
+// `refundd plan` as an operator reads it: one line per order saying what the
+// next pass would send and why (`A1: state 10 → capture reversal 1500, then
+// reversal`), the orders it would leave alone and why, the settlement watch,
+// and the totals; or the same plan as JSON for scripts. Rendering only: the
+// plan itself is `engine::plan`'s.
+
+use crate::engine::plan::{Action, PassPlan, PlannedCall, PlannedOrder, Skip, WatchOutcome};
+use chrono::{DateTime, Utc};
+use std::fmt::Write;
+
+/// The plan as JSON.
+pub fn to_json(plan: &PassPlan) -> String {
+    serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The plan for a person.
+pub fn render(plan: &PassPlan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan of a pass started at {} (inquiries only: nothing was sent that moves money, nothing was written)",
+        taipei(plan.at)
+    );
+    if let Some(w) = &plan.blackout {
+        let _ = writeln!(
+            out,
+            "inside the blackout window {w} (Asia/Taipei): a pass now reads the shop's requests and works no order"
+        );
+    }
+    let (worked, skipped): (Vec<&PlannedOrder>, Vec<&PlannedOrder>) =
+        plan.orders.iter().partition(|o| o.skipped.is_none());
+    let _ = writeln!(out, "\nworks now ({}):", worked.len());
+    if worked.is_empty() {
+        let _ = writeln!(out, "  nothing");
+    }
+    for o in worked {
+        let _ = writeln!(out, "  {}: {}", o.order_no, order_line(o));
+    }
+    let _ = writeln!(out, "\nskips ({}):", skipped.len());
+    if skipped.is_empty() {
+        let _ = writeln!(out, "  nothing");
+    }
+    for o in skipped {
+        let _ = writeln!(out, "  {}: {}", o.order_no, order_line(o));
+    }
+    if !plan.settlement_watch.is_empty() {
+        let _ = writeln!(out, "\nsettlement watch ({}):", plan.settlement_watch.len());
+        for w in &plan.settlement_watch {
+            let outcome = match &w.outcome {
+                WatchOutcome::Settled => "settled".to_string(),
+                WatchOutcome::StillSettling { unconfirmed: false } => {
+                    "still settling, watched again next pass".to_string()
+                }
+                WatchOutcome::StillSettling { unconfirmed: true } => {
+                    "still settling and the watch's days are over: left unconfirmed".to_string()
+                }
+                WatchOutcome::NeedsPerson { reason } => person(reason),
+            };
+            let line = match &w.skipped {
+                Some(skip) => format!("skipped: {} (then: {outcome})", skip_text(skip)),
+                None => outcome,
+            };
+            let _ = writeln!(out, "  {}: {}{line}", w.order_no, state_of(&w.bank_state));
+        }
+    }
+    if plan.write_backs_pending > 0 {
+        let _ = writeln!(
+            out,
+            "\nthe pass also tries again {} outcome(s) the shop's database refused before (see refundd status)",
+            plan.write_backs_pending
+        );
+    }
+    let _ = writeln!(out, "\n{}", totals_line(plan));
+    out
+}
+
+fn totals_line(plan: &PassPlan) -> String {
+    let t = &plan.totals;
+    let methods: Vec<String> = t
+        .by_method
+        .iter()
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect();
+    let sends = if t.send == 0 {
+        "sends for 0".to_string()
+    } else {
+        format!(
+            "sends for {} ({} call{} giving back {}: {})",
+            t.send,
+            t.calls,
+            if t.calls == 1 { "" } else { "s" },
+            t.to_give_back,
+            methods.join(", ")
+        )
+    };
+    let skips: Vec<String> = t
+        .skipped_by_reason
+        .iter()
+        .map(|(r, n)| format!("{} {n}", r.replace('_', " ")))
+        .collect();
+    let skips = if skips.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", skips.join(", "))
+    };
+    format!(
+        "totals: works {} order(s) ({} new request(s)): {sends}, records refunded {}, waits {}, retries later {}, needs a person {}; skips {}{skips}; watches {}; {} inquiries sent",
+        t.worked,
+        t.new_requests,
+        t.record_refunded,
+        t.wait,
+        t.retry_later,
+        t.needs_person,
+        t.skipped,
+        t.watched,
+        t.inquiries
+    )
+}
+
+/// `state 10 → capture reversal 1500, then reversal`, and the like.
+fn order_line(o: &PlannedOrder) -> String {
+    let new = if o.new_request { "new request, " } else { "" };
+    let asked = match (&o.bank_state, o.inquiry_error) {
+        (Some(_), _) => state_of(&o.bank_state),
+        (None, Some(kind)) => format!("inquiry {kind} → "),
+        (None, None) => String::new(),
+    };
+    let action = o.action.as_ref().map(action_text);
+    let what = match (&o.skipped, action) {
+        (None, Some(a)) => a,
+        (None, None) => "nothing".to_string(),
+        (Some(skip), Some(a)) => format!("skipped: {} (then: {a})", skip_text(skip)),
+        (Some(skip), None) => format!("skipped: {}", skip_text(skip)),
+    };
+    format!("{new}{asked}{what}")
+}
+
+fn state_of(state: &Option<String>) -> String {
+    state
+        .as_ref()
+        .map(|s| format!("state {s} → "))
+        .unwrap_or_default()
+}
+
+fn action_text(a: &Action) -> String {
+    match a {
+        Action::Send {
+            authorised, calls, ..
+        } => {
+            let after_capture_reversal = calls.len() > 1;
+            calls
+                .iter()
+                .map(|c| call_text(c, *authorised, after_capture_reversal))
+                .collect::<Vec<_>>()
+                .join(", then ")
+        }
+        Action::RecordRefunded { method, amount } => format!(
+            "records refunded ({method}, {amount}) without a call: the bank shows refundd's own earlier call took effect"
+        ),
+        Action::Wait { reason } => format!("waits for a later pass: {reason}"),
+        Action::RetryLater {
+            reason,
+            attempt,
+            max_attempts,
+        } => format!("tries again later (failed attempt {attempt} of {max_attempts}): {reason}"),
+        Action::NeedsPerson { reason } => person(reason),
+    }
+}
+
+/// `refund_failed` with its reason, said once.
+fn person(reason: &str) -> String {
+    let reason = reason.strip_prefix("needs a person: ").unwrap_or(reason);
+    format!("needs a person: {reason}")
+}
+
+fn call_text(c: &PlannedCall, authorised: i64, after_capture_reversal: bool) -> String {
+    match c.operation {
+        "capture_reversal" => format!("capture reversal {authorised}"),
+        "reversal" if c.amount == 0 && after_capture_reversal => "reversal".to_string(),
+        "reversal" if c.amount == 0 => format!("reversal {authorised}"),
+        "reversal" => format!(
+            "reversal {} (the authorisation lowered from {authorised} to {})",
+            authorised - c.amount,
+            c.amount
+        ),
+        op => format!("{} {}", op.replace('_', " "), c.amount),
+    }
+}
+
+fn skip_text(s: &Skip) -> String {
+    match s {
+        Skip::Blackout { window } => format!("blackout window {window} (Asia/Taipei)"),
+        Skip::RecheckDelay {
+            operation,
+            left_secs,
+        } => format!(
+            "the outcome of an earlier {} is unknown and the recheck delay has {left_secs} s to run; the pass after it inquires again",
+            operation.replace('_', " ")
+        ),
+        Skip::NotDue {
+            next_attempt_at,
+            last_error,
+        } => {
+            let at = next_attempt_at.map(taipei).unwrap_or_else(|| "?".into());
+            match last_error {
+                Some(e) => format!("not due until {at} (last: {e})"),
+                None => format!("not due until {at}"),
+            }
+        }
+        Skip::Held { until } => format!(
+            "another worker holds it until {}",
+            until.map(taipei).unwrap_or_else(|| "?".into())
+        ),
+        Skip::Withdrawn => {
+            "the shop no longer lists it and nothing was sent: the pass withdraws it".to_string()
+        }
+        Skip::RefundedAlready { refunded_amount } => format!(
+            "refunded already ({}); the shop asks again, and an order is refunded once",
+            refunded_amount.map_or("?".to_string(), |a| a.to_string())
+        ),
+    }
+}
+
+fn taipei(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono_tz::Asia::Taipei)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}

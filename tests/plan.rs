@@ -1,0 +1,533 @@
+// `refundd plan` as an operator and a script run it, against real PostgreSQL
+// and the bank simulator: the bank receives inquiries only, neither refundd's
+// records nor the shop's tables change, and what the plan says of each order
+// is what the next pass then does to it, skips included.
+
+mod common;
+
+use common::{refundd_bin, Rig};
+use refundd::ctbc::TxState;
+use refundd::ops::shop_examples::TUTORIAL;
+use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use serde_json::Value;
+use std::process::Command;
+
+/// The settings `refundd plan` needs to reach the rig's database and bank,
+/// the shop's statements included when the rig serves a shop's own tables.
+fn plan_cmd(rig: &Rig, json: bool) -> Command {
+    let mut cmd = refundd_bin();
+    cmd.arg("plan");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.env("REFUNDD__DATABASE__URL", &rig.url)
+        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
+        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
+        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
+        // The same limit as the pass the tests compare with (common::engine_settings).
+        .env("REFUNDD__WORKER__MAX_ATTEMPTS", "5")
+        .env("REFUNDD__HTTP__LISTEN", "off");
+    if let Some(shop) = rig.shop {
+        cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
+            .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
+            .env("REFUNDD__SHOP__ON_FAILED", shop.on_failed);
+    }
+    cmd
+}
+
+/// (exit code, stdout, stderr)
+async fn output(mut cmd: Command) -> (Option<i32>, String, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The plan as a script reads it; the command must succeed.
+async fn json_plan(cmd: Command) -> Value {
+    let (code, stdout, stderr) = output(cmd).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Every row of every table outside PostgreSQL's own schemas: refundd's
+/// records, its events and passes, and the shop's tables.
+async fn snapshot(rig: &Rig) -> Vec<(String, Value)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+          WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+            AND tablename <> '_sqlx_migrations'
+          ORDER BY 1",
+    )
+    .fetch_all(&rig.pool)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for t in tables {
+        let all: Value = sqlx::query_scalar(&format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]'::jsonb) FROM {t} t"
+        ))
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+        rows.push((t, all));
+    }
+    rows
+}
+
+/// Asserts the bank has seen inquiries and nothing else.
+async fn bank_saw_inquiries_only(rig: &Rig) -> usize {
+    let calls = rig.admin.calls().await.unwrap();
+    let others: Vec<_> = calls.iter().filter(|c| c.operation != "inquiry").collect();
+    assert!(
+        others.is_empty(),
+        "the plan sent more than inquiries: {others:?}"
+    );
+    let ledger = rig.admin.ledger().await.unwrap();
+    assert_eq!(ledger.returned_total, 0, "money moved");
+    let used: Vec<&String> = ledger
+        .by_operation
+        .iter()
+        .filter(|(_, t)| t.calls > 0)
+        .map(|(op, _)| op)
+        .collect();
+    assert_eq!(used, ["inquiry"]);
+    calls.len()
+}
+
+fn order<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
+    plan["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["order_no"] == order_no)
+        .unwrap_or_else(|| panic!("{order_no} is not in the plan: {plan:#}"))
+}
+
+/// A request the shop made that refundd has not read yet.
+async fn new_request(rig: &Rig, order_no: &str, amount: i64, part: Option<i64>) {
+    rig.admin
+        .load(&[SimTx::new(
+            order_no,
+            format!("X{order_no}"),
+            "A1B2C3",
+            amount,
+            TxState::Authorised,
+        )])
+        .await
+        .unwrap();
+    if let Some(shop) = rig.shop {
+        use refundd::store::shop_examples::{Refund, SeedOrder};
+        let seed = SeedOrder {
+            order_no: order_no.into(),
+            xid: format!("X{order_no}"),
+            auth_code: "A1B2C3".into(),
+            amount,
+            refund: part.map_or(Refund::Whole, Refund::Part),
+        };
+        shop.seed_orders(&rig.pool, &[seed]).await.unwrap();
+    } else {
+        sqlx::query(
+            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount)
+             VALUES ($1, 'X' || $1, 'A1B2C3', $2, 'refund_requested', $3)",
+        )
+        .bind(order_no)
+        .bind(amount)
+        .bind(part)
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// The pass did to the order what the plan said it would: the same outcome
+/// and, at the bank, exactly the planned money-moving calls.
+async fn pass_did_what_was_planned(rig: &Rig, planned: &Value) {
+    let no = planned["order_no"].as_str().unwrap();
+    let action = &planned["action"];
+    let (status, method, amount, error) = rig.order(no).await;
+    let kind = action["kind"].as_str().unwrap();
+    match kind {
+        "send" | "record_refunded" => assert_eq!(
+            (status.as_str(), method.as_deref(), amount, error.as_deref()),
+            (
+                "refunded",
+                action["method"].as_str(),
+                action["amount"].as_i64(),
+                None
+            ),
+            "{no}: {planned}"
+        ),
+        "wait" | "retry_later" => {
+            assert_eq!(status, "refund_requested", "{no}: {planned}");
+        }
+        "needs_person" => assert_eq!(
+            (status.as_str(), error.as_deref()),
+            ("refund_failed", action["reason"].as_str()),
+            "{no}: {planned}"
+        ),
+        other => panic!("{no}: unexpected action {other}"),
+    }
+    let sent: Vec<(String, Option<i64>)> = rig
+        .admin
+        .calls_of(no)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.operation != "inquiry")
+        .map(|c| (c.operation, c.amount))
+        .collect();
+    let planned_calls: Vec<(String, Option<i64>)> = match kind {
+        "send" => action["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["operation"].as_str().unwrap().to_string(),
+                    c["amount"].as_i64(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    assert_eq!(sent, planned_calls, "{no}: the pass's calls");
+}
+
+/// Each test below runs on the built-in orders table and on the tutorial
+/// shop's own tables described through `shop.*`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn built_in_orders_table() {
+                super::$name(Rig::new().await).await
+            }
+
+            #[tokio::test]
+            async fn tutorial_shop() {
+                super::$name(Rig::in_shop(&TUTORIAL).await).await
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries,
+    orders_in_backoff_or_within_the_recheck_delay_are_skipped,
+    inside_a_blackout_window_every_order_is_skipped,
+);
+
+async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(rig: Rig) {
+    let cases: &[(&str, TxState, Option<i64>)] = &[
+        ("S1", TxState::Authorised, None),
+        ("S1P", TxState::Authorised, Some(300)),
+        ("S10", TxState::CapturedNotSettled, None),
+        ("S10P", TxState::CapturedNotSettled, Some(400)),
+        ("S11", TxState::CaptureBatchRunning, None),
+        ("S12", TxState::Settled, None),
+        ("S12P", TxState::Settled, Some(250)),
+        ("S0", TxState::AuthCancelled, None),
+        ("S20", TxState::RefundSettling, None),
+        ("S21", TxState::RefundBatchRunning, None),
+        ("S22", TxState::RefundSettled, None),
+        ("SF1", TxState::AuthFailed, None),
+        ("S13", TxState::CaptureFailed, None),
+        ("S23", TxState::RefundFailed, None),
+    ];
+    for (no, state, part) in cases {
+        rig.seed(no, 1000, state.clone(), *part).await;
+    }
+    rig.insert_order("NOTATBANK", 1000, None).await;
+    new_request(&rig, "NEW1", 800, Some(500)).await;
+    if rig.shop.is_none() {
+        sqlx::query(
+            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+             VALUES ('BAD-NO', 'XBAD', 'A1B2C3', 1000, 'refund_requested')",
+        )
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    }
+    let before = snapshot(&rig).await;
+
+    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
+    println!("{text}");
+    let plan = json_plan(plan_cmd(&rig, true)).await;
+
+    // Inquiries only, and nothing written anywhere.
+    let calls = bank_saw_inquiries_only(&rig).await;
+    let asked = plan["totals"]["inquiries"].as_u64().unwrap() as usize;
+    assert_eq!(calls, 2 * asked, "one inquiry per order asked, per run");
+    assert_eq!(
+        snapshot(&rig).await,
+        before,
+        "the plan changed the database"
+    );
+
+    for line in [
+        "S1: state 1 → reversal 1000",
+        "S1P: state 1 → reversal 300 (the authorisation lowered from 1000 to 700)",
+        "S10: state 10 → capture reversal 1000, then reversal",
+        "S10P: state 10 → waits for a later pass: a partial refund waits until the capture settles",
+        "S11: state 11 → waits for a later pass: the bank's batch is running",
+        "S12: state 12 → refund 1000",
+        "S12P: state 12 → refund 250",
+        "S0: state 0 → needs a person: the bank shows the authorisation cancelled",
+        "NOTATBANK: inquiry unknown_order → needs a person: the bank does not know this order",
+        "NEW1: new request, state 1 → reversal 500 (the authorisation lowered from 800 to 300)",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("sends for 6 (7 calls giving back 4050"),
+        "{text}"
+    );
+    assert_eq!(order(&plan, "NEW1")["new_request"], true);
+    assert_eq!(order(&plan, "S12")["new_request"], false);
+    if rig.shop.is_none() {
+        let bad = order(&plan, "BAD-NO");
+        assert_eq!(bad["inquired"], false, "an invalid row is not asked about");
+        assert!(
+            text.contains("BAD-NO: new request, needs a person: invalid row"),
+            "{text}"
+        );
+    }
+    assert_eq!(plan["totals"]["skipped"], 0, "{plan:#}");
+
+    // The next pass does what the plan said, order by order.
+    rig.pass().await;
+    for planned in plan["orders"].as_array().unwrap() {
+        pass_did_what_was_planned(&rig, planned).await;
+    }
+    assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
+}
+
+async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
+    // A worker sent a refund and died before its outcome was known.
+    rig.seed("RECHECK", 1000, TxState::Settled, None).await;
+    rig.intent_of_a_dead_worker("refund", 1000, (1000, 1000))
+        .await;
+    sqlx::query(
+        "UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'
+          WHERE order_no = 'RECHECK'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    // A failed attempt waiting out its backoff.
+    rig.seed("BACKOFF", 1000, TxState::Settled, None).await;
+    sqlx::query(
+        "UPDATE refundd.refunds
+            SET attempts = 1, next_attempt_at = now() + interval '1 hour',
+                last_error = 'inquiry: bank unavailable: maintenance'
+          WHERE order_no = 'BACKOFF'",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    rig.seed("DUE", 1000, TxState::Authorised, None).await;
+    let before = snapshot(&rig).await;
+
+    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
+    println!("{text}");
+    let plan = json_plan(plan_cmd(&rig, true)).await;
+    bank_saw_inquiries_only(&rig).await;
+    assert_eq!(
+        snapshot(&rig).await,
+        before,
+        "the plan changed the database"
+    );
+
+    let backoff = order(&plan, "BACKOFF");
+    assert_eq!(backoff["skipped"]["reason"], "not_due", "{backoff}");
+    assert_eq!(
+        backoff["skipped"]["last_error"],
+        "inquiry: bank unavailable: maintenance"
+    );
+    assert_eq!(backoff["inquired"], false, "{backoff}");
+    assert!(rig.admin.calls_of("BACKOFF").await.unwrap().is_empty());
+    let recheck = order(&plan, "RECHECK");
+    assert_eq!(recheck["skipped"]["reason"], "recheck_delay", "{recheck}");
+    assert_eq!(recheck["skipped"]["operation"], "refund");
+    assert!(recheck["skipped"]["left_secs"].as_u64().unwrap() <= 300);
+    assert_eq!(recheck["action"]["kind"], "send", "then a refund");
+    assert_eq!(order(&plan, "DUE")["action"]["kind"], "send");
+    assert_eq!(plan["totals"]["skipped"], 2);
+    assert!(text.contains("BACKOFF: skipped: not due until"), "{text}");
+    assert!(
+        text.contains("RECHECK: state 12 → skipped: the outcome of an earlier refund is unknown"),
+        "{text}"
+    );
+
+    // The next pass leaves both alone and works the due one.
+    rig.pass().await;
+    assert_eq!(rig.order("BACKOFF").await.0, "refund_requested");
+    assert!(rig.admin.calls_of("BACKOFF").await.unwrap().is_empty());
+    let (status, _, _, _) = rig.order("RECHECK").await;
+    assert_eq!(status, "refunding", "still waiting for its recheck");
+    assert_eq!(rig.accepted("RECHECK", "refund").await, 0);
+    pass_did_what_was_planned(&rig, order(&plan, "DUE")).await;
+}
+
+async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
+    rig.seed("BL1", 1000, TxState::Authorised, None).await;
+    rig.seed("BL10", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    rig.seed("BL12", 1000, TxState::Settled, None).await;
+    rig.seed("BL0", 1000, TxState::AuthCancelled, None).await;
+    let before = snapshot(&rig).await;
+    // A window around now; the default cron (every second hour) still fires outside it.
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Taipei);
+    let window = format!(
+        "{}-{}",
+        (now - chrono::Duration::minutes(5)).format("%H:%M"),
+        (now + chrono::Duration::minutes(30)).format("%H:%M")
+    );
+    let mut text_cmd = plan_cmd(&rig, false);
+    text_cmd.env("REFUNDD__SCHEDULE__BLACKOUT", &window);
+    let (code, text, stderr) = output(text_cmd).await;
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
+    println!("{text}");
+    let mut json_cmd = plan_cmd(&rig, true);
+    json_cmd.env("REFUNDD__SCHEDULE__BLACKOUT", &window);
+    let plan = json_plan(json_cmd).await;
+    bank_saw_inquiries_only(&rig).await;
+    assert_eq!(
+        snapshot(&rig).await,
+        before,
+        "the plan changed the database"
+    );
+
+    assert_eq!(plan["blackout"], window.as_str());
+    for (no, then) in [
+        ("BL1", "send"),
+        ("BL10", "send"),
+        ("BL12", "send"),
+        ("BL0", "needs_person"),
+    ] {
+        let o = order(&plan, no);
+        assert_eq!(o["skipped"]["reason"], "blackout", "{o}");
+        assert_eq!(o["skipped"]["window"], window.as_str(), "{o}");
+        assert_eq!(o["action"]["kind"], then, "{o}");
+    }
+    assert_eq!(plan["totals"]["worked"], 0);
+    assert_eq!(plan["totals"]["skipped_by_reason"]["blackout"], 4);
+    assert!(
+        text.contains(&format!(
+            "BL10: state 10 → skipped: blackout window {window} (Asia/Taipei) (then: capture reversal 1000, then reversal)"
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_withdrawn_request_and_a_refund_asked_again_are_listed_not_worked() {
+    let rig = Rig::new().await;
+    rig.seed("AGAIN", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    assert_eq!(rig.order("AGAIN").await.0, "refunded");
+    // The shop asks again for the refunded order and stops asking for the other.
+    rig.seed("GONE2", 1000, TxState::Settled, None).await;
+    sqlx::query("UPDATE orders SET status = 'refund_requested' WHERE order_no = 'AGAIN'")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_no = 'GONE2'")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    let calls_before = rig.admin.calls().await.unwrap().len();
+    let before = snapshot(&rig).await;
+    let plan = json_plan(plan_cmd(&rig, true)).await;
+    assert_eq!(
+        snapshot(&rig).await,
+        before,
+        "the plan changed the database"
+    );
+    assert_eq!(order(&plan, "GONE2")["skipped"]["reason"], "withdrawn");
+    assert_eq!(
+        order(&plan, "AGAIN")["skipped"]["reason"],
+        "refunded_already"
+    );
+    assert_eq!(
+        rig.admin.calls().await.unwrap().len(),
+        calls_before,
+        "neither is asked about"
+    );
+    rig.pass().await;
+    assert_eq!(rig.order("GONE2").await.0, "withdrawn");
+    assert_eq!(rig.order("AGAIN").await.0, "refunded");
+    assert_eq!(rig.accepted("AGAIN", "reversal").await, 1, "refunded once");
+}
+
+#[tokio::test]
+async fn exit_codes_say_whether_a_plan_was_made() {
+    // No bank settings: 2, naming them.
+    let out = refundd_bin()
+        .arg("plan")
+        .env(
+            "REFUNDD__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ctbc.base_url"));
+
+    let rig = Rig::new().await;
+    rig.seed("E1", 1000, TxState::Settled, None).await;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+
+    // The database out of reach: 1.
+    let mut cmd = plan_cmd(&rig, true);
+    cmd.env(
+        "REFUNDD__DATABASE__URL",
+        format!("postgres://postgres@127.0.0.1:{}/none", free_port()),
+    );
+    let (code, _, stderr) = output(cmd).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("database"), "{stderr}");
+
+    // The bank out of reach: 1, naming the setting to check.
+    let mut cmd = plan_cmd(&rig, true);
+    cmd.env(
+        "REFUNDD__CTBC__BASE_URL",
+        format!("http://127.0.0.1:{}/MicroPos", free_port()),
+    );
+    let (code, stdout, stderr) = output(cmd).await;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("ctbc.base_url"), "{stderr}");
+    assert!(stdout.is_empty(), "no plan is printed: {stdout}");
+
+    // A database refundd was never migrated into: 2, naming the fix.
+    let (_, empty_url) = common::empty_db().await;
+    let mut cmd = plan_cmd(&rig, true);
+    cmd.env("REFUNDD__DATABASE__URL", &empty_url);
+    let (code, _, stderr) = output(cmd).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("refundd migrate"), "{stderr}");
+
+    // Nothing to do is a plan too: 0.
+    let idle = Rig::new().await;
+    let (code, stdout, stderr) = output(plan_cmd(&idle, false)).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("works now (0)"), "{stdout}");
+}
