@@ -111,11 +111,11 @@ impl Store {
         )
     }
 
-    /// Reads every request of the shop's in chunks of `chunk` rows and records
-    /// it; then withdraws what the shop no longer lists and nothing was sent for.
-    /// The shop's query runs in one snapshot, and a reading counts against an
-    /// order's outcome only if that snapshot saw the outcome's transaction.
-    pub async fn intake(&self, chunk: usize) -> Result<IntakeReport, StoreError> {
+    /// A read-only transaction in one snapshot, and that snapshot, so a
+    /// reading of the shop's requests can be compared with what refundd did.
+    pub(super) async fn read_in_one_snapshot(
+        &self,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, String), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
@@ -123,6 +123,15 @@ impl Store {
         let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
             .fetch_one(&mut *tx)
             .await?;
+        Ok((tx, snapshot))
+    }
+
+    /// Reads every request of the shop's in chunks of `chunk` rows and records
+    /// it; then withdraws what the shop no longer lists and nothing was sent for.
+    /// The shop's query runs in one snapshot, and a reading counts against an
+    /// order's outcome only if that snapshot saw the outcome's transaction.
+    pub async fn intake(&self, chunk: usize) -> Result<IntakeReport, StoreError> {
+        let (mut tx, snapshot) = self.read_in_one_snapshot().await?;
         let sql = self.requests_sql(false);
         let mut report = IntakeReport::default();
         {
@@ -197,13 +206,7 @@ impl Store {
         lease: &Lease,
         order_no: &str,
     ) -> Result<RequestNow, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (mut tx, snapshot) = self.read_in_one_snapshot().await?;
         let now: Option<ShopRequest> = sqlx::query_as(&self.requests_sql(true))
             .bind(order_no)
             .fetch_optional(&mut *tx)
