@@ -1,7 +1,8 @@
 // Webhook delivery against a real HTTP receiver on loopback: events arrive
 // signed and verifiable; a receiver that is down gets them later, each at
 // least once, none lost, and dead after the schedule until put back; events of
-// one order go out in order; two daemons sharing the outbox never send one
+// one order go out in order; a receiver that does not answer never holds up
+// the passes; two daemons sharing the outbox never send one
 // event twice at once; the chat format.
 
 mod common;
@@ -15,6 +16,7 @@ use refundd::notify::{signature, Webhook, WebhookFormat};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const SECRET: &str = "a-receivers-shared-secret";
 
@@ -240,4 +242,101 @@ async fn the_chat_format_is_a_text_message() {
         text.contains("refund.succeeded") && text.contains("CHAT") && text.contains("200"),
         "{text}"
     );
+}
+
+/// A receiver that holds every request until released, counting them.
+#[derive(Default)]
+struct Holder {
+    held: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Notify,
+    released: AtomicBool,
+}
+
+async fn hold(State(h): State<Arc<Holder>>) -> StatusCode {
+    h.held.fetch_add(1, Ordering::SeqCst);
+    if !h.released.load(Ordering::SeqCst) {
+        h.release.notified().await;
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
+    let rig = Rig::new().await;
+    let orders: Vec<(String, i64)> = (0..20).map(|i| (format!("H{i}"), 1000)).collect();
+    let txs: Vec<refundd::sim::SimTx> = orders
+        .iter()
+        .map(|(no, a)| {
+            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
+        })
+        .collect();
+    rig.admin.load(&txs).await.unwrap();
+    // Half the orders now; the other half once the receiver is stuck.
+    rig.insert_orders(&orders[..10]).await;
+    let holder = Arc::new(Holder::default());
+    let app = axum::Router::new()
+        .route("/hook", post(hold))
+        .with_state(holder.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut cmd = common::refundd_bin();
+    cmd.arg("run")
+        .env("REFUNDD__DATABASE__URL", &rig.url)
+        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
+        .env("REFUNDD__CTBC__MER_ID", refundd::sim::REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", refundd::sim::REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", refundd::sim::REFERENCE_IV)
+        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
+        .env("REFUNDD__HTTP__LISTEN", "off")
+        .env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
+        .env(
+            "REFUNDD__NOTIFY__WEBHOOK_URL",
+            format!("http://{addr}/hook"),
+        )
+        .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let refunded = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM refundd.refunds WHERE status = 'refunded'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // The first refunds are made and their delivery is stuck at the receiver.
+    while holder.held.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While it is stuck, the passes go on with the rest.
+    rig.insert_orders(&orders[10..]).await;
+    while refunded(rig.pool.clone()).await < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the passes waited for the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        holder.held.load(Ordering::SeqCst),
+        1,
+        "one delivery at a time, still unanswered"
+    );
+    holder.released.store(true, Ordering::SeqCst);
+    holder.release.notify_waiters();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
