@@ -1,7 +1,9 @@
 // Chaos: orders across every state, a bank that fails one call in five in
 // every way it can and runs its batch part of the time, and two real refundd
 // processes SIGKILLed at random and restarted. Afterwards no refund was made
-// twice, none was lost, and the database agrees with the bank to the unit.
+// twice, none was lost, and the database agrees with the bank to the unit. A
+// webhook receiver that fails one delivery in five, and is down for a while,
+// still gets every event of every order at least once.
 // A small run is part of the normal suite; the full one is behind #[ignore].
 
 mod common;
@@ -20,9 +22,46 @@ use std::time::{Duration, Instant};
 /// Each fault kind fires with this probability, in turn: about 20% of calls in all.
 const P_EACH_FAULT: f64 = 0.0365;
 
-fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path, shop: Shop) -> Child {
+const WEBHOOK_SECRET: &str = "the-chaos-receivers-secret";
+
+/// A receiver that refuses one delivery in five and remembers the ids it took.
+#[derive(Default)]
+struct FlakyReceiver {
+    taken: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+async fn flaky_take(
+    axum::extract::State(r): axum::extract::State<std::sync::Arc<FlakyReceiver>>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    if rand::random::<f64>() < 0.2 {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(id) = json["id"].as_str() {
+        r.taken.lock().unwrap().insert(id.to_string());
+    }
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// Serves the receiver on `listener` until the task is aborted (killed).
+fn serve_receiver(
+    listener: tokio::net::TcpListener,
+    r: std::sync::Arc<FlakyReceiver>,
+) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(flaky_take))
+        .with_state(r);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path, shop: Shop, hook: &str) -> Child {
     let log = std::fs::File::create(log).unwrap();
     let mut cmd: Command = refundd_bin();
+    cmd.env("REFUNDD__NOTIFY__WEBHOOK_URL", hook)
+        .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", WEBHOOK_SECRET);
     if let Some(shop) = shop {
         cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
             .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
@@ -194,11 +233,16 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
 
     let logs = tempfile::tempdir().unwrap();
     let bank_url = sim.base_url();
+    let receiver = std::sync::Arc::new(FlakyReceiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    let hook = format!("http://{hook_addr}/hook");
+    let mut receiver_task = Some(serve_receiver(listener, receiver.clone()));
     let mut daemons = Daemons(
         (0..2)
             .map(|n| {
                 let log = logs.path().join(format!("d{n}-0.log"));
-                daemon(&db_url, &bank_url, &log, shop)
+                daemon(&db_url, &bank_url, &log, shop, &hook)
             })
             .collect(),
     );
@@ -216,7 +260,19 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
             &bank_url,
             &logs.path().join(format!("d{victim}-{kills}.log")),
             shop,
+            &hook,
         );
+        // The receiver is killed once, and comes back a few kills later.
+        if kills == 2 {
+            if let Some(t) = receiver_task.take() {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+        if kills == 5 && receiver_task.is_none() {
+            let listener = tokio::net::TcpListener::bind(hook_addr).await.unwrap();
+            receiver_task = Some(serve_receiver(listener, receiver.clone()));
+        }
         assert!(Instant::now() < deadline, "chaos phase overran");
     }
     // The bank calms down; the daemons finish the backlog, unknown outcomes included.
@@ -266,6 +322,62 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         assert_eq!(d.wait().unwrap().code(), Some(0));
     }
     assert!(kills >= min_kills);
+
+    // Every event of every order reaches the receiver at least once: what the
+    // daemons did not deliver waits for its retry, which falls due now.
+    if receiver_task.is_none() {
+        let listener = tokio::net::TcpListener::bind(hook_addr).await.unwrap();
+        receiver_task = Some(serve_receiver(listener, receiver.clone()));
+    }
+    let store = match shop {
+        None => refundd::store::Store::builtin(pool.clone()),
+        Some(s) => refundd::store::Store::new(
+            pool.clone(),
+            refundd::store::Schema::default(),
+            refundd::store::ShopStatements::of_shop(
+                s.requests.into(),
+                s.on_refunded.into(),
+                Some(s.on_failed.into()),
+            ),
+        ),
+    };
+    let webhook = refundd::notify::Webhook::new(
+        url::Url::parse(&hook).unwrap(),
+        WEBHOOK_SECRET.to_string().into(),
+        refundd::notify::WebhookFormat::Json,
+    )
+    .unwrap();
+    loop {
+        sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now() WHERE delivered_at IS NULL")
+            .execute(&pool)
+            .await
+            .unwrap();
+        webhook.deliver_due(&store).await.unwrap();
+        let state = store.delivery_state().await.unwrap();
+        assert_eq!(state.dead, 0, "an event died");
+        if state.undelivered == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events left undelivered: {state:?}"
+        );
+    }
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM refundd.outbox")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        ids.len() >= orders / 2,
+        "events were written: {}",
+        ids.len()
+    );
+    let taken = receiver.taken.lock().unwrap().clone();
+    assert!(
+        ids.iter().all(|id| taken.contains(id)),
+        "an event never arrived"
+    );
+    drop(receiver_task);
 
     // Zero duplicates at the bank.
     let ledger = admin.ledger().await.unwrap();
