@@ -340,3 +340,58 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back() {
+    let rig = Rig::new().await;
+    let (r, url) = receiver().await;
+    let mut cmd = common::refundd_bin();
+    cmd.args(["notify", "test"])
+        .env("REFUNDD__NOTIFY__WEBHOOK_URL", url.as_str())
+        .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET);
+    // The receiver runs on this test's runtime: wait for the command elsewhere.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("took the test event"));
+    let taken = r.taken.lock().unwrap().clone();
+    assert_eq!(
+        taken.len(),
+        1,
+        "signed, or the receiver would have refused it"
+    );
+    assert_eq!(taken[0].1["type"], "refund.test");
+    // Without a webhook it says what to set.
+    let out = common::refundd_bin()
+        .args(["notify", "test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notify.webhook_url"));
+    // Dead events back in line.
+    rig.seed("DEAD", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    sqlx::query("UPDATE refundd.outbox SET dead_at = now()")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    let out = common::refundd_bin()
+        .args(["notify", "redeliver", "--dead"])
+        .env("REFUNDD__DATABASE__URL", &rig.url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rig.store.delivery_state().await.unwrap().dead, 0);
+}
