@@ -768,6 +768,36 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
         stdout.contains("shop.orders, as refundd wrote it back: 已退款 38, 退款失敗 12"),
         "{stdout}"
     );
+    // A few of the shop's rows: what on_refunded and on_failed wrote into them.
+    let shop_row = |oid: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(oid) && l.starts_with("  "))
+            .unwrap_or_else(|| panic!("no shop row {oid}:\n{stdout}"))
+            .to_string()
+    };
+    let row = shop_row("D01_AUTH");
+    assert!(row.contains("已退款") && row.contains(" reversal"), "{row}");
+    let row = shop_row("D11_CAPT");
+    assert!(
+        row.contains("已退款") && row.contains("capture_reversal+reversal"),
+        "{row}"
+    );
+    let row = shop_row("D32_SETTLED_PART");
+    assert!(
+        row.contains("已退款") && row.contains("1748 refund"),
+        "{row}"
+    );
+    let row = shop_row("D50_NO_XID");
+    assert!(
+        row.contains("退款失敗") && row.contains("invalid row: xid is missing"),
+        "{row}"
+    );
+    let row = shop_row("D38_CANCELLED");
+    assert!(
+        row.contains("退款失敗") && row.contains("needs a person"),
+        "{row}"
+    );
     assert!(
         stdout.contains("duplicates (money asked back twice): 0"),
         "{stdout}"

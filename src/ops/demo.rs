@@ -1,9 +1,12 @@
 // `refundd demo`: the whole job on throwaway parts, for a first look on a fresh
 // machine with no settings. It starts a throwaway PostgreSQL and the bank
-// simulator on loopback, seeds about fifty orders across every bank state,
-// runs a pass, lets the bank run its batch, runs a second pass, prints each
-// order's journey and the bank's totals against the database's, and removes
-// everything it started, also on Ctrl-C.
+// simulator on loopback, creates a shop of the tutorial's shape with its own
+// tables, connects refundd to them through `shop.*` and prints those settings,
+// seeds about fifty orders across every bank state as the shop's code writes
+// them, runs a pass, lets the bank run its batch, runs a second pass, prints
+// each order's journey, the shop's rows as refundd wrote them back and the
+// bank's totals against refundd's records, and removes everything it started,
+// also on Ctrl-C.
 
 use crate::cli::CliError;
 use crate::ctbc::client::{Client, ClientConfig};
@@ -19,12 +22,9 @@ use crate::sim::{
     FaultPlan, FaultRule, LedgerReport, SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV,
     REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
-use crate::store::shop_examples::{Refund, SeedOrder};
+use crate::store::shop_examples::{self as shop_sql, Refund, SeedOrder, TutorialOrder};
 use crate::store::story::{OrderOutcomeRow, StoryEvent};
 use crate::store::{self, Schema, ShopStatements, Store};
-
-/// The settings the demo connects refundd to the tutorial shop with.
-const SHOP_SETTINGS: &str = include_str!("../../config/shop-tutorial.toml");
 use crate::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -33,6 +33,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The settings that connect refundd to the tutorial shop, as an operator
+/// writes them; a test of `ops::shop_examples` keeps them equal to the
+/// statements the demo runs.
+const SHOP_SETTINGS: &str = include_str!("../../config/shop-tutorial.toml");
+
+/// The kinds of order whose shop row the demo shows after its passes: one
+/// of each way an order ends, in the shop's own statuses.
+const SHOWN_IN_SHOP: [&str; 7] = [
+    "AUTH",
+    "CAPT",
+    "SETTLED_PART",
+    "MAINT_SETTLED",
+    "CANCELLED",
+    "OTHER_XID",
+    "NO_XID",
+];
 
 /// What the bank knows about a seeded order.
 #[derive(Debug, Clone)]
@@ -264,14 +281,9 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         .map(|o| (o.order_no.clone(), o))
         .collect();
     print!("{}", journey_table(&seeds, &orders, &p1, &p2));
-    let shop = crate::store::shop_examples::tutorial_statuses(pool.pool()).await?;
-    println!(
-        "\nthe shop's own table shop.orders, as refundd wrote it back: {}",
-        shop.iter()
-            .map(|(status, n)| format!("{status} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let statuses = shop_sql::tutorial_statuses(pool.pool()).await?;
+    let shown = shop_sql::tutorial_orders(pool.pool(), &shown_in_shop(&seeds, &orders)).await?;
+    print!("{}", shop_table(&statuses, &shown));
 
     let ledger = admin
         .ledger()
@@ -538,6 +550,71 @@ fn journey_table(
     out
 }
 
+/// One order of each kind in `SHOWN_IN_SHOP`, then any the shop still asks
+/// back (none, when both passes went as planned).
+fn shown_in_shop(seeds: &[Seed], orders: &BTreeMap<String, OrderOutcomeRow>) -> Vec<String> {
+    let mut shown: Vec<String> = SHOWN_IN_SHOP
+        .iter()
+        .filter_map(|kind| {
+            let suffix = format!("_{kind}");
+            seeds.iter().find(|s| s.order_no.ends_with(&suffix))
+        })
+        .map(|s| s.order_no.clone())
+        .collect();
+    shown.extend(
+        orders
+            .values()
+            .filter(|o| o.status == "refund_requested")
+            .map(|o| o.order_no.clone())
+            .filter(|no| !shown.contains(no))
+            .take(3)
+            .collect::<Vec<_>>(),
+    );
+    shown
+}
+
+/// Pads to `cols` terminal columns, counting a CJK character as two.
+fn pad_wide(s: &str, cols: usize) -> String {
+    let width: usize = s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum();
+    format!("{s}{}", " ".repeat(cols.saturating_sub(width)))
+}
+
+/// The shop's own statuses after the passes, and a few of its rows.
+fn shop_table(statuses: &[(String, i64)], rows: &[TutorialOrder]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nthe shop's own table shop.orders, as refundd wrote it back: {}",
+        statuses
+            .iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  {:<18} {} {:>6} {:>12} {:<25} note",
+        "oid",
+        pad_wide("status", 9),
+        "total",
+        "refund_total",
+        "refund_method"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<18} {} {:>6} {:>12} {:<25} {}",
+            r.oid,
+            pad_wide(&r.status, 9),
+            r.total,
+            r.refund_total.map(|a| a.to_string()).unwrap_or_default(),
+            r.refund_method.as_deref().unwrap_or_default(),
+            truncate(r.note.as_deref().unwrap_or_default(), 60)
+        );
+    }
+    out
+}
+
 /// The bank's ledger against the database; the second value says whether the
 /// money returned agrees.
 fn totals(ledger: &LedgerReport, db_total: i64) -> (String, bool) {
@@ -634,5 +711,19 @@ mod tests {
         assert!(seeds.iter().any(|s| s.no_xid));
         assert!(seeds.iter().all(|s| s.order_no.len() <= 19));
         assert!(seeds.iter().all(|s| s.amount > 0));
+    }
+
+    #[test]
+    fn every_kind_shown_in_the_shop_is_seeded() {
+        let seeds = seeds();
+        let shown = shown_in_shop(&seeds, &BTreeMap::new());
+        assert_eq!(shown.len(), SHOWN_IN_SHOP.len(), "{shown:?}");
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        assert_eq!(pad_wide("已退款", 9), "已退款   ");
+        assert_eq!(pad_wide("status", 9), "status   ");
+        assert_eq!(pad_wide("申請退款申請退款", 9), "申請退款申請退款");
     }
 }

@@ -261,3 +261,31 @@ pub async fn tutorial_statuses(pool: &PgPool) -> Result<Vec<(String, i64)>, Stor
             .await?,
     )
 }
+
+/// One row of the tutorial shop's `shop.orders`, as the shop's staff see it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TutorialOrder {
+    pub oid: String,
+    pub status: String,
+    pub total: i32,
+    pub refund_total: Option<i32>,
+    pub refund_method: Option<String>,
+    pub note: Option<String>,
+}
+
+/// These orders of the tutorial shop, in the order given; unknown ones are
+/// left out.
+pub async fn tutorial_orders(
+    pool: &PgPool,
+    oids: &[String],
+) -> Result<Vec<TutorialOrder>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT o.oid, o.status, o.total, o.refund_total, o.refund_method, o.note
+           FROM unnest($1::text[]) WITH ORDINALITY AS wanted (oid, n)
+           JOIN shop.orders o ON o.oid = wanted.oid
+          ORDER BY wanted.n",
+    )
+    .bind(oids)
+    .fetch_all(pool)
+    .await?)
+}
