@@ -8,7 +8,11 @@
 //   cargo build --release
 //   cargo run --release --example load -- --orders 10000 --latency-ms 0 --concurrency 32 --repeat 3
 //
-// Every repetition gets a fresh database and a reset simulator.
+// Every repetition gets a fresh database, migrated by the measured binary's
+// own `refundd migrate` (so an earlier build, with its own schema, can be
+// measured the same way), and a reset simulator. `--shop tutorial` puts the
+// backlog in the tutorial shop's own tables instead of the built-in `orders`
+// and hands refundd that shop's statements (`shop.*`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use refundd::ctbc::TxState;
+use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{
     FaultPlan, FaultRule, SimAdmin, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
+use refundd::store::shop_examples::{Refund, SeedOrder};
 use refundd::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 
@@ -55,6 +61,50 @@ struct Args {
     /// RUST_LOG for the measured refundd (default: its own, info).
     #[arg(long)]
     rust_log: Option<String>,
+    /// Where the backlog lives: `builtin` (the built-in `orders` table) or
+    /// `tutorial` (the tutorial shop's own tables, read and written through
+    /// its `shop.*` statements).
+    #[arg(long, value_enum, default_value_t = Shop::Builtin)]
+    shop: Shop,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Shop {
+    Builtin,
+    Tutorial,
+}
+
+impl Shop {
+    /// The settings that point refundd at the shop's tables (none: built-in).
+    fn env(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Shop::Builtin => Vec::new(),
+            Shop::Tutorial => vec![
+                ("REFUNDD__SHOP__REQUESTS", TUTORIAL.requests),
+                ("REFUNDD__SHOP__ON_REFUNDED", TUTORIAL.on_refunded),
+                ("REFUNDD__SHOP__ON_FAILED", TUTORIAL.on_failed),
+            ],
+        }
+    }
+
+    /// Counts the orders still asked back, refunded and failed, in the
+    /// shop's own statuses.
+    fn counts_sql(self) -> &'static str {
+        match self {
+            Shop::Builtin => {
+                "SELECT count(*) FILTER (WHERE status IN ('refund_requested', 'refunding')),
+                        count(*) FILTER (WHERE status = 'refunded'),
+                        count(*) FILTER (WHERE status = 'refund_failed')
+                   FROM orders"
+            }
+            Shop::Tutorial => {
+                "SELECT count(*) FILTER (WHERE status = '申請退款'),
+                        count(*) FILTER (WHERE status = '已退款'),
+                        count(*) FILTER (WHERE status = '退款失敗')
+                   FROM shop.orders"
+            }
+        }
+    }
 }
 
 /// The bank states of the backlog, per 100 orders: mostly 10 (fresh), 12
@@ -107,8 +157,8 @@ struct Run {
     refunded: i64,
     failed: i64,
     duplicates: u64,
-    /// Transactions committed in the database during the run (each of
-    /// refundd's statements is its own transaction).
+    /// Transactions committed in the database during the run (a statement
+    /// outside a transaction counts as one).
     transactions: i64,
 }
 
@@ -364,7 +414,7 @@ async fn start_sim(refundd: &PathBuf, plan: &FaultPlan) -> Sim {
 }
 
 /// Seeds the same backlog into the simulator and a fresh database.
-async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize) {
+async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize, shop: Shop) {
     const CHUNK: usize = 10_000;
     for start in (0..n).step_by(CHUNK) {
         let end = (start + CHUNK).min(n);
@@ -375,6 +425,22 @@ async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize) {
             })
             .collect();
         admin.load(&txs).await.expect("load the simulator");
+        if shop == Shop::Tutorial {
+            let orders: Vec<SeedOrder> = (start..end)
+                .map(|i| SeedOrder {
+                    order_no: order_no(i),
+                    xid: format!("X{i:09}"),
+                    auth_code: "A1B2C3".to_string(),
+                    amount: AMOUNT,
+                    refund: mix_of(i).1.map_or(Refund::Whole, Refund::Part),
+                })
+                .collect();
+            TUTORIAL
+                .seed_orders(pool, &orders)
+                .await
+                .expect("seed the shop's orders");
+            continue;
+        }
         let nos: Vec<String> = (start..end).map(order_no).collect();
         let xids: Vec<String> = (start..end).map(|i| format!("X{i:09}")).collect();
         let parts: Vec<Option<i64>> = (start..end).map(|i| mix_of(i).1).collect();
@@ -391,7 +457,11 @@ async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize) {
         .await
         .expect("seed orders");
     }
-    sqlx::query("ANALYZE orders").execute(pool).await.ok();
+    let analyze = match shop {
+        Shop::Builtin => "ANALYZE orders",
+        Shop::Tutorial => "ANALYZE shop.orders, shop.payment_results",
+    };
+    sqlx::query(analyze).execute(pool).await.ok();
 }
 
 /// Transactions committed in this database so far, as PostgreSQL's statistics count them.
@@ -409,13 +479,21 @@ async fn commits(pool: &PgPool) -> i64 {
     .expect("read pg_stat_database")
 }
 
-async fn backlog(pool: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM orders WHERE status IN ('refund_requested', 'refunding')",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("count backlog")
+/// (still asked back, refunded, failed)
+async fn outcomes(pool: &PgPool, shop: Shop) -> (i64, i64, i64) {
+    sqlx::query_as(shop.counts_sql())
+        .fetch_one(pool)
+        .await
+        .expect("count outcomes")
+}
+
+/// Keeps this environment's refundd settings away from the measured binary.
+fn clear_settings(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REFUNDD__") || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
 }
 
 async fn one_run(
@@ -431,11 +509,31 @@ async fn one_run(
     admin.set_faults(plan).await.expect("set faults");
     let url = pg.fresh_database().await.expect("fresh database");
     let pool = refundd::store::connect(&url, 4).await.expect("connect");
-    refundd::store::Store::builtin(pool.clone())
-        .migrate()
-        .await
-        .expect("migrate");
-    seed(&pool, &admin, args.orders).await;
+    if args.shop == Shop::Tutorial {
+        TUTORIAL
+            .create(&pool)
+            .await
+            .expect("create the shop's tables");
+    }
+    // The measured binary's own `migrate`, so a build with another schema
+    // (an earlier refundd, measured in the same run) gets its own.
+    let mut migrate = Command::new(&args.refundd);
+    clear_settings(&mut migrate);
+    let migrated = migrate
+        .arg("migrate")
+        .env("REFUNDD__DATABASE__URL", &url)
+        .env("REFUNDD__LOG__FORMAT", "json")
+        .envs(args.shop.env())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run refundd migrate");
+    assert!(migrated.success(), "refundd migrate failed");
+    seed(&pool, &admin, args.orders, args.shop).await;
+    // A session reports its commits to PostgreSQL's statistics at most once a
+    // second, and at its end: end the seeding's sessions, so that none of
+    // their commits is counted as refundd's.
+    pool.close().await;
+    let pool = refundd::store::connect(&url, 4).await.expect("connect");
     // Write the seeding's dirty pages out before the clock starts.
     sqlx::query("CHECKPOINT").execute(&pool).await.ok();
 
@@ -448,18 +546,14 @@ async fn one_run(
     let mut max_rss_kib = 0;
     let mut rss_trace = Vec::new();
     let mut pre_exec_kib = 0;
-    while backlog(&pool).await > 0 {
+    while outcomes(&pool, args.shop).await.0 > 0 {
         passes += 1;
         assert!(passes <= 5, "the backlog does not drain");
         let log = dir.join(format!("once-{rep}-{passes}.log"));
         let result = dir.join(format!("usage-{rep}-{passes}.txt"));
         let mut cmd = Command::new(std::env::current_exe().expect("own path"));
         cmd.arg(MEASURE).arg(&result).arg(&args.refundd).arg("once");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("REFUNDD__") || k == "DATABASE_URL" || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
+        clear_settings(&mut cmd);
         cmd.env("REFUNDD__DATABASE__URL", &url)
             .env("REFUNDD__CTBC__BASE_URL", &sim.base_url)
             .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
@@ -470,6 +564,7 @@ async fn one_run(
             .env("REFUNDD__WORKER__BATCH_SIZE", args.batch_size.to_string())
             .env("REFUNDD__HTTP__LISTEN", "off")
             .env("REFUNDD__LOG__FORMAT", "json")
+            .envs(args.shop.env())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(Stdio::inherit());
@@ -513,12 +608,7 @@ async fn one_run(
 
     let transactions = commits(&pool).await - commits0;
     let ledger = admin.ledger().await.expect("ledger");
-    let (refunded, failed): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'refunded'), count(*) FILTER (WHERE status = 'refund_failed') FROM orders",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("count outcomes");
+    let (_, refunded, failed) = outcomes(&pool, args.shop).await;
     pool.close().await;
     Run {
         wall,
@@ -587,7 +677,9 @@ async fn harness(args: Args) {
         .tempdir()
         .expect("temporary directory");
     println!(
-        "orders={} latency_ms={} concurrency={} batch_size={} max_connections={} repeat={}",
+        "refundd={} shop={:?} orders={} latency_ms={} concurrency={} batch_size={} max_connections={} repeat={}",
+        args.refundd.display(),
+        args.shop,
         args.orders,
         args.latency_ms,
         args.concurrency,
