@@ -136,3 +136,13 @@ async fn the_built_in_statements_pass_their_own_checks() {
     let (pool, _) = fresh_db().await;
     Store::builtin(pool).check_shop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_checks_can_run_again_on_the_same_connection() {
+    let (_, url) = fresh_db().await;
+    // One connection: whatever a check leaves on it, the next check meets.
+    let pool = refundd::store::connect(&url, 1).await.unwrap();
+    let store = Store::builtin(pool);
+    store.check_shop().await.unwrap();
+    store.check_shop().await.unwrap();
+}

@@ -181,15 +181,25 @@ impl Store {
             .begin()
             .await
             .map_err(|e| format!("{name}: {e}"))?;
-        let prepare = format!("PREPARE refundd_check ({types}) AS {stmt}");
+        // A prepared statement outlives the transaction: a name of its own,
+        // deallocated before the connection goes back to the pool.
+        let prepared = format!("refundd_check_{}", uuid::Uuid::new_v4().simple());
+        let prepare = format!("PREPARE {prepared} ({types}) AS {stmt}");
         let checked = sqlx::raw_sql(&prepare).execute(&mut *tx).await;
         // PostgreSQL takes parameters beyond those declared: count them.
         let used: Result<Option<i32>, sqlx::Error> = match &checked {
-            Ok(_) => sqlx::query_scalar(
-                "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = 'refundd_check'",
-            )
-            .fetch_optional(&mut *tx)
-            .await,
+            Ok(_) => {
+                let n = sqlx::query_scalar(
+                    "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1",
+                )
+                .bind(&prepared)
+                .fetch_optional(&mut *tx)
+                .await;
+                let _ = sqlx::raw_sql(&format!("DEALLOCATE {prepared}"))
+                    .execute(&mut *tx)
+                    .await;
+                n
+            }
             Err(_) => Ok(None),
         };
         let _ = tx.rollback().await;
