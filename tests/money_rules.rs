@@ -97,7 +97,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     };
     let why = "the bank refunded 300 instead of the 500 asked; needs a person";
     rig.store
-        .fail(&lease, Some(&mismatch), why, Some(300))
+        .fail(&lease, &[mismatch], why, Some(300))
         .await
         .unwrap();
     let mut tx = rig.admin.transaction("R300").await.unwrap().unwrap();

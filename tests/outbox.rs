@@ -100,7 +100,7 @@ async fn a_change_rolled_back_leaves_no_event() {
     // The first worker's late record is refused, and so is its event.
     let late = rig
         .store
-        .finish_refunded(&lease, None, "reversal", 1000, None)
+        .finish_refunded(&lease, &[], "reversal", 1000, None)
         .await;
     assert!(
         matches!(late, Err(refundd::store::StoreError::LeaseLost)),

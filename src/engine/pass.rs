@@ -376,7 +376,7 @@ impl Engine {
         let delay = backoff(n, self.settings.backoff_base, self.settings.backoff_max)
             .max(self.settings.recheck);
         let d = Deferral::backoff(delay, reason, true);
-        match self.store.defer(lease, None, &d).await {
+        match self.store.defer(lease, &[], &d).await {
             Ok(()) => Ok(OrderOutcome::Deferred),
             Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
             Err(e) if e.is_about_one_order() => {
@@ -409,12 +409,12 @@ impl Engine {
                     .collect();
                 let reason = with_unconfirmed_calls(reason, &calls);
                 let lease = row.lease(self.worker);
-                let wb = self.store.fail(&lease, None, &reason, None).await?;
+                let wb = self.store.fail(&lease, &[], &reason, None).await?;
                 self.note_write_back(&wb);
                 return Ok(OrderOutcome::Failed);
             }
         };
-        let verdict = match self.inquire(&req).await? {
+        let verdict = match self.inquire(&mut req).await? {
             Ok(bank) => {
                 // The bank's auth code serves when the shop did not store one.
                 if req.auth_code.is_none() {
@@ -453,7 +453,13 @@ impl Engine {
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
                 let wb = self
                     .store
-                    .finish_refunded(&req.lease, ev, method.as_str(), amount, watch)
+                    .finish_refunded(
+                        &req.lease,
+                        &req.story_with(ev),
+                        method.as_str(),
+                        amount,
+                        watch,
+                    )
                     .await?;
                 self.note_write_back(&wb);
                 info!(
@@ -472,7 +478,9 @@ impl Engine {
                     "waiting for a later pass"
                 );
                 let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
-                self.store.defer(&req.lease, ev, &d).await?;
+                self.store
+                    .defer(&req.lease, &req.story_with(ev), &d)
+                    .await?;
                 Ok(unknown_or_deferred(req))
             }
             Verdict::Retry(reason) => self.retry_later(req, ev, reason).await,
@@ -507,7 +515,9 @@ impl Engine {
         }
         info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
         let d = Deferral::backoff(delay, reason, req.unknown.is_some());
-        self.store.defer(&req.lease, ev, &d).await?;
+        self.store
+            .defer(&req.lease, &req.story_with(ev), &d)
+            .await?;
         Ok(unknown_or_deferred(req))
     }
 
@@ -524,7 +534,7 @@ impl Engine {
         warn!(step = "failed", reason = %reason, "refund failed; needs a person");
         let wb = self
             .store
-            .fail(&req.lease, ev, &reason, refunded_amount)
+            .fail(&req.lease, &req.story_with(ev), &reason, refunded_amount)
             .await?;
         self.note_write_back(&wb);
         Ok(OrderOutcome::Failed)
@@ -549,15 +559,17 @@ impl Engine {
     ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
         let d = Deferral::recheck(delay, format!("outcome of {op} unknown: {why}"));
-        self.store.defer(&req.lease, None, &d).await?;
+        self.store
+            .defer(&req.lease, &req.story_with(None), &d)
+            .await?;
         Ok(OrderOutcome::Unknown)
     }
 
-    /// Asks the bank and appends the answer to the order's story. The outer
-    /// error is the database's; the inner one the bank's.
+    /// Asks the bank; the answer goes into the order's story with the next
+    /// write. The outer error is the database's; the inner one the bank's.
     pub(super) async fn inquire(
         &self,
-        req: &RefundRequest,
+        req: &mut RefundRequest,
     ) -> Result<Result<Inquiry, CtbcError>, StoreError> {
         let started = Instant::now();
         let result = self.client.inquiry(&req.order_no).await;
@@ -607,7 +619,7 @@ impl Engine {
                 );
             }
         }
-        self.store.record_event(&req.lease, &ev).await?;
+        req.unrecorded.push(ev);
         Ok(result)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use crate::ctbc::Operation;
-use crate::store::refunds::OwnCallRecord;
+use crate::store::refunds::{GatewayEvent, OwnCallRecord};
 use crate::store::{Lease, OrderRow};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -108,9 +108,21 @@ pub struct RefundRequest {
     /// Every money-moving call refundd made for this order that may have taken
     /// effect, oldest first; kept up to date as the attempt sends more.
     pub own_calls: Vec<OwnCall>,
+    /// What this attempt learned (the bank's answers to inquiries) and has not
+    /// yet written: it goes into the order's story with the next write, which
+    /// saves a commit; losing it in a crash loses no money rule, since nothing
+    /// was sent on it.
+    pub unrecorded: Vec<GatewayEvent>,
 }
 
 impl RefundRequest {
+    /// The events not yet recorded, then `ev`: what the next write appends.
+    pub fn story_with(&self, ev: Option<&GatewayEvent>) -> Vec<GatewayEvent> {
+        let mut events = self.unrecorded.clone();
+        events.extend(ev.cloned());
+        events
+    }
+
     pub fn is_full(&self) -> bool {
         self.refund == self.authorised
     }
@@ -219,6 +231,7 @@ impl RefundRequest {
                 .iter()
                 .filter_map(OwnCall::from_record)
                 .collect(),
+            unrecorded: Vec::new(),
         })
     }
 }

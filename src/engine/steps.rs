@@ -119,10 +119,10 @@ impl Engine {
             let lease_for = self.settings.lease;
             match self
                 .store
-                .record_intent(&req.lease, lease_for, &intent, amounts)
+                .record_intent(&req.lease, lease_for, &req.unrecorded, &intent, amounts)
                 .await?
             {
-                Intent::Recorded => {}
+                Intent::Recorded => req.unrecorded.clear(),
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
             req.own_calls.push(OwnCall {
@@ -191,7 +191,9 @@ impl Engine {
                     format!("blackout window {w} (Asia/Taipei)"),
                     req.unknown.is_some(),
                 );
-                self.store.defer(&req.lease, None, &d).await?;
+                self.store
+                    .defer(&req.lease, &req.story_with(None), &d)
+                    .await?;
                 return Ok(Some(OrderOutcome::Deferred));
             }
             if stop.is_cancelled() {
@@ -255,9 +257,7 @@ impl Engine {
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
         let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
-        self.store
-            .record_step_done(&req.lease, &ev, reached)
-            .await?;
+        self.record_step(req, ev, reached).await?;
         if step == Step::CaptureReversal {
             req.capture_reversed = true;
         }
@@ -287,10 +287,10 @@ impl Engine {
                 ev.message = Some(message.clone());
                 info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms = ev.elapsed_ms, "bank refused: {message}");
                 forget_last_call(&mut req);
-                self.store.record_step_done(&req.lease, &ev, None).await?;
+                self.record_step(&mut req, ev, None).await?;
                 let refusal =
                     format!("{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}");
-                let v = match self.inquire(&req).await? {
+                let v = match self.inquire(&mut req).await? {
                     Ok(bank) => after_refusal(&req, &bank, &refusal),
                     Err(e) => on_inquiry_error(&e),
                 };
@@ -321,7 +321,7 @@ impl Engine {
                 ev.outcome = Some("unavailable".into());
                 ev.message = Some(reason.clone());
                 forget_last_call(&mut req);
-                self.store.record_step_done(&req.lease, &ev, None).await?;
+                self.record_step(&mut req, ev, None).await?;
                 req.unknown = None;
                 let v = Verdict::Retry(format!("{op}: bank unavailable: {reason}"));
                 Ok(Next::Verdict(Box::new(req), v))
@@ -330,7 +330,7 @@ impl Engine {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
                 ev.outcome = Some("invalid".into());
                 forget_last_call(&mut req);
-                self.store.record_step_done(&req.lease, &ev, None).await?;
+                self.record_step(&mut req, ev, None).await?;
                 Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)))
             }
             other => self.lost_answer(req, step, ev, other).await,
@@ -351,10 +351,14 @@ impl Engine {
         ev.outcome = Some("ambiguous".into());
         ev.message = Some(reason.clone());
         warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms = ev.elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
-        self.store.record_event(&req.lease, &ev).await?;
+        req.unrecorded.push(ev);
+        self.store
+            .record_events(&req.lease, &req.unrecorded)
+            .await?;
+        req.unrecorded.clear();
         req.unknown = Some((op, Duration::ZERO));
         for _ in 0..RECHECK_INQUIRIES {
-            let bank = match self.inquire(&req).await? {
+            let bank = match self.inquire(&mut req).await? {
                 Ok(b) => b,
                 Err(_) => continue,
             };
@@ -402,10 +406,24 @@ impl Engine {
             ..Default::default()
         };
         let reached = took_effect.then_some(STEP_CAPTURE_REVERSED);
-        self.store
-            .record_step_done(&req.lease, &note, reached)
-            .await?;
+        self.record_step(req, note, reached).await?;
         req.capture_reversal_settled(took_effect);
+        Ok(())
+    }
+
+    /// Commits a step's outcome (or a note about it), with the step reached,
+    /// after what the attempt learned and had not yet written.
+    async fn record_step(
+        &self,
+        req: &mut RefundRequest,
+        ev: GatewayEvent,
+        reached: Option<&str>,
+    ) -> Result<(), StoreError> {
+        req.unrecorded.push(ev);
+        self.store
+            .record_step_done(&req.lease, &req.unrecorded, reached)
+            .await?;
+        req.unrecorded.clear();
         Ok(())
     }
 

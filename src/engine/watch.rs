@@ -128,7 +128,12 @@ impl Engine {
         let lease = row.lease(self.worker);
         let wb = self
             .store
-            .record_settlement(&lease, ev, outcome, Duration::ZERO)
+            .record_settlement(
+                &lease,
+                ev.map(std::slice::from_ref).unwrap_or_default(),
+                outcome,
+                Duration::ZERO,
+            )
             .await?;
         self.note_write_back(&wb);
         Ok(())
@@ -150,7 +155,7 @@ impl Engine {
         let lease = row.lease(self.worker);
         match self
             .store
-            .record_settlement(&lease, Some(&ev), still, wait)
+            .record_settlement(&lease, std::slice::from_ref(&ev), still, wait)
             .await
         {
             Err(e) if e.is_about_one_order() => Ok(()),

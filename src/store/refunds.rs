@@ -102,7 +102,7 @@ fn claimed_columns() -> String {
 }
 
 /// A call to the bank, as appended to the order's story.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayEvent {
     /// intent | outcome | note
     pub kind: &'static str,
@@ -177,48 +177,91 @@ fn lease_held(rows: u64) -> Result<(), StoreError> {
 }
 
 /// Runs `UPDATE refundd.refunds SET <set> WHERE id = $1 AND lease_token = $2
-/// [AND <extra>]` together with the event, in one statement, on `$conn`. `$3`
-/// is the worker (for the event); `$4..` are the caller's binds (at most six),
-/// the event's bind after them.
+/// [AND <extra>] RETURNING order_no` with the events appended to the order's
+/// story in the same statement, on `$conn`, and gives the order number; no row
+/// means the lease is lost. `$3` is the worker (for the events); `$4..` are the
+/// caller's binds, the events' columns (one array each) after them.
 macro_rules! fenced_update {
-    ($store:expr, $conn:expr, $lease:expr, $ev:expr, $set:expr, $extra:expr $(, $bind:expr)* $(,)?) => {{
-        let ev: Option<&GatewayEvent> = $ev;
+    ($store:expr, $conn:expr, $lease:expr, $events:expr, $set:expr, $extra:expr $(, $bind:expr)* $(,)?) => {{
+        let events: &[GatewayEvent] = $events;
         let lease: &Lease = $lease;
         let n_binds = 3 $( + { let _ = &$bind; 1 } )*;
-        let p = |k: usize| format!("${}", n_binds + k);
-        let sql = match ev {
-            None => format!(
-                "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__",
-                set = $set
-            ),
-            Some(_) => format!(
-                "WITH o AS (UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 __EXTRA__ RETURNING order_no)
-                 INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
-                 SELECT order_no, {a}, {b}, {c}, {d}, {e}, {f}, {g}, {h}, {i}, $3 FROM o",
-                set = $set,
-                a = p(1), b = p(2), c = p(3), d = p(4), e = p(5), f = p(6), g = p(7), h = p(8), i = p(9)
-            ),
-        };
-        // The extra condition goes in after refundd's names are placed: it may
-        // hold a statement of the shop's, which runs exactly as written.
-        let sql = $store.sql(&sql).replace("__EXTRA__", $extra);
-        let mut q = sqlx::query(&sql).bind(lease.id).bind(lease.token).bind(lease.worker);
+        let sql = fenced_sql(&$store.sql(&fenced_template(n_binds, !events.is_empty(), $set)), $extra);
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(lease.id).bind(lease.token).bind(lease.worker);
         $( q = q.bind($bind); )*
-        if let Some(ev) = ev {
+        if !events.is_empty() {
+            let cols = EventColumns::of(events);
             q = q
-                .bind(ev.kind)
-                .bind(ev.operation)
-                .bind(ev.outcome.clone())
-                .bind(ev.amount)
-                .bind(ev.bank_state.clone())
-                .bind(ev.resp_code.clone())
-                .bind(ev.err_code.clone())
-                .bind(ev.message.clone())
-                .bind(ev.elapsed_ms);
+                .bind(cols.kind)
+                .bind(cols.operation)
+                .bind(cols.outcome)
+                .bind(cols.amount)
+                .bind(cols.bank_state)
+                .bind(cols.resp_code)
+                .bind(cols.err_code)
+                .bind(cols.message)
+                .bind(cols.elapsed_ms);
         }
-        let done = q.execute($conn).await?;
-        lease_held(done.rows_affected())
+        let found: Option<String> = q.fetch_optional($conn).await?;
+        found.ok_or(StoreError::LeaseLost)
     }};
+}
+
+/// The statement of a fenced write, with `__EXTRA__` where the caller's extra
+/// condition goes.
+fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
+    let update = format!(
+        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING order_no"
+    );
+    if !with_events {
+        return update;
+    }
+    let p: Vec<String> = (1..=9).map(|k| format!("${}", n_binds + k)).collect();
+    format!(
+        "WITH o AS ({update}),
+              e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
+                    SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, $3
+                      FROM o CROSS JOIN unnest({}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[])
+                           WITH ORDINALITY AS ev(kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
+                     ORDER BY ev.n)
+         SELECT order_no FROM o",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+    )
+}
+
+/// The extra condition goes in after refundd's names are placed: it may hold
+/// a statement of the shop's, which runs exactly as written.
+fn fenced_sql(template: &str, extra: &str) -> String {
+    template.replace("__EXTRA__", extra)
+}
+
+/// Events as one array per column, for `unnest`.
+struct EventColumns<'a> {
+    kind: Vec<&'static str>,
+    operation: Vec<Option<&'static str>>,
+    outcome: Vec<Option<&'a str>>,
+    amount: Vec<Option<i64>>,
+    bank_state: Vec<Option<&'a str>>,
+    resp_code: Vec<Option<&'a str>>,
+    err_code: Vec<Option<&'a str>>,
+    message: Vec<Option<&'a str>>,
+    elapsed_ms: Vec<Option<i32>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [GatewayEvent]) -> Self {
+        EventColumns {
+            kind: events.iter().map(|e| e.kind).collect(),
+            operation: events.iter().map(|e| e.operation).collect(),
+            outcome: events.iter().map(|e| e.outcome.as_deref()).collect(),
+            amount: events.iter().map(|e| e.amount).collect(),
+            bank_state: events.iter().map(|e| e.bank_state.as_deref()).collect(),
+            resp_code: events.iter().map(|e| e.resp_code.as_deref()).collect(),
+            err_code: events.iter().map(|e| e.err_code.as_deref()).collect(),
+            message: events.iter().map(|e| e.message.as_deref()).collect(),
+            elapsed_ms: events.iter().map(|e| e.elapsed_ms).collect(),
+        }
+    }
 }
 
 /// Whether an intent was recorded.
@@ -333,24 +376,34 @@ impl Store {
         .await?)
     }
 
-    /// Appends an event (an inquiry's outcome, a note) if this claim still holds the order.
-    pub async fn record_event(&self, lease: &Lease, ev: &GatewayEvent) -> Result<(), StoreError> {
+    /// Appends events (an inquiry's outcome, a note) if this claim still holds the order.
+    pub async fn record_events(
+        &self,
+        lease: &Lease,
+        events: &[GatewayEvent],
+    ) -> Result<(), StoreError> {
+        let cols = EventColumns::of(events);
         let done = sqlx::query(&self.sql(
             "INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
-             SELECT order_no, $4, $5, $6, $7, $8, $9, $10, $11, $12, $3 FROM refundd.refunds WHERE id = $1 AND lease_token = $2",
+             SELECT f.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, $3
+               FROM refundd.refunds f
+              CROSS JOIN unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
+                    WITH ORDINALITY AS ev(kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
+              WHERE f.id = $1 AND f.lease_token = $2
+              ORDER BY ev.n",
         ))
         .bind(lease.id)
         .bind(lease.token)
         .bind(lease.worker)
-        .bind(ev.kind)
-        .bind(ev.operation)
-        .bind(&ev.outcome)
-        .bind(ev.amount)
-        .bind(&ev.bank_state)
-        .bind(&ev.resp_code)
-        .bind(&ev.err_code)
-        .bind(&ev.message)
-        .bind(ev.elapsed_ms)
+        .bind(cols.kind)
+        .bind(cols.operation)
+        .bind(cols.outcome)
+        .bind(cols.amount)
+        .bind(cols.bank_state)
+        .bind(cols.resp_code)
+        .bind(cols.err_code)
+        .bind(cols.message)
+        .bind(cols.elapsed_ms)
         .execute(&self.pool)
         .await?;
         lease_held(done.rows_affected())
@@ -358,7 +411,8 @@ impl Store {
 
     /// Right before a money-moving call: checks on the database that this claim
     /// still holds a live lease, renews it, marks the call's outcome unknown
-    /// until it is recorded, and commits the "about to send" event. The first
+    /// until it is recorded, and commits the "about to send" event (after the
+    /// events not yet recorded, such as the inquiry it was decided on). The first
     /// money-moving intent also fixes the amount refunded, and only while the
     /// shop's requests still list the order with the amounts it was decided on
     /// (`authorised`, `refund`: what the plan was decided on), or an operator
@@ -367,9 +421,11 @@ impl Store {
         &self,
         lease: &Lease,
         lease_for: Duration,
-        ev: &GatewayEvent,
+        earlier: &[GatewayEvent],
+        intent: &GatewayEvent,
         (amount, authorised, refund): (i64, i64, i64),
     ) -> Result<Intent, StoreError> {
+        let events = [earlier, std::slice::from_ref(intent)].concat();
         let still_asked = format!(
             "AND lease_expires_at > now() AND status = 'refunding'
              AND (claimed_amount IS NOT NULL OR retried_by_operator OR EXISTS (
@@ -383,18 +439,18 @@ impl Store {
             self,
             &self.pool,
             lease,
-            Some(ev),
+            &events,
             "unknown_operation = $4, unknown_since = now(), lease_expires_at = now() + make_interval(secs => $5),
              claimed_amount = COALESCE(claimed_amount, $6)",
             &still_asked,
-            ev.operation,
+            intent.operation,
             secs(lease_for),
             amount,
             authorised,
             refund,
         );
         match recorded {
-            Ok(()) => Ok(Intent::Recorded),
+            Ok(_) => Ok(Intent::Recorded),
             Err(StoreError::LeaseLost) => self.why_no_intent(lease).await,
             Err(e) => Err(e),
         }
@@ -421,18 +477,19 @@ impl Store {
     pub async fn record_step_done(
         &self,
         lease: &Lease,
-        ev: &GatewayEvent,
+        events: &[GatewayEvent],
         step: Option<&str>,
     ) -> Result<(), StoreError> {
         fenced_update!(
             self,
             &self.pool,
             lease,
-            Some(ev),
+            events,
             "unknown_operation = NULL, unknown_since = NULL, step = COALESCE($4, step)",
             "",
             step,
         )
+        .map(|_| ())
     }
 
     /// The money is back: `refunded`, with the method and amount; a refund of
@@ -441,34 +498,17 @@ impl Store {
     pub async fn finish_refunded(
         &self,
         lease: &Lease,
-        ev: Option<&GatewayEvent>,
+        events: &[GatewayEvent],
         method: &str,
         amount: i64,
         watch_days: Option<u32>,
     ) -> Result<WriteBack, StoreError> {
-        let watch = watch_days.map(|d| d as i32);
-        let mut tx = self.pool.begin().await?;
-        let order_no = self.order_no_of(&mut tx, lease).await?;
-        fenced_update!(
-            self,
-            &mut *tx,
-            lease,
-            ev,
-            "status = 'refunded', refunded_at = now(), refund_method = $4, refunded_amount = $5,
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, unknown_operation = NULL, unknown_since = NULL,
-             step = 'done', last_error = NULL, next_attempt_at = now(), requested_again_at = NULL,
-             settlement = CASE WHEN $6::int IS NULL THEN NULL ELSE 'pending' END,
-             watch_until = CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(days => $6::int) END",
-            "",
+        let ending = Ending::Refunded {
             method,
             amount,
-            watch,
-        )?;
-        let wb = self
-            .write_back_refunded(&mut tx, lease.id, &order_no, amount, method)
-            .await?;
-        tx.commit().await?;
-        Ok(wb)
+            watch_days: watch_days.map(|d| d as i32),
+        };
+        self.end(lease, events, &ending).await
     }
 
     /// Nothing more refundd can do: `refund_failed` with the reason for a
@@ -478,58 +518,132 @@ impl Store {
     pub async fn fail(
         &self,
         lease: &Lease,
-        ev: Option<&GatewayEvent>,
+        events: &[GatewayEvent],
         reason: &str,
         refunded_amount: Option<i64>,
     ) -> Result<WriteBack, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let order_no = self.order_no_of(&mut tx, lease).await?;
-        fenced_update!(
-            self,
-            &mut *tx,
-            lease,
-            ev,
-            "status = 'refund_failed', refund_error = $4, refunded_amount = COALESCE($5, refunded_amount),
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
-             last_error = $4, retried_by_operator = false",
-            "",
+        let ending = Ending::Failed {
             reason,
             refunded_amount,
-        )?;
-        let wb = self
-            .write_back_failed(&mut tx, lease.id, &order_no, reason)
-            .await?;
-        tx.commit().await?;
-        Ok(wb)
+        };
+        self.end(lease, events, &ending).await
     }
 
-    async fn order_no_of(
+    /// Ends the work on an order: refundd's record and the shop's write-back
+    /// in one transaction. If the shop's database refuses its write, that
+    /// transaction is rolled back and the record is written alone with the
+    /// write-back kept pending (no savepoint, so the usual case costs one
+    /// statement of refundd's and one of the shop's).
+    async fn end(
+        &self,
+        lease: &Lease,
+        events: &[GatewayEvent],
+        ending: &Ending<'_>,
+    ) -> Result<WriteBack, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let order_no = self
+            .record_ending(&mut tx, lease, events, ending, None)
+            .await?;
+        match self.write_back(&mut tx, &order_no, ending).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(WriteBack::Done)
+            }
+            Err(sqlx::Error::Database(e)) => {
+                tx.rollback().await?;
+                let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
+                let mut with_note = events.to_vec();
+                with_note.push(GatewayEvent {
+                    kind: "note",
+                    outcome: Some("write_back_refused".into()),
+                    message: Some(reason.clone()),
+                    ..Default::default()
+                });
+                let mut conn = self.pool.acquire().await?;
+                self.record_ending(&mut conn, lease, &with_note, ending, Some(&reason))
+                    .await?;
+                Ok(WriteBack::Refused(reason))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Writes how the work ended to refundd's record, with the write-back to
+    /// the shop done (`refused` None) or pending with the shop's reason.
+    async fn record_ending(
         &self,
         conn: &mut PgConnection,
         lease: &Lease,
+        events: &[GatewayEvent],
+        ending: &Ending<'_>,
+        refused: Option<&str>,
     ) -> Result<String, StoreError> {
-        let found: Option<String> = sqlx::query_scalar(&self.sql(
-            "SELECT order_no FROM refundd.refunds WHERE id = $1 AND lease_token = $2 FOR UPDATE",
-        ))
-        .bind(lease.id)
-        .bind(lease.token)
-        .fetch_optional(conn)
-        .await?;
-        found.ok_or(StoreError::LeaseLost)
+        let pending = refused.and(Some(ending.write_back_kind()));
+        let told_failed = refused.is_none() && self.shop.on_failed.is_some();
+        match *ending {
+            Ending::Refunded { method, amount, watch_days } => fenced_update!(
+                self,
+                &mut *conn,
+                lease,
+                events,
+                "writeback = $4, writeback_error = $5,
+                 status = 'refunded', refunded_at = now(), refund_method = $6, refunded_amount = $7,
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, unknown_operation = NULL, unknown_since = NULL,
+                 step = 'done', last_error = NULL, next_attempt_at = now(), requested_again_at = NULL,
+                 settlement = CASE WHEN $8::int IS NULL THEN NULL ELSE 'pending' END,
+                 watch_until = CASE WHEN $8::int IS NULL THEN NULL ELSE now() + make_interval(days => $8::int) END",
+                "",
+                pending,
+                refused,
+                method,
+                amount,
+                watch_days,
+            ),
+            Ending::Failed { reason, refunded_amount } => fenced_update!(
+                self,
+                &mut *conn,
+                lease,
+                events,
+                "writeback = $4, writeback_error = $5, shop_told_failed = $6,
+                 status = 'refund_failed', refund_error = $7, refunded_amount = COALESCE($8, refunded_amount),
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+                 last_error = $7, retried_by_operator = false",
+                "",
+                pending,
+                refused,
+                told_failed,
+                reason,
+                refunded_amount,
+            ),
+            Ending::FailedAtSettlement { reason } => fenced_update!(
+                self,
+                &mut *conn,
+                lease,
+                events,
+                "writeback = $4, writeback_error = $5, shop_told_failed = $6,
+                 status = 'refund_failed', settlement = 'failed', refund_error = $7, last_error = $7,
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
+                "",
+                pending,
+                refused,
+                told_failed,
+                reason,
+            ),
+        }
     }
 
     /// The order waits for a later attempt.
     pub async fn defer(
         &self,
         lease: &Lease,
-        ev: Option<&GatewayEvent>,
+        events: &[GatewayEvent],
         d: &Deferral,
     ) -> Result<(), StoreError> {
         fenced_update!(
             self,
             &self.pool,
             lease,
-            ev,
+            events,
             "status = CASE WHEN $4 AND step IS NULL AND (unknown_operation IS NULL OR NOT $7) THEN 'refund_requested' ELSE 'refunding' END,
              next_attempt_at = now() + make_interval(secs => $5),
              attempts = CASE WHEN $6 AND attempts < 2147483647 THEN attempts + 1 ELSE attempts END,
@@ -542,8 +656,9 @@ impl Store {
             secs(d.delay),
             d.count_attempt,
             d.keep_unknown,
-            d.last_error.clone(),
+            d.last_error.as_str(),
         )
+        .map(|_| ())
     }
 
     /// Gives back claimed orders not started (shutdown, blackout).
@@ -573,7 +688,7 @@ impl Store {
     pub async fn record_settlement(
         &self,
         lease: &Lease,
-        ev: Option<&GatewayEvent>,
+        events: &[GatewayEvent],
         outcome: Settlement,
         recheck: Duration,
     ) -> Result<WriteBack, StoreError> {
@@ -582,35 +697,20 @@ impl Store {
                 self,
                 &self.pool,
                 lease,
-                ev,
+                events,
                 "settlement = 'settled', settled_at = now(), lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
                 "",
             )
             .map(|_| WriteBack::Done),
             Settlement::Failed(reason) => {
-                let mut tx = self.pool.begin().await?;
-                let order_no = self.order_no_of(&mut tx, lease).await?;
-                fenced_update!(
-                    self,
-                    &mut *tx,
-                    lease,
-                    ev,
-                    "status = 'refund_failed', settlement = 'failed', refund_error = $4, last_error = $4,
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
-                    "",
-                    reason.clone(),
-                )?;
-                let wb = self
-                    .write_back_failed(&mut tx, lease.id, &order_no, &reason)
-                    .await?;
-                tx.commit().await?;
-                Ok(wb)
+                let ending = Ending::FailedAtSettlement { reason: &reason };
+                self.end(lease, events, &ending).await
             }
             Settlement::StillSettling => fenced_update!(
                 self,
                 &self.pool,
                 lease,
-                ev,
+                events,
                 "settlement = CASE WHEN watch_until IS NOT NULL AND watch_until < now() THEN 'unconfirmed' ELSE 'pending' END,
                  next_attempt_at = now() + make_interval(secs => $4),
                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
@@ -618,6 +718,32 @@ impl Store {
                 secs(recheck),
             )
             .map(|_| WriteBack::Done),
+        }
+    }
+}
+
+/// How the work on an order ends, as refundd records it and tells the shop.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Ending<'a> {
+    Refunded {
+        method: &'a str,
+        amount: i64,
+        watch_days: Option<i32>,
+    },
+    Failed {
+        reason: &'a str,
+        refunded_amount: Option<i64>,
+    },
+    /// A refund the bank will not settle.
+    FailedAtSettlement { reason: &'a str },
+}
+
+impl Ending<'_> {
+    /// The write-back this ending asks of the shop, as `writeback` names it.
+    pub(super) fn write_back_kind(&self) -> &'static str {
+        match self {
+            Ending::Refunded { .. } => "refunded",
+            Ending::Failed { .. } | Ending::FailedAtSettlement { .. } => "refund_failed",
         }
     }
 }

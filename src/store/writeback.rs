@@ -4,6 +4,7 @@
 // trigger of the shop's), refundd's record of the money still commits, and the
 // write-back is kept as pending and tried again on later passes.
 
+use super::refunds::Ending;
 use super::{Store, StoreError};
 use sqlx::PgConnection;
 
@@ -28,66 +29,57 @@ pub struct PendingWriteBack {
 }
 
 impl Store {
-    pub(super) async fn write_back_refunded(
+    /// Runs the shop's statement for `ending` (`on_refunded`, or `on_failed`
+    /// if there is one) on `conn`, exactly as written.
+    pub(super) async fn write_back(
         &self,
         conn: &mut PgConnection,
-        id: i64,
         order_no: &str,
-        amount: i64,
-        method: &str,
-    ) -> Result<WriteBack, StoreError> {
-        let stmt = sqlx::query(&self.shop.on_refunded)
-            .bind(order_no)
-            .bind(amount)
-            .bind(method);
-        self.guarded(conn, id, "refunded", stmt).await
-    }
-
-    pub(super) async fn write_back_failed(
-        &self,
-        conn: &mut PgConnection,
-        id: i64,
-        order_no: &str,
-        reason: &str,
-    ) -> Result<WriteBack, StoreError> {
-        let Some(on_failed) = self.shop.on_failed.as_deref() else {
-            return Ok(WriteBack::Done);
-        };
-        let stmt = sqlx::query(on_failed).bind(order_no).bind(reason);
-        let wb = self.guarded(conn, id, "refund_failed", stmt).await?;
-        if wb == WriteBack::Done {
-            sqlx::query(
-                &self.sql("UPDATE refundd.refunds SET shop_told_failed = true WHERE id = $1"),
-            )
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        ending: &Ending<'_>,
+    ) -> Result<(), sqlx::Error> {
+        match *ending {
+            Ending::Refunded { method, amount, .. } => {
+                sqlx::query(&self.shop.on_refunded)
+                    .bind(order_no)
+                    .bind(amount)
+                    .bind(method)
+                    .execute(conn)
+                    .await?;
+            }
+            Ending::Failed { reason, .. } | Ending::FailedAtSettlement { reason } => {
+                if let Some(on_failed) = self.shop.on_failed.as_deref() {
+                    sqlx::query(on_failed)
+                        .bind(order_no)
+                        .bind(reason)
+                        .execute(conn)
+                        .await?;
+                }
+            }
         }
-        Ok(wb)
+        Ok(())
     }
 
-    /// Runs the shop's statement inside a savepoint: refused, it is rolled
-    /// back alone and recorded as pending; the connection failing is an error.
-    async fn guarded<'q>(
+    /// Tries a pending write-back once more inside a savepoint: refused
+    /// again, it is rolled back alone and stays pending with the new reason;
+    /// the connection failing is an error.
+    async fn write_back_again(
         &self,
         conn: &mut PgConnection,
-        id: i64,
-        what: &str,
-        stmt: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        p: &PendingWriteBack,
+        ending: &Ending<'_>,
     ) -> Result<WriteBack, StoreError> {
         sqlx::query("SAVEPOINT shop_write_back")
             .execute(&mut *conn)
             .await?;
-        match stmt.execute(&mut *conn).await {
-            Ok(_) => {
-                sqlx::query("RELEASE SAVEPOINT shop_write_back")
-                    .execute(&mut *conn)
-                    .await?;
+        match self.write_back(conn, &p.order_no, ending).await {
+            Ok(()) => {
                 sqlx::query(&self.sql(
-                    "UPDATE refundd.refunds SET writeback = NULL, writeback_error = NULL
-                      WHERE id = $1 AND writeback IS NOT NULL",
+                    "UPDATE refundd.refunds SET writeback = NULL, writeback_error = NULL,
+                            shop_told_failed = (shop_told_failed OR $2)
+                      WHERE id = $1",
                 ))
-                .bind(id)
+                .bind(p.id)
+                .bind(p.writeback == "refund_failed" && self.shop.on_failed.is_some())
                 .execute(&mut *conn)
                 .await?;
                 Ok(WriteBack::Done)
@@ -98,13 +90,12 @@ impl Store {
                     .await?;
                 let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
                 sqlx::query(&self.sql(
-                    "WITH f AS (UPDATE refundd.refunds SET writeback = $2, writeback_error = $3
+                    "WITH f AS (UPDATE refundd.refunds SET writeback_error = $2
                                  WHERE id = $1 RETURNING order_no)
                      INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
-                     SELECT order_no, 'note', 'write_back_refused', $3 FROM f",
+                     SELECT order_no, 'note', 'write_back_refused', $2 FROM f",
                 ))
-                .bind(id)
-                .bind(what)
+                .bind(p.id)
                 .bind(&reason)
                 .execute(&mut *conn)
                 .await?;
@@ -147,16 +138,19 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(p) = pending else { continue };
-            let wb = if p.writeback == "refunded" {
-                let amount = p.refunded_amount.unwrap_or(0);
-                let method = p.refund_method.as_deref().unwrap_or("");
-                self.write_back_refunded(&mut tx, p.id, &p.order_no, amount, method)
-                    .await?
+            let ending = if p.writeback == "refunded" {
+                Ending::Refunded {
+                    method: p.refund_method.as_deref().unwrap_or(""),
+                    amount: p.refunded_amount.unwrap_or(0),
+                    watch_days: None,
+                }
             } else {
-                let reason = p.refund_error.as_deref().unwrap_or("");
-                self.write_back_failed(&mut tx, p.id, &p.order_no, reason)
-                    .await?
+                Ending::Failed {
+                    reason: p.refund_error.as_deref().unwrap_or(""),
+                    refunded_amount: None,
+                }
             };
+            let wb = self.write_back_again(&mut tx, &p, &ending).await?;
             tx.commit().await?;
             done.push((p.order_no, wb));
         }

@@ -301,7 +301,13 @@ impl Rig {
         };
         let recorded = self
             .store
-            .record_intent(&lease, lease_for, &intent, (refund, authorised, refund))
+            .record_intent(
+                &lease,
+                lease_for,
+                &[],
+                &intent,
+                (refund, authorised, refund),
+            )
             .await
             .unwrap();
         assert_eq!(recorded, refundd::store::refunds::Intent::Recorded);

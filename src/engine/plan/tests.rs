@@ -41,6 +41,7 @@ fn req(authorised: i64, refund: i64) -> RefundRequest {
         unknown: None,
         attempts: 0,
         own_calls: Vec::new(),
+        unrecorded: Vec::new(),
     }
 }
 
