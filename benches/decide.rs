@@ -29,6 +29,7 @@ fn request(refund: i64) -> RefundRequest {
         unknown: None,
         attempts: 0,
         own_calls: Vec::new(),
+        unrecorded: Vec::new(),
     }
 }
 
