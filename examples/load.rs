@@ -71,6 +71,10 @@ struct Args {
     /// time per order, from pg_stat_statements.
     #[arg(long)]
     pg_stats: bool,
+    /// Measure without the outbox: its trigger is disabled after `migrate`
+    /// (a measurement of what the outbox costs, never a way to run refundd).
+    #[arg(long)]
+    without_outbox: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -533,6 +537,12 @@ async fn one_run(
         .status()
         .expect("run refundd migrate");
     assert!(migrated.success(), "refundd migrate failed");
+    if args.without_outbox {
+        sqlx::query("ALTER TABLE refundd.refunds DISABLE TRIGGER refunds_outbox")
+            .execute(&pool)
+            .await
+            .expect("disable the outbox trigger (a build with an outbox is needed)");
+    }
     seed(&pool, &admin, args.orders, args.shop).await;
     // A session reports its commits to PostgreSQL's statistics at most once a
     // second, and at its end: end the seeding's sessions, so that none of
@@ -657,6 +667,19 @@ async fn print_pg_stats(pool: &PgPool, orders: usize) {
     .await
     .expect("read pg_stat_statements");
     let n = orders as f64;
+    let (top_level, top_ms): (f64, f64) = sqlx::query_as(
+        "SELECT coalesce(sum(calls), 0)::float8, coalesce(sum(total_exec_time + total_plan_time), 0)::float8
+           FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+          WHERE d.datname = current_database() AND toplevel AND query NOT LIKE '%pg_stat_statements%'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read pg_stat_statements");
+    println!(
+        "statements sent per order: {:.2}; their execution and planning: {:.0} µs per order",
+        top_level / n,
+        top_ms * 1000.0 / n
+    );
     println!("| µs/order | calls/order | rows/call | top level | statement |");
     println!("|---:|---:|---:|---|---|");
     for (calls, ms, rows, top, query) in rows {

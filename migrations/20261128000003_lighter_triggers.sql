@@ -5,7 +5,7 @@
 -- steps, which change none of these, run no PL/pgSQL at all, and a claim only
 -- its status event. `updated_at` is from now on the time the work last ended
 -- (refunded, refund_failed, withdrawn), or the time of a change that the
--- guard refused.
+-- guard refused. The outbox's event ids keep no unique index of their own.
 
 DROP TRIGGER refunds_guard ON refunds;
 CREATE TRIGGER refunds_guard BEFORE UPDATE ON refunds
@@ -14,8 +14,6 @@ CREATE TRIGGER refunds_guard BEFORE UPDATE ON refunds
     EXECUTE FUNCTION refunds_guard();
 
 DROP TRIGGER refunds_status_event ON refunds;
-CREATE TRIGGER refunds_status_event_new AFTER INSERT ON refunds
-    FOR EACH ROW EXECUTE FUNCTION refunds_status_event();
 CREATE TRIGGER refunds_status_event AFTER UPDATE ON refunds
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION refunds_status_event();
@@ -27,3 +25,25 @@ CREATE TRIGGER refunds_outbox AFTER UPDATE ON refunds
                        OR OLD.settlement IS DISTINCT FROM NEW.settlement
                        OR (NEW.writeback IS NOT NULL AND OLD.writeback IS NULL))
     EXECUTE FUNCTION refunds_outbox();
+
+-- A new record's first status event is written once per statement for all the
+-- records it inserts (a reading of the shop's requests inserts up to a
+-- thousand at a time), not by a PL/pgSQL call per record.
+CREATE FUNCTION refunds_status_events_new() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO refund_events (order_no, kind, from_status, to_status, amount, message, worker)
+    SELECT n.order_no, 'status', NULL, n.status,
+           CASE WHEN n.status = 'refunded' THEN n.refunded_amount ELSE n.refund_amount END,
+           CASE WHEN n.status = 'refund_failed' THEN n.refund_error
+                WHEN n.status = 'refunded' THEN n.refund_method END,
+           n.lease_owner
+      FROM new_records n ORDER BY n.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER refunds_status_events_new AFTER INSERT ON refunds
+    REFERENCING NEW TABLE AS new_records
+    FOR EACH STATEMENT EXECUTE FUNCTION refunds_status_events_new();
+
+-- An event's id is a random UUID: unique without an index of its own to keep
+-- up on every event (nothing looks an event up by it).
+ALTER TABLE outbox DROP CONSTRAINT outbox_id_key;
