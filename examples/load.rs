@@ -66,6 +66,11 @@ struct Args {
     /// its `shop.*` statements).
     #[arg(long, value_enum, default_value_t = Shop::Builtin)]
     shop: Shop,
+    /// Also print where PostgreSQL spent its time: the statements of each
+    /// run (those inside triggers and functions included) by total execution
+    /// time per order, from pg_stat_statements.
+    #[arg(long)]
+    pg_stats: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -537,6 +542,16 @@ async fn one_run(
     // Write the seeding's dirty pages out before the clock starts.
     sqlx::query("CHECKPOINT").execute(&pool).await.ok();
 
+    if args.pg_stats {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&pool)
+            .await
+            .expect("create pg_stat_statements");
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&pool)
+            .await
+            .expect("reset pg_stat_statements");
+    }
     let commits0 = commits(&pool).await;
     let sim_cpu0 = proc_cpu(sim.child.id());
     let pg_cpu0 = postgres_cpu(pg.server_pid());
@@ -607,6 +622,9 @@ async fn one_run(
     let pg_cpu = postgres_cpu(pg.server_pid()).saturating_sub(pg_cpu0);
 
     let transactions = commits(&pool).await - commits0;
+    if args.pg_stats {
+        print_pg_stats(&pool, args.orders).await;
+    }
     let ledger = admin.ledger().await.expect("ledger");
     let (_, refunded, failed) = outcomes(&pool, args.shop).await;
     pool.close().await;
@@ -624,6 +642,34 @@ async fn one_run(
         failed,
         duplicates: ledger.duplicates,
         transactions,
+    }
+}
+
+/// The statements PostgreSQL spent the most time on in this run, per order.
+async fn print_pg_stats(pool: &PgPool, orders: usize) {
+    let rows: Vec<(i64, f64, i64, bool, String)> = sqlx::query_as(
+        "SELECT calls, total_exec_time + total_plan_time, rows, toplevel, query
+           FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+          WHERE d.datname = current_database() AND query NOT LIKE '%pg_stat_statements%'
+          ORDER BY 2 DESC LIMIT 25",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read pg_stat_statements");
+    let n = orders as f64;
+    println!("| µs/order | calls/order | rows/call | top level | statement |");
+    println!("|---:|---:|---:|---|---|");
+    for (calls, ms, rows, top, query) in rows {
+        let q: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let q: String = q.chars().take(160).collect();
+        println!(
+            "| {:.1} | {:.3} | {:.1} | {} | `{}` |",
+            ms * 1000.0 / n,
+            calls as f64 / n,
+            rows as f64 / calls.max(1) as f64,
+            if top { "yes" } else { "no" },
+            q.replace('|', "\\|")
+        );
     }
 }
 
@@ -667,7 +713,16 @@ async fn harness(args: Args) {
             Vec::new()
         },
     };
-    let pg = tokio::task::spawn_blocking(ThrowawayPostgres::start)
+    let extra: &[&str] = if args.pg_stats {
+        &[
+            "shared_preload_libraries=pg_stat_statements",
+            "pg_stat_statements.track=all",
+            "pg_stat_statements.max=10000",
+        ]
+    } else {
+        &[]
+    };
+    let pg = tokio::task::spawn_blocking(move || ThrowawayPostgres::start_with(extra))
         .await
         .expect("join")
         .expect("start a throwaway PostgreSQL");

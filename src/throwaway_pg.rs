@@ -61,6 +61,12 @@ pub struct ThrowawayPostgres {
 impl ThrowawayPostgres {
     /// Starts a new cluster; blocks until it accepts connections.
     pub fn start() -> Result<Self, ThrowawayError> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a new cluster with extra server settings (`name=value`, after
+    /// the usual ones), such as a profiling extension to preload.
+    pub fn start_with(extra: &[&str]) -> Result<Self, ThrowawayError> {
         let initdb = find_binary("initdb").ok_or(ThrowawayError::NoBinaries("initdb"))?;
         let postgres = find_binary("postgres").ok_or(ThrowawayError::NoBinaries("postgres"))?;
         let run_as = server_user()?;
@@ -103,7 +109,7 @@ impl ThrowawayPostgres {
             )));
         }
         let mut conf = String::new();
-        for opt in SERVER_OPTIONS {
+        for opt in SERVER_OPTIONS.iter().chain(extra) {
             let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
             conf.push_str(&format!("{k} = '{v}'\n"));
         }

@@ -319,7 +319,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A first worker claims, sends the capture reversal, and dies before the reversal.
-    rig.intent_of_a_dead_worker("capture_reversal", 0, (1000, 1000))
+    rig.intent_of_a_dead_worker(refundd::ctbc::Operation::CaptureReversal, 0, (1000, 1000))
         .await;
     let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
@@ -496,7 +496,7 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
     };
     let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
     let s = pass_of(&engine).await;
-    assert_eq!(s.outcome, "blackout");
+    assert_eq!(s.outcome.as_str(), "blackout");
     assert!(
         s.refunded() > 0 && s.refunded() < 40,
         "some refunded before the window: {s:?}"

@@ -9,6 +9,7 @@ use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
 use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};
+use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,12 +87,12 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
     rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
     let lease = rig
-        .intent_of_a_dead_worker("refund", 500, (1000, 500))
+        .intent_of_a_dead_worker(refundd::ctbc::Operation::Refund, 500, (1000, 500))
         .await;
     let mismatch = refundd::store::refunds::GatewayEvent {
-        kind: "outcome",
-        operation: Some("refund"),
-        outcome: Some("amount_mismatch".into()),
+        kind: EventKind::Outcome,
+        operation: Some(Operation::Refund),
+        outcome: Some(CallOutcome::AmountMismatch),
         amount: Some(300),
         ..Default::default()
     };
@@ -245,7 +246,7 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A worker sends the capture reversal and dies before its outcome is recorded.
-    rig.intent_of_a_dead_worker("capture_reversal", 0, (1000, 1000))
+    rig.intent_of_a_dead_worker(refundd::ctbc::Operation::CaptureReversal, 0, (1000, 1000))
         .await;
     let mut tx = rig.admin.transaction("HALF").await.unwrap().unwrap();
     tx.state = "1".into();
@@ -332,7 +333,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
         .await
         .unwrap();
     let s = rig.pass().await;
-    assert_eq!(s.outcome, "completed");
+    assert_eq!(s.outcome.as_str(), "completed");
     assert_eq!(rig.order("FINE").await.0, "refunded");
     assert_eq!(rig.order("NUL").await.0, "refund_requested");
     let last_error: Option<String> = scalar(
@@ -374,7 +375,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     rig.seed("FREE2", 1000, TxState::Authorised, None).await;
     rig.admin.run_batch().await.unwrap(); // WHELD: 20 -> 22
     let s = rig.pass().await;
-    assert_eq!(s.outcome, "completed");
+    assert_eq!(s.outcome.as_str(), "completed");
     assert_eq!(rig.order("FREE2").await.0, "refunded");
     // The bank reversed HELD2; the database refused the record: it stays with
     // the reversal of unknown outcome, and the error says why.
@@ -496,7 +497,7 @@ async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
     .await
     .unwrap();
     let s = rig.pass().await;
-    assert_eq!(s.outcome, "completed");
+    assert_eq!(s.outcome.as_str(), "completed");
     let (status, _, _, err) = rig.order("NEG").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("attempts"));

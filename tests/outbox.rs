@@ -83,7 +83,7 @@ async fn a_change_rolled_back_leaves_no_event() {
     let rig = Rig::new().await;
     rig.seed("LOST", 1000, TxState::Authorised, None).await;
     let lease = rig
-        .intent_of_a_dead_worker("reversal", 0, (1000, 1000))
+        .intent_of_a_dead_worker(refundd::ctbc::Operation::Reversal, 0, (1000, 1000))
         .await;
     // The lease runs out and another worker takes the order.
     sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
@@ -100,7 +100,13 @@ async fn a_change_rolled_back_leaves_no_event() {
     // The first worker's late record is refused, and so is its event.
     let late = rig
         .store
-        .finish_refunded(&lease, &[], "reversal", 1000, None)
+        .finish_refunded(
+            &lease,
+            &[],
+            refundd::store::vocabulary::RefundMethod::Reversal,
+            1000,
+            None,
+        )
         .await;
     assert!(
         matches!(late, Err(refundd::store::StoreError::LeaseLost)),

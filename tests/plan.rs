@@ -316,7 +316,7 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
 async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     // A worker sent a refund and died before its outcome was known.
     rig.seed("RECHECK", 1000, TxState::Settled, None).await;
-    rig.intent_of_a_dead_worker("refund", 1000, (1000, 1000))
+    rig.intent_of_a_dead_worker(refundd::ctbc::Operation::Refund, 1000, (1000, 1000))
         .await;
     sqlx::query(
         "UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'

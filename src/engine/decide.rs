@@ -1,10 +1,11 @@
 // The decision core: from a refund request and the bank's answer to an inquiry,
 // what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
-use super::request::{RefundMethod, RefundRequest};
+use super::request::RefundRequest;
 use crate::ctbc::client::Inquiry;
 use crate::ctbc::{CtbcError, Operation, TxState};
 use crate::store::refunds::Settlement;
+use crate::store::vocabulary::RefundMethod;
 
 /// One money-moving call of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,12 +7,13 @@
 use super::blackout::Blackout;
 use super::clock::Clock;
 use super::decide::{decide, on_inquiry_error, Verdict};
-use super::request::{CallFate, OwnCall, RefundMethod, RefundRequest, STEP_CAPTURE_REVERSED};
+use super::request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
 use crate::ctbc::client::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
 use crate::store::refunds::{Deferral, GatewayEvent};
+use crate::store::vocabulary::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
 use crate::store::writeback::WriteBack;
 use crate::store::{Lease, OrderRow, Store, StoreError};
 use futures::StreamExt;
@@ -142,17 +143,17 @@ impl Engine {
         let elapsed = started.elapsed().as_millis() as u64;
         let outcome = match &result {
             Ok(o) => *o,
-            Err(_) => "failed",
+            Err(_) => PassOutcome::Failed,
         };
         let summary = counters.snapshot(outcome, elapsed);
         let json = serde_json::to_value(&summary).unwrap_or_default();
         // A lost database cannot record the pass; the error below says so.
         let _ = self.store.finish_pass(pass_id, outcome, &json).await;
-        metrics::counter!("refundd_passes_total", "outcome" => outcome.to_string()).increment(1);
+        metrics::counter!("refundd_passes_total", "outcome" => outcome.as_str()).increment(1);
         span.in_scope(|| {
             info!(
                 event = "pass_summary",
-                outcome,
+                outcome = outcome.as_str(),
                 claimed = summary.claimed,
                 refunded = summary.refunded(),
                 refunded_reversal = summary.refunded_reversal,
@@ -176,12 +177,12 @@ impl Engine {
         stop: &CancellationToken,
         counters: &Arc<PassCounters>,
         due_by: chrono::DateTime<chrono::Utc>,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Result<PassOutcome, StoreError> {
         // Reading the shop's requests sends nothing to the bank: it goes on in a window too.
         self.read_shop_requests().await?;
         if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
             info!(window = %w, "pass sends nothing: inside the blackout window (Asia/Taipei), when the bank's batch locks the capture file");
-            return Ok("blackout");
+            return Ok(PassOutcome::Blackout);
         }
         let backlog = self.store.count_due(due_by).await?;
         counters
@@ -260,7 +261,7 @@ impl Engine {
         counters: &Arc<PassCounters>,
         due_by: chrono::DateTime<chrono::Utc>,
         held: &Held,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Result<PassOutcome, StoreError> {
         let db_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
         let claim_error = db_error.clone();
         let batches = futures::stream::unfold(false, move |exhausted| {
@@ -320,12 +321,12 @@ impl Engine {
             return Err(e);
         }
         if stop.is_cancelled() {
-            Ok("stopped")
+            Ok(PassOutcome::Stopped)
         } else if self.in_blackout() {
             info!("pass stopped claiming: a blackout window began");
-            Ok("blackout")
+            Ok(PassOutcome::Blackout)
         } else {
-            Ok("completed")
+            Ok(PassOutcome::Completed)
         }
     }
 
@@ -339,8 +340,8 @@ impl Engine {
         let (lease, attempts) = (row.lease(self.worker), row.attempts);
         // An order whose capture reversal is done may still get its
         // reversal, which does not touch the capture file.
-        let completes = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED)
-            || row.unknown_operation.as_deref() == Some(Operation::CaptureReversal.as_str());
+        let completes = row.step == Some(StepReached::CaptureReversed)
+            || row.unknown_operation == Some(Operation::CaptureReversal);
         let span = tracing::error_span!("order", order_no = %row.order_no);
         let outcome = if stop.is_cancelled() || (self.in_blackout() && !completes) {
             self.store
@@ -453,13 +454,7 @@ impl Engine {
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
                 let wb = self
                     .store
-                    .finish_refunded(
-                        &req.lease,
-                        &req.story_with(ev),
-                        method.as_str(),
-                        amount,
-                        watch,
-                    )
+                    .finish_refunded(&req.lease, &req.story_with(ev), method, amount, watch)
                     .await?;
                 self.note_write_back(&wb);
                 info!(
@@ -575,14 +570,14 @@ impl Engine {
         let result = self.client.inquiry(&req.order_no).await;
         let elapsed_ms = started.elapsed().as_millis() as i32;
         let mut ev = GatewayEvent {
-            kind: "outcome",
-            operation: Some(Operation::Inquiry.as_str()),
+            kind: EventKind::Outcome,
+            operation: Some(Operation::Inquiry),
             elapsed_ms: Some(elapsed_ms),
             ..Default::default()
         };
         match &result {
             Ok(bank) => {
-                ev.outcome = Some("accepted".into());
+                ev.outcome = Some(CallOutcome::Accepted);
                 ev.bank_state = Some(bank.state.code().to_string());
                 ev.amount = bank.auth_amount.map(|m| m.amount);
                 info!(
@@ -594,7 +589,7 @@ impl Engine {
                 );
             }
             Err(e) => {
-                ev.outcome = Some(e.kind().to_string());
+                ev.outcome = Some(CallOutcome::of_error(e));
                 ev.message = Some(e.to_string());
                 if let CtbcError::UnknownOrder {
                     resp_code,

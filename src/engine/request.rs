@@ -5,33 +5,10 @@
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use crate::ctbc::Operation;
 use crate::store::refunds::{GatewayEvent, OwnCallRecord};
+use crate::store::vocabulary::{CallOutcome, StepReached};
 use crate::store::{Lease, OrderRow};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-
-/// How the money went back, as recorded in `orders.refund_method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RefundMethod {
-    /// The authorisation was cancelled (or lowered) before capture.
-    Reversal,
-    /// Taken out of the capture file, then the authorisation cancelled.
-    CaptureReversalAndReversal,
-    /// A refund of settled money.
-    Refund,
-}
-
-impl RefundMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundMethod::Reversal => "reversal",
-            RefundMethod::CaptureReversalAndReversal => "capture_reversal+reversal",
-            RefundMethod::Refund => "refund",
-        }
-    }
-}
-
-/// The step an order has reached whose outcome is committed.
-pub const STEP_CAPTURE_REVERSED: &str = "capture_reversed";
 
 /// What became of one of refundd's own money-moving calls, as the order's story tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,12 +36,17 @@ impl OwnCall {
     /// Reads one call of the story; `None` for a call the bank certainly did
     /// not act on (refused, unavailable, never sent) or one refundd cannot read.
     pub fn from_record(r: &OwnCallRecord) -> Option<OwnCall> {
-        let operation = Operation::parse(&r.operation).filter(|op| op.moves_money())?;
+        let operation = r.operation.filter(|op| op.moves_money())?;
         let amount = r.amount?;
-        let fate = match r.outcome.as_deref() {
-            Some("accepted" | "took_effect") => CallFate::Accepted,
-            Some("amount_mismatch") => CallFate::AcceptedAs(r.moved?),
-            Some("refused" | "unavailable" | "invalid" | "did_not_take_effect") => return None,
+        let fate = match r.outcome {
+            Some(CallOutcome::Accepted | CallOutcome::TookEffect) => CallFate::Accepted,
+            Some(CallOutcome::AmountMismatch) => CallFate::AcceptedAs(r.moved?),
+            Some(
+                CallOutcome::Refused
+                | CallOutcome::Unavailable
+                | CallOutcome::Invalid
+                | CallOutcome::DidNotTakeEffect,
+            ) => return None,
             // No outcome (a crash), ambiguous, or anything else: it may have happened.
             _ => CallFate::Unknown,
         };
@@ -200,21 +182,17 @@ impl RefundRequest {
                 "invalid row: refund_amount is {wanted}; it must be more than 0 and at most auth_amount ({authorised}), or NULL for the whole amount"
             ));
         }
-        let unknown = row
-            .unknown_operation
-            .as_deref()
-            .and_then(Operation::parse)
-            .map(|op| {
-                let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
-                (op, Duration::from_millis(age_ms))
-            });
+        let unknown = row.unknown_operation.map(|op| {
+            let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
+            (op, Duration::from_millis(age_ms))
+        });
         let attempts = u32::try_from(row.attempts).map_err(|_| {
             format!(
                 "invalid row: attempts is {}; refundd's count of failed attempts cannot be negative (set it to 0)",
                 row.attempts
             )
         })?;
-        let capture_reversed = row.step.as_deref() == Some(STEP_CAPTURE_REVERSED);
+        let capture_reversed = row.step == Some(StepReached::CaptureReversed);
         Ok(RefundRequest {
             lease,
             order_no,

@@ -5,13 +5,14 @@
 use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
 use super::decide::{Plan, Step, Verdict};
 use super::pass::{Engine, Next};
-use super::request::{CallFate, OwnCall, RefundRequest, STEP_CAPTURE_REVERSED};
+use super::request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
 use crate::ctbc::client::{CaptureReversal, Inquiry, Refund, Reversal};
 use crate::ctbc::types::InvalidField;
 use crate::ctbc::{CtbcError, Operation};
 use crate::store::intake::RequestNow;
 use crate::store::refunds::{Deferral, GatewayEvent, Intent};
+use crate::store::vocabulary::{CallOutcome, EventKind, StepReached};
 use crate::store::StoreError;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -110,8 +111,8 @@ impl Engine {
             };
             let op = step.operation();
             let intent = GatewayEvent {
-                kind: "intent",
-                operation: Some(op.as_str()),
+                kind: EventKind::Intent,
+                operation: Some(op),
                 amount: Some(step.amount()),
                 ..Default::default()
             };
@@ -135,8 +136,8 @@ impl Engine {
             let result = self.send(&call).await;
             let elapsed_ms = started.elapsed().as_millis() as i32;
             let ev = GatewayEvent {
-                kind: "outcome",
-                operation: Some(op.as_str()),
+                kind: EventKind::Outcome,
+                operation: Some(op),
                 amount: Some(step.amount()),
                 elapsed_ms: Some(elapsed_ms),
                 ..Default::default()
@@ -221,7 +222,7 @@ impl Engine {
         mut ev: GatewayEvent,
     ) -> Result<Next, StoreError> {
         let op = plan.steps[plan.steps.len() - 1].operation();
-        ev.outcome = Some("accepted".into());
+        ev.outcome = Some(CallOutcome::Accepted);
         info!(
             step = op.as_str(),
             operation = op.as_str(),
@@ -246,7 +247,7 @@ impl Engine {
         mut ev: GatewayEvent,
     ) -> Result<(), StoreError> {
         let op = step.operation();
-        ev.outcome = Some("accepted".into());
+        ev.outcome = Some(CallOutcome::Accepted);
         info!(
             step = op.as_str(),
             operation = op.as_str(),
@@ -256,7 +257,7 @@ impl Engine {
         );
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
-        let reached = (step == Step::CaptureReversal).then_some(STEP_CAPTURE_REVERSED);
+        let reached = (step == Step::CaptureReversal).then_some(StepReached::CaptureReversed);
         self.record_step(req, ev, reached).await?;
         if step == Step::CaptureReversal {
             req.capture_reversed = true;
@@ -281,7 +282,7 @@ impl Engine {
                 message,
                 ..
             } => {
-                ev.outcome = Some("refused".into());
+                ev.outcome = Some(CallOutcome::Refused);
                 ev.resp_code = Some(resp_code.clone());
                 ev.err_code = Some(err_code.clone());
                 ev.message = Some(message.clone());
@@ -298,7 +299,7 @@ impl Engine {
             }
             CtbcError::RefundAmountMismatch { asked, refunded } => {
                 // The event carries what the bank moved, so the story keeps it.
-                ev.outcome = Some("amount_mismatch".into());
+                ev.outcome = Some(CallOutcome::AmountMismatch);
                 ev.amount = Some(refunded.amount);
                 let reason = format!(
                     "the bank refunded {} instead of the {} asked; needs a person",
@@ -318,7 +319,7 @@ impl Engine {
             }
             CtbcError::Unavailable { reason, .. } => {
                 // Nothing reached the bank: the call certainly did not happen.
-                ev.outcome = Some("unavailable".into());
+                ev.outcome = Some(CallOutcome::Unavailable);
                 ev.message = Some(reason.clone());
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
@@ -328,7 +329,7 @@ impl Engine {
             }
             CtbcError::Invalid(e) => {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
-                ev.outcome = Some("invalid".into());
+                ev.outcome = Some(CallOutcome::Invalid);
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
                 Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)))
@@ -348,7 +349,7 @@ impl Engine {
     ) -> Result<Next, StoreError> {
         let op = step.operation();
         let reason = err.to_string();
-        ev.outcome = Some("ambiguous".into());
+        ev.outcome = Some(CallOutcome::Ambiguous);
         ev.message = Some(reason.clone());
         warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms = ev.elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
         req.unrecorded.push(ev);
@@ -393,19 +394,19 @@ impl Engine {
         };
         let state = bank.state.code();
         let (outcome, verb) = if took_effect {
-            ("took_effect", "took effect")
+            (CallOutcome::TookEffect, "took effect")
         } else {
-            ("did_not_take_effect", "did not take effect")
+            (CallOutcome::DidNotTakeEffect, "did not take effect")
         };
         let note = GatewayEvent {
-            kind: "note",
-            operation: Some(op.as_str()),
-            outcome: Some(outcome.into()),
+            kind: EventKind::Note,
+            operation: Some(op),
+            outcome: Some(outcome),
             bank_state: Some(state.to_string()),
             message: Some(format!("the bank shows the {op} {verb} (state {state})")),
             ..Default::default()
         };
-        let reached = took_effect.then_some(STEP_CAPTURE_REVERSED);
+        let reached = took_effect.then_some(StepReached::CaptureReversed);
         self.record_step(req, note, reached).await?;
         req.capture_reversal_settled(took_effect);
         Ok(())
@@ -417,7 +418,7 @@ impl Engine {
         &self,
         req: &mut RefundRequest,
         ev: GatewayEvent,
-        reached: Option<&str>,
+        reached: Option<StepReached>,
     ) -> Result<(), StoreError> {
         req.unrecorded.push(ev);
         self.store

@@ -1,7 +1,7 @@
 // What a pass did, counted while it runs (so progress can be shown) and
 // summarised at its end in one log line and in `refund_passes.summary`.
 
-use super::request::RefundMethod;
+use crate::store::vocabulary::{PassOutcome, RefundMethod};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,10 +76,26 @@ impl PassCounters {
         metrics::counter!("refundd_orders_total", "outcome" => outcome.as_str()).increment(1);
     }
 
-    pub fn snapshot(&self, outcome: &str, elapsed_ms: u64) -> PassSummary {
+    /// A number that changes whenever the pass gets anything done (an order
+    /// claimed or finished, a settlement looked at): the scheduler tells a pass
+    /// that moves from one stuck on a single statement by it.
+    pub fn progress(&self) -> u64 {
+        [
+            &self.backlog,
+            &self.claimed,
+            &self.done,
+            &self.watched,
+            &self.settled,
+            &self.settlement_failed,
+        ]
+        .iter()
+        .fold(0u64, |sum, a| sum.wrapping_add(a.load(Ordering::Relaxed)))
+    }
+
+    pub fn snapshot(&self, outcome: PassOutcome, elapsed_ms: u64) -> PassSummary {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PassSummary {
-            outcome: outcome.to_string(),
+            outcome,
             claimed: g(&self.claimed),
             refunded_reversal: g(&self.refunded_reversal),
             refunded_capture_reversal: g(&self.refunded_capture_reversal),
@@ -102,7 +118,7 @@ impl PassCounters {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PassSummary {
     /// completed | stopped | blackout
-    pub outcome: String,
+    pub outcome: PassOutcome,
     pub claimed: u64,
     pub refunded_reversal: u64,
     pub refunded_capture_reversal: u64,

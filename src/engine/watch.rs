@@ -6,7 +6,9 @@ use super::decide::watch_verdict;
 use super::pass::{Engine, Held};
 use super::summary::PassCounters;
 use crate::ctbc::types::OrderNo;
+use crate::ctbc::Operation;
 use crate::store::refunds::{GatewayEvent, Settlement};
+use crate::store::vocabulary::{CallOutcome, EventKind};
 use crate::store::{OrderRow, StoreError};
 use futures::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -87,19 +89,19 @@ impl Engine {
         let started = Instant::now();
         let result = self.client.inquiry(&order_no).await;
         let mut ev = GatewayEvent {
-            kind: "outcome",
-            operation: Some("inquiry"),
+            kind: EventKind::Outcome,
+            operation: Some(Operation::Inquiry),
             elapsed_ms: Some(started.elapsed().as_millis() as i32),
             ..Default::default()
         };
         let outcome = match &result {
             Ok(bank) => {
-                ev.outcome = Some("accepted".into());
+                ev.outcome = Some(CallOutcome::Accepted);
                 ev.bank_state = Some(bank.state.code().to_string());
                 watch_verdict(bank)
             }
             Err(e) => {
-                ev.outcome = Some(e.kind().to_string());
+                ev.outcome = Some(CallOutcome::of_error(e));
                 ev.message = Some(e.to_string());
                 Settlement::StillSettling
             }
@@ -146,7 +148,7 @@ impl Engine {
             super::pass::printable(&format!("the database refused this order's record: {e}"));
         error!(step = "settlement_watch", reason = %reason, "order left for a later pass");
         let ev = GatewayEvent {
-            kind: "note",
+            kind: EventKind::Note,
             message: Some(reason),
             ..Default::default()
         };

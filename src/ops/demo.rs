@@ -12,6 +12,7 @@ use crate::cli::CliError;
 use crate::ctbc::client::{Client, ClientConfig};
 use crate::ctbc::envelope::Envelope;
 use crate::ctbc::types::MerId;
+use crate::ctbc::Operation;
 use crate::ctbc::TxState;
 use crate::engine::blackout::Blackout;
 use crate::engine::clock::SystemClock;
@@ -24,6 +25,9 @@ use crate::sim::{
 };
 use crate::store::shop_examples::{self as shop_sql, Refund, SeedOrder, TutorialOrder};
 use crate::store::story::{OrderOutcomeRow, StoryEvent};
+use crate::store::vocabulary::{
+    CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState,
+};
 use crate::store::{self, Schema, ShopStatements, Store};
 use crate::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
@@ -426,10 +430,10 @@ fn pass_story(events: Option<&Vec<StoryEvent>>) -> String {
     let mut steps: Vec<String> = Vec::new();
     let mut ending = "";
     for e in events {
-        match e.kind.as_str() {
-            "outcome" => {
-                let op = short_op(e.operation.as_deref().unwrap_or("?"));
-                let outcome = e.outcome.as_deref().unwrap_or("?");
+        match e.kind {
+            EventKind::Outcome => {
+                let op = short_op(e.operation.map_or("?", Operation::as_str));
+                let outcome = e.outcome.map_or("?", CallOutcome::as_str);
                 if op == "ask" {
                     match (outcome, &e.bank_state) {
                         ("accepted", Some(st)) => steps.push(format!("ask:{st}")),
@@ -440,10 +444,10 @@ fn pass_story(events: Option<&Vec<StoryEvent>>) -> String {
                     steps.push(format!("{op} {o}"));
                 }
             }
-            "status" => match e.to_status.as_deref() {
-                Some("refunded") => ending = "=> refunded",
-                Some("refund_failed") => ending = "=> failed",
-                Some("refund_requested") if !steps.is_empty() => ending = "=> wait",
+            EventKind::Status => match e.to_status {
+                Some(RefundStatus::Refunded) => ending = "=> refunded",
+                Some(RefundStatus::RefundFailed) => ending = "=> failed",
+                Some(RefundStatus::RefundRequested) if !steps.is_empty() => ending = "=> wait",
                 _ => {}
             },
             _ => {}
@@ -502,16 +506,20 @@ fn journey_table(
             Some(p) => format!("{p}/{}", s.amount),
             None => s.amount.to_string(),
         };
-        let status = o.map(|o| o.status.as_str()).unwrap_or("?");
-        let final_status = match (status, o.and_then(|o| o.settlement.as_deref())) {
-            ("refunded", Some("settled")) => "refunded, settled".to_string(),
-            ("refunded", Some("pending")) => "refunded, settling".to_string(),
-            (st, _) => st.to_string(),
+        let final_status = match (o.map(|o| o.status), o.and_then(|o| o.settlement)) {
+            (Some(RefundStatus::Refunded), Some(SettlementState::Settled)) => {
+                "refunded, settled".to_string()
+            }
+            (Some(RefundStatus::Refunded), Some(SettlementState::Pending)) => {
+                "refunded, settling".to_string()
+            }
+            (Some(st), _) => st.to_string(),
+            (None, _) => "?".to_string(),
         };
         let why = o
             .and_then(|o| {
                 o.refund_error.clone().or_else(|| {
-                    (o.status != "refunded")
+                    (o.status != RefundStatus::Refunded)
                         .then(|| o.last_error.clone())
                         .flatten()
                 })
@@ -526,7 +534,8 @@ fn journey_table(
             pass_story(p1.get(&s.order_no)),
             pass_story(p2.get(&s.order_no)),
             final_status,
-            o.and_then(|o| o.refund_method.clone()).unwrap_or_default(),
+            o.and_then(|o| o.refund_method)
+                .map_or("", RefundMethod::as_str),
             o.and_then(|o| o.refunded_amount)
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
@@ -564,7 +573,7 @@ fn shown_in_shop(seeds: &[Seed], orders: &BTreeMap<String, OrderOutcomeRow>) -> 
     shown.extend(
         orders
             .values()
-            .filter(|o| o.status == "refund_requested")
+            .filter(|o| o.status == RefundStatus::RefundRequested)
             .map(|o| o.order_no.clone())
             .filter(|no| !shown.contains(no))
             .take(3)

@@ -97,7 +97,7 @@ mod tests {
         let h = Health::new();
         assert!(h.last_pass().is_none());
         let s = PassSummary {
-            outcome: "completed".into(),
+            outcome: crate::store::vocabulary::PassOutcome::Completed,
             claimed: 3,
             ..Default::default()
         };

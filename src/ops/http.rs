@@ -4,6 +4,7 @@
 
 use super::health::Health;
 use super::metrics::{install_metrics, BACKLOG};
+use crate::store::vocabulary::PassOutcome;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -77,7 +78,7 @@ struct HealthReport {
 struct LastPassSeen {
     finished_at: DateTime<Utc>,
     age_secs: i64,
-    outcome: String,
+    outcome: PassOutcome,
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
@@ -112,7 +113,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
             .await
             .ok()
             .flatten()
-            .and_then(|p| Some((p.finished_at?, p.outcome.unwrap_or_default()))),
+            .and_then(|p| Some((p.finished_at?, p.outcome?))),
         None => None,
     }
     .map(|(at, outcome)| LastPassSeen {

@@ -6,6 +6,7 @@
 use crate::engine::summary::PassSummary;
 use crate::store::passes::PassRecord;
 use crate::store::status::QueueView;
+use crate::store::vocabulary::PassOutcome;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -25,7 +26,7 @@ pub struct StatusReport {
 pub struct LastPass {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    pub outcome: Option<PassOutcome>,
     /// `refund_passes.summary` as recorded.
     pub summary: serde_json::Value,
 }
@@ -178,7 +179,7 @@ impl StatusReport {
                     out,
                     "last pass: finished {} ({})\n  {}",
                     time(p.finished_at),
-                    p.outcome.as_deref().unwrap_or("?"),
+                    p.outcome.map_or("?", PassOutcome::as_str),
                     line
                 );
             }

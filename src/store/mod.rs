@@ -15,6 +15,7 @@ pub mod shop;
 pub mod shop_examples;
 pub mod status;
 pub mod story;
+pub mod vocabulary;
 pub mod writeback;
 
 pub use refunds::{Lease, OrderRow};

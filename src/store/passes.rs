@@ -1,6 +1,7 @@
 // The record of each pass: when it started and ended, how it ended, and its
 // counts, so that `status`, health checks and "is a pass due" can read it.
 
+use super::vocabulary::PassOutcome;
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -11,7 +12,7 @@ pub struct PassRecord {
     pub worker: Uuid,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    pub outcome: Option<PassOutcome>,
     pub summary: serde_json::Value,
 }
 
@@ -29,7 +30,7 @@ impl Store {
     pub async fn finish_pass(
         &self,
         id: i64,
-        outcome: &str,
+        outcome: PassOutcome,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
         sqlx::query(&self.sql("UPDATE refundd.refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1"),

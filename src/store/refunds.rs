@@ -5,8 +5,10 @@
 // order's story in `refund_events` always matches its record. Outcomes that
 // end the work are written back to the shop in the same transaction.
 
+use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
 use super::writeback::WriteBack;
 use super::{Store, StoreError};
+use crate::ctbc::Operation;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::time::Duration;
@@ -21,16 +23,16 @@ pub struct OrderRow {
     pub auth_code: Option<String>,
     pub auth_amount: Option<i64>,
     pub currency: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub refund_amount: Option<i64>,
     /// Why the shop's row cannot be worked as it is.
     pub bad_input: Option<String>,
     pub claimed_amount: Option<i64>,
     pub attempts: i32,
-    pub step: Option<String>,
-    pub unknown_operation: Option<String>,
+    pub step: Option<StepReached>,
+    pub unknown_operation: Option<Operation>,
     pub unknown_since: Option<DateTime<Utc>>,
-    pub refund_method: Option<String>,
+    pub refund_method: Option<RefundMethod>,
     pub refunded_amount: Option<i64>,
     pub watch_until: Option<DateTime<Utc>>,
     /// The claim's token: every write about the order names it.
@@ -64,10 +66,14 @@ pub struct Lease {
 /// note recorded for it before the next intent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct OwnCallRecord {
-    pub operation: String,
+    /// `None`: an operation this build does not know (the call is not counted).
+    #[serde(deserialize_with = "known_or_none")]
+    pub operation: Option<Operation>,
     pub amount: Option<i64>,
     pub sent_at: DateTime<Utc>,
-    pub outcome: Option<String>,
+    /// `None`: no outcome recorded (or one this build does not know): it may have happened.
+    #[serde(deserialize_with = "known_or_none")]
+    pub outcome: Option<CallOutcome>,
     /// The outcome's amount: what the bank said it moved, where it said so.
     pub moved: Option<i64>,
 }
@@ -101,13 +107,23 @@ fn claimed_columns() -> String {
     cols.join(", ")
 }
 
+/// A word of the story that this build may not know: a call of an unknown
+/// operation is not counted as ours, an unknown outcome may have happened.
+fn known_or_none<'de, D, W>(d: D) -> Result<Option<W>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    W: Word,
+{
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(text.as_deref().and_then(W::parse))
+}
+
 /// A call to the bank, as appended to the order's story.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayEvent {
-    /// intent | outcome | note
-    pub kind: &'static str,
-    pub operation: Option<&'static str>,
-    pub outcome: Option<String>,
+    pub kind: EventKind,
+    pub operation: Option<Operation>,
+    pub outcome: Option<CallOutcome>,
     pub amount: Option<i64>,
     pub bank_state: Option<String>,
     pub resp_code: Option<String>,
@@ -237,9 +253,9 @@ fn fenced_sql(template: &str, extra: &str) -> String {
 
 /// Events as one array per column, for `unnest`.
 struct EventColumns<'a> {
-    kind: Vec<&'static str>,
-    operation: Vec<Option<&'static str>>,
-    outcome: Vec<Option<&'a str>>,
+    kind: Vec<EventKind>,
+    operation: Vec<Option<Operation>>,
+    outcome: Vec<Option<CallOutcome>>,
     amount: Vec<Option<i64>>,
     bank_state: Vec<Option<&'a str>>,
     resp_code: Vec<Option<&'a str>>,
@@ -253,7 +269,7 @@ impl<'a> EventColumns<'a> {
         EventColumns {
             kind: events.iter().map(|e| e.kind).collect(),
             operation: events.iter().map(|e| e.operation).collect(),
-            outcome: events.iter().map(|e| e.outcome.as_deref()).collect(),
+            outcome: events.iter().map(|e| e.outcome).collect(),
             amount: events.iter().map(|e| e.amount).collect(),
             bank_state: events.iter().map(|e| e.bank_state.as_deref()).collect(),
             resp_code: events.iter().map(|e| e.resp_code.as_deref()).collect(),
@@ -478,7 +494,7 @@ impl Store {
         &self,
         lease: &Lease,
         events: &[GatewayEvent],
-        step: Option<&str>,
+        step: Option<StepReached>,
     ) -> Result<(), StoreError> {
         fenced_update!(
             self,
@@ -499,7 +515,7 @@ impl Store {
         &self,
         lease: &Lease,
         events: &[GatewayEvent],
-        method: &str,
+        method: RefundMethod,
         amount: i64,
         watch_days: Option<u32>,
     ) -> Result<WriteBack, StoreError> {
@@ -554,8 +570,8 @@ impl Store {
                 let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
                 let mut with_note = events.to_vec();
                 with_note.push(GatewayEvent {
-                    kind: "note",
-                    outcome: Some("write_back_refused".into()),
+                    kind: EventKind::Note,
+                    outcome: Some(CallOutcome::WriteBackRefused),
                     message: Some(reason.clone()),
                     ..Default::default()
                 });
@@ -726,7 +742,7 @@ impl Store {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ending<'a> {
     Refunded {
-        method: &'a str,
+        method: RefundMethod,
         amount: i64,
         watch_days: Option<i32>,
     },
@@ -740,10 +756,10 @@ pub(super) enum Ending<'a> {
 
 impl Ending<'_> {
     /// The write-back this ending asks of the shop, as `writeback` names it.
-    pub(super) fn write_back_kind(&self) -> &'static str {
+    pub(super) fn write_back_kind(&self) -> RefundStatus {
         match self {
-            Ending::Refunded { .. } => "refunded",
-            Ending::Failed { .. } | Ending::FailedAtSettlement { .. } => "refund_failed",
+            Ending::Refunded { .. } => RefundStatus::Refunded,
+            Ending::Failed { .. } | Ending::FailedAtSettlement { .. } => RefundStatus::RefundFailed,
         }
     }
 }

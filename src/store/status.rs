@@ -1,7 +1,9 @@
 // Read-only views of the queue for progress, `refundd status`, the metrics
 // and health checks.
 
+use super::vocabulary::{RefundStatus, SettlementState};
 use super::{Store, StoreError};
+use crate::ctbc::Operation;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -11,7 +13,7 @@ pub const LIST_LIMIT: i64 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct StatusCount {
-    pub status: String,
+    pub status: RefundStatus,
     pub count: i64,
 }
 
@@ -27,7 +29,7 @@ pub struct OldestRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct WaitingOrder {
     pub order_no: String,
-    pub status: String,
+    pub status: RefundStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -37,7 +39,7 @@ pub struct WaitingOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UnknownOutcome {
     pub order_no: String,
-    pub operation: String,
+    pub operation: Operation,
     pub since: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -49,8 +51,8 @@ pub struct SettlingRefund {
     pub order_no: String,
     pub refunded_amount: Option<i64>,
     pub refunded_at: Option<DateTime<Utc>>,
-    /// pending (still watched) or unconfirmed (the watch ran out)
-    pub settlement: String,
+    /// Pending (still watched) or Unconfirmed (the watch ran out).
+    pub settlement: SettlementState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -65,8 +67,8 @@ pub struct FailedOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PendingShopWrite {
     pub order_no: String,
-    /// refunded | refund_failed
-    pub writeback: String,
+    /// Refunded or RefundFailed: the outcome the shop has not taken.
+    pub writeback: RefundStatus,
     pub writeback_error: Option<String>,
     pub since: DateTime<Utc>,
 }

@@ -1,7 +1,9 @@
 // Each order's story as the database tells it: its row and the events appended
 // in a span of time. The demo reads it to show what each pass did.
 
+use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState};
 use super::{Store, StoreError};
+use crate::ctbc::Operation;
 use chrono::{DateTime, Utc};
 
 /// One appended event.
@@ -9,10 +11,10 @@ use chrono::{DateTime, Utc};
 pub struct StoryEvent {
     pub order_no: String,
     pub at: DateTime<Utc>,
-    pub kind: String,
-    pub operation: Option<String>,
-    pub outcome: Option<String>,
-    pub to_status: Option<String>,
+    pub kind: EventKind,
+    pub operation: Option<Operation>,
+    pub outcome: Option<CallOutcome>,
+    pub to_status: Option<RefundStatus>,
     pub bank_state: Option<String>,
     pub message: Option<String>,
 }
@@ -23,11 +25,11 @@ pub struct OrderOutcomeRow {
     pub order_no: String,
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
-    pub status: String,
-    pub refund_method: Option<String>,
+    pub status: RefundStatus,
+    pub refund_method: Option<RefundMethod>,
     pub refunded_amount: Option<i64>,
     pub refund_error: Option<String>,
-    pub settlement: Option<String>,
+    pub settlement: Option<SettlementState>,
     pub last_error: Option<String>,
 }
 

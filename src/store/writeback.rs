@@ -5,6 +5,7 @@
 // write-back is kept as pending and tried again on later passes.
 
 use super::refunds::Ending;
+use super::vocabulary::{RefundMethod, RefundStatus};
 use super::{Store, StoreError};
 use sqlx::PgConnection;
 
@@ -21,11 +22,30 @@ pub enum WriteBack {
 pub struct PendingWriteBack {
     pub id: i64,
     pub order_no: String,
-    /// refunded | refund_failed
-    pub writeback: String,
+    /// `Refunded` or `RefundFailed`: which statement of the shop's to run.
+    pub writeback: RefundStatus,
     pub refunded_amount: Option<i64>,
-    pub refund_method: Option<String>,
+    pub refund_method: Option<RefundMethod>,
     pub refund_error: Option<String>,
+}
+
+impl PendingWriteBack {
+    /// What to tell the shop. `None` for a refunded record without its
+    /// method or amount, which the ending that set `writeback` always writes.
+    fn ending(&self) -> Option<Ending<'_>> {
+        if self.writeback == RefundStatus::Refunded {
+            Some(Ending::Refunded {
+                method: self.refund_method?,
+                amount: self.refunded_amount?,
+                watch_days: None,
+            })
+        } else {
+            Some(Ending::Failed {
+                reason: self.refund_error.as_deref().unwrap_or(""),
+                refunded_amount: None,
+            })
+        }
+    }
 }
 
 impl Store {
@@ -79,7 +99,7 @@ impl Store {
                       WHERE id = $1",
                 ))
                 .bind(p.id)
-                .bind(p.writeback == "refund_failed" && self.shop.on_failed.is_some())
+                .bind(p.writeback == RefundStatus::RefundFailed && self.shop.on_failed.is_some())
                 .execute(&mut *conn)
                 .await?;
                 Ok(WriteBack::Done)
@@ -138,18 +158,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(p) = pending else { continue };
-            let ending = if p.writeback == "refunded" {
-                Ending::Refunded {
-                    method: p.refund_method.as_deref().unwrap_or(""),
-                    amount: p.refunded_amount.unwrap_or(0),
-                    watch_days: None,
-                }
-            } else {
-                Ending::Failed {
-                    reason: p.refund_error.as_deref().unwrap_or(""),
-                    refunded_amount: None,
-                }
-            };
+            let Some(ending) = p.ending() else { continue };
             let wb = self.write_back_again(&mut tx, &p, &ending).await?;
             tx.commit().await?;
             done.push((p.order_no, wb));

@@ -280,7 +280,7 @@ impl Rig {
     /// (decided on `authorised` and `refund`).
     pub async fn intent_of_a_dead_worker(
         &self,
-        operation: &'static str,
+        operation: refundd::ctbc::Operation,
         amount: i64,
         (authorised, refund): (i64, i64),
     ) -> refundd::store::Lease {
@@ -294,7 +294,7 @@ impl Rig {
             .unwrap();
         let lease = rows[0].lease(dead);
         let intent = refundd::store::refunds::GatewayEvent {
-            kind: "intent",
+            kind: refundd::store::vocabulary::EventKind::Intent,
             operation: Some(operation),
             amount: Some(amount),
             ..Default::default()

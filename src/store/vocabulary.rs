@@ -1,0 +1,286 @@
+// The closed sets of words refundd's record is written in: an order's status,
+// the step it reached, how its money went back, the kinds and outcomes of the
+// events of its story, the settlement watch's states and how a pass ended.
+// Each is an enum that the store reads and writes as the same text the
+// tables have always held, so no string of these sets crosses the store's
+// boundary, and a value the code does not know is an error where it is read.
+
+use crate::ctbc::{CtbcError, Operation};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
+use sqlx::{Decode, Encode, Postgres, Type};
+
+/// A word of one of the sets: its text in the tables, and back.
+pub trait Word: Sized + Copy + 'static {
+    /// Which set, for error messages.
+    const SET: &'static str;
+    fn as_str(self) -> &'static str;
+    fn parse(text: &str) -> Option<Self>;
+}
+
+/// Defines an enum of words with its text, and its column type.
+macro_rules! words {
+    ($(#[$meta:meta])* pub enum $name:ident ($set:literal) {
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                <Self as Word>::as_str(self)
+            }
+        }
+
+        impl Word for $name {
+            const SET: &'static str = $set;
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+            fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(Word::as_str(*self))
+            }
+        }
+
+        text_column!($name);
+    };
+}
+
+/// A word as a `text` column (and array element), and as a JSON string.
+macro_rules! text_column {
+    ($name:ty) => {
+        impl Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                <&str as Type<Postgres>>::type_info()
+            }
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl PgHasArrayType for $name {
+            fn array_type_info() -> PgTypeInfo {
+                <&str as PgHasArrayType>::array_type_info()
+            }
+        }
+
+        impl<'q> Encode<'q, Postgres> for $name {
+            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+                <&str as Encode<'q, Postgres>>::encode_by_ref(&Word::as_str(*self), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                let text = <&str as Decode<'r, Postgres>>::decode(value)?;
+                parse_word(text).map_err(Into::into)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(Word::as_str(*self))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                parse_word(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Reads a word, or says which set it is not in.
+pub fn parse_word<W: Word>(text: &str) -> Result<W, String> {
+    W::parse(text).ok_or_else(|| {
+        let shown: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
+        format!("{shown:?} is not a known {}", W::SET)
+    })
+}
+
+words! {
+    /// Where refundd's record of an order stands.
+    pub enum RefundStatus ("refund status") {
+        /// Asked for; nothing sent yet, or given back to the queue.
+        RefundRequested = "refund_requested",
+        /// The shop stopped asking before anything was sent.
+        Withdrawn = "withdrawn",
+        /// A worker holds it, or a call of ours is under way.
+        Refunding = "refunding",
+        Refunded = "refunded",
+        /// Nothing more refundd can do: a person decides.
+        RefundFailed = "refund_failed",
+    }
+}
+
+words! {
+    /// The step an order has reached whose outcome is committed.
+    pub enum StepReached ("step") {
+        /// Out of the capture file; the reversal of the authorisation follows.
+        CaptureReversed = "capture_reversed",
+        Done = "done",
+    }
+}
+
+words! {
+    /// How the money went back.
+    pub enum RefundMethod ("refund method") {
+        /// The authorisation was cancelled (or lowered) before capture.
+        Reversal = "reversal",
+        /// Taken out of the capture file, then the authorisation cancelled.
+        CaptureReversalAndReversal = "capture_reversal+reversal",
+        /// A refund of settled money.
+        Refund = "refund",
+    }
+}
+
+words! {
+    /// What an event of an order's story records.
+    #[derive(Default)]
+    pub enum EventKind ("event kind") {
+        /// The record's status changed (written by the database itself).
+        Status = "status",
+        /// A money-moving call is about to be sent.
+        Intent = "intent",
+        /// What came of a call.
+        Outcome = "outcome",
+        /// Something learned about a call later, or about the record.
+        #[default]
+        Note = "note",
+    }
+}
+
+words! {
+    /// What came of a call to the bank, or what was learned of it later.
+    pub enum CallOutcome ("call outcome") {
+        Accepted = "accepted",
+        Refused = "refused",
+        /// Sent, and no answer says whether the bank acted.
+        Ambiguous = "ambiguous",
+        /// The bank could not be reached: nothing happened.
+        Unavailable = "unavailable",
+        /// Refused locally: nothing was sent.
+        Invalid = "invalid",
+        /// The bank refunded another amount than asked.
+        AmountMismatch = "amount_mismatch",
+        UnknownOrder = "unknown_order",
+        BadAnswer = "bad_answer",
+        /// A fresh inquiry showed a call of unknown outcome took effect.
+        TookEffect = "took_effect",
+        /// A fresh inquiry showed a call of unknown outcome did not.
+        DidNotTakeEffect = "did_not_take_effect",
+        /// The shop's database refused the write-back.
+        WriteBackRefused = "write_back_refused",
+    }
+}
+
+words! {
+    /// The settlement watch of a refund of settled money.
+    pub enum SettlementState ("settlement state") {
+        /// Watched until the bank settles it.
+        Pending = "pending",
+        Settled = "settled",
+        Failed = "failed",
+        /// The watch ran out before the bank settled it.
+        Unconfirmed = "unconfirmed",
+    }
+}
+
+words! {
+    /// How a pass ended.
+    #[derive(Default)]
+    pub enum PassOutcome ("pass outcome") {
+        #[default]
+        Completed = "completed",
+        /// Asked to stop; the orders in hand were finished.
+        Stopped = "stopped",
+        /// The database was lost.
+        Failed = "failed",
+        /// Inside a blackout window: nothing money-moving was started.
+        Blackout = "blackout",
+    }
+}
+
+impl CallOutcome {
+    /// What a call that got no verdict from the bank came to.
+    pub fn of_error(e: &CtbcError) -> Self {
+        match e {
+            CtbcError::Unavailable { .. } => CallOutcome::Unavailable,
+            CtbcError::Ambiguous { .. } => CallOutcome::Ambiguous,
+            CtbcError::Refused { .. } => CallOutcome::Refused,
+            CtbcError::UnknownOrder { .. } => CallOutcome::UnknownOrder,
+            CtbcError::BadAnswer { .. } => CallOutcome::BadAnswer,
+            CtbcError::RefundAmountMismatch { .. } => CallOutcome::AmountMismatch,
+            CtbcError::Invalid(_) => CallOutcome::Invalid,
+        }
+    }
+}
+
+impl Word for Operation {
+    const SET: &'static str = "bank operation";
+    fn as_str(self) -> &'static str {
+        Operation::as_str(self)
+    }
+    fn parse(text: &str) -> Option<Self> {
+        Operation::parse(text)
+    }
+}
+
+text_column!(Operation);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<W: Word + PartialEq + std::fmt::Debug>(all: &[W]) {
+        for w in all {
+            assert_eq!(W::parse(w.as_str()), Some(*w));
+        }
+    }
+
+    #[test]
+    fn every_word_reads_back_as_itself() {
+        round_trips(RefundStatus::ALL);
+        round_trips(StepReached::ALL);
+        round_trips(RefundMethod::ALL);
+        round_trips(EventKind::ALL);
+        round_trips(CallOutcome::ALL);
+        round_trips(SettlementState::ALL);
+        round_trips(PassOutcome::ALL);
+        round_trips(&Operation::ALL);
+    }
+
+    #[test]
+    fn an_unknown_word_names_its_set_and_hides_control_characters() {
+        let e = parse_word::<RefundStatus>("refundedd\u{0}").unwrap_err();
+        assert_eq!(e, "\"refundedd\" is not a known refund status");
+    }
+
+    #[test]
+    fn the_statuses_are_those_the_table_allows() {
+        let migration = include_str!("../../migrations/20261128000001_refundd.sql");
+        for s in RefundStatus::ALL {
+            assert!(migration.contains(&format!("'{}'", s.as_str())), "{s}");
+        }
+    }
+}
