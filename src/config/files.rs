@@ -24,11 +24,12 @@ impl Role {
     }
 }
 
-/// Refuses a file that cannot be read or is not TOML; a missing default file is fine.
-pub(super) fn check_toml(path: &Path, role: Role) -> Result<(), SettingsError> {
+/// Refuses a file that cannot be read or is not TOML; a missing default file is
+/// fine (None). The table read is returned so the secrets can tell what it sets.
+pub(super) fn check_toml(path: &Path, role: Role) -> Result<Option<toml::Table>, SettingsError> {
     let shown = path.display().to_string();
     if matches!(role, Role::Default) && !path.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| {
         SettingsError::one(Problem::new(
@@ -38,7 +39,7 @@ pub(super) fn check_toml(path: &Path, role: Role) -> Result<(), SettingsError> {
         ))
     })?;
     match toml::from_str::<toml::Table>(&text) {
-        Ok(_) => Ok(()),
+        Ok(table) => Ok(Some(table)),
         Err(e) => Err(SettingsError::one(Problem::new(
             role.setting(),
             format!(

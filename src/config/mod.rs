@@ -1,6 +1,7 @@
 // Typed settings, read once at start-up from layered sources: built-in defaults,
 // `config/default.toml`, the file named by `--config`, then `REFUNDD__SECTION__KEY`
-// environment variables (and `DATABASE_URL`). Every value is checked here, so the
+// environment variables (and `DATABASE_URL`), then the secrets given as files
+// (`REFUNDD__..._FILE`, systemd credentials). Every value is checked here, so the
 // rest of refundd only ever sees settings that make sense.
 
 mod client;
@@ -8,6 +9,7 @@ mod error;
 mod files;
 mod raw;
 mod rules;
+mod secrets;
 
 pub use error::{Problem, SettingsError};
 
@@ -203,7 +205,7 @@ impl Settings {
                 SettingsError::one(Problem::new(
                     "database.url",
                     "is not set",
-                    "set REFUNDD__DATABASE__URL (or DATABASE_URL) to postgres://user:password@host/dbname",
+                    "set REFUNDD__DATABASE__URL (or DATABASE_URL) to postgres://user:password@host/dbname, or name a file holding it with REFUNDD__DATABASE__URL_FILE",
                 ))
             })
     }

@@ -3,6 +3,7 @@
 
 use super::files::{check_toml, Role};
 use super::rules;
+use super::secrets::{read_secret_files, ReadFile, SECRETS};
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
@@ -172,8 +173,14 @@ impl RawSettings {
                 .set_default(*key, *value)
                 .map_err(|e| source_problem("(defaults)", e))?;
         }
+        let mut read_files = Vec::new();
         if let Some(path) = &sources.default_file {
-            check_toml(path, Role::Default)?;
+            if let Some(table) = check_toml(path, Role::Default)? {
+                read_files.push(ReadFile {
+                    path: path.clone(),
+                    table,
+                });
+            }
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
@@ -191,17 +198,25 @@ impl RawSettings {
                     "pass the path of an existing TOML settings file",
                 )));
             }
-            check_toml(path, Role::Given)?;
+            if let Some(table) = check_toml(path, Role::Given)? {
+                read_files.push(ReadFile {
+                    path: path.clone(),
+                    table,
+                });
+            }
             builder = builder.add_source(
                 File::from(path.as_path())
                     .format(FileFormat::Toml)
                     .required(true),
             );
         }
+        let secret_files = read_secret_files(sources, &read_files)?;
+        // `_FILE` variables name files, read above; they are not settings.
+        let file_vars: Vec<String> = SECRETS.iter().map(|s| s.file_var()).collect();
         let env: config::Map<String, String> = sources
             .env
             .iter()
-            .filter(|(k, _)| k.starts_with("REFUNDD__"))
+            .filter(|(k, _)| k.starts_with("REFUNDD__") && !file_vars.contains(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         builder = builder.add_source(
@@ -217,6 +232,11 @@ impl RawSettings {
                     .set_override("database.url", url.as_str())
                     .map_err(|e| source_problem("database.url", e))?;
             }
+        }
+        for (setting, value) in secret_files {
+            builder = builder
+                .set_override(setting, value)
+                .map_err(|e| source_problem(setting, e))?;
         }
         let config = builder
             .build()

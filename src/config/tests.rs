@@ -362,3 +362,215 @@ fn a_webhook_needs_https_or_loopback_and_a_secret_that_is_never_shown() {
     assert!(!format!("{w:?}").contains("0123456789abcdef-secret"));
     assert!(Settings::defaults().unwrap().notify.webhook.is_none());
 }
+
+// Secrets from files: `_FILE` variables and systemd credentials.
+
+const KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
+const IV: &str = "12345678";
+
+/// A file holding `text`, with the given mode, in `dir`.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+fn with_env(pairs: &[(&str, &str)], default_file: Option<&std::path::Path>) -> Sources {
+    let mut s = env(pairs);
+    s.default_file = default_file.map(Into::into);
+    s
+}
+
+#[test]
+fn secrets_are_read_from_file_variables_without_trailing_newlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "key", &format!("{KEY}\n"), 0o600);
+    let iv = secret_file(dir.path(), "iv", &format!("{IV}\r\n"), 0o400);
+    let url = secret_file(
+        dir.path(),
+        "url",
+        "postgres://refundd:pw@127.0.0.1/shop\n\n",
+        0o600,
+    );
+    let hook = secret_file(dir.path(), "hook", "0123456789abcdef-hook", 0o600);
+    let s = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MAC_KEY_FILE", &key),
+        ("REFUNDD__CTBC__IV_FILE", &iv),
+        ("REFUNDD__DATABASE__URL_FILE", &url),
+        (
+            "REFUNDD__NOTIFY__WEBHOOK_URL",
+            "https://hooks.example.com/refundd",
+        ),
+        ("REFUNDD__NOTIFY__WEBHOOK_SECRET_FILE", &hook),
+    ]))
+    .unwrap();
+    assert_eq!(s.ctbc.mac_key.unwrap().expose_secret(), KEY);
+    assert_eq!(s.ctbc.iv.unwrap().expose_secret(), IV);
+    assert_eq!(
+        s.database.url.unwrap().expose_secret(),
+        "postgres://refundd:pw@127.0.0.1/shop"
+    );
+    assert_eq!(
+        s.notify.webhook.unwrap().secret.expose_secret(),
+        "0123456789abcdef-hook"
+    );
+}
+
+#[test]
+fn secrets_are_read_from_systemd_credentials_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    secret_file(dir.path(), "mac_key", KEY, 0o400);
+    secret_file(dir.path(), "iv", &format!("{IV}\n"), 0o400);
+    secret_file(
+        dir.path(),
+        "database_url",
+        "postgres://refundd:pw@127.0.0.1/shop",
+        0o400,
+    );
+    let s = Settings::load(&env(&[(
+        "CREDENTIALS_DIRECTORY",
+        &dir.path().display().to_string(),
+    )]))
+    .unwrap();
+    assert_eq!(s.ctbc.mac_key.unwrap().expose_secret(), KEY);
+    assert_eq!(s.ctbc.iv.unwrap().expose_secret(), IV);
+    assert!(s.database.url.is_some());
+    assert!(s.notify.webhook.is_none(), "no credential, no webhook");
+}
+
+#[test]
+fn a_secret_given_two_ways_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "mac_key", KEY, 0o600);
+    let dir_s = dir.path().display().to_string();
+
+    // A value and a file.
+    let e = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MAC_KEY", KEY),
+        ("REFUNDD__CTBC__MAC_KEY_FILE", &key),
+    ]))
+    .unwrap_err();
+    let m = e.to_string();
+    assert!(e.names("ctbc.mac_key"), "{m}");
+    assert!(m.contains("variable REFUNDD__CTBC__MAC_KEY and"), "{m}");
+    assert!(m.contains("REFUNDD__CTBC__MAC_KEY_FILE"), "{m}");
+
+    // A file and a credential.
+    let e = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MAC_KEY_FILE", &key),
+        ("CREDENTIALS_DIRECTORY", &dir_s),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("REFUNDD__CTBC__MAC_KEY_FILE"), "{e}");
+    assert!(e.contains("systemd credential mac_key"), "{e}");
+
+    // A value in a settings file and a file.
+    let toml = toml_file(&format!("[ctbc]\nmac_key = \"{KEY}\"\n"));
+    let e = Settings::load(&with_env(
+        &[("REFUNDD__CTBC__MAC_KEY_FILE", &key)],
+        Some(toml.path()),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(&toml.path().display().to_string()), "{e}");
+    assert!(e.contains("REFUNDD__CTBC__MAC_KEY_FILE"), "{e}");
+
+    // DATABASE_URL and a credential.
+    secret_file(dir.path(), "database_url", "postgres://a:b@h/d", 0o600);
+    let e = Settings::load(&env(&[
+        ("DATABASE_URL", "postgres://a:b@h/d"),
+        ("CREDENTIALS_DIRECTORY", &dir_s),
+    ]))
+    .unwrap_err();
+    assert!(e.names("database.url"), "{e}");
+    let m = e.to_string();
+    assert!(
+        m.contains("DATABASE_URL") && m.contains("credential database_url"),
+        "{m}"
+    );
+    assert!(!m.contains("a:b@"), "{m}");
+}
+
+#[test]
+fn a_secret_file_group_or_others_can_read_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o640, 0o604, 0o644] {
+        let key = secret_file(dir.path(), "key", KEY, mode);
+        let e = Settings::load(&env(&[("REFUNDD__CTBC__MAC_KEY_FILE", &key)])).unwrap_err();
+        let m = e.to_string();
+        assert!(e.names("ctbc.mac_key_file"), "{m}");
+        assert!(m.contains(&key), "names the file: {m}");
+        assert!(m.contains("chmod 600"), "gives the fix: {m}");
+        assert!(!m.contains(KEY), "never the content: {m}");
+    }
+    // A credential is held to the same rule.
+    secret_file(dir.path(), "mac_key", KEY, 0o644);
+    let e = Settings::load(&env(&[(
+        "CREDENTIALS_DIRECTORY",
+        &dir.path().display().to_string(),
+    )]))
+    .unwrap_err();
+    assert!(e.names("credential mac_key"), "{e}");
+    assert!(e.to_string().contains("chmod 600"), "{e}");
+}
+
+#[test]
+fn a_missing_or_unreadable_secret_file_names_the_setting_and_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-key").display().to_string();
+    let e = Settings::load(&env(&[("REFUNDD__CTBC__IV_FILE", &missing)])).unwrap_err();
+    let m = e.to_string();
+    assert!(e.names("ctbc.iv_file"), "{m}");
+    assert!(
+        m.contains(&missing) && m.contains("REFUNDD__CTBC__IV_FILE"),
+        "{m}"
+    );
+
+    let not_a_file = dir.path().display().to_string();
+    let e = Settings::load(&env(&[("REFUNDD__DATABASE__URL_FILE", &not_a_file)])).unwrap_err();
+    assert!(e.names("database.url_file"), "{e}");
+    assert!(e.to_string().contains("not a file"), "{e}");
+
+    let empty = secret_file(dir.path(), "empty", "\n", 0o600);
+    let e = Settings::load(&env(&[("REFUNDD__CTBC__MAC_KEY_FILE", &empty)])).unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+
+    let binary = dir.path().join("binary");
+    std::fs::write(&binary, [0xff, 0xfe, b'S', b'E', b'C']).unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let e = Settings::load(&env(&[(
+        "REFUNDD__CTBC__MAC_KEY_FILE",
+        &binary.display().to_string(),
+    )]))
+    .unwrap_err();
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+}
+
+#[test]
+fn a_bad_secret_from_a_file_is_refused_without_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "SHORT-SECRET-KEY";
+    let key = secret_file(dir.path(), "key", &format!("{short}\n"), 0o600);
+    let url = secret_file(dir.path(), "url", "mysql://user:hunter2@h/d", 0o600);
+    let e = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MAC_KEY_FILE", &key),
+        ("REFUNDD__DATABASE__URL_FILE", &url),
+    ]))
+    .unwrap_err();
+    assert!(e.names("ctbc.mac_key") && e.names("database.url"), "{e}");
+    let m = format!("{e}\n{e:?}");
+    assert!(!m.contains(short) && !m.contains("hunter2"), "{m}");
+}
+
+#[test]
+fn a_file_variable_is_not_itself_a_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "key", KEY, 0o600);
+    let sources = env(&[("REFUNDD__CTBC__MAC_KEY_FILE", &key)]);
+    let s = Settings::load(&sources).unwrap();
+    assert!(!format!("{s:?}").contains(KEY));
+    assert!(format!("{sources:?}").contains("REFUNDD__CTBC__MAC_KEY_FILE"));
+}

@@ -16,11 +16,15 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+/// How often the scheduler reports that it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// What the operations side learns from the scheduler (health, systemd).
 pub trait RunHooks: Send + Sync {
     /// Migrations applied, scheduler started.
     fn ready(&self) {}
-    /// The scheduler loop is alive.
+    /// The scheduler loop is alive: waiting for its next tick, or in a pass
+    /// that got something done since the last beat.
     fn beat(&self) {}
     fn pass_finished(&self, _at: DateTime<Utc>, _summary: &PassSummary) {}
     fn stopping(&self) {}
@@ -122,7 +126,8 @@ pub async fn run(
     hooks.ready();
     info!(cron = cron.as_str(), worker = %engine.worker(), "refundd is running; passes follow schedule.cron (Asia/Taipei)");
 
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    // Often enough for a systemd watchdog of a few seconds.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let result = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -130,12 +135,24 @@ pub async fn run(
             Some(()) = tick_rx.recv() => {
                 let counters = Arc::new(PassCounters::default());
                 let pass_stop = shutdown.child_token();
-                let pass = engine.run_pass(&pass_stop, counters);
+                let pass = engine.run_pass(&pass_stop, counters.clone());
                 tokio::pin!(pass);
+                let mut progress = counters.progress();
                 let outcome = loop {
                     tokio::select! {
                         r = &mut pass => break Some(r),
-                        _ = heartbeat.tick() => hooks.beat(),
+                        // During a pass the scheduler is alive while the pass
+                        // moves: one stuck on a single statement (a lock held
+                        // by someone else, a connection that never answers)
+                        // goes silent, /healthz says so and systemd's watchdog
+                        // is no longer pinged.
+                        _ = heartbeat.tick() => {
+                            let now = counters.progress();
+                            if now != progress {
+                                progress = now;
+                                hooks.beat();
+                            }
+                        }
                         _ = shutdown.cancelled() => {
                             info!(grace_secs = grace.as_secs(), "stopping: finishing the orders in hand");
                             break match tokio::time::timeout(grace, &mut pass).await {

@@ -76,6 +76,22 @@ impl PassCounters {
         metrics::counter!("refundd_orders_total", "outcome" => outcome.as_str()).increment(1);
     }
 
+    /// A number that changes whenever the pass gets anything done (an order
+    /// claimed or finished, a settlement looked at): the scheduler tells a pass
+    /// that moves from one stuck on a single statement by it.
+    pub fn progress(&self) -> u64 {
+        [
+            &self.backlog,
+            &self.claimed,
+            &self.done,
+            &self.watched,
+            &self.settled,
+            &self.settlement_failed,
+        ]
+        .iter()
+        .fold(0u64, |sum, a| sum.wrapping_add(a.load(Ordering::Relaxed)))
+    }
+
     pub fn snapshot(&self, outcome: PassOutcome, elapsed_ms: u64) -> PassSummary {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PassSummary {
