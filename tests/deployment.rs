@@ -182,6 +182,12 @@ impl NotifySocket {
     }
 }
 
+/// Backends of this database waiting for a lock on refundd's queue (other
+/// tests' databases share the cluster, and table oids repeat across them).
+const WAITING_ON_THE_QUEUE: &str = "SELECT count(*) FROM pg_locks
+     WHERE NOT granted AND relation = 'refundd.refunds'::regclass
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 fn terminate(child: &Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -257,12 +263,10 @@ async fn run_tells_systemd_ready_watchdog_while_alive_none_while_a_pass_is_stuck
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'refundd.refunds'::regclass",
-        )
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+        let waiting: i64 = sqlx::query_scalar(WAITING_ON_THE_QUEUE)
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
         if waiting > 0 {
             break;
         }
@@ -291,12 +295,10 @@ async fn run_tells_systemd_ready_watchdog_while_alive_none_while_a_pass_is_stuck
         went_silent,
         "the watchdog kept being pinged while a pass was stuck"
     );
-    let still_waiting: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'refundd.refunds'::regclass",
-    )
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap();
+    let still_waiting: i64 = sqlx::query_scalar(WAITING_ON_THE_QUEUE)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
     assert!(still_waiting > 0, "the pass was stuck all along");
 
     // The lock goes, the pass finishes, the pings come back.
