@@ -74,10 +74,6 @@ async fn the_queue_gauges_count_what_the_alerts_watch() {
         .last_completed_pass_at;
     assert!(at.is_some());
     let (stopped, _) = rig.store.start_pass(worker).await.unwrap();
-    sqlx::query("SELECT pg_sleep(0.01)")
-        .execute(&rig.pool)
-        .await
-        .unwrap();
     rig.store
         .finish_pass(stopped, PassOutcome::Stopped, &serde_json::json!({}))
         .await
