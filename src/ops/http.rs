@@ -3,7 +3,7 @@
 // `/metrics` for Prometheus. It reads; it never changes an order.
 
 use super::health::Health;
-use super::metrics::{install_metrics, BACKLOG};
+use super::metrics::{install_metrics, show_queue};
 use crate::store::vocabulary::PassOutcome;
 use crate::store::Store;
 use axum::extract::State;
@@ -142,11 +142,13 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    // A scrape must answer even when the database does not: the gauge keeps its last value.
-    match tokio::time::timeout(DATABASE_PROBE, s.store.count_due_now()).await {
-        Ok(Ok(n)) => metrics::gauge!(BACKLOG).set(n as f64),
-        Ok(Err(e)) => tracing::debug!(error = %e, "backlog not measured"),
-        Err(_) => tracing::debug!("backlog not measured: the database did not answer in time"),
+    // A scrape must answer even when the database does not: the gauges keep their last values.
+    match tokio::time::timeout(DATABASE_PROBE, s.store.queue_gauges()).await {
+        Ok(Ok(g)) => show_queue(&g),
+        Ok(Err(e)) => tracing::debug!(error = %e, "queue gauges not measured"),
+        Err(_) => {
+            tracing::debug!("queue gauges not measured: the database did not answer in time")
+        }
     }
     (
         [(

@@ -17,6 +17,19 @@ pub const GATEWAY_LATENCY_BUCKETS: &[f64] =
 pub const GATEWAY_LATENCY: &str = "refundd_gateway_call_seconds";
 /// Orders a pass started now would work.
 pub const BACKLOG: &str = "refundd_backlog";
+/// Orders whose money-moving call has an outcome nobody knows yet.
+pub const OUTCOME_UNKNOWN: &str = "refundd_outcome_unknown_orders";
+/// Refunds of settled money the bank has not settled yet.
+pub const AWAITING_SETTLEMENT: &str = "refundd_refunds_awaiting_settlement";
+/// Outcomes the shop's database has not taken yet.
+pub const WRITE_BACKS_PENDING: &str = "refundd_shop_write_backs_pending";
+/// When a pass last completed (Unix time).
+pub const LAST_COMPLETED_PASS: &str = "refundd_last_completed_pass_timestamp_seconds";
+
+/// Gateway results shown from start-up: the answer and the errors the gateway
+/// error ratio counts, so the first error of a process is seen as an increase.
+pub const GATEWAY_RESULTS_FROM_START: &[&str] =
+    &["accepted", "unavailable", "ambiguous", "bad_answer"];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -46,6 +59,7 @@ fn install() -> PrometheusHandle {
         }
     };
     describe();
+    show_from_start();
     spawn_upkeep(handle.clone());
     handle
 }
@@ -91,10 +105,106 @@ fn describe() {
         Unit::Seconds,
         "Time of one call to the CTBC POS API, by operation"
     );
-    describe_gauge!(BACKLOG, "Orders a pass started now would work");
+    describe_gauge!(
+        BACKLOG,
+        "Orders a pass started now would work (measured at each scrape)"
+    );
+    describe_gauge!(
+        OUTCOME_UNKNOWN,
+        "Orders with a money-moving call whose outcome is not known yet (measured at each scrape)"
+    );
+    describe_gauge!(
+        AWAITING_SETTLEMENT,
+        "Refunds of settled money the bank has not settled yet, watched or unconfirmed (measured at each scrape)"
+    );
+    describe_gauge!(
+        WRITE_BACKS_PENDING,
+        "Outcomes the shop's database refused and refundd still has to write back (measured at each scrape and after each pass)"
+    );
+    describe_gauge!(
+        LAST_COMPLETED_PASS,
+        Unit::Seconds,
+        "When a pass last completed, by any worker (Unix time; this process's start until the database records one)"
+    );
+    describe_counter!(
+        "refundd_shop_write_back_refused_total",
+        "Outcomes the shop's database refused to take"
+    );
+    describe_counter!(
+        "refundd_webhook_deliveries_total",
+        "Webhook deliveries, by result (delivered, failed, dead)"
+    );
+    describe_gauge!(
+        "refundd_webhook_dead_events",
+        "Events whose delivery was given up (0 when no webhook is configured)"
+    );
+    describe_gauge!(
+        "refundd_webhook_oldest_undelivered_seconds",
+        Unit::Seconds,
+        "Age of the oldest event still to be delivered (0 when no webhook is configured)"
+    );
     describe_gauge!(
         "refundd_last_pass_timestamp_seconds",
         Unit::Seconds,
         "When this process last finished a pass (Unix time)"
     );
+}
+
+/// Registers every series the alert rules and the dashboard read, so each is
+/// on `/metrics` from start-up rather than after its first event; a counter
+/// that first appears at 1 would also hide that first increase.
+fn show_from_start() {
+    use crate::ctbc::Operation;
+    use crate::engine::summary::OrderOutcome;
+    use crate::store::vocabulary::{PassOutcome, RefundMethod};
+    for outcome in PassOutcome::ALL {
+        metrics::counter!("refundd_passes_total", "outcome" => outcome.as_str()).increment(0);
+    }
+    let orders = RefundMethod::ALL
+        .iter()
+        .map(|m| OrderOutcome::Refunded(*m))
+        .chain([
+            OrderOutcome::Deferred,
+            OrderOutcome::Unknown,
+            OrderOutcome::Failed,
+            OrderOutcome::Released,
+            OrderOutcome::LeaseLost,
+            OrderOutcome::Withdrawn,
+        ]);
+    for outcome in orders {
+        metrics::counter!("refundd_orders_total", "outcome" => outcome.as_str()).increment(0);
+    }
+    for op in Operation::ALL {
+        for result in GATEWAY_RESULTS_FROM_START {
+            metrics::counter!(
+                "refundd_gateway_calls_total",
+                "operation" => op.as_str(),
+                "result" => *result
+            )
+            .increment(0);
+        }
+        // Registered without a sample: its buckets show at 0.
+        let _ = metrics::histogram!(GATEWAY_LATENCY, "operation" => op.as_str());
+    }
+    for result in ["delivered", "failed", "dead"] {
+        metrics::counter!("refundd_webhook_deliveries_total", "result" => result).increment(0);
+    }
+    metrics::counter!("refundd_shop_write_back_refused_total").increment(0);
+    // The notifier sets these every few seconds when a webhook is configured;
+    // without one nothing waits for refundd to deliver it.
+    metrics::gauge!("refundd_webhook_dead_events").set(0.0);
+    metrics::gauge!("refundd_webhook_oldest_undelivered_seconds").set(0.0);
+    // Replaced at the first scrape by the database's last completed pass.
+    metrics::gauge!(LAST_COMPLETED_PASS).set(chrono::Utc::now().timestamp() as f64);
+}
+
+/// Sets the gauges read from the queue at a scrape.
+pub fn show_queue(g: &crate::store::status::QueueGauges) {
+    metrics::gauge!(BACKLOG).set(g.due_now as f64);
+    metrics::gauge!(OUTCOME_UNKNOWN).set(g.outcome_unknown as f64);
+    metrics::gauge!(AWAITING_SETTLEMENT).set(g.awaiting_settlement as f64);
+    metrics::gauge!(WRITE_BACKS_PENDING).set(g.write_backs_pending as f64);
+    if let Some(at) = g.last_completed_pass_at {
+        metrics::gauge!(LAST_COMPLETED_PASS).set(at.timestamp() as f64);
+    }
 }

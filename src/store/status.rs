@@ -102,6 +102,21 @@ pub struct QueueView {
     pub asked_again: Vec<AskedAgain>,
 }
 
+/// The queue's numbers `/metrics` shows, read in one statement at each scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct QueueGauges {
+    /// Orders a pass started now would work.
+    pub due_now: i64,
+    /// Orders with a money-moving call whose outcome is not known yet.
+    pub outcome_unknown: i64,
+    /// Refunds of settled money the bank has not settled yet (pending or unconfirmed).
+    pub awaiting_settlement: i64,
+    /// Outcomes the shop's database refused and refundd still has to write back.
+    pub write_backs_pending: i64,
+    /// When a pass last completed, by any worker; None before the first.
+    pub last_completed_pass_at: Option<DateTime<Utc>>,
+}
+
 impl Store {
     /// Orders a pass that started at `due_by` would work.
     pub async fn count_due(&self, due_by: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -122,6 +137,24 @@ impl Store {
                      OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())"),
         )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The numbers the metrics show, read together.
+    pub async fn queue_gauges(&self) -> Result<QueueGauges, StoreError> {
+        Ok(sqlx::query_as(&self.sql(
+            "SELECT count(*) FILTER (WHERE (status = 'refund_requested'
+                            OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
+                        AND (next_attempt_at IS NULL OR next_attempt_at <= now())) AS due_now,
+                    count(*) FILTER (WHERE unknown_operation IS NOT NULL) AS outcome_unknown,
+                    count(*) FILTER (WHERE status = 'refunded' AND settlement IN ('pending', 'unconfirmed'))
+                        AS awaiting_settlement,
+                    count(*) FILTER (WHERE writeback IS NOT NULL) AS write_backs_pending,
+                    (SELECT max(finished_at) FROM refundd.refund_passes WHERE outcome = 'completed')
+                        AS last_completed_pass_at
+               FROM refundd.refunds",
+        ))
         .fetch_one(&self.pool)
         .await?)
     }
