@@ -1,6 +1,6 @@
-// Benchmarks of the decision core: `decide` for an order against an inquiry
-// answer in each bank state, full and partial. It runs once per order, so it
-// must stay far below the cost of the calls around it.
+//! Benchmarks of the decision core: `decide` for an order against an inquiry
+//! answer in each bank state, full and partial. It runs once per order, so it
+//! must stay far below the cost of the calls around it.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use refundd::ctbc::client::Inquiry;

@@ -1,7 +1,7 @@
-// Benchmarks of the CTBC envelope: sealing and opening a typical inquiry
-// request and a typical inquiry answer, the same through the whole form, and
-// the raw 3DES-EDE CBC cipher alone beside them, so the envelope's cost can be
-// read against the cipher's lower bound (see BENCHMARKS.md).
+//! Benchmarks of the CTBC envelope: sealing and opening a typical inquiry
+//! request and a typical inquiry answer, the same through the whole form, and
+//! the raw 3DES-EDE CBC cipher alone beside them, so the envelope's cost can be
+//! read against the cipher's lower bound (see BENCHMARKS.md).
 
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

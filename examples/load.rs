@@ -1,18 +1,18 @@
-// Load harness: how fast refundd drains a backlog, what it costs in CPU and
-// memory, and how close it comes to the bound the bank's latency sets. Each
-// part runs in its own process (a throwaway PostgreSQL, `refundd sim`, and the
-// release `refundd once` being measured), so the CPU time and peak memory
-// reported are refundd's alone, read from wait4 on that child (through a
-// small helper process, see `measure_child`).
-//
-//   cargo build --release
-//   cargo run --release --example load -- --orders 10000 --latency-ms 0 --concurrency 32 --repeat 3
-//
-// Every repetition gets a fresh database, migrated by the measured binary's
-// own `refundd migrate` (so an earlier build, with its own schema, can be
-// measured the same way), and a reset simulator. `--shop tutorial` puts the
-// backlog in the tutorial shop's own tables instead of the built-in `orders`
-// and hands refundd that shop's statements (`shop.*`).
+//! Load harness: how fast refundd drains a backlog, what it costs in CPU and
+//! memory, and how close it comes to the bound the bank's latency sets. Each
+//! part runs in its own process (a throwaway PostgreSQL, `refundd sim`, and the
+//! release `refundd once` being measured), so the CPU time and peak memory
+//! reported are refundd's alone, read from wait4 on that child (through a
+//! small helper process, see `measure_child`).
+//!
+//!   cargo build --release
+//!   cargo run --release --example load -- --orders 10000 --latency-ms 0 --concurrency 32 --repeat 3
+//!
+//! Every repetition gets a fresh database, migrated by the measured binary's
+//! own `refundd migrate` (so an earlier build, with its own schema, can be
+//! measured the same way), and a reset simulator. `--shop tutorial` puts the
+//! backlog in the tutorial shop's own tables instead of the built-in `orders`
+//! and hands refundd that shop's statements (`shop.*`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
-// The command line: parses arguments with clap, reads settings once, runs the
-// subcommand and turns its result into the exit code operators script against:
-// 0 done, 1 a runtime failure, 2 bad usage, settings or input.
+//! The command line: parses arguments with clap, reads settings once, runs the
+//! subcommand and turns its result into the exit code operators script against:
+//! 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, SettingsError, Sources};
 use crate::ctbc::client::InquiryClient;

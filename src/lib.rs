@@ -1,4 +1,4 @@
-// refundd: works off credit-card refund requests against CTBC's POS API.
+//! refundd: works off credit-card refund requests against CTBC's POS API.
 pub mod cli;
 pub mod config;
 pub mod ctbc;

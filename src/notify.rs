@@ -1,7 +1,7 @@
-// Telling people: the events of the outbox delivered to the operator's
-// webhook, signed so the receiver can trust them, retried on a schedule and
-// kept as dead rather than dropped. Delivery is a task of its own with its
-// own timeout, so a slow or dead receiver never slows the money path.
+//! Telling people: the events of the outbox delivered to the operator's
+//! webhook, signed so the receiver can trust them, retried on a schedule and
+//! kept as dead rather than dropped. Delivery is a task of its own with its
+//! own timeout, so a slow or dead receiver never slows the money path.
 
 use crate::store::outbox::OutboxEvent;
 use crate::store::{Store, StoreError};

@@ -1,9 +1,9 @@
-// A throwaway PostgreSQL cluster for the test suite and the demo, so that both
-// work on a fresh machine with nothing set up by hand. The cluster lives in a
-// temporary directory on a free loopback port and is removed when its owner
-// goes away: a small reaper shell holds the server and waits for the owner's
-// end of a pipe to close, which the kernel does however the owner ends (normal
-// exit, panic, SIGKILL). `run`, `once`, `migrate` and `status` never use this.
+//! A throwaway PostgreSQL cluster for the test suite and the demo, so that both
+//! work on a fresh machine with nothing set up by hand. The cluster lives in a
+//! temporary directory on a free loopback port and is removed when its owner
+//! goes away: a small reaper shell holds the server and waits for the owner's
+//! end of a pipe to close, which the kernel does however the owner ends (normal
+//! exit, panic, SIGKILL). `run`, `once`, `migrate` and `status` never use this.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -1,6 +1,6 @@
-// The catalog snapshot that proves refundd leaves a shop's schema alone: it
-// must see every kind of change a careless migration could make to the shop's
-// tables, and nothing that is only data.
+//! The catalog snapshot that proves refundd leaves a shop's schema alone: it
+//! must see every kind of change a careless migration could make to the shop's
+//! tables, and nothing that is only data.
 
 mod common;
 

@@ -1,10 +1,10 @@
-// Chaos: orders across every state, a bank that fails one call in five in
-// every way it can and runs its batch part of the time, and two real refundd
-// processes SIGKILLed at random and restarted. Afterwards no refund was made
-// twice, none was lost, and the database agrees with the bank to the unit. A
-// webhook receiver that fails one delivery in five, and is down for a while,
-// still gets every event of every order at least once.
-// A small run is part of the normal suite; the full one is behind #[ignore].
+//! Chaos: orders across every state, a bank that fails one call in five in
+//! every way it can and runs its batch part of the time, and two real refundd
+//! processes SIGKILLed at random and restarted. Afterwards no refund was made
+//! twice, none was lost, and the database agrees with the bank to the unit. A
+//! webhook receiver that fails one delivery in five, and is down for a while,
+//! still gets every event of every order at least once.
+//! A small run is part of the normal suite; the full one is behind #[ignore].
 
 mod common;
 

@@ -1,5 +1,5 @@
-// The command line's contract: exit codes, named settings, migrate, and the
-// throwaway cluster vanishing with its owner.
+//! The command line's contract: exit codes, named settings, migrate, and the
+//! throwaway cluster vanishing with its owner.
 
 mod common;
 

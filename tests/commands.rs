@@ -1,5 +1,5 @@
-// `refundd once` and `refundd run` as an operator runs them: real binary,
-// real PostgreSQL, the simulator over HTTP, exit codes and signals.
+//! `refundd once` and `refundd run` as an operator runs them: real binary,
+//! real PostgreSQL, the simulator over HTTP, exit codes and signals.
 
 mod common;
 

@@ -1,7 +1,7 @@
-// The CTBC client against a small fake bank on 127.0.0.1 speaking real HTTP
-// and the real envelope: every request and answer type end to end, and every
-// way the bank or the network can fail, each mapped to the error class the
-// engine must act on.
+//! The CTBC client against a small fake bank on 127.0.0.1 speaking real HTTP
+//! and the real envelope: every request and answer type end to end, and every
+//! way the bank or the network can fail, each mapped to the error class the
+//! engine must act on.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,8 +1,8 @@
-// The deployments' contract, run against the real binary: secrets read from
-// files (`_FILE` variables, systemd credentials) work and never reach the
-// running process's environment, and `refundd run` speaks systemd's notify
-// protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
-// is stuck, STOPPING on SIGTERM.
+//! The deployments' contract, run against the real binary: secrets read from
+//! files (`_FILE` variables, systemd credentials) work and never reach the
+//! running process's environment, and `refundd run` speaks systemd's notify
+//! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
+//! is stuck, STOPPING on SIGTERM.
 
 mod common;
 

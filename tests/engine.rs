@@ -1,5 +1,5 @@
-// The reconciliation engine end to end, against real PostgreSQL and the bank
-// simulator over HTTP: every path, lost answers, leases, settlement, blackout.
+//! The reconciliation engine end to end, against real PostgreSQL and the bank
+//! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
 mod common;
 

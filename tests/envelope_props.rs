@@ -1,7 +1,7 @@
-// Properties of the CTBC envelope and form over many generated messages: what
-// is sealed opens to exactly the same JSON and amounts, and no single damaged
-// hex digit of a ciphertext passes for the original, and none in the part the
-// MAC covers is accepted at all.
+//! Properties of the CTBC envelope and form over many generated messages: what
+//! is sealed opens to exactly the same JSON and amounts, and no single damaged
+//! hex digit of a ciphertext passes for the original, and none in the part the
+//! MAC covers is accepted at all.
 
 use proptest::prelude::*;
 use refundd::ctbc::envelope::{to_big5, Envelope};

@@ -1,7 +1,7 @@
-// The money rules under an adversary, end to end against real PostgreSQL and
-// the bank simulator: a state that only looks done is not refundd's, a lost
-// answer overtaken by the bank's batch, a refund that vanishes while watched,
-// what a person reads, and bad input that must never stop the queue.
+//! The money rules under an adversary, end to end against real PostgreSQL and
+//! the bank simulator: a state that only looks done is not refundd's, a lost
+//! answer overtaken by the bank's batch, a refund that vanishes while watched,
+//! what a person reads, and bad input that must never stop the queue.
 
 mod common;
 

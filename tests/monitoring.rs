@@ -1,6 +1,6 @@
-// What the monitoring reads is there: the queue gauges count what the alert
-// rules watch, and a running `refundd run` exposes, from start-up, every
-// metric the Grafana dashboard and the Prometheus rules name, so neither rots.
+//! What the monitoring reads is there: the queue gauges count what the alert
+//! rules watch, and a running `refundd run` exposes, from start-up, every
+//! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
 mod common;
 

@@ -1,9 +1,9 @@
-// Webhook delivery against a real HTTP receiver on loopback: events arrive
-// signed and verifiable; a receiver that is down gets them later, each at
-// least once, none lost, and dead after the schedule until put back; events of
-// one order go out in order; a receiver that does not answer never holds up
-// the passes; two daemons sharing the outbox never send one
-// event twice at once; the chat format.
+//! Webhook delivery against a real HTTP receiver on loopback: events arrive
+//! signed and verifiable; a receiver that is down gets them later, each at
+//! least once, none lost, and dead after the schedule until put back; events of
+//! one order go out in order; a receiver that does not answer never holds up
+//! the passes; two daemons sharing the outbox never send one
+//! event twice at once; the chat format.
 
 mod common;
 

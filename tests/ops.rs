@@ -1,7 +1,7 @@
-// What operators rely on, tested against real PostgreSQL, the simulator and
-// real HTTP: log lines as JSON with the order's fields and no secret, the
-// health and metrics endpoint, `status`, `request` and `retry` through the
-// binary, progress lines, and the demo end to end.
+//! What operators rely on, tested against real PostgreSQL, the simulator and
+//! real HTTP: log lines as JSON with the order's fields and no secret, the
+//! health and metrics endpoint, `status`, `request` and `retry` through the
+//! binary, progress lines, and the demo end to end.
 
 mod common;
 

@@ -1,8 +1,8 @@
-// The outbox, against real PostgreSQL and the simulator: every outcome that
-// matters to someone is an event written by the transaction that made the
-// change, announced with NOTIFY on `refundd`, readable as the view `events`;
-// a person's attention is raised once per cause and order; a change rolled
-// back (a lease lost) leaves no event.
+//! The outbox, against real PostgreSQL and the simulator: every outcome that
+//! matters to someone is an event written by the transaction that made the
+//! change, announced with NOTIFY on `refundd`, readable as the view `events`;
+//! a person's attention is raised once per cause and order; a change rolled
+//! back (a lease lost) leaves no event.
 
 mod common;
 

@@ -1,7 +1,7 @@
-// `refundd plan` as an operator and a script run it, against real PostgreSQL
-// and the bank simulator: the bank receives inquiries only, neither refundd's
-// records nor the shop's tables change, and what the plan says of each order
-// is what the next pass then does to it, skips included.
+//! `refundd plan` as an operator and a script run it, against real PostgreSQL
+//! and the bank simulator: the bank receives inquiries only, neither refundd's
+//! records nor the shop's tables change, and what the plan says of each order
+//! is what the next pass then does to it, skips included.
 
 mod common;
 

@@ -1,6 +1,6 @@
-// refundd's database as PostgreSQL enforces it: everything of refundd's in a
-// schema of its own, the built-in orders table only where there is no shop
-// table of that name, a refund never undone, every status change an event.
+//! refundd's database as PostgreSQL enforces it: everything of refundd's in a
+//! schema of its own, the built-in orders table only where there is no shop
+//! table of that name, a refund never undone, every status change an event.
 
 mod common;
 

@@ -1,8 +1,8 @@
-// What the shop's rows mean over time, end to end: a request withdrawn before
-// anything was sent, withdrawn and asked again while a call is in flight, an
-// amount corrected while waiting, asked again after the refund, asked again
-// after a failure the shop fixed; and a bad description of the shop's tables
-// refused before anything is sent.
+//! What the shop's rows mean over time, end to end: a request withdrawn before
+//! anything was sent, withdrawn and asked again while a call is in flight, an
+//! amount corrected while waiting, asked again after the refund, asked again
+//! after a failure the shop fixed; and a bad description of the shop's tables
+//! refused before anything is sent.
 
 mod common;
 

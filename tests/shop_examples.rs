@@ -1,7 +1,7 @@
-// The example shops run for real: each shop's query lists exactly the orders
-// its code asked back, under the column names refundd reads, and each
-// write-back marks its one order when bound as refundd binds it (every
-// parameter, whichever of them the statement uses), firing the shop's trigger.
+//! The example shops run for real: each shop's query lists exactly the orders
+//! its code asked back, under the column names refundd reads, and each
+//! write-back marks its one order when bound as refundd binds it (every
+//! parameter, whichever of them the statement uses), firing the shop's trigger.
 
 mod common;
 

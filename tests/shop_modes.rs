@@ -1,8 +1,8 @@
-// refundd on each example shop's own tables, end to end against real
-// PostgreSQL and the simulator: every bank state worked off through the
-// shop's statements, the outcome written back in the shop's own values, and
-// the shop's schema and `public` identical in the catalog before and after
-// `migrate` and the passes.
+//! refundd on each example shop's own tables, end to end against real
+//! PostgreSQL and the simulator: every bank state worked off through the
+//! shop's statements, the outcome written back in the shop's own values, and
+//! the shop's schema and `public` identical in the catalog before and after
+//! `migrate` and the passes.
 
 mod common;
 

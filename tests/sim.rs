@@ -1,6 +1,6 @@
-// The bank simulator over real HTTP on a loopback port: every transition and
-// refusal as a client sees it, the batch, maintenance, each fault kind, the
-// admin API and a bulk load of 100,000 transactions.
+//! The bank simulator over real HTTP on a loopback port: every transition and
+//! refusal as a client sees it, the batch, maintenance, each fault kind, the
+//! admin API and a bulk load of 100,000 transactions.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
-// The simulator's faults as refundd's own client sees them: each fault kind
-// must come back as the error class the engine acts on, for an inquiry (no
-// verdict: try later) and for a refund (the bank may have acted).
+//! The simulator's faults as refundd's own client sees them: each fault kind
+//! must come back as the error class the engine acts on, for an inquiry (no
+//! verdict: try later) and for a refund (the bank may have acted).
 
 mod common;
 

@@ -1,5 +1,5 @@
-// The bank client's settings, required only by the commands that talk to the
-// bank: each missing one is named with its fix, like every other setting.
+//! The bank client's settings, required only by the commands that talk to the
+//! bank: each missing one is named with its fix, like every other setting.
 
 use super::{Problem, Settings, SettingsError};
 use crate::ctbc::client::{Client, ClientConfig};

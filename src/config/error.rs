@@ -1,5 +1,5 @@
-// A bad or missing setting stops start-up; this says which one, what is wrong
-// with it and how to fix it, all at once so an operator fixes them in one go.
+//! A bad or missing setting stops start-up; this says which one, what is wrong
+//! with it and how to fix it, all at once so an operator fixes them in one go.
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
-// The settings files are checked as TOML before they are layered, because the
-// TOML parser's own message quotes the offending line, and that line may hold
-// a key (`mac_key = QWERTY...` without quotes). A broken file is named by its
-// path, line, column and the kind of error, never by its text.
+//! The settings files are checked as TOML before they are layered, because the
+//! TOML parser's own message quotes the offending line, and that line may hold
+//! a key (`mac_key = QWERTY...` without quotes). A broken file is named by its
+//! path, line, column and the kind of error, never by its text.
 
 use super::{Problem, SettingsError};
 use std::path::Path;

@@ -1,8 +1,8 @@
-// Typed settings, read once at start-up from layered sources: built-in defaults,
-// `config/default.toml`, the file named by `--config`, then `REFUNDD__SECTION__KEY`
-// environment variables (and `DATABASE_URL`), then the secrets given as files
-// (`REFUNDD__..._FILE`, systemd credentials). Every value is checked here, so the
-// rest of refundd only ever sees settings that make sense.
+//! Typed settings, read once at start-up from layered sources: built-in defaults,
+//! `config/default.toml`, the file named by `--config`, then `REFUNDD__SECTION__KEY`
+//! environment variables (and `DATABASE_URL`), then the secrets given as files
+//! (`REFUNDD__..._FILE`, systemd credentials). Every value is checked here, so the
+//! rest of refundd only ever sees settings that make sense.
 
 mod client;
 mod error;

@@ -1,5 +1,5 @@
-// Settings as the `config` crate layers them, before any checking, and the one
-// function that turns them into typed settings or a list of problems.
+//! Settings as the `config` crate layers them, before any checking, and the one
+//! function that turns them into typed settings or a list of problems.
 
 use super::files::{check_toml, Role};
 use super::rules;

@@ -1,6 +1,6 @@
-// Settings each fine on its own that together would defeat a rule keeping
-// money safe or keep refundd from ever working: refused at start-up, naming
-// the setting and saying why, like every other bad setting.
+//! Settings each fine on its own that together would defeat a rule keeping
+//! money safe or keep refundd from ever working: refused at start-up, naming
+//! the setting and saying why, like every other bad setting.
 
 use crate::engine::blackout::{Blackout, BlackoutWindow};
 use crate::engine::cron::CronSchedule;

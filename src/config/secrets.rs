@@ -1,8 +1,8 @@
-// Secrets read from files, so they need not sit in the environment of a
-// running refundd: `REFUNDD__SECTION__KEY_FILE` (the habit of Docker secrets)
-// and systemd credentials (`LoadCredential=`, found by name in
-// `$CREDENTIALS_DIRECTORY`). A secret given two ways is refused, as is a file
-// that group or others can read. A secret's content never appears in a message.
+//! Secrets read from files, so they need not sit in the environment of a
+//! running refundd: `REFUNDD__SECTION__KEY_FILE` (the habit of Docker secrets)
+//! and systemd credentials (`LoadCredential=`, found by name in
+//! `$CREDENTIALS_DIRECTORY`). A secret given two ways is refused, as is a file
+//! that group or others can read. A secret's content never appears in a message.
 
 use super::{Problem, SettingsError, Sources};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-// Layering, environment overrides and every kind of bad setting.
+//! Layering, environment overrides and every kind of bad setting.
 
 use super::*;
 use secrecy::ExposeSecret;

@@ -1,7 +1,7 @@
-// What CTBC answers, as typed values: the verdict every answer carries, the
-// inquiry's view of a transaction, and what an accepted refund reports. Reading
-// an answer is strict about what the engine relies on and lenient about the rest;
-// every text kept from it is sanitised here, where it is read.
+//! What CTBC answers, as typed values: the verdict every answer carries, the
+//! inquiry's view of a transaction, and what an accepted refund reports. Reading
+//! an answer is strict about what the engine relies on and lenient about the rest;
+//! every text kept from it is sanitised here, where it is read.
 
 use serde_json::{Map, Value};
 

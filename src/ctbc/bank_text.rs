@@ -1,9 +1,9 @@
-// Text that comes from the bank is untrusted even after the MAC: the MAC says
-// who sealed it, not that it is safe to print, and notice pages have no MAC at
-// all. Every text the client keeps from an answer passes through `sanitise`
-// here, once, where the answer is read: nothing the bank chose reaches an
-// error, a log line or the database with control characters or a full card
-// number in it.
+//! Text that comes from the bank is untrusted even after the MAC: the MAC says
+//! who sealed it, not that it is safe to print, and notice pages have no MAC at
+//! all. Every text the client keeps from an answer passes through `sanitise`
+//! here, once, where the answer is read: nothing the bank chose reaches an
+//! error, a log line or the database with control characters or a full card
+//! number in it.
 
 use std::ops::Range;
 

@@ -1,6 +1,6 @@
-// The CTBC client: one HTTP client posting sealed forms to the POS API, and the
-// single place that decides what each way of failing means for the order (try
-// later, inquire first, refused, ask a person). The engine acts on its errors.
+//! The CTBC client: one HTTP client posting sealed forms to the POS API, and the
+//! single place that decides what each way of failing means for the order (try
+//! later, inquire first, refused, ask a person). The engine acts on its errors.
 
 use std::future::Future;
 use std::net::IpAddr;

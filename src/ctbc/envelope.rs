@@ -1,6 +1,6 @@
-// The CTBC envelope: Big5 text, 3DES-EDE CBC, PKCS#5 padding and the MAC tail.
-// This is the only place in refundd that does cryptography; the client and the
-// simulator both seal and open messages through it, so they cannot drift apart.
+//! The CTBC envelope: Big5 text, 3DES-EDE CBC, PKCS#5 padding and the MAC tail.
+//! This is the only place in refundd that does cryptography; the client and the
+//! simulator both seal and open messages through it, so they cannot drift apart.
 
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use des::TdesEde3;

@@ -1,6 +1,6 @@
-// What can go wrong when refundd talks to CTBC, sorted by what the engine must do
-// next: try later, inquire before anything else, give up on this request, or ask
-// a person. Every message is written for the operator reading the log.
+//! What can go wrong when refundd talks to CTBC, sorted by what the engine must do
+//! next: try later, inquire before anything else, give up on this request, or ask
+//! a person. Every message is written for the operator reading the log.
 
 use super::operation::Operation;
 use super::types::{InvalidField, Money};

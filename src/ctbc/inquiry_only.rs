@@ -1,7 +1,7 @@
-// A CTBC client that can only ask: `refundd plan` must be unable to move money,
-// and holding this type instead of `Client` makes the compiler prove it. The
-// wrapped client is private and never handed back, so no reversal, capture
-// reversal, refund or refund reversal can be reached through it.
+//! A CTBC client that can only ask: `refundd plan` must be unable to move money,
+//! and holding this type instead of `Client` makes the compiler prove it. The
+//! wrapped client is private and never handed back, so no reversal, capture
+//! reversal, refund or refund reversal can be reached through it.
 
 use super::client::{Client, Inquiry};
 use super::error::CtbcError;

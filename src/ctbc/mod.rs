@@ -1,5 +1,5 @@
-// The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
-// client) the typed operations with errors the engine can act on.
+//! The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
+//! client) the typed operations with errors the engine can act on.
 pub mod answer;
 pub mod bank_text;
 pub mod client;

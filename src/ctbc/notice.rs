@@ -1,8 +1,8 @@
-// The bank's HTML notice pages (maintenance, overload): recognising one, and
-// reading enough of it for an operator to know which page it was. The pages
-// come in Big5 or UTF-8, with 5xx or 200, and one copy of the real maintenance
-// notice writes its Chinese as numeric character references (`&#31995;`).
-// They carry no MAC: their text is sanitised like any other bank text.
+//! The bank's HTML notice pages (maintenance, overload): recognising one, and
+//! reading enough of it for an operator to know which page it was. The pages
+//! come in Big5 or UTF-8, with 5xx or 200, and one copy of the real maintenance
+//! notice writes its Chinese as numeric character references (`&#31995;`).
+//! They carry no MAC: their text is sanitised like any other bank text.
 
 use super::bank_text::sanitise;
 use super::envelope::from_big5_lossy;

@@ -1,5 +1,5 @@
-// The five calls of the POS API and where each is posted. One table, so that a
-// merchant holding the bank's own document can correct a path in one place.
+//! The five calls of the POS API and where each is posted. One table, so that a
+//! merchant holding the bank's own document can correct a path in one place.
 
 use std::fmt;
 

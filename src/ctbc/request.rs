@@ -1,6 +1,6 @@
-// The requests refundd sends to CTBC, as typed values and as the bank's flat
-// JSON objects with the documented keys in the documented order. Checks of our
-// own input live here so that a request that breaks a limit is never sent.
+//! The requests refundd sends to CTBC, as typed values and as the bank's flat
+//! JSON objects with the documented keys in the documented order. Checks of our
+//! own input live here so that a request that breaks a limit is never sent.
 
 use serde_json::{Map, Value};
 

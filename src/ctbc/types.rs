@@ -1,5 +1,5 @@
-// The bank's vocabulary as types: an order number, merchant id, auth code or
-// amount that exists past this boundary is one the bank would accept.
+//! The bank's vocabulary as types: an order number, merchant id, auth code or
+//! amount that exists past this boundary is one the bank would accept.
 
 use std::fmt;
 

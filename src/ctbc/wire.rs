@@ -1,6 +1,6 @@
-// The POS API's form envelope without any I/O: `MERID=<merid>&ApiEnc=<hex>` in
-// both directions. The client and the simulator both use it, so the two sides
-// cannot drift apart.
+//! The POS API's form envelope without any I/O: `MERID=<merid>&ApiEnc=<hex>` in
+//! both directions. The client and the simulator both use it, so the two sides
+//! cannot drift apart.
 
 use serde_json::{Map, Value};
 

@@ -1,6 +1,6 @@
-// The bank's capture batch locks the capture file for about two hours a day;
-// blackout windows are when refundd must not start a money-moving call. They
-// are wall-clock times in Asia/Taipei, whatever the server's own time zone.
+//! The bank's capture batch locks the capture file for about two hours a day;
+//! blackout windows are when refundd must not start a money-moving call. They
+//! are wall-clock times in Asia/Taipei, whatever the server's own time zone.
 
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use chrono_tz::Asia::Taipei;

@@ -1,5 +1,5 @@
-// The engine's idea of "now" for blackout windows, injectable so that tests do
-// not depend on the time of day. Leases use the database's clock instead.
+//! The engine's idea of "now" for blackout windows, injectable so that tests do
+//! not depend on the time of day. Leases use the database's clock instead.
 
 use chrono::{DateTime, Utc};
 

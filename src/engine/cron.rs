@@ -1,6 +1,6 @@
-// `schedule.cron`, parsed once when settings are read: the scheduler, the
-// "is a pass due" check and the settings' own checks all use this one parsed
-// schedule, read in Asia/Taipei time like the blackout windows.
+//! `schedule.cron`, parsed once when settings are read: the scheduler, the
+//! "is a pass due" check and the settings' own checks all use this one parsed
+//! schedule, read in Asia/Taipei time like the blackout windows.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Taipei;

@@ -1,5 +1,5 @@
-// The decision core: from a refund request and the bank's answer to an inquiry,
-// what to do. Pure, so it is tested for every bank state; the pass does the I/O.
+//! The decision core: from a refund request and the bank's answer to an inquiry,
+//! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
 use super::request::RefundRequest;
 use crate::ctbc::client::Inquiry;

@@ -1,4 +1,4 @@
-// The reconciliation engine: what to do with each refund request, and when.
+//! The reconciliation engine: what to do with each refund request, and when.
 pub mod blackout;
 pub mod clock;
 pub mod cron;

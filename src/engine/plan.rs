@@ -1,9 +1,9 @@
-// `refundd plan`: what a pass started now would do, order by order, worked out
-// with the pass's own rules (`RefundRequest::validate`, `decide`, the recheck
-// delay, backoff, blackout windows) from a fresh inquiry per order. It holds
-// only an `InquiryClient` and a `PlanReader`: it cannot send a money-moving
-// call (the compiler sees to that) and cannot write (PostgreSQL's READ ONLY
-// transaction does).
+//! `refundd plan`: what a pass started now would do, order by order, worked out
+//! with the pass's own rules (`RefundRequest::validate`, `decide`, the recheck
+//! delay, backoff, blackout windows) from a fresh inquiry per order. It holds
+//! only an `InquiryClient` and a `PlanReader`: it cannot send a money-moving
+//! call (the compiler sees to that) and cannot write (PostgreSQL's READ ONLY
+//! transaction does).
 
 use super::clock::Clock;
 use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Verdict};

@@ -1,6 +1,6 @@
-// A refund request as the engine works it: an order row that passed validation.
-// Validation happens before anything is sent, so a bad row ends in
-// `refund_failed` with its reason instead of reaching the bank.
+//! A refund request as the engine works it: an order row that passed validation.
+//! Validation happens before anything is sent, so a bad row ends in
+//! `refund_failed` with its reason instead of reaching the bank.
 
 use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use crate::ctbc::Operation;

@@ -1,7 +1,7 @@
-// When passes run: on `schedule.cron` (Asia/Taipei) with tokio-cron-scheduler,
-// never two at once in one process, one at start-up if the recorded passes
-// say one is due, and a clean stop on SIGTERM/SIGINT that finishes the order
-// in hand within the shutdown grace. Business rules live elsewhere.
+//! When passes run: on `schedule.cron` (Asia/Taipei) with tokio-cron-scheduler,
+//! never two at once in one process, one at start-up if the recorded passes
+//! say one is due, and a clean stop on SIGTERM/SIGINT that finishes the order
+//! in hand within the shutdown grace. Business rules live elsewhere.
 
 use super::cron::CronSchedule;
 use super::pass::Engine;

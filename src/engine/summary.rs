@@ -1,5 +1,5 @@
-// What a pass did, counted while it runs (so progress can be shown) and
-// summarised at its end in one log line and in `refund_passes.summary`.
+//! What a pass did, counted while it runs (so progress can be shown) and
+//! summarised at its end in one log line and in `refund_passes.summary`.
 
 use crate::store::vocabulary::{PassOutcome, RefundMethod};
 use serde::Serialize;

@@ -1,6 +1,6 @@
-// The settlement watch: a refund of settled money is recorded refunded when
-// the bank accepts it, then inquired on later passes until the bank's batch
-// settles it (22); one that fails there or vanishes goes to a person at once.
+//! The settlement watch: a refund of settled money is recorded refunded when
+//! the bank accepts it, then inquired on later passes until the bank's batch
+//! settles it (22); one that fails there or vanishes goes to a person at once.
 
 use super::decide::watch_verdict;
 use super::pass::{Engine, Held};

@@ -1,12 +1,12 @@
-// `refundd demo`: the whole job on throwaway parts, for a first look on a fresh
-// machine with no settings. It starts a throwaway PostgreSQL and the bank
-// simulator on loopback, creates a shop of the tutorial's shape with its own
-// tables, connects refundd to them through `shop.*` and prints those settings,
-// seeds about fifty orders across every bank state as the shop's code writes
-// them, runs a pass, lets the bank run its batch, runs a second pass, prints
-// each order's journey, the shop's rows as refundd wrote them back and the
-// bank's totals against refundd's records, and removes everything it started,
-// also on Ctrl-C.
+//! `refundd demo`: the whole job on throwaway parts, for a first look on a fresh
+//! machine with no settings. It starts a throwaway PostgreSQL and the bank
+//! simulator on loopback, creates a shop of the tutorial's shape with its own
+//! tables, connects refundd to them through `shop.*` and prints those settings,
+//! seeds about fifty orders across every bank state as the shop's code writes
+//! them, runs a pass, lets the bank run its batch, runs a second pass, prints
+//! each order's journey, the shop's rows as refundd wrote them back and the
+//! bank's totals against refundd's records, and removes everything it started,
+//! also on Ctrl-C.
 
 use crate::cli::CliError;
 use crate::ctbc::client::{Client, ClientConfig};

@@ -1,6 +1,6 @@
-// What the daemon knows about its own liveness, shared between the scheduler
-// (which reports heartbeats and finished passes) and the health endpoint and
-// systemd watchdog (which read them). No I/O here.
+//! What the daemon knows about its own liveness, shared between the scheduler
+//! (which reports heartbeats and finished passes) and the health endpoint and
+//! systemd watchdog (which read them). No I/O here.
 
 use crate::engine::summary::PassSummary;
 use chrono::{DateTime, Utc};

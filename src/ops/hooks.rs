@@ -1,6 +1,6 @@
-// Connects the scheduler to what operators watch: the health endpoint learns
-// that the scheduler is alive and when passes finish, systemd learns when the
-// daemon is ready and when it is stopping.
+//! Connects the scheduler to what operators watch: the health endpoint learns
+//! that the scheduler is alive and when passes finish, systemd learns when the
+//! daemon is ready and when it is stopping.
 
 use super::health::Health;
 use super::systemd;

@@ -1,6 +1,6 @@
-// The operators' HTTP endpoint: `/healthz` for load balancers, docker and
-// monitoring (database reachable, scheduler alive, the last pass) and
-// `/metrics` for Prometheus. It reads; it never changes an order.
+//! The operators' HTTP endpoint: `/healthz` for load balancers, docker and
+//! monitoring (database reachable, scheduler alive, the last pass) and
+//! `/metrics` for Prometheus. It reads; it never changes an order.
 
 use super::health::Health;
 use super::metrics::{install_metrics, show_queue};

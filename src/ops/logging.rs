@@ -1,6 +1,6 @@
-// Log set-up: JSON lines for journald and docker when stdout is not a terminal,
-// human-readable on a terminal; RUST_LOG picks what is shown. The JSON layer
-// is a function of its own so tests can capture exactly what operators read.
+//! Log set-up: JSON lines for journald and docker when stdout is not a terminal,
+//! human-readable on a terminal; RUST_LOG picks what is shown. The JSON layer
+//! is a function of its own so tests can capture exactly what operators read.
 
 use crate::config::LogFormat;
 use std::io::IsTerminal;

@@ -1,5 +1,5 @@
-// The Prometheus recorder: installed once per process, so every counter the
-// engine and the client emit lands in what `/metrics` serves.
+//! The Prometheus recorder: installed once per process, so every counter the
+//! engine and the client emit lands in what `/metrics` serves.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

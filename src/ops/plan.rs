@@ -1,8 +1,8 @@
-// `refundd plan` as an operator reads it: one line per order saying what the
-// next pass would send and why (`A1: state 10 → capture reversal 1500, then
-// reversal`), the orders it would leave alone and why, the settlement watch,
-// and the totals; or the same plan as JSON for scripts. Rendering only: the
-// plan itself is `engine::plan`'s.
+//! `refundd plan` as an operator reads it: one line per order saying what the
+//! next pass would send and why (`A1: state 10 → capture reversal 1500, then
+//! reversal`), the orders it would leave alone and why, the settlement watch,
+//! and the totals; or the same plan as JSON for scripts. Rendering only: the
+//! plan itself is `engine::plan`'s.
 
 use crate::engine::plan::{Action, PassPlan, PlannedCall, PlannedOrder, Skip, WatchOutcome};
 use chrono::{DateTime, Utc};

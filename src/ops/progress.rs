@@ -1,6 +1,6 @@
-// Progress of a long pass for `refundd once`: a bar with done/total, rate and
-// ETA on a terminal; a progress log line every few seconds when the logs are
-// JSON lines, so a large backlog is visible in journald or docker logs too.
+//! Progress of a long pass for `refundd once`: a bar with done/total, rate and
+//! ETA on a terminal; a progress log line every few seconds when the logs are
+//! JSON lines, so a large backlog is visible in journald or docker logs too.
 
 use crate::engine::summary::PassCounters;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -1,6 +1,6 @@
-// `refundd request` and `refundd retry`: an operator puts one order into the
-// refund queue by hand, checked by the same rules the engine applies before it
-// sends anything, in one transaction with the order locked.
+//! `refundd request` and `refundd retry`: an operator puts one order into the
+//! refund queue by hand, checked by the same rules the engine applies before it
+//! sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::OrderNo;
 use crate::store::requests::OrderToQueue;

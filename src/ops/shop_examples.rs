@@ -1,8 +1,8 @@
-// The two example shops operators copy from (`config/shop-*.toml`,
-// `docs/connect-your-shop.md`) and tests run refundd against: each shop's
-// schema and the three statements that connect refundd to it, and orders
-// seeded as the shop's own code writes them. The SQL itself is the store's;
-// this file names the examples and says which orders to seed.
+//! The two example shops operators copy from (`config/shop-*.toml`,
+//! `docs/connect-your-shop.md`) and tests run refundd against: each shop's
+//! schema and the three statements that connect refundd to it, and orders
+//! seeded as the shop's own code writes them. The SQL itself is the store's;
+//! this file names the examples and says which orders to seed.
 
 use crate::store::shop_examples::{self as sql, Refund, SeedOrder};
 use crate::store::StoreError;

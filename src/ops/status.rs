@@ -1,7 +1,7 @@
-// `refundd status`: the refund queue at a glance for an operator (a table) or
-// a script (`--json`): counts per status, the oldest waiting request, orders
-// waiting on backoff, calls of unknown outcome, refunds still settling,
-// failures with their reasons, and the last pass.
+//! `refundd status`: the refund queue at a glance for an operator (a table) or
+//! a script (`--json`): counts per status, the oldest waiting request, orders
+//! waiting on backoff, calls of unknown outcome, refunds still settling,
+//! failures with their reasons, and the last pass.
 
 use crate::engine::summary::PassSummary;
 use crate::store::passes::PassRecord;

@@ -1,6 +1,6 @@
-// systemd's service protocol (Type=notify): READY once migrations are done,
-// WATCHDOG pings while the scheduler is alive, STOPPING on shutdown. Every
-// call is a no-op when the process does not run under systemd.
+//! systemd's service protocol (Type=notify): READY once migrations are done,
+//! WATCHDOG pings while the scheduler is alive, STOPPING on shutdown. Every
+//! call is a no-op when the process does not run under systemd.
 
 use super::health::Health;
 use sd_notify::NotifyState;

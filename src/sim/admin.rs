@@ -1,6 +1,6 @@
-// The simulator's admin API under /admin: load transactions, read the books,
-// run the batch, set faults and maintenance, reset. JSON in and out, and only
-// for loopback peers unless the simulator was told to serve other hosts.
+//! The simulator's admin API under /admin: load transactions, read the books,
+//! run the batch, set faults and maintenance, reset. JSON in and out, and only
+//! for loopback peers unless the simulator was told to serve other hosts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-// A Rust wrapper of the simulator's admin API, so tests, the demo and the
-// benchmarks set up and inspect the bank without writing HTTP by hand.
+//! A Rust wrapper of the simulator's admin API, so tests, the demo and the
+//! benchmarks set up and inspect the bank without writing HTTP by hand.
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

@@ -1,6 +1,6 @@
-// The capture batch on a clock: the bank settles once a period, and for a
-// while transactions in the batch are locked (11/21). The admin API can run the
-// same two steps by hand; this runs them on a timer until the server stops.
+//! The capture batch on a clock: the bank settles once a period, and for a
+//! while transactions in the batch are locked (11/21). The admin API can run the
+//! same two steps by hand; this runs them on a timer until the server stops.
 
 use std::sync::Arc;
 use std::time::Duration;

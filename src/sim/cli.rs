@@ -1,6 +1,6 @@
-// `refundd sim` on the command line (or the environment, for docker compose):
-// options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
-// and IV are never options: see keys.rs.
+//! `refundd sim` on the command line (or the environment, for docker compose):
+//! options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
+//! and IV are never options: see keys.rs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
-// Fault injection: the ways a real bank gateway misbehaves (slow answers, 5xx,
-// HTML notices, dropped connections, lost answers, garbage, bad MACs), chosen
-// per call from a seeded generator so a chaos run can be replayed.
+//! Fault injection: the ways a real bank gateway misbehaves (slow answers, 5xx,
+//! HTML notices, dropped connections, lost answers, garbage, bad MACs), chosen
+//! per call from a seeded generator so a chaos run can be replayed.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-// The simulated bank's MAC key and IV come from the environment or from a
-// file only its owner can read, never from the command line: every user of
-// the machine can read a process's arguments in `ps`.
+//! The simulated bank's MAC key and IV come from the environment or from a
+//! file only its owner can read, never from the command line: every user of
+//! the machine can read a process's arguments in `ps`.
 
 use super::SimSecret;
 use std::path::Path;

@@ -1,7 +1,7 @@
-// The simulated bank's books: every transaction it knows, the state machine of
-// the protocol document's table, and a log of every call it was sent. Pure (no
-// I/O, no clock, no cryptography) so every transition and refusal is tested
-// directly, and so the server can keep it behind one short-held lock.
+//! The simulated bank's books: every transaction it knows, the state machine of
+//! the protocol document's table, and a log of every call it was sent. Pure (no
+//! I/O, no clock, no cryptography) so every transition and refusal is tested
+//! directly, and so the server can keep it behind one short-held lock.
 
 use std::collections::{BTreeMap, HashMap};
 

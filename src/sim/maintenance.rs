@@ -1,7 +1,7 @@
-// Maintenance: the bank's daily windows when every call gets an HTML notice
-// page instead of an answer, plus a switch the admin API can throw at any time.
-// Windows are wall-clock times in Asia/Taipei, like the bank's own notices and
-// the engine's blackout windows.
+//! Maintenance: the bank's daily windows when every call gets an HTML notice
+//! page instead of an answer, plus a switch the admin API can throw at any time.
+//! Windows are wall-clock times in Asia/Taipei, like the bank's own notices and
+//! the engine's blackout windows.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,8 +1,8 @@
-// `refundd sim`: a CTBC POS API simulator that speaks the bank's wire format
-// through the same envelope as the client, keeps a ledger with the bank's state
-// machine, runs the capture batch, goes down for maintenance and misbehaves on
-// request. This file holds the running server and the routing of bank calls;
-// the books, faults, admin API and command line each live next to it.
+//! `refundd sim`: a CTBC POS API simulator that speaks the bank's wire format
+//! through the same envelope as the client, keeps a ledger with the bank's state
+//! machine, runs the capture batch, goes down for maintenance and misbehaves on
+//! request. This file holds the running server and the routing of bank calls;
+//! the books, faults, admin API and command line each live next to it.
 
 pub mod admin;
 pub mod admin_client;

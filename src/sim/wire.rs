@@ -1,6 +1,6 @@
-// The bank's side of the wire: reading a form-posted, sealed request into a
-// call the ledger understands, and writing every kind of answer the bank can
-// give, from a sealed envelope to an HTML notice or a dropped connection.
+//! The bank's side of the wire: reading a form-posted, sealed request into a
+//! call the ledger understands, and writing every kind of answer the bank can
+//! give, from a sealed envelope to an HTML notice or a dropped connection.
 
 use std::io;
 

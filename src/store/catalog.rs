@@ -1,7 +1,7 @@
-// What one schema holds, as PostgreSQL's catalog describes it: the evidence
-// that refundd never creates, alters or adds a trigger to anything of the
-// shop's. Tests take a snapshot of the shop's schema and of `public` before
-// `migrate` and passes, and another after, and require them to be equal.
+//! What one schema holds, as PostgreSQL's catalog describes it: the evidence
+//! that refundd never creates, alters or adds a trigger to anything of the
+//! shop's. Tests take a snapshot of the shop's schema and of `public` before
+//! `migrate` and passes, and another after, and require them to be equal.
 
 use super::StoreError;
 use sqlx::PgPool;

@@ -1,8 +1,8 @@
-// Reading the shop's requests into refundd's own records, at the start of every
-// pass: the shop's query (`shop.requests`) streamed in chunks, each chunk
-// recorded idempotently (any number of daemons may read at once), then the
-// requests the shop stopped asking for before anything was sent are withdrawn.
-// What a shop's row means over time is decided here, in SQL, in one place.
+//! Reading the shop's requests into refundd's own records, at the start of every
+//! pass: the shop's query (`shop.requests`) streamed in chunks, each chunk
+//! recorded idempotently (any number of daemons may read at once), then the
+//! requests the shop stopped asking for before anything was sent are withdrawn.
+//! What a shop's row means over time is decided here, in SQL, in one place.
 
 use super::refunds::Lease;
 use super::{Store, StoreError};

@@ -1,7 +1,7 @@
-// Every SQL statement of refundd lives under this module: the connection pool,
-// refundd's own schema and its migrations, the shop's configured statements
-// (reading requests, writing outcomes back), claims and leases, the order's
-// story, the passes. Nothing here talks to the bank.
+//! Every SQL statement of refundd lives under this module: the connection pool,
+//! refundd's own schema and its migrations, the shop's configured statements
+//! (reading requests, writing outcomes back), claims and leases, the order's
+//! story, the passes. Nothing here talks to the bank.
 
 pub mod catalog;
 pub mod intake;

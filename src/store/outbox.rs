@@ -1,7 +1,7 @@
-// The outbox as refundd reads it: the events its record's changes appended
-// (the database writes them, in the same transaction as the change, see the
-// outbox migration), the attention a person is owed for orders stuck where
-// no status change tells anyone, and what the shop's code and operators see.
+//! The outbox as refundd reads it: the events its record's changes appended
+//! (the database writes them, in the same transaction as the change, see the
+//! outbox migration), the attention a person is owed for orders stuck where
+//! no status change tells anyone, and what the shop's code and operators see.
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};

@@ -1,5 +1,5 @@
-// The record of each pass: when it started and ended, how it ended, and its
-// counts, so that `status`, health checks and "is a pass due" can read it.
+//! The record of each pass: when it started and ended, how it ended, and its
+//! counts, so that `status`, health checks and "is a pass due" can read it.
 
 use super::vocabulary::PassOutcome;
 use super::{Store, StoreError};

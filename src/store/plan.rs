@@ -1,9 +1,9 @@
-// What a pass started now would find, read for `refundd plan` without taking or
-// changing anything: the shop's requests merged with refundd's records as the
-// pass's intake would leave them, which of them a claim would take, and the
-// refunds the settlement watch would inquire. Everything is read in one READ
-// ONLY transaction, so PostgreSQL itself refuses a write (the shop's query
-// included), and `PlanReader` offers nothing else: the plan cannot write.
+//! What a pass started now would find, read for `refundd plan` without taking or
+//! changing anything: the shop's requests merged with refundd's records as the
+//! pass's intake would leave them, which of them a claim would take, and the
+//! refunds the settlement watch would inquire. Everything is read in one READ
+//! ONLY transaction, so PostgreSQL itself refuses a write (the shop's query
+//! included), and `PlanReader` offers nothing else: the plan cannot write.
 
 use super::intake::{RequestColumns, ShopRequest};
 use super::refunds::{OrderRow, OWN_CALLS};

@@ -1,9 +1,9 @@
-// refundd's record of each order it was asked to refund: claims, leases and
-// every change the engine makes. Each write is fenced to the claim that holds
-// the lease (a token per claim, not per process) and changes the record and its
-// event in one statement, so a worker that lost an order cannot touch it and an
-// order's story in `refund_events` always matches its record. Outcomes that
-// end the work are written back to the shop in the same transaction.
+//! refundd's record of each order it was asked to refund: claims, leases and
+//! every change the engine makes. Each write is fenced to the claim that holds
+//! the lease (a token per claim, not per process) and changes the record and its
+//! event in one statement, so a worker that lost an order cannot touch it and an
+//! order's story in `refund_events` always matches its record. Outcomes that
+//! end the work are written back to the shop in the same transaction.
 
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
 use super::writeback::WriteBack;

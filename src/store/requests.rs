@@ -1,8 +1,8 @@
-// The statements behind `refundd request` and `refundd retry`: lock one order,
-// then move it into the queue. The caller checks the locked row between the
-// two, inside one transaction, so nobody changes the order in between.
-// `request` writes the built-in orders table (the shop's side); `retry`
-// reopens refundd's own record of a failed refund.
+//! The statements behind `refundd request` and `refundd retry`: lock one order,
+//! then move it into the queue. The caller checks the locked row between the
+//! two, inside one transaction, so nobody changes the order in between.
+//! `request` writes the built-in orders table (the shop's side); `retry`
+//! reopens refundd's own record of a failed refund.
 
 use super::{Store, StoreError};
 use sqlx::PgConnection;

@@ -1,6 +1,6 @@
-// Orders as a shop's code writes them into the built-in orders table (`paid`,
-// with the authorisation's details), for the demo and rehearsals. refundd
-// itself never creates orders.
+//! Orders as a shop's code writes them into the built-in orders table (`paid`,
+//! with the authorisation's details), for the demo and rehearsals. refundd
+//! itself never creates orders.
 
 use super::{Store, StoreError};
 

@@ -1,8 +1,8 @@
-// The shop's side of the database, as the operator describes it in settings:
-// the query that lists the orders to refund and the statements that write the
-// outcome back, run exactly as written. A shop with no orders table of its own
-// gets the built-in `orders` table and built-in statements through the same path.
-// Before anything is sent, each statement is checked against the database.
+//! The shop's side of the database, as the operator describes it in settings:
+//! the query that lists the orders to refund and the statements that write the
+//! outcome back, run exactly as written. A shop with no orders table of its own
+//! gets the built-in `orders` table and built-in statements through the same path.
+//! Before anything is sent, each statement is checked against the database.
 
 use super::{Store, StoreError};
 use sqlx::{Column, Executor, PgPool, TypeInfo};

@@ -1,9 +1,9 @@
-// Two example shops, in SQL: their schemas as a shop would have created them
-// long before refundd, the three statements an operator writes in settings to
-// connect refundd to them, and orders written as each shop's own code writes
-// them (paid, then perhaps refund requested). The documentation, the example
-// settings files and the tests that prove refundd leaves a shop's tables alone
-// all use these, so they cannot drift apart.
+//! Two example shops, in SQL: their schemas as a shop would have created them
+//! long before refundd, the three statements an operator writes in settings to
+//! connect refundd to them, and orders written as each shop's own code writes
+//! them (paid, then perhaps refund requested). The documentation, the example
+//! settings files and the tests that prove refundd leaves a shop's tables alone
+//! all use these, so they cannot drift apart.
 
 use super::StoreError;
 use sqlx::PgPool;

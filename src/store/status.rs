@@ -1,5 +1,5 @@
-// Read-only views of the queue for progress, `refundd status`, the metrics
-// and health checks.
+//! Read-only views of the queue for progress, `refundd status`, the metrics
+//! and health checks.
 
 use super::vocabulary::{RefundStatus, SettlementState};
 use super::{Store, StoreError};

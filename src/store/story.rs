@@ -1,5 +1,5 @@
-// Each order's story as the database tells it: its row and the events appended
-// in a span of time. The demo reads it to show what each pass did.
+//! Each order's story as the database tells it: its row and the events appended
+//! in a span of time. The demo reads it to show what each pass did.
 
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState};
 use super::{Store, StoreError};

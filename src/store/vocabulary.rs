@@ -1,9 +1,9 @@
-// The closed sets of words refundd's record is written in: an order's status,
-// the step it reached, how its money went back, the kinds and outcomes of the
-// events of its story, the settlement watch's states and how a pass ended.
-// Each is an enum that the store reads and writes as the same text the
-// tables have always held, so no string of these sets crosses the store's
-// boundary, and a value the code does not know is an error where it is read.
+//! The closed sets of words refundd's record is written in: an order's status,
+//! the step it reached, how its money went back, the kinds and outcomes of the
+//! events of its story, the settlement watch's states and how a pass ended.
+//! Each is an enum that the store reads and writes as the same text the
+//! tables have always held, so no string of these sets crosses the store's
+//! boundary, and a value the code does not know is an error where it is read.
 
 use crate::ctbc::{CtbcError, Operation};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -1,8 +1,8 @@
-// Writing an outcome back to the shop's tables with the shop's own statements
-// (`shop.on_refunded`, `shop.on_failed`), in the transaction that records it in
-// refundd's schema. If the shop's database refuses the write (a constraint, a
-// trigger of the shop's), refundd's record of the money still commits, and the
-// write-back is kept as pending and tried again on later passes.
+//! Writing an outcome back to the shop's tables with the shop's own statements
+//! (`shop.on_refunded`, `shop.on_failed`), in the transaction that records it in
+//! refundd's schema. If the shop's database refuses the write (a constraint, a
+//! trigger of the shop's), refundd's record of the money still commits, and the
+//! write-back is kept as pending and tried again on later passes.
 
 use super::refunds::Ending;
 use super::vocabulary::{RefundMethod, RefundStatus};

@@ -1,5 +1,5 @@
-// Test helpers: each test gets its own database in this process's throwaway
-// PostgreSQL cluster, with the schema applied, so tests run in parallel.
+//! Test helpers: each test gets its own database in this process's throwaway
+//! PostgreSQL cluster, with the schema applied, so tests run in parallel.
 #![allow(dead_code)]
 
 use refundd::store::Store;

@@ -1,4 +1,4 @@
-// Every branch of the decision, for every state of the bank's table.
+//! Every branch of the decision, for every state of the bank's table.
 
 use super::*;
 use crate::ctbc::types::{Currency, Money, OrderNo, Xid};

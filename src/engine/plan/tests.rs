@@ -1,6 +1,6 @@
-// The plan's decisions after an inquiry, without a bank or a database: the
-// recheck delay, a capture reversal of unknown outcome, the attempt limit and
-// the local checks, as the pass applies them.
+//! The plan's decisions after an inquiry, without a bank or a database: the
+//! recheck delay, a capture reversal of unknown outcome, the attempt limit and
+//! the local checks, as the pass applies them.
 
 use super::*;
 use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
