@@ -5,10 +5,8 @@
 
 use crate::store::outbox::OutboxEvent;
 use crate::store::{Store, StoreError};
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -56,15 +54,12 @@ impl std::fmt::Debug for Webhook {
 
 /// `Refundd-Signature`'s value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
-    // HMAC takes a key of any length.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    let t_text = t.to_string();
+    let mac = crate::ctbc::envelope::hmac_sha256_hex(
+        secret.as_bytes(),
+        &[t_text.as_bytes(), b".", body],
+    );
+    format!("t={t},v1={mac}")
 }
 
 /// When to try again after the `attempts`-th failed delivery; None: dead.

@@ -1,6 +1,8 @@
 //! The CTBC envelope: Big5 text, 3DES-EDE CBC, PKCS#5 padding and the MAC tail.
 //! This is the only place in refundd that does cryptography; the client and the
 //! simulator both seal and open messages through it, so they cannot drift apart.
+//! The webhook's HMAC-SHA256 signature lives here too, so that every use of a
+//! cipher or MAC in refundd is in this one file.
 
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use des::TdesEde3;
@@ -157,6 +159,20 @@ pub fn to_big5(text: &str) -> Result<Vec<u8>, EnvelopeError> {
 /// Decodes Big5 bytes (for example a bank's HTML page), replacing what is not Big5.
 pub fn from_big5_lossy(bytes: &[u8]) -> String {
     encoding_rs::BIG5.decode(bytes).0.into_owned()
+}
+
+/// Hex HMAC-SHA256 of `parts` (concatenated) under `key`: the signature
+/// refundd puts on its webhook deliveries (`notify::signature`).
+pub fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
