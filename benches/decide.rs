@@ -6,7 +6,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use refundd::ctbc::client::Inquiry;
 use refundd::ctbc::types::{AuthCode, Currency, MaskedPan, Money, OrderNo, TxState, Xid};
 use refundd::engine::decide::decide;
-use refundd::engine::request::RefundRequest;
+use refundd::engine::refund_request::RefundRequest;
 
 fn refundd_lease() -> refundd::store::Lease {
     refundd::store::Lease {

@@ -8,7 +8,7 @@ use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::schedule;
 use crate::engine::summary::PassCounters;
-use crate::ops::requests::{self, QueueError};
+use crate::ops::manual_queue::{self, QueueError};
 use crate::ops::status;
 use crate::store::plan::PlanReader;
 use crate::store::{self, Store, StoreError};
@@ -207,13 +207,13 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::Plan { json } => plan(settings, json).await,
         Command::Request { order_no, amount } => {
             let store = connect(&settings).await?;
-            let queued = requests::request(&store, &order_no, amount).await?;
+            let queued = manual_queue::request(&store, &order_no, amount).await?;
             println!("{}", queued.line("requested"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Retry { order_no } => {
             let store = connect(&settings).await?;
-            let queued = requests::retry(&store, &order_no).await?;
+            let queued = manual_queue::retry(&store, &order_no).await?;
             println!("{}", queued.line("back in the queue"));
             Ok(ExitCode::SUCCESS)
         }

@@ -55,10 +55,8 @@ impl std::fmt::Debug for Webhook {
 /// `Refundd-Signature`'s value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     let t_text = t.to_string();
-    let mac = crate::ctbc::envelope::hmac_sha256_hex(
-        secret.as_bytes(),
-        &[t_text.as_bytes(), b".", body],
-    );
+    let mac =
+        crate::ctbc::envelope::hmac_sha256_hex(secret.as_bytes(), &[t_text.as_bytes(), b".", body]);
     format!("t={t},v1={mac}")
 }
 

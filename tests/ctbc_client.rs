@@ -9,12 +9,12 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use refundd::ctbc::call_body::parse_inquiry_request;
 use refundd::ctbc::client::{
     refusal_answer_json, string_object, Accepted, Client, ClientConfig, ClientSetupError, Inquiry,
     RefundAccepted,
 };
 use refundd::ctbc::envelope::Envelope;
-use refundd::ctbc::request::parse_inquiry_request;
 use refundd::ctbc::wire::{form_body, json_text, open_form, seal_form};
 use refundd::ctbc::{
     AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, MerId, Money, Operation, OrderNo,

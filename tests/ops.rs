@@ -102,9 +102,13 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
             .insert_paid_order(no, Some(&format!("X{no}")), "A1B2C3", 1200)
             .await
             .unwrap();
-        refundd::ops::requests::request(&refundd::store::Store::builtin(pool.clone()), no, None)
-            .await
-            .unwrap();
+        refundd::ops::manual_queue::request(
+            &refundd::store::Store::builtin(pool.clone()),
+            no,
+            None,
+        )
+        .await
+        .unwrap();
     }
     let mut cfg = ClientConfig::new(
         url::Url::parse(&sim.base_url()).unwrap(),
@@ -652,7 +656,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
     let notes: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM refundd.refund_events WHERE kind = 'note' AND message = $1",
     )
-    .bind(refundd::ops::requests::REQUEST_NOTE)
+    .bind(refundd::ops::manual_queue::REQUEST_NOTE)
     .fetch_one(&pool)
     .await
     .unwrap();

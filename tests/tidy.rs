@@ -72,7 +72,13 @@ fn uses_outside(needle: &str, allowed: &[&str]) -> Vec<String> {
 fn sql_is_sent_only_by_the_store() {
     // throwaway_pg creates test databases on a cluster it owns.
     let allowed = ["src/store/", "src/throwaway_pg.rs"];
-    for needle in ["sqlx::query", "query_as(", "query_scalar(", "raw_sql(", "INSERT INTO"] {
+    for needle in [
+        "sqlx::query",
+        "query_as(",
+        "query_scalar(",
+        "raw_sql(",
+        "INSERT INTO",
+    ] {
         let found = uses_outside(needle, &allowed);
         assert!(found.is_empty(), "SQL outside store: {found:#?}");
     }
@@ -83,7 +89,10 @@ fn cryptography_lives_only_in_the_envelope() {
     let allowed = ["src/ctbc/envelope.rs"];
     for needle in ["des::", "cbc::", "hmac::", "sha2::", "cipher::"] {
         let found = uses_outside(needle, &allowed);
-        assert!(found.is_empty(), "cryptography outside ctbc::envelope: {found:#?}");
+        assert!(
+            found.is_empty(),
+            "cryptography outside ctbc::envelope: {found:#?}"
+        );
     }
 }
 

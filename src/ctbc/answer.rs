@@ -23,7 +23,7 @@ pub struct AnswerProblem(pub String);
 
 /// The bank's verdict on a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum BankVerdict {
     Accepted,
     Refused {
         resp_code: String,
@@ -34,13 +34,13 @@ pub enum Verdict {
 }
 
 /// Reads `RespCode` (required), `ErrCode` and `ERRDESC`.
-pub fn verdict(json: &Map<String, Value>) -> Result<Verdict, AnswerProblem> {
+pub fn verdict(json: &Map<String, Value>) -> Result<BankVerdict, AnswerProblem> {
     let resp_code = code_field(json, "RespCode")?
         .ok_or_else(|| AnswerProblem("the answer has no RespCode".into()))?;
     if resp_code == RESP_CODE_ACCEPTED {
-        return Ok(Verdict::Accepted);
+        return Ok(BankVerdict::Accepted);
     }
-    Ok(Verdict::Refused {
+    Ok(BankVerdict::Refused {
         resp_code,
         err_code: kept_text(json, "ErrCode").unwrap_or_default(),
         message: message(json),
@@ -262,7 +262,7 @@ mod tests {
         let json = refusal_answer_json("99", "05", "交易失敗 4111111111111111");
         assert_eq!(
             verdict(&json).unwrap(),
-            Verdict::Refused {
+            BankVerdict::Refused {
                 resp_code: "99".into(),
                 err_code: "05".into(),
                 message: "交易失敗 411111******1111".into()

@@ -20,14 +20,14 @@ use super::types::{InvalidField, MerId, OrderNo};
 use super::wire::{seal_form, FormError, FORM_CONTENT_TYPE};
 
 pub use super::answer::{
-    check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, Inquiry, RefundAccepted,
-    Verdict, ERR_CODE_FINE, RESP_CODE_ACCEPTED,
+    check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, BankVerdict, Inquiry,
+    RefundAccepted, ERR_CODE_FINE, RESP_CODE_ACCEPTED,
 };
-pub use super::inquiry_only::InquiryClient;
-pub use super::request::{
+pub use super::call_body::{
     inquiry_request_json, parse_inquiry_request, CaptureReversal, Refund, RefundReversal, Reversal,
     TX_ATTRIBUTE_AUTH,
 };
+pub use super::inquiry_only::InquiryClient;
 pub use super::wire::{
     form_body, json_text, open_form, string_object, text_field, OpenedForm, FORM_API_ENC,
     FORM_MERID,
@@ -285,8 +285,8 @@ impl Client {
     /// Turns the bank's verdict into `Ok` or the refusal error.
     fn judge(&self, op: Operation, answer: &Map<String, Value>) -> Result<(), CtbcError> {
         match verdict(answer) {
-            Ok(Verdict::Accepted) => Ok(()),
-            Ok(Verdict::Refused {
+            Ok(BankVerdict::Accepted) => Ok(()),
+            Ok(BankVerdict::Refused {
                 resp_code,
                 err_code,
                 message,

@@ -2,20 +2,20 @@
 //! client) the typed operations with errors the engine can act on.
 pub mod answer;
 pub mod bank_text;
+pub mod call_body;
 pub mod client;
 pub mod envelope;
 pub mod error;
 mod inquiry_only;
 pub mod notice;
 pub mod operation;
-pub mod request;
 pub mod types;
 pub mod wire;
 
 pub use answer::{Accepted, Inquiry, RefundAccepted};
+pub use call_body::{CaptureReversal, Refund, RefundReversal, Reversal};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;
 pub use error::CtbcError;
 pub use operation::Operation;
-pub use request::{CaptureReversal, Refund, RefundReversal, Reversal};
 pub use types::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money, OrderNo, TxState, Xid};

@@ -1,7 +1,7 @@
 //! The decision core: from a refund request and the bank's answer to an inquiry,
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
-use super::request::RefundRequest;
+use super::refund_request::RefundRequest;
 use crate::ctbc::client::Inquiry;
 use crate::ctbc::{CtbcError, Operation, TxState};
 use crate::store::refunds::Settlement;
@@ -67,7 +67,7 @@ impl WaitReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Decision {
     /// The money is back (now or by an earlier attempt): mark `refunded`.
     Refunded { method: RefundMethod, amount: i64 },
     /// Send these calls in order.
@@ -81,29 +81,29 @@ pub enum Verdict {
 }
 
 /// What an inquiry that failed means for the order.
-pub fn on_inquiry_error(err: &CtbcError) -> Verdict {
+pub fn on_inquiry_error(err: &CtbcError) -> Decision {
     match err {
-        CtbcError::UnknownOrder { resp_code, err_code, message } => Verdict::NeedsPerson(format!(
+        CtbcError::UnknownOrder { resp_code, err_code, message } => Decision::NeedsPerson(format!(
             "the bank does not know this order (RespCode {resp_code}, ErrCode {err_code}: {message})"
         )),
-        CtbcError::Invalid(e) => Verdict::NeedsPerson(format!("invalid input, nothing sent: {e}")),
-        other => Verdict::Retry(other.to_string()),
+        CtbcError::Invalid(e) => Decision::NeedsPerson(format!("invalid input, nothing sent: {e}")),
+        other => Decision::Retry(other.to_string()),
     }
 }
 
 /// The decision, in the order of the engine's rules: the transaction must be
 /// ours, money already back ends the work, the amounts must agree, then the
 /// bank's state says which calls give the money back.
-pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
+pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Decision {
     match &bank.xid {
         Some(xid) if xid == &req.xid => {}
         Some(xid) => {
-            return Verdict::NeedsPerson(format!(
+            return Decision::NeedsPerson(format!(
                 "the bank's XID {xid} differs from the order's {}; not refunding a transaction that may not be this order's",
                 req.xid
             ))
         }
-        None => return Verdict::Retry("the bank's answer carries no XID".into()),
+        None => return Decision::Retry("the bank's answer carries no XID".into()),
     }
     let reversal_method = if req.capture_reversed {
         RefundMethod::CaptureReversalAndReversal
@@ -114,13 +114,13 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
         // Money already back: only refundd's own call on record explains it.
         TxState::AuthCancelled => cancelled_by_us(req, reversal_method),
         TxState::RefundSettling | TxState::RefundSettled => refunded_by_us(req, &bank.state),
-        TxState::Authorised if lowered_by_us(req, bank) => Verdict::Refunded {
+        TxState::Authorised if lowered_by_us(req, bank) => Decision::Refunded {
             method: RefundMethod::Reversal,
             amount: req.refund,
         },
         // The money is still out: the amounts must agree before anything is sent.
         TxState::Authorised => amounts_disagree(req, bank).unwrap_or_else(|| {
-            Verdict::Act(Plan {
+            Decision::Act(Plan {
                 method: reversal_method,
                 steps: vec![Step::Reversal {
                     new_auth_amount: req.authorised - req.refund,
@@ -131,18 +131,18 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
         }),
         TxState::CapturedNotSettled => amounts_disagree(req, bank).unwrap_or_else(|| {
             if req.is_full() {
-                Verdict::Act(Plan {
+                Decision::Act(Plan {
                     method: RefundMethod::CaptureReversalAndReversal,
                     steps: vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }],
                     amount: req.refund,
                     completes_capture_reversal: false,
                 })
             } else {
-                Verdict::Wait(WaitReason::SettlementPending)
+                Decision::Wait(WaitReason::SettlementPending)
             }
         }),
         TxState::Settled => amounts_disagree(req, bank).unwrap_or_else(|| {
-            Verdict::Act(Plan {
+            Decision::Act(Plan {
                 method: RefundMethod::Refund,
                 steps: vec![Step::Refund { amount: req.refund }],
                 amount: req.refund,
@@ -150,36 +150,36 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Verdict {
             })
         }),
         TxState::CaptureBatchRunning | TxState::RefundBatchRunning => {
-            Verdict::Wait(WaitReason::BatchRunning)
+            Decision::Wait(WaitReason::BatchRunning)
         }
-        TxState::AuthFailed => Verdict::NeedsPerson(
+        TxState::AuthFailed => Decision::NeedsPerson(
             "needs a person: the authorisation failed (state -1), there is nothing to refund"
                 .into(),
         ),
         TxState::CaptureFailed => {
-            Verdict::NeedsPerson("needs a person: the capture failed (state 13)".into())
+            Decision::NeedsPerson("needs a person: the capture failed (state 13)".into())
         }
         TxState::RefundFailed => {
-            Verdict::NeedsPerson("needs a person: a refund failed at the bank (state 23)".into())
+            Decision::NeedsPerson("needs a person: a refund failed at the bank (state 23)".into())
         }
-        TxState::Unknown(code) => Verdict::NeedsPerson(format!(
+        TxState::Unknown(code) => Decision::NeedsPerson(format!(
             "needs a person: the bank reports state {code:?}, which refundd does not know"
         )),
     }
 }
 
 /// State 0 is ours only when refundd sent a reversal to 0 that may have taken effect.
-fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Verdict {
+fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Decision {
     let ours = req
         .own_call(Operation::Reversal)
         .is_some_and(|c| c.amount == 0 && req.is_full());
     if ours {
-        return Verdict::Refunded {
+        return Decision::Refunded {
             method,
             amount: req.authorised,
         };
     }
-    Verdict::NeedsPerson(format!(
+    Decision::NeedsPerson(format!(
         "needs a person: the bank shows the authorisation cancelled (state 0) but refundd sent no reversal of the whole {} for this order; find out who cancelled it before marking the order refunded",
         req.authorised
     ))
@@ -187,18 +187,18 @@ fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Verdict {
 
 /// States 20/22 are ours only when refundd sent a refund, and then the amount
 /// is what the bank moved for it, never merely the amount asked now.
-fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Verdict {
+fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Decision {
     let code = state.code();
     match req.own_call(Operation::Refund).map(|c| c.moved()) {
-        Some(moved) if moved == req.refund => Verdict::Refunded {
+        Some(moved) if moved == req.refund => Decision::Refunded {
             method: RefundMethod::Refund,
             amount: moved,
         },
-        Some(moved) => Verdict::NeedsPerson(format!(
+        Some(moved) => Decision::NeedsPerson(format!(
             "needs a person: the bank shows a refund (state {code}) of which refundd's own refund moved {moved}, but the order asks {}; check the bank's figure before refunding by hand",
             req.refund
         )),
-        None => Verdict::NeedsPerson(format!(
+        None => Decision::NeedsPerson(format!(
             "needs a person: the bank shows a refund (state {code}) that refundd did not send; find out who refunded before marking the order refunded"
         )),
     }
@@ -215,16 +215,16 @@ fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
 }
 
 /// The bank's authorised amount must be the order's before money moves.
-fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Verdict> {
+fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Decision> {
     match bank.auth_amount {
-        None => Some(Verdict::Retry(
+        None => Some(Decision::Retry(
             "the bank's answer carries no AuthAmt".into(),
         )),
-        Some(m) if m.currency != req.currency.code => Some(Verdict::NeedsPerson(format!(
+        Some(m) if m.currency != req.currency.code => Some(Decision::NeedsPerson(format!(
             "the bank's currency {} differs from the order's {}",
             m.currency, req.currency.code
         ))),
-        Some(m) if m.amount != req.authorised => Some(Verdict::NeedsPerson(format!(
+        Some(m) if m.amount != req.authorised => Some(Decision::NeedsPerson(format!(
             "the bank's authorised amount {} differs from the order's auth_amount {}",
             m.amount, req.authorised
         ))),
@@ -259,7 +259,7 @@ pub fn capture_reversal_fate(bank: &Inquiry) -> Option<bool> {
 /// `Some(verdict)` to carry on with; `None` when the bank shows it did not
 /// happen, so the call must not be sent again in this attempt. The call is
 /// among `req.own_calls`, so a state it explains counts as ours.
-pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Option<Verdict> {
+pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Option<Decision> {
     let mut req = req.clone();
     if step == Step::CaptureReversal {
         // Only a state that shows it took effect earns the completing
@@ -268,7 +268,7 @@ pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Optio
     }
     match decide(&req, bank) {
         // The plan starts with the same call: it did not happen.
-        Verdict::Act(plan)
+        Decision::Act(plan)
             if plan.steps.first().map(|s| s.operation()) == Some(step.operation()) =>
         {
             None
@@ -279,11 +279,11 @@ pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Optio
 
 /// After the bank refused a call and a new inquiry: batch running waits, money
 /// already back is done, and otherwise the bank's reason goes to a person.
-pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Verdict {
+pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Decision {
     match decide(req, bank) {
-        v @ (Verdict::Refunded { .. } | Verdict::Wait(_) | Verdict::NeedsPerson(_)) => v,
-        Verdict::Act(_) | Verdict::Retry(_) => {
-            Verdict::NeedsPerson(format!("the bank refused: {refusal}"))
+        v @ (Decision::Refunded { .. } | Decision::Wait(_) | Decision::NeedsPerson(_)) => v,
+        Decision::Act(_) | Decision::Retry(_) => {
+            Decision::NeedsPerson(format!("the bank refused: {refusal}"))
         }
     }
 }

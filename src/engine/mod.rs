@@ -5,7 +5,7 @@ pub mod cron;
 pub mod decide;
 pub mod pass;
 pub mod plan;
-pub mod request;
+pub mod refund_request;
 pub mod schedule;
 mod steps;
 pub mod summary;

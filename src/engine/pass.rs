@@ -6,8 +6,8 @@
 
 use super::blackout::Blackout;
 use super::clock::Clock;
-use super::decide::{decide, on_inquiry_error, Verdict};
-use super::request::{CallFate, OwnCall, RefundRequest};
+use super::decide::{decide, on_inquiry_error, Decision};
+use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
 use crate::ctbc::client::{Client, Inquiry};
@@ -97,7 +97,7 @@ impl Held {
 
 /// How an attempt at one order goes on after a step.
 pub(super) enum Next {
-    Verdict(Box<RefundRequest>, Verdict),
+    Decision(Box<RefundRequest>, Decision),
     Done(OrderOutcome),
 }
 
@@ -415,7 +415,7 @@ impl Engine {
                 return Ok(OrderOutcome::Failed);
             }
         };
-        let verdict = match self.inquire(&mut req).await? {
+        let decision = match self.inquire(&mut req).await? {
             Ok(bank) => {
                 // The bank's auth code serves when the shop did not store one.
                 if req.auth_code.is_none() {
@@ -429,27 +429,27 @@ impl Engine {
             }
             Err(e) => on_inquiry_error(&e),
         };
-        let mut next = Next::Verdict(Box::new(req), verdict);
+        let mut next = Next::Decision(Box::new(req), decision);
         loop {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::Verdict(req, Verdict::Act(plan)) => self.execute(*req, plan, stop).await?,
-                Next::Verdict(req, verdict) => {
-                    Next::Done(self.conclude(&req, verdict, None).await?)
+                Next::Decision(req, Decision::Act(plan)) => self.execute(*req, plan, stop).await?,
+                Next::Decision(req, decision) => {
+                    Next::Done(self.conclude(&req, decision, None).await?)
                 }
             };
         }
     }
 
-    /// Records a verdict that needs no call to the bank.
+    /// Records a decision that needs no call to the bank.
     pub(super) async fn conclude(
         &self,
         req: &RefundRequest,
-        verdict: Verdict,
+        decision: Decision,
         ev: Option<&GatewayEvent>,
     ) -> Result<OrderOutcome, StoreError> {
-        match verdict {
-            Verdict::Refunded { method, amount } => {
+        match decision {
+            Decision::Refunded { method, amount } => {
                 let watch =
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
                 let wb = self
@@ -465,8 +465,8 @@ impl Engine {
                 );
                 Ok(OrderOutcome::Refunded(method))
             }
-            Verdict::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
-            Verdict::Wait(why) => {
+            Decision::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
+            Decision::Wait(why) => {
                 info!(
                     step = "wait",
                     reason = why.as_str(),
@@ -478,9 +478,9 @@ impl Engine {
                     .await?;
                 Ok(unknown_or_deferred(req))
             }
-            Verdict::Retry(reason) => self.retry_later(req, ev, reason).await,
+            Decision::Retry(reason) => self.retry_later(req, ev, reason).await,
             // Plans are executed by the caller; one reaching here is given back untouched.
-            Verdict::Act(_) => {
+            Decision::Act(_) => {
                 self.store.release(&[req.lease]).await?;
                 Ok(OrderOutcome::Released)
             }

@@ -6,9 +6,9 @@
 //! transaction does).
 
 use super::clock::Clock;
-use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Verdict};
+use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Decision};
 use super::pass::{with_unconfirmed_calls, EngineSettings};
-use super::request::{OwnCall, RefundRequest};
+use super::refund_request::{OwnCall, RefundRequest};
 use super::steps::local_check;
 use crate::ctbc::client::{Inquiry, InquiryClient};
 use crate::ctbc::types::OrderNo;
@@ -354,7 +354,7 @@ pub fn after_inquiry(
     answer: &Result<Inquiry, CtbcError>,
     settings: &EngineSettings,
 ) -> (Option<Skip>, Action) {
-    let verdict = match answer {
+    let decision = match answer {
         Ok(bank) => {
             // The bank's auth code serves when the shop did not store one.
             if req.auth_code.is_none() {
@@ -369,8 +369,8 @@ pub fn after_inquiry(
         }
         Err(e) => on_inquiry_error(e),
     };
-    match verdict {
-        Verdict::Act(plan) => {
+    match decision {
+        Decision::Act(plan) => {
             let send = Action::Send {
                 method: plan.method.as_str(),
                 amount: plan.amount,
@@ -401,20 +401,20 @@ pub fn after_inquiry(
                 None => (None, send),
             }
         }
-        Verdict::Refunded { method, amount } => (
+        Decision::Refunded { method, amount } => (
             None,
             Action::RecordRefunded {
                 method: method.as_str(),
                 amount,
             },
         ),
-        Verdict::Wait(why) => (
+        Decision::Wait(why) => (
             None,
             Action::Wait {
                 reason: why.as_str().to_string(),
             },
         ),
-        Verdict::Retry(reason) => {
+        Decision::Retry(reason) => {
             let attempt = req.attempts.saturating_add(1);
             if attempt >= settings.max_attempts && req.unknown.is_none() {
                 let reason = format!("gave up after {attempt} attempts; last error: {reason}");
@@ -428,7 +428,7 @@ pub fn after_inquiry(
                 (None, retry)
             }
         }
-        Verdict::NeedsPerson(reason) => (None, needs_person(&req, reason)),
+        Decision::NeedsPerson(reason) => (None, needs_person(&req, reason)),
     }
 }
 

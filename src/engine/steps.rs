@@ -3,9 +3,9 @@
 //! step; a lost answer is settled by asking the bank, never by sending again.
 
 use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
-use super::decide::{Plan, Step, Verdict};
+use super::decide::{Decision, Plan, Step};
 use super::pass::{Engine, Next};
-use super::request::{CallFate, OwnCall, RefundRequest};
+use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
 use crate::ctbc::client::{CaptureReversal, Inquiry, Refund, Reversal};
 use crate::ctbc::types::InvalidField;
@@ -106,7 +106,7 @@ impl Engine {
                 Ok(c) => c,
                 Err(e) => {
                     let reason = refused_locally(step, &e);
-                    return Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)));
+                    return Ok(Next::Decision(Box::new(req), Decision::NeedsPerson(reason)));
                 }
             };
             let op = step.operation();
@@ -231,7 +231,7 @@ impl Engine {
             "bank accepted"
         );
         req.unknown = None;
-        let v = Verdict::Refunded {
+        let v = Decision::Refunded {
             method: plan.method,
             amount: plan.amount,
         };
@@ -295,7 +295,7 @@ impl Engine {
                     Ok(bank) => after_refusal(&req, &bank, &refusal),
                     Err(e) => on_inquiry_error(&e),
                 };
-                Ok(Next::Verdict(Box::new(req), v))
+                Ok(Next::Decision(Box::new(req), v))
             }
             CtbcError::RefundAmountMismatch { asked, refunded } => {
                 // The event carries what the bank moved, so the story keeps it.
@@ -324,15 +324,15 @@ impl Engine {
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
                 req.unknown = None;
-                let v = Verdict::Retry(format!("{op}: bank unavailable: {reason}"));
-                Ok(Next::Verdict(Box::new(req), v))
+                let v = Decision::Retry(format!("{op}: bank unavailable: {reason}"));
+                Ok(Next::Decision(Box::new(req), v))
             }
             CtbcError::Invalid(e) => {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
                 ev.outcome = Some(CallOutcome::Invalid);
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
-                Ok(Next::Verdict(Box::new(req), Verdict::NeedsPerson(reason)))
+                Ok(Next::Decision(Box::new(req), Decision::NeedsPerson(reason)))
             }
             other => self.lost_answer(req, step, ev, other).await,
         }
@@ -368,11 +368,11 @@ impl Engine {
                 let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);
                 return Ok(Next::Done(done.await?));
             };
-            if step == Step::CaptureReversal && matches!(v, Verdict::Act(_)) {
+            if step == Step::CaptureReversal && matches!(v, Decision::Act(_)) {
                 self.settle_unknown_capture_reversal(&mut req, &bank)
                     .await?;
             }
-            return Ok(Next::Verdict(Box::new(req), v));
+            return Ok(Next::Decision(Box::new(req), v));
         }
         let why = "the bank could not be asked";
         let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);

@@ -5,11 +5,11 @@
 
 pub mod catalog;
 pub mod intake;
+pub mod manual_queue;
 pub mod outbox;
 pub mod passes;
 pub mod plan;
 pub mod refunds;
-pub mod requests;
 pub mod seed;
 pub mod shop;
 pub mod shop_examples;

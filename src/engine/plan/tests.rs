@@ -6,7 +6,7 @@ use super::*;
 use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
 use crate::ctbc::TxState;
 use crate::engine::blackout::Blackout;
-use crate::engine::request::{CallFate, OwnCall};
+use crate::engine::refund_request::{CallFate, OwnCall};
 use std::time::Duration;
 
 fn settings() -> EngineSettings {

@@ -3,7 +3,7 @@
 //! sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::OrderNo;
-use crate::store::requests::OrderToQueue;
+use crate::store::manual_queue::OrderToQueue;
 use crate::store::{Store, StoreError};
 
 /// The note appended to the order's story by `refundd retry`.
