@@ -3,8 +3,8 @@
 //! must stay far below the cost of the calls around it.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use refundd::ctbc::client::Inquiry;
 use refundd::ctbc::types::{AuthCode, Currency, MaskedPan, Money, OrderNo, TxState, Xid};
+use refundd::ctbc::Inquiry;
 use refundd::engine::decide::decide;
 use refundd::engine::refund_request::RefundRequest;
 

@@ -6,11 +6,13 @@
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use des::TdesEde3;
-use refundd::ctbc::client::{inquiry_request_json, json_text, Inquiry};
+use refundd::ctbc::call_body::inquiry_request_json;
 use refundd::ctbc::operation::DEFAULT_SW_REVISION;
 use refundd::ctbc::types::{AuthCode, MaskedPan, MerId, Money, OrderNo, TxState, Xid};
+use refundd::ctbc::wire::json_text;
 use refundd::ctbc::wire::{open_answer, seal_form};
 use refundd::ctbc::Envelope;
+use refundd::ctbc::Inquiry;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 
 fn envelope() -> Envelope {

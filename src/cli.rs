@@ -3,7 +3,7 @@
 //! 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, SettingsError, Sources};
-use crate::ctbc::client::InquiryClient;
+use crate::ctbc::InquiryClient;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::schedule;

@@ -129,8 +129,8 @@ fn listening_addr(sim: &mut Running) -> String {
     panic!("the simulator ended without listening");
 }
 
-fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::client::Client {
-    use refundd::ctbc::client::{Client, ClientConfig};
+fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::Client {
+    use refundd::ctbc::{Client, ClientConfig};
     Client::new(ClientConfig {
         base_url: url::Url::parse(base_url).unwrap(),
         mer_id: refundd::ctbc::types::MerId::parse(refundd::sim::REFERENCE_MER_ID).unwrap(),

@@ -9,13 +9,12 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use refundd::ctbc::answer::refusal_answer_json;
 use refundd::ctbc::call_body::parse_inquiry_request;
-use refundd::ctbc::client::{
-    refusal_answer_json, string_object, Accepted, Client, ClientConfig, ClientSetupError, Inquiry,
-    RefundAccepted,
-};
 use refundd::ctbc::envelope::Envelope;
+use refundd::ctbc::wire::string_object;
 use refundd::ctbc::wire::{form_body, json_text, open_form, seal_form};
+use refundd::ctbc::{Accepted, Client, ClientConfig, ClientSetupError, Inquiry, RefundAccepted};
 use refundd::ctbc::{
     AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, MerId, Money, Operation, OrderNo,
     Refund, RefundReversal, Reversal, TxState, Xid,

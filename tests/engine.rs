@@ -324,7 +324,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
     let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
     client
-        .capture_reversal(&refundd::ctbc::client::CaptureReversal {
+        .capture_reversal(&refundd::ctbc::CaptureReversal {
             order_no: refundd::ctbc::types::OrderNo::parse("HALF").unwrap(),
             xid: refundd::ctbc::types::Xid::parse("XHALF").unwrap(),
             auth_code: refundd::ctbc::types::AuthCode::parse("A1B2C3").unwrap(),

@@ -6,10 +6,10 @@
 mod common;
 
 use common::{fresh_db, refundd_bin, Rig};
-use refundd::ctbc::client::{Client, ClientConfig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
+use refundd::ctbc::{Client, ClientConfig};
 use refundd::engine::clock::SystemClock;
 use refundd::engine::pass::Engine;
 use refundd::engine::summary::PassCounters;

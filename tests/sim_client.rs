@@ -5,8 +5,8 @@
 mod common;
 
 use common::client_for;
-use refundd::ctbc::client::{Client, Refund};
 use refundd::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
+use refundd::ctbc::{Client, Refund};
 use refundd::ctbc::{CtbcError, Operation, TxState};
 use refundd::sim::{FaultKind, FaultPlan, SimAdmin, SimConfig, SimServer, SimTx};
 use std::time::Duration;

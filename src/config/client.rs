@@ -2,8 +2,8 @@
 //! bank: each missing one is named with its fix, like every other setting.
 
 use super::{Problem, Settings, SettingsError};
-use crate::ctbc::client::{Client, ClientConfig};
 use crate::ctbc::envelope::Envelope;
+use crate::ctbc::{Client, ClientConfig};
 use secrecy::ExposeSecret;
 
 impl Settings {

@@ -12,26 +12,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
 use url::{Host, Url};
 
+use super::answer::{check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted};
+use super::call_body::{inquiry_request_json, CaptureReversal, Refund, RefundReversal, Reversal};
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
 use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
 use super::types::{InvalidField, MerId, OrderNo};
-use super::wire::{seal_form, FormError, FORM_CONTENT_TYPE};
-
-pub use super::answer::{
-    check_merchant, refusal_answer_json, verdict, Accepted, AnswerProblem, BankVerdict, Inquiry,
-    RefundAccepted, ERR_CODE_FINE, RESP_CODE_ACCEPTED,
-};
-pub use super::call_body::{
-    inquiry_request_json, parse_inquiry_request, CaptureReversal, Refund, RefundReversal, Reversal,
-    TX_ATTRIBUTE_AUTH,
-};
-pub use super::inquiry_only::InquiryClient;
-pub use super::wire::{
-    form_body, json_text, open_form, string_object, text_field, OpenedForm, FORM_API_ENC,
-    FORM_MERID,
-};
+use super::wire::{open_form, seal_form, FormError, FORM_CONTENT_TYPE};
 
 /// Largest answer body read; the bank's answers are a few hundred bytes.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;

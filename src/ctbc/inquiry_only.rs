@@ -3,16 +3,16 @@
 //! wrapped client is private and never handed back, so no reversal, capture
 //! reversal, refund or refund reversal can be reached through it.
 
-use super::client::{Client, Inquiry};
 use super::error::CtbcError;
 use super::types::OrderNo;
+use super::{answer::Inquiry, client::Client};
 
 /// The CTBC client with its money-moving operations out of reach: only
 /// [`InquiryClient::inquiry`] exists.
 ///
 /// ```compile_fail
 /// // An inquiry-only client has no `refund`, nor any other money-moving call.
-/// async fn refund(bank: &refundd::ctbc::client::InquiryClient, r: &refundd::ctbc::Refund) {
+/// async fn refund(bank: &refundd::ctbc::InquiryClient, r: &refundd::ctbc::Refund) {
 ///     let _ = bank.refund(r).await;
 /// }
 /// ```

@@ -17,5 +17,6 @@ pub use call_body::{CaptureReversal, Refund, RefundReversal, Reversal};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;
 pub use error::CtbcError;
+pub use inquiry_only::InquiryClient;
 pub use operation::Operation;
 pub use types::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money, OrderNo, TxState, Xid};

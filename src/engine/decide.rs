@@ -2,7 +2,7 @@
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
 use super::refund_request::RefundRequest;
-use crate::ctbc::client::Inquiry;
+use crate::ctbc::Inquiry;
 use crate::ctbc::{CtbcError, Operation, TxState};
 use crate::store::refunds::Settlement;
 use crate::store::vocabulary::RefundMethod;

@@ -10,7 +10,7 @@ use super::decide::{decide, on_inquiry_error, Decision};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
-use crate::ctbc::client::{Client, Inquiry};
+use crate::ctbc::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
 use crate::store::refunds::{Deferral, GatewayEvent};
 use crate::store::vocabulary::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};

@@ -10,9 +10,9 @@ use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdi
 use super::pass::{with_unconfirmed_calls, EngineSettings};
 use super::refund_request::{OwnCall, RefundRequest};
 use super::steps::local_check;
-use crate::ctbc::client::{Inquiry, InquiryClient};
 use crate::ctbc::types::OrderNo;
 use crate::ctbc::{CtbcError, Operation};
+use crate::ctbc::{Inquiry, InquiryClient};
 use crate::store::plan::{PlanReader, PlanRow, WatchRow};
 use crate::store::refunds::Settlement;
 use crate::store::{Lease, StoreError};

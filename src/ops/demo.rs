@@ -9,11 +9,11 @@
 //! also on Ctrl-C.
 
 use crate::cli::CliError;
-use crate::ctbc::client::{Client, ClientConfig};
 use crate::ctbc::envelope::Envelope;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
 use crate::ctbc::TxState;
+use crate::ctbc::{Client, ClientConfig};
 use crate::engine::blackout::Blackout;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};

@@ -40,9 +40,9 @@ pub fn refundd_bin() -> std::process::Command {
     cmd
 }
 
-use refundd::ctbc::client::{Client, ClientConfig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
+use refundd::ctbc::{Client, ClientConfig};
 use refundd::engine::blackout::Blackout;
 use refundd::engine::clock::{Clock, SystemClock};
 use refundd::engine::pass::{Engine, EngineSettings};
