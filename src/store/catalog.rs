@@ -131,7 +131,7 @@ SELECT format('extension %I: version %s', e.extname, e.extversion)
   JOIN ns ON e.extnamespace = ns.oid
 "#;
 
-/// A sorted description of everything in `schema` (see [`SNAPSHOT`]'s
+/// A sorted description of everything in `schema` (see `SNAPSHOT`'s
 /// comment): equal snapshots mean nothing in the schema was created, altered,
 /// dropped or given a trigger. An absent schema gives an empty snapshot.
 pub async fn snapshot(pool: &PgPool, schema: &str) -> Result<Vec<String>, StoreError> {
