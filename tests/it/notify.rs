@@ -5,12 +5,10 @@
 //! the passes; two daemons sharing the outbox never send one
 //! event twice at once; the chat format.
 
-mod common;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::Rig;
+use crate::common::Rig;
 use refundd::ctbc::TxState;
 use refundd::notify::{signature, Webhook, WebhookFormat};
 use std::collections::HashMap;
@@ -283,7 +281,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = common::refundd_bin();
+    let mut cmd = crate::common::refundd_bin();
     cmd.arg("run")
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
@@ -351,7 +349,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
 async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back() {
     let rig = Rig::new().await;
     let (r, url) = receiver().await;
-    let mut cmd = common::refundd_bin();
+    let mut cmd = crate::common::refundd_bin();
     cmd.args(["notify", "test"])
         .env("REFUNDD__NOTIFY__WEBHOOK_URL", url.as_str())
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET);
@@ -375,7 +373,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
     );
     assert_eq!(taken[0].1["type"], "refund.test");
     // Without a webhook it says what to set.
-    let out = common::refundd_bin()
+    let out = crate::common::refundd_bin()
         .args(["notify", "test"])
         .output()
         .unwrap();
@@ -388,7 +386,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
         .execute(&rig.pool)
         .await
         .unwrap();
-    let out = common::refundd_bin()
+    let out = crate::common::refundd_bin()
         .args(["notify", "redeliver", "--dead"])
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .output()

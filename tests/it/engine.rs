@@ -1,9 +1,7 @@
 //! The reconciliation engine end to end, against real PostgreSQL and the bank
 //! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
-mod common;
-
-use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, pass_of, Rig, WindowOpensAfter};
 use refundd::ops::shop_examples::TUTORIAL;
 
 /// Each test below runs twice: on the built-in orders table, and on the
@@ -321,7 +319,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
     // A first worker claims, sends the capture reversal, and dies before the reversal.
     rig.intent_of_a_dead_worker(refundd::ctbc::Operation::CaptureReversal, 0, (1000, 1000))
         .await;
-    let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
+    let client = crate::common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
     client
         .capture_reversal(&refundd::ctbc::CaptureReversal {

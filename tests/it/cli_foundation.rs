@@ -1,9 +1,7 @@
 //! The command line's contract: exit codes, named settings, migrate, and the
 //! throwaway cluster vanishing with its owner.
 
-mod common;
-
-use common::{fresh_db, refundd_bin};
+use crate::common::{fresh_db, refundd_bin};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

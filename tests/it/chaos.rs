@@ -6,9 +6,7 @@
 //! still gets every event of every order at least once.
 //! A small run is part of the normal suite; the full one is behind #[ignore].
 
-mod common;
-
-use common::{fresh_db, refundd_bin};
+use crate::common::{fresh_db, refundd_bin};
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
@@ -134,7 +132,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
     let (pool, db_url) = match shop {
         None => fresh_db().await,
         Some(shop) => {
-            let (pool, url) = common::empty_db().await;
+            let (pool, url) = crate::common::empty_db().await;
             shop.create(&pool).await.unwrap();
             (pool, url)
         }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refundd::ctbc::answer::refusal_answer_json;
@@ -1135,19 +1135,11 @@ async fn calls_are_logged_without_secrets() {
     }
 }
 
-fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).unwrap();
-        handle
-    })
-}
-
 #[tokio::test]
 async fn calls_are_counted_by_operation_and_result() {
-    let handle = metrics_handle();
+    // The process's one recorder, as refundd installs it: every test of this
+    // crate shares it, so the counts below are read as present, not as equal.
+    let handle = refundd::ops::metrics::install_metrics();
     let bank = FakeBank::answering(refusal_answer_json("99", "01", "Order not found")).await;
     let client = bank.client();
     let _ = client.inquiry(&order()).await;

@@ -4,9 +4,7 @@
 //! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
 //! is stuck, STOPPING on SIGTERM.
 
-mod common;
-
-use common::Rig;
+use crate::common::Rig;
 use refundd::ctbc::TxState;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::os::unix::fs::PermissionsExt;

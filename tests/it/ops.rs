@@ -3,9 +3,7 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-mod common;
-
-use common::{fresh_db, refundd_bin, Rig};
+use crate::common::{fresh_db, refundd_bin, Rig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -119,7 +117,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     let engine = Engine::new(
         refundd::store::Store::builtin(pool.clone()),
         Client::new(cfg).unwrap(),
-        common::engine_settings(),
+        crate::common::engine_settings(),
         Arc::new(SystemClock),
     );
     let summary = engine

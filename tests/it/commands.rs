@@ -1,9 +1,7 @@
 //! `refundd once` and `refundd run` as an operator runs them: real binary,
 //! real PostgreSQL, the simulator over HTTP, exit codes and signals.
 
-mod common;
-
-use common::{refundd_bin, Rig};
+use crate::common::{refundd_bin, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{FaultPlan, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::process::{Command, Stdio};

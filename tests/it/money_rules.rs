@@ -3,9 +3,7 @@
 //! answer overtaken by the bank's batch, a refund that vanishes while watched,
 //! what a person reads, and bad input that must never stop the queue.
 
-mod common;
-
-use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, pass_of, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
 use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};

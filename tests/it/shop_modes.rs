@@ -4,9 +4,7 @@
 //! the shop's schema and `public` identical in the catalog before and after
 //! `migrate` and the passes.
 
-mod common;
-
-use common::Rig;
+use crate::common::Rig;
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::{ShopExample, CODES, TUTORIAL};
 use refundd::store::catalog::snapshot;
@@ -42,7 +40,7 @@ async fn catalog(rig: &Rig, schema: &str) -> Vec<String> {
 }
 
 async fn every_state_through(shop: &'static ShopExample, schema: &str) {
-    let (pool, _) = common::empty_db().await;
+    let (pool, _) = crate::common::empty_db().await;
     shop.create(&pool).await.unwrap();
     let shop_before = snapshot(&pool, schema).await.unwrap();
     let public_before = snapshot(&pool, "public").await.unwrap();

@@ -2,9 +2,7 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-mod common;
-
-use common::{refundd_bin, Rig};
+use crate::common::{refundd_bin, Rig};
 use refundd::store::vocabulary::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;

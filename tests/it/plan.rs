@@ -3,9 +3,7 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-mod common;
-
-use common::{refundd_bin, Rig};
+use crate::common::{refundd_bin, Rig};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
@@ -26,7 +24,7 @@ fn plan_cmd(rig: &Rig, json: bool) -> Command {
         .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
         .env("REFUNDD__CTBC__IV", REFERENCE_IV)
         .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        // The same limit as the pass the tests compare with (common::engine_settings).
+        // The same limit as the pass the tests compare with (crate::common::engine_settings).
         .env("REFUNDD__WORKER__MAX_ATTEMPTS", "5")
         .env("REFUNDD__HTTP__LISTEN", "off");
     if let Some(shop) = rig.shop {
@@ -518,7 +516,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
     assert!(stdout.is_empty(), "no plan is printed: {stdout}");
 
     // A database refundd was never migrated into: 2, naming the fix.
-    let (_, empty_url) = common::empty_db().await;
+    let (_, empty_url) = crate::common::empty_db().await;
     let mut cmd = plan_cmd(&rig, true);
     cmd.env("REFUNDD__DATABASE__URL", &empty_url);
     let (code, _, stderr) = output(cmd).await;

@@ -4,9 +4,7 @@
 //! after a failure the shop fixed; and a bad description of the shop's tables
 //! refused before anything is sent.
 
-mod common;
-
-use common::{empty_db, pass_of, refundd_bin, Rig};
+use crate::common::{empty_db, pass_of, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
 use refundd::sim::{
     FaultKind, FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,

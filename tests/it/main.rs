@@ -1,0 +1,27 @@
+//! The integration tests, as one crate so the suite links the library once
+//! and shares one throwaway PostgreSQL cluster (each test still gets a fresh
+//! database of its own). One module per concern; `common` holds the helpers.
+
+mod common;
+
+mod catalog;
+mod chaos;
+mod cli_foundation;
+mod commands;
+mod ctbc_client;
+mod deployment;
+mod engine;
+mod envelope_props;
+mod money_rules;
+mod monitoring;
+mod notify;
+mod ops;
+mod outbox;
+mod plan;
+mod schema;
+mod shop;
+mod shop_examples;
+mod shop_modes;
+mod sim;
+mod sim_client;
+mod tidy;
