@@ -3,7 +3,7 @@
 //! answer overtaken by the bank's batch, a refund that vanishes while watched,
 //! what a person reads, and bad input that must never stop the queue.
 
-use crate::common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, eventually, pass_of, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
 use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};
@@ -134,18 +134,16 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
     let engine = rig.engine();
     let batch_meanwhile = async {
         // The intent is committed before the call is sent.
-        loop {
+        eventually(Duration::from_secs(30), "the capture reversal's intent", || async {
             let intents: i64 = scalar(
                 &rig,
                 "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND kind = 'intent'",
                 "RACE",
             )
             .await;
-            if intents > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            intents > 0
+        })
+        .await;
         rig.admin.run_batch().await.unwrap();
     };
     tokio::join!(pass_of(&engine), batch_meanwhile);

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use crate::common::Rig;
+use crate::common::{eventually, Rig, WithLog};
 use refundd::ctbc::TxState;
 use refundd::notify::{signature, Webhook, WebhookFormat};
 use std::collections::HashMap;
@@ -299,33 +299,32 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log.path()).unwrap());
     let mut child = cmd.spawn().unwrap();
-    let refunded = |pool: sqlx::PgPool| async move {
+    let twenty_refunded = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM refundd.refunds WHERE status = 'refunded'",
         )
         .fetch_one(&pool)
         .await
         .unwrap()
+            >= 20
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // The first refunds are made and their delivery is stuck at the receiver.
-    while holder.held.load(Ordering::SeqCst) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no delivery started; refundd run said: {}",
-            std::fs::read_to_string(log.path()).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let awaited = WithLog {
+        what: "a first delivery to reach the receiver",
+        log: log.path(),
+    };
+    eventually(Duration::from_secs(60), awaited, || async {
+        holder.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // While it is stuck, the passes go on with the rest.
     rig.insert_orders(&orders[10..]).await;
-    while refunded(rig.pool.clone()).await < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the passes waited for the receiver"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the passes to refund the rest while the receiver holds a delivery",
+        || twenty_refunded(rig.pool.clone()),
+    )
+    .await;
     assert_eq!(
         holder.held.load(Ordering::SeqCst),
         1,

@@ -3,7 +3,7 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-use crate::common::{fresh_db, refundd_bin, Rig};
+use crate::common::{eventually, fresh_db, refundd_bin, Rig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::prelude::*;
 
@@ -205,11 +205,10 @@ async fn progress_lines_report_done_total_and_rate() {
         stop.clone(),
         Duration::from_millis(20),
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !logs.text().contains("\"progress\"") {
-        assert!(Instant::now() < deadline, "no progress line");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(10), "a progress line", || async {
+        logs.text().contains("\"progress\"")
+    })
+    .await;
     stop.cancel();
     task.await.unwrap();
     let line = logs

@@ -2,6 +2,9 @@
 //! PostgreSQL cluster, with the schema applied, so tests run in parallel.
 #![allow(dead_code)]
 
+mod eventually;
+pub use eventually::{eventually, WithLog};
+
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
