@@ -45,7 +45,7 @@ async fn once_works_the_queue_and_prints_a_summary() {
         "{stdout}"
     );
     for no in ["ONCE1", "ONCE10", "ONCE12"] {
-        assert_eq!(rig.order(no).await.0, "refunded");
+        assert_eq!(rig.order(no).await.status, "refunded");
     }
     let secret_seen = String::from_utf8_lossy(&out.stderr).contains(REFERENCE_MAC_KEY)
         || stdout.contains(REFERENCE_MAC_KEY);
@@ -153,13 +153,18 @@ async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
     with_bank(&mut cmd, &rig);
     let mut child = cmd.spawn().unwrap();
     // Wait until the pass has refunded something.
-    eventually(Duration::from_secs(60), "a first refund of the pass", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'refunded'")
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap();
-        n > 0
-    })
+    eventually(
+        Duration::from_secs(60),
+        "a first refund of the pass",
+        || async {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'refunded'")
+                    .fetch_one(&rig.pool)
+                    .await
+                    .unwrap();
+            n > 0
+        },
+    )
     .await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

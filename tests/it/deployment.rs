@@ -93,7 +93,7 @@ async fn once_refunds_with_every_secret_read_from_a_file() {
     );
     assert_eq!(out.status.code(), Some(0), "{all}");
     // The simulator checks the MAC made with the key and IV read from the files.
-    assert_eq!(rig.order("FILE1").await.0, "refunded", "{all}");
+    assert_eq!(rig.order("FILE1").await.status, "refunded", "{all}");
     for secret in [REFERENCE_MAC_KEY, REFERENCE_IV, DB_PASSWORD] {
         assert!(!all.contains(secret), "a secret reached the output: {all}");
     }

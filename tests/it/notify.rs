@@ -5,10 +5,10 @@
 //! the passes; two daemons sharing the outbox never send one
 //! event twice at once; the chat format.
 
+use crate::common::{eventually, Rig, WithLog};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use crate::common::{eventually, Rig, WithLog};
 use refundd::ctbc::TxState;
 use refundd::notify::{signature, Webhook, WebhookFormat};
 use std::collections::HashMap;

@@ -144,10 +144,7 @@ async fn an_amount_corrected_while_waiting_for_settlement_is_the_amount_sent() {
     .await;
     rig.admin.run_batch().await.unwrap();
     rig.pass().await;
-    assert_eq!(
-        rig.order("FIX").await,
-        ("refunded".into(), Some("refund".into()), Some(300), None)
-    );
+    rig.order("FIX").await.assert_refunded("refund", 300);
     let shop: (String, Option<i64>) =
         sqlx::query_as("SELECT status, refunded_amount FROM orders WHERE order_no = 'FIX'")
             .fetch_one(&rig.pool)
