@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod eventually;
+pub mod fake_bank;
 pub use eventually::{eventually, WithLog};
 
 use refundd::store::Store;
