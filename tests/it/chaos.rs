@@ -445,7 +445,7 @@ async fn chaos_small_on_the_tutorial_shop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: 5,000 orders; run with cargo test --release --test chaos -- --ignored"]
+#[ignore = "long: 5,000 orders; run with cargo test --release --test it chaos_full -- --ignored"]
 async fn chaos_full() {
     chaos(5_000, 12, 11, None).await;
 }

@@ -1,6 +1,13 @@
 //! The integration tests, as one crate so the suite links the library once
 //! and shares one throwaway PostgreSQL cluster (each test still gets a fresh
 //! database of its own). One module per concern; `common` holds the helpers.
+//!
+//! Every test shares this process, so none may change what the others see:
+//! no `std::env::set_var` (a `refundd` child gets its settings through its
+//! `Command`), no global tracing subscriber (a test that reads logs installs
+//! its own for its thread only, with `tracing::subscriber::set_default`), and
+//! one metrics recorder, refundd's own (`ops::metrics::install_metrics`),
+//! whose counters the tests read as "at least", never "exactly".
 
 mod common;
 

@@ -259,7 +259,7 @@ async fn hold(State(h): State<Arc<Holder>>) -> StatusCode {
 }
 
 #[tokio::test]
-#[ignore = "runs `refundd run` and waits on its schedule; slow on a loaded machine: cargo test --test notify -- --ignored"]
+#[ignore = "runs `refundd run` and waits on its schedule; slow on a loaded machine: cargo test --test it notify:: -- --ignored"]
 async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..20).map(|i| (format!("H{i}"), 1000)).collect();

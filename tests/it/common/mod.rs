@@ -1,5 +1,10 @@
 //! Test helpers: each test gets its own database in this process's throwaway
 //! PostgreSQL cluster, with the schema applied, so tests run in parallel.
+//! The cluster is started once for the whole test process, by the first test
+//! that asks (`ThrowawayPostgres::shared`, a process-wide `OnceLock`): it is
+//! a child process owned by no tokio runtime, so it outlives the runtime of
+//! the test that started it (each `#[tokio::test]` has its own), and its
+//! reaper removes it when the process ends, SIGKILL included.
 #![allow(dead_code)]
 
 mod eventually;
@@ -12,6 +17,7 @@ use sqlx::PgPool;
 
 /// A new, empty database and its URL.
 pub async fn empty_db() -> (PgPool, String) {
+    // Started off the runtime's threads: initdb and start-up block.
     let cluster = tokio::task::spawn_blocking(ThrowawayPostgres::shared)
         .await
         .expect("join")
