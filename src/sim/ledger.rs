@@ -4,6 +4,7 @@
 //! directly, and so the server can keep it behind one short-held lock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,9 @@ pub struct CallRecord {
     pub duplicate: bool,
     /// The injected fault or "maintenance", if one fired.
     pub fault: Option<String>,
+    /// How long a latency fault held the answer back, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
     /// Money this call gave back to the cardholder (negative for a refund reversal).
     pub returned_delta: i64,
     pub state_before: Option<String>,
@@ -598,10 +602,19 @@ impl Ledger {
             errdesc,
             duplicate,
             fault,
+            latency_ms: 0,
             returned_delta,
             state_before,
             state_after,
         });
+    }
+
+    /// Notes on the call just logged that a latency fault held its answer
+    /// back for `latency`.
+    pub fn held_back(&mut self, latency: Duration) {
+        if let Some(last) = self.calls.last_mut() {
+            last.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        }
     }
 }
 

@@ -318,7 +318,10 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
         tokio::time::sleep(draw.latency).await;
     }
     if let Some(kind) = draw.kind.filter(|k| !k.applies_the_call()) {
-        lock(&s.ledger).record_unprocessed(Utc::now(), operation, known, kind.as_str());
+        let mut ledger = lock(&s.ledger);
+        ledger.record_unprocessed(Utc::now(), operation, known, kind.as_str());
+        ledger.held_back(draw.latency);
+        drop(ledger);
         tracing::debug!(%operation, order_no, fault = kind.as_str(), "fault instead of the bank");
         return match (kind, page) {
             (FaultKind::ServerError, Some(p)) => wire::page(StatusCode::SERVICE_UNAVAILABLE, p),
@@ -332,7 +335,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
     let fault = draw.kind.map(FaultKind::as_str);
     let answer = {
         let mut ledger = lock(&s.ledger);
-        match &read {
+        let answer = match &read {
             Ok(call) => ledger.apply(Utc::now(), call, fault),
             Err(u) => ledger.refuse_unread(
                 Utc::now(),
@@ -342,7 +345,9 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
                 &u.errdesc,
                 fault,
             ),
-        }
+        };
+        ledger.held_back(draw.latency);
+        answer
     };
     match draw.kind {
         Some(FaultKind::ApplyThenDrop) => wire::dropped_connection(),

@@ -1,9 +1,7 @@
 //! The reconciliation engine end to end, against real PostgreSQL and the bank
 //! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
-mod common;
-
-use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ops::shop_examples::TUTORIAL;
 
 /// Each test below runs twice: on the built-in orders table, and on the
@@ -49,10 +47,6 @@ use refundd::sim::{FaultKind, FaultPlan};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn st(s: &str) -> String {
-    s.to_string()
-}
-
 async fn every_bank_state_ends_where_it_should(rig: Rig) {
     let cases: &[(&str, TxState, Option<i64>)] = &[
         ("S1", TxState::Authorised, None),
@@ -73,34 +67,16 @@ async fn every_bank_state_ends_where_it_should(rig: Rig) {
     let summary = rig.pass().await;
     assert_eq!(summary.claimed, cases.len() as u64);
 
-    assert_eq!(
-        rig.order("S1").await,
-        (st("refunded"), Some(st("reversal")), Some(1000), None)
-    );
-    assert_eq!(
-        rig.order("S1P").await,
-        (st("refunded"), Some(st("reversal")), Some(300), None)
-    );
-    assert_eq!(
-        rig.order("S10").await,
-        (
-            st("refunded"),
-            Some(st("capture_reversal+reversal")),
-            Some(1000),
-            None
-        )
-    );
-    assert_eq!(
-        rig.order("S12").await,
-        (st("refunded"), Some(st("refund")), Some(1000), None)
-    );
-    assert_eq!(
-        rig.order("S12P").await,
-        (st("refunded"), Some(st("refund")), Some(250), None)
-    );
+    rig.order("S1").await.assert_refunded("reversal", 1000);
+    rig.order("S1P").await.assert_refunded("reversal", 300);
+    rig.order("S10")
+        .await
+        .assert_refunded("capture_reversal+reversal", 1000);
+    rig.order("S12").await.assert_refunded("refund", 1000);
+    rig.order("S12P").await.assert_refunded("refund", 250);
     // Back at the bank, but not by refundd: a person, and no mutating call at all.
     for no in ["S0", "S20", "S22"] {
-        assert_eq!(rig.order(no).await.0, "refund_failed", "{no}");
+        assert_eq!(rig.order(no).await.status, "refund_failed", "{no}");
         let calls = rig.admin.calls_of(no).await.unwrap();
         assert!(
             calls.iter().all(|c| c.operation == "inquiry"),
@@ -108,7 +84,11 @@ async fn every_bank_state_ends_where_it_should(rig: Rig) {
         );
     }
     for no in ["SF1", "S13", "S23", "S0", "S20", "S22"] {
-        let (status, _, _, err) = rig.order(no).await;
+        let OrderView {
+            status,
+            refund_error: err,
+            ..
+        } = rig.order(no).await;
         assert_eq!(status, "refund_failed", "{no}");
         assert!(err.unwrap().contains("needs a person"), "{no}");
     }
@@ -138,14 +118,11 @@ async fn partial_refund_of_a_captured_transaction_waits_for_settlement(rig: Rig)
         .await;
     let first = rig.pass().await;
     assert_eq!(first.deferred, 1);
-    assert_eq!(rig.order("P10").await.0, "refund_requested");
+    assert_eq!(rig.order("P10").await.status, "refund_requested");
     assert_eq!(rig.accepted("P10", "capture_reversal").await, 0);
     rig.admin.run_batch().await.unwrap();
     rig.pass().await;
-    assert_eq!(
-        rig.order("P10").await,
-        (st("refunded"), Some(st("refund")), Some(400), None)
-    );
+    rig.order("P10").await.assert_refunded("refund", 400);
     assert_eq!(rig.accepted("P10", "refund").await, 1);
 }
 
@@ -172,7 +149,11 @@ async fn invalid_rows_fail_with_their_reason_and_send_nothing() {
         ("ZERO", "refund_amount"),
         ("USD", "currency"),
     ] {
-        let (status, _, _, err) = rig.order(no).await;
+        let OrderView {
+            status,
+            refund_error: err,
+            ..
+        } = rig.order(no).await;
         assert_eq!(status, "refund_failed");
         assert!(err.unwrap().contains(needle), "{no}");
     }
@@ -201,14 +182,19 @@ async fn unknown_order_and_foreign_xid_and_wrong_amount_fail() {
     assert!(rig
         .order("NOTATBANK")
         .await
-        .3
+        .refund_error
         .unwrap()
         .contains("does not know"));
-    assert!(rig.order("WRONGXID").await.3.unwrap().contains("XID"));
+    assert!(rig
+        .order("WRONGXID")
+        .await
+        .refund_error
+        .unwrap()
+        .contains("XID"));
     assert!(rig
         .order("WRONGAMT")
         .await
-        .3
+        .refund_error
         .unwrap()
         .contains("authorised amount"));
     assert_eq!(rig.accepted("WRONGXID", "refund").await, 0);
@@ -228,7 +214,10 @@ async fn batch_running_waits_without_counting_an_attempt(rig: Rig) {
     assert_eq!(attempts, 0);
     rig.admin.batch_finish().await.unwrap();
     rig.pass().await;
-    assert_eq!(rig.order("B1").await.1.as_deref(), Some("refund"));
+    assert_eq!(
+        rig.order("B1").await.refund_method.as_deref(),
+        Some("refund")
+    );
 }
 
 async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once(rig: Rig) {
@@ -248,19 +237,10 @@ async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once(rig: Rig) 
     );
     rig.admin.set_faults(&plan).await.unwrap();
     rig.pass().await;
-    assert_eq!(
-        rig.order("AD12").await,
-        (st("refunded"), Some(st("refund")), Some(1000), None)
-    );
-    assert_eq!(
-        rig.order("AD10").await,
-        (
-            st("refunded"),
-            Some(st("capture_reversal+reversal")),
-            Some(1000),
-            None
-        )
-    );
+    rig.order("AD12").await.assert_refunded("refund", 1000);
+    rig.order("AD10")
+        .await
+        .assert_refunded("capture_reversal+reversal", 1000);
     assert_eq!(rig.accepted("AD12", "refund").await, 1);
     assert_eq!(rig.accepted("AD10", "capture_reversal").await, 1);
     assert_eq!(rig.accepted("AD10", "reversal").await, 1);
@@ -278,16 +258,17 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig
         .unwrap();
     let s = rig.pass().await;
     assert_eq!(s.outcome_unknown, 1);
-    let (status, unknown, next_in_secs): (String, Option<String>, f64) = sqlx::query_as(
-        "SELECT status, unknown_operation, extract(epoch FROM next_attempt_at - now())::float8 FROM refundd.refunds WHERE order_no = 'LOST'",
+    let lost = rig.order("LOST").await;
+    assert_eq!(
+        (lost.status.as_str(), lost.unknown_operation.as_deref()),
+        ("refunding", Some("refund"))
+    );
+    let next_in_secs: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM refundd.refunds WHERE order_no = 'LOST'",
     )
     .fetch_one(&rig.pool)
     .await
     .unwrap();
-    assert_eq!(
-        (status.as_str(), unknown.as_deref()),
-        ("refunding", Some("refund"))
-    );
     assert!(
         next_in_secs > 250.0,
         "waits about recheck_secs (300), got {next_in_secs}"
@@ -311,7 +292,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig
         .await
         .unwrap();
     rig.pass().await;
-    assert_eq!(rig.order("LOST").await.0, "refunded");
+    assert_eq!(rig.order("LOST").await.status, "refunded");
     assert_eq!(rig.accepted("LOST", "refund").await, 1);
 }
 
@@ -321,7 +302,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
     // A first worker claims, sends the capture reversal, and dies before the reversal.
     rig.intent_of_a_dead_worker(refundd::ctbc::Operation::CaptureReversal, 0, (1000, 1000))
         .await;
-    let client = common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
+    let client = crate::common::client_for(&rig.sim.base_url(), Duration::from_secs(5));
     let m = |a| refundd::ctbc::types::Money::new(refundd::ctbc::types::Currency::TWD, a).unwrap();
     client
         .capture_reversal(&refundd::ctbc::CaptureReversal {
@@ -341,15 +322,9 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
     .await
     .unwrap();
     rig.pass().await;
-    assert_eq!(
-        rig.order("HALF").await,
-        (
-            st("refunded"),
-            Some(st("capture_reversal+reversal")),
-            Some(1000),
-            None
-        )
-    );
+    rig.order("HALF")
+        .await
+        .assert_refunded("capture_reversal+reversal", 1000);
     assert_eq!(rig.accepted("HALF", "capture_reversal").await, 1);
     assert_eq!(rig.accepted("HALF", "reversal").await, 1);
 }
@@ -368,7 +343,7 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry(r
         .await
         .unwrap();
     assert_eq!(rig.pass().await.claimed, 1);
-    assert_eq!(rig.order("LEASED").await.0, "refunded");
+    assert_eq!(rig.order("LEASED").await.status, "refunded");
 }
 
 async fn settlement_watch_records_settled_and_failed_refunds(rig: Rig) {
@@ -382,14 +357,16 @@ async fn settlement_watch_records_settled_and_failed_refunds(rig: Rig) {
     rig.admin.load(&[failed]).await.unwrap();
     let s = rig.pass().await;
     assert_eq!((s.watched, s.settled, s.settlement_failed), (2, 1, 1));
-    let settled: (String, bool) = sqlx::query_as(
-        "SELECT settlement, settled_at IS NOT NULL FROM refundd.refunds WHERE order_no = 'W22'",
-    )
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap();
-    assert_eq!(settled, (st("settled"), true));
-    let (status, _, _, err) = rig.order("W23").await;
+    let w22 = rig.order("W22").await;
+    assert_eq!(
+        (w22.settlement.as_deref(), w22.settled),
+        (Some("settled"), true)
+    );
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("W23").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("refund failed at settlement"));
 }
@@ -409,7 +386,7 @@ async fn a_blackout_window_covering_now_sends_nothing(rig: Rig) {
     let s = pass_of(&engine).await;
     assert_eq!((s.outcome.as_str(), s.claimed), ("blackout", 0));
     assert_eq!(rig.admin.ledger().await.unwrap().calls, 0, "no call at all");
-    assert_eq!(rig.order("BL").await.0, "refund_requested");
+    assert_eq!(rig.order("BL").await.status, "refund_requested");
 }
 
 async fn two_engines_on_the_same_orders_move_each_refund_once(rig: Rig) {
@@ -543,21 +520,15 @@ async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window(rig: Rig
     };
     let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
     pass_of(&engine).await;
-    assert_eq!(
-        rig.order("DONEHALF").await,
-        (
-            st("refunded"),
-            Some(st("capture_reversal+reversal")),
-            Some(1000),
-            None
-        )
-    );
+    rig.order("DONEHALF")
+        .await
+        .assert_refunded("capture_reversal+reversal", 1000);
     assert_eq!(
         rig.accepted("FRESH", "reversal").await,
         0,
         "a fresh reversal waits for the window to close"
     );
-    assert_eq!(rig.order("FRESH").await.0, "refund_requested");
+    assert_eq!(rig.order("FRESH").await.status, "refund_requested");
 }
 
 async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome(
@@ -582,31 +553,29 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     // A backoff of zero: each pass takes the order up again.
     for attempt in 1..=2 {
         pass_of(&engine).await;
-        let (status, attempts): (String, i32) =
-            sqlx::query_as("SELECT status, attempts FROM refundd.refunds WHERE order_no = 'DOWN'")
-                .fetch_one(&rig.pool)
-                .await
-                .unwrap();
-        assert_eq!((status.as_str(), attempts), ("refund_requested", attempt));
+        let down = rig.order("DOWN").await;
+        assert_eq!(
+            (down.status.as_str(), down.attempts),
+            ("refund_requested", attempt)
+        );
     }
     pass_of(&engine).await;
-    let (status, _, _, err) = rig.order("DOWN").await;
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("DOWN").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("gave up after 3 attempts"));
     // The order whose refund may have happened is never made final by the limit.
-    let (status, unknown): (String, Option<String>) = sqlx::query_as(
-        "SELECT status, unknown_operation FROM refundd.refunds WHERE order_no = 'DOUBT'",
-    )
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap();
+    let doubt = rig.order("DOUBT").await;
     assert_eq!(
-        (status.as_str(), unknown.as_deref()),
+        (doubt.status.as_str(), doubt.unknown_operation.as_deref()),
         ("refunding", Some("refund"))
     );
     // Once the bank is back, the fresh inquiry decides: nothing happened, send it once.
     rig.admin.set_maintenance(false).await.unwrap();
     pass_of(&engine).await;
-    assert_eq!(rig.order("DOUBT").await.0, "refunded");
+    assert_eq!(rig.order("DOUBT").await.status, "refunded");
     assert_eq!(rig.accepted("DOUBT", "refund").await, 1);
 }

@@ -2,9 +2,7 @@
 //! must come back as the error class the engine acts on, for an inquiry (no
 //! verdict: try later) and for a refund (the bank may have acted).
 
-mod common;
-
-use common::client_for;
+use crate::common::client_for;
 use refundd::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use refundd::ctbc::{Client, Refund};
 use refundd::ctbc::{CtbcError, Operation, TxState};

@@ -2,9 +2,7 @@
 //! schema of its own, the built-in orders table only where there is no shop
 //! table of that name, a refund never undone, every status change an event.
 
-mod common;
-
-use common::{empty_db, fresh_db};
+use crate::common::{empty_db, fresh_db};
 use refundd::store::{Schema, ShopStatements, Store, StoreError};
 
 async fn tables_in(pool: &sqlx::PgPool, schema: &str) -> Vec<String> {

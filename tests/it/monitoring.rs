@@ -2,16 +2,14 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-mod common;
-
-use common::{refundd_bin, Rig};
+use crate::common::{eventually, refundd_bin, Rig, WithLog};
 use refundd::store::vocabulary::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RULES: &str = "deploy/prometheus/refundd-rules.yml";
 const DASHBOARD: &str = "deploy/grafana/refundd.json";
@@ -276,20 +274,17 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up
     let _running = Running(cmd.spawn().unwrap());
 
     // The first page served: nothing has happened yet, everything is there.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let page = loop {
-        if let Some(addr) = endpoint_of(log.path()) {
-            if let Some((200, text)) = get(addr, "/metrics").await {
-                break text;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no /metrics; refundd run said: {}",
-            std::fs::read_to_string(log.path()).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let awaited = WithLog {
+        what: "a /metrics page from refundd run",
+        log: log.path(),
     };
+    let page = eventually(Duration::from_secs(60), awaited, || async {
+        match get(endpoint_of(log.path())?, "/metrics").await {
+            Some((200, text)) => Some(text),
+            _ => None,
+        }
+    })
+    .await;
     let page = exposed(&page);
     let missing: Vec<String> = wanted
         .iter()

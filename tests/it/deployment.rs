@@ -4,9 +4,7 @@
 //! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
 //! is stuck, STOPPING on SIGTERM.
 
-mod common;
-
-use common::Rig;
+use crate::common::{eventually, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::os::unix::fs::PermissionsExt;
@@ -95,7 +93,7 @@ async fn once_refunds_with_every_secret_read_from_a_file() {
     );
     assert_eq!(out.status.code(), Some(0), "{all}");
     // The simulator checks the MAC made with the key and IV read from the files.
-    assert_eq!(rig.order("FILE1").await.0, "refunded", "{all}");
+    assert_eq!(rig.order("FILE1").await.status, "refunded", "{all}");
     for secret in [REFERENCE_MAC_KEY, REFERENCE_IV, DB_PASSWORD] {
         assert!(!all.contains(secret), "a secret reached the output: {all}");
     }
@@ -261,21 +259,18 @@ async fn run_tells_systemd_ready_watchdog_while_alive_none_while_a_pass_is_stuck
         .execute(&mut *lock)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(WAITING_ON_THE_QUEUE)
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pass came to wait on the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "a pass to wait on the lock",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(WAITING_ON_THE_QUEUE)
+                .fetch_one(&rig.pool)
+                .await
+                .unwrap();
+            waiting > 0
+        },
+    )
+    .await;
     // Pings sent before the pass got stuck may still arrive; then there must
     // be silence: three watchdog intervals with no ping (a live scheduler
     // pings every half interval).

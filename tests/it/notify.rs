@@ -5,12 +5,10 @@
 //! the passes; two daemons sharing the outbox never send one
 //! event twice at once; the chat format.
 
-mod common;
-
+use crate::common::{eventually, Rig, WithLog};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::Rig;
 use refundd::ctbc::TxState;
 use refundd::notify::{signature, Webhook, WebhookFormat};
 use std::collections::HashMap;
@@ -261,7 +259,7 @@ async fn hold(State(h): State<Arc<Holder>>) -> StatusCode {
 }
 
 #[tokio::test]
-#[ignore = "runs `refundd run` and waits on its schedule; slow on a loaded machine: cargo test --test notify -- --ignored"]
+#[ignore = "runs `refundd run` and waits on its schedule; slow on a loaded machine: cargo test --test it notify:: -- --ignored"]
 async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..20).map(|i| (format!("H{i}"), 1000)).collect();
@@ -283,7 +281,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = common::refundd_bin();
+    let mut cmd = crate::common::refundd_bin();
     cmd.arg("run")
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
@@ -301,33 +299,32 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log.path()).unwrap());
     let mut child = cmd.spawn().unwrap();
-    let refunded = |pool: sqlx::PgPool| async move {
+    let twenty_refunded = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM refundd.refunds WHERE status = 'refunded'",
         )
         .fetch_one(&pool)
         .await
         .unwrap()
+            >= 20
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // The first refunds are made and their delivery is stuck at the receiver.
-    while holder.held.load(Ordering::SeqCst) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no delivery started; refundd run said: {}",
-            std::fs::read_to_string(log.path()).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let awaited = WithLog {
+        what: "a first delivery to reach the receiver",
+        log: log.path(),
+    };
+    eventually(Duration::from_secs(60), awaited, || async {
+        holder.held.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // While it is stuck, the passes go on with the rest.
     rig.insert_orders(&orders[10..]).await;
-    while refunded(rig.pool.clone()).await < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the passes waited for the receiver"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the passes to refund the rest while the receiver holds a delivery",
+        || twenty_refunded(rig.pool.clone()),
+    )
+    .await;
     assert_eq!(
         holder.held.load(Ordering::SeqCst),
         1,
@@ -351,7 +348,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
 async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back() {
     let rig = Rig::new().await;
     let (r, url) = receiver().await;
-    let mut cmd = common::refundd_bin();
+    let mut cmd = crate::common::refundd_bin();
     cmd.args(["notify", "test"])
         .env("REFUNDD__NOTIFY__WEBHOOK_URL", url.as_str())
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET);
@@ -375,7 +372,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
     );
     assert_eq!(taken[0].1["type"], "refund.test");
     // Without a webhook it says what to set.
-    let out = common::refundd_bin()
+    let out = crate::common::refundd_bin()
         .args(["notify", "test"])
         .output()
         .unwrap();
@@ -388,7 +385,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
         .execute(&rig.pool)
         .await
         .unwrap();
-    let out = common::refundd_bin()
+    let out = crate::common::refundd_bin()
         .args(["notify", "redeliver", "--dead"])
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .output()

@@ -3,9 +3,7 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-mod common;
-
-use common::{fresh_db, refundd_bin, Rig};
+use crate::common::{eventually, fresh_db, order_view, refundd_bin, Rig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -22,7 +20,7 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::prelude::*;
 
@@ -119,7 +117,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     let engine = Engine::new(
         refundd::store::Store::builtin(pool.clone()),
         Client::new(cfg).unwrap(),
-        common::engine_settings(),
+        crate::common::engine_settings(),
         Arc::new(SystemClock),
     );
     let summary = engine
@@ -207,11 +205,10 @@ async fn progress_lines_report_done_total_and_rate() {
         stop.clone(),
         Duration::from_millis(20),
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !logs.text().contains("\"progress\"") {
-        assert!(Instant::now() < deadline, "no progress line");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(10), "a progress line", || async {
+        logs.text().contains("\"progress\"")
+    })
+    .await;
     stop.cancel();
     task.await.unwrap();
     let line = logs
@@ -693,21 +690,12 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
 
     let out = run(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let (status, attempts, error, requested_at): (
-        String,
-        i32,
-        Option<String>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) = sqlx::query_as(
-        "SELECT status, attempts, refund_error, requested_at FROM refundd.refunds WHERE order_no = 'CLI_FAILED'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(status, "refund_requested");
-    assert_eq!(attempts, 0);
-    assert_eq!(error, None);
-    assert!(requested_at.is_some());
+    // A request again: a fresh start, stamped with when it was asked for
+    // (`requested_at` is read as a time, never empty).
+    let again = order_view(&pool, "CLI_FAILED").await;
+    assert_eq!(again.status, "refund_requested");
+    assert_eq!(again.attempts, 0);
+    assert_eq!(again.refund_error, None);
     let shop_status: String =
         sqlx::query_scalar("SELECT status FROM orders WHERE order_no = 'CLI_FAILED'")
             .fetch_one(&pool)

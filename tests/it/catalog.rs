@@ -2,9 +2,7 @@
 //! must see every kind of change a careless migration could make to the shop's
 //! tables, and nothing that is only data.
 
-mod common;
-
-use common::fresh_db;
+use crate::common::fresh_db;
 use refundd::ops::shop_examples::{CODES, EXAMPLES, TUTORIAL};
 use refundd::store::catalog::snapshot;
 use sqlx::PgPool;

@@ -3,9 +3,7 @@
 //! write-back marks its one order when bound as refundd binds it (every
 //! parameter, whichever of them the statement uses), firing the shop's trigger.
 
-mod common;
-
-use common::fresh_db;
+use crate::common::fresh_db;
 use refundd::ops::shop_examples::{ShopExample, CODES, EXAMPLES, TUTORIAL};
 use refundd::store::shop_examples::{Refund, SeedOrder};
 use sqlx::{Column, Executor, PgPool};

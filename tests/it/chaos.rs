@@ -6,9 +6,7 @@
 //! still gets every event of every order at least once.
 //! A small run is part of the normal suite; the full one is behind #[ignore].
 
-mod common;
-
-use common::{fresh_db, refundd_bin};
+use crate::common::{eventually, fresh_db, refundd_bin, WithLog};
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
@@ -118,6 +116,11 @@ async fn backlog(pool: &sqlx::PgPool, shop: Shop) -> i64 {
     sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap()
 }
 
+/// The time left before `deadline`.
+fn left_until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 /// The example shop whose tables hold the requests; None: the built-in table.
 type Shop = Option<&'static refundd::ops::shop_examples::ShopExample>;
 
@@ -134,7 +137,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
     let (pool, db_url) = match shop {
         None => fresh_db().await,
         Some(shop) => {
-            let (pool, url) = common::empty_db().await;
+            let (pool, url) = crate::common::empty_db().await;
             shop.create(&pool).await.unwrap();
             (pool, url)
         }
@@ -277,14 +280,10 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
     }
     // The bank calms down; the daemons finish the backlog, unknown outcomes included.
     admin.set_faults(&FaultPlan::none()).await.unwrap();
-    while backlog(&pool, shop).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "backlog never emptied: {} left",
-            backlog(&pool, shop).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(left_until(deadline), "the backlog to empty", || async {
+        backlog(&pool, shop).await == 0
+    })
+    .await;
     // Stop them the way an operator would, once each has finished starting.
     for n in 0..daemons.0.len() {
         let log = std::fs::read_dir(logs.path())
@@ -299,17 +298,17 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
             })
             .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
             .unwrap();
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("refundd is running")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "daemon {n} never finished starting: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("daemon {n} to finish starting");
+        let awaited = WithLog {
+            what: &what,
+            log: &log,
+        };
+        eventually(left_until(deadline), awaited, || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("refundd is running")
+        })
+        .await;
     }
     for d in &mut daemons.0 {
         nix::sys::signal::kill(
@@ -347,7 +346,8 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         refundd::notify::WebhookFormat::Json,
     )
     .unwrap();
-    loop {
+    // Each look makes every undelivered event due and delivers what is due.
+    eventually(left_until(deadline), "every event delivered", || async {
         sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now() WHERE delivered_at IS NULL")
             .execute(&pool)
             .await
@@ -355,14 +355,9 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         webhook.deliver_due(&store).await.unwrap();
         let state = store.delivery_state().await.unwrap();
         assert_eq!(state.dead, 0, "an event died");
-        if state.undelivered == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "events left undelivered: {state:?}"
-        );
-    }
+        state.undelivered == 0
+    })
+    .await;
     let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM refundd.outbox")
         .fetch_all(&pool)
         .await
@@ -450,7 +445,7 @@ async fn chaos_small_on_the_tutorial_shop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: 5,000 orders; run with cargo test --release --test chaos -- --ignored"]
+#[ignore = "long: 5,000 orders; run with cargo test --release --test it chaos_full -- --ignored"]
 async fn chaos_full() {
     chaos(5_000, 12, 11, None).await;
 }

@@ -3,9 +3,7 @@
 //! answer overtaken by the bank's batch, a refund that vanishes while watched,
 //! what a person reads, and bad input that must never stop the queue.
 
-mod common;
-
-use common::{engine_settings, pass_of, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
 use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};
@@ -52,7 +50,13 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
         .unwrap();
     rig.insert_order("LOW", 1500, Some(500)).await;
     rig.pass().await;
-    let (status, method, amount, err) = rig.order("LOW").await;
+    let OrderView {
+        status,
+        refund_method: method,
+        refunded_amount: amount,
+        refund_error: err,
+        ..
+    } = rig.order("LOW").await;
     assert_eq!(
         (status.as_str(), method, amount),
         ("refund_failed", None, None)
@@ -74,7 +78,12 @@ async fn money_back_before_refundd_is_a_question_for_a_person() {
     }
     rig.pass().await;
     for no in ["BACK0", "BACK20", "BACK22"] {
-        let (status, _, amount, err) = rig.order(no).await;
+        let OrderView {
+            status,
+            refunded_amount: amount,
+            refund_error: err,
+            ..
+        } = rig.order(no).await;
         assert_eq!((status.as_str(), amount), ("refund_failed", None), "{no}");
         assert!(err.unwrap().contains("needs a person"), "{no}");
         assert!(money_calls(&rig, no).await.is_empty(), "{no}");
@@ -109,7 +118,12 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
         .await
         .unwrap();
     rig.pass().await;
-    let (status, _, amount, err) = rig.order("R300").await;
+    let OrderView {
+        status,
+        refunded_amount: amount,
+        refund_error: err,
+        ..
+    } = rig.order("R300").await;
     assert_eq!((status.as_str(), amount), ("refund_failed", Some(300)));
     assert!(err.unwrap().contains("300"));
     assert!(money_calls(&rig, "R300").await.is_empty());
@@ -136,32 +150,33 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
     let engine = rig.engine();
     let batch_meanwhile = async {
         // The intent is committed before the call is sent.
-        loop {
+        eventually(Duration::from_secs(30), "the capture reversal's intent", || async {
             let intents: i64 = scalar(
                 &rig,
                 "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND kind = 'intent'",
                 "RACE",
             )
             .await;
-            if intents > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            intents > 0
+        })
+        .await;
         rig.admin.run_batch().await.unwrap();
     };
     tokio::join!(pass_of(&engine), batch_meanwhile);
 
-    let (status, method, amount, _) = rig.order("RACE").await;
+    let OrderView {
+        status,
+        refund_method: method,
+        refunded_amount: amount,
+        ..
+    } = rig.order("RACE").await;
     assert_eq!(
         (status.as_str(), method.as_deref(), amount),
         ("refunded", Some("refund"), Some(1000))
     );
-    let (settlement, step): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT settlement, step FROM refundd.refunds WHERE order_no = 'RACE'")
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap();
+    let OrderView {
+        settlement, step, ..
+    } = rig.order("RACE").await;
     assert_eq!(
         settlement.as_deref(),
         Some("pending"),
@@ -187,14 +202,18 @@ async fn a_refund_that_vanishes_while_watched_goes_to_a_person_at_once() {
     let rig = Rig::new().await;
     rig.seed("GONE", 1000, TxState::Settled, None).await;
     rig.pass().await;
-    assert_eq!(rig.order("GONE").await.0, "refunded");
+    assert_eq!(rig.order("GONE").await.status, "refunded");
     // Reversed through the bank's portal: the transaction is settled again.
     let mut tx = rig.admin.transaction("GONE").await.unwrap().unwrap();
     tx.state = "12".into();
     rig.admin.load(&[tx]).await.unwrap();
     let s = rig.pass().await;
     assert_eq!((s.watched, s.settlement_failed), (1, 1));
-    let (status, _, _, err) = rig.order("GONE").await;
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("GONE").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("state 12"));
 }
@@ -221,7 +240,11 @@ async fn a_person_reads_every_call_whose_outcome_is_unknown() {
     .await
     .unwrap();
     rig.pass().await;
-    let (status, _, _, err) = rig.order("UNK").await;
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("UNK").await;
     assert_eq!(status, "refund_failed");
     let err = err.unwrap();
     assert!(err.contains("does not know this order"), "{err}");
@@ -291,7 +314,12 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     .await
     .unwrap();
     pass_of(&in_window()).await;
-    let (status, method, amount, _) = rig.order("HALF").await;
+    let OrderView {
+        status,
+        refund_method: method,
+        refunded_amount: amount,
+        ..
+    } = rig.order("HALF").await;
     assert_eq!(
         (status.as_str(), method.as_deref(), amount),
         ("refunded", Some("capture_reversal+reversal"), Some(1000))
@@ -314,7 +342,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     .await
     .unwrap();
     pass_of(&first).await;
-    assert_eq!(rig.order("WNUL").await.0, "refunded");
+    assert_eq!(rig.order("WNUL").await.status, "refunded");
     sqlx::query("UPDATE refundd.refunds SET next_attempt_at = NULL")
         .execute(&rig.pool)
         .await
@@ -334,8 +362,8 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
         .unwrap();
     let s = rig.pass().await;
     assert_eq!(s.outcome.as_str(), "completed");
-    assert_eq!(rig.order("FINE").await.0, "refunded");
-    assert_eq!(rig.order("NUL").await.0, "refund_requested");
+    assert_eq!(rig.order("FINE").await.status, "refunded");
+    assert_eq!(rig.order("NUL").await.status, "refund_requested");
     let last_error: Option<String> = scalar(
         &rig,
         "SELECT last_error FROM refundd.refunds WHERE order_no = $1",
@@ -344,7 +372,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     .await;
     assert!(last_error.is_some_and(|e| !e.chars().any(char::is_control)));
     assert_eq!(s.watched, 1);
-    assert_eq!(rig.order("WNUL").await.0, "refunded");
+    assert_eq!(rig.order("WNUL").await.status, "refunded");
 }
 
 #[tokio::test]
@@ -352,7 +380,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     let rig = Rig::new().await;
     rig.seed("WHELD", 1000, TxState::Settled, None).await;
     rig.pass().await;
-    assert_eq!(rig.order("WHELD").await.0, "refunded");
+    assert_eq!(rig.order("WHELD").await.status, "refunded");
     // A rule of the database's owner on refundd's own table: one order may
     // not be recorded refunded, one refund may not be recorded settled.
     sqlx::raw_sql(
@@ -376,18 +404,17 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     rig.admin.run_batch().await.unwrap(); // WHELD: 20 -> 22
     let s = rig.pass().await;
     assert_eq!(s.outcome.as_str(), "completed");
-    assert_eq!(rig.order("FREE2").await.0, "refunded");
+    assert_eq!(rig.order("FREE2").await.status, "refunded");
     // The bank reversed HELD2; the database refused the record: it stays with
     // the reversal of unknown outcome, and the error says why.
-    let (status, unknown, last_error): (String, Option<String>, Option<String>) =
-        sqlx::query_as(
-            "SELECT status, unknown_operation, last_error FROM refundd.refunds WHERE order_no = 'HELD2'",
-        )
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap();
+    let OrderView {
+        status,
+        unknown_operation,
+        last_error,
+        ..
+    } = rig.order("HELD2").await;
     assert_eq!(status, "refunding");
-    assert_eq!(unknown.as_deref(), Some("reversal"));
+    assert_eq!(unknown_operation.as_deref(), Some("reversal"));
     assert!(last_error.unwrap().contains("locked by accounting"));
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
     let settlement: Option<String> = scalar(
@@ -414,7 +441,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     .await
     .unwrap();
     rig.pass().await;
-    assert_eq!(rig.order("HELD2").await.0, "refunded");
+    assert_eq!(rig.order("HELD2").await.status, "refunded");
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
 }
 
@@ -440,7 +467,7 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
     let s = rig.pass().await;
     assert_eq!((s.outcome.as_str(), s.refunded()), ("completed", 2));
     // The money is back and refundd's record says so; the shop's row does not yet.
-    assert_eq!(rig.order("WB").await.0, "refunded");
+    assert_eq!(rig.order("WB").await.status, "refunded");
     let shop_status: String =
         scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
     assert_eq!(shop_status, "refund_requested");
@@ -498,11 +525,19 @@ async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
     .unwrap();
     let s = rig.pass().await;
     assert_eq!(s.outcome.as_str(), "completed");
-    let (status, _, _, err) = rig.order("NEG").await;
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("NEG").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("attempts"));
     assert!(money_calls(&rig, "NEG").await.is_empty());
-    let (status, _, _, err) = rig.order("BAD-WATCH").await;
+    let OrderView {
+        status,
+        refund_error: err,
+        ..
+    } = rig.order("BAD-WATCH").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("order_no"));
     // Nothing comes back on the next pass.

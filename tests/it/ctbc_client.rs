@@ -1,36 +1,26 @@
 //! The CTBC client against a small fake bank on 127.0.0.1 speaking real HTTP
 //! and the real envelope: every request and answer type end to end, and every
 //! way the bank or the network can fail, each mapped to the error class the
-//! engine must act on.
+//! engine must act on. The fake bank is `common::fake_bank`.
 
+use crate::common::fake_bank::{config, envelope, FakeBank, Reply, IV, KEY, MERID};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refundd::ctbc::answer::refusal_answer_json;
 use refundd::ctbc::call_body::parse_inquiry_request;
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::wire::string_object;
-use refundd::ctbc::wire::{form_body, json_text, open_form, seal_form};
-use refundd::ctbc::{Accepted, Client, ClientConfig, ClientSetupError, Inquiry, RefundAccepted};
+use refundd::ctbc::wire::{form_body, json_text, seal_form};
+use refundd::ctbc::{Accepted, Client, ClientSetupError, Inquiry, RefundAccepted};
 use refundd::ctbc::{
-    AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, MerId, Money, Operation, OrderNo,
-    Refund, RefundReversal, Reversal, TxState, Xid,
+    AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, Money, Operation, OrderNo, Refund,
+    RefundReversal, Reversal, TxState, Xid,
 };
-use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-const KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
-const IV: &str = "test8iv!";
-const MERID: &str = "1234567";
 const REF_JSON: &str = r#"{"MERID":"1234567","LID-M":"ORDER001","VERSION":"3.2","SwRevision":"MicroQuery Server 3.2 (2019/10/25)","Tx_ATTRIBUTE":"TX_AUTH"}"#;
-
-fn envelope() -> Envelope {
-    Envelope::new(KEY.as_bytes(), IV.as_bytes()).unwrap()
-}
 
 fn twd(n: i64) -> Money {
     Money::new(Currency::TWD, n).unwrap()
@@ -38,170 +28,6 @@ fn twd(n: i64) -> Money {
 
 fn order() -> OrderNo {
     OrderNo::parse("ORDER001").unwrap()
-}
-
-// ---------------------------------------------------------------- fake bank
-
-/// One request as the fake bank read it off the socket.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Map<String, Value> {
-        let opened = open_form(&envelope(), &self.body).unwrap();
-        assert_eq!(opened.mer_id.as_deref(), Some(MERID));
-        opened.json
-    }
-}
-
-/// What the fake bank does with a request.
-enum Reply {
-    /// 200 with the JSON sealed in a form, as the bank answers.
-    Answer(Map<String, Value>),
-    /// Any status and body.
-    Raw {
-        status: u16,
-        content_type: &'static str,
-        body: Vec<u8>,
-    },
-    /// Read the request, then close the connection without a word.
-    CloseAfterRead,
-    /// Read the request and answer only after the client has given up.
-    Slow,
-}
-
-struct FakeBank {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-type Behaviour = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
-
-impl FakeBank {
-    async fn start(behaviour: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> FakeBank {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let behaviour: Behaviour = Arc::new(behaviour);
-        let log = received.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(serve(stream, behaviour.clone(), log.clone()));
-            }
-        });
-        FakeBank { addr, received }
-    }
-
-    /// Answers every request with the same JSON.
-    async fn answering(json: Map<String, Value>) -> FakeBank {
-        FakeBank::start(move |_| Reply::Answer(json.clone())).await
-    }
-
-    fn url(&self) -> url::Url {
-        url::Url::parse(&format!("http://{}/MicroPos", self.addr)).unwrap()
-    }
-
-    fn client(&self) -> Client {
-        Client::new(config(self.url())).unwrap()
-    }
-
-    fn client_with_timeout(&self, timeout: Duration) -> Client {
-        let mut cfg = config(self.url());
-        cfg.timeout = timeout;
-        Client::new(cfg).unwrap()
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-fn config(base_url: url::Url) -> ClientConfig {
-    let mut cfg = ClientConfig::new(base_url, MerId::parse(MERID).unwrap(), envelope());
-    cfg.timeout = Duration::from_secs(5);
-    cfg.connect_timeout = Duration::from_secs(2);
-    cfg
-}
-
-async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Vec<Received>>>) {
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
-    log.lock().unwrap().push(request.clone());
-    let (status, content_type, body) = match behaviour(&request) {
-        Reply::Answer(json) => (
-            200,
-            "application/x-www-form-urlencoded",
-            seal_form(&envelope(), MERID, &json).unwrap().into_bytes(),
-        ),
-        Reply::Raw {
-            status,
-            content_type,
-            body,
-        } => (status, content_type, body),
-        Reply::CloseAfterRead => return,
-        Reply::Slow => {
-            // Longer than any client timeout of these tests; the runtime
-            // drops this task when the test ends.
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            return;
-        }
-    };
-    let head = format!(
-        "HTTP/1.1 {status} Whatever\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
-    let _ = stream.shutdown().await;
-}
-
-async fn read_request(stream: &mut TcpStream) -> Option<Received> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.lines();
-    let path = lines.next()?.split_whitespace().nth(1)?.to_string();
-    let mut content_length = 0;
-    let mut content_type = String::new();
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => content_length = value.trim().parse().ok()?,
-                "content-type" => content_type = value.trim().to_string(),
-                _ => {}
-            }
-        }
-    }
-    while buf.len() < head_end + content_length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(Received {
-        path,
-        content_type,
-        body: buf[head_end..head_end + content_length].to_vec(),
-    })
 }
 
 // ------------------------------------------------------------------ helpers
@@ -915,7 +741,7 @@ async fn full_card_number_from_the_bank_is_masked() {
 
 #[tokio::test]
 async fn connect_refused_is_unavailable_even_for_a_refund() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let client = Client::new(config(
@@ -1135,19 +961,11 @@ async fn calls_are_logged_without_secrets() {
     }
 }
 
-fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).unwrap();
-        handle
-    })
-}
-
 #[tokio::test]
 async fn calls_are_counted_by_operation_and_result() {
-    let handle = metrics_handle();
+    // The process's one recorder, as refundd installs it: every test of this
+    // crate shares it, so the counts below are read as present, not as equal.
+    let handle = refundd::ops::metrics::install_metrics();
     let bank = FakeBank::answering(refusal_answer_json("99", "01", "Order not found")).await;
     let client = bank.client();
     let _ = client.inquiry(&order()).await;

@@ -4,9 +4,7 @@
 //! after a failure the shop fixed; and a bad description of the shop's tables
 //! refused before anything is sent.
 
-mod common;
-
-use common::{empty_db, pass_of, refundd_bin, Rig};
+use crate::common::{empty_db, eventually, pass_of, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
 use refundd::sim::{
     FaultKind, FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
@@ -101,18 +99,16 @@ async fn withdrawn_and_asked_again_while_a_call_is_in_flight_is_one_call_at_the_
     let first = rig.engine();
     let second = rig.engine();
     let meanwhile = async {
-        loop {
+        eventually(Duration::from_secs(30), "the refund's intent", || async {
             let intents: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM refundd.refund_events WHERE order_no = 'FLIGHT' AND kind = 'intent'",
             )
             .fetch_one(&rig.pool)
             .await
             .unwrap();
-            if intents > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            intents > 0
+        })
+        .await;
         // While the refund is in flight the shop withdraws and asks again,
         // and another daemon reads the shop's requests.
         shop_sql(
@@ -148,10 +144,7 @@ async fn an_amount_corrected_while_waiting_for_settlement_is_the_amount_sent() {
     .await;
     rig.admin.run_batch().await.unwrap();
     rig.pass().await;
-    assert_eq!(
-        rig.order("FIX").await,
-        ("refunded".into(), Some("refund".into()), Some(300), None)
-    );
+    rig.order("FIX").await.assert_refunded("refund", 300);
     let shop: (String, Option<i64>) =
         sqlx::query_as("SELECT status, refunded_amount FROM orders WHERE order_no = 'FIX'")
             .fetch_one(&rig.pool)

@@ -3,9 +3,7 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-mod common;
-
-use common::{refundd_bin, Rig};
+use crate::common::{refundd_bin, OrderView, Rig};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
@@ -26,7 +24,7 @@ fn plan_cmd(rig: &Rig, json: bool) -> Command {
         .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
         .env("REFUNDD__CTBC__IV", REFERENCE_IV)
         .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        // The same limit as the pass the tests compare with (common::engine_settings).
+        // The same limit as the pass the tests compare with (crate::common::engine_settings).
         .env("REFUNDD__WORKER__MAX_ATTEMPTS", "5")
         .env("REFUNDD__HTTP__LISTEN", "off");
     if let Some(shop) = rig.shop {
@@ -152,7 +150,13 @@ async fn new_request(rig: &Rig, order_no: &str, amount: i64, part: Option<i64>) 
 async fn pass_did_what_was_planned(rig: &Rig, planned: &Value) {
     let no = planned["order_no"].as_str().unwrap();
     let action = &planned["action"];
-    let (status, method, amount, error) = rig.order(no).await;
+    let OrderView {
+        status,
+        refund_method: method,
+        refunded_amount: amount,
+        refund_error: error,
+        ..
+    } = rig.order(no).await;
     let kind = action["kind"].as_str().unwrap();
     match kind {
         "send" | "record_refunded" => assert_eq!(
@@ -373,9 +377,9 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
 
     // The next pass leaves both alone and works the due one.
     rig.pass().await;
-    assert_eq!(rig.order("BACKOFF").await.0, "refund_requested");
+    assert_eq!(rig.order("BACKOFF").await.status, "refund_requested");
     assert!(rig.admin.calls_of("BACKOFF").await.unwrap().is_empty());
-    let (status, _, _, _) = rig.order("RECHECK").await;
+    let OrderView { status, .. } = rig.order("RECHECK").await;
     assert_eq!(status, "refunding", "still waiting for its recheck");
     assert_eq!(rig.accepted("RECHECK", "refund").await, 0);
     pass_did_what_was_planned(&rig, order(&plan, "DUE")).await;
@@ -437,7 +441,7 @@ async fn a_withdrawn_request_and_a_refund_asked_again_are_listed_not_worked() {
     let rig = Rig::new().await;
     rig.seed("AGAIN", 1000, TxState::Authorised, None).await;
     rig.pass().await;
-    assert_eq!(rig.order("AGAIN").await.0, "refunded");
+    assert_eq!(rig.order("AGAIN").await.status, "refunded");
     // The shop asks again for the refunded order and stops asking for the other.
     rig.seed("GONE2", 1000, TxState::Settled, None).await;
     sqlx::query("UPDATE orders SET status = 'refund_requested' WHERE order_no = 'AGAIN'")
@@ -467,8 +471,8 @@ async fn a_withdrawn_request_and_a_refund_asked_again_are_listed_not_worked() {
         "neither is asked about"
     );
     rig.pass().await;
-    assert_eq!(rig.order("GONE2").await.0, "withdrawn");
-    assert_eq!(rig.order("AGAIN").await.0, "refunded");
+    assert_eq!(rig.order("GONE2").await.status, "withdrawn");
+    assert_eq!(rig.order("AGAIN").await.status, "refunded");
     assert_eq!(rig.accepted("AGAIN", "reversal").await, 1, "refunded once");
 }
 
@@ -518,7 +522,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
     assert!(stdout.is_empty(), "no plan is printed: {stdout}");
 
     // A database refundd was never migrated into: 2, naming the fix.
-    let (_, empty_url) = common::empty_db().await;
+    let (_, empty_url) = crate::common::empty_db().await;
     let mut cmd = plan_cmd(&rig, true);
     cmd.env("REFUNDD__DATABASE__URL", &empty_url);
     let (code, _, stderr) = output(cmd).await;

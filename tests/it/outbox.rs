@@ -4,9 +4,7 @@
 //! a person's attention is raised once per cause and order; a change rolled
 //! back (a lease lost) leaves no event.
 
-mod common;
-
-use common::Rig;
+use crate::common::Rig;
 use refundd::ctbc::TxState;
 use refundd::sim::{FaultKind, FaultPlan};
 use std::time::Duration;

@@ -2,8 +2,9 @@
 //! refusal as a client sees it, the batch, maintenance, each fault kind, the
 //! admin API and a bulk load of 100,000 transactions.
 
+use crate::common::eventually;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
 use refundd::ctbc::types::TxState;
@@ -488,16 +489,12 @@ async fn batch_runs_on_the_clock() {
     bank.load(&[tx("K1", 500, TxState::CapturedNotSettled)])
         .await;
     // Wait for the clock to settle it, observing 11 on the way if we catch it.
-    let settled = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if state_of(&bank, "K1").await == "12" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the clock to run the batch",
+        || async { state_of(&bank, "K1").await == "12" },
+    )
     .await;
-    assert!(settled.is_ok(), "the clock never ran the batch");
     bank.server.shutdown().await;
 }
 
@@ -807,7 +804,6 @@ async fn fault_latency_and_rules_by_order_number() {
         tx("FINE", 100, TxState::Settled),
     ])
     .await;
-    let t0 = Instant::now();
     assert_eq!(
         s(
             &bank.call(Operation::Inquiry, &inquiry("SLOW")).await,
@@ -815,7 +811,6 @@ async fn fault_latency_and_rules_by_order_number() {
         ),
         "0"
     );
-    assert!(t0.elapsed() >= Duration::from_millis(150));
     let raw = bank
         .raw(Operation::Inquiry, &inquiry("DOWN"))
         .await
@@ -828,8 +823,18 @@ async fn fault_latency_and_rules_by_order_number() {
         ),
         "0"
     );
-    // Faults can be changed (and checked) at run time.
+    // The latency rule held back SLOW's answer, by its latency and jitter,
+    // and no other order's: the bank's call log says by how much.
     let admin = bank.server.admin();
+    let mut held = BTreeMap::new();
+    for no in ["SLOW", "DOWN", "FINE"] {
+        let calls = admin.calls_of(no).await.unwrap();
+        assert_eq!(calls.len(), 1, "{no}: {calls:?}");
+        held.insert(no, calls[0].latency_ms);
+    }
+    assert!((150..=200).contains(&held["SLOW"]), "{held:?}");
+    assert_eq!((held["DOWN"], held["FINE"]), (0, 0), "{held:?}");
+    // Faults can be changed (and checked) at run time.
     admin.set_faults(&FaultPlan::none()).await.unwrap();
     assert_eq!(admin.faults().await.unwrap(), FaultPlan::none());
     let raw = bank
@@ -1019,11 +1024,10 @@ async fn loads_100000_transactions_and_answers_inquiries() {
             )
         })
         .collect();
-    let t0 = Instant::now();
+    // How long this takes is a benchmark's question (benches/sim_load.rs),
+    // not this test's.
     assert_eq!(admin.load(&txs).await.unwrap(), 100_000);
-    let load_time = t0.elapsed();
     assert_eq!(admin.ledger().await.unwrap().transactions, 100_000);
-    let t1 = Instant::now();
     let sample: Vec<i64> = (0..200).map(|k| k * 499 + 7).collect();
     let answers = futures::future::join_all(sample.iter().map(|i| {
         let bank = &bank;
@@ -1040,13 +1044,5 @@ async fn loads_100000_transactions_and_answers_inquiries() {
         assert_eq!(s(&a, "CurrentState"), "10");
         assert_eq!(s(&a, "AuthAmt"), amt(100 + i % 5000));
     }
-    eprintln!(
-        "100,000 loaded in {load_time:?}; 200 inquiries in {:?}",
-        t1.elapsed()
-    );
-    assert!(
-        load_time < Duration::from_secs(20),
-        "load took {load_time:?}"
-    );
     bank.server.shutdown().await;
 }

@@ -4,9 +4,7 @@
 //! the shop's schema and `public` identical in the catalog before and after
 //! `migrate` and the passes.
 
-mod common;
-
-use common::Rig;
+use crate::common::{OrderView, Rig};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::{ShopExample, CODES, TUTORIAL};
 use refundd::store::catalog::snapshot;
@@ -42,7 +40,7 @@ async fn catalog(rig: &Rig, schema: &str) -> Vec<String> {
 }
 
 async fn every_state_through(shop: &'static ShopExample, schema: &str) {
-    let (pool, _) = common::empty_db().await;
+    let (pool, _) = crate::common::empty_db().await;
     shop.create(&pool).await.unwrap();
     let shop_before = snapshot(&pool, schema).await.unwrap();
     let public_before = snapshot(&pool, "public").await.unwrap();
@@ -66,7 +64,13 @@ async fn every_state_through(shop: &'static ShopExample, schema: &str) {
     let s = rig.pass().await;
     assert_eq!(s.claimed, CASES.len() as u64);
     for (no, _, _) in CASES {
-        let (status, method, amount, err) = rig.order(no).await;
+        let OrderView {
+            status,
+            refund_method: method,
+            refunded_amount: amount,
+            refund_error: err,
+            ..
+        } = rig.order(no).await;
         let (want_status, want_method, want_amount) = expected(no);
         assert_eq!(
             (status.as_str(), method.as_deref(), amount),

@@ -1,6 +1,15 @@
 //! Test helpers: each test gets its own database in this process's throwaway
 //! PostgreSQL cluster, with the schema applied, so tests run in parallel.
+//! The cluster is started once for the whole test process, by the first test
+//! that asks (`ThrowawayPostgres::shared`, a process-wide `OnceLock`): it is
+//! a child process owned by no tokio runtime, so it outlives the runtime of
+//! the test that started it (each `#[tokio::test]` has its own), and its
+//! reaper removes it when the process ends, SIGKILL included.
 #![allow(dead_code)]
+
+mod eventually;
+pub mod fake_bank;
+pub use eventually::{eventually, WithLog};
 
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
@@ -8,6 +17,7 @@ use sqlx::PgPool;
 
 /// A new, empty database and its URL.
 pub async fn empty_db() -> (PgPool, String) {
+    // Started off the runtime's threads: initdb and start-up block.
     let cluster = tokio::task::spawn_blocking(ThrowawayPostgres::shared)
         .await
         .expect("join")
@@ -248,16 +258,9 @@ impl Rig {
         pass_of(&self.engine()).await
     }
 
-    /// (status, refund_method, refunded_amount, refund_error)
-    pub async fn order(
-        &self,
-        order_no: &str,
-    ) -> (String, Option<String>, Option<i64>, Option<String>) {
-        sqlx::query_as("SELECT status, refund_method, refunded_amount, refund_error FROM refundd.refunds WHERE order_no = $1")
-            .bind(order_no)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+    /// The order as refundd records it.
+    pub async fn order(&self, order_no: &str) -> OrderView {
+        order_view(&self.pool, order_no).await
     }
 
     /// Accepted calls of one operation for one order, per the bank's ledger.
@@ -313,6 +316,57 @@ impl Rig {
         assert_eq!(recorded, refundd::store::refunds::Intent::Recorded);
         lease
     }
+}
+
+/// One order as refundd records it in `refundd.refunds`, read back by name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderView {
+    pub order_no: String,
+    pub status: String,
+    pub refund_method: Option<String>,
+    pub refunded_amount: Option<i64>,
+    pub refund_error: Option<String>,
+    pub attempts: i32,
+    pub step: Option<String>,
+    pub unknown_operation: Option<String>,
+    pub last_error: Option<String>,
+    pub settlement: Option<String>,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    /// `settled_at` is set.
+    pub settled: bool,
+    /// A lease owner holds it.
+    pub claimed: bool,
+}
+
+impl OrderView {
+    /// Refunded by `method`, `amount` given back, no error.
+    #[track_caller]
+    pub fn assert_refunded(&self, method: &str, amount: i64) {
+        assert_eq!(
+            (
+                self.status.as_str(),
+                self.refund_method.as_deref(),
+                self.refunded_amount,
+                self.refund_error.as_deref()
+            ),
+            ("refunded", Some(method), Some(amount), None),
+            "{self:?}"
+        );
+    }
+}
+
+/// The order `order_no` as refundd records it.
+pub async fn order_view(pool: &PgPool, order_no: &str) -> OrderView {
+    sqlx::query_as(
+        "SELECT order_no, status, refund_method, refunded_amount, refund_error, attempts, step,
+                unknown_operation, last_error, settlement, requested_at, settled_at IS NOT NULL AS settled,
+                lease_owner IS NOT NULL AS claimed
+           FROM refundd.refunds WHERE order_no = $1",
+    )
+    .bind(order_no)
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("order {order_no}: {e}"))
 }
 
 pub async fn pass_of(engine: &Engine) -> PassSummary {

@@ -1,0 +1,34 @@
+//! The integration tests, as one crate so the suite links the library once
+//! and shares one throwaway PostgreSQL cluster (each test still gets a fresh
+//! database of its own). One module per concern; `common` holds the helpers.
+//!
+//! Every test shares this process, so none may change what the others see:
+//! no `std::env::set_var` (a `refundd` child gets its settings through its
+//! `Command`), no global tracing subscriber (a test that reads logs installs
+//! its own for its thread only, with `tracing::subscriber::set_default`), and
+//! one metrics recorder, refundd's own (`ops::metrics::install_metrics`),
+//! whose counters the tests read as "at least", never "exactly".
+
+mod common;
+
+mod catalog;
+mod chaos;
+mod cli_foundation;
+mod commands;
+mod ctbc_client;
+mod deployment;
+mod engine;
+mod envelope_props;
+mod money_rules;
+mod monitoring;
+mod notify;
+mod ops;
+mod outbox;
+mod plan;
+mod schema;
+mod shop;
+mod shop_examples;
+mod shop_modes;
+mod sim;
+mod sim_client;
+mod tidy;
