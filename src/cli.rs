@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -269,12 +270,21 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
 
 async fn once(settings: Settings) -> Result<ExitCode, CliError> {
     let stop = CancellationToken::new();
-    schedule::cancel_on_termination(stop.clone());
-    let engine = engine_for(&settings).await?;
+    let tasks = TaskTracker::new();
+    schedule::cancel_on_termination(&tasks, stop.clone());
+    let result = once_with(&settings, &stop).await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+async fn once_with(settings: &Settings, stop: &CancellationToken) -> Result<ExitCode, CliError> {
+    let engine = engine_for(settings).await?;
     crate::ops::metrics::install_metrics();
     let counters = Arc::new(PassCounters::default());
-    let progress = crate::ops::progress::spawn_progress(counters.clone(), logs_are_json(&settings));
-    let result = engine.run_pass(&stop, counters).await;
+    let progress = crate::ops::progress::spawn_progress(counters.clone(), logs_are_json(settings));
+    let result = engine.run_pass(stop, counters).await;
     progress.finish();
     let summary =
         result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
@@ -299,50 +309,50 @@ fn logs_are_json(settings: &Settings) -> bool {
     }
 }
 
+/// `refundd run`: passes on the schedule until SIGTERM, with the health and
+/// metrics endpoint, the systemd watchdog and webhook delivery beside them.
+/// One root token stops everything: a signal cancels the passes' child token
+/// first (the pass in hand finishes, the endpoints keep answering), then the
+/// root stops the rest, and the tracker waits for every task before exit.
 async fn run(settings: Settings) -> Result<ExitCode, CliError> {
-    let shutdown = CancellationToken::new();
-    schedule::cancel_on_termination(shutdown.clone());
-    let engine = engine_for(&settings).await?;
+    let root = CancellationToken::new();
+    let passes = root.child_token();
+    let tasks = TaskTracker::new();
+    schedule::cancel_on_termination(&tasks, passes.clone());
+    let result = run_with(&settings, &root, passes, &tasks).await;
+    root.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+async fn run_with(
+    settings: &Settings,
+    root: &CancellationToken,
+    passes: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<ExitCode, CliError> {
+    let engine = engine_for(settings).await?;
     let health = crate::ops::health::Health::new();
-    let endpoint_stop = CancellationToken::new();
     if let Some(listen) = settings.http.listen {
-        let addr = crate::ops::http::serve(
-            listen,
-            engine.store().clone(),
-            health.clone(),
-            endpoint_stop.clone(),
-        )
-        .await
-        .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
+        let (store, stop) = (engine.store().clone(), root.clone());
+        let addr = crate::ops::http::serve(listen, store, health.clone(), stop, tasks)
+            .await
+            .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
         tracing::info!(%addr, "health at /healthz, metrics at /metrics");
     }
-    let watchdog = crate::ops::systemd::spawn_watchdog(health.clone(), endpoint_stop.clone());
+    crate::ops::systemd::spawn_watchdog(tasks, health.clone(), root.clone());
     // Delivery is a task of its own: a slow or dead receiver never slows a pass.
-    let delivery = match &settings.notify.webhook {
-        Some(w) => {
-            let webhook = w.webhook().map_err(CliError::Runtime)?;
-            let store = engine.store().clone();
-            Some(tokio::spawn(webhook.run(store, endpoint_stop.clone())))
-        }
-        None => None,
-    };
+    if let Some(w) = &settings.notify.webhook {
+        let webhook = w.webhook().map_err(CliError::Runtime)?;
+        tasks.spawn(webhook.run(engine.store().clone(), root.clone()));
+    }
     let hooks = Arc::new(crate::ops::hooks::OpsHooks { health });
-    let result = schedule::run(
-        engine,
-        &settings.schedule.cron,
-        shutdown,
-        settings.worker.shutdown_grace,
-        hooks,
-    )
-    .await;
-    endpoint_stop.cancel();
-    if let Some(w) = watchdog {
-        let _ = w.await;
-    }
-    if let Some(d) = delivery {
-        let _ = d.await;
-    }
-    result.map_err(|e| CliError::Runtime(e.to_string()))?;
+    let cron = &settings.schedule.cron;
+    let grace = settings.worker.shutdown_grace;
+    schedule::run(engine, cron, passes, grace, hooks)
+        .await
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,4 +36,5 @@ pub mod notify;
 pub mod ops;
 pub mod sim;
 pub mod store;
+pub mod sync;
 pub mod throwaway_pg;

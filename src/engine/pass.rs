@@ -16,9 +16,10 @@ use crate::store::refunds::{Deferral, GatewayEvent};
 use crate::store::vocabulary::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
 use crate::store::writeback::WriteBack;
 use crate::store::{Lease, OrderRow, Store, StoreError};
+use crate::sync::lock;
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
@@ -76,22 +77,15 @@ pub(super) struct Held(Arc<Mutex<HashMap<i64, Uuid>>>);
 
 impl Held {
     pub(super) fn add(&self, leases: impl IntoIterator<Item = (i64, Uuid)>) {
-        if let Ok(mut h) = self.0.lock() {
-            h.extend(leases);
-        }
+        lock(&self.0).extend(leases);
     }
 
     pub(super) fn remove(&self, id: i64) {
-        if let Ok(mut h) = self.0.lock() {
-            h.remove(&id);
-        }
+        lock(&self.0).remove(&id);
     }
 
     fn leases(&self) -> Vec<(i64, Uuid)> {
-        self.0
-            .lock()
-            .map(|h| h.iter().map(|(id, t)| (*id, *t)).collect())
-            .unwrap_or_default()
+        lock(&self.0).iter().map(|(id, t)| (*id, *t)).collect()
     }
 }
 
@@ -262,62 +256,60 @@ impl Engine {
         due_by: chrono::DateTime<chrono::Utc>,
         held: &Held,
     ) -> Result<PassOutcome, StoreError> {
-        let db_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
-        let claim_error = db_error.clone();
-        let batches = futures::stream::unfold(false, move |exhausted| {
-            let db_error = claim_error.clone();
-            async move {
-                if exhausted || stop.is_cancelled() || self.in_blackout() || db_error_set(&db_error)
-                {
-                    return None;
+        // The first database error ends the pass: no batch is claimed after
+        // it, but the orders in hand are finished, not dropped mid-call as
+        // `try_for_each_concurrent` would (each may be between its intent and
+        // its outcome).
+        let first_error: OnceLock<StoreError> = OnceLock::new();
+        let db_error = &first_error;
+        let batches = futures::stream::unfold(false, move |exhausted| async move {
+            if exhausted || stop.is_cancelled() || self.in_blackout() || db_error.get().is_some() {
+                return None;
+            }
+            match self
+                .store
+                .claim(
+                    self.worker,
+                    self.settings.lease,
+                    self.settings.batch_size,
+                    due_by,
+                )
+                .await
+            {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let short = (rows.len() as i64) < self.settings.batch_size;
+                    counters
+                        .claimed
+                        .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    held.add(
+                        rows.iter()
+                            .map(|r| (r.id, r.lease_token.unwrap_or_default())),
+                    );
+                    Some((futures::stream::iter(rows), short))
                 }
-                match self
-                    .store
-                    .claim(
-                        self.worker,
-                        self.settings.lease,
-                        self.settings.batch_size,
-                        due_by,
-                    )
-                    .await
-                {
-                    Ok(rows) if rows.is_empty() => None,
-                    Ok(rows) => {
-                        let short = (rows.len() as i64) < self.settings.batch_size;
-                        counters
-                            .claimed
-                            .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        held.add(
-                            rows.iter()
-                                .map(|r| (r.id, r.lease_token.unwrap_or_default())),
-                        );
-                        Some((futures::stream::iter(rows), short))
-                    }
-                    Err(e) => {
-                        set_db_error(&db_error, e);
-                        None
-                    }
+                Err(e) => {
+                    let _ = db_error.set(e);
+                    None
                 }
             }
         })
         .flatten();
 
         batches
-            .for_each_concurrent(self.settings.concurrency, |row| {
-                let db_error = db_error.clone();
-                async move {
-                    let id = row.id;
-                    match self.take_order(row, stop).await {
-                        Ok(o) => counters.count(o),
-                        Err(e) => set_db_error(&db_error, e),
+            .for_each_concurrent(self.settings.concurrency, |row| async move {
+                let id = row.id;
+                match self.take_order(row, stop).await {
+                    Ok(o) => counters.count(o),
+                    Err(e) => {
+                        let _ = db_error.set(e);
                     }
-                    held.remove(id);
                 }
+                held.remove(id);
             })
             .await;
 
-        let err = db_error.lock().ok().and_then(|mut e| e.take());
-        if let Some(e) = err {
+        if let Some(e) = first_error.into_inner() {
             return Err(e);
         }
         if stop.is_cancelled() {
@@ -663,18 +655,6 @@ pub fn with_unconfirmed_calls(reason: String, calls: &[OwnCall]) -> String {
 /// Text safe to store and log: control characters (NUL among them) removed.
 pub fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
-}
-
-fn db_error_set(e: &Arc<Mutex<Option<StoreError>>>) -> bool {
-    e.lock().map(|g| g.is_some()).unwrap_or(true)
-}
-
-fn set_db_error(slot: &Arc<Mutex<Option<StoreError>>>, e: StoreError) {
-    if let Ok(mut g) = slot.lock() {
-        if g.is_none() {
-            *g = Some(e);
-        }
-    }
 }
 
 /// Exponential backoff with jitter for the n-th failed attempt (n >= 1).

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 /// How often the scheduler reports that it is alive.
@@ -56,34 +57,40 @@ pub fn pass_due(
 }
 
 /// Listens for SIGTERM and SIGINT from now on (so a signal during start-up is
-/// not lost) and cancels `token` when one arrives.
-pub fn cancel_on_termination(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        tokio::spawn(async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+/// not lost) and cancels `token` when one arrives. The listener is a task of
+/// `tasks` and ends when `token` is cancelled, by a signal or by its owner.
+pub fn cancel_on_termination(tasks: &TaskTracker, token: CancellationToken) {
+    let termination = termination();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = termination => {
+                info!("stop requested: no new orders are claimed; finishing the orders in hand");
+                token.cancel();
             }
-            info!("stop requested: no new orders are claimed; finishing the orders in hand");
-            token.cancel();
-        });
-    }
-    #[cfg(not(unix))]
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        token.cancel();
+            _ = token.cancelled() => {}
+        }
     });
+}
+
+/// Registers for SIGTERM and SIGINT at once (Ctrl-C where there are no
+/// signals), and gives a future that resolves at the first of them.
+fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+    };
+    async move {
+        #[cfg(unix)]
+        if let Ok((mut term, mut int)) = streams {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Runs passes on the schedule until `shutdown` is cancelled. A pass in

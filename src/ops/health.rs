@@ -3,6 +3,7 @@
 //! systemd watchdog (which read them). No I/O here.
 
 use crate::engine::summary::PassSummary;
+use crate::sync::lock;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,18 +48,14 @@ impl Health {
 
     /// Called by the scheduler loop on every tick or heartbeat.
     pub fn scheduler_beat(&self) {
-        if let Ok(mut b) = self.last_beat.lock() {
-            *b = Some(Instant::now());
-        }
+        *lock(&self.last_beat) = Some(Instant::now());
     }
 
     pub fn pass_finished(&self, at: DateTime<Utc>, summary: &PassSummary) {
-        if let Ok(mut p) = self.last_pass.lock() {
-            *p = Some(FinishedPass {
-                at,
-                summary: summary.clone(),
-            });
-        }
+        *lock(&self.last_pass) = Some(FinishedPass {
+            at,
+            summary: summary.clone(),
+        });
         metrics::gauge!("refundd_last_pass_timestamp_seconds").set(at.timestamp() as f64);
     }
 
@@ -69,14 +66,11 @@ impl Health {
 
     /// Time since the last heartbeat, if there was one.
     pub fn since_beat(&self) -> Option<Duration> {
-        self.last_beat
-            .lock()
-            .ok()
-            .and_then(|b| b.map(|at| at.elapsed()))
+        lock(&self.last_beat).map(|at| at.elapsed())
     }
 
     pub fn last_pass(&self) -> Option<FinishedPass> {
-        self.last_pass.lock().ok().and_then(|p| p.clone())
+        lock(&self.last_pass).clone()
     }
 }
 

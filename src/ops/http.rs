@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long `/healthz` waits for the database's `SELECT 1`.
 pub const DATABASE_PROBE: Duration = Duration::from_secs(2);
@@ -30,13 +31,15 @@ struct AppState {
     metrics: PrometheusHandle,
 }
 
-/// Binds `listen` (port 0 picks a free port), serves until `stop`, and
-/// returns the address it listens on. Installs the metrics recorder.
+/// Binds `listen` (port 0 picks a free port), serves on a task of `tasks`
+/// until `stop`, and returns the address it listens on. Installs the metrics
+/// recorder.
 pub async fn serve(
     listen: SocketAddr,
     store: Store,
     health: Arc<Health>,
     stop: CancellationToken,
+    tasks: &TaskTracker,
 ) -> std::io::Result<SocketAddr> {
     let state = AppState {
         store,
@@ -49,10 +52,9 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    let shutdown = stop.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let server = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(stop.cancelled_owned())
             .into_future();
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "health and metrics endpoint stopped with an error");

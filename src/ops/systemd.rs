@@ -6,8 +6,8 @@ use super::health::Health;
 use sd_notify::NotifyState;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 fn notify(state: NotifyState<'_>, what: &str) {
     // Without NOTIFY_SOCKET this returns Ok without doing anything.
@@ -43,10 +43,13 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Pings the watchdog at half its interval while the scheduler beat within
 /// the interval; stops pinging (so systemd restarts the service) when it goes
-/// silent. `None` when systemd asked for no watchdog.
-pub fn spawn_watchdog(health: Arc<Health>, stop: CancellationToken) -> Option<JoinHandle<()>> {
-    let interval = watchdog_interval()?;
-    Some(tokio::spawn(async move {
+/// silent. Nothing is spawned when systemd asked for no watchdog. The task
+/// is the caller's tracker's, and ends when `stop` is cancelled.
+pub fn spawn_watchdog(tracker: &TaskTracker, health: Arc<Health>, stop: CancellationToken) {
+    let Some(interval) = watchdog_interval() else {
+        return;
+    };
+    tracker.spawn(async move {
         let mut tick = tokio::time::interval(interval / 2);
         loop {
             tokio::select! {
@@ -61,7 +64,7 @@ pub fn spawn_watchdog(health: Arc<Health>, stop: CancellationToken) -> Option<Jo
                 );
             }
         }
-    }))
+    });
 }
 
 #[cfg(test)]

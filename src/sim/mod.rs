@@ -16,7 +16,7 @@ pub mod wire;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -160,10 +160,7 @@ pub(crate) struct Shared {
     pub maintenance: Mutex<Maintenance>,
 }
 
-/// Locks a mutex; a panic elsewhere while it was held does not make the books unreadable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 impl Shared {
     /// Back to the state at start: no transactions, no calls, the configured

@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing_subscriber::prelude::*;
 
 // ---------------------------------------------------------------- logs
@@ -234,11 +235,13 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     let (pool, url) = fresh_db().await;
     let health = Health::new();
     let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let addr = serve(
         "127.0.0.1:0".parse().unwrap(),
         refundd::store::Store::builtin(pool.clone()),
         health.clone(),
         stop.clone(),
+        &tasks,
     )
     .await
     .unwrap();
@@ -300,7 +303,15 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     let (code, _) = get(addr, "/metrics").await;
     assert_eq!(code, 200);
 
+    // The server is a task of the tracker and ends when told to.
     stop.cancel();
+    tasks.close();
+    tokio::time::timeout(Duration::from_secs(10), tasks.wait())
+        .await
+        .expect("the endpoint's task ends after stop");
+    assert!(reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .is_err());
 }
 
 /// Checks the Prometheus text exposition format line by line; returns the samples.
@@ -362,11 +373,13 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
 async fn metrics_are_prometheus_text_and_count_a_pass() {
     let rig = Rig::new().await;
     let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let addr = serve(
         "127.0.0.1:0".parse().unwrap(),
         rig.store.clone(),
         Health::new(),
         stop.clone(),
+        &tasks,
     )
     .await
     .unwrap();
@@ -415,6 +428,8 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     );
     assert!(text.contains("# TYPE refundd_gateway_call_seconds histogram"));
     stop.cancel();
+    tasks.close();
+    tasks.wait().await;
 }
 
 fn completed_passes(samples: &[(String, f64)]) -> f64 {
