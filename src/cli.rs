@@ -91,28 +91,22 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Runtime(String),
+    /// The database refused or could not be reached; a settings problem when
+    /// the shop's statements or refundd's schema are at fault.
     #[error("{0}")]
-    NotBuilt(&'static str),
-}
-
-impl From<StoreError> for CliError {
-    fn from(e: StoreError) -> Self {
-        if e.is_settings_problem() {
-            CliError::Usage(e.to_string())
-        } else {
-            CliError::Runtime(e.to_string())
-        }
-    }
-}
-
-impl From<QueueError> for CliError {
-    fn from(e: QueueError) -> Self {
-        if e.is_input() {
-            CliError::Usage(e.to_string())
-        } else {
-            CliError::Runtime(e.to_string())
-        }
-    }
+    Store(#[from] StoreError),
+    /// `request` or `retry` refused the order, or could not reach it.
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("the pass could not finish: {0}")]
+    Pass(#[source] StoreError),
+    #[error("{0}")]
+    Schedule(#[from] crate::engine::schedule::ScheduleError),
+    #[error("http.listen {listen}: cannot listen: {source}")]
+    Listen {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The database of a command that needs one (`status`, `request`, `retry`).
@@ -135,8 +129,15 @@ fn store_of(settings: &Settings, pool: sqlx::PgPool) -> Store {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Runtime(_) => 1,
-            CliError::Settings(_) | CliError::Usage(_) | CliError::NotBuilt(_) => 2,
+            CliError::Settings(_) | CliError::Usage(_) => 2,
+            CliError::Store(e) if e.is_settings_problem() => 2,
+            CliError::Queue(e) if e.is_input() => 2,
+            CliError::Runtime(_)
+            | CliError::Store(_)
+            | CliError::Queue(_)
+            | CliError::Pass(_)
+            | CliError::Schedule(_)
+            | CliError::Listen { .. } => 1,
         }
     }
 }
@@ -286,8 +287,7 @@ async fn once_with(settings: &Settings, stop: &CancellationToken) -> Result<Exit
     let progress = crate::ops::progress::spawn_progress(counters.clone(), logs_are_json(settings));
     let result = engine.run_pass(stop, counters).await;
     progress.finish();
-    let summary =
-        result.map_err(|e| CliError::Runtime(format!("the pass could not finish: {e}")))?;
+    let summary = result.map_err(CliError::Pass)?;
     println!("{}", summary.line());
     if let Some(w) = &settings.notify.webhook {
         let webhook = w.webhook().map_err(CliError::Runtime)?;
@@ -338,7 +338,7 @@ async fn run_with(
         let (store, stop) = (engine.store().clone(), root.clone());
         let addr = crate::ops::http::serve(listen, store, health.clone(), stop, tasks)
             .await
-            .map_err(|e| CliError::Runtime(format!("http.listen {listen}: cannot listen: {e}")))?;
+            .map_err(|source| CliError::Listen { listen, source })?;
         tracing::info!(%addr, "health at /healthz, metrics at /metrics");
     }
     crate::ops::systemd::spawn_watchdog(tasks, health.clone(), root.clone());
@@ -350,9 +350,7 @@ async fn run_with(
     let hooks = Arc::new(crate::ops::hooks::OpsHooks { health });
     let cron = &settings.schedule.cron;
     let grace = settings.worker.shutdown_grace;
-    schedule::run(engine, cron, passes, grace, hooks)
-        .await
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    schedule::run(engine, cron, passes, grace, hooks).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -123,9 +123,17 @@ impl Store {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot reach the database: {0}")]
-    Connect(String),
+    Connect(#[source] sqlx::Error),
+    #[error("cannot reach the database: the database URL is not valid: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    #[error("cannot reach the database: no answer to SELECT 1 within {} ms", .0.as_millis())]
+    NoAnswer(Duration),
+    #[error("cannot reach the database: {0:?} is not a plain database name")]
+    BadDatabaseName(String),
     #[error("cannot apply the schema migrations: {0}")]
-    Migrate(String),
+    Migrate(#[source] sqlx::Error),
+    #[error("cannot apply the schema migrations: {0}")]
+    Migrations(#[source] sqlx::migrate::MigrateError),
     #[error("this worker no longer holds the order's lease (another worker took it over)")]
     LeaseLost,
     /// A table named `orders` exists and is not refundd's built-in one.
@@ -173,14 +181,14 @@ impl StoreError {
 /// Opens a pool. The URL is never logged: it may carry a password.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Connect(format!("the database URL is not valid: {e}")))?
+        .map_err(StoreError::BadUrl)?
         .application_name("refundd");
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(|e| StoreError::Connect(e.to_string()))
+        .map_err(StoreError::Connect)
 }
 
 impl Store {
@@ -189,7 +197,7 @@ impl Store {
     /// Nothing outside refundd's schema is created or altered otherwise.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         use sqlx::Connection;
-        let migrate = |e: sqlx::Error| StoreError::Migrate(e.to_string());
+        let migrate = StoreError::Migrate;
         if self.shop.is_builtin() {
             shop::refuse_foreign_orders(&self.pool).await?;
         }
@@ -206,7 +214,7 @@ impl Store {
             .map_err(migrate)?;
         let applied = MIGRATOR.run(&mut conn).await;
         let _ = conn.close().await;
-        applied.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        applied.map_err(StoreError::Migrations)?;
         if self.shop.is_builtin() {
             shop::create_builtin_orders(&self.pool).await?;
         }
@@ -220,13 +228,11 @@ impl Store {
 pub async fn create_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
     use sqlx::Connection;
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(StoreError::Connect(format!(
-            "{name:?} is not a plain database name"
-        )));
+        return Err(StoreError::BadDatabaseName(name.to_string()));
     }
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
-        .map_err(|e| StoreError::Connect(e.to_string()))?;
+        .map_err(StoreError::Connect)?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await?;

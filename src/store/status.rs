@@ -164,11 +164,8 @@ impl Store {
         let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
         match tokio::time::timeout(within, probe).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Connect(e.to_string())),
-            Err(_) => Err(StoreError::Connect(format!(
-                "no answer to SELECT 1 within {} ms",
-                within.as_millis()
-            ))),
+            Ok(Err(e)) => Err(StoreError::Connect(e)),
+            Err(_) => Err(StoreError::NoAnswer(within)),
         }
     }
 
