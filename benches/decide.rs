@@ -2,6 +2,9 @@
 //! answer in each bank state, full and partial. It runs once per order, so it
 //! must stay far below the cost of the calls around it.
 
+// A benchmark: a failure to set up is a panic with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use refundd::ctbc::types::{AuthCode, Currency, MaskedPan, Money, OrderNo, TxState, Xid};
 use refundd::ctbc::Inquiry;

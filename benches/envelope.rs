@@ -3,6 +3,9 @@
 //! the raw 3DES-EDE CBC cipher alone beside them, so the envelope's cost can be
 //! read against the cipher's lower bound (see BENCHMARKS.md).
 
+// A benchmark: a failure to set up is a panic with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use des::TdesEde3;

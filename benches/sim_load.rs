@@ -3,6 +3,9 @@
 //! the chaos runs seed it. The test suite checks that such a ledger answers
 //! inquiries correctly; how long loading it takes is measured here.
 
+// A benchmark: a failure to set up is a panic with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use refundd::ctbc::TxState;
 use refundd::sim::{SimConfig, SimServer, SimTx};

@@ -101,7 +101,7 @@ pub enum CliError {
     #[error("the pass could not finish: {0}")]
     Pass(#[source] StoreError),
     #[error("{0}")]
-    Schedule(#[from] crate::engine::schedule::ScheduleError),
+    Schedule(#[from] schedule::ScheduleError),
     #[error("http.listen {listen}: cannot listen: {source}")]
     Listen {
         listen: std::net::SocketAddr,
@@ -377,7 +377,7 @@ async fn notify(what: NotifyCommand, settings: &Settings) -> Result<ExitCode, Cl
                 ));
             };
             let webhook = w.webhook().map_err(CliError::Runtime)?;
-            let event = crate::store::outbox::OutboxEvent::test_event();
+            let event = store::outbox::OutboxEvent::test_event();
             match webhook.post(&event).await {
                 Ok(()) => {
                     println!("the webhook took the test event {}", event.id);

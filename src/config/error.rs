@@ -38,7 +38,7 @@ impl fmt::Display for Problem {
 
 /// The environment variable that sets a dotted setting; none for what is not
 /// a setting of its own (`--config`, a settings file's path).
-pub fn env_name(setting: &str) -> Option<String> {
+pub(super) fn env_name(setting: &str) -> Option<String> {
     let dotted = setting.contains('.')
         && setting.split('.').all(|part| {
             !part.is_empty()

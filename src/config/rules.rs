@@ -13,7 +13,7 @@ pub(super) type Report<'a> = dyn FnMut(&str, String, &str) + 'a;
 /// A call whose answer was lost is sent again only after `worker.recheck_secs`
 /// and a fresh inquiry: zero would resend at the next pass, and less than the
 /// lease lets a second worker resend while the first's answer is still coming.
-pub(super) fn recheck_outlasts_lease(p: &mut Report, recheck_secs: i64, lease_secs: i64) {
+pub(super) fn recheck_outlasts_lease(p: &mut Report<'_>, recheck_secs: i64, lease_secs: i64) {
     let fix = format!("make it at least worker.lease_secs ({lease_secs}); the default is 300");
     if recheck_secs == 0 {
         p(
@@ -42,7 +42,7 @@ const HORIZON_DAYS: i64 = 366;
 /// A schedule that never fires (`0 0 0 31 2 *` parses) or fires only inside
 /// the blackout windows would leave the queue untouched while /healthz says ok.
 pub(super) fn cron_fires_outside_blackout(
-    p: &mut Report,
+    p: &mut Report<'_>,
     cron: &CronSchedule,
     blackout: &Blackout,
     now: DateTime<Utc>,

@@ -36,7 +36,7 @@ fn built_in_defaults() {
 
 #[test]
 fn shipped_default_file_matches_built_in_defaults() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
     let with_file = Settings::load(&Sources {
         default_file: Some(path),
         ..Default::default()
@@ -309,7 +309,7 @@ fn sources_and_raw_settings_never_print_secrets() {
         debug.contains("REFUNDD__CTBC__MAC_KEY"),
         "names help: {debug}"
     );
-    let raw = super::raw::RawSettings::load(&sources).unwrap();
+    let raw = RawSettings::load(&sources).unwrap();
     let debug = format!("{raw:?} {raw:#?}");
     for secret in [key, "iv345678", "hunter2"] {
         assert!(!debug.contains(secret), "{debug}");
@@ -369,7 +369,7 @@ const KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";
 const IV: &str = "12345678";
 
 /// A file holding `text`, with the given mode, in `dir`.
-fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> String {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -377,7 +377,7 @@ fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> Stri
     path.display().to_string()
 }
 
-fn with_env(pairs: &[(&str, &str)], default_file: Option<&std::path::Path>) -> Sources {
+fn with_env(pairs: &[(&str, &str)], default_file: Option<&Path>) -> Sources {
     let mut s = env(pairs);
     s.default_file = default_file.map(Into::into);
     s

@@ -1,7 +1,7 @@
 //! The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
 //! client) the typed operations with errors the engine can act on.
 pub mod answer;
-pub mod bank_text;
+pub(crate) mod bank_text;
 pub mod call_body;
 pub mod client;
 pub mod envelope;

@@ -56,10 +56,6 @@ impl Operation {
         }
     }
 
-    pub fn from_path(path: &str) -> Option<Operation> {
-        Self::ALL.into_iter().find(|op| op.path() == path)
-    }
-
     pub fn parse(name: &str) -> Option<Operation> {
         Self::ALL.into_iter().find(|op| op.as_str() == name)
     }

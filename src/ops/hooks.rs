@@ -9,7 +9,7 @@ use crate::engine::summary::PassSummary;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
-pub struct OpsHooks {
+pub(crate) struct OpsHooks {
     pub health: Arc<Health>,
 }
 

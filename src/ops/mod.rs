@@ -3,7 +3,7 @@
 //! No business rules here.
 pub mod demo;
 pub mod health;
-pub mod hooks;
+pub(crate) mod hooks;
 pub mod http;
 pub mod logging;
 pub mod manual_queue;

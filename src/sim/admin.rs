@@ -26,7 +26,7 @@ const LOAD_LIMIT_BYTES: usize = 512 * 1024 * 1024;
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 100_000;
 
-pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router<Arc<Shared>> {
+pub(crate) fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
         .route(
             "/admin/transactions",

@@ -246,14 +246,19 @@ mod operation_name {
     use super::Operation;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(op: &Option<Operation>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        op: &Option<Operation>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match op {
             Some(op) => s.serialize_some(op.as_str()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Operation>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Operation>, D::Error> {
         let name: Option<String> = Option::deserialize(d)?;
         name.map(|n| {
             Operation::parse(&n).ok_or_else(|| {

@@ -21,7 +21,7 @@ pub(super) struct SecretSource<'a> {
 
 impl SecretSource<'_> {
     /// The secret, or a message naming where the bad one came from (never its value).
-    pub fn resolve(self) -> Result<SimSecret, String> {
+    pub(super) fn resolve(self) -> Result<SimSecret, String> {
         let value = self.value.filter(|v| !v.is_empty());
         let (origin, secret) = match (self.file, value) {
             (Some(_), Some(_)) => {

@@ -5,7 +5,7 @@
 //! the books, faults, admin API and command line each live next to it.
 
 pub mod admin;
-pub mod admin_client;
+pub(crate) mod admin_client;
 pub mod batch;
 pub mod cli;
 pub mod faults;
@@ -112,6 +112,8 @@ impl SimConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_non_loopback: false,
+            // A constant of the bank's document: digits of the right length.
+            #[allow(clippy::expect_used)]
             mer_id: MerId::parse(REFERENCE_MER_ID).expect("the reference MERID is digits"),
             mac_key: REFERENCE_MAC_KEY.into(),
             iv: REFERENCE_IV.into(),
@@ -165,7 +167,7 @@ pub(crate) use crate::sync::lock;
 impl Shared {
     /// Back to the state at start: no transactions, no calls, the configured
     /// faults and windows, the generator reseeded.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         lock(&self.ledger).reset();
         *lock(&self.faults) = FaultState {
             plan: self.initial_faults.clone(),

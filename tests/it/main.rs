@@ -9,6 +9,10 @@
 //! one metrics recorder, refundd's own (`ops::metrics::install_metrics`),
 //! whose counters the tests read as "at least", never "exactly".
 
+// Tests may unwrap: a panic is how a test reports its failure; helpers are
+// `pub` for their sibling modules in this private crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod common;
 
 mod catalog;

@@ -96,7 +96,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
     rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
     let lease = rig
-        .intent_of_a_dead_worker(refundd::ctbc::Operation::Refund, 500, (1000, 500))
+        .intent_of_a_dead_worker(Operation::Refund, 500, (1000, 500))
         .await;
     let mismatch = refundd::store::refunds::GatewayEvent {
         kind: EventKind::Outcome,
@@ -269,7 +269,7 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A worker sends the capture reversal and dies before its outcome is recorded.
-    rig.intent_of_a_dead_worker(refundd::ctbc::Operation::CaptureReversal, 0, (1000, 1000))
+    rig.intent_of_a_dead_worker(Operation::CaptureReversal, 0, (1000, 1000))
         .await;
     let mut tx = rig.admin.transaction("HALF").await.unwrap().unwrap();
     tx.state = "1".into();

@@ -52,7 +52,7 @@ fn unknown(mut r: RefundRequest, operation: Operation, amount: i64, age: u64) ->
         operation,
         amount,
         fate: CallFate::Unknown,
-        sent_at: chrono::Utc::now(),
+        sent_at: Utc::now(),
     });
     r
 }

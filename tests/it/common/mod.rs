@@ -387,7 +387,7 @@ pub struct WindowOpensAfter {
     pub readings: std::sync::atomic::AtomicUsize,
 }
 
-impl refundd::engine::clock::Clock for WindowOpensAfter {
+impl Clock for WindowOpensAfter {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         let n = self
             .readings
