@@ -217,25 +217,53 @@ fn known_list() -> String {
 /// travels with. Never floating point. Wire form: `"901 1500 0"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
-    pub currency: u16,
-    pub amount: i64,
-    pub exponent: u8,
+    currency: u16,
+    amount: i64,
+    exponent: u8,
 }
 
 impl Money {
     /// An amount in a known currency; negative amounts do not exist at the bank.
     pub fn new(currency: Currency, amount: i64) -> Result<Self, InvalidField> {
+        Self::from_parts(currency.code, amount, currency.exponent)
+    }
+
+    /// An amount as the wire carries it, in any currency code: what the
+    /// simulator keeps for a transaction, or an answer's amount. The parts
+    /// are checked as `parse` checks them.
+    pub fn from_parts(currency: u16, amount: i64, exponent: u8) -> Result<Self, InvalidField> {
         if amount < 0 {
             return Err(InvalidField::new(
                 "amount",
                 format!("{amount} is negative; amounts are zero or more minor units"),
             ));
         }
+        if currency > 999 || exponent > 9 {
+            return Err(InvalidField::new(
+                "amount",
+                format!("currency {currency} or exponent {exponent} is out of range (at most 999 and 9)"),
+            ));
+        }
         Ok(Self {
-            currency: currency.code,
+            currency,
             amount,
-            exponent: currency.exponent,
+            exponent,
         })
+    }
+
+    /// Minor units.
+    pub fn amount(self) -> i64 {
+        self.amount
+    }
+
+    /// The ISO 4217 numeric code (`901` for NT$).
+    pub fn currency_code(self) -> u16 {
+        self.currency
+    }
+
+    /// The exponent the amount travels with.
+    pub fn exponent(self) -> u8 {
+        self.exponent
     }
 
     /// Parses the bank's amount string `"<currency> <amount> <exponent>"`.
@@ -264,11 +292,7 @@ impl Money {
         if currency > 999 || exponent > 9 {
             return Err(bad("has a currency or exponent out of range"));
         }
-        Ok(Self {
-            currency,
-            amount,
-            exponent,
-        })
+        Self::from_parts(currency, amount, exponent)
     }
 
     /// The amount if its currency is one refundd knows and it carries the
@@ -287,9 +311,9 @@ impl Money {
         Ok(self)
     }
 
-    /// The same currency and exponent with another amount.
-    pub fn with_amount(self, amount: i64) -> Self {
-        Self { amount, ..self }
+    /// The same currency and exponent with another amount, checked as `new`.
+    pub fn with_amount(self, amount: i64) -> Result<Self, InvalidField> {
+        Self::from_parts(self.currency, amount, self.exponent)
     }
 }
 

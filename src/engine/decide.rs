@@ -208,7 +208,7 @@ fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Decision {
 fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
     let left = req.authorised - req.refund;
     !req.is_full()
-        && bank.auth_amount.map(|m| m.amount) == Some(left)
+        && bank.auth_amount.map(|m| m.amount()) == Some(left)
         && req
             .own_call(Operation::Reversal)
             .is_some_and(|c| c.amount == left)
@@ -220,13 +220,15 @@ fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Decision> {
         None => Some(Decision::Retry(
             "the bank's answer carries no AuthAmt".into(),
         )),
-        Some(m) if m.currency != req.currency.code => Some(Decision::NeedsPerson(format!(
+        Some(m) if m.currency_code() != req.currency.code => Some(Decision::NeedsPerson(format!(
             "the bank's currency {} differs from the order's {}",
-            m.currency, req.currency.code
+            m.currency_code(),
+            req.currency.code
         ))),
-        Some(m) if m.amount != req.authorised => Some(Decision::NeedsPerson(format!(
+        Some(m) if m.amount() != req.authorised => Some(Decision::NeedsPerson(format!(
             "the bank's authorised amount {} differs from the order's auth_amount {}",
-            m.amount, req.authorised
+            m.amount(),
+            req.authorised
         ))),
         Some(_) => None,
     }

@@ -571,7 +571,7 @@ impl Engine {
             Ok(bank) => {
                 ev.outcome = Some(CallOutcome::Accepted);
                 ev.bank_state = Some(bank.state.code().to_string());
-                ev.amount = bank.auth_amount.map(|m| m.amount);
+                ev.amount = bank.auth_amount.map(|m| m.amount());
                 info!(
                     step = "inquiry",
                     operation = "inquiry",

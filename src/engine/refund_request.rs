@@ -2,7 +2,7 @@
 //! Validation happens before anything is sent, so a bad row ends in
 //! `refund_failed` with its reason instead of reaching the bank.
 
-use crate::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
+use crate::ctbc::types::{AuthCode, Currency, InvalidField, Money, OrderNo, Xid};
 use crate::ctbc::Operation;
 use crate::store::refunds::{GatewayEvent, OwnCallRecord};
 use crate::store::vocabulary::{CallOutcome, StepReached};
@@ -133,12 +133,9 @@ impl RefundRequest {
         }
     }
 
-    pub fn money(&self, amount: i64) -> Money {
-        Money {
-            currency: self.currency.code,
-            amount,
-            exponent: self.currency.exponent,
-        }
+    /// An amount of this order's currency, checked as every `Money` is.
+    pub fn money(&self, amount: i64) -> Result<Money, InvalidField> {
+        Money::new(self.currency, amount)
     }
 
     /// Checks a claimed row; the error is the reason stored in `refund_error`.

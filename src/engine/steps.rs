@@ -37,7 +37,7 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
             "the order has no auth code and the bank did not give one",
         )
     })?;
-    let original = req.money(req.authorised);
+    let original = req.money(req.authorised)?;
     let (order_no, xid) = (req.order_no.clone(), req.xid.clone());
     let call = match step {
         Step::Reversal { new_auth_amount } => {
@@ -46,7 +46,7 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                new_auth_amount: req.money(new_auth_amount),
+                new_auth_amount: req.money(new_auth_amount)?,
             };
             r.validate()?;
             Call::Reversal(r)
@@ -57,7 +57,7 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                amount: req.money(0),
+                amount: req.money(0)?,
             };
             r.validate()?;
             Call::CaptureReversal(r)
@@ -68,7 +68,7 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                amount: req.money(amount),
+                amount: req.money(amount)?,
             };
             r.validate()?;
             Call::Refund(r)
@@ -300,10 +300,11 @@ impl Engine {
             CtbcError::RefundAmountMismatch { asked, refunded } => {
                 // The event carries what the bank moved, so the story keeps it.
                 ev.outcome = Some(CallOutcome::AmountMismatch);
-                ev.amount = Some(refunded.amount);
+                ev.amount = Some(refunded.amount());
                 let reason = format!(
                     "the bank refunded {} instead of the {} asked; needs a person",
-                    refunded.amount, asked.amount
+                    refunded.amount(),
+                    asked.amount()
                 );
                 ev.message = Some(reason.clone());
                 warn!(
@@ -312,8 +313,8 @@ impl Engine {
                     elapsed_ms = ev.elapsed_ms,
                     "{reason}"
                 );
-                mark_last_call(&mut req, CallFate::AcceptedAs(refunded.amount));
-                self.fail(&req, Some(&ev), &reason, Some(refunded.amount))
+                mark_last_call(&mut req, CallFate::AcceptedAs(refunded.amount()));
+                self.fail(&req, Some(&ev), &reason, Some(refunded.amount()))
                     .await
                     .map(Next::Done)
             }

@@ -218,15 +218,12 @@ impl Tx {
         }
     }
 
-    fn money(&self, amount: i64) -> Money {
+    /// An amount of this transaction as the wire writes it (`"901 1500 0"`).
+    fn money(&self, amount: i64) -> String {
         let exponent = Currency::parse(&self.currency.to_string())
             .map(|c| c.exponent)
             .unwrap_or(0);
-        Money {
-            currency: self.currency,
-            amount,
-            exponent,
-        }
+        format!("{} {amount} {exponent}", self.currency)
     }
 }
 
@@ -595,8 +592,8 @@ impl Ledger {
             at: now,
             operation: operation.as_str().to_string(),
             order_no: call.map(|c| c.order_no.clone()).unwrap_or_default(),
-            org_amt: call.and_then(|c| c.org_amt).map(|m| m.amount),
-            amount: call.and_then(|c| c.amount).map(|m| m.amount),
+            org_amt: call.and_then(|c| c.org_amt).map(|m| m.amount()),
+            amount: call.and_then(|c| c.amount).map(|m| m.amount()),
             outcome,
             resp_code,
             errdesc,
@@ -669,7 +666,7 @@ fn inquiry(tx: &Tx) -> Change {
             ("CurrentState", tx.state.code().to_string()),
             ("XID", tx.xid.clone()),
             ("AuthCode", tx.auth_code.clone()),
-            ("AuthAmt", tx.money(tx.auth_amount).to_string()),
+            ("AuthAmt", tx.money(tx.auth_amount)),
             ("PAN", tx.pan.clone()),
             ("Txn_date", tx.authorised_at.format("%Y/%m/%d").to_string()),
             ("Txn_time", tx.authorised_at.format("%H:%M:%S").to_string()),
@@ -717,14 +714,17 @@ fn check_call(tx: &Tx, call: &BankCall) -> Result<(), Refusal> {
     }
     match &call.org_amt {
         None => return Err(missing("OrgAmt")),
-        Some(m) if m.currency != tx.currency || !org_amt_matches(tx, call.operation, m.amount) => {
+        Some(m)
+            if m.currency_code() != tx.currency
+                || !org_amt_matches(tx, call.operation, m.amount()) =>
+        {
             return Err(mismatch("OrgAmt"))
         }
         Some(_) => {}
     }
     match &call.amount {
         None => Err(missing(amount_field(call.operation))),
-        Some(m) if m.currency != tx.currency => Err(mismatch(amount_field(call.operation))),
+        Some(m) if m.currency_code() != tx.currency => Err(mismatch(amount_field(call.operation))),
         Some(_) => Ok(()),
     }
 }
@@ -761,7 +761,7 @@ fn state_refusal(tx: &Tx, what: &str) -> Refusal {
 }
 
 fn call_amount(call: &BankCall) -> i64 {
-    call.amount.map(|m| m.amount).unwrap_or(0)
+    call.amount.map(|m| m.amount()).unwrap_or(0)
 }
 
 fn reversal(tx: &mut Tx, call: &BankCall) -> Result<Change, Refusal> {
@@ -792,7 +792,7 @@ fn reversal(tx: &mut Tx, call: &BankCall) -> Result<Change, Refusal> {
             }
             Ok(Change {
                 returned_delta: delta,
-                fields: vec![("AuthAmt", tx.money(tx.auth_amount).to_string())],
+                fields: vec![("AuthAmt", tx.money(tx.auth_amount))],
             })
         }
         _ => Err(state_refusal(tx, "reversal")),
@@ -853,7 +853,7 @@ fn refund(
             Ok(Change {
                 returned_delta: amt,
                 fields: vec![
-                    ("RefAmt", tx.money(amt).to_string()),
+                    ("RefAmt", tx.money(amt)),
                     ("RetrRef", format!("{:012}", *refund_seq)),
                     ("BatchID", now.format("%Y%m%d").to_string()),
                     ("BatchSeq", format!("{:06}", *refund_seq % 1_000_000)),

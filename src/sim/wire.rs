@@ -308,8 +308,8 @@ mod tests {
         let c = read_request(&body, Operation::Refund, "1234567", &env()).unwrap();
         assert_eq!(c.order_no, "O1");
         assert_eq!(c.xid.as_deref(), Some("X1"));
-        assert_eq!(c.amount.map(|m| m.amount), Some(500));
-        assert_eq!(c.org_amt.map(|m| m.amount), Some(1500));
+        assert_eq!(c.amount.map(|m| m.amount()), Some(500));
+        assert_eq!(c.org_amt.map(|m| m.amount()), Some(1500));
     }
 
     #[test]

@@ -809,11 +809,7 @@ async fn invalid_requests_are_never_sent() {
     )
     .await;
     let client = bank.client();
-    let usd = Money {
-        currency: 840,
-        amount: 100,
-        exponent: 2,
-    };
+    let usd = Money::from_parts(840, 100, 2).unwrap();
     let mut errors = vec![
         client.refund(&refund_of(1501)).await.unwrap_err(),
         client.refund(&refund_of(0)).await.unwrap_err(),
@@ -838,7 +834,7 @@ async fn invalid_requests_are_never_sent() {
         xid: xid(),
         auth_code: auth_code(),
         original: twd(1500),
-        amount: twd(1500).with_amount(-1),
+        amount: twd(1600),
     };
     errors.push(client.capture_reversal(&cap_rev).await.unwrap_err());
     let rr = RefundReversal {
