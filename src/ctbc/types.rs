@@ -317,6 +317,46 @@ impl Money {
     }
 }
 
+/// The rule every refund keeps, in one place: something was authorised
+/// (more than 0), and what is given back is more than 0 and at most that.
+/// The engine checks a shop's row with it before anything is sent, and
+/// `refundd request`/`retry` check an operator's order with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundAmounts {
+    /// What the bank authorised, in minor units.
+    pub authorised: i64,
+    /// What is to be given back; the whole `authorised` when none was named.
+    pub refund: i64,
+}
+
+/// Why amounts break the refund rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountProblem {
+    NoAuthorised,
+    AuthorisedNotPositive(i64),
+    RefundNotPositive { refund: i64, authorised: i64 },
+    RefundOverAuthorised { refund: i64, authorised: i64 },
+}
+
+impl RefundAmounts {
+    /// `refund` None: the whole authorised amount.
+    pub fn check(authorised: Option<i64>, refund: Option<i64>) -> Result<Self, AmountProblem> {
+        let authorised = match authorised {
+            None => return Err(AmountProblem::NoAuthorised),
+            Some(a) if a <= 0 => return Err(AmountProblem::AuthorisedNotPositive(a)),
+            Some(a) => a,
+        };
+        let refund = refund.unwrap_or(authorised);
+        if refund <= 0 {
+            return Err(AmountProblem::RefundNotPositive { refund, authorised });
+        }
+        if refund > authorised {
+            return Err(AmountProblem::RefundOverAuthorised { refund, authorised });
+        }
+        Ok(Self { authorised, refund })
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.currency, self.amount, self.exponent)
@@ -442,6 +482,50 @@ impl MaskedPan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refund_is_more_than_0_and_at_most_what_was_authorised() {
+        let ok = |a, r| RefundAmounts::check(a, r);
+        assert_eq!(
+            ok(Some(1500), None),
+            Ok(RefundAmounts {
+                authorised: 1500,
+                refund: 1500
+            })
+        );
+        assert_eq!(ok(Some(1500), Some(1)).map(|a| a.refund), Ok(1));
+        assert_eq!(ok(Some(1500), Some(1500)).map(|a| a.refund), Ok(1500));
+        assert_eq!(ok(None, Some(1)), Err(AmountProblem::NoAuthorised));
+        assert_eq!(
+            ok(Some(0), None),
+            Err(AmountProblem::AuthorisedNotPositive(0))
+        );
+        assert_eq!(
+            ok(Some(-5), Some(1)),
+            Err(AmountProblem::AuthorisedNotPositive(-5))
+        );
+        assert_eq!(
+            ok(Some(1500), Some(0)),
+            Err(AmountProblem::RefundNotPositive {
+                refund: 0,
+                authorised: 1500
+            })
+        );
+        assert_eq!(
+            ok(Some(1500), Some(-1)),
+            Err(AmountProblem::RefundNotPositive {
+                refund: -1,
+                authorised: 1500
+            })
+        );
+        assert_eq!(
+            ok(Some(1500), Some(1501)),
+            Err(AmountProblem::RefundOverAuthorised {
+                refund: 1501,
+                authorised: 1500
+            })
+        );
+    }
 
     #[test]
     fn order_no_limits() {

@@ -2,7 +2,9 @@
 //! Validation happens before anything is sent, so a bad row ends in
 //! `refund_failed` with its reason instead of reaching the bank.
 
-use crate::ctbc::types::{AuthCode, Currency, InvalidField, Money, OrderNo, Xid};
+use crate::ctbc::types::{
+    AmountProblem, AuthCode, Currency, InvalidField, Money, OrderNo, RefundAmounts, Xid,
+};
 use crate::ctbc::Operation;
 use crate::store::refunds::{GatewayEvent, OwnCallRecord};
 use crate::store::vocabulary::{CallOutcome, StepReached};
@@ -157,28 +159,11 @@ impl RefundRequest {
             Some(a) => Some(AuthCode::parse(a).map_err(|e| format!("invalid row: {e}"))?),
         };
         let currency = Currency::parse(&row.currency).map_err(|e| format!("invalid row: {e}"))?;
-        let authorised = match row.auth_amount {
-            Some(a) if a > 0 => a,
-            Some(a) => {
-                return Err(format!(
-                "invalid row: auth_amount is {a}; it must be the authorised amount, more than 0"
-            ))
-            }
-            None => {
-                return Err(
-                    "invalid row: auth_amount is missing; set it to the authorised amount".into(),
-                )
-            }
-        };
-        let wanted = row
-            .claimed_amount
-            .or(row.refund_amount)
-            .unwrap_or(authorised);
-        if wanted <= 0 || wanted > authorised {
-            return Err(format!(
-                "invalid row: refund_amount is {wanted}; it must be more than 0 and at most auth_amount ({authorised}), or NULL for the whole amount"
-            ));
-        }
+        let wanted = row.claimed_amount.or(row.refund_amount);
+        let RefundAmounts {
+            authorised,
+            refund: wanted,
+        } = RefundAmounts::check(row.auth_amount, wanted).map_err(row_amount_problem)?;
         let unknown = row.unknown_operation.map(|op| {
             let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
             (op, Duration::from_millis(age_ms))
@@ -208,5 +193,21 @@ impl RefundRequest {
                 .collect(),
             unrecorded: Vec::new(),
         })
+    }
+}
+
+/// The reason stored on a row whose amounts break the refund rule.
+fn row_amount_problem(p: AmountProblem) -> String {
+    match p {
+        AmountProblem::NoAuthorised => {
+            "invalid row: auth_amount is missing; set it to the authorised amount".into()
+        }
+        AmountProblem::AuthorisedNotPositive(a) => format!(
+            "invalid row: auth_amount is {a}; it must be the authorised amount, more than 0"
+        ),
+        AmountProblem::RefundNotPositive { refund, authorised }
+        | AmountProblem::RefundOverAuthorised { refund, authorised } => format!(
+            "invalid row: refund_amount is {refund}; it must be more than 0 and at most auth_amount ({authorised}), or NULL for the whole amount"
+        ),
     }
 }

@@ -2,7 +2,7 @@
 //! refund queue by hand, checked by the same rules the engine applies before it
 //! sends anything, in one transaction with the order locked.
 
-use crate::ctbc::types::OrderNo;
+use crate::ctbc::types::{AmountProblem, OrderNo, RefundAmounts};
 use crate::store::manual_queue::OrderToQueue;
 use crate::store::{Store, StoreError};
 
@@ -85,19 +85,21 @@ fn found(order: Option<OrderToQueue>, order_no: &OrderNo) -> Result<OrderToQueue
 /// Checks `--amount` against the authorisation, as the engine does before it
 /// sends anything: `0 < amount <= auth_amount`.
 pub fn check_amount(order: &OrderToQueue, amount: Option<i64>) -> Result<(), QueueError> {
-    let authorised = match order.auth_amount {
-        Some(a) if a > 0 => a,
-        _ => return Err(QueueError::NoAuthAmount(order.order_no.clone())),
-    };
-    match amount {
-        None => Ok(()),
-        Some(a) if a <= 0 => Err(QueueError::AmountNotPositive(a)),
-        Some(a) if a > authorised => Err(QueueError::AmountOverAuthorised {
-            order_no: order.order_no.clone(),
-            amount: a,
-            authorised,
-        }),
-        Some(_) => Ok(()),
+    match RefundAmounts::check(order.auth_amount, amount) {
+        Ok(_) => Ok(()),
+        Err(AmountProblem::NoAuthorised | AmountProblem::AuthorisedNotPositive(_)) => {
+            Err(QueueError::NoAuthAmount(order.order_no.clone()))
+        }
+        Err(AmountProblem::RefundNotPositive { refund, .. }) => {
+            Err(QueueError::AmountNotPositive(refund))
+        }
+        Err(AmountProblem::RefundOverAuthorised { refund, authorised }) => {
+            Err(QueueError::AmountOverAuthorised {
+                order_no: order.order_no.clone(),
+                amount: refund,
+                authorised,
+            })
+        }
     }
 }
 
