@@ -113,28 +113,13 @@ pub async fn request(
         return Err(QueueError::ShopMode);
     }
     let order_no = parse_order_no(order_no)?;
-    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
-    let order = found(
-        store.lock_builtin_order(&mut tx, order_no.as_str()).await?,
-        &order_no,
-    )?;
-    if order.status != "paid" {
-        return Err(QueueError::WrongStatus {
-            order_no: order.order_no,
-            allowed: match order.status.as_str() {
-                "refund_failed" => "only a paid order can be requested; use `refundd retry` to put a refund_failed order back in the queue",
-                "refund_requested" | "refunding" => "it is already in the refund queue; only a paid order can be requested",
-                "refunded" => "it was already refunded, and an order is refunded once; only a paid order can be requested",
-                _ => "only a paid order can be requested",
-            },
-            status: order.status,
-        });
-    }
-    check_amount(&order, amount)?;
-    store
-        .mark_requested(&mut tx, &order.order_no, amount, REQUEST_NOTE)
+    let order = store
+        .request_by_hand(order_no.as_str(), amount, REQUEST_NOTE, |order| {
+            requestable(order)?;
+            check_amount(order, amount)
+        })
         .await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let order = found(order, &order_no)?;
     Ok(Queued {
         order_no: order.order_no,
         amount,
@@ -142,32 +127,53 @@ pub async fn request(
     })
 }
 
+/// Only a `paid` order can be requested.
+fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
+    if order.status == "paid" {
+        return Ok(());
+    }
+    Err(QueueError::WrongStatus {
+        order_no: order.order_no.clone(),
+        allowed: match order.status.as_str() {
+            "refund_failed" => "only a paid order can be requested; use `refundd retry` to put a refund_failed order back in the queue",
+            "refund_requested" | "refunding" => "it is already in the refund queue; only a paid order can be requested",
+            "refunded" => "it was already refunded, and an order is refunded once; only a paid order can be requested",
+            _ => "only a paid order can be requested",
+        },
+        status: order.status.clone(),
+    })
+}
+
 /// A `refund_failed` order back to `refund_requested`, attempts reset.
 pub async fn retry(store: &Store, order_no: &str) -> Result<Queued, QueueError> {
     let order_no = parse_order_no(order_no)?;
-    let mut tx = store.pool().begin().await.map_err(StoreError::from)?;
     let order = store
-        .lock_refund(&mut tx, order_no.as_str())
+        .retry_by_hand(order_no.as_str(), RETRY_NOTE, |order| {
+            retryable(order)?;
+            check_amount(order, order.refund_amount)
+        })
         .await?
         .ok_or_else(|| QueueError::NoRefundRecord(order_no.to_string()))?;
-    if order.status != "refund_failed" {
-        return Err(QueueError::WrongStatus {
-            order_no: order.order_no,
-            allowed: match order.status.as_str() {
-                "paid" => "only a refund_failed order can be retried; use `refundd request` to request a refund of a paid order",
-                "refund_requested" | "refunding" => "it is already in the refund queue; only a refund_failed order can be retried",
-                "refunded" => "it was already refunded, and an order is refunded once; only a refund_failed order can be retried",
-                _ => "only a refund_failed order can be retried",
-            },
-            status: order.status,
-        });
-    }
-    check_amount(&order, order.refund_amount)?;
-    store.reopen(&mut tx, &order.order_no, RETRY_NOTE).await?;
-    tx.commit().await.map_err(StoreError::from)?;
     Ok(Queued {
         order_no: order.order_no,
         amount: order.refund_amount,
         authorised: order.auth_amount,
+    })
+}
+
+/// Only a `refund_failed` order can be retried.
+fn retryable(order: &OrderToQueue) -> Result<(), QueueError> {
+    if order.status == "refund_failed" {
+        return Ok(());
+    }
+    Err(QueueError::WrongStatus {
+        order_no: order.order_no.clone(),
+        allowed: match order.status.as_str() {
+            "paid" => "only a refund_failed order can be retried; use `refundd request` to request a refund of a paid order",
+            "refund_requested" | "refunding" => "it is already in the refund queue; only a refund_failed order can be retried",
+            "refunded" => "it was already refunded, and an order is refunded once; only a refund_failed order can be retried",
+            _ => "only a refund_failed order can be retried",
+        },
+        status: order.status.clone(),
     })
 }

@@ -1,6 +1,7 @@
 //! The statements behind `refundd request` and `refundd retry`: lock one order,
-//! then move it into the queue. The caller checks the locked row between the
-//! two, inside one transaction, so nobody changes the order in between.
+//! let the caller's check decide on the locked row, then move it into the
+//! queue, all in one transaction the store opens and ends, so nobody changes
+//! the order in between.
 //! `request` writes the built-in orders table (the shop's side); `retry`
 //! reopens refundd's own record of a failed refund.
 
@@ -19,8 +20,47 @@ pub struct OrderToQueue {
 }
 
 impl Store {
+    /// `refundd request`: locks the built-in order, runs `check` on it, and
+    /// only if it passes marks it `refund_requested` for `amount` and commits.
+    /// None: no such order. A refused check rolls back and changes nothing.
+    pub async fn request_by_hand<E: From<StoreError>>(
+        &self,
+        order_no: &str,
+        amount: Option<i64>,
+        note: &str,
+        check: impl FnOnce(&OrderToQueue) -> Result<(), E>,
+    ) -> Result<Option<OrderToQueue>, E> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let Some(order) = self.lock_builtin_order(&mut tx, order_no).await? else {
+            return Ok(None);
+        };
+        check(&order)?;
+        self.mark_requested(&mut tx, &order.order_no, amount, note)
+            .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(order))
+    }
+
+    /// `refundd retry`: locks refundd's record of the order, runs `check` on
+    /// it, and only if it passes reopens it and commits. None: no record.
+    pub async fn retry_by_hand<E: From<StoreError>>(
+        &self,
+        order_no: &str,
+        note: &str,
+        check: impl FnOnce(&OrderToQueue) -> Result<(), E>,
+    ) -> Result<Option<OrderToQueue>, E> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let Some(order) = self.lock_refund(&mut tx, order_no).await? else {
+            return Ok(None);
+        };
+        check(&order)?;
+        self.reopen(&mut tx, &order.order_no, note).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(order))
+    }
+
     /// Locks the built-in order (`FOR UPDATE`) until the transaction ends.
-    pub async fn lock_builtin_order(
+    async fn lock_builtin_order(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
@@ -36,7 +76,7 @@ impl Store {
 
     /// `paid` -> `refund_requested` for `amount` (NULL: all of it) in the
     /// built-in orders table; the next pass reads it.
-    pub async fn mark_requested(
+    async fn mark_requested(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
@@ -56,7 +96,7 @@ impl Store {
     }
 
     /// Locks refundd's record of an order (`FOR UPDATE`).
-    pub async fn lock_refund(
+    async fn lock_refund(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
@@ -73,7 +113,7 @@ impl Store {
     /// `refund_failed` -> `refund_requested` with fresh attempts, due at once,
     /// worked from the request's current values even if the shop's query no
     /// longer lists it; the built-in table shows it requested again too.
-    pub async fn reopen(
+    async fn reopen(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
