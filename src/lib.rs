@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod ctbc;
+pub mod daily_window;
 pub mod engine;
 pub mod notify;
 pub mod ops;

@@ -2,7 +2,8 @@
 //! money safe or keep refundd from ever working: refused at start-up, naming
 //! the setting and saying why, like every other bad setting.
 
-use crate::engine::blackout::{Blackout, BlackoutWindow};
+use crate::daily_window::DailyWindow;
+use crate::engine::blackout::Blackout;
 use crate::engine::cron::CronSchedule;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Taipei;
@@ -93,7 +94,7 @@ fn first_firing_outside(
 
 /// When the window covering `t` ends: its end time on `t`'s Taipei date, or on
 /// the next day for a window that crosses midnight. Always after `t`.
-fn window_end(window: BlackoutWindow, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn window_end(window: DailyWindow, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = t.with_timezone(&Taipei).naive_local();
     let mut end = local.date().and_time(window.end);
     if end <= local {

@@ -6,58 +6,11 @@ use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use chrono_tz::Asia::Taipei;
 use std::fmt;
 
-/// One window `HH:MM-HH:MM`, Asia/Taipei; it may cross midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlackoutWindow {
-    pub start: NaiveTime,
-    pub end: NaiveTime,
-}
-
-impl BlackoutWindow {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        let (a, b) = raw
-            .split_once('-')
-            .ok_or_else(|| format!("{raw:?} is not a window like 01:30-03:30"))?;
-        let time = |s: &str| {
-            NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| {
-                format!(
-                    "{:?} in {raw:?} is not a time HH:MM (00:00 to 23:59)",
-                    s.trim()
-                )
-            })
-        };
-        let (start, end) = (time(a)?, time(b)?);
-        if start == end {
-            return Err(format!("{raw:?} starts and ends at the same minute"));
-        }
-        Ok(Self { start, end })
-    }
-
-    /// Whether a Taipei wall-clock time falls inside (start inclusive, end exclusive).
-    pub fn contains(&self, t: NaiveTime) -> bool {
-        if self.start < self.end {
-            self.start <= t && t < self.end
-        } else {
-            t >= self.start || t < self.end
-        }
-    }
-}
-
-impl fmt::Display for BlackoutWindow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{}",
-            self.start.format("%H:%M"),
-            self.end.format("%H:%M")
-        )
-    }
-}
+use crate::daily_window::DailyWindow;
 
 /// All configured windows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Blackout(pub Vec<BlackoutWindow>);
+pub struct Blackout(pub Vec<DailyWindow>);
 
 impl Blackout {
     /// Parses `HH:MM-HH:MM, HH:MM-HH:MM`; empty means no window.
@@ -65,16 +18,16 @@ impl Blackout {
         raw.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(BlackoutWindow::parse)
+            .map(DailyWindow::parse)
             .collect::<Result<Vec<_>, _>>()
             .map(Blackout)
     }
 
     /// The window covering this instant, if any.
-    pub fn window_at(&self, now: DateTime<Utc>) -> Option<BlackoutWindow> {
+    pub fn window_at(&self, now: DateTime<Utc>) -> Option<DailyWindow> {
         let local = now.with_timezone(&Taipei).time();
         let minute = NaiveTime::from_hms_opt(local.hour(), local.minute(), 0).unwrap_or(local);
-        self.0.iter().copied().find(|w| w.contains(minute))
+        self.0.iter().copied().find(|w| w.contains_time(minute))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -18,8 +18,9 @@ use serde_json::json;
 
 use super::faults::FaultPlan;
 use super::ledger::{BatchMoved, Ledger, SimTx};
-use super::maintenance::{Maintenance, MaintenanceWindow};
+use super::maintenance::Maintenance;
 use super::{lock, Shared};
+use crate::daily_window::DailyWindow;
 
 /// Bulk loads are large: 100,000 transactions are about 25 MB of JSON.
 const LOAD_LIMIT_BYTES: usize = 512 * 1024 * 1024;
@@ -176,7 +177,7 @@ async fn set_faults(State(s): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -
 pub struct MaintenanceUpdate {
     pub on: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub windows: Option<Vec<MaintenanceWindow>>,
+    pub windows: Option<Vec<DailyWindow>>,
 }
 
 async fn maintenance(State(s): State<Arc<Shared>>) -> Json<Maintenance> {

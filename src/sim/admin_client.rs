@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::admin::{BatchRun, Duplicates, Loaded, MaintenanceUpdate};
 use super::faults::FaultPlan;
 use super::ledger::{BatchMoved, CallRecord, CallsPage, LedgerReport, SimTx};
-use super::maintenance::{Maintenance, MaintenanceWindow};
+use super::maintenance::Maintenance;
+use crate::daily_window::DailyWindow;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +184,7 @@ impl SimAdmin {
     pub async fn set_maintenance_windows(
         &self,
         on: bool,
-        windows: Vec<MaintenanceWindow>,
+        windows: Vec<DailyWindow>,
     ) -> Result<Maintenance, SimAdminError> {
         let update = MaintenanceUpdate {
             on,

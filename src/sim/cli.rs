@@ -2,6 +2,7 @@
 //! options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
 //! and IV are never options: see keys.rs.
 
+use crate::daily_window::DailyWindow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +13,8 @@ use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::types::MerId;
 
 use super::{
-    FaultPlan, MaintenanceWindow, SimConfig, SimError, SimSecret, SimServer, REFERENCE_IV,
-    REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+    FaultPlan, SimConfig, SimError, SimSecret, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY,
+    REFERENCE_MER_ID,
 };
 
 /// Options of `refundd sim`. Debug leaves out the key and IV.
@@ -91,7 +92,7 @@ impl SimArgs {
             .maintenance
             .iter()
             .filter(|w| !w.trim().is_empty())
-            .map(|w| w.parse::<MaintenanceWindow>())
+            .map(|w| w.parse::<DailyWindow>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--maintenance: {e}"))?;
         Ok(SimConfig {

@@ -36,13 +36,14 @@ use crate::ctbc::operation::PUBLISHED_BASE_PATH;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
 
+use crate::daily_window::DailyWindow;
 pub use admin_client::{SimAdmin, SimAdminError};
 pub use cli::{run_cli, SimArgs};
 pub use faults::{FaultKind, FaultPlan, FaultRule};
 pub use ledger::{
     BatchMoved, CallOutcome, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
 };
-pub use maintenance::{Maintenance, MaintenanceWindow};
+pub use maintenance::Maintenance;
 
 /// The protocol document's reference values: for tests and rehearsals only.
 pub const REFERENCE_MER_ID: &str = "1234567";
@@ -103,7 +104,7 @@ pub struct SimConfig {
     /// How long transactions stay 11/21 when the batch runs on the clock.
     pub batch_duration: Duration,
     /// Daily maintenance windows (Asia/Taipei).
-    pub maintenance: Vec<MaintenanceWindow>,
+    pub maintenance: Vec<DailyWindow>,
 }
 
 impl SimConfig {
@@ -156,7 +157,7 @@ pub(crate) struct Shared {
     pub allow_non_loopback: bool,
     pub seed: u64,
     pub initial_faults: FaultPlan,
-    pub initial_windows: Vec<MaintenanceWindow>,
+    pub initial_windows: Vec<DailyWindow>,
     pub ledger: Mutex<ledger::Ledger>,
     pub faults: Mutex<FaultState>,
     pub maintenance: Mutex<Maintenance>,

@@ -9,9 +9,10 @@ use std::time::Duration;
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
 use refundd::ctbc::types::TxState;
 use refundd::ctbc::Operation;
+use refundd::daily_window::DailyWindow;
 use refundd::sim::{
-    FaultKind, FaultPlan, FaultRule, MaintenanceWindow, SimConfig, SimError, SimServer, SimTx,
-    REFERENCE_IV, REFERENCE_MAC_KEY,
+    FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimServer, SimTx, REFERENCE_IV,
+    REFERENCE_MAC_KEY,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
@@ -524,7 +525,7 @@ async fn maintenance_answers_a_503_html_page() {
     let now = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Taipei)
         .time();
-    let window = MaintenanceWindow {
+    let window = DailyWindow {
         start: now - chrono::Duration::minutes(30),
         end: now + chrono::Duration::minutes(30),
     };
