@@ -246,305 +246,347 @@ impl RawSettings {
             .map_err(|e| source_problem("(settings)", e))
     }
 
+    /// Every section checked, every problem collected: typed settings only
+    /// when there is none.
     pub(super) fn validate(self) -> Result<Settings, SettingsError> {
         let mut problems = Vec::new();
         let mut p = |setting: &str, problem: String, fix: &str| {
             problems.push(Problem::new(setting, problem, fix));
         };
-
-        // database
-        let url = self.database.url.filter(|u| !u.trim().is_empty());
-        if let Some(u) = &url {
-            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                p(
-                    "database.url",
-                    "is not a postgres:// URL (value hidden: it may hold a password)".into(),
-                    "use postgres://user:password@host:5432/dbname",
-                );
-            }
-        }
-        let max_connections = in_range(
-            &mut p,
-            "database.max_connections",
-            self.database.max_connections,
-            1,
-            1000,
-        );
-        let schema = crate::store::Schema::parse(&self.database.schema)
-            .map_err(|e| {
-                p(
-                    "database.schema",
-                    e,
-                    "name the schema that holds refundd's own tables, e.g. refundd",
-                )
-            })
-            .ok();
+        let database = database_settings(&mut p, self.database);
         let shop = shop_statements(&mut p, self.shop);
-        let webhook = webhook_settings(&mut p, &self.notify);
-        let attention_after = in_range(
-            &mut p,
-            "notify.attention_after_secs",
-            self.notify.attention_after_secs,
-            1,
-            30 * 86_400,
-        );
-
-        // ctbc
-        let base_url = match self
-            .ctbc
-            .base_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            None => None,
-            Some(raw) => match url::Url::parse(raw) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
-                _ => {
-                    p(
-                        "ctbc.base_url",
-                        format!("is {raw:?}, not an https:// URL"),
-                        "use the base URL the bank gave you, e.g. https://testepos.ctbcbank.com/MicroPos",
-                    );
-                    None
-                }
-            },
-        };
-        let mer_id = match self
-            .ctbc
-            .mer_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            None => None,
-            Some(raw) => match MerId::parse(raw) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    p(
-                        "ctbc.mer_id",
-                        format!("is invalid: {}", e.problem),
-                        "use the merchant id (digits) the bank issued",
-                    );
-                    None
-                }
-            },
-        };
-        let mac_key = secret(
-            &mut p,
-            "ctbc.mac_key",
-            self.ctbc.mac_key,
-            MAC_KEY_LEN,
-            "the 24-character MAC key the bank issued",
-        );
-        let iv = secret(
-            &mut p,
-            "ctbc.iv",
-            self.ctbc.iv,
-            IV_LEN,
-            "the 8-character IV the bank issued",
-        );
-        let timeout_secs = in_range(&mut p, "ctbc.timeout_secs", self.ctbc.timeout_secs, 1, 600);
-        let connect_timeout_secs = in_range(
-            &mut p,
-            "ctbc.connect_timeout_secs",
-            self.ctbc.connect_timeout_secs,
-            1,
-            600,
-        );
-        let rps = in_range(
-            &mut p,
-            "ctbc.max_requests_per_sec",
-            self.ctbc.max_requests_per_sec,
-            0,
-            100_000,
-        );
-        let mut unknown_order_codes = Vec::new();
-        for pair in self
-            .ctbc
-            .unknown_order_codes
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            match pair.split_once(':') {
-                Some((r, e)) if !r.trim().is_empty() => {
-                    unknown_order_codes.push((r.trim().to_string(), e.trim().to_string()))
-                }
-                _ => p(
-                    "ctbc.unknown_order_codes",
-                    format!("has {pair:?}, not RespCode:ErrCode"),
-                    "list pairs like 99:01,99:02",
-                ),
-            }
-        }
-        let sw_revision = self.ctbc.sw_revision;
-        if sw_revision.is_empty() || sw_revision.len() > 64 {
-            p(
-                "ctbc.sw_revision",
-                format!("is {sw_revision:?}"),
-                "use a short client label, 1 to 64 characters",
-            );
-        }
-
-        // schedule
-        let raw_cron = self.schedule.cron.trim();
-        let cron = match CronSchedule::parse(raw_cron) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                p(
-                    "schedule.cron",
-                    format!("is {raw_cron:?}, not a six-field cron expression with seconds ({e})"),
-                    "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
-                );
-                None
-            }
-        };
-        let blackout = match Blackout::parse(&self.schedule.blackout) {
-            Ok(b) => b,
-            Err(e) => {
-                p(
-                    "schedule.blackout",
-                    e,
-                    "list Asia/Taipei windows like 23:30-01:30,12:00-12:30, or leave it empty",
-                );
-                Blackout::default()
-            }
-        };
-        if let Some(cron) = &cron {
-            rules::cron_fires_outside_blackout(&mut p, cron, &blackout, Utc::now());
-        }
-
-        // worker
-        let w = &self.worker;
-        let concurrency = in_range(&mut p, "worker.concurrency", w.concurrency, 1, 1024);
-        let batch_size = in_range(&mut p, "worker.batch_size", w.batch_size, 1, 100_000);
-        let lease_secs = in_range(&mut p, "worker.lease_secs", w.lease_secs, 1, 86_400);
-        let max_attempts = in_range(&mut p, "worker.max_attempts", w.max_attempts, 1, 1000);
-        let grace = in_range(
-            &mut p,
-            "worker.shutdown_grace_secs",
-            w.shutdown_grace_secs,
-            0,
-            3600,
-        );
-        let recheck = in_range(&mut p, "worker.recheck_secs", w.recheck_secs, 0, 86_400);
-        if recheck == w.recheck_secs {
-            rules::recheck_outlasts_lease(&mut p, recheck, lease_secs);
-        }
-        let backoff_base = in_range(
-            &mut p,
-            "worker.backoff_base_secs",
-            w.backoff_base_secs,
-            0,
-            86_400,
-        );
-        let backoff_max = in_range(
-            &mut p,
-            "worker.backoff_max_secs",
-            w.backoff_max_secs,
-            0,
-            7 * 86_400,
-        );
-        let watch_days = in_range(
-            &mut p,
-            "worker.settlement_watch_days",
-            w.settlement_watch_days,
-            0,
-            365,
-        );
-        if lease_secs <= timeout_secs {
-            p(
-                "worker.lease_secs",
-                format!("is {lease_secs}, not more than ctbc.timeout_secs ({timeout_secs})"),
-                "make the lease longer than one bank call can take",
-            );
-        }
-        if backoff_max < backoff_base {
-            p(
-                "worker.backoff_max_secs",
-                format!("is {backoff_max}, less than worker.backoff_base_secs ({backoff_base})"),
-                "make the longest backoff at least the first",
-            );
-        }
-
-        // http
-        let raw_listen = self.http.listen.trim();
-        let listen = if raw_listen.eq_ignore_ascii_case("off") || raw_listen.is_empty() {
-            None
-        } else {
-            match raw_listen.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    p(
-                        "http.listen",
-                        format!("is {raw_listen:?}, not ADDRESS:PORT"),
-                        "use e.g. 127.0.0.1:9187, 127.0.0.1:0 for a free port, or off",
-                    );
-                    None
-                }
-            }
-        };
-
-        // log
-        let format = match self.log.format.trim().to_ascii_lowercase().as_str() {
-            "auto" => LogFormat::Auto,
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                p(
-                    "log.format",
-                    format!("is {other:?}"),
-                    "use auto, json or pretty",
-                );
-                LogFormat::Auto
-            }
-        };
-
+        let notify = notify_settings(&mut p, &self.notify);
+        let ctbc = ctbc_settings(&mut p, self.ctbc);
+        let (cron, blackout) = schedule_settings(&mut p, &self.schedule);
+        let worker = worker_settings(&mut p, &self.worker, ctbc.timeout);
+        let http = http_settings(&mut p, &self.http);
+        let log = log_settings(&mut p, &self.log);
         // A schedule that did not parse is among the problems.
         let Some(cron) = cron.filter(|_| problems.is_empty()) else {
             return Err(SettingsError { problems });
         };
-        let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
         Ok(Settings {
-            database: DatabaseSettings {
-                url: url.map(SecretString::from),
-                max_connections: max_connections as u32,
-                schema: schema.unwrap_or_default(),
-            },
+            database,
             shop: shop.unwrap_or_else(crate::store::ShopStatements::builtin),
-            ctbc: CtbcSettings {
-                base_url,
-                mer_id,
-                mac_key,
-                iv,
-                timeout: secs(timeout_secs),
-                connect_timeout: secs(connect_timeout_secs),
-                allow_insecure_http: self.ctbc.allow_insecure_http,
-                max_requests_per_sec: NonZeroU32::new(rps as u32),
-                unknown_order_codes,
-                sw_revision,
-            },
+            ctbc,
             schedule: ScheduleSettings { cron, blackout },
-            worker: WorkerSettings {
-                concurrency: concurrency as usize,
-                batch_size,
-                lease: secs(lease_secs),
-                max_attempts: max_attempts as u32,
-                shutdown_grace: secs(grace),
-                recheck: secs(recheck),
-                backoff_base: secs(backoff_base),
-                backoff_max: secs(backoff_max),
-                settlement_watch_days: watch_days as u32,
-            },
-            http: HttpSettings { listen },
-            notify: super::NotifySettings {
-                attention_after: Duration::from_secs(attention_after.max(1) as u64),
-                webhook,
-            },
-            log: LogSettings { format },
+            worker,
+            http,
+            notify,
+            log,
         })
     }
+}
+
+fn secs(s: i64) -> Duration {
+    Duration::from_secs(s.max(0) as u64)
+}
+
+/// `[database]`: the URL (never shown: it may hold a password), the pool, the schema.
+fn database_settings(p: &mut impl FnMut(&str, String, &str), raw: RawDatabase) -> DatabaseSettings {
+    let url = raw.url.filter(|u| !u.trim().is_empty());
+    if let Some(u) = &url {
+        if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            p(
+                "database.url",
+                "is not a postgres:// URL (value hidden: it may hold a password)".into(),
+                "use postgres://user:password@host:5432/dbname",
+            );
+        }
+    }
+    let max_connections = in_range(p, "database.max_connections", raw.max_connections, 1, 1000);
+    let schema = crate::store::Schema::parse(&raw.schema)
+        .map_err(|e| {
+            p(
+                "database.schema",
+                e,
+                "name the schema that holds refundd's own tables, e.g. refundd",
+            )
+        })
+        .ok();
+    DatabaseSettings {
+        url: url.map(SecretString::from),
+        max_connections: max_connections as u32,
+        schema: schema.unwrap_or_default(),
+    }
+}
+
+/// `[notify]`: when a person is told, and the webhook.
+fn notify_settings(
+    p: &mut impl FnMut(&str, String, &str),
+    raw: &RawNotify,
+) -> super::NotifySettings {
+    let webhook = webhook_settings(p, raw);
+    let attention_after = in_range(
+        p,
+        "notify.attention_after_secs",
+        raw.attention_after_secs,
+        1,
+        30 * 86_400,
+    );
+
+    super::NotifySettings {
+        attention_after: Duration::from_secs(attention_after.max(1) as u64),
+        webhook,
+    }
+}
+
+/// `[ctbc]`: where the bank is, who the merchant is, the keys, the limits.
+fn ctbc_settings(p: &mut impl FnMut(&str, String, &str), raw: RawCtbc) -> CtbcSettings {
+    let base_url = match raw
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(raw) => match url::Url::parse(raw) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            _ => {
+                p(
+                    "ctbc.base_url",
+                    format!("is {raw:?}, not an https:// URL"),
+                    "use the base URL the bank gave you, e.g. https://testepos.ctbcbank.com/MicroPos",
+                );
+                None
+            }
+        },
+    };
+    let mer_id = match raw
+        .mer_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(raw) => match MerId::parse(raw) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                p(
+                    "ctbc.mer_id",
+                    format!("is invalid: {}", e.problem),
+                    "use the merchant id (digits) the bank issued",
+                );
+                None
+            }
+        },
+    };
+    let mac_key = secret(
+        p,
+        "ctbc.mac_key",
+        raw.mac_key,
+        MAC_KEY_LEN,
+        "the 24-character MAC key the bank issued",
+    );
+    let iv = secret(
+        p,
+        "ctbc.iv",
+        raw.iv,
+        IV_LEN,
+        "the 8-character IV the bank issued",
+    );
+    let timeout_secs = in_range(p, "ctbc.timeout_secs", raw.timeout_secs, 1, 600);
+    let connect_timeout_secs = in_range(
+        p,
+        "ctbc.connect_timeout_secs",
+        raw.connect_timeout_secs,
+        1,
+        600,
+    );
+    let rps = in_range(
+        p,
+        "ctbc.max_requests_per_sec",
+        raw.max_requests_per_sec,
+        0,
+        100_000,
+    );
+    let mut unknown_order_codes = Vec::new();
+    for pair in raw
+        .unknown_order_codes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match pair.split_once(':') {
+            Some((r, e)) if !r.trim().is_empty() => {
+                unknown_order_codes.push((r.trim().to_string(), e.trim().to_string()))
+            }
+            _ => p(
+                "ctbc.unknown_order_codes",
+                format!("has {pair:?}, not RespCode:ErrCode"),
+                "list pairs like 99:01,99:02",
+            ),
+        }
+    }
+    let sw_revision = raw.sw_revision;
+    if sw_revision.is_empty() || sw_revision.len() > 64 {
+        p(
+            "ctbc.sw_revision",
+            format!("is {sw_revision:?}"),
+            "use a short client label, 1 to 64 characters",
+        );
+    }
+
+    CtbcSettings {
+        base_url,
+        mer_id,
+        mac_key,
+        iv,
+        timeout: secs(timeout_secs),
+        connect_timeout: secs(connect_timeout_secs),
+        allow_insecure_http: raw.allow_insecure_http,
+        max_requests_per_sec: NonZeroU32::new(rps as u32),
+        unknown_order_codes,
+        sw_revision,
+    }
+}
+
+/// `[schedule]`: the cron (None when it does not parse) and the blackout windows.
+fn schedule_settings(
+    p: &mut impl FnMut(&str, String, &str),
+    raw: &RawSchedule,
+) -> (Option<CronSchedule>, Blackout) {
+    let raw_cron = raw.cron.trim();
+    let cron = match CronSchedule::parse(raw_cron) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p(
+                "schedule.cron",
+                format!("is {raw_cron:?}, not a six-field cron expression with seconds ({e})"),
+                "use e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+            );
+            None
+        }
+    };
+    let blackout = match Blackout::parse(&raw.blackout) {
+        Ok(b) => b,
+        Err(e) => {
+            p(
+                "schedule.blackout",
+                e,
+                "list Asia/Taipei windows like 23:30-01:30,12:00-12:30, or leave it empty",
+            );
+            Blackout::default()
+        }
+    };
+    if let Some(cron) = &cron {
+        rules::cron_fires_outside_blackout(p, cron, &blackout, Utc::now());
+    }
+
+    (cron, blackout)
+}
+
+/// `[worker]`: concurrency, leases, attempts and backoff; the lease must
+/// outlast one bank call (`ctbc_timeout`).
+fn worker_settings(
+    p: &mut impl FnMut(&str, String, &str),
+    w: &RawWorker,
+    ctbc_timeout: Duration,
+) -> WorkerSettings {
+    let timeout_secs = ctbc_timeout.as_secs() as i64;
+    let concurrency = in_range(p, "worker.concurrency", w.concurrency, 1, 1024);
+    let batch_size = in_range(p, "worker.batch_size", w.batch_size, 1, 100_000);
+    let lease_secs = in_range(p, "worker.lease_secs", w.lease_secs, 1, 86_400);
+    let max_attempts = in_range(p, "worker.max_attempts", w.max_attempts, 1, 1000);
+    let grace = in_range(
+        p,
+        "worker.shutdown_grace_secs",
+        w.shutdown_grace_secs,
+        0,
+        3600,
+    );
+    let recheck = in_range(p, "worker.recheck_secs", w.recheck_secs, 0, 86_400);
+    if recheck == w.recheck_secs {
+        rules::recheck_outlasts_lease(p, recheck, lease_secs);
+    }
+    let backoff_base = in_range(
+        p,
+        "worker.backoff_base_secs",
+        w.backoff_base_secs,
+        0,
+        86_400,
+    );
+    let backoff_max = in_range(
+        p,
+        "worker.backoff_max_secs",
+        w.backoff_max_secs,
+        0,
+        7 * 86_400,
+    );
+    let watch_days = in_range(
+        p,
+        "worker.settlement_watch_days",
+        w.settlement_watch_days,
+        0,
+        365,
+    );
+    if lease_secs <= timeout_secs {
+        p(
+            "worker.lease_secs",
+            format!("is {lease_secs}, not more than ctbc.timeout_secs ({timeout_secs})"),
+            "make the lease longer than one bank call can take",
+        );
+    }
+    if backoff_max < backoff_base {
+        p(
+            "worker.backoff_max_secs",
+            format!("is {backoff_max}, less than worker.backoff_base_secs ({backoff_base})"),
+            "make the longest backoff at least the first",
+        );
+    }
+
+    WorkerSettings {
+        concurrency: concurrency as usize,
+        batch_size,
+        lease: secs(lease_secs),
+        max_attempts: max_attempts as u32,
+        shutdown_grace: secs(grace),
+        recheck: secs(recheck),
+        backoff_base: secs(backoff_base),
+        backoff_max: secs(backoff_max),
+        settlement_watch_days: watch_days as u32,
+    }
+}
+
+/// `[http]`: where health and metrics listen, or off.
+fn http_settings(p: &mut impl FnMut(&str, String, &str), raw: &RawHttp) -> HttpSettings {
+    let raw_listen = raw.listen.trim();
+    let listen = if raw_listen.eq_ignore_ascii_case("off") || raw_listen.is_empty() {
+        None
+    } else {
+        match raw_listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p(
+                    "http.listen",
+                    format!("is {raw_listen:?}, not ADDRESS:PORT"),
+                    "use e.g. 127.0.0.1:9187, 127.0.0.1:0 for a free port, or off",
+                );
+                None
+            }
+        }
+    };
+
+    HttpSettings { listen }
+}
+
+/// `[log]`: the format of the log lines.
+fn log_settings(p: &mut impl FnMut(&str, String, &str), raw: &RawLog) -> LogSettings {
+    let format = match raw.format.trim().to_ascii_lowercase().as_str() {
+        "auto" => LogFormat::Auto,
+        "json" => LogFormat::Json,
+        "pretty" => LogFormat::Pretty,
+        other => {
+            p(
+                "log.format",
+                format!("is {other:?}"),
+                "use auto, json or pretty",
+            );
+            LogFormat::Auto
+        }
+    };
+
+    LogSettings { format }
 }
 
 /// The shop's statements: all unset for the built-in orders table; otherwise
