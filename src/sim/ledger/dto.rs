@@ -1,0 +1,150 @@
+//! The JSON shapes of the simulator's admin API that the ledger fills: a
+//! transaction as loaded and shown, the call log and its pages, the ledger
+//! report and what the capture batch moved. Shared by the server
+//! (`sim::admin`) and its client (`sim::admin_client`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ctbc::types::{Currency, TxState};
+
+/// A transaction as the admin API loads and shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SimTx {
+    pub order_no: String,
+    pub xid: String,
+    pub auth_code: String,
+    /// ISO 4217 numeric code; 901 is NT$.
+    pub currency: u16,
+    /// The amount first authorised.
+    pub original_amount: i64,
+    /// The authorisation as it stands now (lowered by partial reversals).
+    pub auth_amount: i64,
+    /// `CurrentState` code, e.g. "10".
+    pub state: String,
+    /// Refunded so far and not reversed.
+    pub refunded_amount: i64,
+    /// Money given back to the cardholder by accepted calls: a reversal adds
+    /// what it took off the authorisation, a refund adds its amount, a refund
+    /// reversal takes it away again, a capture reversal adds nothing.
+    pub returned_amount: i64,
+    /// Masked card number (first six, last four).
+    pub pan: String,
+}
+
+impl SimTx {
+    /// A NT$ transaction authorised for `amount`, nothing refunded yet.
+    pub fn new(
+        order_no: impl Into<String>,
+        xid: impl Into<String>,
+        auth_code: impl Into<String>,
+        amount: i64,
+        state: TxState,
+    ) -> Self {
+        Self {
+            order_no: order_no.into(),
+            xid: xid.into(),
+            auth_code: auth_code.into(),
+            currency: Currency::TWD.code,
+            original_amount: amount,
+            auth_amount: amount,
+            state: state.code().to_string(),
+            refunded_amount: 0,
+            returned_amount: 0,
+            pan: "411111******1111".to_string(),
+        }
+    }
+}
+
+/// How a call ended at the simulated bank.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// The bank accepted it (`RespCode` "0"); for a mutating call, it applied.
+    Accepted,
+    /// The bank refused it; nothing changed.
+    Refused,
+    /// A fault or maintenance page stood in for the bank: nothing was looked at.
+    NotProcessed,
+}
+
+/// One entry of the call log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub operation: String,
+    pub order_no: String,
+    pub org_amt: Option<i64>,
+    /// AuthNewAmt, CapRevAmt, CredAmt or CredRevAmt as sent.
+    pub amount: Option<i64>,
+    pub outcome: CallOutcome,
+    pub resp_code: Option<String>,
+    pub errdesc: Option<String>,
+    pub duplicate: bool,
+    /// The injected fault or "maintenance", if one fired.
+    pub fault: Option<String>,
+    /// How long a latency fault held the answer back, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Money this call gave back to the cardholder (negative for a refund reversal).
+    pub returned_delta: i64,
+    pub state_before: Option<String>,
+    pub state_after: Option<String>,
+}
+
+/// Per-operation counts in the ledger report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperationTotals {
+    pub calls: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub not_processed: u64,
+    pub duplicates: u64,
+    /// Sum of `returned_delta` of the accepted calls.
+    pub returned: i64,
+}
+
+/// The summary the admin API serves at `/admin/ledger`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerReport {
+    /// Number of transactions the bank knows.
+    pub transactions: u64,
+    /// Number of calls logged.
+    pub calls: u64,
+    /// Calls refused because the money they would move had already moved.
+    pub duplicates: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub not_processed: u64,
+    pub by_operation: BTreeMap<String, OperationTotals>,
+    /// How often each fault fired (and "maintenance").
+    pub faults: BTreeMap<String, u64>,
+    /// Sum of `returned_amount` over all transactions.
+    pub returned_total: i64,
+    /// Sum of `returned_delta` over all accepted calls; equals `returned_total`
+    /// when every returned amount came from a call (nothing loaded pre-returned).
+    pub returned_by_calls: i64,
+    /// Sum of `refunded_amount` over all transactions.
+    pub refunded_total: i64,
+    /// `returned_amount` of every transaction where it is not zero.
+    pub returned_by_order: BTreeMap<String, i64>,
+}
+
+/// What the capture batch moved.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchMoved {
+    pub captures: u64,
+    pub refunds: u64,
+}
+
+/// A page of the call log.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallsPage {
+    /// Calls matching the filter, before paging.
+    pub total: u64,
+    pub offset: u64,
+    pub calls: Vec<CallRecord>,
+}

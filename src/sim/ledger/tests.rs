@@ -1,0 +1,385 @@
+//! Unit tests of the simulated bank's books: every transition and refusal of
+//! the state table, the call log, the batch and the load checks.
+
+use super::transitions::{batch_locked, TRANSITIONS};
+use super::*;
+use chrono::TimeZone;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 3, 4, 5).unwrap()
+}
+
+fn taipei() -> DateTime<FixedOffset> {
+    now().with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+}
+
+fn ledger_with(state: TxState, amount: i64) -> Ledger {
+    let mut l = Ledger::new("1234567");
+    let p = Ledger::prepare(vec![SimTx::new("O1", "X1", "A1", amount, state)], taipei()).unwrap();
+    l.load(p);
+    l
+}
+
+fn twd(a: i64) -> Money {
+    Money::new(Currency::TWD, a).unwrap()
+}
+
+fn call(op: Operation, org: i64, amount: i64) -> BankCall {
+    BankCall {
+        operation: op,
+        order_no: "O1".into(),
+        xid: Some("X1".into()),
+        auth_code: Some("A1".into()),
+        org_amt: Some(twd(org)),
+        amount: Some(twd(amount)),
+    }
+}
+
+fn resp(a: &Answer) -> &str {
+    a["RespCode"].as_str().unwrap()
+}
+
+fn desc(a: &Answer) -> &str {
+    a["ERRDESC"].as_str().unwrap()
+}
+
+fn state(l: &Ledger) -> String {
+    l.transaction("O1").unwrap().state
+}
+
+#[test]
+fn inquiry_shows_the_transaction() {
+    let mut l = ledger_with(TxState::CapturedNotSettled, 1500);
+    let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
+    assert_eq!(resp(&a), "0");
+    assert_eq!(a["ErrCode"], "00");
+    assert_eq!(a["QueryCode"], "1");
+    assert_eq!(a["CurrentState"], "10");
+    assert_eq!(a["XID"], "X1");
+    assert_eq!(a["AuthCode"], "A1");
+    assert_eq!(a["AuthAmt"], "901 1500 0");
+    assert_eq!(a["PAN"], "411111******1111");
+    assert_eq!(a["Txn_date"], "2024/05/01");
+    assert_eq!(a["Txn_time"], "11:04:05");
+    assert!(a.contains_key("ECI"));
+}
+
+#[test]
+fn unknown_order_is_not_found() {
+    let mut l = ledger_with(TxState::Authorised, 100);
+    for op in Operation::ALL {
+        let mut c = call(op, 100, 0);
+        c.order_no = "NOPE".into();
+        let a = l.apply(now(), &c, None);
+        assert_eq!(resp(&a), "99");
+        assert_eq!(a["ErrCode"], "01");
+        assert_eq!(desc(&a), "Order not found");
+    }
+    assert_eq!(l.report().refused, 5);
+}
+
+#[test]
+fn full_reversal_cancels_the_authorisation() {
+    let mut l = ledger_with(TxState::Authorised, 1500);
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 0), None);
+    assert_eq!(resp(&a), "0");
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.auth_amount, t.returned_amount),
+        ("0", 0, 1500)
+    );
+    // A second one is a duplicate.
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert_eq!(l.duplicates(), 1);
+    assert_eq!(l.transaction("O1").unwrap().returned_amount, 1500);
+}
+
+#[test]
+fn partial_reversal_lowers_the_authorisation() {
+    let mut l = ledger_with(TxState::Authorised, 1500);
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 1000), None);
+    assert_eq!(resp(&a), "0");
+    assert_eq!(a["AuthAmt"], "901 1000 0");
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.auth_amount, t.returned_amount),
+        ("1", 1000, 500)
+    );
+    // Repeating the same lowering is a duplicate.
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 1000), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert_eq!(l.duplicates(), 1);
+    // Raising it is refused, not a duplicate.
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 1200), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    assert_eq!(l.duplicates(), 1);
+    // Lowering further, then cancelling, works.
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::Reversal, 1500, 0), None)),
+        "0"
+    );
+    let t = l.transaction("O1").unwrap();
+    assert_eq!((t.state.as_str(), t.returned_amount), ("0", 1500));
+}
+
+#[test]
+fn reversal_to_the_same_amount_without_lowering_is_refused() {
+    let mut l = ledger_with(TxState::Authorised, 1500);
+    let a = l.apply(now(), &call(Operation::Reversal, 1500, 1500), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    assert_eq!(l.duplicates(), 0);
+}
+
+#[test]
+fn capture_reversal_takes_it_out_of_the_capture_file() {
+    let mut l = ledger_with(TxState::CapturedNotSettled, 1500);
+    let a = l.apply(now(), &call(Operation::CaptureReversal, 1500, 0), None);
+    assert_eq!(resp(&a), "0");
+    let t = l.transaction("O1").unwrap();
+    assert_eq!((t.state.as_str(), t.returned_amount), ("1", 0));
+    // Again on 1: duplicate; then reversal, and again on 0: duplicate.
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::CaptureReversal, 1500, 0), None)),
+        refusal::DUPLICATE
+    );
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::Reversal, 1500, 0), None)),
+        "0"
+    );
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::CaptureReversal, 1500, 0), None)),
+        refusal::DUPLICATE
+    );
+    assert_eq!(l.duplicates(), 2);
+    assert_eq!(l.transaction("O1").unwrap().returned_amount, 1500);
+}
+
+#[test]
+fn capture_reversal_accepts_the_whole_amount_only() {
+    let mut l = ledger_with(TxState::CapturedNotSettled, 1500);
+    let a = l.apply(now(), &call(Operation::CaptureReversal, 1500, 700), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    let a = l.apply(now(), &call(Operation::CaptureReversal, 1500, 1500), None);
+    assert_eq!(resp(&a), "0");
+}
+
+#[test]
+fn refund_and_partial_refund() {
+    let mut l = ledger_with(TxState::Settled, 1500);
+    let a = l.apply(now(), &call(Operation::Refund, 1500, 1600), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    let a = l.apply(now(), &call(Operation::Refund, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    let a = l.apply(now(), &call(Operation::Refund, 1500, 600), None);
+    assert_eq!(resp(&a), "0");
+    assert_eq!(a["RefAmt"], "901 600 0");
+    for k in ["RetrRef", "BatchID", "BatchSeq"] {
+        assert!(a.contains_key(k), "{k}");
+    }
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("20", 600, 600)
+    );
+    // Any refund on 20 is a duplicate.
+    let a = l.apply(now(), &call(Operation::Refund, 1500, 600), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert_eq!(l.duplicates(), 1);
+}
+
+#[test]
+fn refund_reversal_and_its_duplicate() {
+    let mut l = ledger_with(TxState::Settled, 1500);
+    // Nothing to reverse yet: refused, not a duplicate.
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::STATE);
+    assert!(desc(&a).contains("交易狀態不允許"));
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::Refund, 1500, 500), None)),
+        "0"
+    );
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 400), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 500), None);
+    assert_eq!(resp(&a), "0");
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("12", 0, 0)
+    );
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert_eq!(l.duplicates(), 1);
+    // Refunding again after the reversal is fine, and can be reversed with 0.
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::Refund, 1500, 1500), None)),
+        "0"
+    );
+    assert_eq!(
+        resp(&l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None)),
+        "0"
+    );
+    let r = l.report();
+    assert_eq!(r.returned_total, 0);
+    assert_eq!(r.returned_by_calls, 0);
+}
+
+#[test]
+fn fields_must_match_the_record() {
+    let mut l = ledger_with(TxState::Authorised, 1500);
+    let mut c = call(Operation::Reversal, 1500, 0);
+    c.xid = Some("X2".into());
+    assert!(desc(&l.apply(now(), &c, None)).contains("XID"));
+    let mut c = call(Operation::Reversal, 1500, 0);
+    c.auth_code = Some("B1".into());
+    assert!(desc(&l.apply(now(), &c, None)).contains("AuthCode"));
+    let c = call(Operation::Reversal, 1400, 0);
+    let a = l.apply(now(), &c, None);
+    assert_eq!(resp(&a), refusal::MISMATCH);
+    assert!(desc(&a).contains("OrgAmt"));
+    let mut c = call(Operation::Reversal, 1500, 0);
+    c.amount = None;
+    assert!(desc(&l.apply(now(), &c, None)).contains("AuthNewAmt"));
+    let mut c = call(Operation::Reversal, 1500, 0);
+    c.xid = None;
+    assert_eq!(resp(&l.apply(now(), &c, None)), refusal::FORMAT);
+    assert_eq!(state(&l), "1");
+    assert_eq!(l.duplicates(), 0);
+}
+
+/// Every operation in every state, as the state table says: what is
+/// accepted and where it leads, what is a duplicate, and that a refusal never
+/// changes the transaction.
+#[test]
+fn every_operation_in_every_state() {
+    for s in TxState::all_known() {
+        for rule in &TRANSITIONS {
+            let op = rule.operation;
+            let mut l = ledger_with(s.clone(), 1500);
+            let amount = if op == Operation::Refund { 1500 } else { 0 };
+            let before = l.transaction("O1").unwrap();
+            let a = l.apply(now(), &call(op, 1500, amount), None);
+            let accepted = s == rule.from;
+            let duplicate = rule.duplicate_in.contains(&s);
+            assert_eq!(resp(&a) == "0", accepted, "{op} in {s}: {a:?}");
+            assert_eq!(l.duplicates() == 1, duplicate, "{op} in {s}: {a:?}");
+            if !accepted {
+                assert!(!desc(&a).is_empty());
+                assert_eq!(l.transaction("O1").unwrap(), before, "{op} in {s}");
+            }
+            if batch_locked(&s) {
+                assert_eq!(resp(&a), refusal::BATCH_RUNNING);
+                assert!(desc(&a).contains("batch running"));
+            }
+            let expected_after = if accepted { &rule.to } else { &s };
+            assert_eq!(state(&l), expected_after.code(), "{op} in {s}");
+        }
+        // Inquiry is answered in every state and changes nothing.
+        let mut l = ledger_with(s.clone(), 1500);
+        let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
+        assert_eq!(a["CurrentState"], s.code());
+    }
+}
+
+/// The table itself, against the protocol document: each money-moving
+/// operation once, the batch locking exactly its two running states.
+#[test]
+fn the_table_has_each_operation_once() {
+    for op in Operation::ALL {
+        let rows = TRANSITIONS.iter().filter(|t| t.operation == op).count();
+        assert_eq!(rows, usize::from(op != Operation::Inquiry), "{op}");
+    }
+    let locked: Vec<String> = TxState::all_known()
+        .iter()
+        .filter(|s| batch_locked(s))
+        .map(|s| s.code().to_string())
+        .collect();
+    assert_eq!(locked, ["11", "21"]);
+}
+
+#[test]
+fn batch_moves_states_and_locks_operations() {
+    let mut l = Ledger::new("1234567");
+    let p = Ledger::prepare(
+        vec![
+            SimTx::new("C", "X", "A", 100, TxState::CapturedNotSettled),
+            SimTx::new("R", "X", "A", 100, TxState::RefundSettling),
+            SimTx::new("S", "X", "A", 100, TxState::Settled),
+            SimTx::new("U", "X", "A", 100, TxState::Authorised),
+        ],
+        taipei(),
+    )
+    .unwrap();
+    l.load(p);
+    assert_eq!(
+        l.batch_start(),
+        BatchMoved {
+            captures: 1,
+            refunds: 1
+        }
+    );
+    assert_eq!(l.transaction("C").unwrap().state, "11");
+    assert_eq!(l.transaction("R").unwrap().state, "21");
+    let mut c = call(Operation::CaptureReversal, 100, 0);
+    c.order_no = "C".into();
+    c.xid = Some("X".into());
+    c.auth_code = Some("A".into());
+    let a = l.apply(now(), &c, None);
+    assert_eq!(resp(&a), refusal::BATCH_RUNNING);
+    assert_eq!(l.transaction("C").unwrap().state, "11");
+    assert_eq!(
+        l.batch_finish(),
+        BatchMoved {
+            captures: 1,
+            refunds: 1
+        }
+    );
+    assert_eq!(l.transaction("C").unwrap().state, "12");
+    assert_eq!(l.transaction("R").unwrap().state, "22");
+    assert_eq!(l.transaction("S").unwrap().state, "12");
+    assert_eq!(l.transaction("U").unwrap().state, "1");
+}
+
+#[test]
+fn calls_are_logged_with_faults_and_paged() {
+    let mut l = ledger_with(TxState::Authorised, 1500);
+    l.record_unprocessed(now(), Operation::Inquiry, None, "5xx");
+    l.apply(
+        now(),
+        &call(Operation::Reversal, 1500, 0),
+        Some("apply_then_drop"),
+    );
+    l.refuse_unread(now(), Operation::Refund, None, refusal::MAC, "MAC", None);
+    let r = l.report();
+    assert_eq!(
+        (r.calls, r.accepted, r.refused, r.not_processed),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(r.faults["5xx"], 1);
+    assert_eq!(r.faults["apply_then_drop"], 1);
+    assert_eq!(r.returned_by_order["O1"], 1500);
+    assert_eq!(r.by_operation["reversal"].returned, 1500);
+    let page = l.calls(Some("O1"), 0, 10);
+    assert_eq!(page.total, 1);
+    assert_eq!(page.calls[0].amount, Some(0));
+    assert_eq!(page.calls[0].org_amt, Some(1500));
+    assert_eq!(page.calls[0].state_after.as_deref(), Some("0"));
+    assert_eq!(l.calls(None, 1, 10).calls.len(), 2);
+    l.reset();
+    assert_eq!(l.report(), LedgerReport::default());
+}
+
+#[test]
+fn bad_loads_are_refused() {
+    let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
+    t.state = "7".into();
+    assert!(Ledger::prepare(vec![t], taipei())
+        .unwrap_err()
+        .contains("transaction 0"));
+    let t = SimTx::new("O-1", "X1", "A1", 100, TxState::Settled);
+    assert!(Ledger::prepare(vec![t], taipei()).is_err());
+    let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
+    t.auth_amount = 200;
+    assert!(Ledger::prepare(vec![t], taipei()).is_err());
+}
