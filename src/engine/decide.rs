@@ -66,12 +66,20 @@ impl WaitReason {
     }
 }
 
+/// What to do with an order after an inquiry: send calls, or conclude.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The money is back (now or by an earlier attempt): mark `refunded`.
-    Refunded { method: RefundMethod, amount: i64 },
     /// Send these calls in order.
     Act(Plan),
+    /// Nothing to send now.
+    Conclude(Conclusion),
+}
+
+/// An outcome that needs no call to the bank: what the pass records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conclusion {
+    /// The money is back (now or by an earlier attempt): mark `refunded`.
+    Refunded { method: RefundMethod, amount: i64 },
     /// Try again at a later pass; not a failed attempt.
     Wait(WaitReason),
     /// No verdict from the bank (unavailable, unreadable): a failed attempt, retried with backoff.
@@ -80,14 +88,26 @@ pub enum Decision {
     NeedsPerson(String),
 }
 
+impl From<Conclusion> for Decision {
+    fn from(c: Conclusion) -> Self {
+        Decision::Conclude(c)
+    }
+}
+
+impl PartialEq<Conclusion> for Decision {
+    fn eq(&self, other: &Conclusion) -> bool {
+        matches!(self, Decision::Conclude(c) if c == other)
+    }
+}
+
 /// What an inquiry that failed means for the order.
-pub fn on_inquiry_error(err: &CtbcError) -> Decision {
+pub fn on_inquiry_error(err: &CtbcError) -> Conclusion {
     match err {
-        CtbcError::UnknownOrder { resp_code, err_code, message } => Decision::NeedsPerson(format!(
+        CtbcError::UnknownOrder { resp_code, err_code, message } => Conclusion::NeedsPerson(format!(
             "the bank does not know this order (RespCode {resp_code}, ErrCode {err_code}: {message})"
         )),
-        CtbcError::Invalid(e) => Decision::NeedsPerson(format!("invalid input, nothing sent: {e}")),
-        other => Decision::Retry(other.to_string()),
+        CtbcError::Invalid(e) => Conclusion::NeedsPerson(format!("invalid input, nothing sent: {e}")),
+        other => Conclusion::Retry(other.to_string()),
     }
 }
 
@@ -98,88 +118,99 @@ pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Decision {
     match &bank.xid {
         Some(xid) if xid == &req.xid => {}
         Some(xid) => {
-            return Decision::NeedsPerson(format!(
+            return Conclusion::NeedsPerson(format!(
                 "the bank's XID {xid} differs from the order's {}; not refunding a transaction that may not be this order's",
                 req.xid
             ))
+            .into()
         }
-        None => return Decision::Retry("the bank's answer carries no XID".into()),
+        None => return Conclusion::Retry("the bank's answer carries no XID".into()).into(),
     }
     let reversal_method = if req.capture_reversed {
         RefundMethod::CaptureReversalAndReversal
     } else {
         RefundMethod::Reversal
     };
+    match state_needs(req, bank, reversal_method) {
+        Ok(plan) => Decision::Act(plan),
+        Err(conclusion) => Decision::Conclude(conclusion),
+    }
+}
+
+/// What the bank's state needs once the transaction is known to be this
+/// order's: the calls that give the money back, or a conclusion.
+fn state_needs(
+    req: &RefundRequest,
+    bank: &Inquiry,
+    reversal_method: RefundMethod,
+) -> Result<Plan, Conclusion> {
+    let agree = || amounts_disagree(req, bank).map_or(Ok(()), Err);
     match &bank.state {
         // Money already back: only refundd's own call on record explains it.
-        TxState::AuthCancelled => cancelled_by_us(req, reversal_method),
-        TxState::RefundSettling | TxState::RefundSettled => refunded_by_us(req, &bank.state),
-        TxState::Authorised if lowered_by_us(req, bank) => Decision::Refunded {
+        TxState::AuthCancelled => Err(cancelled_by_us(req, reversal_method)),
+        TxState::RefundSettling | TxState::RefundSettled => Err(refunded_by_us(req, &bank.state)),
+        TxState::Authorised if lowered_by_us(req, bank) => Err(Conclusion::Refunded {
             method: RefundMethod::Reversal,
             amount: req.refund,
-        },
-        // The money is still out: the amounts must agree before anything is sent.
-        TxState::Authorised => amounts_disagree(req, bank).unwrap_or_else(|| {
-            Decision::Act(Plan {
-                method: reversal_method,
-                steps: vec![Step::Reversal {
-                    new_auth_amount: req.authorised - req.refund,
-                }],
-                amount: req.refund,
-                completes_capture_reversal: req.capture_reversed,
-            })
         }),
-        TxState::CapturedNotSettled => amounts_disagree(req, bank).unwrap_or_else(|| {
+        // The money is still out: the amounts must agree before anything is sent.
+        TxState::Authorised => agree().map(|()| Plan {
+            method: reversal_method,
+            steps: vec![Step::Reversal {
+                new_auth_amount: req.authorised - req.refund,
+            }],
+            amount: req.refund,
+            completes_capture_reversal: req.capture_reversed,
+        }),
+        TxState::CapturedNotSettled => agree().and_then(|()| {
             if req.is_full() {
-                Decision::Act(Plan {
+                Ok(Plan {
                     method: RefundMethod::CaptureReversalAndReversal,
                     steps: vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }],
                     amount: req.refund,
                     completes_capture_reversal: false,
                 })
             } else {
-                Decision::Wait(WaitReason::SettlementPending)
+                Err(Conclusion::Wait(WaitReason::SettlementPending))
             }
         }),
-        TxState::Settled => amounts_disagree(req, bank).unwrap_or_else(|| {
-            Decision::Act(Plan {
-                method: RefundMethod::Refund,
-                steps: vec![Step::Refund { amount: req.refund }],
-                amount: req.refund,
-                completes_capture_reversal: false,
-            })
+        TxState::Settled => agree().map(|()| Plan {
+            method: RefundMethod::Refund,
+            steps: vec![Step::Refund { amount: req.refund }],
+            amount: req.refund,
+            completes_capture_reversal: false,
         }),
         TxState::CaptureBatchRunning | TxState::RefundBatchRunning => {
-            Decision::Wait(WaitReason::BatchRunning)
+            Err(Conclusion::Wait(WaitReason::BatchRunning))
         }
-        TxState::AuthFailed => Decision::NeedsPerson(
+        TxState::AuthFailed => Err(Conclusion::NeedsPerson(
             "needs a person: the authorisation failed (state -1), there is nothing to refund"
                 .into(),
-        ),
-        TxState::CaptureFailed => {
-            Decision::NeedsPerson("needs a person: the capture failed (state 13)".into())
-        }
-        TxState::RefundFailed => {
-            Decision::NeedsPerson("needs a person: a refund failed at the bank (state 23)".into())
-        }
-        TxState::Unknown(code) => Decision::NeedsPerson(format!(
-            "needs a person: the bank reports state {code:?}, which refundd does not know"
         )),
+        TxState::CaptureFailed => Err(Conclusion::NeedsPerson(
+            "needs a person: the capture failed (state 13)".into(),
+        )),
+        TxState::RefundFailed => Err(Conclusion::NeedsPerson(
+            "needs a person: a refund failed at the bank (state 23)".into(),
+        )),
+        TxState::Unknown(code) => Err(Conclusion::NeedsPerson(format!(
+            "needs a person: the bank reports state {code:?}, which refundd does not know"
+        ))),
     }
 }
 
 /// State 0 is ours only when refundd sent a reversal to 0 that may have taken effect.
-fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Decision {
+fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Conclusion {
     let ours = req
         .own_call(Operation::Reversal)
         .is_some_and(|c| c.amount == 0 && req.is_full());
     if ours {
-        return Decision::Refunded {
+        return Conclusion::Refunded {
             method,
             amount: req.authorised,
         };
     }
-    Decision::NeedsPerson(format!(
+    Conclusion::NeedsPerson(format!(
         "needs a person: the bank shows the authorisation cancelled (state 0) but refundd sent no reversal of the whole {} for this order; find out who cancelled it before marking the order refunded",
         req.authorised
     ))
@@ -187,18 +218,18 @@ fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Decision {
 
 /// States 20/22 are ours only when refundd sent a refund, and then the amount
 /// is what the bank moved for it, never merely the amount asked now.
-fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Decision {
+fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Conclusion {
     let code = state.code();
     match req.own_call(Operation::Refund).map(|c| c.moved()) {
-        Some(moved) if moved == req.refund => Decision::Refunded {
+        Some(moved) if moved == req.refund => Conclusion::Refunded {
             method: RefundMethod::Refund,
             amount: moved,
         },
-        Some(moved) => Decision::NeedsPerson(format!(
+        Some(moved) => Conclusion::NeedsPerson(format!(
             "needs a person: the bank shows a refund (state {code}) of which refundd's own refund moved {moved}, but the order asks {}; check the bank's figure before refunding by hand",
             req.refund
         )),
-        None => Decision::NeedsPerson(format!(
+        None => Conclusion::NeedsPerson(format!(
             "needs a person: the bank shows a refund (state {code}) that refundd did not send; find out who refunded before marking the order refunded"
         )),
     }
@@ -215,17 +246,19 @@ fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
 }
 
 /// The bank's authorised amount must be the order's before money moves.
-fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Decision> {
+fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Conclusion> {
     match bank.auth_amount {
-        None => Some(Decision::Retry(
+        None => Some(Conclusion::Retry(
             "the bank's answer carries no AuthAmt".into(),
         )),
-        Some(m) if m.currency_code() != req.currency.code => Some(Decision::NeedsPerson(format!(
-            "the bank's currency {} differs from the order's {}",
-            m.currency_code(),
-            req.currency.code
-        ))),
-        Some(m) if m.amount() != req.authorised => Some(Decision::NeedsPerson(format!(
+        Some(m) if m.currency_code() != req.currency.code => {
+            Some(Conclusion::NeedsPerson(format!(
+                "the bank's currency {} differs from the order's {}",
+                m.currency_code(),
+                req.currency.code
+            )))
+        }
+        Some(m) if m.amount() != req.authorised => Some(Conclusion::NeedsPerson(format!(
             "the bank's authorised amount {} differs from the order's auth_amount {}",
             m.amount(),
             req.authorised
@@ -281,11 +314,13 @@ pub fn after_ambiguous(req: &RefundRequest, step: Step, bank: &Inquiry) -> Optio
 
 /// After the bank refused a call and a new inquiry: batch running waits, money
 /// already back is done, and otherwise the bank's reason goes to a person.
-pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Decision {
+pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Conclusion {
     match decide(req, bank) {
-        v @ (Decision::Refunded { .. } | Decision::Wait(_) | Decision::NeedsPerson(_)) => v,
-        Decision::Act(_) | Decision::Retry(_) => {
-            Decision::NeedsPerson(format!("the bank refused: {refusal}"))
+        Decision::Conclude(
+            c @ (Conclusion::Refunded { .. } | Conclusion::Wait(_) | Conclusion::NeedsPerson(_)),
+        ) => c,
+        Decision::Act(_) | Decision::Conclude(Conclusion::Retry(_)) => {
+            Conclusion::NeedsPerson(format!("the bank refused: {refusal}"))
         }
     }
 }

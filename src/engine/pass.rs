@@ -6,7 +6,7 @@
 
 use super::blackout::Blackout;
 use super::clock::Clock;
-use super::decide::{decide, on_inquiry_error, Decision};
+use super::decide::{decide, on_inquiry_error, Conclusion, Decision};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use crate::config::Settings;
@@ -419,15 +419,15 @@ impl Engine {
                 }
                 decide(&req, &bank)
             }
-            Err(e) => on_inquiry_error(&e),
+            Err(e) => on_inquiry_error(&e).into(),
         };
         let mut next = Next::Decision(Box::new(req), decision);
         loop {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
                 Next::Decision(req, Decision::Act(plan)) => self.execute(*req, plan, stop).await?,
-                Next::Decision(req, decision) => {
-                    Next::Done(self.conclude(&req, decision, None).await?)
+                Next::Decision(req, Decision::Conclude(c)) => {
+                    Next::Done(self.conclude(&req, c, None).await?)
                 }
             };
         }
@@ -437,11 +437,11 @@ impl Engine {
     pub(super) async fn conclude(
         &self,
         req: &RefundRequest,
-        decision: Decision,
+        conclusion: Conclusion,
         ev: Option<&GatewayEvent>,
     ) -> Result<OrderOutcome, StoreError> {
-        match decision {
-            Decision::Refunded { method, amount } => {
+        match conclusion {
+            Conclusion::Refunded { method, amount } => {
                 let watch =
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
                 let wb = self
@@ -457,8 +457,8 @@ impl Engine {
                 );
                 Ok(OrderOutcome::Refunded(method))
             }
-            Decision::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
-            Decision::Wait(why) => {
+            Conclusion::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
+            Conclusion::Wait(why) => {
                 info!(
                     step = "wait",
                     reason = why.as_str(),
@@ -470,12 +470,7 @@ impl Engine {
                     .await?;
                 Ok(unknown_or_deferred(req))
             }
-            Decision::Retry(reason) => self.retry_later(req, ev, reason).await,
-            // Plans are executed by the caller; one reaching here is given back untouched.
-            Decision::Act(_) => {
-                self.store.release(&[req.lease]).await?;
-                Ok(OrderOutcome::Released)
-            }
+            Conclusion::Retry(reason) => self.retry_later(req, ev, reason).await,
         }
     }
 

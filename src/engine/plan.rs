@@ -6,7 +6,9 @@
 //! transaction does).
 
 use super::clock::Clock;
-use super::decide::{capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Decision};
+use super::decide::{
+    capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Conclusion, Decision,
+};
 use super::pass::{with_unconfirmed_calls, EngineSettings};
 use super::refund_request::{OwnCall, RefundRequest};
 use super::steps::local_check;
@@ -367,7 +369,7 @@ pub fn after_inquiry(
             }
             decide(&req, bank)
         }
-        Err(e) => on_inquiry_error(e),
+        Err(e) => on_inquiry_error(e).into(),
     };
     match decision {
         Decision::Act(plan) => {
@@ -401,20 +403,20 @@ pub fn after_inquiry(
                 None => (None, send),
             }
         }
-        Decision::Refunded { method, amount } => (
+        Decision::Conclude(Conclusion::Refunded { method, amount }) => (
             None,
             Action::RecordRefunded {
                 method: method.as_str(),
                 amount,
             },
         ),
-        Decision::Wait(why) => (
+        Decision::Conclude(Conclusion::Wait(why)) => (
             None,
             Action::Wait {
                 reason: why.as_str().to_string(),
             },
         ),
-        Decision::Retry(reason) => {
+        Decision::Conclude(Conclusion::Retry(reason)) => {
             let attempt = req.attempts.saturating_add(1);
             if attempt >= settings.max_attempts && req.unknown.is_none() {
                 let reason = format!("gave up after {attempt} attempts; last error: {reason}");
@@ -428,7 +430,7 @@ pub fn after_inquiry(
                 (None, retry)
             }
         }
-        Decision::NeedsPerson(reason) => (None, needs_person(&req, reason)),
+        Decision::Conclude(Conclusion::NeedsPerson(reason)) => (None, needs_person(&req, reason)),
     }
 }
 

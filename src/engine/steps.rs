@@ -3,7 +3,7 @@
 //! step; a lost answer is settled by asking the bank, never by sending again.
 
 use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
-use super::decide::{Decision, Plan, Step};
+use super::decide::{Conclusion, Decision, Plan, Step};
 use super::pass::{Engine, Next};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
@@ -106,7 +106,10 @@ impl Engine {
                 Ok(c) => c,
                 Err(e) => {
                     let reason = refused_locally(step, &e);
-                    return Ok(Next::Decision(Box::new(req), Decision::NeedsPerson(reason)));
+                    return Ok(Next::Decision(
+                        Box::new(req),
+                        Conclusion::NeedsPerson(reason).into(),
+                    ));
                 }
             };
             let op = step.operation();
@@ -231,7 +234,7 @@ impl Engine {
             "bank accepted"
         );
         req.unknown = None;
-        let v = Decision::Refunded {
+        let v = Conclusion::Refunded {
             method: plan.method,
             amount: plan.amount,
         };
@@ -295,7 +298,7 @@ impl Engine {
                     Ok(bank) => after_refusal(&req, &bank, &refusal),
                     Err(e) => on_inquiry_error(&e),
                 };
-                Ok(Next::Decision(Box::new(req), v))
+                Ok(Next::Decision(Box::new(req), v.into()))
             }
             CtbcError::RefundAmountMismatch { asked, refunded } => {
                 // The event carries what the bank moved, so the story keeps it.
@@ -325,15 +328,18 @@ impl Engine {
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
                 req.unknown = None;
-                let v = Decision::Retry(format!("{op}: bank unavailable: {reason}"));
-                Ok(Next::Decision(Box::new(req), v))
+                let v = Conclusion::Retry(format!("{op}: bank unavailable: {reason}"));
+                Ok(Next::Decision(Box::new(req), v.into()))
             }
             CtbcError::Invalid(e) => {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
                 ev.outcome = Some(CallOutcome::Invalid);
                 forget_last_call(&mut req);
                 self.record_step(&mut req, ev, None).await?;
-                Ok(Next::Decision(Box::new(req), Decision::NeedsPerson(reason)))
+                Ok(Next::Decision(
+                    Box::new(req),
+                    Conclusion::NeedsPerson(reason).into(),
+                ))
             }
             other => self.lost_answer(req, step, ev, other).await,
         }

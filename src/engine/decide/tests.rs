@@ -70,18 +70,18 @@ fn unknown_order_needs_a_person_and_other_inquiry_failures_retry() {
         message: "Order not found".into(),
     };
     assert!(
-        matches!(on_inquiry_error(&unknown), Decision::NeedsPerson(r) if r.contains("does not know"))
+        matches!(on_inquiry_error(&unknown), Conclusion::NeedsPerson(r) if r.contains("does not know"))
     );
     let down = CtbcError::Unavailable {
         operation: Operation::Inquiry,
         reason: "maintenance".into(),
     };
-    assert!(matches!(on_inquiry_error(&down), Decision::Retry(_)));
+    assert!(matches!(on_inquiry_error(&down), Conclusion::Retry(_)));
     let bad = CtbcError::BadAnswer {
         operation: Operation::Inquiry,
         reason: "MAC".into(),
     };
-    assert!(matches!(on_inquiry_error(&bad), Decision::Retry(_)));
+    assert!(matches!(on_inquiry_error(&bad), Conclusion::Retry(_)));
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn a_different_xid_needs_a_person_before_anything_else() {
         let mut b = bank(state.clone(), 1000);
         b.xid = Some(Xid::parse("OTHER").unwrap());
         assert!(
-            matches!(decide(&req(1000, 1000), &b), Decision::NeedsPerson(r) if r.contains("XID")),
+            matches!(decide(&req(1000, 1000), &b), Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("XID")),
             "{state:?}"
         );
     }
@@ -102,7 +102,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
         let r = with_call(req(1000, 1000), Operation::Reversal, 0, fate);
         assert_eq!(
             decide(&r, &bank(TxState::AuthCancelled, 0)),
-            Decision::Refunded {
+            Conclusion::Refunded {
                 method: RefundMethod::Reversal,
                 amount: 1000
             }
@@ -111,7 +111,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
         after_caprev.capture_reversed = true;
         assert_eq!(
             decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
-            Decision::Refunded {
+            Conclusion::Refunded {
                 method: RefundMethod::CaptureReversalAndReversal,
                 amount: 1000
             }
@@ -120,7 +120,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
             let r = with_call(req(1000, 300), Operation::Refund, 300, fate);
             assert_eq!(
                 decide(&r, &bank(s, 1000)),
-                Decision::Refunded {
+                Conclusion::Refunded {
                     method: RefundMethod::Refund,
                     amount: 300
                 }
@@ -130,7 +130,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
         let r = with_call(req(1000, 300), Operation::Reversal, 700, fate);
         assert_eq!(
             decide(&r, &bank(TxState::Authorised, 700)),
-            Decision::Refunded {
+            Conclusion::Refunded {
                 method: RefundMethod::Reversal,
                 amount: 300
             }
@@ -143,25 +143,25 @@ fn a_state_that_merely_looks_done_needs_a_person() {
     // The bank authorised 1,000, the row says 1,500 and asks 500 back.
     let v = decide(&req(1500, 500), &bank(TxState::Authorised, 1000));
     assert!(
-        matches!(&v, Decision::NeedsPerson(r) if r.contains("1000") && r.contains("1500")),
+        matches!(&v, Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("1000") && r.contains("1500")),
         "{v:?}"
     );
     // A reversal of another amount does not explain it either.
     let other = with_call(req(1500, 500), Operation::Reversal, 0, CallFate::Unknown);
     assert!(matches!(
         decide(&other, &bank(TxState::Authorised, 1000)),
-        Decision::NeedsPerson(_)
+        Decision::Conclude(Conclusion::NeedsPerson(_))
     ));
     // Cancelled, refunded: not by refundd.
     let v = decide(&req(1000, 1000), &bank(TxState::AuthCancelled, 0));
     assert!(
-        matches!(&v, Decision::NeedsPerson(r) if r.contains("state 0")),
+        matches!(&v, Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("state 0")),
         "{v:?}"
     );
     for s in [TxState::RefundSettling, TxState::RefundSettled] {
         let v = decide(&req(1000, 1000), &bank(s.clone(), 1000));
         assert!(
-            matches!(&v, Decision::NeedsPerson(r) if r.contains("did not send")),
+            matches!(&v, Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("did not send")),
             "{v:?}"
         );
     }
@@ -174,14 +174,14 @@ fn a_state_that_merely_looks_done_needs_a_person() {
     );
     let v = decide(&r, &bank(TxState::RefundSettling, 1000));
     assert!(
-        matches!(&v, Decision::NeedsPerson(m) if m.contains("300")),
+        matches!(&v, Decision::Conclude(Conclusion::NeedsPerson(m)) if m.contains("300")),
         "{v:?}"
     );
     // A reversal of part does not explain a whole cancellation.
     let part = with_call(req(1000, 300), Operation::Reversal, 700, CallFate::Unknown);
     assert!(matches!(
         decide(&part, &bank(TxState::AuthCancelled, 0)),
-        Decision::NeedsPerson(_)
+        Decision::Conclude(Conclusion::NeedsPerson(_))
     ));
 }
 
@@ -193,20 +193,20 @@ fn a_different_authorised_amount_needs_a_person() {
         TxState::Settled,
     ] {
         assert!(
-            matches!(decide(&req(1000, 1000), &bank(s.clone(), 999)), Decision::NeedsPerson(r) if r.contains("authorised amount")),
+            matches!(decide(&req(1000, 1000), &bank(s.clone(), 999)), Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("authorised amount")),
             "{s:?}"
         );
     }
     // Lowered by something other than the requested part.
     assert!(matches!(
         decide(&req(1000, 300), &bank(TxState::Authorised, 500)),
-        Decision::NeedsPerson(_)
+        Decision::Conclude(Conclusion::NeedsPerson(_))
     ));
     let mut no_amount = bank(TxState::Settled, 1000);
     no_amount.auth_amount = None;
     assert!(matches!(
         decide(&req(1000, 1000), &no_amount),
-        Decision::Retry(_)
+        Decision::Conclude(Conclusion::Retry(_))
     ));
 }
 
@@ -239,7 +239,7 @@ fn captured_full_is_capture_reversed_then_reversed_and_partial_waits() {
     assert_eq!(full.method, RefundMethod::CaptureReversalAndReversal);
     assert_eq!(
         decide(&req(1000, 300), &bank(TxState::CapturedNotSettled, 1000)),
-        Decision::Wait(WaitReason::SettlementPending)
+        Conclusion::Wait(WaitReason::SettlementPending)
     );
 }
 
@@ -266,7 +266,7 @@ fn batch_running_waits() {
     for s in [TxState::CaptureBatchRunning, TxState::RefundBatchRunning] {
         assert_eq!(
             decide(&req(1000, 1000), &bank(s, 1000)),
-            Decision::Wait(WaitReason::BatchRunning)
+            Conclusion::Wait(WaitReason::BatchRunning)
         );
     }
 }
@@ -280,7 +280,7 @@ fn failed_and_unknown_states_need_a_person() {
         TxState::Unknown("42".into()),
     ] {
         assert!(
-            matches!(decide(&req(1000, 1000), &bank(s.clone(), 1000)), Decision::NeedsPerson(r) if r.contains("needs a person")),
+            matches!(decide(&req(1000, 1000), &bank(s.clone(), 1000)), Decision::Conclude(Conclusion::NeedsPerson(r)) if r.contains("needs a person")),
             "{s:?}"
         );
     }
@@ -302,7 +302,7 @@ fn every_state_has_a_verdict_for_full_and_partial() {
                     };
                     assert!(allowed, "{s:?} planned {first:?}");
                 }
-                Decision::Retry(r) => panic!("{s:?}: unexpected retry {r}"),
+                Decision::Conclude(Conclusion::Retry(r)) => panic!("{s:?}: unexpected retry {r}"),
                 _ => {}
             }
         }
@@ -344,10 +344,10 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
             Step::Refund { amount: 1000 },
             &bank(TxState::RefundSettling, 1000)
         ),
-        Some(Decision::Refunded {
+        Some(Decision::Conclude(Conclusion::Refunded {
             method: RefundMethod::Refund,
             amount: 1000
-        })
+        }))
     );
     assert_eq!(
         after_ambiguous(
@@ -365,7 +365,7 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
             Step::Reversal { new_auth_amount: 0 },
             &bank(TxState::AuthCancelled, 0)
         ),
-        Some(Decision::Refunded { .. })
+        Some(Decision::Conclude(Conclusion::Refunded { .. }))
     ));
     assert_eq!(
         after_ambiguous(
@@ -408,7 +408,7 @@ fn after_a_refusal_only_batch_and_done_are_not_failures() {
     let r = req(1000, 1000);
     assert_eq!(
         after_refusal(&r, &bank(TxState::CaptureBatchRunning, 1000), "batch"),
-        Decision::Wait(WaitReason::BatchRunning)
+        Conclusion::Wait(WaitReason::BatchRunning)
     );
     assert!(matches!(
         after_refusal(
@@ -416,11 +416,11 @@ fn after_a_refusal_only_batch_and_done_are_not_failures() {
             &bank(TxState::RefundSettling, 1000),
             "dup"
         ),
-        Decision::Refunded { .. }
+        Conclusion::Refunded { .. }
     ));
     assert!(matches!(
         after_refusal(&r, &bank(TxState::Settled, 1000), "交易失敗"),
-        Decision::NeedsPerson(m) if m.contains("交易失敗")
+        Conclusion::NeedsPerson(m) if m.contains("交易失敗")
     ));
 }
 
