@@ -47,15 +47,6 @@ pub fn verdict(json: &Map<String, Value>) -> Result<BankVerdict, AnswerProblem> 
     })
 }
 
-/// The answer JSON of a refusal (the simulator's side).
-pub fn refusal_answer_json(resp_code: &str, err_code: &str, message: &str) -> Map<String, Value> {
-    string_object([
-        ("RespCode", resp_code),
-        ("ErrCode", err_code),
-        ("ERRDESC", message),
-    ])
-}
-
 fn message(json: &Map<String, Value>) -> String {
     kept_text(json, "ERRDESC").unwrap_or_default()
 }
@@ -259,7 +250,11 @@ mod tests {
 
     #[test]
     fn refusal_keeps_big5_text_and_masks_card_numbers() {
-        let json = refusal_answer_json("99", "05", "交易失敗 4111111111111111");
+        let json = string_object([
+            ("RespCode", "99"),
+            ("ErrCode", "05"),
+            ("ERRDESC", "交易失敗 4111111111111111"),
+        ]);
         assert_eq!(
             verdict(&json).unwrap(),
             BankVerdict::Refused {

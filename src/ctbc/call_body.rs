@@ -75,14 +75,6 @@ pub fn inquiry_request_json(
     ])
 }
 
-/// Reads an inquiry request JSON (the simulator's side): merchant id and order.
-pub fn parse_inquiry_request(json: &Map<String, Value>) -> Result<(MerId, OrderNo), InvalidField> {
-    Ok((
-        MerId::parse(required(json, "MERID")?)?,
-        OrderNo::parse(required(json, "LID-M")?)?,
-    ))
-}
-
 /// The parts every money-moving request shares, and where its own amount and
 /// each key go on the wire. The key orders are the protocol document's, one
 /// table per operation, so a merchant holding the bank's own document can

@@ -3,14 +3,14 @@
 //! way the bank or the network can fail, each mapped to the error class the
 //! engine must act on. The fake bank is `common::fake_bank`.
 
-use crate::common::fake_bank::{config, envelope, FakeBank, Reply, IV, KEY, MERID};
+use crate::common::fake_bank::{
+    config, envelope, parse_inquiry_request, refusal_answer_json, FakeBank, Reply, IV, KEY, MERID,
+};
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use refundd::ctbc::answer::refusal_answer_json;
-use refundd::ctbc::call_body::parse_inquiry_request;
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::wire::string_object;
 use refundd::ctbc::wire::{form_body, json_text, seal_form};
@@ -120,7 +120,7 @@ async fn inquiry_sends_the_reference_request_and_reads_every_field() {
     assert_eq!(String::from_utf8(req.body.clone()).unwrap(), expected);
     assert!(expected.contains("ApiEnc=B23A3F7C212A186468F9C150A6A9F723"));
     assert_eq!(json_text(&req.json()), REF_JSON);
-    let (mer, order_no) = parse_inquiry_request(&req.json()).unwrap();
+    let (mer, order_no) = parse_inquiry_request(&req.json());
     assert_eq!((mer.as_str(), order_no), (MERID, order()));
 }
 

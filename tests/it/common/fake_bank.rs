@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use refundd::ctbc::envelope::Envelope;
-use refundd::ctbc::wire::{open_form, seal_form};
-use refundd::ctbc::{Client, ClientConfig, MerId};
+use refundd::ctbc::wire::{open_form, seal_form, string_object};
+use refundd::ctbc::{Client, ClientConfig, MerId, OrderNo};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -183,4 +183,22 @@ pub async fn read_request(stream: &mut TcpStream) -> Option<Received> {
         content_type,
         body: buf[head_end..head_end + content_length].to_vec(),
     })
+}
+
+/// The answer JSON of a refusal, as the bank writes it.
+pub fn refusal_answer_json(resp_code: &str, err_code: &str, message: &str) -> Map<String, Value> {
+    string_object([
+        ("RespCode", resp_code),
+        ("ErrCode", err_code),
+        ("ERRDESC", message),
+    ])
+}
+
+/// The merchant id and order number of an inquiry request, as the bank reads them.
+pub fn parse_inquiry_request(json: &Map<String, Value>) -> (MerId, OrderNo) {
+    let text = |key: &str| json.get(key).and_then(Value::as_str).unwrap_or_default();
+    (
+        MerId::parse(text("MERID")).unwrap(),
+        OrderNo::parse(text("LID-M")).unwrap(),
+    )
 }
