@@ -79,6 +79,11 @@ struct Args {
     /// (a measurement of what the outbox costs, never a way to run refundd).
     #[arg(long)]
     without_outbox: bool,
+    /// Also measure what the same PostgreSQL commits on its own: `pgbench -N`
+    /// (scale 10, 8 clients, 2 threads) for this many seconds, before the runs
+    /// and after them, and print refundd's orders/s as a ratio of it. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pgbench_secs: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -723,6 +728,41 @@ fn main() {
         .block_on(harness(args));
 }
 
+/// `pgbench -N` transactions/s on a database of its own in `pg`'s cluster
+/// (initialised once per cluster, at scale 10).
+async fn pgbench_tps(pg: &ThrowawayPostgres, secs: u64) -> f64 {
+    let url = pg.url("pgbench");
+    let exists = refundd::store::create_database(&pg.url("postgres"), "pgbench")
+        .await
+        .is_ok();
+    if exists {
+        let init = Command::new("pgbench")
+            .args(["-i", "-q", "-s", "10", &url])
+            .output()
+            .expect("run pgbench -i (Debian's postgresql-client has it)");
+        assert!(
+            init.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    let run = Command::new("pgbench")
+        .args(["-N", "-c", "8", "-j", "2", "-T", &secs.to_string(), &url])
+        .output()
+        .expect("run pgbench");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{text}"))
+}
+
 async fn harness(args: Args) {
     assert!(args.repeat >= 1 && args.orders >= 1);
     assert!(
@@ -753,6 +793,13 @@ async fn harness(args: Args) {
         .await
         .expect("join")
         .expect("start a throwaway PostgreSQL");
+    let pgbench_before = if args.pgbench_secs > 0 {
+        let tps = pgbench_tps(&pg, args.pgbench_secs).await;
+        println!("pgbench -N before the runs: {tps:.0} transactions/s");
+        Some(tps)
+    } else {
+        None
+    };
     let sim = start_sim(&args.refundd, &plan).await;
     let dir = tempfile::Builder::new()
         .prefix("refundd-load-")
@@ -868,5 +915,18 @@ async fn harness(args: Args) {
         println!("| latency bound orders/s | {lo:.2} | {med:.2} | {hi:.2} |");
         let (lo, med, hi) = col(&|r| n / r.wall.as_secs_f64() / bound(r) * 100.0);
         println!("| fraction of bound % | {lo:.1} | {med:.1} | {hi:.1} |");
+    }
+    if let Some(before) = pgbench_before {
+        let after = pgbench_tps(&pg, args.pgbench_secs).await;
+        let (lo, med, hi) = col(&|r| n / r.wall.as_secs_f64());
+        println!();
+        println!("pgbench -N: {before:.0} transactions/s before the runs, {after:.0} after");
+        let reference = (before + after) / 2.0;
+        println!(
+            "| orders/s ÷ pgbench -N tps (mean {reference:.0}) | {:.3} | {:.3} | {:.3} |",
+            lo / reference,
+            med / reference,
+            hi / reference
+        );
     }
 }
