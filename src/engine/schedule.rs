@@ -12,7 +12,7 @@ use chrono_tz::Asia::Taipei;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -38,7 +38,12 @@ impl RunHooks for NoHooks {}
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("the scheduler could not start: {0}")]
-    Scheduler(String),
+    Scheduler(#[source] JobSchedulerError),
+    #[error("the scheduler could not take schedule.cron {cron:?}: {source}")]
+    Cron {
+        cron: String,
+        source: JobSchedulerError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -107,7 +112,7 @@ pub async fn run(
     let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
     let mut scheduler = JobScheduler::new()
         .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+        .map_err(ScheduleError::Scheduler)?;
     let tx = tick_tx.clone();
     let job = Job::new_async_tz(cron.as_str(), Taipei, move |_id, _lock| {
         let tx = tx.clone();
@@ -115,15 +120,12 @@ pub async fn run(
             let _ = tx.try_send(());
         })
     })
-    .map_err(|e| ScheduleError::Scheduler(format!("schedule.cron {:?}: {e}", cron.as_str())))?;
-    scheduler
-        .add(job)
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
-    scheduler
-        .start()
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    .map_err(|source| ScheduleError::Cron {
+        cron: cron.as_str().to_string(),
+        source,
+    })?;
+    scheduler.add(job).await.map_err(ScheduleError::Scheduler)?;
+    scheduler.start().await.map_err(ScheduleError::Scheduler)?;
 
     let last = engine.store().last_started_pass().await?;
     if pass_due(cron, last, Utc::now()) {
