@@ -5,12 +5,12 @@
 //! order's story in `refund_events` always matches its record. Outcomes that
 //! end the work are written back to the shop in the same transaction.
 
+use super::endings::Ending;
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
 use super::writeback::WriteBack;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -184,14 +184,6 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn lease_held(rows: u64) -> Result<(), StoreError> {
-    if rows == 0 {
-        Err(StoreError::LeaseLost)
-    } else {
-        Ok(())
-    }
-}
-
 /// Runs `UPDATE refundd.refunds SET <set> WHERE id = $1 AND lease_token = $2
 /// [AND <extra>] RETURNING order_no` with the events appended to the order's
 /// story in the same statement, on `$conn`, and gives the order number; no row
@@ -203,23 +195,13 @@ macro_rules! fenced_update {
         let lease: &Lease = $lease;
         let n_binds = 3 $( + { let _ = &$bind; 1 } )*;
         let sql = fenced_sql(&$store.sql(&fenced_template(n_binds, !events.is_empty(), $set)), $extra);
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(lease.id).bind(lease.token).bind(lease.worker);
+        let mut q = sqlx::query_as::<_, (String,)>(&sql).bind(lease.id).bind(lease.token).bind(lease.worker);
         $( q = q.bind($bind); )*
         if !events.is_empty() {
-            let cols = EventColumns::of(events);
-            q = q
-                .bind(cols.kind)
-                .bind(cols.operation)
-                .bind(cols.outcome)
-                .bind(cols.amount)
-                .bind(cols.bank_state)
-                .bind(cols.resp_code)
-                .bind(cols.err_code)
-                .bind(cols.message)
-                .bind(cols.elapsed_ms);
+            q = KeyedEvents::of([(lease, events)]).bind_to(q);
         }
-        let found: Option<String> = q.fetch_optional($conn).await?;
-        found.ok_or(StoreError::LeaseLost)
+        let found: Option<(String,)> = q.fetch_optional($conn).await?;
+        found.map(|(order_no,)| order_no).ok_or(StoreError::LeaseLost)
     }};
 }
 
@@ -227,21 +209,31 @@ macro_rules! fenced_update {
 /// condition goes.
 fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
     let update = format!(
-        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING order_no"
+        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no"
     );
     if !with_events {
-        return update;
+        return format!("WITH o AS ({update}) SELECT order_no FROM o");
     }
-    let p: Vec<String> = (1..=9).map(|k| format!("${}", n_binds + k)).collect();
     format!(
-        "WITH o AS ({update}),
-              e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
-                    SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, $3
-                      FROM o CROSS JOIN unnest({}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[])
-                           WITH ORDINALITY AS ev(kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
-                     ORDER BY ev.n)
-         SELECT order_no FROM o",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+        "WITH o AS ({update}), {} SELECT order_no FROM o",
+        events_cte(n_binds + 1)
+    )
+}
+
+/// `e AS (INSERT ...)`: appends the events bound from `$first` on (see
+/// `KeyedEvents`) to the stories of the records in `o` (`id`, `order_no`) they
+/// are keyed to, in the order given. An event of a record not in `o` (its
+/// lease lost) is not written.
+pub(super) fn events_cte(first: usize) -> String {
+    let p: Vec<String> = (0..11).map(|k| format!("${}", first + k)).collect();
+    format!(
+        "e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
+               SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker
+                 FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[])
+                      WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
+                 JOIN o ON o.id = ev.id
+                ORDER BY ev.n)",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
     )
 }
 
@@ -251,8 +243,12 @@ fn fenced_sql(template: &str, extra: &str) -> String {
     template.replace("__EXTRA__", extra)
 }
 
-/// Events as one array per column, for `unnest`.
-struct EventColumns<'a> {
+/// Events of one or many records as one array per column, for `unnest` in
+/// `events_cte`: each keyed to its record's id, with the claim's worker.
+#[derive(Default)]
+pub(super) struct KeyedEvents<'a> {
+    id: Vec<i64>,
+    worker: Vec<Uuid>,
     kind: Vec<EventKind>,
     operation: Vec<Option<Operation>>,
     outcome: Vec<Option<CallOutcome>>,
@@ -264,29 +260,47 @@ struct EventColumns<'a> {
     elapsed_ms: Vec<Option<i32>>,
 }
 
-impl<'a> EventColumns<'a> {
-    fn of(events: &'a [GatewayEvent]) -> Self {
-        EventColumns {
-            kind: events.iter().map(|e| e.kind).collect(),
-            operation: events.iter().map(|e| e.operation).collect(),
-            outcome: events.iter().map(|e| e.outcome).collect(),
-            amount: events.iter().map(|e| e.amount).collect(),
-            bank_state: events.iter().map(|e| e.bank_state.as_deref()).collect(),
-            resp_code: events.iter().map(|e| e.resp_code.as_deref()).collect(),
-            err_code: events.iter().map(|e| e.err_code.as_deref()).collect(),
-            message: events.iter().map(|e| e.message.as_deref()).collect(),
-            elapsed_ms: events.iter().map(|e| e.elapsed_ms).collect(),
+impl<'a> KeyedEvents<'a> {
+    pub(super) fn of(orders: impl IntoIterator<Item = (&'a Lease, &'a [GatewayEvent])>) -> Self {
+        let mut all = KeyedEvents::default();
+        for (lease, events) in orders {
+            for e in events {
+                all.id.push(lease.id);
+                all.worker.push(lease.worker);
+                all.kind.push(e.kind);
+                all.operation.push(e.operation);
+                all.outcome.push(e.outcome);
+                all.amount.push(e.amount);
+                all.bank_state.push(e.bank_state.as_deref());
+                all.resp_code.push(e.resp_code.as_deref());
+                all.err_code.push(e.err_code.as_deref());
+                all.message.push(e.message.as_deref());
+                all.elapsed_ms.push(e.elapsed_ms);
+            }
         }
+        all
     }
-}
 
-/// Whether an intent was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    Recorded,
-    /// Before anything was sent, the shop stopped asking for this refund or
-    /// changed its amounts: nothing may be sent on the old request.
-    ShopChanged,
+    /// Binds the eleven arrays, in `events_cte`'s order.
+    pub(super) fn bind_to<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        q.bind(self.id)
+            .bind(self.worker)
+            .bind(self.kind)
+            .bind(self.operation)
+            .bind(self.outcome)
+            .bind(self.amount)
+            .bind(self.bank_state)
+            .bind(self.resp_code)
+            .bind(self.err_code)
+            .bind(self.message)
+            .bind(self.elapsed_ms)
+    }
 }
 
 /// Outcome of a settlement watch inquiry.
@@ -398,94 +412,20 @@ impl Store {
         lease: &Lease,
         events: &[GatewayEvent],
     ) -> Result<(), StoreError> {
-        let cols = EventColumns::of(events);
-        let done = sqlx::query(&self.sql(
-            "INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
-             SELECT f.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, $3
-               FROM refundd.refunds f
-              CROSS JOIN unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
-                    WITH ORDINALITY AS ev(kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
-              WHERE f.id = $1 AND f.lease_token = $2
-              ORDER BY ev.n",
-        ))
-        .bind(lease.id)
-        .bind(lease.token)
-        .bind(lease.worker)
-        .bind(cols.kind)
-        .bind(cols.operation)
-        .bind(cols.outcome)
-        .bind(cols.amount)
-        .bind(cols.bank_state)
-        .bind(cols.resp_code)
-        .bind(cols.err_code)
-        .bind(cols.message)
-        .bind(cols.elapsed_ms)
-        .execute(&self.pool)
-        .await?;
-        lease_held(done.rows_affected())
-    }
-
-    /// Right before a money-moving call: checks on the database that this claim
-    /// still holds a live lease, renews it, marks the call's outcome unknown
-    /// until it is recorded, and commits the "about to send" event (after the
-    /// events not yet recorded, such as the inquiry it was decided on). The first
-    /// money-moving intent also fixes the amount refunded, and only while the
-    /// shop's requests still list the order with the amounts it was decided on
-    /// (`authorised`, `refund`: what the plan was decided on), or an operator
-    /// retried it; otherwise nothing is recorded and the answer is `ShopChanged`.
-    pub async fn record_intent(
-        &self,
-        lease: &Lease,
-        lease_for: Duration,
-        earlier: &[GatewayEvent],
-        intent: &GatewayEvent,
-        (amount, authorised, refund): (i64, i64, i64),
-    ) -> Result<Intent, StoreError> {
-        let events = [earlier, std::slice::from_ref(intent)].concat();
-        let still_asked = format!(
-            "AND lease_expires_at > now() AND status = 'refunding'
-             AND (claimed_amount IS NOT NULL OR retried_by_operator OR EXISTS (
-                  SELECT 1 FROM ({}) AS r
-                   WHERE r.order_no::text = refunds.order_no
-                     AND r.auth_amount::numeric = $7
-                     AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = $8))",
-            self.shop.requests
+        let sql = format!(
+            "WITH o AS (SELECT id, order_no FROM refundd.refunds WHERE id = $1 AND lease_token = $2), {}
+             SELECT id FROM o",
+            events_cte(3)
         );
-        let recorded = fenced_update!(
-            self,
-            &self.pool,
-            lease,
-            &events,
-            "unknown_operation = $4, unknown_since = now(), lease_expires_at = now() + make_interval(secs => $5),
-             claimed_amount = COALESCE(claimed_amount, $6)",
-            &still_asked,
-            intent.operation,
-            secs(lease_for),
-            amount,
-            authorised,
-            refund,
-        );
-        match recorded {
-            Ok(_) => Ok(Intent::Recorded),
-            Err(StoreError::LeaseLost) => self.why_no_intent(lease).await,
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Tells a lost lease from a request the shop withdrew or changed.
-    async fn why_no_intent(&self, lease: &Lease) -> Result<Intent, StoreError> {
-        let held: Option<bool> = sqlx::query_scalar(&self.sql(
-            "SELECT lease_expires_at > now() AND status = 'refunding' FROM refundd.refunds
-              WHERE id = $1 AND lease_token = $2",
-        ))
-        .bind(lease.id)
-        .bind(lease.token)
-        .fetch_optional(&self.pool)
-        .await?;
-        match held {
-            Some(true) => Ok(Intent::ShopChanged),
-            _ => Err(StoreError::LeaseLost),
-        }
+        let sql = self.sql(&sql);
+        let q = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(lease.id)
+            .bind(lease.token);
+        let held = KeyedEvents::of([(lease, events)])
+            .bind_to(q)
+            .fetch_optional(&self.pool)
+            .await?;
+        held.map(|_| ()).ok_or(StoreError::LeaseLost)
     }
 
     /// A money-moving call completed accepted (and, for a capture reversal,
@@ -506,146 +446,6 @@ impl Store {
             step,
         )
         .map(|_| ())
-    }
-
-    /// The money is back: `refunded`, with the method and amount; a refund of
-    /// settled money is then watched until the bank settles it. The shop's
-    /// `on_refunded` runs in the same transaction.
-    pub async fn finish_refunded(
-        &self,
-        lease: &Lease,
-        events: &[GatewayEvent],
-        method: RefundMethod,
-        amount: i64,
-        watch_days: Option<u32>,
-    ) -> Result<WriteBack, StoreError> {
-        let ending = Ending::Refunded {
-            method,
-            amount,
-            watch_days: watch_days.map(|d| d as i32),
-        };
-        self.end(lease, events, &ending).await
-    }
-
-    /// Nothing more refundd can do: `refund_failed` with the reason for a
-    /// person, and the shop's `on_failed` in the same transaction. A call whose
-    /// outcome is unknown stays on the record, so `status` keeps listing it
-    /// until a person has looked.
-    pub async fn fail(
-        &self,
-        lease: &Lease,
-        events: &[GatewayEvent],
-        reason: &str,
-        refunded_amount: Option<i64>,
-    ) -> Result<WriteBack, StoreError> {
-        let ending = Ending::Failed {
-            reason,
-            refunded_amount,
-        };
-        self.end(lease, events, &ending).await
-    }
-
-    /// Ends the work on an order: refundd's record and the shop's write-back
-    /// in one transaction. If the shop's database refuses its write, that
-    /// transaction is rolled back and the record is written alone with the
-    /// write-back kept pending (no savepoint, so the usual case costs one
-    /// statement of refundd's and one of the shop's).
-    async fn end(
-        &self,
-        lease: &Lease,
-        events: &[GatewayEvent],
-        ending: &Ending<'_>,
-    ) -> Result<WriteBack, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let order_no = self
-            .record_ending(&mut tx, lease, events, ending, None)
-            .await?;
-        match self.write_back(&mut tx, &order_no, ending).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(WriteBack::Done)
-            }
-            Err(sqlx::Error::Database(e)) => {
-                tx.rollback().await?;
-                let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
-                let mut with_note = events.to_vec();
-                with_note.push(GatewayEvent {
-                    kind: EventKind::Note,
-                    outcome: Some(CallOutcome::WriteBackRefused),
-                    message: Some(reason.clone()),
-                    ..Default::default()
-                });
-                let mut conn = self.pool.acquire().await?;
-                self.record_ending(&mut conn, lease, &with_note, ending, Some(&reason))
-                    .await?;
-                Ok(WriteBack::Refused(reason))
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    /// Writes how the work ended to refundd's record, with the write-back to
-    /// the shop done (`refused` None) or pending with the shop's reason.
-    async fn record_ending(
-        &self,
-        conn: &mut PgConnection,
-        lease: &Lease,
-        events: &[GatewayEvent],
-        ending: &Ending<'_>,
-        refused: Option<&str>,
-    ) -> Result<String, StoreError> {
-        let pending = refused.and(Some(ending.write_back_kind()));
-        let told_failed = refused.is_none() && self.shop.on_failed.is_some();
-        match *ending {
-            Ending::Refunded { method, amount, watch_days } => fenced_update!(
-                self,
-                &mut *conn,
-                lease,
-                events,
-                "writeback = $4, writeback_error = $5,
-                 status = 'refunded', refunded_at = now(), refund_method = $6, refunded_amount = $7,
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, unknown_operation = NULL, unknown_since = NULL,
-                 step = 'done', last_error = NULL, next_attempt_at = now(), requested_again_at = NULL,
-                 settlement = CASE WHEN $8::int IS NULL THEN NULL ELSE 'pending' END,
-                 watch_until = CASE WHEN $8::int IS NULL THEN NULL ELSE now() + make_interval(days => $8::int) END",
-                "",
-                pending,
-                refused,
-                method,
-                amount,
-                watch_days,
-            ),
-            Ending::Failed { reason, refunded_amount } => fenced_update!(
-                self,
-                &mut *conn,
-                lease,
-                events,
-                "writeback = $4, writeback_error = $5, shop_told_failed = $6,
-                 status = 'refund_failed', refund_error = $7, refunded_amount = COALESCE($8, refunded_amount),
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
-                 last_error = $7, retried_by_operator = false",
-                "",
-                pending,
-                refused,
-                told_failed,
-                reason,
-                refunded_amount,
-            ),
-            Ending::FailedAtSettlement { reason } => fenced_update!(
-                self,
-                &mut *conn,
-                lease,
-                events,
-                "writeback = $4, writeback_error = $5, shop_told_failed = $6,
-                 status = 'refund_failed', settlement = 'failed', refund_error = $7, last_error = $7,
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL",
-                "",
-                pending,
-                refused,
-                told_failed,
-                reason,
-            ),
-        }
     }
 
     /// The order waits for a later attempt.
@@ -719,8 +519,8 @@ impl Store {
             )
             .map(|_| WriteBack::Done),
             Settlement::Failed(reason) => {
-                let ending = Ending::FailedAtSettlement { reason: &reason };
-                self.end(lease, events, &ending).await
+                let ending = Ending::FailedAtSettlement { reason };
+                self.end(lease, events, ending).await
             }
             Settlement::StillSettling => fenced_update!(
                 self,
@@ -734,32 +534,6 @@ impl Store {
                 secs(recheck),
             )
             .map(|_| WriteBack::Done),
-        }
-    }
-}
-
-/// How the work on an order ends, as refundd records it and tells the shop.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Ending<'a> {
-    Refunded {
-        method: RefundMethod,
-        amount: i64,
-        watch_days: Option<i32>,
-    },
-    Failed {
-        reason: &'a str,
-        refunded_amount: Option<i64>,
-    },
-    /// A refund the bank will not settle.
-    FailedAtSettlement { reason: &'a str },
-}
-
-impl Ending<'_> {
-    /// The write-back this ending asks of the shop, as `writeback` names it.
-    pub(super) fn write_back_kind(&self) -> RefundStatus {
-        match self {
-            Ending::Refunded { .. } => RefundStatus::Refunded,
-            Ending::Failed { .. } | Ending::FailedAtSettlement { .. } => RefundStatus::RefundFailed,
         }
     }
 }

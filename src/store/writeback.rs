@@ -4,7 +4,7 @@
 //! trigger of the shop's), refundd's record of the money still commits, and the
 //! write-back is kept as pending and tried again on later passes.
 
-use super::refunds::Ending;
+use super::endings::Ending;
 use super::vocabulary::{RefundMethod, RefundStatus};
 use super::{Store, StoreError};
 use sqlx::PgConnection;
@@ -32,7 +32,7 @@ pub struct PendingWriteBack {
 impl PendingWriteBack {
     /// What to tell the shop. `None` for a refunded record without its
     /// method or amount, which the ending that set `writeback` always writes.
-    fn ending(&self) -> Option<Ending<'_>> {
+    fn ending(&self) -> Option<Ending> {
         if self.writeback == RefundStatus::Refunded {
             Some(Ending::Refunded {
                 method: self.refund_method?,
@@ -41,7 +41,7 @@ impl PendingWriteBack {
             })
         } else {
             Some(Ending::Failed {
-                reason: self.refund_error.as_deref().unwrap_or(""),
+                reason: self.refund_error.clone().unwrap_or_default(),
                 refunded_amount: None,
             })
         }
@@ -55,9 +55,9 @@ impl Store {
         &self,
         conn: &mut PgConnection,
         order_no: &str,
-        ending: &Ending<'_>,
+        ending: &Ending,
     ) -> Result<(), sqlx::Error> {
-        match *ending {
+        match ending {
             Ending::Refunded { method, amount, .. } => {
                 sqlx::query(&self.shop.on_refunded)
                     .bind(order_no)
@@ -86,7 +86,7 @@ impl Store {
         &self,
         conn: &mut PgConnection,
         p: &PendingWriteBack,
-        ending: &Ending<'_>,
+        ending: &Ending,
     ) -> Result<WriteBack, StoreError> {
         sqlx::query("SAVEPOINT shop_write_back")
             .execute(&mut *conn)

@@ -23,6 +23,7 @@ mod ctbc_client;
 mod deployment;
 mod engine;
 mod envelope_props;
+mod group_commit;
 mod money_rules;
 mod monitoring;
 mod notify;

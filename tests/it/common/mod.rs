@@ -313,7 +313,7 @@ impl Rig {
             )
             .await
             .unwrap();
-        assert_eq!(recorded, refundd::store::refunds::Intent::Recorded);
+        assert_eq!(recorded, refundd::store::intents::Intent::Recorded);
         lease
     }
 }

@@ -1,0 +1,152 @@
+//! The "about to send" record that every money-moving call waits for: the
+//! claim's lease is checked live and renewed, the call is marked of unknown
+//! outcome until its outcome is recorded, and the first intent fixes the
+//! amount refunded while the shop still asks for it as decided. The intents of
+//! all orders ready to send in the same moment are committed by one statement
+//! (`group_commit`); each caller learns whether its own was recorded.
+
+use super::group_commit::{after_failure, Batch};
+use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::{Store, StoreError};
+use crate::ctbc::Operation;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Whether an intent was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Recorded,
+    /// Before anything was sent, the shop stopped asking for this refund or
+    /// changed its amounts: nothing may be sent on the old request.
+    ShopChanged,
+}
+
+/// One order's intent, waiting for its batch.
+pub(super) struct IntentJob {
+    lease: Lease,
+    lease_secs: f64,
+    /// The events not yet recorded (the inquiry it was decided on), then the intent.
+    events: Vec<GatewayEvent>,
+    operation: Option<Operation>,
+    /// The amount refunded, fixed by the first intent.
+    amount: i64,
+    /// What the plan was decided on, which the shop's request must still say.
+    authorised: i64,
+    refund: i64,
+}
+
+/// The intents of many orders: each record is updated only while its claim
+/// holds a live lease and the order is `refunding`, and its first intent only
+/// while the shop's requests (`__REQUESTS__`, placed after refundd's names)
+/// still list it with the amounts decided on, or an operator retried it.
+const INTENTS: &str = "WITH o AS (
+     UPDATE refundd.refunds
+        SET unknown_operation = j.operation, unknown_since = now(),
+            lease_expires_at = now() + make_interval(secs => j.lease_secs),
+            claimed_amount = COALESCE(refunds.claimed_amount, j.amount)
+       FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[])
+            AS j(id, token, operation, lease_secs, amount, authorised, refund)
+      WHERE refunds.id = j.id AND refunds.lease_token = j.token
+        AND refunds.lease_expires_at > now() AND refunds.status = 'refunding'
+        AND (refunds.claimed_amount IS NOT NULL OR refunds.retried_by_operator OR EXISTS (
+             SELECT 1 FROM (__REQUESTS__) AS r
+              WHERE r.order_no::text = refunds.order_no
+                AND r.auth_amount::numeric = j.authorised
+                AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = j.refund))
+     RETURNING refunds.id, refunds.order_no),
+  __EVENTS__
+SELECT id FROM o";
+
+impl Store {
+    /// Right before a money-moving call: checks on the database that this claim
+    /// still holds a live lease, renews it, marks the call's outcome unknown
+    /// until it is recorded, and commits the "about to send" event (after the
+    /// events not yet recorded, such as the inquiry it was decided on). The first
+    /// money-moving intent also fixes the amount refunded, and only while the
+    /// shop's requests still list the order with the amounts it was decided on
+    /// (`authorised`, `refund`: what the plan was decided on), or an operator
+    /// retried it; otherwise nothing is recorded and the answer is `ShopChanged`.
+    /// Returns once the intent is committed, with those of other orders.
+    pub async fn record_intent(
+        &self,
+        lease: &Lease,
+        lease_for: Duration,
+        earlier: &[GatewayEvent],
+        intent: &GatewayEvent,
+        (amount, authorised, refund): (i64, i64, i64),
+    ) -> Result<Intent, StoreError> {
+        let job = IntentJob {
+            lease: *lease,
+            lease_secs: lease_for.as_secs_f64(),
+            events: [earlier, std::slice::from_ref(intent)].concat(),
+            operation: intent.operation,
+            amount,
+            authorised,
+            refund,
+        };
+        if self.intents.submit(self, job).await? {
+            Ok(Intent::Recorded)
+        } else {
+            self.why_no_intent(lease).await
+        }
+    }
+
+    /// Tells a lost lease from a request the shop withdrew or changed.
+    async fn why_no_intent(&self, lease: &Lease) -> Result<Intent, StoreError> {
+        let held: Option<bool> = sqlx::query_scalar(&self.sql(
+            "SELECT lease_expires_at > now() AND status = 'refunding' FROM refundd.refunds
+              WHERE id = $1 AND lease_token = $2",
+        ))
+        .bind(lease.id)
+        .bind(lease.token)
+        .fetch_optional(&self.pool)
+        .await?;
+        match held {
+            Some(true) => Ok(Intent::ShopChanged),
+            _ => Err(StoreError::LeaseLost),
+        }
+    }
+
+    /// Records `jobs` in one statement: the ids of the records it updated.
+    async fn intents_statement(&self, jobs: &[IntentJob]) -> Result<HashSet<i64>, sqlx::Error> {
+        let sql = self
+            .sql(INTENTS)
+            .replace("__EVENTS__", &events_cte(8))
+            .replace("__REQUESTS__", &self.shop.requests);
+        let q = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.operation).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.lease_secs).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.amount).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.authorised).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.refund).collect::<Vec<_>>());
+        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
+        let rows = events.bind_to(q).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+impl Batch for IntentJob {
+    /// Whether the intent was recorded.
+    type Answer = bool;
+
+    async fn run(store: &Store, jobs: Vec<Self>) -> Vec<Result<bool, StoreError>> {
+        let e = match store.intents_statement(&jobs).await {
+            Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.lease.id))).collect(),
+            Err(e) => e,
+        };
+        if let Some(answers) = after_failure(e, jobs.len()) {
+            return answers;
+        }
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs.chunks(1) {
+            let ids = store.intents_statement(job).await;
+            answers.push(
+                ids.map(|ids| ids.contains(&job[0].lease.id))
+                    .map_err(Into::into),
+            );
+        }
+        answers
+    }
+}
