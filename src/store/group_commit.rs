@@ -14,13 +14,14 @@
 
 use super::{Store, StoreError};
 use crate::sync::lock;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Batches of one lane that may run at once.
-const FLUSHERS: usize = 2;
+const FLUSHERS: usize = 1;
 
 /// The most writes committed in one batch.
 const MAX_BATCH: usize = 256;
@@ -175,4 +176,39 @@ pub(super) fn after_failure<A>(e: sqlx::Error, jobs: usize) -> Option<Vec<Result
             .map(|_| Err(StoreError::Shared(shared.clone())))
             .collect(),
     )
+}
+
+/// A write whose batch is one statement that gives the ids of the records
+/// it wrote (those whose lease held).
+pub(super) trait OneStatement: Sized + Sync {
+    /// The record the job writes.
+    fn record(&self) -> i64;
+    fn statement(
+        store: &Store,
+        jobs: &[Self],
+    ) -> impl Future<Output = Result<HashSet<i64>, sqlx::Error>> + Send;
+}
+
+/// Runs a batch of one statement: whether each job's record was written. If
+/// the statement fails on one order's data, each job runs alone.
+pub(super) async fn written<J: OneStatement>(
+    store: &Store,
+    jobs: &[J],
+) -> Vec<Result<bool, StoreError>> {
+    let e = match J::statement(store, jobs).await {
+        Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.record()))).collect(),
+        Err(e) => e,
+    };
+    if let Some(answers) = after_failure(e, jobs.len()) {
+        return answers;
+    }
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs.chunks(1) {
+        let ids = J::statement(store, job).await;
+        answers.push(
+            ids.map(|ids| ids.contains(&job[0].record()))
+                .map_err(Into::into),
+        );
+    }
+    answers
 }

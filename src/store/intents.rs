@@ -5,7 +5,7 @@
 //! all orders ready to send in the same moment are committed by one statement
 //! (`group_commit`); each caller learns whether its own was recorded.
 
-use super::group_commit::{after_failure, Batch};
+use super::group_commit::{written, Batch, OneStatement};
 use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
@@ -132,21 +132,16 @@ impl Batch for IntentJob {
     type Answer = bool;
 
     async fn run(store: &Store, jobs: Vec<Self>) -> Vec<Result<bool, StoreError>> {
-        let e = match store.intents_statement(&jobs).await {
-            Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.lease.id))).collect(),
-            Err(e) => e,
-        };
-        if let Some(answers) = after_failure(e, jobs.len()) {
-            return answers;
-        }
-        let mut answers = Vec::with_capacity(jobs.len());
-        for job in jobs.chunks(1) {
-            let ids = store.intents_statement(job).await;
-            answers.push(
-                ids.map(|ids| ids.contains(&job[0].lease.id))
-                    .map_err(Into::into),
-            );
-        }
-        answers
+        written(store, &jobs).await
+    }
+}
+
+impl OneStatement for IntentJob {
+    fn record(&self) -> i64 {
+        self.lease.id
+    }
+
+    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<i64>, sqlx::Error> {
+        store.intents_statement(jobs).await
     }
 }

@@ -17,6 +17,7 @@ pub mod seed;
 pub mod shop;
 pub mod shop_examples;
 pub mod status;
+mod step_outcomes;
 pub mod story;
 pub mod vocabulary;
 pub mod writeback;
@@ -34,6 +35,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use step_outcomes::StepJob;
 
 /// The schema, embedded in the binary; applied inside refundd's own schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -87,8 +89,9 @@ pub struct Store {
     pool: PgPool,
     schema: Schema,
     shop: Arc<ShopStatements>,
-    /// Intents and endings waiting to be committed with those of other orders.
+    /// Intents, step outcomes and endings waiting to be committed with those of other orders.
     intents: Lane<IntentJob>,
+    steps: Lane<StepJob>,
     endings: Lane<EndingJob>,
 }
 
@@ -99,6 +102,7 @@ impl Store {
             schema,
             shop: Arc::new(shop),
             intents: Lane::default(),
+            steps: Lane::default(),
             endings: Lane::default(),
         }
     }

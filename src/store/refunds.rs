@@ -428,26 +428,6 @@ impl Store {
         held.map(|_| ()).ok_or(StoreError::LeaseLost)
     }
 
-    /// A money-moving call completed accepted (and, for a capture reversal,
-    /// the step reached is committed before the next call is sent).
-    pub async fn record_step_done(
-        &self,
-        lease: &Lease,
-        events: &[GatewayEvent],
-        step: Option<StepReached>,
-    ) -> Result<(), StoreError> {
-        fenced_update!(
-            self,
-            &self.pool,
-            lease,
-            events,
-            "unknown_operation = NULL, unknown_since = NULL, step = COALESCE($4, step)",
-            "",
-            step,
-        )
-        .map(|_| ())
-    }
-
     /// The order waits for a later attempt.
     pub async fn defer(
         &self,

@@ -1,0 +1,82 @@
+//! The outcome of a money-moving call that is not the last of its plan (a
+//! capture reversal accepted, before the reversal that completes it), or of
+//! one that certainly did not happen (refused, unreachable, invalid): the
+//! call's unknown outcome is cleared and the step reached committed, with its
+//! events, before anything else is sent. The outcomes of orders that reach
+//! this point in the same moment are committed by one statement
+//! (`group_commit`).
+
+use super::group_commit::{written, Batch, OneStatement};
+use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::vocabulary::StepReached;
+use super::{Store, StoreError};
+use std::collections::HashSet;
+
+/// One order's step outcome, waiting for its batch.
+pub(super) struct StepJob {
+    lease: Lease,
+    events: Vec<GatewayEvent>,
+    reached: Option<StepReached>,
+}
+
+const STEPS: &str = "WITH o AS (
+     UPDATE refundd.refunds f
+        SET unknown_operation = NULL, unknown_since = NULL, step = COALESCE(j.reached, f.step)
+       FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS j(id, token, reached)
+      WHERE f.id = j.id AND f.lease_token = j.token
+     RETURNING f.id, f.order_no),
+  __EVENTS__
+SELECT id FROM o";
+
+impl Store {
+    /// A money-moving call completed (accepted, or certainly not made), with
+    /// the step reached if any; returns once committed, so that for a capture
+    /// reversal the step is on record before the next call is sent.
+    pub async fn record_step_done(
+        &self,
+        lease: &Lease,
+        events: &[GatewayEvent],
+        reached: Option<StepReached>,
+    ) -> Result<(), StoreError> {
+        let job = StepJob {
+            lease: *lease,
+            events: events.to_vec(),
+            reached,
+        };
+        match self.steps.submit(self, job).await? {
+            true => Ok(()),
+            false => Err(StoreError::LeaseLost),
+        }
+    }
+
+    /// Records `jobs` in one statement: the ids of the records it updated.
+    async fn steps_statement(&self, jobs: &[StepJob]) -> Result<HashSet<i64>, sqlx::Error> {
+        let sql = self.sql(STEPS).replace("__EVENTS__", &events_cte(4));
+        let q = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.reached).collect::<Vec<_>>());
+        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
+        let rows = events.bind_to(q).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+impl Batch for StepJob {
+    /// Whether the outcome was recorded (the lease held).
+    type Answer = bool;
+
+    async fn run(store: &Store, jobs: Vec<Self>) -> Vec<Result<bool, StoreError>> {
+        written(store, &jobs).await
+    }
+}
+
+impl OneStatement for StepJob {
+    fn record(&self) -> i64 {
+        self.lease.id
+    }
+
+    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<i64>, sqlx::Error> {
+        store.steps_statement(jobs).await
+    }
+}
