@@ -75,6 +75,11 @@ struct Args {
     /// time per order, from pg_stat_statements.
     #[arg(long)]
     pg_stats: bool,
+    /// The measured refundd reaches PostgreSQL through its Unix socket
+    /// instead of TCP on 127.0.0.1, as a refundd next to the shop's database
+    /// can (`postgres:///db?host=/run/postgresql`); pgbench keeps TCP.
+    #[arg(long)]
+    unix_socket: bool,
     /// Measure without the outbox: its trigger is disabled after `migrate`
     /// (a measurement of what the outbox costs, never a way to run refundd).
     #[arg(long)]
@@ -527,6 +532,16 @@ async fn one_run(
     admin.set_faults(plan).await.expect("set faults");
     let url = pg.fresh_database().await.expect("fresh database");
     let pool = refundd::store::connect(&url, 4).await.expect("connect");
+    let refundd_url = if args.unix_socket {
+        let db = url.rsplit('/').next().expect("a database name");
+        format!(
+            "postgres://postgres@localhost/{db}?host={}&port={}",
+            pg.dir().display(),
+            pg.port()
+        )
+    } else {
+        url.clone()
+    };
     if args.shop == Shop::Tutorial {
         TUTORIAL
             .create(&pool)
@@ -539,7 +554,7 @@ async fn one_run(
     clear_settings(&mut migrate);
     let migrated = migrate
         .arg("migrate")
-        .env("REFUNDD__DATABASE__URL", &url)
+        .env("REFUNDD__DATABASE__URL", &refundd_url)
         .env("REFUNDD__LOG__FORMAT", "json")
         .envs(args.shop.env())
         .stdout(Stdio::null())
@@ -588,7 +603,7 @@ async fn one_run(
         let mut cmd = Command::new(std::env::current_exe().expect("own path"));
         cmd.arg(MEASURE).arg(&result).arg(&args.refundd).arg("once");
         clear_settings(&mut cmd);
-        cmd.env("REFUNDD__DATABASE__URL", &url)
+        cmd.env("REFUNDD__DATABASE__URL", &refundd_url)
             .env("REFUNDD__CTBC__BASE_URL", &sim.base_url)
             .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
             .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
