@@ -2,8 +2,11 @@
 //! every change the engine makes. Each write is fenced to the claim that holds
 //! the lease (a token per claim, not per process) and changes the record and its
 //! event in one statement, so a worker that lost an order cannot touch it and an
-//! order's story in `refund_events` always matches its record. Outcomes that
-//! end the work are written back to the shop in the same transaction.
+//! order's story in `refund_events` always matches its record. The writes that
+//! many orders make at once (intents, step outcomes, endings) have modules of
+//! their own and share commits (`group_commit`); the fenced single-order
+//! writes (a deferral, a note, the settlement watch) and the event columns
+//! they all use are here.
 
 use super::endings::Ending;
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
@@ -396,7 +399,7 @@ impl Store {
         Ok(sqlx::query_scalar(&self.sql(
             "UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
                FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
-              WHERE f.id = held.id AND f.lease_token = held.token
+              WHERE f.id = ANY($1) AND f.id = held.id AND f.lease_token = held.token
              RETURNING f.id",
         ))
         .bind(ids)
@@ -470,7 +473,7 @@ impl Store {
                                   THEN 'refund_requested' ELSE f.status END,
                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
                FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
-              WHERE f.id = held.id AND f.lease_token = held.token",
+              WHERE f.id = ANY($1) AND f.id = held.id AND f.lease_token = held.token",
         ))
         .bind(ids)
         .bind(tokens)
