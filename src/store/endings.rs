@@ -60,7 +60,7 @@ const REFUNDED: &str = "WITH o AS (
             watch_until = CASE WHEN j.watch_days IS NULL THEN NULL ELSE now() + make_interval(days => j.watch_days) END
        FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[])
             AS j(id, token, writeback, writeback_error, method, amount, watch_days)
-      WHERE f.id = ANY($1) AND f.id = j.id AND f.lease_token = j.token
+      WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
   __EVENTS__
 SELECT id, order_no FROM o";
@@ -78,7 +78,7 @@ const FAILED: &str = "WITH o AS (
             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
        FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::bigint[], $8::bool[])
             AS j(id, token, writeback, writeback_error, told_failed, reason, refunded_amount, at_settlement)
-      WHERE f.id = ANY($1) AND f.id = j.id AND f.lease_token = j.token
+      WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
   __EVENTS__
 SELECT id, order_no FROM o";

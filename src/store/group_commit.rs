@@ -11,12 +11,6 @@
 //! writes waiting, runs them as one batch, answers each, and goes on until
 //! nothing waits. While a batch runs, the next one gathers. At most
 //! `FLUSHERS` batches of a lane run at once, each on its own connection.
-//!
-//! A batch statement takes one array per column and finds its records with
-//! `id = ANY($1)` as well as by joining the arrays: refundd's sessions plan a
-//! statement once for any batch (generic plans), and without that condition
-//! PostgreSQL may plan a scan of the whole table for a batch it guesses at a
-//! hundred rows.
 
 use super::{Store, StoreError};
 use crate::sync::lock;

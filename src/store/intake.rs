@@ -261,7 +261,7 @@ INSERT INTO refundd.refunds AS f
 SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
        AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
-  LEFT JOIN refundd.refunds f ON f.order_no = u.order_no AND f.order_no = ANY($1)
+  LEFT JOIN refundd.refunds f ON f.order_no = u.order_no
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
  WHERE f.order_no IS NULL

@@ -46,7 +46,7 @@ const INTENTS: &str = "WITH o AS (
             claimed_amount = COALESCE(refunds.claimed_amount, j.amount)
        FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[])
             AS j(id, token, operation, lease_secs, amount, authorised, refund)
-      WHERE refunds.id = ANY($1) AND refunds.id = j.id AND refunds.lease_token = j.token
+      WHERE refunds.id = j.id AND refunds.lease_token = j.token
         AND refunds.lease_expires_at > now() AND refunds.status = 'refunding'
         AND (refunds.claimed_amount IS NOT NULL OR refunds.retried_by_operator OR EXISTS (
              SELECT 1 FROM (__REQUESTS__) AS r

@@ -399,7 +399,7 @@ impl Store {
         Ok(sqlx::query_scalar(&self.sql(
             "UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
                FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
-              WHERE f.id = ANY($1) AND f.id = held.id AND f.lease_token = held.token
+              WHERE f.id = held.id AND f.lease_token = held.token
              RETURNING f.id",
         ))
         .bind(ids)
@@ -473,7 +473,7 @@ impl Store {
                                   THEN 'refund_requested' ELSE f.status END,
                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
                FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
-              WHERE f.id = ANY($1) AND f.id = held.id AND f.lease_token = held.token",
+              WHERE f.id = held.id AND f.lease_token = held.token",
         ))
         .bind(ids)
         .bind(tokens)

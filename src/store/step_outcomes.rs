@@ -23,7 +23,7 @@ const STEPS: &str = "WITH o AS (
      UPDATE refundd.refunds f
         SET unknown_operation = NULL, unknown_since = NULL, step = COALESCE(j.reached, f.step)
        FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS j(id, token, reached)
-      WHERE f.id = ANY($1) AND f.id = j.id AND f.lease_token = j.token
+      WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
   __EVENTS__
 SELECT id FROM o";
