@@ -142,6 +142,15 @@ impl Store {
     /// refused a write-back, and nothing was committed.
     async fn end_together(&self, jobs: &[EndingJob]) -> Result<Option<HashSet<i64>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // The batch takes its records' locks in one order (by id) before its
+        // statements, so two transactions that lock several records cannot
+        // each hold one the other waits for.
+        sqlx::query(
+            &self.sql("SELECT 1 FROM refundd.refunds WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
+        )
+        .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
         let recorded = self.record_endings(&mut tx, jobs, None).await?;
         for job in jobs {
             let Some(order_no) = recorded.get(&job.lease.id) else {

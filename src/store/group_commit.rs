@@ -151,10 +151,12 @@ fn take_batch<J: Batch>(lane: &LaneInner<J>) -> Vec<Waiting<J>> {
 
 /// What a batch that failed as a whole answers, unless its jobs must run
 /// again one by one (`None`): that is when the fault may be one order's data
-/// (a value PostgreSQL cannot store, a constraint or a trigger of one row), as
-/// the statement that failed committed nothing. A fault of the connection or
-/// the server is every job's: each gets it, and none runs again, since a
-/// commit that failed to answer may have been made.
+/// (a value PostgreSQL cannot store, a constraint or a trigger of one row), or
+/// when PostgreSQL rolled the batch back to break a deadlock or a
+/// serialization conflict (SQLSTATE class 40), as the statement that failed
+/// committed nothing. A fault of the connection or the server is every job's:
+/// each gets it, and none runs again, since a commit that failed to answer
+/// may have been made.
 pub(super) fn after_failure<A>(e: sqlx::Error, jobs: usize) -> Option<Vec<Result<A, StoreError>>> {
     let e = StoreError::from(e);
     if jobs == 1 {

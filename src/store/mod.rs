@@ -184,13 +184,16 @@ impl StoreError {
     }
 
     /// Whether PostgreSQL refused something about one order (a value it cannot
-    /// store, a constraint or a trigger of the row) rather than the database
-    /// being out of reach: that order waits with the error, the pass goes on.
+    /// store, a constraint or a trigger of the row), or rolled back the write
+    /// to break a deadlock over its record, rather than the database being out
+    /// of reach: that order waits with the error, the pass goes on. Nothing of
+    /// the refused write was committed.
     pub fn is_about_one_order(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
-                // 22: data exception, 23: integrity constraint, P0001: raised by a trigger.
-                c.starts_with("22") || c.starts_with("23") || c == "P0001"
+                // 22: data exception, 23: integrity constraint, P0001: raised
+                // by a trigger, 40: transaction rolled back (deadlock, serialization).
+                c.starts_with("22") || c.starts_with("23") || c == "P0001" || c.starts_with("40")
             }),
             StoreError::Database(
                 sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. },

@@ -386,7 +386,11 @@ impl Store {
             .await?)
     }
 
-    /// Extends the leases these claims still hold; returns the ids still held.
+    /// Extends the leases these claims still hold; returns the ids renewed.
+    /// A record another transaction has locked at that moment (a batch of
+    /// this worker writing it) is skipped rather than waited for, and renewed
+    /// at the next tick: the renewer never waits on a lock, so it can never be
+    /// half of a deadlock with a batch.
     pub async fn renew_leases(
         &self,
         leases: &[(i64, Uuid)],
@@ -397,9 +401,13 @@ impl Store {
         }
         let (ids, tokens): (Vec<i64>, Vec<Uuid>) = leases.iter().copied().unzip();
         Ok(sqlx::query_scalar(&self.sql(
-            "UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
-               FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
-              WHERE f.id = held.id AND f.lease_token = held.token
+            "WITH free AS (
+                 SELECT f.id FROM refundd.refunds f
+                   JOIN unnest($1::bigint[], $2::uuid[]) AS held(id, token)
+                     ON f.id = held.id AND f.lease_token = held.token
+                    FOR UPDATE OF f SKIP LOCKED)
+             UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
+               FROM free WHERE f.id = free.id
              RETURNING f.id",
         ))
         .bind(ids)

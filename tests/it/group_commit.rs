@@ -316,3 +316,62 @@ async fn killed_after_the_banks_answer_before_its_batched_outcome_commits() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_rolled_back_to_break_a_deadlock_is_written_again_order_by_order() {
+    let rig = Rig::new().await;
+    let mut leases = claimed(&rig, &["DL1", "DL2"]).await;
+    leases.sort_by_key(|l| l.id);
+    let (low, high) = (leases[0], leases[1]);
+    // Another transaction holds the higher record, and waits longer than
+    // refundd's session before it looks for a deadlock.
+    let mut other = rig.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM refundd.refunds WHERE id = $1 FOR UPDATE")
+        .bind(high.id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let store = rig.store.clone();
+    let ends = tokio::spawn(async move {
+        let ends = [low, high].map(|l| {
+            let store = store.clone();
+            async move {
+                store
+                    .finish_refunded(&l, &[], RefundMethod::Reversal, 1000, None)
+                    .await
+            }
+        });
+        futures::future::join_all(ends).await
+    });
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap()
+            > 0
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the batch holds the lower record and waits for the higher",
+        waiting,
+    )
+    .await;
+    // Asking for the lower record closes the cycle; PostgreSQL rolls the
+    // batch back (its session looks first), so this lock is granted.
+    sqlx::query("SELECT 1 FROM refundd.refunds WHERE id = $1 FOR UPDATE")
+        .bind(low.id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other.rollback().await.unwrap();
+    for answer in ends.await.unwrap() {
+        assert_eq!(answer.unwrap(), WriteBack::Done);
+    }
+    for no in ["DL1", "DL2"] {
+        rig.order(no).await.assert_refunded("reversal", 1000);
+    }
+}
