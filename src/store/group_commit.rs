@@ -158,20 +158,12 @@ fn take_batch<J: Batch>(lane: &LaneInner<J>) -> Vec<Waiting<J>> {
 /// each gets it, and none runs again, since a commit that failed to answer
 /// may have been made.
 pub(super) fn after_failure<A>(e: sqlx::Error, jobs: usize) -> Option<Vec<Result<A, StoreError>>> {
-    let e = StoreError::from(e);
     if jobs == 1 {
-        return Some(vec![Err(e)]);
+        return Some(vec![Err(e.into())]);
     }
-    if e.is_about_one_order() {
+    if super::about_one_order(&e) {
         return None;
     }
-    let StoreError::Database(e) = e else {
-        return Some(
-            (0..jobs)
-                .map(|_| Err(StoreError::GroupCommitLost))
-                .collect(),
-        );
-    };
     let shared = Arc::new(e);
     Some(
         (0..jobs)
@@ -191,26 +183,27 @@ pub(super) trait OneStatement: Sized + Sync {
     ) -> impl Future<Output = Result<HashSet<i64>, sqlx::Error>> + Send;
 }
 
-/// Runs a batch of one statement: whether each job's record was written. If
-/// the statement fails on one order's data, each job runs alone.
-pub(super) async fn written<J: OneStatement>(
-    store: &Store,
-    jobs: &[J],
-) -> Vec<Result<bool, StoreError>> {
-    let e = match J::statement(store, jobs).await {
-        Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.record()))).collect(),
-        Err(e) => e,
-    };
-    if let Some(answers) = after_failure(e, jobs.len()) {
-        return answers;
+/// A batch of one statement answers whether each job's record was written.
+/// If the statement fails on one order's data, each job runs alone.
+impl<J: OneStatement + Send + 'static> Batch for J {
+    type Answer = bool;
+
+    async fn run(store: &Store, jobs: Vec<J>) -> Vec<Result<bool, StoreError>> {
+        let e = match J::statement(store, &jobs).await {
+            Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.record()))).collect(),
+            Err(e) => e,
+        };
+        if let Some(answers) = after_failure(e, jobs.len()) {
+            return answers;
+        }
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs.chunks(1) {
+            let ids = J::statement(store, job).await;
+            answers.push(
+                ids.map(|ids| ids.contains(&job[0].record()))
+                    .map_err(Into::into),
+            );
+        }
+        answers
     }
-    let mut answers = Vec::with_capacity(jobs.len());
-    for job in jobs.chunks(1) {
-        let ids = J::statement(store, job).await;
-        answers.push(
-            ids.map(|ids| ids.contains(&job[0].record()))
-                .map_err(Into::into),
-        );
-    }
-    answers
 }

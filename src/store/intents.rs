@@ -5,7 +5,7 @@
 //! all orders ready to send in the same moment are committed by one statement
 //! (`group_commit`); each caller learns whether its own was recorded.
 
-use super::group_commit::{written, Batch, OneStatement};
+use super::group_commit::OneStatement;
 use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
@@ -124,15 +124,6 @@ impl Store {
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-}
-
-impl Batch for IntentJob {
-    /// Whether the intent was recorded.
-    type Answer = bool;
-
-    async fn run(store: &Store, jobs: Vec<Self>) -> Vec<Result<bool, StoreError>> {
-        written(store, &jobs).await
     }
 }
 

@@ -190,16 +190,22 @@ impl StoreError {
     /// the refused write was committed.
     pub fn is_about_one_order(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
-                // 22: data exception, 23: integrity constraint, P0001: raised
-                // by a trigger, 40: transaction rolled back (deadlock, serialization).
-                c.starts_with("22") || c.starts_with("23") || c == "P0001" || c.starts_with("40")
-            }),
-            StoreError::Database(
-                sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. },
-            ) => true,
+            StoreError::Database(e) => about_one_order(e),
             _ => false,
         }
+    }
+}
+
+/// `StoreError::is_about_one_order`, for the driver's error.
+fn about_one_order(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+            // 22: data exception, 23: integrity constraint, P0001: raised
+            // by a trigger, 40: transaction rolled back (deadlock, serialization).
+            c.starts_with("22") || c.starts_with("23") || c == "P0001" || c.starts_with("40")
+        }),
+        sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+        _ => false,
     }
 }
 

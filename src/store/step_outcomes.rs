@@ -6,7 +6,7 @@
 //! this point in the same moment are committed by one statement
 //! (`group_commit`).
 
-use super::group_commit::{written, Batch, OneStatement};
+use super::group_commit::OneStatement;
 use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::StepReached;
 use super::{Store, StoreError};
@@ -59,15 +59,6 @@ impl Store {
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-}
-
-impl Batch for StepJob {
-    /// Whether the outcome was recorded (the lease held).
-    type Answer = bool;
-
-    async fn run(store: &Store, jobs: Vec<Self>) -> Vec<Result<bool, StoreError>> {
-        written(store, &jobs).await
     }
 }
 

@@ -237,7 +237,7 @@ async fn killed_after_the_banks_answer_before_its_batched_outcome_commits() {
     let held = FaultPlan {
         rules: vec![FaultRule {
             operation: Some(Operation::Reversal),
-            latency_ms: 3000,
+            latency_ms: 5000,
             ..Default::default()
         }],
     };
