@@ -89,6 +89,13 @@ struct Args {
     /// and after them, and print refundd's orders/s as a ratio of it. 0: off.
     #[arg(long, default_value_t = 0)]
     pgbench_secs: u64,
+    /// A setting for the throwaway PostgreSQL (`name=value`, repeatable), as
+    /// `auto_explain.log_min_duration=1` to see the plans of slow statements.
+    #[arg(long = "pg-setting")]
+    pg_settings: Vec<String>,
+    /// Keep refundd's logs of the runs (their directory is printed).
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -795,19 +802,25 @@ async fn harness(args: Args) {
             Vec::new()
         },
     };
-    let extra: &[&str] = if args.pg_stats {
-        &[
-            "shared_preload_libraries=pg_stat_statements",
-            "pg_stat_statements.track=all",
-            "pg_stat_statements.max=10000",
-        ]
-    } else {
-        &[]
-    };
-    let pg = tokio::task::spawn_blocking(move || ThrowawayPostgres::start_with(extra))
-        .await
-        .expect("join")
-        .expect("start a throwaway PostgreSQL");
+    let mut extra: Vec<String> = Vec::new();
+    if args.pg_stats {
+        extra.extend(
+            [
+                "shared_preload_libraries=pg_stat_statements",
+                "pg_stat_statements.track=all",
+                "pg_stat_statements.max=10000",
+            ]
+            .map(String::from),
+        );
+    }
+    extra.extend(args.pg_settings.iter().cloned());
+    let pg = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        ThrowawayPostgres::start_with(&extra)
+    })
+    .await
+    .expect("join")
+    .expect("start a throwaway PostgreSQL");
     let pgbench_before = if args.pgbench_secs > 0 {
         let tps = pgbench_tps(&pg, args.pgbench_secs).await;
         println!("pgbench -N before the runs: {tps:.0} transactions/s");
@@ -820,6 +833,9 @@ async fn harness(args: Args) {
         .prefix("refundd-load-")
         .tempdir()
         .expect("temporary directory");
+    if args.keep_logs {
+        println!("refundd's logs: {}", dir.path().display());
+    }
     println!(
         "refundd={} shop={:?} orders={} latency_ms={} concurrency={} batch_size={} max_connections={} repeat={}",
         args.refundd.display(),
@@ -943,5 +959,8 @@ async fn harness(args: Args) {
             med / reference,
             hi / reference
         );
+    }
+    if args.keep_logs {
+        let _ = dir.keep();
     }
 }

@@ -58,7 +58,7 @@ const REFUNDED: &str = "WITH o AS (
             step = 'done', last_error = NULL, next_attempt_at = now(), requested_again_at = NULL,
             settlement = CASE WHEN j.watch_days IS NULL THEN NULL ELSE 'pending' END,
             watch_until = CASE WHEN j.watch_days IS NULL THEN NULL ELSE now() + make_interval(days => j.watch_days) END
-       FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[])
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, method, amount, watch_days)
       WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
@@ -76,7 +76,7 @@ const FAILED: &str = "WITH o AS (
             next_attempt_at = CASE WHEN j.at_settlement THEN f.next_attempt_at END,
             retried_by_operator = j.at_settlement AND f.retried_by_operator,
             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-       FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::bigint[], $8::bool[])
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::bigint[], $8::bool[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, told_failed, reason, refunded_amount, at_settlement)
       WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
@@ -84,6 +84,14 @@ const FAILED: &str = "WITH o AS (
 SELECT id, order_no FROM o";
 
 impl Store {
+    pub(super) fn refunded_sql(&self) -> String {
+        self.sql(REFUNDED).replace("__EVENTS__", &events_cte(8))
+    }
+
+    pub(super) fn failed_sql(&self) -> String {
+        self.sql(FAILED).replace("__EVENTS__", &events_cte(9))
+    }
+
     /// The money is back: `refunded`, with the method and amount; a refund of
     /// settled money is then watched until the bank settles it. The shop's
     /// `on_refunded` runs in the same transaction.
@@ -249,7 +257,7 @@ impl Store {
                 watch.push(watch_days);
             }
         }
-        let sql = self.sql(REFUNDED).replace("__EVENTS__", &events_cte(8));
+        let sql = self.refunded_sql();
         let q = sqlx::query_as::<_, (i64, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
@@ -289,7 +297,7 @@ impl Store {
             }
         }
         let told_failed = refused.is_none() && self.shop.on_failed.is_some();
-        let sql = self.sql(FAILED).replace("__EVENTS__", &events_cte(9));
+        let sql = self.failed_sql();
         let q = sqlx::query_as::<_, (i64, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())

@@ -44,7 +44,7 @@ const INTENTS: &str = "WITH o AS (
         SET unknown_operation = j.operation, unknown_since = now(),
             lease_expires_at = now() + make_interval(secs => j.lease_secs),
             claimed_amount = COALESCE(refunds.claimed_amount, j.amount)
-       FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[])
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[]) LIMIT cardinality($1))
             AS j(id, token, operation, lease_secs, amount, authorised, refund)
       WHERE refunds.id = j.id AND refunds.lease_token = j.token
         AND refunds.lease_expires_at > now() AND refunds.status = 'refunding'
@@ -107,12 +107,15 @@ impl Store {
         }
     }
 
+    pub(super) fn intents_sql(&self) -> String {
+        self.sql(INTENTS)
+            .replace("__EVENTS__", &events_cte(8))
+            .replace("__REQUESTS__", &self.shop.requests)
+    }
+
     /// Records `jobs` in one statement: the ids of the records it updated.
     async fn intents_statement(&self, jobs: &[IntentJob]) -> Result<HashSet<i64>, sqlx::Error> {
-        let sql = self
-            .sql(INTENTS)
-            .replace("__EVENTS__", &events_cte(8))
-            .replace("__REQUESTS__", &self.shop.requests);
+        let sql = self.intents_sql();
         let q = sqlx::query_as::<_, (i64,)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())

@@ -403,7 +403,7 @@ impl Store {
         Ok(sqlx::query_scalar(&self.sql(
             "WITH free AS (
                  SELECT f.id FROM refundd.refunds f
-                   JOIN unnest($1::bigint[], $2::uuid[]) AS held(id, token)
+                   JOIN (SELECT * FROM unnest($1::bigint[], $2::uuid[]) LIMIT cardinality($1)) AS held(id, token)
                      ON f.id = held.id AND f.lease_token = held.token
                     FOR UPDATE OF f SKIP LOCKED)
              UPDATE refundd.refunds f SET lease_expires_at = now() + make_interval(secs => $3)
@@ -480,7 +480,7 @@ impl Store {
                 SET status = CASE WHEN f.status = 'refunding' AND f.step IS NULL AND f.unknown_operation IS NULL
                                   THEN 'refund_requested' ELSE f.status END,
                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-               FROM unnest($1::bigint[], $2::uuid[]) AS held(id, token)
+               FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[]) LIMIT cardinality($1)) AS held(id, token)
               WHERE f.id = held.id AND f.lease_token = held.token",
         ))
         .bind(ids)

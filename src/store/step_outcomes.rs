@@ -22,7 +22,7 @@ pub(super) struct StepJob {
 const STEPS: &str = "WITH o AS (
      UPDATE refundd.refunds f
         SET unknown_operation = NULL, unknown_since = NULL, step = COALESCE(j.reached, f.step)
-       FROM unnest($1::bigint[], $2::uuid[], $3::text[]) AS j(id, token, reached)
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) LIMIT cardinality($1)) AS j(id, token, reached)
       WHERE f.id = j.id AND f.lease_token = j.token
      RETURNING f.id, f.order_no),
   __EVENTS__
@@ -49,9 +49,13 @@ impl Store {
         }
     }
 
+    pub(super) fn steps_sql(&self) -> String {
+        self.sql(STEPS).replace("__EVENTS__", &events_cte(4))
+    }
+
     /// Records `jobs` in one statement: the ids of the records it updated.
     async fn steps_statement(&self, jobs: &[StepJob]) -> Result<HashSet<i64>, sqlx::Error> {
-        let sql = self.sql(STEPS).replace("__EVENTS__", &events_cte(4));
+        let sql = self.steps_sql();
         let q = sqlx::query_as::<_, (i64,)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
