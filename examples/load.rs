@@ -18,6 +18,9 @@
 // `wait4`/`sysconf` (a child's CPU time and peak memory) need libc's unsafe calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
+#[path = "load/timeline.rs"]
+mod timeline;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -96,6 +99,11 @@ struct Args {
     /// Keep refundd's logs of the runs (their directory is printed).
     #[arg(long)]
     keep_logs: bool,
+    /// Print where a refunded order's time went, from refundd's log: its bank
+    /// calls as refundd timed them, the waits before calls (intents, step
+    /// outcomes) and the ending after the last call.
+    #[arg(long)]
+    timeline: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -686,6 +694,31 @@ async fn one_run(
     }
 }
 
+/// Where a refunded order's time went, and the rate the calls' observed time
+/// allows (the latency bound with refundd's own timing of the calls).
+fn print_timeline(args: &Args, t: &timeline::Timeline, orders_per_sec: f64, calls_per_order: f64) {
+    let per_call = t.calls_ms / t.calls.max(1.0);
+    println!(
+        "  timeline of {} refunded orders, ms per order: {:.1} in all = bank calls {:.1} ({:.2} calls of {:.2} ms) \
+         + before calls {:.1} + ending {:.1} + other {:.1}",
+        t.orders,
+        t.span_ms,
+        t.calls_ms,
+        t.calls,
+        per_call,
+        t.before_calls_ms,
+        t.ending_ms,
+        t.span_ms - t.calls_ms - t.before_calls_ms - t.ending_ms
+    );
+    if args.latency_ms > 0 {
+        let observed_bound = args.concurrency as f64 / (calls_per_order * per_call / 1000.0);
+        println!(
+            "  with the calls' observed {per_call:.2} ms the bound is {observed_bound:.1} orders/s: this run reached {:.1} % of it",
+            orders_per_sec / observed_bound * 100.0
+        );
+    }
+}
+
 /// The statements PostgreSQL spent the most time on in this run, per order.
 async fn print_pg_stats(pool: &PgPool, orders: usize) {
     let rows: Vec<(i64, f64, i64, bool, String)> = sqlx::query_as(
@@ -888,6 +921,14 @@ async fn harness(args: Args) {
                 at(75),
                 at(100),
                 r.rss_trace.len()
+            );
+        }
+        if args.timeline {
+            print_timeline(
+                &args,
+                &timeline::of_run(dir.path(), rep),
+                n / secs,
+                r.calls as f64 / n,
             );
         }
         assert_eq!(
