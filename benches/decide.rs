@@ -33,6 +33,7 @@ fn request(refund: i64) -> RefundRequest {
         attempts: 0,
         own_calls: Vec::new(),
         unrecorded: Vec::new(),
+        step_unrecorded: None,
     }
 }
 

@@ -97,6 +97,12 @@ pub struct RefundRequest {
     /// saves a commit; losing it in a crash loses no money rule, since nothing
     /// was sent on it.
     pub unrecorded: Vec<GatewayEvent>,
+    /// The step reached by a call before the last that the bank accepted (its
+    /// outcome is in `unrecorded`): it goes on record with the intent of the
+    /// next call, in the same commit, so the fact is committed before that
+    /// call is sent. A crash before that commit leaves the call's outcome
+    /// unknown, which the next attempt settles by inquiring.
+    pub step_unrecorded: Option<StepReached>,
 }
 
 impl RefundRequest {
@@ -192,6 +198,7 @@ impl RefundRequest {
                 .filter_map(OwnCall::from_record)
                 .collect(),
             unrecorded: Vec::new(),
+            step_unrecorded: None,
         })
     }
 }

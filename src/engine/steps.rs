@@ -106,6 +106,11 @@ impl Engine {
             let call = match prepare(&req, step) {
                 Ok(c) => c,
                 Err(e) => {
+                    // An earlier step's outcome first, as its own record.
+                    if req.step_unrecorded.is_some() {
+                        let reached = req.step_unrecorded.take();
+                        self.record_step_done(&mut req, reached).await?;
+                    }
                     let reason = refused_locally(step, &e);
                     return Ok(Next::Decision(
                         Box::new(req),
@@ -122,12 +127,16 @@ impl Engine {
             };
             let amounts = (plan.amount, req.authorised, req.refund);
             let lease_for = self.settings.lease;
+            let (earlier, reached) = (&req.unrecorded, req.step_unrecorded);
             match self
                 .store
-                .record_intent(&req.lease, lease_for, &req.unrecorded, &intent, amounts)
+                .record_intent(&req.lease, lease_for, earlier, reached, &intent, amounts)
                 .await?
             {
-                Intent::Recorded => req.unrecorded.clear(),
+                Intent::Recorded => {
+                    req.unrecorded.clear();
+                    req.step_unrecorded = None;
+                }
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
             req.own_calls.push(OwnCall {
@@ -151,7 +160,7 @@ impl Engine {
                 return self.accepted_last(req, &plan, ev).await;
             }
             match result {
-                Ok(()) => self.accepted_step(&mut req, step, ev).await?,
+                Ok(()) => self.accepted_step(&mut req, step, ev),
                 Err(e) => return self.not_accepted(req, step, ev, e).await,
             }
         }
@@ -243,13 +252,9 @@ impl Engine {
     }
 
     /// A step before the last was accepted: its outcome (and for a capture
-    /// reversal the step reached) is committed before the next call.
-    async fn accepted_step(
-        &self,
-        req: &mut RefundRequest,
-        step: Step,
-        mut ev: GatewayEvent,
-    ) -> Result<(), StoreError> {
+    /// reversal the step reached) goes on record with the next call's intent,
+    /// committed before that call is sent.
+    fn accepted_step(&self, req: &mut RefundRequest, step: Step, mut ev: GatewayEvent) {
         let op = step.operation();
         ev.outcome = Some(CallOutcome::Accepted);
         info!(
@@ -261,12 +266,12 @@ impl Engine {
         );
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
-        let reached = (step == Step::CaptureReversal).then_some(StepReached::CaptureReversed);
-        self.record_step(req, ev, reached).await?;
+        // Recorded with the next call's intent (`step_unrecorded`).
+        req.unrecorded.push(ev);
         if step == Step::CaptureReversal {
+            req.step_unrecorded = Some(StepReached::CaptureReversed);
             req.capture_reversed = true;
         }
-        Ok(())
     }
 
     /// The bank refused, could not be reached, took another amount, or its
@@ -429,6 +434,15 @@ impl Engine {
         reached: Option<StepReached>,
     ) -> Result<(), StoreError> {
         req.unrecorded.push(ev);
+        self.record_step_done(req, reached).await
+    }
+
+    /// Commits what the attempt learned and had not yet written, with the step reached.
+    async fn record_step_done(
+        &self,
+        req: &mut RefundRequest,
+        reached: Option<StepReached>,
+    ) -> Result<(), StoreError> {
         self.store
             .record_step_done(&req.lease, &req.unrecorded, reached)
             .await?;

@@ -7,6 +7,7 @@
 
 use super::group_commit::OneStatement;
 use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::vocabulary::StepReached;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
 use std::collections::HashSet;
@@ -28,6 +29,8 @@ pub(super) struct IntentJob {
     /// The events not yet recorded (the inquiry it was decided on), then the intent.
     events: Vec<GatewayEvent>,
     operation: Option<Operation>,
+    /// The step an earlier call of this attempt reached (its outcome is in `events`).
+    reached: Option<StepReached>,
     /// The amount refunded, fixed by the first intent.
     amount: i64,
     /// What the plan was decided on, which the shop's request must still say.
@@ -43,9 +46,10 @@ const INTENTS: &str = "WITH o AS (
      UPDATE refundd.refunds
         SET unknown_operation = j.operation, unknown_since = now(),
             lease_expires_at = now() + make_interval(secs => j.lease_secs),
-            claimed_amount = COALESCE(refunds.claimed_amount, j.amount)
-       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[]) LIMIT cardinality($1))
-            AS j(id, token, operation, lease_secs, amount, authorised, refund)
+            claimed_amount = COALESCE(refunds.claimed_amount, j.amount),
+            step = COALESCE(j.reached, refunds.step)
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) LIMIT cardinality($1))
+            AS j(id, token, operation, lease_secs, amount, authorised, refund, reached)
       WHERE refunds.id = j.id AND refunds.lease_token = j.token
         AND refunds.lease_expires_at > now() AND refunds.status = 'refunding'
         AND (refunds.claimed_amount IS NOT NULL OR refunds.retried_by_operator OR EXISTS (
@@ -61,7 +65,8 @@ impl Store {
     /// Right before a money-moving call: checks on the database that this claim
     /// still holds a live lease, renews it, marks the call's outcome unknown
     /// until it is recorded, and commits the "about to send" event (after the
-    /// events not yet recorded, such as the inquiry it was decided on). The first
+    /// events not yet recorded, such as the inquiry it was decided on, or the
+    /// outcome of the attempt's previous call with the step it `reached`). The first
     /// money-moving intent also fixes the amount refunded, and only while the
     /// shop's requests still list the order with the amounts it was decided on
     /// (`authorised`, `refund`: what the plan was decided on), or an operator
@@ -72,6 +77,7 @@ impl Store {
         lease: &Lease,
         lease_for: Duration,
         earlier: &[GatewayEvent],
+        reached: Option<StepReached>,
         intent: &GatewayEvent,
         (amount, authorised, refund): (i64, i64, i64),
     ) -> Result<Intent, StoreError> {
@@ -80,6 +86,7 @@ impl Store {
             lease_secs: lease_for.as_secs_f64(),
             events: [earlier, std::slice::from_ref(intent)].concat(),
             operation: intent.operation,
+            reached,
             amount,
             authorised,
             refund,
@@ -109,7 +116,7 @@ impl Store {
 
     pub(super) fn intents_sql(&self) -> String {
         self.sql(INTENTS)
-            .replace("__EVENTS__", &events_cte(8))
+            .replace("__EVENTS__", &events_cte(9))
             .replace("__REQUESTS__", &self.shop.requests)
     }
 
@@ -123,7 +130,8 @@ impl Store {
             .bind(jobs.iter().map(|j| j.lease_secs).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.amount).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.authorised).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.refund).collect::<Vec<_>>());
+            .bind(jobs.iter().map(|j| j.refund).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.reached).collect::<Vec<_>>());
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())

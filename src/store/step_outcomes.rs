@@ -1,8 +1,9 @@
-//! The outcome of a money-moving call that is not the last of its plan (a
-//! capture reversal accepted, before the reversal that completes it), or of
-//! one that certainly did not happen (refused, unreachable, invalid): the
-//! call's unknown outcome is cleared and the step reached committed, with its
-//! events, before anything else is sent. The outcomes of orders that reach
+//! The outcome of a money-moving call that certainly did not happen (refused,
+//! unreachable, invalid), or what a fresh inquiry showed of a capture
+//! reversal of unknown outcome: the call's unknown outcome is cleared and the
+//! step reached committed, with its events, before anything else is sent (an
+//! accepted capture reversal's outcome rides with the intent of the reversal
+//! that completes it, `intents`). The outcomes of orders that reach
 //! this point in the same moment are committed by one statement
 //! (`group_commit`).
 

@@ -6,7 +6,9 @@
 
 use crate::common::{eventually, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
-use refundd::sim::{FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use refundd::sim::{
+    FaultKind, FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+};
 use refundd::store::intents::Intent;
 use refundd::store::refunds::GatewayEvent;
 use refundd::store::vocabulary::{EventKind, RefundMethod};
@@ -42,7 +44,7 @@ async fn intents_together(rig: &Rig, leases: &[Lease]) -> Vec<Result<Intent, Sto
     };
     let all = leases.iter().map(|l| {
         rig.store
-            .record_intent(l, LEASE, &[], &intent, (1000, 1000, 1000))
+            .record_intent(l, LEASE, &[], None, &intent, (1000, 1000, 1000))
     });
     futures::future::join_all(all).await
 }
@@ -374,4 +376,44 @@ async fn a_batch_rolled_back_to_break_a_deadlock_is_written_again_order_by_order
     for no in ["DL1", "DL2"] {
         rig.order(no).await.assert_refunded("reversal", 1000);
     }
+}
+
+#[tokio::test]
+async fn a_capture_reversal_is_recorded_with_the_reversal_s_intent_before_the_reversal_is_sent() {
+    let rig = Rig::new().await;
+    rig.seed("CRX", 1000, TxState::CapturedNotSettled, None)
+        .await;
+    // The reversal's answer is lost: the capture reversal before it must be on record.
+    rig.admin
+        .set_faults(&FaultPlan::always(
+            FaultKind::Reset,
+            Some(Operation::Reversal),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rig.pass().await.outcome_unknown, 1);
+    assert_eq!(rig.accepted("CRX", "capture_reversal").await, 1);
+    let (step, unknown): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT step, unknown_operation FROM refundd.refunds WHERE order_no = 'CRX'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (step.as_deref(), unknown.as_deref()),
+        (Some("capture_reversed"), Some("reversal"))
+    );
+    // The capture reversal's outcome and the reversal's intent: one commit.
+    let commit_of = |kind: &'static str, operation: &'static str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT xmin::text FROM refundd.refund_events
+              WHERE order_no = 'CRX' AND kind = $1 AND operation = $2",
+        )
+        .bind(kind)
+        .bind(operation)
+        .fetch_one(&rig.pool)
+    };
+    let outcome = commit_of("outcome", "capture_reversal").await.unwrap();
+    let intent = commit_of("intent", "reversal").await.unwrap();
+    assert_eq!(outcome, intent);
 }

@@ -22,6 +22,7 @@ fn req(authorised: i64, refund: i64) -> RefundRequest {
         attempts: 0,
         own_calls: Vec::new(),
         unrecorded: Vec::new(),
+        step_unrecorded: None,
     }
 }
 

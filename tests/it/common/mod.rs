@@ -308,6 +308,7 @@ impl Rig {
                 &lease,
                 lease_for,
                 &[],
+                None,
                 &intent,
                 (refund, authorised, refund),
             )
