@@ -16,6 +16,8 @@ pub const MAC_HEX_LEN: usize = 48;
 pub const MAC_KEY_LEN: usize = 24;
 /// Length of the IV the bank issues, in ASCII characters.
 pub const IV_LEN: usize = 8;
+/// A 3DES block, in bytes.
+const BLOCK: usize = 8;
 
 /// Why a message could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,40 +68,47 @@ impl Envelope {
         Ok(Self { key, iv })
     }
 
-    /// `E(x)`: 3DES-EDE CBC over `x`, PKCS#5 padded, as upper-case hex.
-    fn encrypt_hex(&self, plain: &[u8]) -> String {
-        let ct = Encryptor::new(&self.key.into(), &self.iv.into())
-            .encrypt_padded_vec_mut::<Pkcs7>(plain);
-        hex::encode_upper(ct)
-    }
-
-    fn mac_of_bytes(&self, big5_json: &[u8]) -> String {
-        let e = self.encrypt_hex(big5_json);
-        // A text shorter than three blocks has a shorter ciphertext: the MAC
-        // is then all of it (as PHP's substr($e, -48) gives), never a panic.
-        e[e.len().saturating_sub(MAC_HEX_LEN)..].to_string()
+    /// `E(x)` (3DES-EDE CBC, PKCS#5 padded) of a text `x` whose whole blocks
+    /// before `rest` are known to encrypt to `known` (a whole number of
+    /// blocks): CBC chains each block on the ciphertext of the one before, so
+    /// only `rest` is encrypted. With nothing known, this is `E(rest)`.
+    fn encrypt_after(&self, known: &[u8], rest: &[u8]) -> Vec<u8> {
+        let chain = known
+            .len()
+            .checked_sub(BLOCK)
+            .and_then(|last| <[u8; BLOCK]>::try_from(&known[last..]).ok())
+            .unwrap_or(self.iv);
+        let mut e = Vec::with_capacity(known.len() + rest.len() + BLOCK);
+        e.extend_from_slice(known);
+        e.extend(
+            Encryptor::new(&self.key.into(), &chain.into()).encrypt_padded_vec_mut::<Pkcs7>(rest),
+        );
+        e
     }
 
     /// The MAC `M` of a JSON text: the last 48 hex characters of `E(big5(J))`.
     pub fn mac(&self, json: &str) -> Result<String, EnvelopeError> {
-        Ok(self.mac_of_bytes(&to_big5(json)?))
+        Ok(mac_of(&self.encrypt_after(&[], &to_big5(json)?)))
     }
 
-    /// `ApiEnc` for a JSON text: `E(big5(J + M))`.
+    /// `ApiEnc` for a JSON text: `E(big5(J) + M)`. Its blocks that hold only
+    /// the JSON are those of `E(big5(J))`, already made for the MAC: only the
+    /// JSON's last, partial block and the MAC are encrypted again.
     pub fn seal(&self, json: &str) -> Result<String, EnvelopeError> {
-        let mut bytes = to_big5(json)?;
-        let mac = self.mac_of_bytes(&bytes);
-        bytes.extend_from_slice(mac.as_bytes());
-        Ok(self.encrypt_hex(&bytes))
+        let bytes = to_big5(json)?;
+        let e = self.encrypt_after(&[], &bytes);
+        let mac = mac_of(&e);
+        let whole = bytes.len() / BLOCK * BLOCK;
+        let rest = [&bytes[whole..], mac.as_bytes()].concat();
+        Ok(hex::encode_upper(self.encrypt_after(&e[..whole], &rest)))
     }
 
     /// Seals a message with a MAC tail of the caller's choosing. Only the
     /// simulator's fault injection uses this, to send answers a careful client
     /// must reject.
     pub fn seal_with_forged_mac(&self, json: &str, mac: &str) -> Result<String, EnvelopeError> {
-        let mut bytes = to_big5(json)?;
-        bytes.extend_from_slice(mac.as_bytes());
-        Ok(self.encrypt_hex(&bytes))
+        let bytes = [to_big5(json)?.as_slice(), mac.as_bytes()].concat();
+        Ok(hex::encode_upper(self.encrypt_after(&[], &bytes)))
     }
 
     /// Opens an `ApiEnc` value: decrypts, checks the padding, decodes Big5,
@@ -132,11 +141,22 @@ impl Envelope {
             return Err(EnvelopeError::MacMismatch);
         }
         let json_bytes = &plain[..plain.len() - tail.len()];
-        if self.mac_of_bytes(json_bytes) != tail {
+        // Encrypting the decrypted blocks again gives the received ones, so
+        // `E(json)` is the ciphertext's whole blocks of the JSON followed by
+        // its last, partial block, the only one encrypted here.
+        let whole = json_bytes.len() / BLOCK * BLOCK;
+        if mac_of(&self.encrypt_after(&ct[..whole], &json_bytes[whole..])) != tail {
             return Err(EnvelopeError::MacMismatch);
         }
         Ok(text[..=end].to_string())
     }
+}
+
+/// The MAC tail of a ciphertext `E(x)`: its last 48 hex characters. A text
+/// shorter than three blocks has a shorter ciphertext: the MAC is then all of
+/// it (as PHP's substr($e, -48) gives), never a panic.
+fn mac_of(e: &[u8]) -> String {
+    hex::encode_upper(&e[e.len().saturating_sub(MAC_HEX_LEN / 2)..])
 }
 
 /// Encodes text as Big5, refusing characters Big5 cannot carry (instead of the
@@ -199,6 +219,34 @@ mod tests {
         assert!(api_enc.starts_with("B23A3F7C212A186468F9C150A6A9F723"));
         assert!(api_enc.ends_with("7F01119FD0FA84D8"));
         assert_eq!(e.open(&api_enc).unwrap(), REF_JSON);
+    }
+
+    /// The protocol's definitions, computed the long way: `E` over the whole
+    /// text every time.
+    fn naive_e(x: &[u8]) -> String {
+        hex::encode_upper(
+            Encryptor::new(KEY.as_bytes().into(), IV.as_bytes().into())
+                .encrypt_padded_vec_mut::<Pkcs7>(x),
+        )
+    }
+
+    #[test]
+    fn seal_mac_and_open_agree_with_the_definitions_at_every_length() {
+        let e = env();
+        for len in 0..=90 {
+            // Texts ending in `}` at every offset within a block.
+            let json = format!(
+                "{{\"A\":\"{}\"}}",
+                "x交".repeat(len / 3) + &"y".repeat(len % 3)
+            );
+            let bytes = to_big5(&json).unwrap();
+            let full = naive_e(&bytes);
+            let mac = full[full.len().saturating_sub(MAC_HEX_LEN)..].to_string();
+            assert_eq!(e.mac(&json).unwrap(), mac, "{json}");
+            let sealed = naive_e(&[bytes.as_slice(), mac.as_bytes()].concat());
+            assert_eq!(e.seal(&json).unwrap(), sealed, "{json}");
+            assert_eq!(e.open(&sealed).unwrap(), json);
+        }
     }
 
     #[test]
