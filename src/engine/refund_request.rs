@@ -81,8 +81,9 @@ pub struct RefundRequest {
     pub authorised: i64,
     /// What is to be given back now; equal to `authorised` for a full refund.
     pub refund: i64,
-    /// A capture reversal of ours is known done (its step is committed, or a
-    /// fresh inquiry showed it took effect).
+    /// A capture reversal of ours is known done (its step is committed or
+    /// rides with the next call's intent, or a fresh inquiry showed it took
+    /// effect).
     pub capture_reversed: bool,
     /// A money-moving call of ours whose outcome is unknown, and how long ago
     /// (on the database's clock, when the order was claimed) it was about to be sent.

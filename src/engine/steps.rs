@@ -107,9 +107,8 @@ impl Engine {
                 Ok(c) => c,
                 Err(e) => {
                     // An earlier step's outcome first, as its own record.
-                    if req.step_unrecorded.is_some() {
-                        let reached = req.step_unrecorded.take();
-                        self.record_step_done(&mut req, reached).await?;
+                    if let Some(reached) = req.step_unrecorded.take() {
+                        self.record_step_done(&mut req, Some(reached)).await?;
                     }
                     let reason = refused_locally(step, &e);
                     return Ok(Next::Decision(

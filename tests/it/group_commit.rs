@@ -393,14 +393,9 @@ async fn a_capture_reversal_is_recorded_with_the_reversal_s_intent_before_the_re
         .unwrap();
     assert_eq!(rig.pass().await.outcome_unknown, 1);
     assert_eq!(rig.accepted("CRX", "capture_reversal").await, 1);
-    let (step, unknown): (Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT step, unknown_operation FROM refundd.refunds WHERE order_no = 'CRX'",
-    )
-    .fetch_one(&rig.pool)
-    .await
-    .unwrap();
+    let order = rig.order("CRX").await;
     assert_eq!(
-        (step.as_deref(), unknown.as_deref()),
+        (order.step.as_deref(), order.unknown_operation.as_deref()),
         (Some("capture_reversed"), Some("reversal"))
     );
     // The capture reversal's outcome and the reversal's intent: one commit.
