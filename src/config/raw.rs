@@ -8,6 +8,7 @@ use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
 };
+use crate::ctbc::client::longest_call;
 use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::operation::DEFAULT_SW_REVISION;
 use crate::ctbc::types::MerId;
@@ -258,7 +259,7 @@ impl RawSettings {
         let notify = notify_settings(&mut p, &self.notify);
         let ctbc = ctbc_settings(&mut p, self.ctbc);
         let (cron, blackout) = schedule_settings(&mut p, &self.schedule);
-        let worker = worker_settings(&mut p, &self.worker, ctbc.timeout);
+        let worker = worker_settings(&mut p, &self.worker, &ctbc);
         let http = http_settings(&mut p, &self.http);
         let log = log_settings(&mut p, &self.log);
         // A schedule that did not parse is among the problems.
@@ -477,13 +478,12 @@ fn schedule_settings(
 }
 
 /// `[worker]`: concurrency, leases, attempts and backoff; the lease must
-/// outlast one bank call (`ctbc_timeout`).
+/// outlast one bank call, its wait for the rate limit included.
 fn worker_settings(
     p: &mut impl FnMut(&str, String, &str),
     w: &RawWorker,
-    ctbc_timeout: Duration,
+    ctbc: &CtbcSettings,
 ) -> WorkerSettings {
-    let timeout_secs = ctbc_timeout.as_secs() as i64;
     let concurrency = in_range(p, "worker.concurrency", w.concurrency, 1, 1024);
     let batch_size = in_range(p, "worker.batch_size", w.batch_size, 1, 100_000);
     let lease_secs = in_range(p, "worker.lease_secs", w.lease_secs, 1, 86_400);
@@ -520,10 +520,18 @@ fn worker_settings(
         0,
         365,
     );
-    if lease_secs <= timeout_secs {
+    let longest = longest_call(
+        ctbc.timeout,
+        ctbc.max_requests_per_sec,
+        concurrency.max(1) as usize,
+    );
+    if secs(lease_secs) <= longest {
         p(
             "worker.lease_secs",
-            format!("is {lease_secs}, not more than ctbc.timeout_secs ({timeout_secs})"),
+            format!(
+                "is {lease_secs}, not more than one bank call can take ({:.1} s: ctbc.timeout_secs, plus worker.concurrency calls waiting for ctbc.max_requests_per_sec)",
+                longest.as_secs_f64()
+            ),
             "make the lease longer than one bank call can take",
         );
     }

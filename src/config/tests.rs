@@ -574,3 +574,25 @@ fn a_file_variable_is_not_itself_a_setting() {
     assert!(!format!("{s:?}").contains(KEY));
     assert!(format!("{sources:?}").contains("REFUNDD__CTBC__MAC_KEY_FILE"));
 }
+
+#[test]
+fn a_lease_shorter_than_a_call_behind_the_rate_limit_is_refused() {
+    // 30 s per call, plus 64 calls waiting for 2 per second: 62 s.
+    let slow = [
+        ("REFUNDD__CTBC__TIMEOUT_SECS", "30"),
+        ("REFUNDD__WORKER__CONCURRENCY", "64"),
+        ("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "2"),
+    ];
+    let text = refusal(
+        &[slow.as_slice(), &[("REFUNDD__WORKER__LEASE_SECS", "60")]].concat(),
+        "worker.lease_secs",
+    );
+    assert!(text.contains("is 60") && text.contains("62.0 s"), "{text}");
+    let s = Settings::load(&env(&[
+        slow.as_slice(),
+        &[("REFUNDD__WORKER__LEASE_SECS", "63")],
+    ]
+    .concat()))
+    .unwrap();
+    assert_eq!(s.worker.lease, Duration::from_secs(63));
+}

@@ -63,6 +63,21 @@ impl ClientConfig {
     }
 }
 
+/// The longest one call can take once it is its caller's turn, with
+/// `at_once` callers taking turns at the client: a wait for the rate limit behind the
+/// others (at most `at_once` calls per `max_requests_per_sec`), then the
+/// whole request within `timeout`. A lease must outlast it.
+pub fn longest_call(
+    timeout: Duration,
+    max_requests_per_sec: Option<NonZeroU32>,
+    at_once: usize,
+) -> Duration {
+    let limit_wait = max_requests_per_sec
+        .map(|n| Duration::from_secs_f64(at_once as f64 / f64::from(n.get())))
+        .unwrap_or_default();
+    timeout + limit_wait
+}
+
 /// The refusal codes that mean "no such order" in the protocol document.
 pub fn default_unknown_order_codes() -> Vec<(String, String)> {
     vec![("99".to_string(), "01".to_string())]

@@ -9,4 +9,5 @@ pub mod refund_request;
 pub mod schedule;
 mod steps;
 pub mod summary;
+mod turns;
 mod watch;

@@ -9,6 +9,7 @@ use super::clock::Clock;
 use super::decide::{decide, on_inquiry_error, Conclusion, Decision};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
+use super::turns::{Turns, ORDERS_PER_TURN};
 use crate::config::Settings;
 use crate::ctbc::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
@@ -69,6 +70,7 @@ pub struct Engine {
     pub(super) settings: EngineSettings,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) worker: Uuid,
+    pub(super) turns: Turns,
 }
 
 /// The orders this worker holds leases on during a pass, for the renewer.
@@ -103,6 +105,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            turns: Turns::new(settings.concurrency),
             store,
             client,
             settings,
@@ -262,6 +265,8 @@ impl Engine {
         // its outcome).
         let first_error: OnceLock<StoreError> = OnceLock::new();
         let db_error = &first_error;
+        // More orders in hand than turns at the bank (see `turns`).
+        let in_hand = self.settings.concurrency.max(1) * ORDERS_PER_TURN;
         let batches = futures::stream::unfold(false, move |exhausted| async move {
             if exhausted || stop.is_cancelled() || self.in_blackout() || db_error.get().is_some() {
                 return None;
@@ -297,7 +302,7 @@ impl Engine {
         .flatten();
 
         batches
-            .for_each_concurrent(self.settings.concurrency, |row| async move {
+            .for_each_concurrent(in_hand, |row| async move {
                 let id = row.id;
                 match self.take_order(row, stop).await {
                     Ok(o) => counters.count(o),
@@ -553,8 +558,10 @@ impl Engine {
         &self,
         req: &mut RefundRequest,
     ) -> Result<Result<Inquiry, CtbcError>, StoreError> {
+        let turn = self.turns.take().await;
         let started = Instant::now();
         let result = self.client.inquiry(&req.order_no).await;
+        drop(turn);
         let elapsed_ms = started.elapsed().as_millis() as i32;
         let mut ev = GatewayEvent {
             kind: EventKind::Outcome,

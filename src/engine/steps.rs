@@ -1,6 +1,6 @@
 //! Sending a plan's money-moving calls: every local check first, then the
-//! intent committed, then the call, then its outcome committed before the next
-//! step; a lost answer is settled by asking the bank, never by sending again.
+//! intent committed, then the call in its turn (`turns`), then its outcome
+//! committed before the next step; a lost answer is settled by asking the bank, never by sending again.
 
 use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
 use super::decide::{Conclusion, Decision, Plan, Step};
@@ -127,6 +127,7 @@ impl Engine {
             let amounts = (plan.amount, req.authorised, req.refund);
             let lease_for = self.settings.lease;
             let (earlier, reached) = (&req.unrecorded, req.step_unrecorded);
+            let renewed = Instant::now();
             match self
                 .store
                 .record_intent(&req.lease, lease_for, earlier, reached, &intent, amounts)
@@ -138,6 +139,8 @@ impl Engine {
                 }
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
+            let turn = self.turns.take().await;
+            self.lease_live_for_call(&req.lease, renewed).await?;
             req.own_calls.push(OwnCall {
                 operation: op,
                 amount: step.amount(),
@@ -146,6 +149,7 @@ impl Engine {
             });
             let started = Instant::now();
             let result = self.send(&call).await;
+            drop(turn);
             let elapsed_ms = started.elapsed().as_millis() as i32;
             let ev = GatewayEvent {
                 kind: EventKind::Outcome,

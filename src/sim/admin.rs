@@ -118,7 +118,9 @@ async fn transaction(State(s): State<Arc<Shared>>, Path(order_no): Path<String>)
 }
 
 async fn ledger(State(s): State<Arc<Shared>>) -> Response {
-    Json(lock(&s.ledger).report()).into_response()
+    let mut report = lock(&s.ledger).report();
+    report.most_calls_at_once = s.in_flight.most();
+    Json(report).into_response()
 }
 
 async fn calls(State(s): State<Arc<Shared>>, Query(p): Query<Page>) -> Response {

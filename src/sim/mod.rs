@@ -9,6 +9,7 @@ pub(crate) mod admin_client;
 pub mod batch;
 pub mod cli;
 pub mod faults;
+mod in_flight;
 mod keys;
 pub mod ledger;
 pub mod maintenance;
@@ -161,6 +162,7 @@ pub(crate) struct Shared {
     pub ledger: Mutex<ledger::Ledger>,
     pub faults: Mutex<FaultState>,
     pub maintenance: Mutex<Maintenance>,
+    pub in_flight: in_flight::InFlight,
 }
 
 pub(crate) use crate::sync::lock;
@@ -170,6 +172,7 @@ impl Shared {
     /// faults and windows, the generator reseeded.
     pub(crate) fn reset(&self) {
         lock(&self.ledger).reset();
+        self.in_flight.reset();
         *lock(&self.faults) = FaultState {
             plan: self.initial_faults.clone(),
             rng: StdRng::seed_from_u64(self.seed),
@@ -204,6 +207,7 @@ impl SimServer {
             initial_faults: cfg.faults.clone(),
             initial_windows: cfg.maintenance.clone(),
             ledger: Mutex::new(ledger::Ledger::new(cfg.mer_id.as_str())),
+            in_flight: in_flight::InFlight::default(),
             faults: Mutex::new(FaultState {
                 plan: cfg.faults.clone(),
                 rng: StdRng::seed_from_u64(cfg.seed),
@@ -296,6 +300,10 @@ fn router(shared: Arc<Shared>) -> Router {
 /// One call to the bank: read it, let maintenance or a fault stand in for the
 /// bank, or apply it to the books and seal the answer.
 async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Response {
+    // A latency fault holds the answer back that long after the call arrived,
+    // its reading included, as a slow bank would.
+    let arrived = tokio::time::Instant::now();
+    let _answering = s.in_flight.begin();
     let read = wire::read_request(&body, operation, &s.mer_id, &s.envelope);
     let known = match &read {
         Ok(call) => Some(call),
@@ -315,7 +323,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
         (draw, detail, page)
     };
     if !draw.latency.is_zero() {
-        tokio::time::sleep(draw.latency).await;
+        tokio::time::sleep_until(arrived + draw.latency).await;
     }
     if let Some(kind) = draw.kind.filter(|k| !k.applies_the_call()) {
         let mut ledger = lock(&s.ledger);

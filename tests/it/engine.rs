@@ -39,6 +39,7 @@ in_both_modes!(
     a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started,
     the_reversal_completing_a_capture_reversal_may_run_in_a_window,
     an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome,
+    the_bank_never_answers_more_calls_at_once_than_the_concurrency,
 );
 use refundd::ctbc::TxState;
 use refundd::engine::blackout::Blackout;
@@ -578,4 +579,36 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     pass_of(&engine).await;
     assert_eq!(rig.order("DOUBT").await.status, "refunded");
     assert_eq!(rig.accepted("DOUBT", "refund").await, 1);
+}
+
+async fn the_bank_never_answers_more_calls_at_once_than_the_concurrency(rig: Rig) {
+    // More orders in hand than turns at the bank: their calls take turns.
+    let states = [
+        TxState::Settled,
+        TxState::CapturedNotSettled,
+        TxState::Authorised,
+    ];
+    for i in 0..24 {
+        rig.seed(&format!("TURN{i}"), 1000, states[i % 3].clone(), None)
+            .await;
+    }
+    let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":30}]}"#).unwrap();
+    rig.admin.set_faults(&plan).await.unwrap();
+    let mut settings = engine_settings();
+    settings.concurrency = 3;
+    let engine = rig.engine_with(settings, Arc::new(SystemClock), Duration::from_secs(10));
+    let s = pass_of(&engine).await;
+    assert_eq!(s.refunded(), 24, "{s:?}");
+    let ledger = rig.admin.ledger().await.unwrap();
+    assert!(
+        ledger.most_calls_at_once <= 3,
+        "the bank answered {} calls at once, more than worker.concurrency (3)",
+        ledger.most_calls_at_once
+    );
+    assert!(
+        ledger.most_calls_at_once >= 2,
+        "calls of different orders overlap: {}",
+        ledger.most_calls_at_once
+    );
+    assert_eq!(ledger.duplicates, 0);
 }

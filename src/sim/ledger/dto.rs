@@ -131,6 +131,9 @@ pub struct LedgerReport {
     pub refunded_total: i64,
     /// `returned_amount` of every transaction where it is not zero.
     pub returned_by_order: BTreeMap<String, i64>,
+    /// The most calls the bank was answering at one moment.
+    #[serde(default)]
+    pub most_calls_at_once: u64,
 }
 
 /// What the capture batch moved.
