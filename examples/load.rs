@@ -62,6 +62,10 @@ struct Args {
     /// The refundd binary to measure (and to run the simulator with).
     #[arg(long, default_value = "target/release/refundd")]
     refundd: PathBuf,
+    /// Run the simulator with this binary instead (to measure two refundd
+    /// binaries against one simulator).
+    #[arg(long)]
+    sim: Option<PathBuf>,
     /// How often the measured refundd's resident memory is sampled, in milliseconds.
     #[arg(long, default_value_t = 250)]
     rss_sample_ms: u64,
@@ -861,7 +865,8 @@ async fn harness(args: Args) {
     } else {
         None
     };
-    let sim = start_sim(&args.refundd, &plan).await;
+    let sim_binary = args.sim.as_ref().unwrap_or(&args.refundd);
+    let sim = start_sim(sim_binary, &plan).await;
     let dir = tempfile::Builder::new()
         .prefix("refundd-load-")
         .tempdir()
@@ -870,8 +875,9 @@ async fn harness(args: Args) {
         println!("refundd's logs: {}", dir.path().display());
     }
     println!(
-        "refundd={} shop={:?} orders={} latency_ms={} concurrency={} batch_size={} max_connections={} repeat={}",
+        "refundd={} sim={} shop={:?} orders={} latency_ms={} concurrency={} batch_size={} max_connections={} repeat={}",
         args.refundd.display(),
+        sim_binary.display(),
         args.shop,
         args.orders,
         args.latency_ms,
