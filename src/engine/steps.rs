@@ -1,6 +1,7 @@
 //! Sending a plan's money-moving calls: every local check first, then the
 //! intent committed, then the call in its turn (`turns`), then its outcome
-//! committed before the next step; a lost answer is settled by asking the bank, never by sending again.
+//! committed before the next step; a lost answer is settled by asking the
+//! bank, never by sending again.
 
 use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
 use super::decide::{Conclusion, Decision, Plan, Step};
