@@ -1,6 +1,6 @@
 //! One pass over the queue: claim due orders in batches, work each one (inquire,
-//! decide, then hand a plan to `steps`) with bounded concurrency while a
-//! renewer keeps the leases alive, watch refunds until they settle (`watch`),
+//! decide, then hand a plan to `steps`) taking turns at the bank (`turns`)
+//! while a renewer keeps the leases alive, watch refunds until they settle (`watch`),
 //! and record the pass. The SQL is the store's; the rules are decide's; this is
 //! the orchestration. One order's trouble is that order's, never the pass's.
 
