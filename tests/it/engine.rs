@@ -250,13 +250,7 @@ async fn apply_then_drop_on_refund_and_capture_reversal_are_done_once(rig: Rig) 
 
 async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig) {
     rig.seed("LOST", 1000, TxState::Settled, None).await;
-    rig.admin
-        .set_faults(&FaultPlan::always(
-            FaultKind::Reset,
-            Some(refundd::ctbc::Operation::Refund),
-        ))
-        .await
-        .unwrap();
+    rig.lose_answers_of(refundd::ctbc::Operation::Refund).await;
     let s = rig.pass().await;
     assert_eq!(s.outcome_unknown, 1);
     let lost = rig.order("LOST").await;
@@ -582,7 +576,8 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
 }
 
 async fn the_bank_never_answers_more_calls_at_once_than_the_concurrency(rig: Rig) {
-    // More orders in hand than turns at the bank: their calls take turns.
+    // More orders in hand than turns at the bank: their calls take turns. Each
+    // call is held 100 ms, so the first three orders' inquiries overlap.
     let states = [
         TxState::Settled,
         TxState::CapturedNotSettled,
@@ -592,7 +587,7 @@ async fn the_bank_never_answers_more_calls_at_once_than_the_concurrency(rig: Rig
         rig.seed(&format!("TURN{i}"), 1000, states[i % 3].clone(), None)
             .await;
     }
-    let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":30}]}"#).unwrap();
+    let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":100}]}"#).unwrap();
     rig.admin.set_faults(&plan).await.unwrap();
     let mut settings = engine_settings();
     settings.concurrency = 3;

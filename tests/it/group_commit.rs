@@ -6,9 +6,7 @@
 
 use crate::common::{eventually, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
-use refundd::sim::{
-    FaultKind, FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
-};
+use refundd::sim::{FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use refundd::store::intents::Intent;
 use refundd::store::refunds::GatewayEvent;
 use refundd::store::vocabulary::{EventKind, RefundMethod};
@@ -384,13 +382,7 @@ async fn a_capture_reversal_is_recorded_with_the_reversal_s_intent_before_the_re
     rig.seed("CRX", 1000, TxState::CapturedNotSettled, None)
         .await;
     // The reversal's answer is lost: the capture reversal before it must be on record.
-    rig.admin
-        .set_faults(&FaultPlan::always(
-            FaultKind::Reset,
-            Some(Operation::Reversal),
-        ))
-        .await
-        .unwrap();
+    rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(rig.pass().await.outcome_unknown, 1);
     assert_eq!(rig.accepted("CRX", "capture_reversal").await, 1);
     let order = rig.order("CRX").await;

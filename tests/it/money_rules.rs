@@ -6,7 +6,7 @@
 use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
-use refundd::sim::{FaultKind, FaultPlan, FaultRule, SimTx};
+use refundd::sim::{FaultPlan, FaultRule, SimTx};
 use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,13 +222,7 @@ async fn a_refund_that_vanishes_while_watched_goes_to_a_person_at_once() {
 async fn a_person_reads_every_call_whose_outcome_is_unknown() {
     let rig = Rig::new().await;
     rig.seed("UNK", 1000, TxState::Settled, None).await;
-    rig.admin
-        .set_faults(&FaultPlan::always(
-            FaultKind::Reset,
-            Some(Operation::Refund),
-        ))
-        .await
-        .unwrap();
+    rig.lose_answers_of(Operation::Refund).await;
     assert_eq!(rig.pass().await.outcome_unknown, 1);
     // The bank no longer knows the order when it is asked again.
     rig.admin.reset().await.unwrap();
@@ -289,13 +283,7 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
         };
         rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5))
     };
-    rig.admin
-        .set_faults(&FaultPlan::always(
-            FaultKind::Reset,
-            Some(Operation::Reversal),
-        ))
-        .await
-        .unwrap();
+    rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
     let step: Option<String> = scalar(
         &rig,

@@ -6,7 +6,6 @@
 
 use crate::common::Rig;
 use refundd::ctbc::TxState;
-use refundd::sim::{FaultKind, FaultPlan};
 use std::time::Duration;
 
 async fn types_of(rig: &Rig, order_no: &str) -> Vec<String> {
@@ -117,13 +116,7 @@ async fn a_change_rolled_back_leaves_no_event() {
 async fn attention_is_raised_once_per_cause_and_order() {
     let rig = Rig::new().await;
     rig.seed("DOUBT", 1000, TxState::Settled, None).await;
-    rig.admin
-        .set_faults(&FaultPlan::always(
-            FaultKind::Reset,
-            Some(refundd::ctbc::Operation::Refund),
-        ))
-        .await
-        .unwrap();
+    rig.lose_answers_of(refundd::ctbc::Operation::Refund).await;
     assert_eq!(rig.pass().await.outcome_unknown, 1);
     // Not yet: the unknown outcome is younger than the attention delay.
     assert_eq!(

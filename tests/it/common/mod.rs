@@ -169,6 +169,13 @@ impl Rig {
     }
 
     /// Many whole-amount requests at once, as the shop's code writes them: (order, amount).
+    /// Every answer to `operation` is lost (the connection drops after the
+    /// bank acted): its outcome is unknown to refundd.
+    pub async fn lose_answers_of(&self, operation: refundd::ctbc::Operation) {
+        let plan = refundd::sim::FaultPlan::always(refundd::sim::FaultKind::Reset, Some(operation));
+        self.admin.set_faults(&plan).await.unwrap();
+    }
+
     pub async fn insert_orders(&self, orders: &[(String, i64)]) {
         if let Some(shop) = self.shop {
             use refundd::store::shop_examples::{Refund, SeedOrder};
