@@ -107,3 +107,29 @@ async fn batch_writes_find_their_records_by_key_whatever_the_statistics() {
         }
     }
 }
+
+/// With `database.schema` set, every batch statement names only that schema:
+/// prepared in a database where refundd's tables live elsewhere, none of
+/// them can reach for `refundd.<table>`.
+#[tokio::test]
+async fn batch_writes_name_only_the_configured_schema() {
+    let pg = ThrowawayPostgres::shared().unwrap();
+    let pool = connect(&pg.fresh_database().await.unwrap(), 2)
+        .await
+        .unwrap();
+    let schema = super::Schema::parse("refund_records").unwrap();
+    let store = Store::new(pool.clone(), schema, super::ShopStatements::builtin());
+    store.migrate().await.unwrap();
+    for (name, sql) in store.batch_statements() {
+        assert!(!sql.contains("refundd."), "{name} names refundd.: {sql}");
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query(&format!("PREPARE batch_in_schema AS {sql}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{name} in schema refund_records: {e}"));
+        sqlx::query("DEALLOCATE batch_in_schema")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+}

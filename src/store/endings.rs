@@ -8,7 +8,7 @@
 //! write-back leaves refundd's record committed and the write-back pending.
 
 use super::group_commit::{after_failure, Batch};
-use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus};
 use super::writeback::WriteBack;
 use super::{Store, StoreError};
@@ -85,11 +85,11 @@ SELECT id, order_no FROM o";
 
 impl Store {
     pub(super) fn refunded_sql(&self) -> String {
-        self.sql(REFUNDED).replace("__EVENTS__", &events_cte(8))
+        self.sql_with_events(REFUNDED, 8)
     }
 
     pub(super) fn failed_sql(&self) -> String {
-        self.sql(FAILED).replace("__EVENTS__", &events_cte(9))
+        self.sql_with_events(FAILED, 9)
     }
 
     /// The money is back: `refunded`, with the method and amount; a refund of

@@ -6,7 +6,7 @@
 //! (`group_commit`); each caller learns whether its own was recorded.
 
 use super::group_commit::OneStatement;
-use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::StepReached;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
@@ -115,8 +115,7 @@ impl Store {
     }
 
     pub(super) fn intents_sql(&self) -> String {
-        self.sql(INTENTS)
-            .replace("__EVENTS__", &events_cte(9))
+        self.sql_with_events(INTENTS, 9)
             .replace("__REQUESTS__", &self.shop.requests)
     }
 

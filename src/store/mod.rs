@@ -127,13 +127,24 @@ impl Store {
     }
 
     /// A statement of refundd's, with its tables (written `refundd.<table>`)
-    /// in the configured schema.
+    /// in the configured schema. This is the one place names are qualified,
+    /// and it is applied last to refundd's own text: a part of refundd's is
+    /// spliced in before (`sql_with_events`), a statement of the shop's after,
+    /// so that the shop's SQL runs exactly as written.
     pub(crate) fn sql<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.schema.as_str() == Schema::DEFAULT {
             Cow::Borrowed(text)
         } else {
             Cow::Owned(text.replace("refundd.", &format!("{}.", self.schema)))
         }
+    }
+
+    /// A statement of refundd's whose `__EVENTS__` is the events part
+    /// (`refunds::events_cte`, its arrays bound from `$first`), qualified as
+    /// a whole: no part of refundd's can keep the default schema's name.
+    pub(super) fn sql_with_events(&self, template: &str, first: usize) -> String {
+        let whole = template.replace("__EVENTS__", &refunds::events_cte(first));
+        self.sql(&whole).into_owned()
     }
 }
 

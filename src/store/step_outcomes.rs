@@ -8,7 +8,7 @@
 //! (`group_commit`).
 
 use super::group_commit::OneStatement;
-use super::refunds::{events_cte, GatewayEvent, KeyedEvents, Lease};
+use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::StepReached;
 use super::{Store, StoreError};
 use std::collections::HashSet;
@@ -51,7 +51,7 @@ impl Store {
     }
 
     pub(super) fn steps_sql(&self) -> String {
-        self.sql(STEPS).replace("__EVENTS__", &events_cte(4))
+        self.sql_with_events(STEPS, 4)
     }
 
     /// Records `jobs` in one statement: the ids of the records it updated.

@@ -4,9 +4,11 @@
 //! twice, none was lost, and the database agrees with the bank to the unit. A
 //! webhook receiver that fails one delivery in five, and is down for a while,
 //! still gets every event of every order at least once.
-//! A small run is part of the normal suite; the full one is behind #[ignore].
+//! A small run is part of the normal suite (once on the built-in table in the
+//! default schema, once on the tutorial shop's tables with refundd's records
+//! in a schema of the operator's choice); the full one is behind #[ignore].
 
-use crate::common::{eventually, fresh_db, refundd_bin, WithLog};
+use crate::common::{empty_db, eventually, refundd_bin, test_pool, WithLog, DEFAULT_SCHEMA};
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
@@ -58,10 +60,22 @@ fn serve_receiver(
     })
 }
 
-fn daemon(db_url: &str, bank_url: &str, log: &std::path::Path, shop: Shop, hook: &str) -> Child {
+/// Where the daemons and the test find one run: the database, the bank, the
+/// webhook receiver, the shop's tables and refundd's schema.
+struct Site<'a> {
+    db_url: &'a str,
+    bank_url: &'a str,
+    hook: &'a str,
+    shop: Shop,
+    schema: &'static str,
+}
+
+fn daemon(site: &Site<'_>, log: &std::path::Path) -> Child {
+    let (db_url, bank_url, hook, shop) = (site.db_url, site.bank_url, site.hook, site.shop);
     let log = std::fs::File::create(log).unwrap();
     let mut cmd: Command = refundd_bin();
-    cmd.env("REFUNDD__NOTIFY__WEBHOOK_URL", hook)
+    cmd.env("REFUNDD__DATABASE__SCHEMA", site.schema)
+        .env("REFUNDD__NOTIFY__WEBHOOK_URL", hook)
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", WEBHOOK_SECRET);
     if let Some(shop) = shop {
         cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
@@ -113,7 +127,7 @@ async fn backlog(pool: &sqlx::PgPool, shop: Shop) -> i64 {
     });
     let sql = format!(
         "SELECT (SELECT count(*) FROM ({requests}) AS r)
-              + (SELECT count(*) FROM refundd.refunds
+              + (SELECT count(*) FROM refunds
                   WHERE status IN ('refund_requested', 'refunding') OR lease_owner IS NOT NULL)"
     );
     sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap()
@@ -136,15 +150,28 @@ type FinalOrder = (
     Option<uuid::Uuid>,
 );
 
-async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
-    let (pool, db_url) = match shop {
-        None => fresh_db().await,
-        Some(shop) => {
-            let (pool, url) = crate::common::empty_db().await;
-            shop.create(&pool).await.unwrap();
-            (pool, url)
-        }
+/// refundd's records in the schema the daemons are given (`database.schema`).
+async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &'static str) {
+    let (plain, db_url) = empty_db().await;
+    if let Some(shop) = shop {
+        shop.create(&plain).await.unwrap();
+    }
+    let statements = match shop {
+        None => refundd::store::ShopStatements::builtin(),
+        Some(s) => refundd::store::ShopStatements::of_shop(
+            s.requests.into(),
+            s.on_refunded.into(),
+            Some(s.on_failed.into()),
+        ),
     };
+    let store = refundd::store::Store::new(
+        plain,
+        refundd::store::Schema::parse(schema).unwrap(),
+        statements,
+    );
+    store.migrate().await.unwrap();
+    // The test's own SQL names refundd's tables without a schema.
+    let pool = test_pool(&db_url, schema).await;
     let mut cfg = SimConfig::for_tests();
     cfg.seed = seed;
     cfg.batch_every = Some(Duration::from_secs(3));
@@ -244,12 +271,16 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
     let hook_addr = listener.local_addr().unwrap();
     let hook = format!("http://{hook_addr}/hook");
     let mut receiver_task = Some(serve_receiver(listener, receiver.clone()));
+    let site = Site {
+        db_url: &db_url,
+        bank_url: &bank_url,
+        hook: &hook,
+        shop,
+        schema,
+    };
     let mut daemons = Daemons(
         (0..2)
-            .map(|n| {
-                let log = logs.path().join(format!("d{n}-0.log"));
-                daemon(&db_url, &bank_url, &log, shop, &hook)
-            })
+            .map(|n| daemon(&site, &logs.path().join(format!("d{n}-0.log"))))
             .collect(),
     );
     let mut kills = 0;
@@ -261,13 +292,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         daemons.0[victim].kill().unwrap();
         daemons.0[victim].wait().unwrap();
         kills += 1;
-        daemons.0[victim] = daemon(
-            &db_url,
-            &bank_url,
-            &logs.path().join(format!("d{victim}-{kills}.log")),
-            shop,
-            &hook,
-        );
+        daemons.0[victim] = daemon(&site, &logs.path().join(format!("d{victim}-{kills}.log")));
         // The receiver is killed once, and comes back a few kills later.
         if kills == 2 {
             if let Some(t) = receiver_task.take() {
@@ -337,18 +362,6 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         let listener = tokio::net::TcpListener::bind(hook_addr).await.unwrap();
         receiver_task = Some(serve_receiver(listener, receiver.clone()));
     }
-    let store = match shop {
-        None => refundd::store::Store::builtin(pool.clone()),
-        Some(s) => refundd::store::Store::new(
-            pool.clone(),
-            refundd::store::Schema::default(),
-            refundd::store::ShopStatements::of_shop(
-                s.requests.into(),
-                s.on_refunded.into(),
-                Some(s.on_failed.into()),
-            ),
-        ),
-    };
     let webhook = refundd::notify::Webhook::new(
         url::Url::parse(&hook).unwrap(),
         WEBHOOK_SECRET.to_string().into(),
@@ -357,7 +370,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
     .unwrap();
     // Each look makes every undelivered event due and delivers what is due.
     eventually(left_until(deadline), "every event delivered", || async {
-        sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now() WHERE delivered_at IS NULL")
+        sqlx::query("UPDATE outbox SET next_attempt_at = now() WHERE delivered_at IS NULL")
             .execute(&pool)
             .await
             .unwrap();
@@ -367,7 +380,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
         state.undelivered == 0
     })
     .await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM refundd.outbox")
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM outbox")
         .fetch_all(&pool)
         .await
         .unwrap();
@@ -394,7 +407,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
 
     // Every order ended refunded, or refund_failed with a reason; nothing claimed.
     let rows: Vec<FinalOrder> = sqlx::query_as(
-        "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM refundd.refunds ORDER BY order_no",
+        "SELECT order_no, status, refunded_amount, refund_error, lease_owner FROM refunds ORDER BY order_no",
     )
     .fetch_all(&pool)
     .await
@@ -445,16 +458,17 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_small() {
-    chaos(300, 10, 7, None).await;
+    chaos(300, 10, 7, None, DEFAULT_SCHEMA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_small_on_the_tutorial_shop() {
-    chaos(300, 10, 8, Some(&refundd::ops::shop_examples::TUTORIAL)).await;
+async fn chaos_small_on_the_tutorial_shop_in_another_schema() {
+    let shop = Some(&refundd::ops::shop_examples::TUTORIAL);
+    chaos(300, 10, 8, shop, "shop_refundd").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 5,000 orders; run with cargo test --release --test it chaos_full -- --ignored"]
 async fn chaos_full() {
-    chaos(5_000, 12, 11, None).await;
+    chaos(5_000, 12, 11, None, DEFAULT_SCHEMA).await;
 }

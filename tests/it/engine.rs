@@ -1,6 +1,7 @@
 //! The reconciliation engine end to end, against real PostgreSQL and the bank
 //! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
+use super::SCHEMA;
 use crate::common::{engine_settings, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ops::shop_examples::TUTORIAL;
 
@@ -13,12 +14,12 @@ macro_rules! in_both_modes {
 
             #[tokio::test]
             async fn built_in_orders_table() {
-                super::$name(Rig::new().await).await
+                super::$name(Rig::new_in(SCHEMA).await).await
             }
 
             #[tokio::test]
             async fn tutorial_shop() {
-                super::$name(Rig::in_shop(&TUTORIAL).await).await
+                super::$name(Rig::in_shop_in(&TUTORIAL, SCHEMA).await).await
             }
         }
     )*};
@@ -129,7 +130,7 @@ async fn partial_refund_of_a_captured_transaction_waits_for_settlement(rig: Rig)
 
 #[tokio::test]
 async fn invalid_rows_fail_with_their_reason_and_send_nothing() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     sqlx::query(
         "INSERT INTO orders (order_no, xid, auth_code, auth_amount, currency, status, refund_amount) VALUES
          ('BAD-NO', 'X1', 'A1', 1000, '901', 'refund_requested', NULL),
@@ -167,7 +168,7 @@ async fn invalid_rows_fail_with_their_reason_and_send_nothing() {
 
 #[tokio::test]
 async fn unknown_order_and_foreign_xid_and_wrong_amount_fail() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.insert_order("NOTATBANK", 1000, None).await;
     rig.seed("WRONGXID", 1000, TxState::Settled, None).await;
     sqlx::query("UPDATE orders SET xid = 'SOMEONE-ELSE' WHERE order_no = 'WRONGXID'")
@@ -207,11 +208,10 @@ async fn batch_running_waits_without_counting_an_attempt(rig: Rig) {
     rig.admin.batch_start().await.unwrap();
     let s = rig.pass().await;
     assert_eq!(s.deferred, 1);
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM refundd.refunds WHERE order_no = 'B1'")
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap();
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM refunds WHERE order_no = 'B1'")
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
     assert_eq!(attempts, 0);
     rig.admin.batch_finish().await.unwrap();
     rig.pass().await;
@@ -259,7 +259,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig
         ("refunding", Some("refund"))
     );
     let next_in_secs: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM refundd.refunds WHERE order_no = 'LOST'",
+        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM refunds WHERE order_no = 'LOST'",
     )
     .fetch_one(&rig.pool)
     .await
@@ -273,7 +273,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig
     assert_eq!(rig.pass().await.claimed, 0);
     // Even if claimed early (lease expired, due now), the recheck delay holds.
     sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'",
+        "UPDATE refunds SET next_attempt_at = now() - interval '1 second' WHERE order_no = 'LOST'",
     )
     .execute(&rig.pool)
     .await
@@ -282,7 +282,7 @@ async fn a_lost_answer_where_the_bank_did_not_act_waits_then_sends_once(rig: Rig
     assert_eq!(s.outcome_unknown, 1);
     assert_eq!(rig.accepted("LOST", "refund").await, 0);
     // Time passes beyond recheck_secs.
-    sqlx::query("UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second', unknown_since = now() - interval '301 seconds' WHERE order_no = 'LOST'")
+    sqlx::query("UPDATE refunds SET next_attempt_at = now() - interval '1 second', unknown_since = now() - interval '301 seconds' WHERE order_no = 'LOST'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -311,7 +311,7 @@ async fn a_worker_killed_between_capture_reversal_and_reversal_is_resumed(rig: R
         .unwrap();
     // Its lease runs out.
     sqlx::query(
-        "UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'",
+        "UPDATE refunds SET lease_expires_at = now() - interval '1 second' WHERE order_no = 'HALF'",
     )
     .execute(&rig.pool)
     .await
@@ -333,7 +333,7 @@ async fn an_order_held_by_a_live_lease_is_left_alone_and_taken_up_after_expiry(r
         .await
         .unwrap();
     assert_eq!(rig.pass().await.claimed, 0);
-    sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
+    sqlx::query("UPDATE refunds SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -419,14 +419,14 @@ async fn two_engines_on_the_same_orders_move_each_refund_once(rig: Rig) {
     let ledger = rig.admin.ledger().await.unwrap();
     assert_eq!(ledger.duplicates, 0);
     let refunded: i64 = sqlx::query_scalar(
-        "SELECT sum(refunded_amount)::bigint FROM refundd.refunds WHERE status = 'refunded'",
+        "SELECT sum(refunded_amount)::bigint FROM refunds WHERE status = 'refunded'",
     )
     .fetch_one(&rig.pool)
     .await
     .unwrap();
     assert_eq!(refunded, ledger.returned_total);
     let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM refundd.refunds WHERE lease_owner IS NOT NULL")
+        sqlx::query_scalar("SELECT count(*) FROM refunds WHERE lease_owner IS NOT NULL")
             .fetch_one(&rig.pool)
             .await
             .unwrap();
@@ -474,7 +474,7 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
         "some refunded before the window: {s:?}"
     );
     let (requested, held): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'refund_requested'), count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM refundd.refunds",
+        "SELECT count(*) FILTER (WHERE status = 'refund_requested'), count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM refunds",
     )
     .fetch_one(&rig.pool)
     .await
@@ -500,7 +500,7 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
 async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window(rig: Rig) {
     // The capture reversal is done (state 1 at the bank, step recorded).
     rig.seed("DONEHALF", 1000, TxState::Authorised, None).await;
-    sqlx::query("UPDATE refundd.refunds SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
+    sqlx::query("UPDATE refunds SET status = 'refunding', step = 'capture_reversed' WHERE order_no = 'DONEHALF'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -533,7 +533,7 @@ async fn an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_
     rig.seed("DOUBT", 1000, TxState::Settled, None).await;
     // DOUBT has a refund of unknown outcome from an earlier attempt, long ago.
     sqlx::query(
-        "UPDATE refundd.refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now() - interval '1 hour' WHERE order_no = 'DOUBT'",
+        "UPDATE refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now() - interval '1 hour' WHERE order_no = 'DOUBT'",
     )
     .execute(&rig.pool)
     .await

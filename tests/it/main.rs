@@ -37,3 +37,10 @@ mod shop_modes;
 mod sim;
 mod sim_client;
 mod tidy;
+
+/// Where refundd keeps its records in the suites that run in both schemas
+/// (`engine`, `money_rules`, `shop`): here, the default.
+const SCHEMA: &str = common::DEFAULT_SCHEMA;
+
+/// The same suites with `database.schema` set to a name of the operator's choice.
+mod in_another_schema;

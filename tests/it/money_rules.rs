@@ -3,6 +3,7 @@
 //! answer overtaken by the bank's batch, a refund that vanishes while watched,
 //! what a person reads, and bad input that must never stop the queue.
 
+use super::SCHEMA;
 use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
 use refundd::engine::blackout::Blackout;
@@ -36,7 +37,7 @@ where
 
 #[tokio::test]
 async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     // The bank authorised 1,000; the row says 1,500 and asks 500 back.
     rig.admin
         .load(&[SimTx::new(
@@ -68,7 +69,7 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
 
 #[tokio::test]
 async fn money_back_before_refundd_is_a_question_for_a_person() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     for (no, state) in [
         ("BACK0", TxState::AuthCancelled),
         ("BACK20", TxState::RefundSettling),
@@ -92,7 +93,7 @@ async fn money_back_before_refundd_is_a_question_for_a_person() {
 
 #[tokio::test]
 async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     // As the engine records it: a refund of 500 asked, 300 refunded (RefAmt).
     rig.seed("R300", 1000, TxState::Settled, Some(500)).await;
     let lease = rig
@@ -131,7 +132,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
 
 #[tokio::test]
 async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("RACE", 1000, TxState::CapturedNotSettled, None)
         .await;
     // The capture reversal's answer is lost; while it is in flight the bank's
@@ -150,15 +151,19 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
     let engine = rig.engine();
     let batch_meanwhile = async {
         // The intent is committed before the call is sent.
-        eventually(Duration::from_secs(30), "the capture reversal's intent", || async {
-            let intents: i64 = scalar(
-                &rig,
-                "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND kind = 'intent'",
-                "RACE",
-            )
-            .await;
-            intents > 0
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the capture reversal's intent",
+            || async {
+                let intents: i64 = scalar(
+                    &rig,
+                    "SELECT count(*) FROM refund_events WHERE order_no = $1 AND kind = 'intent'",
+                    "RACE",
+                )
+                .await;
+                intents > 0
+            },
+        )
         .await;
         rig.admin.run_batch().await.unwrap();
     };
@@ -185,7 +190,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
     assert_eq!(step.as_deref(), Some("done"));
     let took_effect: i64 = scalar(
         &rig,
-        "SELECT count(*) FROM refundd.refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
+        "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
         "RACE",
     )
     .await;
@@ -199,7 +204,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
 
 #[tokio::test]
 async fn a_refund_that_vanishes_while_watched_goes_to_a_person_at_once() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("GONE", 1000, TxState::Settled, None).await;
     rig.pass().await;
     assert_eq!(rig.order("GONE").await.status, "refunded");
@@ -220,14 +225,14 @@ async fn a_refund_that_vanishes_while_watched_goes_to_a_person_at_once() {
 
 #[tokio::test]
 async fn a_person_reads_every_call_whose_outcome_is_unknown() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("UNK", 1000, TxState::Settled, None).await;
     rig.lose_answers_of(Operation::Refund).await;
     assert_eq!(rig.pass().await.outcome_unknown, 1);
     // The bank no longer knows the order when it is asked again.
     rig.admin.reset().await.unwrap();
     sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds' WHERE order_no = 'UNK'",
     )
     .execute(&rig.pool)
@@ -259,7 +264,7 @@ async fn a_person_reads_every_call_whose_outcome_is_unknown() {
 
 #[tokio::test]
 async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemption() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("HALF", 1000, TxState::CapturedNotSettled, None)
         .await;
     // A worker sends the capture reversal and dies before its outcome is recorded.
@@ -268,7 +273,7 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     let mut tx = rig.admin.transaction("HALF").await.unwrap().unwrap();
     tx.state = "1".into();
     rig.admin.load(&[tx]).await.unwrap();
-    sqlx::query("UPDATE refundd.refunds SET lease_expires_at = now() - interval '1 second'")
+    sqlx::query("UPDATE refunds SET lease_expires_at = now() - interval '1 second'")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -285,17 +290,13 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     };
     rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
-    let step: Option<String> = scalar(
-        &rig,
-        "SELECT step FROM refundd.refunds WHERE order_no = $1",
-        "HALF",
-    )
-    .await;
+    let step: Option<String> =
+        scalar(&rig, "SELECT step FROM refunds WHERE order_no = $1", "HALF").await;
     assert_eq!(step.as_deref(), Some("capture_reversed"));
     // Later, still in the window, the reversal is sent again after a fresh inquiry.
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
     sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds' WHERE order_no = 'HALF'",
     )
     .execute(&rig.pool)
@@ -317,21 +318,21 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
 
 #[tokio::test]
 async fn a_nul_in_a_bank_page_never_stops_the_queue() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("NUL", 1000, TxState::Settled, None).await;
     rig.seed("FINE", 1000, TxState::Settled, None).await;
     rig.seed("WNUL", 1000, TxState::Settled, None).await;
     // WNUL is refunded first and then watched.
     let first = rig.engine();
     sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() + interval '1 hour' WHERE order_no <> 'WNUL'",
+        "UPDATE refunds SET next_attempt_at = now() + interval '1 hour' WHERE order_no <> 'WNUL'",
     )
     .execute(&rig.pool)
     .await
     .unwrap();
     pass_of(&first).await;
     assert_eq!(rig.order("WNUL").await.status, "refunded");
-    sqlx::query("UPDATE refundd.refunds SET next_attempt_at = NULL")
+    sqlx::query("UPDATE refunds SET next_attempt_at = NULL")
         .execute(&rig.pool)
         .await
         .unwrap();
@@ -354,7 +355,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     assert_eq!(rig.order("NUL").await.status, "refund_requested");
     let last_error: Option<String> = scalar(
         &rig,
-        "SELECT last_error FROM refundd.refunds WHERE order_no = $1",
+        "SELECT last_error FROM refunds WHERE order_no = $1",
         "NUL",
     )
     .await;
@@ -365,7 +366,7 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
 
 #[tokio::test]
 async fn a_write_the_database_refuses_is_that_orders_trouble() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("WHELD", 1000, TxState::Settled, None).await;
     rig.pass().await;
     assert_eq!(rig.order("WHELD").await.status, "refunded");
@@ -382,7 +383,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
            END IF;
            RETURN NEW;
          END $$;
-         CREATE TRIGGER dba_rule BEFORE UPDATE ON refundd.refunds FOR EACH ROW EXECUTE FUNCTION dba_rule();",
+         CREATE TRIGGER dba_rule BEFORE UPDATE ON refunds FOR EACH ROW EXECUTE FUNCTION dba_rule();",
     )
     .execute(&rig.pool)
     .await
@@ -407,7 +408,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
     let settlement: Option<String> = scalar(
         &rig,
-        "SELECT settlement FROM refundd.refunds WHERE order_no = $1",
+        "SELECT settlement FROM refunds WHERE order_no = $1",
         "WHELD",
     )
     .await;
@@ -417,12 +418,12 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
         "watched again later"
     );
     // Once the rule is lifted a later pass records it, without a second reversal.
-    sqlx::raw_sql("DROP TRIGGER dba_rule ON refundd.refunds")
+    sqlx::raw_sql("DROP TRIGGER dba_rule ON refunds")
         .execute(&rig.pool)
         .await
         .unwrap();
     sqlx::query(
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = now() - interval '301 seconds'",
     )
     .execute(&rig.pool)
@@ -435,7 +436,7 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
 
 #[tokio::test]
 async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("WB", 1000, TxState::Authorised, None).await;
     rig.seed("WBOK", 1000, TxState::Authorised, None).await;
     // The shop's own rule on its own table.
@@ -496,15 +497,15 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
 
 #[tokio::test]
 async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("NEG", 1000, TxState::Authorised, None).await;
-    sqlx::query("UPDATE refundd.refunds SET attempts = -3 WHERE order_no = 'NEG'")
+    sqlx::query("UPDATE refunds SET attempts = -3 WHERE order_no = 'NEG'")
         .execute(&rig.pool)
         .await
         .unwrap();
     // A refunded order in the settlement watch whose number the bank cannot take.
     sqlx::raw_sql(
-        "INSERT INTO refundd.refunds (order_no, xid, auth_code, auth_amount, status, refunded_amount,
+        "INSERT INTO refunds (order_no, xid, auth_code, auth_amount, status, refunded_amount,
                 refund_method, settlement, watch_until)
          VALUES ('BAD-WATCH', 'X9', 'A1', 1000, 'refunded', 1000, 'refund', 'pending', now() + interval '14 days')",
     )

@@ -707,7 +707,8 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // A request again: a fresh start, stamped with when it was asked for
     // (`requested_at` is read as a time, never empty).
-    let again = order_view(&pool, "CLI_FAILED").await;
+    let own = crate::common::test_pool(&url, crate::common::DEFAULT_SCHEMA).await;
+    let again = order_view(&own, "CLI_FAILED").await;
     assert_eq!(again.status, "refund_requested");
     assert_eq!(again.attempts, 0);
     assert_eq!(again.refund_error, None);

@@ -4,6 +4,7 @@
 //! after a failure the shop fixed; and a bad description of the shop's tables
 //! refused before anything is sent.
 
+use super::SCHEMA;
 use crate::common::{empty_db, eventually, pass_of, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
 use refundd::sim::{
@@ -17,7 +18,7 @@ async fn shop_sql(rig: &Rig, sql: &str) {
 }
 
 async fn refundd_status(rig: &Rig, order_no: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM refundd.refunds WHERE order_no = $1")
+    sqlx::query_scalar("SELECT status FROM refunds WHERE order_no = $1")
         .bind(order_no)
         .fetch_one(&rig.pool)
         .await
@@ -27,7 +28,7 @@ async fn refundd_status(rig: &Rig, order_no: &str) -> String {
 async fn due_now(rig: &Rig) {
     shop_sql(
         rig,
-        "UPDATE refundd.refunds SET next_attempt_at = now() - interval '1 second',
+        "UPDATE refunds SET next_attempt_at = now() - interval '1 second',
                 unknown_since = unknown_since - interval '1 hour'",
     )
     .await;
@@ -45,7 +46,7 @@ async fn money_calls(rig: &Rig, order_no: &str) -> usize {
 
 #[tokio::test]
 async fn a_request_withdrawn_while_the_bank_is_down_is_never_sent() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("GONE", 1000, TxState::Settled, None).await;
     rig.admin
         .set_faults(&FaultPlan::always(FaultKind::ServerError, None))
@@ -65,7 +66,7 @@ async fn a_request_withdrawn_while_the_bank_is_down_is_never_sent() {
     assert_eq!(refundd_status(&rig, "GONE").await, "withdrawn");
     assert_eq!(money_calls(&rig, "GONE").await, 0);
     let note: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM refundd.refund_events WHERE order_no = 'GONE' AND outcome = 'withdrawn'",
+        "SELECT count(*) FROM refund_events WHERE order_no = 'GONE' AND outcome = 'withdrawn'",
     )
     .fetch_one(&rig.pool)
     .await
@@ -84,7 +85,7 @@ async fn a_request_withdrawn_while_the_bank_is_down_is_never_sent() {
 
 #[tokio::test]
 async fn withdrawn_and_asked_again_while_a_call_is_in_flight_is_one_call_at_the_bank() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("FLIGHT", 1000, TxState::Settled, None).await;
     rig.admin
         .set_faults(&FaultPlan {
@@ -101,7 +102,7 @@ async fn withdrawn_and_asked_again_while_a_call_is_in_flight_is_one_call_at_the_
     let meanwhile = async {
         eventually(Duration::from_secs(30), "the refund's intent", || async {
             let intents: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM refundd.refund_events WHERE order_no = 'FLIGHT' AND kind = 'intent'",
+                "SELECT count(*) FROM refund_events WHERE order_no = 'FLIGHT' AND kind = 'intent'",
             )
             .fetch_one(&rig.pool)
             .await
@@ -133,7 +134,7 @@ async fn withdrawn_and_asked_again_while_a_call_is_in_flight_is_one_call_at_the_
 
 #[tokio::test]
 async fn an_amount_corrected_while_waiting_for_settlement_is_the_amount_sent() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("FIX", 1000, TxState::CapturedNotSettled, Some(400))
         .await;
     assert_eq!(rig.pass().await.deferred, 1, "a part waits for settlement");
@@ -164,7 +165,7 @@ async fn an_amount_corrected_while_waiting_for_settlement_is_the_amount_sent() {
 
 #[tokio::test]
 async fn an_order_asked_again_after_its_refund_is_never_refunded_twice() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("TWICE", 1000, TxState::Authorised, None).await;
     rig.pass().await;
     assert_eq!(refundd_status(&rig, "TWICE").await, "refunded");
@@ -192,7 +193,7 @@ async fn an_order_asked_again_after_its_refund_is_never_refunded_twice() {
 
 #[tokio::test]
 async fn an_order_asked_again_after_a_failure_the_shop_fixed_is_worked_again() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     rig.seed("FIXED", 1000, TxState::Authorised, None).await;
     shop_sql(
         &rig,
@@ -288,7 +289,7 @@ async fn a_bad_mapping_is_refused_before_anything_is_sent_naming_the_setting_and
 
 #[tokio::test]
 async fn once_with_a_bad_mapping_exits_2_and_calls_no_bank() {
-    let rig = Rig::new().await;
+    let rig = Rig::new_in(SCHEMA).await;
     shop_sql(&rig, SHOP_TABLE).await;
     let shop = [
         (

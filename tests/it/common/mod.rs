@@ -27,6 +27,23 @@ pub async fn empty_db() -> (PgPool, String) {
     (pool, url)
 }
 
+/// refundd's default schema (`database.schema` left out).
+pub const DEFAULT_SCHEMA: &str = "refundd";
+
+/// Connections for a test's own SQL, which names refundd's tables without a
+/// schema: `schema` first on the search path, then `public` (the shop's).
+pub async fn test_pool(url: &str, schema: &str) -> PgPool {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .unwrap()
+        .options([("search_path", format!("{schema},public"))]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(options)
+        .await
+        .expect("connect the test's own pool")
+}
+
 /// A new database migrated for the built-in orders table, and its URL.
 pub async fn fresh_db() -> (PgPool, String) {
     let (pool, url) = empty_db().await;
@@ -65,8 +82,14 @@ use std::time::Duration;
 
 /// A database and a simulator, seeded together.
 pub struct Rig {
+    /// The test's own connections: refundd's tables unqualified (its schema,
+    /// then `public`, on the search path). refundd itself (`store`) has a
+    /// pool of its own with no such path, so a statement of refundd's that
+    /// named the wrong schema fails as it would in production.
     pub pool: PgPool,
     pub store: Store,
+    /// `database.schema`: where refundd keeps its records.
+    pub schema: &'static str,
     /// The example shop whose tables hold the requests; None: the built-in table.
     pub shop: Option<&'static refundd::ops::shop_examples::ShopExample>,
     pub url: String,
@@ -106,13 +129,35 @@ pub fn engine_settings() -> EngineSettings {
 
 impl Rig {
     pub async fn new() -> Rig {
-        let (pool, url) = fresh_db().await;
+        Rig::new_in(DEFAULT_SCHEMA).await
+    }
+
+    /// A rig whose refundd keeps its records in `schema` (`database.schema`),
+    /// on the built-in orders table.
+    pub async fn new_in(schema: &'static str) -> Rig {
+        let (plain, url) = empty_db().await;
+        let store = Store::new(
+            plain,
+            refundd::store::Schema::parse(schema).unwrap(),
+            refundd::store::ShopStatements::builtin(),
+        );
+        store.migrate().await.unwrap();
+        Rig::with_store(store, None, url, schema).await
+    }
+
+    async fn with_store(
+        store: Store,
+        shop: Option<&'static refundd::ops::shop_examples::ShopExample>,
+        url: String,
+        schema: &'static str,
+    ) -> Rig {
         let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
         let admin = sim.admin();
         Rig {
-            store: Store::builtin(pool.clone()),
-            shop: None,
-            pool,
+            pool: test_pool(&url, schema).await,
+            store,
+            shop,
+            schema,
             url,
             sim,
             admin,
@@ -122,11 +167,19 @@ impl Rig {
     /// A database holding one of the example shops' own tables, described to
     /// refundd through `shop.*`, and a simulator.
     pub async fn in_shop(example: &'static refundd::ops::shop_examples::ShopExample) -> Rig {
-        let (pool, url) = empty_db().await;
-        example.create(&pool).await.unwrap();
+        Rig::in_shop_in(example, DEFAULT_SCHEMA).await
+    }
+
+    /// A shop's own tables, with refundd's records in `schema`.
+    pub async fn in_shop_in(
+        example: &'static refundd::ops::shop_examples::ShopExample,
+        schema: &'static str,
+    ) -> Rig {
+        let (plain, url) = empty_db().await;
+        example.create(&plain).await.unwrap();
         let store = Store::new(
-            pool.clone(),
-            refundd::store::Schema::default(),
+            plain,
+            refundd::store::Schema::parse(schema).unwrap(),
             refundd::store::ShopStatements::of_shop(
                 example.requests.into(),
                 example.on_refunded.into(),
@@ -135,16 +188,7 @@ impl Rig {
         );
         store.migrate().await.unwrap();
         store.check_shop().await.unwrap();
-        let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
-        let admin = sim.admin();
-        Rig {
-            pool,
-            store,
-            shop: Some(example),
-            url,
-            sim,
-            admin,
-        }
+        Rig::with_store(store, Some(example), url, schema).await
     }
 
     /// An order the bank knows in `state`, requested for refund (all, or `part`).
@@ -326,7 +370,8 @@ impl Rig {
     }
 }
 
-/// One order as refundd records it in `refundd.refunds`, read back by name.
+/// One order as refundd records it in `refunds`, read back by name (through
+/// a pool whose search path starts with refundd's schema, `test_pool`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrderView {
     pub order_no: String,
@@ -369,7 +414,7 @@ pub async fn order_view(pool: &PgPool, order_no: &str) -> OrderView {
         "SELECT order_no, status, refund_method, refunded_amount, refund_error, attempts, step,
                 unknown_operation, last_error, settlement, requested_at, settled_at IS NOT NULL AS settled,
                 lease_owner IS NOT NULL AS claimed
-           FROM refundd.refunds WHERE order_no = $1",
+           FROM refunds WHERE order_no = $1",
     )
     .bind(order_no)
     .fetch_one(pool)

@@ -1,0 +1,17 @@
+//! The suites that exercise whole passes (`engine`, `money_rules`, `shop`)
+//! once more with `database.schema` set to a name of the operator's choice:
+//! every statement refundd runs, the batch writes and the shop's write-backs
+//! included, must name that schema and never the default one, which does not
+//! exist in these databases.
+
+// Each file is compiled a second time here on purpose, with this `SCHEMA`.
+#![allow(clippy::duplicate_mod)]
+
+const SCHEMA: &str = "shop_refundd";
+
+#[path = "engine.rs"]
+mod engine;
+#[path = "money_rules.rs"]
+mod money_rules;
+#[path = "shop.rs"]
+mod shop;
