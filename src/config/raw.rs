@@ -525,14 +525,15 @@ fn worker_settings(
         ctbc.max_requests_per_sec,
         concurrency.max(1) as usize,
     );
-    if secs(lease_secs) <= longest {
+    // The engine sends a call only while the lease certainly outlasts it.
+    if !crate::engine::outlasts(Duration::ZERO, longest, secs(lease_secs)) {
         p(
             "worker.lease_secs",
             format!(
-                "is {lease_secs}, not more than one bank call can take ({:.1} s: ctbc.timeout_secs, plus worker.concurrency calls waiting for ctbc.max_requests_per_sec)",
+                "is {lease_secs}, which cannot outlast one bank call with a tenth of the lease to spare ({:.1} s: ctbc.timeout_secs, plus worker.concurrency calls waiting for ctbc.max_requests_per_sec)",
                 longest.as_secs_f64()
             ),
-            "make the lease longer than one bank call can take",
+            "make the lease longer than one bank call can take by more than a tenth of the lease",
         );
     }
     if backoff_max < backoff_base {

@@ -588,11 +588,17 @@ fn a_lease_shorter_than_a_call_behind_the_rate_limit_is_refused() {
         "worker.lease_secs",
     );
     assert!(text.contains("is 60") && text.contains("62.0 s"), "{text}");
+    // Longer than the call, but without a tenth of the lease to spare.
+    let text = refusal(
+        &[slow.as_slice(), &[("REFUNDD__WORKER__LEASE_SECS", "68")]].concat(),
+        "worker.lease_secs",
+    );
+    assert!(text.contains("is 68") && text.contains("a tenth"), "{text}");
     let s = Settings::load(&env(&[
         slow.as_slice(),
-        &[("REFUNDD__WORKER__LEASE_SECS", "63")],
+        &[("REFUNDD__WORKER__LEASE_SECS", "69")],
     ]
     .concat()))
     .unwrap();
-    assert_eq!(s.worker.lease, Duration::from_secs(63));
+    assert_eq!(s.worker.lease, Duration::from_secs(69));
 }

@@ -113,6 +113,7 @@ struct Inner {
     mer_id: MerId,
     envelope: Envelope,
     timeout: Duration,
+    max_requests_per_sec: Option<NonZeroU32>,
     limiter: Option<DefaultDirectRateLimiter>,
     unknown_order_codes: Vec<(String, String)>,
     sw_revision: String,
@@ -189,6 +190,7 @@ impl Client {
                 mer_id: cfg.mer_id,
                 envelope: cfg.envelope,
                 timeout: cfg.timeout,
+                max_requests_per_sec: cfg.max_requests_per_sec,
                 limiter,
                 unknown_order_codes: cfg.unknown_order_codes,
                 sw_revision: cfg.sw_revision,
@@ -198,6 +200,12 @@ impl Client {
 
     pub fn mer_id(&self) -> &MerId {
         &self.inner.mer_id
+    }
+
+    /// The longest one call of this client can take once it is its caller's
+    /// turn, with `at_once` callers taking turns (`longest_call`).
+    pub fn longest_call(&self, at_once: usize) -> Duration {
+        longest_call(self.inner.timeout, self.inner.max_requests_per_sec, at_once)
     }
 
     /// Where the order's authorisation stands (`Tx_ATTRIBUTE` `TX_AUTH`).

@@ -10,4 +10,5 @@ pub mod schedule;
 mod steps;
 pub mod summary;
 mod turns;
+pub(crate) use turns::outlasts;
 mod watch;

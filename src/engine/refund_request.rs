@@ -47,7 +47,8 @@ impl OwnCall {
                 CallOutcome::Refused
                 | CallOutcome::Unavailable
                 | CallOutcome::Invalid
-                | CallOutcome::DidNotTakeEffect,
+                | CallOutcome::DidNotTakeEffect
+                | CallOutcome::NotSent,
             ) => return None,
             // No outcome (a crash), ambiguous, or anything else: it may have happened.
             _ => CallFate::Unknown,

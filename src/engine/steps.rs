@@ -8,6 +8,7 @@ use super::decide::{Conclusion, Decision, Plan, Step};
 use super::pass::{Engine, Next};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
+use super::turns::Door;
 use crate::ctbc::types::InvalidField;
 use crate::ctbc::{CaptureReversal, Inquiry, Refund, Reversal};
 use crate::ctbc::{CtbcError, Operation};
@@ -79,6 +80,17 @@ fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
     Ok(call)
 }
 
+/// Why a call whose intent is on record was held back at the moment of sending.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotSent {
+    #[error("blackout window {0} (Asia/Taipei) began while the call waited for its turn; nothing was sent, the next pass sends it")]
+    Blackout(String),
+    #[error("refundd is stopping; nothing was sent, the next pass sends it")]
+    Stopping,
+    #[error("the lease ({} s, worker.lease_secs) cannot outlast one call ({:.1} s: ctbc.timeout_secs and the wait for ctbc.max_requests_per_sec); nothing was sent: raise worker.lease_secs", .1.as_secs(), .0.as_secs_f64())]
+    LeaseTooShort(Duration, Duration),
+}
+
 /// Why a step that failed its local checks is not sent, as the order records it.
 fn refused_locally(step: Step, e: &CtbcError) -> String {
     format!("invalid {} request, nothing sent: {e}", step.operation())
@@ -141,7 +153,16 @@ impl Engine {
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
             let turn = self.turns.take().await;
-            self.lease_live_for_call(&req.lease, renewed).await?;
+            if let Some(why) = self.closed_while_waiting(&plan, i, stop) {
+                drop(turn);
+                return self.not_sent(&req, op, why).await.map(Next::Done);
+            }
+            if let Door::LeaseTooShort(call) = self.lease_outlasts_call(&req.lease, renewed).await?
+            {
+                drop(turn);
+                let why = NotSent::LeaseTooShort(call, self.settings.lease);
+                return self.not_sent(&req, op, why).await.map(Next::Done);
+            }
             req.own_calls.push(OwnCall {
                 operation: op,
                 amount: step.amount(),
@@ -229,6 +250,54 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// What closed while a call waited for its turn, after its intent was
+    /// committed: a blackout window or a stop, for a step that touches the
+    /// capture file (the reversal completing a capture reversal goes on).
+    fn closed_while_waiting(
+        &self,
+        plan: &Plan,
+        i: usize,
+        stop: &CancellationToken,
+    ) -> Option<NotSent> {
+        if plan.completes_capture_reversal || i > 0 {
+            return None;
+        }
+        if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
+            return Some(NotSent::Blackout(w.to_string()));
+        }
+        stop.is_cancelled().then_some(NotSent::Stopping)
+    }
+
+    /// A call whose intent is on record is not sent after all: that is
+    /// recorded (its outcome is no longer unknown) with the deferral, in one
+    /// fenced write, and the order waits for the next pass.
+    async fn not_sent(
+        &self,
+        req: &RefundRequest,
+        op: Operation,
+        why: NotSent,
+    ) -> Result<OrderOutcome, StoreError> {
+        let reason = why.to_string();
+        info!(
+            step = op.as_str(),
+            operation = op.as_str(),
+            "not sent: {reason}"
+        );
+        let ev = GatewayEvent {
+            kind: EventKind::Outcome,
+            operation: Some(op),
+            outcome: Some(CallOutcome::NotSent),
+            message: Some(reason.clone()),
+            ..Default::default()
+        };
+        let d = Deferral::next_pass(reason, false);
+        self.store.defer(&req.lease, &[ev], &d).await?;
+        Ok(match why {
+            NotSent::Stopping => OrderOutcome::Released,
+            NotSent::Blackout(_) | NotSent::LeaseTooShort(..) => OrderOutcome::Deferred,
+        })
     }
 
     /// The last step was accepted: the order is refunded, with its outcome.

@@ -3,9 +3,10 @@
 //! turns, so that while one order commits its intent or its ending another's
 //! call holds the turn, and the bank sees that many calls whenever orders are
 //! ready to call. A money-moving call takes its turn after its intent is
-//! committed, and is sent only while the lease that commit renewed is
-//! certainly still this claim's; after a long wait the lease is renewed
-//! first, or the call is not sent at all.
+//! committed, and is sent only while the lease that commit renewed certainly
+//! outlasts the whole call (its wait for the rate limit and its timeout), so
+//! no other claim can take the order while it may still be on its way; after
+//! a long wait the lease is renewed first, or the call is not sent at all.
 
 use super::pass::Engine;
 use crate::store::{Lease, StoreError};
@@ -32,36 +33,61 @@ impl Turns {
     }
 }
 
-/// Whether a lease renewed `since_renewal` ago, for `lease`, is certainly
-/// still live, with a tenth of it to spare for the request to leave.
-pub(super) fn still_live(since_renewal: Duration, lease: Duration) -> bool {
-    since_renewal.saturating_add(lease / 10) < lease
+/// Whether a lease renewed `since_renewal` ago, for `lease`, certainly
+/// outlasts a call that may take `call` from now (its wait for the rate limit
+/// and its whole timeout), with a tenth of the lease to spare for the
+/// request to leave and the clocks to differ.
+pub(crate) fn outlasts(since_renewal: Duration, call: Duration, lease: Duration) -> bool {
+    since_renewal
+        .saturating_add(call)
+        .saturating_add(lease / 10)
+        < lease
+}
+
+/// Whether a money-moving call may leave now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Door {
+    Open,
+    /// The lease was renewed, yet it cannot outlast one call (a lease
+    /// shorter than the call's timeout and wait): the call is not sent.
+    LeaseTooShort(Duration),
 }
 
 impl Engine {
     /// Before a money-moving call, with its turn in hand: the lease renewed
-    /// by the intent's commit (begun at `renewed`) must still be live. After
-    /// a long wait for the turn it is renewed once more (fenced to this
-    /// claim); when that fails the order is given up as a lost lease, its
-    /// intent left of unknown outcome for an inquiry.
-    pub(super) async fn lease_live_for_call(
+    /// by the intent's commit (begun at `renewed`) must certainly outlast the
+    /// call, rate-limit wait and timeout included, so no other claim can take
+    /// the order while the call may still be on its way. Otherwise it is
+    /// renewed once more (fenced to this claim); when that fails the order is
+    /// given up as a lost lease, its intent left of unknown outcome for an
+    /// inquiry.
+    pub(super) async fn lease_outlasts_call(
         &self,
         lease: &Lease,
         renewed: Instant,
-    ) -> Result<(), StoreError> {
-        if still_live(renewed.elapsed(), self.settings.lease) {
-            return Ok(());
+    ) -> Result<Door, StoreError> {
+        let (lease_for, call) = (self.settings.lease, self.longest_call());
+        if outlasts(renewed.elapsed(), call, lease_for) {
+            return Ok(Door::Open);
         }
         let asked = Instant::now();
         let renewed_now = self
             .store
-            .renew_leases(&[(lease.id, lease.token)], self.settings.lease)
+            .renew_leases(&[(lease.id, lease.token)], lease_for)
             .await?;
-        if renewed_now.contains(&lease.id) && still_live(asked.elapsed(), self.settings.lease) {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost)
+        if !renewed_now.contains(&lease.id) {
+            return Err(StoreError::LeaseLost);
         }
+        if outlasts(asked.elapsed(), call, lease_for) {
+            Ok(Door::Open)
+        } else {
+            Ok(Door::LeaseTooShort(call))
+        }
+    }
+
+    /// The longest one call to the bank can take once it has its turn.
+    fn longest_call(&self) -> Duration {
+        self.client.longest_call(self.settings.concurrency.max(1))
     }
 }
 
@@ -70,12 +96,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_call_is_sent_only_while_the_lease_is_certainly_live() {
+    fn a_call_is_sent_only_while_the_lease_certainly_outlasts_it() {
         let ms = Duration::from_millis;
-        assert!(still_live(ms(0), ms(120_000)));
-        assert!(still_live(ms(107_999), ms(120_000)));
-        assert!(!still_live(ms(108_000), ms(120_000)), "a tenth to spare");
-        assert!(!still_live(ms(500_000), ms(120_000)));
-        assert!(!still_live(Duration::MAX, ms(120_000)), "no overflow");
+        let lease = ms(120_000);
+        assert!(outlasts(ms(0), ms(30_000), lease));
+        assert!(outlasts(ms(77_999), ms(30_000), lease));
+        assert!(
+            !outlasts(ms(78_000), ms(30_000), lease),
+            "the call and a tenth to spare"
+        );
+        // The settings the lease rule at start-up lets through can still
+        // leave late after a renewal: 64 calls waiting at 5 a second.
+        assert!(!outlasts(ms(100_000), ms(42_800), lease));
+        assert!(
+            !outlasts(ms(0), ms(120_000), lease),
+            "a call as long as the lease"
+        );
+        assert!(!outlasts(Duration::MAX, ms(1), lease), "no overflow");
+        assert!(!outlasts(ms(1), Duration::MAX, lease), "no overflow");
     }
 }

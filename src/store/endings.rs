@@ -7,7 +7,7 @@
 //! the batch is rolled back and each ending is written alone, where a refused
 //! write-back leaves refundd's record committed and the write-back pending.
 
-use super::group_commit::{after_failure, Batch};
+use super::group_commit::{after_failure, Batch, Claim};
 use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus};
 use super::writeback::WriteBack;
@@ -61,9 +61,9 @@ const REFUNDED: &str = "WITH o AS (
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, method, amount, watch_days)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no),
+     RETURNING f.id, f.order_no, j.token),
   __EVENTS__
-SELECT id, order_no FROM o";
+SELECT id, token, order_no FROM o";
 
 /// Records failed, in the queue or at settlement: the reason for a person;
 /// an unknown outcome stays on the record, so `status` keeps listing it.
@@ -79,9 +79,9 @@ const FAILED: &str = "WITH o AS (
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::bigint[], $8::bool[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, told_failed, reason, refunded_amount, at_settlement)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no),
+     RETURNING f.id, f.order_no, j.token),
   __EVENTS__
-SELECT id, order_no FROM o";
+SELECT id, token, order_no FROM o";
 
 impl Store {
     pub(super) fn refunded_sql(&self) -> String {
@@ -148,7 +148,10 @@ impl Store {
     /// Ends a batch in one transaction: refundd's records, then the shop's
     /// write-back of each order whose lease held. `None`: the shop's database
     /// refused a write-back, and nothing was committed.
-    async fn end_together(&self, jobs: &[EndingJob]) -> Result<Option<HashSet<i64>>, sqlx::Error> {
+    async fn end_together(
+        &self,
+        jobs: &[EndingJob],
+    ) -> Result<Option<HashSet<Claim>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // The batch takes its records' locks in one order (by id) before its
         // statements, so two transactions that lock several records cannot
@@ -161,7 +164,7 @@ impl Store {
         .await?;
         let recorded = self.record_endings(&mut tx, jobs, None).await?;
         for job in jobs {
-            let Some(order_no) = recorded.get(&job.lease.id) else {
+            let Some(order_no) = recorded.get(&job.claim()) else {
                 continue;
             };
             match self.write_back(&mut tx, order_no, &job.ending).await {
@@ -170,8 +173,13 @@ impl Store {
                 Err(other) => return Err(other),
             }
         }
-        tx.commit().await?;
-        Ok(Some(recorded.into_keys().collect()))
+        // A rule of the shop's checked only at COMMIT (a deferred constraint)
+        // refuses the whole transaction: each ending is then written alone.
+        match tx.commit().await {
+            Ok(()) => Ok(Some(recorded.into_keys().collect())),
+            Err(sqlx::Error::Database(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// Ends one order: refundd's record and the shop's write-back in one
@@ -185,46 +193,56 @@ impl Store {
         let Some(order_no) = self
             .record_endings(&mut tx, jobs, None)
             .await?
-            .remove(&job.lease.id)
+            .remove(&job.claim())
         else {
             return Err(StoreError::LeaseLost);
         };
         match self.write_back(&mut tx, &order_no, &job.ending).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(WriteBack::Done)
-            }
+            Ok(()) => {}
             Err(sqlx::Error::Database(e)) => {
                 tx.rollback().await?;
-                let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
-                let mut with_note = job;
-                with_note.events.push(GatewayEvent {
-                    kind: EventKind::Note,
-                    outcome: Some(CallOutcome::WriteBackRefused),
-                    message: Some(reason.clone()),
-                    ..Default::default()
-                });
-                let mut conn = self.pool.acquire().await?;
-                let jobs = std::slice::from_ref(&with_note);
-                let recorded = self.record_endings(&mut conn, jobs, Some(&reason)).await?;
-                if recorded.is_empty() {
-                    return Err(StoreError::LeaseLost);
-                }
-                Ok(WriteBack::Refused(reason))
+                return self.end_refused(job, refusal(e.as_ref())).await;
             }
+            Err(other) => return Err(other.into()),
+        }
+        // Refused at COMMIT (a deferred constraint or constraint trigger of
+        // the shop's): nothing of the transaction was kept, so refundd's
+        // record is written alone, as for a refusal at the statement.
+        match tx.commit().await {
+            Ok(()) => Ok(WriteBack::Done),
+            Err(sqlx::Error::Database(e)) => self.end_refused(job, refusal(e.as_ref())).await,
             Err(other) => Err(other.into()),
         }
     }
 
+    /// Writes an ending whose write-back the shop's database refused: refundd's
+    /// record alone, committed, with the write-back pending and a note of why.
+    async fn end_refused(&self, job: EndingJob, reason: String) -> Result<WriteBack, StoreError> {
+        let mut with_note = job;
+        with_note.events.push(GatewayEvent {
+            kind: EventKind::Note,
+            outcome: Some(CallOutcome::WriteBackRefused),
+            message: Some(reason.clone()),
+            ..Default::default()
+        });
+        let mut conn = self.pool.acquire().await?;
+        let jobs = std::slice::from_ref(&with_note);
+        let recorded = self.record_endings(&mut conn, jobs, Some(&reason)).await?;
+        if recorded.is_empty() {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(WriteBack::Refused(reason))
+    }
+
     /// Writes how the work ended to refundd's records, with the write-back
     /// to the shop done (`refused` None) or pending with the shop's reason:
-    /// the order number of each record whose lease held, by id.
+    /// the order number of each claim whose lease held.
     async fn record_endings(
         &self,
         conn: &mut PgConnection,
         jobs: &[EndingJob],
         refused: Option<&str>,
-    ) -> Result<HashMap<i64, String>, sqlx::Error> {
+    ) -> Result<HashMap<Claim, String>, sqlx::Error> {
         let (refunded, failed): (Vec<&EndingJob>, Vec<&EndingJob>) = jobs
             .iter()
             .partition(|j| matches!(j.ending, Ending::Refunded { .. }));
@@ -243,7 +261,7 @@ impl Store {
         conn: &mut PgConnection,
         jobs: &[&EndingJob],
         refused: Option<&str>,
-    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    ) -> Result<Vec<(Claim, String)>, sqlx::Error> {
         let (mut method, mut amount, mut watch) = (Vec::new(), Vec::new(), Vec::new());
         for j in jobs {
             if let Ending::Refunded {
@@ -258,7 +276,7 @@ impl Store {
             }
         }
         let sql = self.refunded_sql();
-        let q = sqlx::query_as::<_, (i64, String)>(&sql)
+        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(pending(jobs, refused))
@@ -267,7 +285,8 @@ impl Store {
             .bind(amount)
             .bind(watch);
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
-        events.bind_to(q).fetch_all(conn).await
+        let rows = events.bind_to(q).fetch_all(conn).await?;
+        Ok(rows.into_iter().map(|(id, t, no)| ((id, t), no)).collect())
     }
 
     async fn record_failed(
@@ -275,7 +294,7 @@ impl Store {
         conn: &mut PgConnection,
         jobs: &[&EndingJob],
         refused: Option<&str>,
-    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    ) -> Result<Vec<(Claim, String)>, sqlx::Error> {
         let (mut reason, mut refunded_amount, mut at_settlement) =
             (Vec::new(), Vec::new(), Vec::new());
         for j in jobs {
@@ -298,7 +317,7 @@ impl Store {
         }
         let told_failed = refused.is_none() && self.shop.on_failed.is_some();
         let sql = self.failed_sql();
-        let q = sqlx::query_as::<_, (i64, String)>(&sql)
+        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(pending(jobs, refused))
@@ -308,8 +327,14 @@ impl Store {
             .bind(refunded_amount)
             .bind(at_settlement);
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
-        events.bind_to(q).fetch_all(conn).await
+        let rows = events.bind_to(q).fetch_all(conn).await?;
+        Ok(rows.into_iter().map(|(id, t, no)| ((id, t), no)).collect())
     }
+}
+
+/// The shop's database's reason for refusing a write-back, as refundd keeps it.
+pub(super) fn refusal(e: &dyn sqlx::error::DatabaseError) -> String {
+    e.message().chars().filter(|c| !c.is_control()).collect()
 }
 
 /// The write-back each record keeps pending: none when the shop took it.
@@ -332,7 +357,7 @@ impl Batch for EndingJob {
         }
         let e = match store.end_together(&jobs).await {
             Ok(Some(ids)) => {
-                let answer = |j: &EndingJob| match ids.contains(&j.lease.id) {
+                let answer = |j: &EndingJob| match ids.contains(&j.claim()) {
                     true => Ok(WriteBack::Done),
                     false => Err(StoreError::LeaseLost),
                 };
@@ -349,6 +374,10 @@ impl Batch for EndingJob {
 }
 
 impl EndingJob {
+    fn claim(&self) -> Claim {
+        (self.lease.id, self.lease.token)
+    }
+
     /// Each ending in a transaction of its own, where a refused write-back is
     /// that order's alone.
     async fn one_by_one(store: &Store, jobs: Vec<Self>) -> Vec<Result<WriteBack, StoreError>> {

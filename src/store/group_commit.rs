@@ -172,25 +172,30 @@ pub(super) fn after_failure<A>(e: sqlx::Error, jobs: usize) -> Option<Vec<Result
     )
 }
 
-/// A write whose batch is one statement that gives the ids of the records
-/// it wrote (those whose lease held).
+/// One claim of one record: its id and the claim's lease token. Answers are
+/// given per claim, since one worker may hold a record under two claims (it
+/// claimed it again after the first one's lease ran out).
+pub(super) type Claim = (i64, uuid::Uuid);
+
+/// A write whose batch is one statement that gives the claims it wrote
+/// (those whose lease held).
 pub(super) trait OneStatement: Sized + Sync {
-    /// The record the job writes.
-    fn record(&self) -> i64;
+    /// The claim the job writes under.
+    fn claim(&self) -> Claim;
     fn statement(
         store: &Store,
         jobs: &[Self],
-    ) -> impl Future<Output = Result<HashSet<i64>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<HashSet<Claim>, sqlx::Error>> + Send;
 }
 
-/// A batch of one statement answers whether each job's record was written.
+/// A batch of one statement answers whether each job's claim was written.
 /// If the statement fails on one order's data, each job runs alone.
 impl<J: OneStatement + Send + 'static> Batch for J {
     type Answer = bool;
 
     async fn run(store: &Store, jobs: Vec<J>) -> Vec<Result<bool, StoreError>> {
         let e = match J::statement(store, &jobs).await {
-            Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.record()))).collect(),
+            Ok(ids) => return jobs.iter().map(|j| Ok(ids.contains(&j.claim()))).collect(),
             Err(e) => e,
         };
         if let Some(answers) = after_failure(e, jobs.len()) {
@@ -200,7 +205,7 @@ impl<J: OneStatement + Send + 'static> Batch for J {
         for job in jobs.chunks(1) {
             let ids = J::statement(store, job).await;
             answers.push(
-                ids.map(|ids| ids.contains(&job[0].record()))
+                ids.map(|ids| ids.contains(&job[0].claim()))
                     .map_err(Into::into),
             );
         }

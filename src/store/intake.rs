@@ -17,6 +17,16 @@ pub(super) struct ShopRequest {
     auth_amount: Option<String>,
     refund_amount: Option<String>,
     currency: Option<String>,
+    /// How many rows the shop's query returned for this order number.
+    rows_for_order: i64,
+}
+
+/// Why an order the shop's query lists more than once is not worked: which
+/// row is the request would depend on the query's row order.
+fn doubled(rows: i64) -> String {
+    format!(
+        "invalid row: the requests query returned {rows} rows for this order; make it return one (a JOIN to several payment attempts is the usual cause), nothing was sent"
+    )
 }
 
 /// What one reading of the shop's requests did.
@@ -71,15 +81,25 @@ pub(super) struct RequestColumns {
 }
 
 impl RequestColumns {
+    /// An order listed more than once is recorded once, with the reason it
+    /// is not worked; whichever of its rows comes first gives the rest.
     pub(super) fn of(batch: &[ShopRequest]) -> RequestColumns {
         let mut c = RequestColumns::default();
+        let mut seen = std::collections::HashSet::new();
         for r in batch {
             let Some(order_no) = r.order_no.clone() else {
                 continue;
             };
+            if r.rows_for_order > 1 && !seen.insert(order_no.clone()) {
+                continue;
+            }
             let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
             let refund = whole_amount("refund_amount", r.refund_amount.as_deref());
-            let bad = auth.as_ref().err().or(refund.as_ref().err()).cloned();
+            let bad = if r.rows_for_order > 1 {
+                Some(doubled(r.rows_for_order))
+            } else {
+                auth.as_ref().err().or(refund.as_ref().err()).cloned()
+            };
             c.order_no.push(order_no);
             c.xid.push(r.xid.clone());
             c.auth_code.push(r.auth_code.clone());
@@ -94,13 +114,15 @@ impl RequestColumns {
 }
 
 impl Store {
-    /// The shop's query, with the columns refundd reads, as text.
+    /// The shop's query, with the columns refundd reads, as text, and how
+    /// many rows it returned for each order number.
     pub(super) fn requests_sql(&self, only_one: bool) -> String {
         format!(
             "SELECT r.order_no::text AS order_no, r.xid::text AS xid, r.auth_code::text AS auth_code,
                     r.auth_amount::numeric::text AS auth_amount,
                     r.refund_amount::numeric::text AS refund_amount,
-                    coalesce(to_jsonb(r) ->> 'currency', '901') AS currency
+                    coalesce(to_jsonb(r) ->> 'currency', '901') AS currency,
+                    count(*) OVER (PARTITION BY r.order_no::text) AS rows_for_order
                FROM ({}) AS r{}",
             self.shop.requests,
             if only_one {
@@ -213,31 +235,42 @@ impl Store {
             .await?;
         tx.commit().await?;
         let Some(r) = now else {
-            let done = sqlx::query(&self.sql(
-                "WITH w AS (
-                     UPDATE refundd.refunds SET status = 'withdrawn', lease_owner = NULL,
-                            lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL
-                      WHERE id = $1 AND lease_token = $2 AND claimed_amount IS NULL
-                     RETURNING order_no)
-                 INSERT INTO refundd.refund_events (order_no, kind, outcome, message, worker)
-                 SELECT order_no, 'note', 'withdrawn',
-                        'the shop withdrew the request before anything was sent', $3 FROM w",
-            ))
-            .bind(lease.id)
-            .bind(lease.token)
-            .bind(lease.worker)
-            .execute(&self.pool)
-            .await?;
-            return if done.rows_affected() == 0 {
-                Err(StoreError::LeaseLost)
-            } else {
-                Ok(RequestNow::Withdrawn)
+            if self.withdraw_claimed(lease).await? {
+                return Ok(RequestNow::Withdrawn);
+            }
+            // A call of refundd's is on record (of unknown outcome, or a step
+            // reached): never withdrawn, refundd finishes what it started.
+            return match self.release(std::slice::from_ref(lease)).await? {
+                0 => Err(StoreError::LeaseLost),
+                _ => Ok(RequestNow::Changed),
             };
         };
         self.record_requests(std::slice::from_ref(&r), &snapshot)
             .await?;
         self.release(std::slice::from_ref(lease)).await?;
         Ok(RequestNow::Changed)
+    }
+
+    /// Withdraws a claimed order the shop no longer lists, if nothing of
+    /// refundd's was sent or may have been for it.
+    async fn withdraw_claimed(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "WITH w AS (
+                     UPDATE refundd.refunds SET status = 'withdrawn', lease_owner = NULL,
+                            lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL
+                      WHERE id = $1 AND lease_token = $2 AND claimed_amount IS NULL
+                        AND step IS NULL AND unknown_operation IS NULL
+                     RETURNING order_no)
+                 INSERT INTO refundd.refund_events (order_no, kind, outcome, message, worker)
+                 SELECT order_no, 'note', 'withdrawn',
+                        'the shop withdrew the request before anything was sent', $3 FROM w",
+        ))
+        .bind(lease.id)
+        .bind(lease.token)
+        .bind(lease.worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

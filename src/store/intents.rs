@@ -5,7 +5,7 @@
 //! all orders ready to send in the same moment are committed by one statement
 //! (`group_commit`); each caller learns whether its own was recorded.
 
-use super::group_commit::OneStatement;
+use super::group_commit::{Claim, OneStatement};
 use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::StepReached;
 use super::{Store, StoreError};
@@ -41,7 +41,9 @@ pub(super) struct IntentJob {
 /// The intents of many orders: each record is updated only while its claim
 /// holds a live lease and the order is `refunding`, and its first intent only
 /// while the shop's requests (`__REQUESTS__`, placed after refundd's names)
-/// still list it with the amounts decided on, or an operator retried it.
+/// still list it, once, with the amounts decided on, or an operator retried
+/// it. An order with a call of refundd's on record (a step reached, an
+/// outcome unknown) is finished whatever the shop's rows say now.
 const INTENTS: &str = "WITH o AS (
      UPDATE refundd.refunds
         SET unknown_operation = j.operation, unknown_since = now(),
@@ -52,14 +54,16 @@ const INTENTS: &str = "WITH o AS (
             AS j(id, token, operation, lease_secs, amount, authorised, refund, reached)
       WHERE refunds.id = j.id AND refunds.lease_token = j.token
         AND refunds.lease_expires_at > now() AND refunds.status = 'refunding'
-        AND (refunds.claimed_amount IS NOT NULL OR refunds.retried_by_operator OR EXISTS (
-             SELECT 1 FROM (__REQUESTS__) AS r
-              WHERE r.order_no::text = refunds.order_no
-                AND r.auth_amount::numeric = j.authorised
-                AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = j.refund))
-     RETURNING refunds.id, refunds.order_no),
+        AND (refunds.claimed_amount IS NOT NULL OR refunds.retried_by_operator
+             OR refunds.step IS NOT NULL OR refunds.unknown_operation IS NOT NULL
+             OR (SELECT count(*) = 1
+                        AND coalesce(bool_and(r.auth_amount::numeric = j.authorised
+                                              AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = j.refund), false)
+                   FROM (__REQUESTS__) AS r
+                  WHERE r.order_no::text = refunds.order_no))
+     RETURNING refunds.id, refunds.order_no, j.token),
   __EVENTS__
-SELECT id FROM o";
+SELECT id, token FROM o";
 
 impl Store {
     /// Right before a money-moving call: checks on the database that this claim
@@ -120,9 +124,9 @@ impl Store {
     }
 
     /// Records `jobs` in one statement: the ids of the records it updated.
-    async fn intents_statement(&self, jobs: &[IntentJob]) -> Result<HashSet<i64>, sqlx::Error> {
+    async fn intents_statement(&self, jobs: &[IntentJob]) -> Result<HashSet<Claim>, sqlx::Error> {
         let sql = self.intents_sql();
-        let q = sqlx::query_as::<_, (i64,)>(&sql)
+        let q = sqlx::query_as::<_, Claim>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.operation).collect::<Vec<_>>())
@@ -133,16 +137,16 @@ impl Store {
             .bind(jobs.iter().map(|j| j.reached).collect::<Vec<_>>());
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows.into_iter().collect())
     }
 }
 
 impl OneStatement for IntentJob {
-    fn record(&self) -> i64 {
-        self.lease.id
+    fn claim(&self) -> Claim {
+        (self.lease.id, self.lease.token)
     }
 
-    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<i64>, sqlx::Error> {
+    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<Claim>, sqlx::Error> {
         store.intents_statement(jobs).await
     }
 }

@@ -6,7 +6,7 @@
 //! included), and `PlanReader` offers nothing else: the plan cannot write.
 
 use super::intake::{RequestColumns, ShopRequest};
-use super::refunds::{OrderRow, OWN_CALLS};
+use super::refunds::{unknown_age, OrderRow, OWN_CALLS};
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -137,8 +137,11 @@ impl Store {
 /// `withdraw_unlisted`), and what a claim would make of the result. A change
 /// to either of those statements must be made here too; `tests/plan.rs`
 /// compares the plan with the pass that follows it.
-static MERGED: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| MERGED_TEMPLATE.replace("OWN_CALLS", OWN_CALLS));
+static MERGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    MERGED_TEMPLATE
+        .replace("OWN_CALLS", OWN_CALLS)
+        .replace("UNKNOWN_AGE", &unknown_age("o.lease_expires_at"))
+});
 
 const MERGED_TEMPLATE: &str = "
 WITH s AS (
@@ -199,7 +202,7 @@ o AS (
 SELECT o.id, o.order_no, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
        o.bad_input, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
        o.refund_method, o.refunded_amount, o.watch_until, o.lease_token,
-       (extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms,
+       UNKNOWN_AGE,
        OWN_CALLS,
        o.new_request, o.withdrawn, o.refunded_already,
        (o.status = 'refund_requested'

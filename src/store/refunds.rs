@@ -40,7 +40,8 @@ pub struct OrderRow {
     pub watch_until: Option<DateTime<Utc>>,
     /// The claim's token: every write about the order names it.
     pub lease_token: Option<Uuid>,
-    /// How long ago, on the database's clock, the unknown call was about to be sent.
+    /// How long ago, on the database's clock, the unknown call could last
+    /// have been on its way to the bank (`unknown_age`).
     pub unknown_age_ms: Option<i64>,
     /// refundd's own money-moving calls for this order, from its story.
     pub own_calls: sqlx::types::Json<Vec<OwnCallRecord>>,
@@ -97,15 +98,25 @@ pub(super) const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
 const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
      claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token";
 
-/// The columns a claim returns, from the updated record `o`.
+/// `unknown_age_ms`: how long ago, on the database's clock, the call of
+/// unknown outcome of record `o` could last have been on its way to the bank.
+/// A call is sent only while its claim's lease is certain to outlast it
+/// (`engine::turns`), so it is over by the time that lease lapsed (`lapsed`,
+/// the previous claim's expiry) even if it left long after its intent.
+pub(super) fn unknown_age(lapsed: &str) -> String {
+    format!(
+        "(extract(epoch FROM (now() - greatest(o.unknown_since, {lapsed}))) * 1000)::bigint AS unknown_age_ms"
+    )
+}
+
+/// The columns a claim returns, from the updated record `o` and the lease
+/// it had before (`due.lapsed_at`).
 fn claimed_columns() -> String {
     let mut cols: Vec<String> = ORDER_COLUMNS
         .split(", ")
         .map(|c| format!("o.{}", c.trim()))
         .collect();
-    cols.push(
-        "(extract(epoch FROM (now() - o.unknown_since)) * 1000)::bigint AS unknown_age_ms".into(),
-    );
+    cols.push(unknown_age("due.lapsed_at"));
     cols.push(OWN_CALLS.into());
     cols.join(", ")
 }
@@ -212,7 +223,7 @@ macro_rules! fenced_update {
 /// condition goes.
 fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
     let update = format!(
-        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no"
+        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no, $2::uuid AS token"
     );
     if !with_events {
         return format!("WITH o AS ({update}) SELECT order_no FROM o");
@@ -224,19 +235,20 @@ fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
 }
 
 /// `e AS (INSERT ...)`: appends the events bound from `$first` on (see
-/// `KeyedEvents`) to the stories of the records in `o` (`id`, `order_no`) they
-/// are keyed to, in the order given. An event of a record not in `o` (its
-/// lease lost) is not written.
+/// `KeyedEvents`) to the stories of the records in `o` (`id`, `order_no`,
+/// `token`: the claim whose write held) they are keyed to, in the order
+/// given. An event of a claim not in `o` (its lease lost, or another claim of
+/// the same record) is not written.
 pub(super) fn events_cte(first: usize) -> String {
-    let p: Vec<String> = (0..11).map(|k| format!("${}", first + k)).collect();
+    let p: Vec<String> = (0..12).map(|k| format!("${}", first + k)).collect();
     format!(
         "e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
                SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker
-                 FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[])
-                      WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, n)
-                 JOIN o ON o.id = ev.id
+                 FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[], {}::uuid[])
+                      WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, token, n)
+                 JOIN o ON o.id = ev.id AND o.token = ev.token
                 ORDER BY ev.n)",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]
     )
 }
 
@@ -247,7 +259,8 @@ fn fenced_sql(template: &str, extra: &str) -> String {
 }
 
 /// Events of one or many records as one array per column, for `unnest` in
-/// `events_cte`: each keyed to its record's id, with the claim's worker.
+/// `events_cte`: each keyed to its claim (record and lease token), with the
+/// claim's worker.
 #[derive(Default)]
 pub(super) struct KeyedEvents<'a> {
     id: Vec<i64>,
@@ -261,6 +274,7 @@ pub(super) struct KeyedEvents<'a> {
     err_code: Vec<Option<&'a str>>,
     message: Vec<Option<&'a str>>,
     elapsed_ms: Vec<Option<i32>>,
+    token: Vec<Uuid>,
 }
 
 impl<'a> KeyedEvents<'a> {
@@ -279,12 +293,13 @@ impl<'a> KeyedEvents<'a> {
                 all.err_code.push(e.err_code.as_deref());
                 all.message.push(e.message.as_deref());
                 all.elapsed_ms.push(e.elapsed_ms);
+                all.token.push(lease.token);
             }
         }
         all
     }
 
-    /// Binds the eleven arrays, in `events_cte`'s order.
+    /// Binds the twelve arrays, in `events_cte`'s order.
     pub(super) fn bind_to<'q, O>(
         self,
         q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
@@ -303,6 +318,7 @@ impl<'a> KeyedEvents<'a> {
             .bind(self.err_code)
             .bind(self.message)
             .bind(self.elapsed_ms)
+            .bind(self.token)
     }
 }
 
@@ -364,7 +380,7 @@ impl Store {
     ) -> Result<Vec<OrderRow>, StoreError> {
         let sql = format!(
             "WITH due AS (
-                 SELECT id FROM refundd.refunds
+                 SELECT id, lease_expires_at AS lapsed_at FROM refundd.refunds
                   WHERE {which}
                     AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
                   ORDER BY next_attempt_at NULLS FIRST, id
@@ -424,7 +440,7 @@ impl Store {
         events: &[GatewayEvent],
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "WITH o AS (SELECT id, order_no FROM refundd.refunds WHERE id = $1 AND lease_token = $2), {}
+            "WITH o AS (SELECT id, order_no, lease_token AS token FROM refundd.refunds WHERE id = $1 AND lease_token = $2), {}
              SELECT id FROM o",
             events_cte(3)
         );

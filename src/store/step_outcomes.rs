@@ -7,7 +7,7 @@
 //! this point in the same moment are committed by one statement
 //! (`group_commit`).
 
-use super::group_commit::OneStatement;
+use super::group_commit::{Claim, OneStatement};
 use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::StepReached;
 use super::{Store, StoreError};
@@ -25,9 +25,9 @@ const STEPS: &str = "WITH o AS (
         SET unknown_operation = NULL, unknown_since = NULL, step = COALESCE(j.reached, f.step)
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) LIMIT cardinality($1)) AS j(id, token, reached)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no),
+     RETURNING f.id, f.order_no, j.token),
   __EVENTS__
-SELECT id FROM o";
+SELECT id, token FROM o";
 
 impl Store {
     /// A money-moving call completed (accepted, or certainly not made), with
@@ -55,24 +55,24 @@ impl Store {
     }
 
     /// Records `jobs` in one statement: the ids of the records it updated.
-    async fn steps_statement(&self, jobs: &[StepJob]) -> Result<HashSet<i64>, sqlx::Error> {
+    async fn steps_statement(&self, jobs: &[StepJob]) -> Result<HashSet<Claim>, sqlx::Error> {
         let sql = self.steps_sql();
-        let q = sqlx::query_as::<_, (i64,)>(&sql)
+        let q = sqlx::query_as::<_, Claim>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.reached).collect::<Vec<_>>());
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows.into_iter().collect())
     }
 }
 
 impl OneStatement for StepJob {
-    fn record(&self) -> i64 {
-        self.lease.id
+    fn claim(&self) -> Claim {
+        (self.lease.id, self.lease.token)
     }
 
-    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<i64>, sqlx::Error> {
+    async fn statement(store: &Store, jobs: &[Self]) -> Result<HashSet<Claim>, sqlx::Error> {
         store.steps_statement(jobs).await
     }
 }

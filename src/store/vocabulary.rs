@@ -191,6 +191,9 @@ words! {
         DidNotTakeEffect = "did_not_take_effect",
         /// The shop's database refused the write-back.
         WriteBackRefused = "write_back_refused",
+        /// Its intent was recorded, then it was held back (a blackout window
+        /// or a stop began while it waited for its turn): nothing was sent.
+        NotSent = "not_sent",
     }
 }
 

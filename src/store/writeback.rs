@@ -4,7 +4,7 @@
 //! trigger of the shop's), refundd's record of the money still commits, and the
 //! write-back is kept as pending and tried again on later passes.
 
-use super::endings::Ending;
+use super::endings::{refusal, Ending};
 use super::vocabulary::{RefundMethod, RefundStatus};
 use super::{Store, StoreError};
 use sqlx::PgConnection;
@@ -93,9 +93,13 @@ impl Store {
             .await?;
         match self.write_back(conn, &p.order_no, ending).await {
             Ok(()) => {
+                // The shop's rows change in this transaction: a reading of
+                // its requests counts against the ending only if its snapshot
+                // saw this one (`intake`), not the one that ended the work.
                 sqlx::query(&self.sql(
                     "UPDATE refundd.refunds SET writeback = NULL, writeback_error = NULL,
-                            shop_told_failed = (shop_told_failed OR $2)
+                            shop_told_failed = (shop_told_failed OR $2),
+                            decided_xid = pg_current_xact_id()
                       WHERE id = $1",
                 ))
                 .bind(p.id)
@@ -108,21 +112,33 @@ impl Store {
                 sqlx::query("ROLLBACK TO SAVEPOINT shop_write_back")
                     .execute(&mut *conn)
                     .await?;
-                let reason: String = e.message().chars().filter(|c| !c.is_control()).collect();
-                sqlx::query(&self.sql(
-                    "WITH f AS (UPDATE refundd.refunds SET writeback_error = $2
-                                 WHERE id = $1 RETURNING order_no)
-                     INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
-                     SELECT order_no, 'note', 'write_back_refused', $2 FROM f",
-                ))
-                .bind(p.id)
-                .bind(&reason)
-                .execute(&mut *conn)
-                .await?;
+                let reason = refusal(e.as_ref());
+                self.note_refused_again(conn, p.id, &reason).await?;
                 Ok(WriteBack::Refused(reason))
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// A pending write-back refused once more: its new reason, and a note in
+    /// the order's story.
+    async fn note_refused_again(
+        &self,
+        conn: &mut PgConnection,
+        id: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "WITH f AS (UPDATE refundd.refunds SET writeback_error = $2
+                         WHERE id = $1 RETURNING order_no)
+             INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
+             SELECT order_no, 'note', 'write_back_refused', $2 FROM f",
+        ))
+        .bind(id)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// How many write-backs the shop refused and are still to be done.
@@ -160,7 +176,17 @@ impl Store {
             let Some(p) = pending else { continue };
             let Some(ending) = p.ending() else { continue };
             let wb = self.write_back_again(&mut tx, &p, &ending).await?;
-            tx.commit().await?;
+            let wb = match tx.commit().await {
+                Ok(()) => wb,
+                // Refused at COMMIT: nothing of it was kept; it stays pending.
+                Err(sqlx::Error::Database(e)) => {
+                    let reason = refusal(e.as_ref());
+                    let mut conn = self.pool.acquire().await?;
+                    self.note_refused_again(&mut conn, p.id, &reason).await?;
+                    WriteBack::Refused(reason)
+                }
+                Err(other) => return Err(other.into()),
+            };
             done.push((p.order_no, wb));
         }
         Ok(done)

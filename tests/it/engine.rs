@@ -36,7 +36,7 @@ in_both_modes!(
     settlement_watch_records_settled_and_failed_refunds,
     a_blackout_window_covering_now_sends_nothing,
     two_engines_on_the_same_orders_move_each_refund_once,
-    a_bank_slower_than_the_lease_is_not_worked_twice,
+    a_bank_slow_for_the_lease_is_not_worked_twice,
     a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_started,
     the_reversal_completing_a_capture_reversal_may_run_in_a_window,
     an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome,
@@ -433,7 +433,7 @@ async fn two_engines_on_the_same_orders_move_each_refund_once(rig: Rig) {
     assert_eq!(held, 0, "nothing left claimed");
 }
 
-async fn a_bank_slower_than_the_lease_is_not_worked_twice(rig: Rig) {
+async fn a_bank_slow_for_the_lease_is_not_worked_twice(rig: Rig) {
     for i in 0..6 {
         rig.seed(&format!("SLOW{i}"), 1000, TxState::Settled, None)
             .await;
@@ -441,10 +441,12 @@ async fn a_bank_slower_than_the_lease_is_not_worked_twice(rig: Rig) {
     let plan =
         FaultPlan::from_json(r#"{"rules":[{"operation":"refund","latency_ms":1500}]}"#).unwrap();
     rig.admin.set_faults(&plan).await.unwrap();
+    // The lease outlasts one call (2 s and a tenth of the lease to spare),
+    // but not the bank's 1.5 s per call many times over: renewals keep it.
     let mut s = engine_settings();
-    s.lease = Duration::from_millis(600);
-    let a = rig.engine_with(s.clone(), Arc::new(SystemClock), Duration::from_secs(10));
-    let b = rig.engine_with(s, Arc::new(SystemClock), Duration::from_secs(10));
+    s.lease = Duration::from_millis(2_500);
+    let a = rig.engine_with(s.clone(), Arc::new(SystemClock), Duration::from_secs(2));
+    let b = rig.engine_with(s, Arc::new(SystemClock), Duration::from_secs(2));
     let (ra, rb) = tokio::join!(pass_of(&a), pass_of(&b));
     assert_eq!(ra.refunded() + rb.refunded(), 6);
     for i in 0..6 {

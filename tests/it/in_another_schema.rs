@@ -1,4 +1,4 @@
-//! The suites that exercise whole passes (`engine`, `money_rules`, `shop`)
+//! The suites that exercise whole passes (`engine`, `money_rules`, `shop`, `shop_database`)
 //! once more with `database.schema` set to a name of the operator's choice:
 //! every statement refundd runs, the batch writes and the shop's write-backs
 //! included, must name that schema and never the default one, which does not
@@ -15,3 +15,5 @@ mod engine;
 mod money_rules;
 #[path = "shop.rs"]
 mod shop;
+#[path = "shop_database.rs"]
+mod shop_database;

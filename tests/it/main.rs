@@ -31,7 +31,9 @@ mod ops;
 mod outbox;
 mod plan;
 mod schema;
+mod sending;
 mod shop;
+mod shop_database;
 mod shop_examples;
 mod shop_modes;
 mod sim;
@@ -39,7 +41,7 @@ mod sim_client;
 mod tidy;
 
 /// Where refundd keeps its records in the suites that run in both schemas
-/// (`engine`, `money_rules`, `shop`): here, the default.
+/// (`engine`, `money_rules`, `shop`, `shop_database`): here, the default.
 const SCHEMA: &str = common::DEFAULT_SCHEMA;
 
 /// The same suites with `database.schema` set to a name of the operator's choice.
