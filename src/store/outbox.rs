@@ -7,7 +7,8 @@
 //! is retried, dead or put back: an event is sent only once every earlier event
 //! of its order is delivered. A dead event therefore keeps holding back its
 //! order's later events until `refundd notify redeliver --dead` puts it back
-//! and the receiver takes it.
+//! and the receiver takes it; `delivery_state` counts them as held, for
+//! `status` and the metrics.
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -119,6 +120,8 @@ pub struct Delivery {
 pub struct DeliveryState {
     pub undelivered: i64,
     pub dead: i64,
+    /// Undelivered events waiting behind a dead event of their order.
+    pub held: i64,
     /// Age of the oldest event not yet delivered (nor dead), in seconds.
     pub oldest_undelivered_secs: Option<f64>,
 }
@@ -204,6 +207,11 @@ impl Store {
         Ok(sqlx::query_as(&self.sql(
             "SELECT count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS undelivered,
                     count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
+                    (SELECT count(*) FROM refundd.outbox o
+                      WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+                        AND EXISTS (SELECT 1 FROM refundd.outbox d
+                                     WHERE d.order_no = o.order_no AND d.seq < o.seq
+                                       AND d.dead_at IS NOT NULL)) AS held,
                     extract(epoch FROM now() - min(occurred_at)
                         FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL))::float8
                         AS oldest_undelivered_secs

@@ -194,6 +194,20 @@ async fn events_of_one_order_go_out_in_order() {
     assert_eq!(order, ["refund.succeeded", "refund.settled"]);
 }
 
+/// Log lines written while a test's subscriber is set.
+#[derive(Clone, Default)]
+struct Logged(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The shop's database refuses SETTLE's write-back, so the order has three
 /// events: succeeded and needs_attention in the first pass, settled after
 /// the bank's batch.
@@ -234,6 +248,13 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
     let hook = webhook(&url, WebhookFormat::Json);
     // The receiver is down until the first event's schedule is used up.
     r.down.store(true, Ordering::SeqCst);
+    let log = Logged::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     for _ in 0..=refundd::notify::RETRY_SCHEDULE.len() {
         sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
             .execute(&rig.pool)
@@ -241,7 +262,28 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
             .unwrap();
         hook.deliver_due(&rig.store).await.unwrap();
     }
-    assert_eq!(rig.store.delivery_state().await.unwrap().dead, 1);
+    drop(guard);
+    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("SETTLE") && logged.contains("later events wait behind it"),
+        "{logged}"
+    );
+    // The operator sees the order's later events held behind the dead one.
+    let state = rig.store.delivery_state().await.unwrap();
+    assert_eq!((state.undelivered, state.dead, state.held), (2, 1, 2));
+    let status = refundd::ops::status::report(&rig.store).await.unwrap();
+    assert!(
+        status
+            .render()
+            .contains("2 of them held behind a dead event of their order"),
+        "{}",
+        status.render()
+    );
+    assert!(
+        status.to_json().contains("\"held\": 2"),
+        "{}",
+        status.to_json()
+    );
     // The receiver is back: the later events still wait behind the dead one.
     r.down.store(false, Ordering::SeqCst);
     sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
