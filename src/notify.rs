@@ -130,7 +130,7 @@ impl Webhook {
         let mut report = DeliveryReport::default();
         while let Some(d) = store.next_delivery().await? {
             let result = self.post(&d.event).await;
-            let (kind, id) = (d.event.kind.clone(), d.event.id);
+            let (kind, id, order_no) = (d.event.kind.clone(), d.event.id, d.event.order_no.clone());
             match result {
                 Ok(()) => {
                     store.delivered(d).await?;
@@ -141,6 +141,9 @@ impl Webhook {
                 Err(why) => {
                     let next = retry_in(d.event.attempts);
                     warn!(event = %id, event_type = %kind, reason = %why, dead = next.is_none(), "webhook delivery failed");
+                    if next.is_none() {
+                        warn!(event = %id, order_no = %order_no, "webhook event dead after its retry schedule; its order's later events wait behind it until `refundd notify redeliver --dead` puts it back and the webhook takes it");
+                    }
                     store.not_delivered(d, &why, next).await?;
                     let result = if next.is_some() { "failed" } else { "dead" };
                     metrics::counter!("refundd_webhook_deliveries_total", "result" => result)
@@ -176,6 +179,7 @@ impl Webhook {
             }
             if let Ok(state) = store.delivery_state().await {
                 metrics::gauge!("refundd_webhook_dead_events").set(state.dead as f64);
+                metrics::gauge!("refundd_webhook_held_events").set(state.held as f64);
                 metrics::gauge!("refundd_webhook_oldest_undelivered_seconds")
                     .set(state.oldest_undelivered_secs.unwrap_or(0.0));
             }

@@ -139,6 +139,10 @@ fn describe() {
         "Events whose delivery was given up (0 when no webhook is configured)"
     );
     describe_gauge!(
+        "refundd_webhook_held_events",
+        "Events waiting behind a dead event of their order, which must be delivered first (0 when no webhook is configured)"
+    );
+    describe_gauge!(
         "refundd_webhook_oldest_undelivered_seconds",
         Unit::Seconds,
         "Age of the oldest event still to be delivered (0 when no webhook is configured)"
@@ -193,6 +197,7 @@ fn show_from_start() {
     // The notifier sets these every few seconds when a webhook is configured;
     // without one nothing waits for refundd to deliver it.
     metrics::gauge!("refundd_webhook_dead_events").set(0.0);
+    metrics::gauge!("refundd_webhook_held_events").set(0.0);
     metrics::gauge!("refundd_webhook_oldest_undelivered_seconds").set(0.0);
     // Replaced at the first scrape by the database's last completed pass.
     metrics::gauge!(LAST_COMPLETED_PASS).set(chrono::Utc::now().timestamp() as f64);

@@ -156,16 +156,7 @@ impl StatusReport {
             );
         }
         self.render_shop_side(&mut out);
-        let e = &self.events;
-        let _ = writeln!(
-            out,
-            "\nevents for the webhook: {} undelivered{}, {} dead (refundd notify redeliver --dead)",
-            e.undelivered,
-            e.oldest_undelivered_secs
-                .map(|s| format!(" (oldest {})", human_age(s as i64)))
-                .unwrap_or_default(),
-            e.dead
-        );
+        self.render_events(&mut out);
         let _ = writeln!(out);
         match &self.last_pass {
             None => {
@@ -189,6 +180,25 @@ impl StatusReport {
 }
 
 impl StatusReport {
+    /// The webhook's events: undelivered (some held behind a dead event of
+    /// their order, which must be delivered first) and dead.
+    fn render_events(&self, out: &mut String) {
+        let e = &self.events;
+        let _ = writeln!(
+            out,
+            "\nevents for the webhook: {} undelivered{}{}, {} dead (refundd notify redeliver --dead)",
+            e.undelivered,
+            e.oldest_undelivered_secs
+                .map(|s| format!(" (oldest {})", human_age(s as i64)))
+                .unwrap_or_default(),
+            match e.held {
+                0 => String::new(),
+                n => format!(", {n} of them held behind a dead event of their order"),
+            },
+            e.dead
+        );
+    }
+
     /// What the shop's side needs to know: write-backs its database refused,
     /// and orders it asked again after their refund.
     fn render_shop_side(&self, out: &mut String) {

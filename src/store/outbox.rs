@@ -2,6 +2,13 @@
 //! (the database writes them, in the same transaction as the change, see the
 //! outbox migration), the attention a person is owed for orders stuck where
 //! no status change tells anyone, and what the shop's code and operators see.
+//!
+//! An order's events reach the webhook in the order they were written, whatever
+//! is retried, dead or put back: an event is sent only once every earlier event
+//! of its order is delivered. A dead event therefore keeps holding back its
+//! order's later events until `refundd notify redeliver --dead` puts it back
+//! and the receiver takes it; `delivery_state` counts them as held, for
+//! `status` and the metrics.
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -113,14 +120,17 @@ pub struct Delivery {
 pub struct DeliveryState {
     pub undelivered: i64,
     pub dead: i64,
+    /// Undelivered events waiting behind a dead event of their order.
+    pub held: i64,
     /// Age of the oldest event not yet delivered (nor dead), in seconds.
     pub oldest_undelivered_secs: Option<f64>,
 }
 
 impl Store {
-    /// The next event due for delivery: the oldest of its order not yet
-    /// delivered (events go out in order per order), not locked by another
-    /// daemon. The caller records its outcome with `delivered` or `not_delivered`.
+    /// The next event due for delivery: one whose order has no earlier event
+    /// still undelivered, dead ones included (events go out in order per
+    /// order), not locked by another daemon. The caller records its outcome
+    /// with `delivered` or `not_delivered`.
     pub async fn next_delivery(&self) -> Result<Option<Delivery>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let event: Option<OutboxEvent> = sqlx::query_as(&self.sql(
@@ -130,7 +140,7 @@ impl Store {
               WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= now()
                 AND NOT EXISTS (SELECT 1 FROM refundd.outbox e
                                  WHERE e.order_no = o.order_no AND e.seq < o.seq
-                                   AND e.delivered_at IS NULL AND e.dead_at IS NULL)
+                                   AND e.delivered_at IS NULL)
               ORDER BY o.seq LIMIT 1
                 FOR UPDATE SKIP LOCKED",
         ))
@@ -197,6 +207,11 @@ impl Store {
         Ok(sqlx::query_as(&self.sql(
             "SELECT count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS undelivered,
                     count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
+                    (SELECT count(*) FROM refundd.outbox o
+                      WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+                        AND EXISTS (SELECT 1 FROM refundd.outbox d
+                                     WHERE d.order_no = o.order_no AND d.seq < o.seq
+                                       AND d.dead_at IS NOT NULL)) AS held,
                     extract(epoch FROM now() - min(occurred_at)
                         FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL))::float8
                         AS oldest_undelivered_secs

@@ -9,7 +9,7 @@ use crate::common::fake_bank::{
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::wire::string_object;
@@ -901,15 +901,22 @@ async fn clones_share_one_rate_limit() {
     cfg.max_requests_per_sec = NonZeroU32::new(1);
     let client = Client::new(cfg).unwrap();
     let clone = client.clone();
-    let started = Instant::now();
-    client.inquiry(&order()).await.unwrap();
-    clone.inquiry(&order()).await.unwrap();
-    // One call per second: the second call waited for the first one's slot.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
+    let no_limit = bank.client();
+    let order_no = |no: &str| OrderNo::parse(no).unwrap();
+    client.inquiry(&order_no("FIRST")).await.unwrap();
+    // The clone's call (let run up to its first wait) waits for the next slot
+    // of the limit it shares, a second away; a call of a client with no limit,
+    // started after it, goes straight to the bank and is seen there first.
+    let waiting = tokio::spawn(async move { clone.inquiry(&order_no("CLONE")).await });
+    tokio::task::yield_now().await;
+    no_limit.inquiry(&order_no("NOLIMIT")).await.unwrap();
+    waiting.await.unwrap().unwrap();
+    let seen: Vec<String> = bank
+        .received()
+        .iter()
+        .map(|r| parse_inquiry_request(&r.json()).1.as_str().to_string())
+        .collect();
+    assert_eq!(seen, ["FIRST", "NOLIMIT", "CLONE"]);
 }
 
 // ------------------------------------------------------ logs and metrics

@@ -1,9 +1,9 @@
 //! Webhook delivery against a real HTTP receiver on loopback: events arrive
 //! signed and verifiable; a receiver that is down gets them later, each at
 //! least once, none lost, and dead after the schedule until put back; events of
-//! one order go out in order; a receiver that does not answer never holds up
-//! the passes; two daemons sharing the outbox never send one
-//! event twice at once; the chat format.
+//! one order go out in order, a dead one holding back the later ones; a
+//! receiver that does not answer never holds up the passes; two daemons sharing
+//! the outbox never send one event twice at once; the chat format.
 
 use crate::common::{eventually, Rig, WithLog};
 use axum::extract::State;
@@ -192,6 +192,118 @@ async fn events_of_one_order_go_out_in_order() {
         .map(|(_, b)| b["type"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(order, ["refund.succeeded", "refund.settled"]);
+}
+
+/// Log lines written while a test's subscriber is set.
+#[derive(Clone, Default)]
+struct Logged(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The shop's database refuses SETTLE's write-back, so the order has three
+/// events: succeeded and needs_attention in the first pass, settled after
+/// the bank's batch.
+async fn an_order_with_three_events(rig: &Rig) -> Vec<String> {
+    rig.seed("SETTLE", 1000, TxState::Settled, None).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION shop_rule() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.status = 'refunded' THEN RAISE EXCEPTION 'order closed'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER shop_rule BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION shop_rule();",
+    )
+    .execute(&rig.pool)
+    .await
+    .unwrap();
+    rig.pass().await;
+    rig.admin.run_batch().await.unwrap();
+    rig.pass().await;
+    let events = rig.store.events_of("SETTLE").await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "refund.succeeded",
+            "refund.needs_attention",
+            "refund.settled"
+        ]
+    );
+    events.iter().map(|e| e.id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered() {
+    let rig = Rig::new().await;
+    let written = an_order_with_three_events(&rig).await;
+    let (r, url) = receiver().await;
+    let hook = webhook(&url, WebhookFormat::Json);
+    // The receiver is down until the first event's schedule is used up.
+    r.down.store(true, Ordering::SeqCst);
+    let log = Logged::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    for _ in 0..=refundd::notify::RETRY_SCHEDULE.len() {
+        sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+            .execute(&rig.pool)
+            .await
+            .unwrap();
+        hook.deliver_due(&rig.store).await.unwrap();
+    }
+    drop(guard);
+    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("SETTLE") && logged.contains("later events wait behind it"),
+        "{logged}"
+    );
+    // The operator sees the order's later events held behind the dead one.
+    let state = rig.store.delivery_state().await.unwrap();
+    assert_eq!((state.undelivered, state.dead, state.held), (2, 1, 2));
+    let status = refundd::ops::status::report(&rig.store).await.unwrap();
+    assert!(
+        status
+            .render()
+            .contains("2 of them held behind a dead event of their order"),
+        "{}",
+        status.render()
+    );
+    assert!(
+        status.to_json().contains("\"held\": 2"),
+        "{}",
+        status.to_json()
+    );
+    // The receiver is back: the later events still wait behind the dead one.
+    r.down.store(false, Ordering::SeqCst);
+    sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+        .execute(&rig.pool)
+        .await
+        .unwrap();
+    hook.deliver_due(&rig.store).await.unwrap();
+    assert_eq!(rig.store.redeliver_dead().await.unwrap(), 1);
+    hook.deliver_due(&rig.store).await.unwrap();
+    let seen: Vec<String> = r
+        .taken
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        seen, written,
+        "the order's events in the order they were written"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The code map's promises, checked on the source tree: every module says
-//! why it exists in a `//!` doc (rustdoc shows it), and the boundaries that
-//! ARCHITECTURE.md states as invariants hold under a plain text search.
+//! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
+//! ARCHITECTURE.md states as invariants hold under a plain text search, and
+//! every module, item and file ARCHITECTURE.md names in code exists.
 
 use std::path::{Path, PathBuf};
 
@@ -104,5 +105,312 @@ fn the_engine_never_names_sql_or_http() {
             .filter(|l| l.starts_with("src/engine/"))
             .collect();
         assert!(found.is_empty(), "the engine names {needle}: {found:#?}");
+    }
+}
+
+/// What the source tree declares, read as plain text: the names after
+/// `struct`, `enum`, `trait`, `type`, `fn`, `const`, `static`, `mod`, `union`
+/// and `macro_rules!`, re-exports (`pub use`), fields (`name: ...`) and enum
+/// variants (`Name(`, `Name {`, `Name,` at the start of a line); `imported`
+/// holds every name any `use` brings in (types of other crates, `Mutex`).
+#[derive(Default)]
+struct Declared {
+    items: std::collections::HashSet<String>,
+    imported: std::collections::HashSet<String>,
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Identifiers and single punctuation characters, in order.
+fn tokens(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if !c.is_whitespace() {
+            out.push(c.to_string());
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+impl Declared {
+    fn read(&mut self, text: &str) {
+        const ITEMS: [&str; 9] = [
+            "struct", "enum", "trait", "type", "fn", "const", "static", "mod", "union",
+        ];
+        let t = tokens(text);
+        for (i, tok) in t.iter().enumerate() {
+            let next = |k: usize| t.get(i + k).map(String::as_str).unwrap_or("");
+            if ITEMS.contains(&tok.as_str()) && is_ident(next(1)) {
+                self.items.insert(next(1).to_string());
+            } else if tok == "macro_rules" && next(1) == "!" {
+                self.items.insert(next(2).to_string());
+            } else if tok == "use" {
+                let before = |k: usize| i.checked_sub(k).map(|j| t[j].as_str());
+                let re_export = before(1) == Some("pub") || before(4) == Some("pub");
+                let statement = matches!(before(1), None | Some(";" | "{" | "}" | "]"));
+                if !re_export && !statement {
+                    continue;
+                }
+                for name in t[i + 1..].iter().take_while(|n| *n != ";") {
+                    if is_ident(name) {
+                        self.imported.insert(name.clone());
+                        if re_export {
+                            self.items.insert(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for line in text.lines() {
+            self.read_field_or_variant(line);
+        }
+    }
+
+    fn read_field_or_variant(&mut self, line: &str) {
+        let mut line = line.trim_start();
+        for vis in ["pub(crate) ", "pub(super) ", "pub "] {
+            line = line.strip_prefix(vis).unwrap_or(line);
+        }
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let rest = line[name.len()..].trim_start();
+        let field = rest.starts_with(':') && !rest.starts_with("::");
+        let variant = name.starts_with(|c: char| c.is_ascii_uppercase())
+            && (rest.is_empty() || rest.starts_with(['(', '{', ',']));
+        if is_ident(&name) && (field || variant) {
+            self.items.insert(name);
+        }
+    }
+
+    fn of_files(files: &[PathBuf]) -> Declared {
+        let mut d = Declared::default();
+        for f in files {
+            d.read(&std::fs::read_to_string(f).expect("read source file"));
+        }
+        d
+    }
+}
+
+/// The files of module `a::b` of the crate: `src/a/b.rs` and `src/a/b/mod.rs`.
+fn module_files(path: &[&str]) -> Vec<PathBuf> {
+    let base = root().join("src").join(path.join("/"));
+    [base.with_extension("rs"), base.join("mod.rs")]
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The names the source tree holds: declared anywhere under `src/` and
+/// `tests/`, module files by their stem, and the words of `migrations/`.
+struct Tree {
+    anywhere: Declared,
+    schema_words: std::collections::HashSet<String>,
+}
+
+impl Tree {
+    fn read() -> Tree {
+        let mut files = rust_files(&root().join("src"));
+        files.extend(rust_files(&root().join("tests")));
+        let mut anywhere = Declared::of_files(&files);
+        for f in &files {
+            if let Some(stem) = f.file_stem().and_then(|s| s.to_str()) {
+                anywhere.items.insert(stem.to_string());
+            }
+        }
+        let mut schema_words = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(root().join("migrations")).expect("migrations") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("migration");
+            schema_words.extend(tokens(&text).into_iter().filter(|w| is_ident(w)));
+        }
+        Tree {
+            anywhere,
+            schema_words,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.anywhere.items.contains(name)
+    }
+}
+
+/// The inline code spans of a Markdown text, fenced blocks left out.
+fn code_spans(markdown: &str) -> Vec<String> {
+    let mut spans = Vec::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            spans.extend(line.split('`').skip(1).step_by(2).map(str::to_string));
+        }
+    }
+    spans
+}
+
+/// PostgreSQL's own names that ARCHITECTURE.md uses in the words of refundd's
+/// code: not refundd's to declare.
+const POSTGRES_NAMES: [&str; 1] = ["plan_cache_mode"];
+
+/// Why `span` names nothing in the tree, if it is a name the test holds (see
+/// `the_code_map_names_only_what_exists` for which spans count).
+fn false_name(span: &str, tree: &Tree) -> Option<String> {
+    let name = span
+        .strip_suffix("()")
+        .or_else(|| span.strip_suffix('!'))
+        .unwrap_or(span);
+    if span.contains('/') {
+        return false_path(span);
+    }
+    if name.contains("::") {
+        return false_rust_path(name, tree);
+    }
+    if let Some((outer, inner)) = name.strip_suffix(')').and_then(|n| n.split_once('(')) {
+        if !is_type_name(outer) || !is_type_name(inner) {
+            return None;
+        }
+        return [outer, inner]
+            .iter()
+            .find(|n| !tree.has(n))
+            .map(|n| format!("`{n}` is declared nowhere under src/ or tests/"));
+    }
+    if is_type_name(name) && !tree.has(name) && !tree.anywhere.imported.contains(name) {
+        return Some("declared or imported nowhere under src/ or tests/".into());
+    }
+    let snake = is_ident(name) && name.contains('_') && name == name.to_ascii_lowercase();
+    let known = tree.has(name) || tree.schema_words.contains(name);
+    (snake && !known && !POSTGRES_NAMES.contains(&name))
+        .then(|| "declared nowhere under src/ or tests/ nor named in migrations/".into())
+}
+
+/// A type's name: an identifier that starts with an upper-case letter and
+/// holds a lower-case one (`TUTORIAL`, `COMMIT` are constants or SQL).
+fn is_type_name(name: &str) -> bool {
+    is_ident(name)
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// A path of the tree (`src/main.rs`, `tests/it/common/`) that is missing.
+fn false_path(span: &str) -> Option<String> {
+    let path_chars = span
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+    let file_or_dir =
+        span.ends_with('/') || span.rsplit('/').next().is_some_and(|f| f.contains('.'));
+    let counted = path_chars && file_or_dir && !span.starts_with("config/");
+    (counted && !root().join(span).exists()).then(|| "no such file or directory".into())
+}
+
+/// `a::b::Item::member`: `a::b` a module of the crate, `Item` declared in
+/// its file, `member` anywhere; or `Type::member`, both declared anywhere.
+fn false_rust_path(name: &str, tree: &Tree) -> Option<String> {
+    let segments: Vec<&str> = name.split("::").collect();
+    if segments.iter().any(|s| !is_ident(s)) {
+        return None;
+    }
+    let depth = (1..=segments.len())
+        .take_while(|k| !module_files(&segments[..*k]).is_empty())
+        .last();
+    let Some(depth) = depth else {
+        let missing = segments.iter().find(|s| !tree.has(s))?;
+        return Some(format!(
+            "`{missing}` is no module of the crate and declared nowhere"
+        ));
+    };
+    // A module alone (`engine::steps`) names nothing more.
+    let item = segments.get(depth)?;
+    let module = segments[..depth].join("::");
+    if !Declared::of_files(&module_files(&segments[..depth]))
+        .items
+        .contains(*item)
+    {
+        return Some(format!("`{item}` is not declared in module `{module}`"));
+    }
+    let missing = segments[depth + 1..].iter().find(|s| !tree.has(s))?;
+    Some(format!("`{missing}` is declared nowhere"))
+}
+
+/// Every name ARCHITECTURE.md gives in a code span exists in the tree. The
+/// spans that count (`false_name`): a path with a `/` and a file extension
+/// or a final `/`, from the repository's root (not globs, not `config/`, the
+/// operator's settings files); a Rust path with `::` (a module of the crate,
+/// then an item declared in that module's file, then members declared
+/// anywhere; or a type and its members declared anywhere); a type's name
+/// (`OrderView`, or `Act(Plan)`), declared or imported under `src/` or
+/// `tests/`; a snake_case name with an underscore, or a macro, declared under
+/// `src/` or `tests/` (a module by its file) or named in `migrations/`.
+/// Settings (`worker.concurrency`), commands (`refundd run`), SQL and
+/// upper-case words, one-word lower-case names (`shop`, `plan`: modules read
+/// under their heading) and `POSTGRES_NAMES` are not held.
+#[test]
+fn the_code_map_names_only_what_exists() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let tree = Tree::read();
+    let false_names: Vec<String> = code_spans(&doc)
+        .iter()
+        .filter_map(|span| false_name(span, &tree).map(|why| format!("`{span}`: {why}")))
+        .collect();
+    assert!(
+        false_names.is_empty(),
+        "ARCHITECTURE.md names what the tree does not hold: {false_names:#?}"
+    );
+}
+
+#[test]
+fn the_code_map_check_catches_false_names() {
+    let tree = Tree::read();
+    for wrong in [
+        "src/mian.rs",
+        "tests/it/nowhere/",
+        "engine::stepz",
+        "engine::steps::no_such_step",
+        "store::refunds::OWN_CALLZ",
+        "ctbc::client::InquiryClient",
+        "RefundRequest::no_such_member",
+        "OrderVeiw",
+        "Act(Plann)",
+        "no_such_function",
+        "no_such_macro!",
+    ] {
+        assert!(false_name(wrong, &tree).is_some(), "{wrong} passed");
+    }
+    for right in [
+        "src/main.rs",
+        "tests/it/common/",
+        "engine::steps",
+        "sim::ledger::transitions",
+        "ctbc::inquiry_only::InquiryClient",
+        "engine::pass::Engine::run_pass",
+        "RefundRequest::validate",
+        "Act(Plan)",
+        "Mutex",
+        "fenced_update!",
+        "refunds_outbox",
+        "worker.concurrency",
+        "LIMIT cardinality($1)",
+        "config/shop-*.toml",
+    ] {
+        assert_eq!(false_name(right, &tree), None, "{right}");
     }
 }
