@@ -389,6 +389,46 @@ async fn server_error_without_a_page_is_unavailable_or_ambiguous() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_never_followed_and_is_named_with_its_location() {
+    // Where the redirects point: a bank that would accept anything.
+    let elsewhere = FakeBank::answering(
+        RefundAccepted {
+            refunded: twd(100),
+            retr_ref: None,
+            batch_id: None,
+            batch_seq: None,
+        }
+        .to_answer_json(),
+    )
+    .await;
+    for status in [302, 307, 308] {
+        let target = format!("{}/NewPos/Refund", elsewhere.url());
+        let location = target.clone();
+        let bank = FakeBank::start(move |_| Reply::Redirect {
+            status,
+            location: location.clone(),
+        })
+        .await;
+        let client = bank.client();
+        let err = client.refund(&refund_of(100)).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Ambiguous { operation: Operation::Refund, reason }
+                if reason.contains(&status.to_string()) && reason.contains(&target)),
+            "{err:?}"
+        );
+        assert_safe_to_log(&err);
+        let err = client.inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Unavailable { operation: Operation::Inquiry, reason }
+                if reason.contains(&status.to_string()) && reason.contains(&target)),
+            "{err:?}"
+        );
+        assert_eq!(bank.received().len(), 2);
+    }
+    assert!(elsewhere.received().is_empty(), "a redirect was followed");
+}
+
+#[tokio::test]
 async fn connection_closed_after_the_request_was_read() {
     let bank = FakeBank::start(|_| Reply::CloseAfterRead).await;
     let client = bank.client();
@@ -877,13 +917,19 @@ fn plain_http_to_a_remote_host_is_refused_at_start_up() {
         "https://testepos.ctbcbank.com/MicroPos",
         "http://127.0.0.1:1/",
         "http://[::1]:1/",
-        "http://localhost:1/",
     ] {
         assert!(
             Client::new(config(url::Url::parse(ok).unwrap())).is_ok(),
             "{ok}"
         );
     }
+    // A name can resolve anywhere: only a literal loopback address counts.
+    let err = Client::new(config(url::Url::parse("http://localhost:1/").unwrap())).unwrap_err();
+    assert!(
+        matches!(err, ClientSetupError::InsecureHttp { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
 #[test]
