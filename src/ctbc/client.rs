@@ -11,7 +11,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::answer::{check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted};
+use super::answer::{
+    check_binding, check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted,
+};
 use super::call_body::{inquiry_request_json, CaptureReversal, Refund, RefundReversal, Reversal};
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
@@ -388,11 +390,17 @@ impl Client {
                 Failure::NoAnswer(format!("the gateway answered HTTP {status}")),
             ));
         }
-        self.open(op, &bytes)
+        self.open(op, json, &bytes)
     }
 
-    /// Opens an answer's envelope and checks it is meant for this merchant.
-    fn open(&self, op: Operation, bytes: &[u8]) -> Result<Map<String, Value>, CtbcError> {
+    /// Opens an answer's envelope and checks it is meant for this merchant
+    /// and answers this call (`request`), whatever its verdict.
+    fn open(
+        &self,
+        op: Operation,
+        request: &Map<String, Value>,
+        bytes: &[u8],
+    ) -> Result<Map<String, Value>, CtbcError> {
         let opened = open_form(&self.inner.envelope, bytes).map_err(|e| {
             failed(
                 op,
@@ -410,6 +418,7 @@ impl Client {
             )
         })?;
         check_merchant(opened.mer_id.as_deref(), &opened.json, &self.inner.mer_id)
+            .and_then(|()| check_binding(request, &opened.json))
             .map_err(|p| failed(op, Failure::Unreadable(p.0)))?;
         Ok(opened.json)
     }
