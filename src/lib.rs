@@ -22,6 +22,8 @@
 //!   statements from the settings, claims, leases and fenced writes.
 //! - [`notify`]: the outbox's events delivered to the operator's webhook.
 //! - [`ops`]: logs, status, health and metrics, systemd, the demo.
+//! - [`outbound`]: what every HTTP request refundd sends keeps: plain http
+//!   only to a loopback address, no redirect followed.
 //! - [`sim`]: a bank simulator speaking the same protocol over HTTP, for the
 //!   demo, the tests and the load harness.
 //! - [`throwaway_pg`]: a disposable PostgreSQL cluster for the demo and tests.
@@ -35,6 +37,7 @@ pub mod daily_window;
 pub mod engine;
 pub mod notify;
 pub mod ops;
+pub mod outbound;
 pub mod sim;
 pub mod store;
 pub mod sync;

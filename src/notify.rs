@@ -1,7 +1,8 @@
 //! Telling people: the events of the outbox delivered to the operator's
 //! webhook, signed so the receiver can trust them, retried on a schedule and
 //! kept as dead rather than dropped. Delivery is a task of its own with its
-//! own timeout, so a slow or dead receiver never slows the money path.
+//! own timeout, so a slow or dead receiver never slows the money path. No
+//! redirect is followed: a 3xx is a failed delivery, named with where it pointed.
 
 use crate::store::outbox::OutboxEvent;
 use crate::store::{Store, StoreError};
@@ -82,6 +83,9 @@ impl Webhook {
         format: WebhookFormat,
     ) -> Result<Webhook, String> {
         let http = reqwest::Client::builder()
+            // A redirect would carry the signed event to wherever the
+            // receiver points, past the check made on notify.webhook_url.
+            .redirect(crate::outbound::no_redirects())
             .timeout(DELIVERY_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -118,6 +122,11 @@ impl Webhook {
             .await
             .map_err(|e| format!("no answer from the webhook: {}", e.without_url()))?;
         let status = answer.status();
+        if let Some(reason) = crate::outbound::redirect_reason(status, answer.headers()) {
+            return Err(format!(
+                "the webhook answered {reason}; set notify.webhook_url to the final address"
+            ));
+        }
         if status.is_success() {
             Ok(())
         } else {

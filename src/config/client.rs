@@ -4,6 +4,7 @@
 use super::{Problem, Settings, SettingsError};
 use crate::ctbc::envelope::Envelope;
 use crate::ctbc::{Client, ClientConfig};
+use crate::outbound::LOOPBACK_FIX;
 use secrecy::ExposeSecret;
 
 impl Settings {
@@ -71,7 +72,7 @@ impl Settings {
             SettingsError::one(Problem::new(
                 "ctbc.base_url",
                 format!("cannot be used: {e}"),
-                "use https://, or http:// only to a simulator on loopback unless ctbc.allow_insecure_http is true",
+                format!("use https://, or plain http:// only to a simulator at {LOOPBACK_FIX}, or set ctbc.allow_insecure_http = true only on a network you trust"),
             ))
         })
     }

@@ -642,7 +642,7 @@ fn shop_statements(
     }
 }
 
-/// The webhook: `https` (plain `http` only to loopback), a secret of at
+/// The webhook: `https` (plain `http` only to a loopback address), a secret of at
 /// least 16 characters to sign with, and a format.
 fn webhook_settings(
     p: &mut impl FnMut(&str, String, &str),
@@ -676,14 +676,19 @@ fn webhook_settings(
             return None;
         }
     };
-    let loopback = url
-        .host()
-        .is_some_and(|h| crate::ctbc::client::is_loopback(&h));
+    let loopback = url.host().is_some_and(|h| crate::outbound::is_loopback(&h));
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         p(
             "notify.webhook_url",
-            format!("uses {}:// to a host that is not loopback", url.scheme()),
-            "use https:// (plain http only to 127.0.0.1 or localhost)",
+            format!(
+                "uses {}:// to {}, which is not a loopback address",
+                url.scheme(),
+                url.host_str().unwrap_or("no host")
+            ),
+            &format!(
+                "use https://, or plain http:// only to {}",
+                crate::outbound::LOOPBACK_FIX
+            ),
         );
         return None;
     }

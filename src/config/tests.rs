@@ -363,6 +363,52 @@ fn a_webhook_needs_https_or_loopback_and_a_secret_that_is_never_shown() {
     assert!(Settings::defaults().unwrap().notify.webhook.is_none());
 }
 
+#[test]
+fn only_literal_loopback_addresses_allow_plain_http() {
+    let webhook = |url: &str| {
+        Settings::load(&env(&[
+            ("REFUNDD__NOTIFY__WEBHOOK_URL", url),
+            ("REFUNDD__NOTIFY__WEBHOOK_SECRET", "0123456789abcdef-secret"),
+        ]))
+    };
+    let client = |url: &str| {
+        Settings::load(&env(&[
+            ("REFUNDD__CTBC__BASE_URL", url),
+            ("REFUNDD__CTBC__MER_ID", "1234567"),
+            ("REFUNDD__CTBC__MAC_KEY", "ABCDEFGHIJKLMNOPQRSTUVWX"),
+            ("REFUNDD__CTBC__IV", "test8iv!"),
+        ]))
+        .unwrap()
+        .require_client()
+    };
+    // A name is resolved by whoever answers for it: only an address counts.
+    for url in ["http://localhost:9/hook", "http://LOCALHOST./hook"] {
+        let e = webhook(url).unwrap_err();
+        let p = e
+            .problems
+            .iter()
+            .find(|p| p.setting == "notify.webhook_url");
+        assert!(
+            p.is_some_and(|p| p.fix.contains("127.0.0.1") && p.fix.contains("localhost")),
+            "{url}: {e}"
+        );
+        let e = client(url).unwrap_err();
+        let p = e.problems.iter().find(|p| p.setting == "ctbc.base_url");
+        assert!(
+            p.is_some_and(|p| p.fix.contains("127.0.0.1") && p.fix.contains("localhost")),
+            "{url}: {e}"
+        );
+    }
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://127.8.9.10/hook",
+        "http://[::1]:9/hook",
+    ] {
+        assert!(webhook(url).unwrap().notify.webhook.is_some(), "{url}");
+        assert!(client(url).is_ok(), "{url}");
+    }
+}
+
 // Secrets from files: `_FILE` variables and systemd credentials.
 
 const KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWX";

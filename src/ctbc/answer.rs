@@ -1,7 +1,9 @@
 //! What CTBC answers, as typed values: the verdict every answer carries, the
 //! inquiry's view of a transaction, and what an accepted refund reports. Reading
 //! an answer is strict about what the engine relies on and lenient about the rest;
-//! every text kept from it is sanitised here, where it is read.
+//! every text kept from it is sanitised here, where it is read. An answer must be
+//! this merchant's (`check_merchant`) and this call's (`check_binding`): the MAC
+//! covers only the answer's end, so what it echoes of the request is compared.
 
 use serde_json::{Map, Value};
 
@@ -232,6 +234,79 @@ pub fn check_merchant(
     Ok(())
 }
 
+/// How an answer's copy of a request field is compared with the request's.
+#[derive(Debug, Clone, Copy)]
+enum Echo {
+    /// Trimmed, then equal character for character (case counts).
+    Text,
+    /// Equal as amounts: the same currency, minor units and exponent.
+    Amount,
+}
+
+/// The request fields that tie an answer to its call (`MERID` is
+/// `check_merchant`'s). One table, so a merchant holding the bank's own
+/// document can correct it in one place.
+const CALL_FIELDS: [(&str, Echo); 8] = [
+    ("LID-M", Echo::Text),
+    ("XID", Echo::Text),
+    ("AuthCode", Echo::Text),
+    ("OrgAmt", Echo::Amount),
+    ("AuthNewAmt", Echo::Amount),
+    ("CapRevAmt", Echo::Amount),
+    ("CredAmt", Echo::Amount),
+    ("CredRevAmt", Echo::Amount),
+];
+
+/// The longest text of the bank's kept in a problem, in characters.
+const MAX_SHOWN_CHARS: usize = 64;
+
+/// Checks that an answer answers the call it came back for. The MAC covers
+/// only the end of the answer and nothing else ties it to its request, so
+/// each field of `CALL_FIELDS` that the request sent and the answer carries
+/// too must be the request's own. A field the answer leaves out or empty is
+/// not checked: the bank's field set varies by operation and contract.
+pub fn check_binding(
+    request: &Map<String, Value>,
+    answer: &Map<String, Value>,
+) -> Result<(), AnswerProblem> {
+    for (key, echo) in CALL_FIELDS {
+        let Some(ours) = text_field(request, key) else {
+            continue;
+        };
+        let Some(theirs) = echoed(answer, key)? else {
+            continue;
+        };
+        if !same(echo, ours, theirs) {
+            let shown: String = theirs.chars().take(MAX_SHOWN_CHARS).collect();
+            return Err(AnswerProblem(sanitise(&format!(
+                "the answer's {key} is {shown:?}, not the {ours:?} this call sent: it may answer another call"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// The answer's copy of `key`, trimmed; `None` when absent or empty.
+fn echoed<'a>(answer: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, AnswerProblem> {
+    match answer.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim()).filter(|s| !s.is_empty())),
+        Some(_) => Err(AnswerProblem(format!(
+            "the answer's {key} is not text, so it cannot be compared with the call's"
+        ))),
+    }
+}
+
+fn same(echo: Echo, ours: &str, theirs: &str) -> bool {
+    match echo {
+        Echo::Text => ours == theirs,
+        Echo::Amount => match (Money::parse(ours), Money::parse(theirs)) {
+            (Ok(ours), Ok(theirs)) => ours == theirs,
+            _ => false,
+        },
+    }
+}
+
 fn optional<T, E: std::fmt::Display>(
     json: &Map<String, Value>,
     key: &str,
@@ -288,6 +363,127 @@ mod tests {
         assert!(RefundAccepted::from_answer_json(&json).is_err());
         let json = string_object([("RespCode", "0"), ("RefAmt", "901 1.5 0")]);
         assert!(RefundAccepted::from_answer_json(&json).is_err());
+    }
+
+    /// The request JSON of each call, as `call_body` writes it.
+    fn requests() -> Vec<Map<String, Value>> {
+        let common = [
+            ("MERID", "1234567"),
+            ("LID-M", "ORDER001"),
+            ("XID", "20240101ABCDEF123456"),
+            ("AuthCode", "A1B2C3"),
+            ("OrgAmt", "901 1500 0"),
+        ];
+        let with = |own: (&'static str, &'static str)| {
+            let mut pairs = common.to_vec();
+            pairs.extend([own, ("VERSION", "3.2"), ("SwRevision", "x")]);
+            string_object(pairs)
+        };
+        vec![
+            string_object([
+                ("MERID", "1234567"),
+                ("LID-M", "ORDER001"),
+                ("VERSION", "3.2"),
+                ("SwRevision", "x"),
+                ("Tx_ATTRIBUTE", "TX_AUTH"),
+            ]),
+            with(("AuthNewAmt", "901 0 0")),
+            with(("CapRevAmt", "901 0 0")),
+            with(("CredAmt", "901 700 0")),
+            with(("CredRevAmt", "901 700 0")),
+        ]
+    }
+
+    /// Another value for each field that ties an answer to its call, and
+    /// the same value written another way the bank may write it.
+    const OTHER_AND_SAME: [(&str, &[&str], &[&str]); 8] = [
+        ("LID-M", &["ORDER002", "order001"], &[" ORDER001 "]),
+        (
+            "XID",
+            &["20240101ABCDEF999999", "20240101abcdef123456"],
+            &["20240101ABCDEF123456\t"],
+        ),
+        ("AuthCode", &["A1B2C4", "a1b2c3"], &["A1B2C3 "]),
+        (
+            "OrgAmt",
+            &["901 1499 0", "901 1500 2", "840 1500 0", "1500"],
+            &["901  01500 0"],
+        ),
+        ("AuthNewAmt", &["901 1 0", "901 0 2", "abc"], &[" 901 0 0"]),
+        ("CapRevAmt", &["901 1500 0", "840 0 2"], &["901 00 0"]),
+        ("CredAmt", &["901 701 0", "901 700 2"], &["901 0700 0"]),
+        ("CredRevAmt", &["901 0 0", "901 7 0"], &["901 700 0 "]),
+    ];
+
+    #[test]
+    fn an_answer_is_bound_to_its_call_field_by_field() {
+        for request in requests() {
+            let mut checked = 0;
+            for (key, others, sames) in OTHER_AND_SAME {
+                if !request.contains_key(key) {
+                    continue;
+                }
+                checked += 1;
+                for other in others {
+                    let answer = string_object([("RespCode", "0"), (key, *other)]);
+                    let err = check_binding(&request, &answer).unwrap_err();
+                    assert!(err.0.contains(key), "{key} {other:?}: {err}");
+                }
+                for same in sames {
+                    let answer = string_object([("RespCode", "0"), (key, *same)]);
+                    assert_eq!(check_binding(&request, &answer), Ok(()), "{key} {same:?}");
+                }
+            }
+            assert!(checked >= 1, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn a_field_is_checked_only_when_the_answer_carries_it() {
+        for request in requests() {
+            let bare = string_object([("RespCode", "0")]);
+            assert_eq!(check_binding(&request, &bare), Ok(()));
+            let empty = string_object([("RespCode", "0"), ("XID", " "), ("LID-M", "")]);
+            assert_eq!(check_binding(&request, &empty), Ok(()));
+        }
+        // A field the request did not send is not the call's to check.
+        let inquiry = &requests()[0];
+        let answer = string_object([("RespCode", "0"), ("XID", "ANY"), ("AuthAmt", "901 1 0")]);
+        assert_eq!(check_binding(inquiry, &answer), Ok(()));
+        // A field that is not text cannot be compared: the answer is not trusted.
+        let mut answer = string_object([("RespCode", "0")]);
+        answer.insert("XID".into(), Value::from(123));
+        assert!(check_binding(&requests()[3], &answer).is_err());
+    }
+
+    #[test]
+    fn the_problem_shows_no_control_characters_and_no_long_text() {
+        let long = format!("ORDER\u{1b}[31m{}", "9".repeat(500));
+        let answer = string_object([("RespCode", "0"), ("LID-M", long.as_str())]);
+        let err = check_binding(&requests()[3], &answer).unwrap_err();
+        assert!(
+            !err.0.chars().any(char::is_control) && err.0.len() < 300,
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_answer_for_another_merchant_is_refused_in_either_place() {
+        let own = MerId::parse("1234567").unwrap();
+        let ours = string_object([("MERID", "1234567")]);
+        let theirs = string_object([("MERID", "7654321")]);
+        assert_eq!(check_merchant(Some("1234567"), &ours, &own), Ok(()));
+        assert_eq!(
+            check_merchant(None, &string_object([("A", "b")]), &own),
+            Ok(())
+        );
+        for (form, json) in [(Some("7654321"), &ours), (Some(" 1234567 "), &theirs)] {
+            let err = check_merchant(form, json, &own).unwrap_err();
+            assert!(
+                err.0.contains("MERID") && err.0.contains("7654321"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //! later, inquire first, refused, ask a person). The engine acts on its errors.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
-use url::{Host, Url};
+use url::Url;
 
-use super::answer::{check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted};
+use super::answer::{
+    check_binding, check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted,
+};
 use super::call_body::{inquiry_request_json, CaptureReversal, Refund, RefundReversal, Reversal};
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
@@ -20,6 +21,7 @@ use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
 use super::types::{InvalidField, MerId, OrderNo};
 use super::wire::{open_form, seal_form, FormError, FORM_CONTENT_TYPE};
+use crate::outbound::{is_loopback, no_redirects, redirect_reason, LOOPBACK_FIX};
 
 /// Largest answer body read; the bank's answers are a few hundred bytes.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -46,7 +48,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Settings with the documented defaults: 5 s to connect, 30 s per call,
-    /// https only (plain http to loopback), no rate limit, "99"/"01" meaning
+    /// https only (plain http to a loopback address), no rate limit, "99"/"01" meaning
     /// an unknown order.
     pub fn new(base_url: Url, mer_id: MerId, envelope: Envelope) -> Self {
         Self {
@@ -87,10 +89,10 @@ pub fn default_unknown_order_codes() -> Vec<(String, String)> {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
     #[error(
-        "ctbc.base_url {url} uses plain http to {host}, which is not a loopback address: the envelope is not a substitute for TLS. Use https://, or set ctbc.allow_insecure_http = true only on a network you trust"
+        "ctbc.base_url {url} uses plain http to {host}, which is not a loopback address: the envelope is not a substitute for TLS. Use https://, plain http only to a simulator at {LOOPBACK_FIX}, or set ctbc.allow_insecure_http = true only on a network you trust"
     )]
     InsecureHttp { url: String, host: String },
-    #[error("ctbc.base_url {url} must start with https:// (or http:// for a simulator on 127.0.0.1, ::1 or localhost)")]
+    #[error("ctbc.base_url {url} must start with https:// (or http:// for a simulator at {LOOPBACK_FIX})")]
     UnsupportedScheme { url: String },
     #[error("ctbc.base_url {url} has no host name")]
     NoHost { url: String },
@@ -176,7 +178,7 @@ impl Client {
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             // A redirect could turn a POST into something else, or leave TLS.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(no_redirects())
             .user_agent(concat!("refundd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientSetupError::Http)?;
@@ -359,6 +361,14 @@ impl Client {
             Err(e) => return Err(failed(op, self.transport_failure(e))),
         };
         let status = response.status();
+        if let Some(reason) = redirect_reason(status, response.headers()) {
+            return Err(failed(
+                op,
+                Failure::NoAnswer(format!(
+                    "the gateway answered {reason}; check ctbc.base_url"
+                )),
+            ));
+        }
         let bytes = match read_body(response).await {
             Ok(b) => b,
             Err(ReadError::Transport(e)) => return Err(failed(op, self.transport_failure(e))),
@@ -388,11 +398,17 @@ impl Client {
                 Failure::NoAnswer(format!("the gateway answered HTTP {status}")),
             ));
         }
-        self.open(op, &bytes)
+        self.open(op, json, &bytes)
     }
 
-    /// Opens an answer's envelope and checks it is meant for this merchant.
-    fn open(&self, op: Operation, bytes: &[u8]) -> Result<Map<String, Value>, CtbcError> {
+    /// Opens an answer's envelope and checks it is meant for this merchant
+    /// and answers this call (`request`), whatever its verdict.
+    fn open(
+        &self,
+        op: Operation,
+        request: &Map<String, Value>,
+        bytes: &[u8],
+    ) -> Result<Map<String, Value>, CtbcError> {
         let opened = open_form(&self.inner.envelope, bytes).map_err(|e| {
             failed(
                 op,
@@ -410,6 +426,7 @@ impl Client {
             )
         })?;
         check_merchant(opened.mer_id.as_deref(), &opened.json, &self.inner.mer_id)
+            .and_then(|()| check_binding(request, &opened.json))
             .map_err(|p| failed(op, Failure::Unreadable(p.0)))?;
         Ok(opened.json)
     }
@@ -565,19 +582,6 @@ fn check_base_url(url: &Url, allow_insecure_http: bool) -> Result<(), ClientSetu
     }
 }
 
-/// 127.0.0.0/8, ::1 and `localhost`.
-pub fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(name) => {
-            let name = name.trim_end_matches('.');
-            name.eq_ignore_ascii_case("localhost")
-                || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        Host::Ipv4(ip) => ip.is_loopback(),
-        Host::Ipv6(ip) => ip.is_loopback(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,8 +613,6 @@ mod tests {
             "http://127.0.0.1:9000",
             "http://127.8.9.10",
             "http://[::1]:9000",
-            "http://localhost:9000",
-            "http://LOCALHOST.",
         ] {
             assert!(check_base_url(&url(ok), false).is_ok(), "{ok}");
         }
@@ -618,7 +620,10 @@ mod tests {
             "http://10.0.0.5",
             "http://example.com",
             "http://[::2]",
+            "http://localhost:9000",
+            "http://LOCALHOST.",
             "http://localhost.evil.com",
+            "http://127.0.0.1.evil.com",
         ] {
             let e = check_base_url(&url(bad), false).unwrap_err();
             assert!(matches!(e, ClientSetupError::InsecureHttp { .. }), "{bad}");

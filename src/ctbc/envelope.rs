@@ -129,7 +129,10 @@ impl Envelope {
         let plain = Decryptor::new(&self.key.into(), &self.iv.into())
             .decrypt_padded_vec_mut::<Pkcs7>(&ct)
             .map_err(|_| EnvelopeError::Padding)?;
-        let (text, _, had_errors) = encoding_rs::BIG5.decode(&plain);
+        // Big5 as sent: bytes that look like a UTF-8 or UTF-16 byte-order
+        // mark are Big5 (or not Big5) like any others, never a switch to
+        // another encoding.
+        let (text, had_errors) = encoding_rs::BIG5.decode_without_bom_handling(&plain);
         if had_errors {
             return Err(EnvelopeError::NotBig5);
         }
@@ -246,6 +249,25 @@ mod tests {
             let sealed = naive_e(&[bytes.as_slice(), mac.as_bytes()].concat());
             assert_eq!(e.seal(&json).unwrap(), sealed, "{json}");
             assert_eq!(e.open(&sealed).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn big5_that_begins_like_a_byte_order_mark_is_read_as_big5() {
+        let e = env();
+        // Two Big5 characters whose bytes are EF BB BF 40: a UTF-8 BOM, then '@'.
+        let (lead, bad) = encoding_rs::BIG5.decode_without_bom_handling(b"\xEF\xBB\xBF\x40");
+        assert!(!bad && lead.chars().count() == 2, "{lead}");
+        let text = format!(r#"{lead}{{"RespCode":"0"}}"#);
+        assert_eq!(e.open(&e.seal(&text).unwrap()).unwrap(), text);
+        // Bytes that begin like a UTF-16 BOM are no Big5 at all.
+        for bom in [b"\xFF\xFE", b"\xFE\xFF"] {
+            let json = br#"{"RespCode":"0"}"#;
+            let bytes = [bom.as_slice(), json].concat();
+            let e_bytes = naive_e(&bytes);
+            let mac = &e_bytes.as_bytes()[e_bytes.len() - MAC_HEX_LEN..];
+            let sealed = naive_e(&[bytes.as_slice(), mac].concat());
+            assert_eq!(e.open(&sealed), Err(EnvelopeError::NotBig5), "{bom:?}");
         }
     }
 

@@ -338,10 +338,11 @@ impl Ledger {
         let result = apply_to(tx, call, &mut self.refund_seq, now);
         let after = tx.state.code().to_string();
         let order_no = tx.order_no.clone();
-        let (entry, answer) = match result {
+        let (entry, mut answer) = match result {
             Ok(change) => self.accepted(call, change, order_no),
             Err(r) => self.refused(call, r, order_no),
         };
+        echo_call(&mut answer, call);
         self.push_call(
             now,
             CallEntry {
@@ -466,6 +467,33 @@ impl Ledger {
     pub fn held_back(&mut self, latency: Duration) {
         if let Some(last) = self.calls.last_mut() {
             last.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        }
+    }
+}
+
+/// A money-moving call's own fields (`XID`, `AuthCode`, `OrgAmt` and its
+/// amount) echoed in its answer, accepted or refused, as the request carried
+/// them: the client checks every such field an answer carries against its
+/// call (`ctbc::answer::check_binding`), so every call to the simulator
+/// exercises that check. The answer's `LID-M` is the transaction's, which
+/// is the request's.
+fn echo_call(answer: &mut Answer, call: &BankCall) {
+    if !call.operation.moves_money() {
+        return;
+    }
+    let texts = [("XID", &call.xid), ("AuthCode", &call.auth_code)];
+    for (key, value) in texts {
+        if let Some(value) = value {
+            answer.insert(key.into(), value.clone().into());
+        }
+    }
+    let amounts = [
+        ("OrgAmt", call.org_amt),
+        (amount_field(call.operation), call.amount),
+    ];
+    for (key, value) in amounts {
+        if let Some(value) = value {
+            answer.insert(key.into(), value.to_string().into());
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The CTBC client against a small fake bank on 127.0.0.1 speaking real HTTP
 //! and the real envelope: every request and answer type end to end, and every
 //! way the bank or the network can fail, each mapped to the error class the
-//! engine must act on. The fake bank is `common::fake_bank`.
+//! engine must act on: redirects, and answers that name another call, among
+//! them. The fake bank is `common::fake_bank`.
 
 use crate::common::fake_bank::{
     config, envelope, parse_inquiry_request, refusal_answer_json, FakeBank, Reply, IV, KEY, MERID,
@@ -389,6 +390,46 @@ async fn server_error_without_a_page_is_unavailable_or_ambiguous() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_never_followed_and_is_named_with_its_location() {
+    // Where the redirects point: a bank that would accept anything.
+    let elsewhere = FakeBank::answering(
+        RefundAccepted {
+            refunded: twd(100),
+            retr_ref: None,
+            batch_id: None,
+            batch_seq: None,
+        }
+        .to_answer_json(),
+    )
+    .await;
+    for status in [302, 307, 308] {
+        let target = format!("{}/NewPos/Refund", elsewhere.url());
+        let location = target.clone();
+        let bank = FakeBank::start(move |_| Reply::Redirect {
+            status,
+            location: location.clone(),
+        })
+        .await;
+        let client = bank.client();
+        let err = client.refund(&refund_of(100)).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Ambiguous { operation: Operation::Refund, reason }
+                if reason.contains(&status.to_string()) && reason.contains(&target)),
+            "{err:?}"
+        );
+        assert_safe_to_log(&err);
+        let err = client.inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Unavailable { operation: Operation::Inquiry, reason }
+                if reason.contains(&status.to_string()) && reason.contains(&target)),
+            "{err:?}"
+        );
+        assert_eq!(bank.received().len(), 2);
+    }
+    assert!(elsewhere.received().is_empty(), "a redirect was followed");
+}
+
+#[tokio::test]
 async fn connection_closed_after_the_request_was_read() {
     let bank = FakeBank::start(|_| Reply::CloseAfterRead).await;
     let client = bank.client();
@@ -704,6 +745,139 @@ async fn assert_other_merchant_refused(client: &Client) {
     );
 }
 
+fn accepted_answer() -> serde_json::Map<String, serde_json::Value> {
+    Accepted {
+        err_code: "00".into(),
+        message: String::new(),
+    }
+    .to_answer_json()
+}
+
+fn refund_answer(amount: i64) -> serde_json::Map<String, serde_json::Value> {
+    RefundAccepted {
+        refunded: twd(amount),
+        retr_ref: None,
+        batch_id: None,
+        batch_seq: None,
+    }
+    .to_answer_json()
+}
+
+/// `base` with `key` set to `value`.
+fn with(
+    mut base: serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    base.insert(key.into(), value.into());
+    base
+}
+
+/// The one call of `op` this file sends for the binding tests.
+async fn call(client: &Client, op: Operation) -> Result<(), CtbcError> {
+    let (xid, code, original) = (xid(), auth_code(), twd(1500));
+    match op {
+        Operation::Inquiry => client.inquiry(&order()).await.map(drop),
+        Operation::Reversal => client
+            .reversal(&Reversal {
+                order_no: order(),
+                xid,
+                auth_code: code,
+                original,
+                new_auth_amount: twd(0),
+            })
+            .await
+            .map(drop),
+        Operation::CaptureReversal => client
+            .capture_reversal(&CaptureReversal {
+                order_no: order(),
+                xid,
+                auth_code: code,
+                original,
+                amount: twd(0),
+            })
+            .await
+            .map(drop),
+        Operation::Refund => client.refund(&refund_of(100)).await.map(drop),
+        Operation::RefundReversal => client
+            .refund_reversal(&RefundReversal {
+                order_no: order(),
+                xid,
+                auth_code: code,
+                original,
+                amount: twd(100),
+            })
+            .await
+            .map(drop),
+    }
+}
+
+#[tokio::test]
+async fn an_answer_naming_another_call_is_not_trusted() {
+    use Operation::{
+        CaptureReversal as CapRev, Refund as Ref, RefundReversal as RefRev, Reversal as Rev,
+    };
+    let refusal = || refusal_answer_json("99", "05", "交易失敗");
+    let cases = [
+        (Ref, refund_answer(100), "XID", "20240101ABCDEF999999"),
+        (Ref, refund_answer(100), "XID", "20240101abcdef123456"),
+        (Rev, accepted_answer(), "AuthCode", "Z9Y8X7"),
+        (Rev, accepted_answer(), "AuthCode", "a1b2c3"),
+        (Ref, refund_answer(100), "MERID", "7654321"),
+        (Ref, refund_answer(100), "LID-M", "ORDER002"),
+        (Ref, refund_answer(100), "CredAmt", "901 200 0"),
+        (Ref, refund_answer(100), "OrgAmt", "901 1499 0"),
+        (Rev, accepted_answer(), "AuthNewAmt", "901 1 0"),
+        (CapRev, accepted_answer(), "CapRevAmt", "840 0 2"),
+        (RefRev, accepted_answer(), "CredRevAmt", "901 100 2"),
+        (RefRev, accepted_answer(), "OrgAmt", "not an amount"),
+        // A refusal of another call is no verdict on this one either.
+        (Ref, refusal(), "XID", "20240101ABCDEF999999"),
+    ];
+    for (op, answer, key, value) in cases {
+        let bank = FakeBank::answering(with(answer, key, value)).await;
+        let err = call(&bank.client(), op).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::Ambiguous { operation, reason }
+                if *operation == op && reason.contains(key)),
+            "{op} answered with {key} {value:?}: {err:?}"
+        );
+        assert_safe_to_log(&err);
+    }
+    // An inquiry answer about another order is no verdict.
+    for other in ["ORDER002", "order001"] {
+        let bank = FakeBank::answering(with(full_inquiry().to_answer_json(), "LID-M", other)).await;
+        let err = bank.client().inquiry(&order()).await.unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains("LID-M")),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_echoing_the_call_is_read_as_usual() {
+    // Trimmed text, amounts equal as amounts, empty fields absent.
+    let echo = |base| {
+        let json = with(base, "LID-M", " ORDER001 ");
+        let json = with(json, "XID", "20240101ABCDEF123456 ");
+        let json = with(json, "AuthCode", "A1B2C3");
+        let json = with(json, "OrgAmt", "901  01500 0");
+        with(json, "MERID", "")
+    };
+    for op in Operation::ALL {
+        let answer = match op {
+            Operation::Inquiry => full_inquiry().to_answer_json(),
+            Operation::Refund => with(refund_answer(100), "CredAmt", "901 100 0"),
+            _ => accepted_answer(),
+        };
+        let bank = FakeBank::answering(echo(answer)).await;
+        call(&bank.client(), op)
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e:?}"));
+    }
+}
+
 #[tokio::test]
 async fn amounts_in_another_exponent_or_currency_are_not_trusted() {
     // "901 1500 2" would be NT$15.00: NT$ travel with exponent 0.
@@ -877,13 +1051,19 @@ fn plain_http_to_a_remote_host_is_refused_at_start_up() {
         "https://testepos.ctbcbank.com/MicroPos",
         "http://127.0.0.1:1/",
         "http://[::1]:1/",
-        "http://localhost:1/",
     ] {
         assert!(
             Client::new(config(url::Url::parse(ok).unwrap())).is_ok(),
             "{ok}"
         );
     }
+    // A name can resolve anywhere: only a literal loopback address counts.
+    let err = Client::new(config(url::Url::parse("http://localhost:1/").unwrap())).unwrap_err();
+    assert!(
+        matches!(err, ClientSetupError::InsecureHttp { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
 #[test]

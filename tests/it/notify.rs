@@ -3,7 +3,9 @@
 //! least once, none lost, and dead after the schedule until put back; events of
 //! one order go out in order, a dead one holding back the later ones; a
 //! receiver that does not answer never holds up the passes; two daemons sharing
-//! the outbox never send one event twice at once; the chat format.
+//! the outbox never send one event twice at once; the chat format; a receiver
+//! that redirects is a failed delivery, and the place it points to never gets
+//! the event.
 
 use crate::common::{eventually, Rig, WithLog};
 use axum::extract::State;
@@ -20,6 +22,8 @@ const SECRET: &str = "a-receivers-shared-secret";
 
 #[derive(Default)]
 struct Receiver {
+    /// Every request that reached it, signed or not.
+    hits: std::sync::atomic::AtomicUsize,
     down: AtomicBool,
     /// Every body taken, in order, with its signature header.
     taken: Mutex<Vec<(String, serde_json::Value)>>,
@@ -30,6 +34,7 @@ async fn take(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> StatusCode {
+    r.hits.fetch_add(1, Ordering::SeqCst);
     if r.down.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -61,6 +66,19 @@ async fn receiver() -> (Arc<Receiver>, url::Url) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (r, url::Url::parse(&format!("http://{addr}/hook")).unwrap())
+}
+
+/// A receiver that answers every POST with `status` and a `Location`.
+async fn redirecting(status: StatusCode, location: String) -> url::Url {
+    let answer = move || {
+        let location = location.clone();
+        async move { (status, [(axum::http::header::LOCATION, location)]) }
+    };
+    let app = axum::Router::new().route("/hook", post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url::Url::parse(&format!("http://{addr}/hook")).unwrap()
 }
 
 fn webhook(url: &url::Url, format: WebhookFormat) -> Webhook {
@@ -101,6 +119,46 @@ async fn events_arrive_signed_and_are_marked_delivered() {
         .await
         .unwrap();
     assert_eq!(again.delivered, 0);
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failed_delivery_and_is_never_followed() {
+    let rig = Rig::new().await;
+    rig.seed("R1", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    // Where the redirects point: a receiver that would take the event.
+    let (elsewhere, target) = receiver().await;
+    for status in [
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+        StatusCode::FOUND,
+    ] {
+        let url = redirecting(status, target.to_string()).await;
+        sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
+            .execute(&rig.pool)
+            .await
+            .unwrap();
+        let report = webhook(&url, WebhookFormat::Json)
+            .deliver_due(&rig.store)
+            .await
+            .unwrap();
+        assert_eq!((report.delivered, report.failed), (0, 1), "{status}");
+        let reason: String = sqlx::query_scalar("SELECT last_error FROM refundd.outbox")
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+        assert!(
+            reason.contains(status.as_str()) && reason.contains(target.as_str()),
+            "names the status and the Location: {reason}"
+        );
+        assert_eq!(
+            elsewhere.hits.load(Ordering::SeqCst),
+            0,
+            "{status}: the body and its signature went where the redirect pointed"
+        );
+    }
+    let state = rig.store.delivery_state().await.unwrap();
+    assert_eq!((state.undelivered, state.dead), (1, 0));
 }
 
 #[tokio::test]

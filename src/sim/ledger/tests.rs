@@ -189,6 +189,45 @@ fn refund_and_partial_refund() {
 }
 
 #[test]
+fn answers_of_money_moving_calls_echo_the_call() {
+    let cases = [
+        (Operation::Reversal, TxState::Authorised, 0),
+        (Operation::CaptureReversal, TxState::CapturedNotSettled, 0),
+        (Operation::Refund, TxState::Settled, 600),
+        (Operation::Refund, TxState::Authorised, 600),
+    ];
+    for (op, from, amount) in cases {
+        let mut l = ledger_with(from.clone(), 1500);
+        let a = l.apply(now(), &call(op, 1500, amount), None);
+        let echoed = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        assert_eq!(
+            [
+                echoed("LID-M"),
+                echoed("XID"),
+                echoed("AuthCode"),
+                echoed("OrgAmt")
+            ],
+            ["O1", "X1", "A1", "901 1500 0"],
+            "{op} in {from}"
+        );
+        assert_eq!(echoed(amount_field(op)), format!("901 {amount} 0"), "{op}");
+    }
+    // A refused call's answer echoes what it was sent, not the books.
+    let mut l = ledger_with(TxState::Settled, 1500);
+    let mut other = call(Operation::Refund, 1500, 600);
+    other.xid = Some("X2".into());
+    let a = l.apply(now(), &other, None);
+    assert_eq!(
+        (resp(&a), &a["XID"]),
+        (refusal::MISMATCH, &Value::from("X2"))
+    );
+    // An inquiry has no such fields to echo: its XID is the transaction's.
+    let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
+    assert_eq!(a["XID"], "X1");
+    assert!(!a.contains_key("OrgAmt"));
+}
+
+#[test]
 fn refund_reversal_and_its_duplicate() {
     let mut l = ledger_with(TxState::Settled, 1500);
     // Nothing to reverse yet: refused, not a duplicate.

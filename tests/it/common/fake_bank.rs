@@ -49,6 +49,8 @@ pub enum Reply {
         content_type: &'static str,
         body: Vec<u8>,
     },
+    /// A redirect: `status` with a `Location` header and no body.
+    Redirect { status: u16, location: String },
     /// Read the request, then close the connection without a word.
     CloseAfterRead,
     /// Read the request and answer only after the client has given up.
@@ -116,6 +118,7 @@ pub async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<V
         return;
     };
     log.lock().unwrap().push(request.clone());
+    let mut location = None;
     let (status, content_type, body) = match behaviour(&request) {
         Reply::Answer(json) => (
             200,
@@ -127,6 +130,13 @@ pub async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<V
             content_type,
             body,
         } => (status, content_type, body),
+        Reply::Redirect {
+            status,
+            location: to,
+        } => {
+            location = Some(to);
+            (status, "text/plain", Vec::new())
+        }
         Reply::CloseAfterRead => return,
         Reply::Slow => {
             // Longer than any client timeout of these tests; the runtime
@@ -135,8 +145,11 @@ pub async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<V
             return;
         }
     };
+    let location = location
+        .map(|l| format!("Location: {l}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {status} Whatever\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} Whatever\r\nContent-Type: {content_type}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;
