@@ -10,7 +10,7 @@
 use super::group_commit::{after_failure, Batch, Claim};
 use super::refunds::{GatewayEvent, KeyedEvents, Lease};
 use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus};
-use super::writeback::WriteBack;
+use super::writeback::{ShopWrite, WriteBack};
 use super::{Store, StoreError};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -167,10 +167,8 @@ impl Store {
             let Some(order_no) = recorded.get(&job.claim()) else {
                 continue;
             };
-            match self.write_back(&mut tx, order_no, &job.ending).await {
-                Ok(()) => {}
-                Err(sqlx::Error::Database(_)) => return Ok(None),
-                Err(other) => return Err(other),
+            if let ShopWrite::Refused(_) = self.write_back(&mut tx, order_no, &job.ending).await? {
+                return Ok(None);
             }
         }
         // A rule of the shop's checked only at COMMIT (a deferred constraint)
@@ -197,13 +195,10 @@ impl Store {
         else {
             return Err(StoreError::LeaseLost);
         };
-        match self.write_back(&mut tx, &order_no, &job.ending).await {
-            Ok(()) => {}
-            Err(sqlx::Error::Database(e)) => {
-                tx.rollback().await?;
-                return self.end_refused(job, refusal(e.as_ref())).await;
-            }
-            Err(other) => return Err(other.into()),
+        if let ShopWrite::Refused(reason) = self.write_back(&mut tx, &order_no, &job.ending).await?
+        {
+            tx.rollback().await?;
+            return self.end_refused(job, reason).await;
         }
         // Refused at COMMIT (a deferred constraint or constraint trigger of
         // the shop's): nothing of the transaction was kept, so refundd's

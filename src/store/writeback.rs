@@ -9,6 +9,23 @@ use super::vocabulary::{RefundMethod, RefundStatus};
 use super::{Store, StoreError};
 use sqlx::PgConnection;
 
+/// How the shop's statement went, within its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ShopWrite {
+    /// It changed the order's row.
+    Done,
+    /// Refused by the shop's database, or it changed no row or several:
+    /// nothing of it may be kept.
+    Refused(String),
+}
+
+/// Why a write-back that ran without error is still refused.
+fn changed_rows(setting: &str, rows: u64) -> String {
+    format!(
+        "{setting} changed {rows} rows for this order; it must change exactly the order's row (check its WHERE: $1 is the order number as shop.requests returns it)"
+    )
+}
+
 /// What became of a write-back to the shop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteBack {
@@ -50,33 +67,44 @@ impl PendingWriteBack {
 
 impl Store {
     /// Runs the shop's statement for `ending` (`on_refunded`, or `on_failed`
-    /// if there is one) on `conn`, exactly as written.
+    /// if there is one) on `conn`, exactly as written. It must change exactly
+    /// the order's row: a statement the shop's database refuses, or one that
+    /// changes no row or several, is a refused write-back with the reason.
+    /// A failure of the connection is an error.
     pub(super) async fn write_back(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
         ending: &Ending,
-    ) -> Result<(), sqlx::Error> {
-        match ending {
-            Ending::Refunded { method, amount, .. } => {
+    ) -> Result<ShopWrite, sqlx::Error> {
+        let (setting, done) = match ending {
+            Ending::Refunded { method, amount, .. } => (
+                "shop.on_refunded",
                 sqlx::query(&self.shop.on_refunded)
                     .bind(order_no)
                     .bind(amount)
                     .bind(method)
                     .execute(conn)
-                    .await?;
-            }
+                    .await,
+            ),
             Ending::Failed { reason, .. } | Ending::FailedAtSettlement { reason } => {
-                if let Some(on_failed) = self.shop.on_failed.as_deref() {
-                    sqlx::query(on_failed)
-                        .bind(order_no)
-                        .bind(reason)
-                        .execute(conn)
-                        .await?;
-                }
+                let Some(on_failed) = self.shop.on_failed.as_deref() else {
+                    return Ok(ShopWrite::Done);
+                };
+                let done = sqlx::query(on_failed)
+                    .bind(order_no)
+                    .bind(reason)
+                    .execute(conn)
+                    .await;
+                ("shop.on_failed", done)
             }
+        };
+        match done {
+            Ok(d) if d.rows_affected() == 1 => Ok(ShopWrite::Done),
+            Ok(d) => Ok(ShopWrite::Refused(changed_rows(setting, d.rows_affected()))),
+            Err(sqlx::Error::Database(e)) => Ok(ShopWrite::Refused(refusal(e.as_ref()))),
+            Err(other) => Err(other),
         }
-        Ok(())
     }
 
     /// Tries a pending write-back once more inside a savepoint: refused
@@ -91,8 +119,8 @@ impl Store {
         sqlx::query("SAVEPOINT shop_write_back")
             .execute(&mut *conn)
             .await?;
-        match self.write_back(conn, &p.order_no, ending).await {
-            Ok(()) => {
+        match self.write_back(conn, &p.order_no, ending).await? {
+            ShopWrite::Done => {
                 // The shop's rows change in this transaction: a reading of
                 // its requests counts against the ending only if its snapshot
                 // saw this one (`intake`), not the one that ended the work.
@@ -108,15 +136,13 @@ impl Store {
                 .await?;
                 Ok(WriteBack::Done)
             }
-            Err(sqlx::Error::Database(e)) => {
+            ShopWrite::Refused(reason) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT shop_write_back")
                     .execute(&mut *conn)
                     .await?;
-                let reason = refusal(e.as_ref());
                 self.note_refused_again(conn, p.id, &reason).await?;
                 Ok(WriteBack::Refused(reason))
             }
-            Err(other) => Err(other.into()),
         }
     }
 

@@ -12,18 +12,6 @@ use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Calls of the bank that could move money, for one order.
-async fn money_calls(rig: &Rig, order_no: &str) -> Vec<String> {
-    rig.admin
-        .calls_of(order_no)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.operation != "inquiry")
-        .map(|c| c.operation)
-        .collect()
-}
-
 async fn scalar<T>(rig: &Rig, sql: &str, order_no: &str) -> T
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
@@ -64,7 +52,7 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
     );
     let err = err.unwrap();
     assert!(err.contains("1000") && err.contains("1500"), "{err}");
-    assert!(money_calls(&rig, "LOW").await.is_empty());
+    assert!(rig.money_calls("LOW").await.is_empty());
 }
 
 #[tokio::test]
@@ -87,7 +75,7 @@ async fn money_back_before_refundd_is_a_question_for_a_person() {
         } = rig.order(no).await;
         assert_eq!((status.as_str(), amount), ("refund_failed", None), "{no}");
         assert!(err.unwrap().contains("needs a person"), "{no}");
-        assert!(money_calls(&rig, no).await.is_empty(), "{no}");
+        assert!(rig.money_calls(no).await.is_empty(), "{no}");
     }
 }
 
@@ -127,7 +115,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     } = rig.order("R300").await;
     assert_eq!((status.as_str(), amount), ("refund_failed", Some(300)));
     assert!(err.unwrap().contains("300"));
-    assert!(money_calls(&rig, "R300").await.is_empty());
+    assert!(rig.money_calls("R300").await.is_empty());
 }
 
 #[tokio::test]
@@ -521,7 +509,7 @@ async fn rows_refundd_cannot_work_end_with_a_reason_instead_of_coming_back() {
     } = rig.order("NEG").await;
     assert_eq!(status, "refund_failed");
     assert!(err.unwrap().contains("attempts"));
-    assert!(money_calls(&rig, "NEG").await.is_empty());
+    assert!(rig.money_calls("NEG").await.is_empty());
     let OrderView {
         status,
         refund_error: err,

@@ -264,3 +264,51 @@ async fn an_order_with_a_call_of_unknown_outcome_is_never_withdrawn() {
     rig.store.intake(1000).await.unwrap();
     assert_ne!(rig.order("DOUBT").await.status, "withdrawn");
 }
+
+/// The shop's `on_refunded` names the order by another key than the one its
+/// requests query returns: it changes no row. That is a refused write-back,
+/// kept pending and shown, never a write-back done.
+#[tokio::test]
+async fn a_write_back_that_changes_no_row_is_refused_and_shown() {
+    let statements = refundd::store::ShopStatements::of_shop(
+        TUTORIAL.requests.into(),
+        "UPDATE shop.orders SET status = '已退款' WHERE oid = 'WC-' || $1".into(),
+        Some(TUTORIAL.on_failed.into()),
+    );
+    let rig = Rig::in_shop_with(&TUTORIAL, SCHEMA, statements).await;
+    rig.seed("NOROW", 1000, TxState::Authorised, None).await;
+    let s = rig.pass().await;
+    assert_eq!(
+        (s.outcome.as_str(), s.refunded()),
+        ("completed", 1),
+        "{s:?}"
+    );
+    rig.order("NOROW").await.assert_refunded("reversal", 1000);
+    let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
+    assert_eq!(text(&rig, shop_status, "NOROW").await, "申請退款");
+    let view = rig.store.queue_view().await.unwrap();
+    assert_eq!(view.shop_writes.len(), 1, "{view:?}");
+    let reason = view.shop_writes[0]
+        .writeback_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("shop.on_refunded changed 0 rows"),
+        "{reason}"
+    );
+    let report = refundd::ops::status::report(&rig.store)
+        .await
+        .unwrap()
+        .render();
+    assert!(
+        report.contains("NOROW") && report.contains("changed 0 rows"),
+        "{report}"
+    );
+    assert!(outbox_kinds(&rig, "NOROW")
+        .await
+        .contains(&"refund.needs_attention".to_string()));
+    // Tried again on the next pass, still pending, never refunded twice.
+    rig.pass().await;
+    assert_eq!(rig.store.queue_view().await.unwrap().shop_writes.len(), 1);
+    assert_eq!(rig.accepted("NOROW", "reversal").await, 1);
+}

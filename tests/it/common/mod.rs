@@ -175,16 +175,26 @@ impl Rig {
         example: &'static refundd::ops::shop_examples::ShopExample,
         schema: &'static str,
     ) -> Rig {
+        let statements = refundd::store::ShopStatements::of_shop(
+            example.requests.into(),
+            example.on_refunded.into(),
+            Some(example.on_failed.into()),
+        );
+        Rig::in_shop_with(example, schema, statements).await
+    }
+
+    /// A shop's own tables described by `statements` of the test's own.
+    pub async fn in_shop_with(
+        example: &'static refundd::ops::shop_examples::ShopExample,
+        schema: &'static str,
+        statements: refundd::store::ShopStatements,
+    ) -> Rig {
         let (plain, url) = empty_db().await;
         example.create(&plain).await.unwrap();
         let store = Store::new(
             plain,
             refundd::store::Schema::parse(schema).unwrap(),
-            refundd::store::ShopStatements::of_shop(
-                example.requests.into(),
-                example.on_refunded.into(),
-                Some(example.on_failed.into()),
-            ),
+            statements,
         );
         store.migrate().await.unwrap();
         store.check_shop().await.unwrap();
@@ -314,6 +324,19 @@ impl Rig {
         order_view(&self.pool, order_no).await
     }
 
+    /// The calls of the bank that could move money, for one order, in the
+    /// order the bank took them.
+    pub async fn money_calls(&self, order_no: &str) -> Vec<String> {
+        self.admin
+            .calls_of(order_no)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.operation != "inquiry")
+            .map(|c| c.operation)
+            .collect()
+    }
+
     /// Accepted calls of one operation for one order, per the bank's ledger.
     pub async fn accepted(&self, order_no: &str, operation: &str) -> usize {
         self.admin
@@ -392,6 +415,13 @@ pub struct OrderView {
 }
 
 impl OrderView {
+    /// Whether the order's last error holds `words`.
+    pub fn last_error_says(&self, words: &str) -> bool {
+        self.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(words))
+    }
+
     /// Refunded by `method`, `amount` given back, no error.
     #[track_caller]
     pub fn assert_refunded(&self, method: &str, amount: i64) {
