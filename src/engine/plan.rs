@@ -450,7 +450,7 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
             unconfirmed: row.watch_over,
         },
     };
-    let order_no = match OrderNo::parse(&row.order_no) {
+    let order_no = match OrderNo::parse(row.bank_order_no()) {
         Ok(o) => o,
         Err(e) => {
             planned.outcome = WatchOutcome::NeedsPerson {

@@ -153,7 +153,7 @@ impl RefundRequest {
         if let Some(bad) = &row.bad_input {
             return Err(bad.clone());
         }
-        let order_no = OrderNo::parse(&row.order_no).map_err(|e| format!("invalid row: {e}"))?;
+        let order_no = bank_order_no(row)?;
         let xid = match row.xid.as_deref().map(str::trim) {
             None | Some("") => {
                 return Err(
@@ -219,4 +219,15 @@ fn row_amount_problem(p: AmountProblem) -> String {
             "invalid row: refund_amount is {refund}; it must be more than 0 and at most auth_amount ({authorised}), or NULL for the whole amount"
         ),
     }
+}
+
+/// The order number the bank knows the order by, checked as a LID-M: the
+/// shop's `lidm` when its requests give one, else its `order_no`.
+fn bank_order_no(row: &OrderRow) -> Result<OrderNo, String> {
+    OrderNo::parse(row.bank_order_no()).map_err(|e| match row.lidm {
+        Some(_) => format!("invalid row: lidm (the order number sent to the bank): {e}"),
+        None => format!(
+            "invalid row: {e}; if the bank knows the order by another number, return it from shop.requests as the column lidm"
+        ),
+    })
 }

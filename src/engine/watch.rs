@@ -75,7 +75,7 @@ impl Engine {
 
     async fn watch_one(&self, row: &OrderRow, counters: &PassCounters) -> Result<(), StoreError> {
         counters.watched.fetch_add(1, Relaxed);
-        let order_no = match OrderNo::parse(&row.order_no) {
+        let order_no = match OrderNo::parse(row.bank_order_no()) {
             Ok(o) => o,
             Err(e) => {
                 let reason = format!(

@@ -17,6 +17,8 @@ pub(super) struct ShopRequest {
     auth_amount: Option<String>,
     refund_amount: Option<String>,
     currency: Option<String>,
+    /// The order number the bank knows the order by, when it is not `order_no`.
+    lidm: Option<String>,
     /// How many rows the shop's query returned for this order number.
     rows_for_order: i64,
 }
@@ -78,6 +80,7 @@ pub(super) struct RequestColumns {
     pub refund_amount: Vec<Option<i64>>,
     pub currency: Vec<String>,
     pub bad_input: Vec<Option<String>>,
+    pub lidm: Vec<Option<String>>,
 }
 
 impl RequestColumns {
@@ -108,6 +111,7 @@ impl RequestColumns {
             c.currency
                 .push(r.currency.clone().unwrap_or_else(|| "901".into()));
             c.bad_input.push(bad);
+            c.lidm.push(r.lidm.clone());
         }
         c
     }
@@ -122,6 +126,7 @@ impl Store {
                     r.auth_amount::numeric::text AS auth_amount,
                     r.refund_amount::numeric::text AS refund_amount,
                     coalesce(to_jsonb(r) ->> 'currency', '901') AS currency,
+                    to_jsonb(r) ->> 'lidm' AS lidm,
                     count(*) OVER (PARTITION BY r.order_no::text) AS rows_for_order
                FROM ({}) AS r{}",
             self.shop.requests,
@@ -189,6 +194,7 @@ impl Store {
             .bind(c.currency)
             .bind(c.bad_input)
             .bind(snapshot)
+            .bind(c.lidm)
             .fetch_all(&self.pool)
             .await?;
         let new = rows.iter().filter(|(n, _)| *n).count() as u64;
@@ -290,17 +296,17 @@ static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 
 const RECORD_REQUESTS_TEMPLATE: &str = "
 INSERT INTO refundd.refunds AS f
-       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
-SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
-       AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
+       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
+SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])
+       AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
   LEFT JOIN refundd.refunds f ON f.order_no = u.order_no
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
  WHERE f.order_no IS NULL
     OR (f.claimed_amount IS NULL
-        AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input)
-            IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input))
+        AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input, f.lidm)
+            IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm))
     OR (f.status = 'withdrawn' AND SEEN)
     OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
     OR (f.status = 'refunded' AND f.requested_again_at IS NULL AND f.writeback IS NULL AND SEEN)
@@ -329,6 +335,8 @@ ON CONFLICT (order_no) DO UPDATE SET
                     THEN EXCLUDED.currency ELSE f.currency END,
     bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
                      THEN EXCLUDED.bad_input ELSE f.bad_input END,
+    lidm = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
+                THEN EXCLUDED.lidm ELSE f.lidm END,
     -- (a refund whose write-back the shop refused is still listed: not asked again)
     requested_again_at = CASE WHEN f.status = 'refunded' AND f.writeback IS NULL AND SEEN
                               THEN coalesce(f.requested_again_at, now())

@@ -41,6 +41,8 @@ pub struct PlanRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WatchRow {
     pub order_no: String,
+    /// The order number the bank knows it by, when not `order_no`.
+    pub lidm: Option<String>,
     pub refunded_amount: Option<i64>,
     /// The watch's days are over: a refund still settling is left unconfirmed.
     pub watch_over: bool,
@@ -55,6 +57,13 @@ pub struct QueueReading {
     pub watch: Vec<WatchRow>,
     /// Outcomes the shop's database refused before, which the pass tries again.
     pub write_backs_pending: i64,
+}
+
+impl WatchRow {
+    /// The order number sent to the bank (see `OrderRow::bank_order_no`).
+    pub fn bank_order_no(&self) -> &str {
+        self.lidm.as_deref().unwrap_or(&self.order_no)
+    }
 }
 
 impl PlanReader {
@@ -90,10 +99,11 @@ impl PlanReader {
             .bind(c.currency)
             .bind(c.bad_input)
             .bind(snapshot)
+            .bind(c.lidm)
             .fetch_all(&mut *tx)
             .await?;
         let watch: Vec<WatchRow> = sqlx::query_as(&store.sql(
-            "SELECT order_no, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
+            "SELECT order_no, lidm, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
                FROM refundd.refunds
               WHERE status = 'refunded' AND settlement = 'pending'
                 AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -146,14 +156,14 @@ static MERGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 const MERGED_TEMPLATE: &str = "
 WITH s AS (
     SELECT DISTINCT ON (u.order_no) u.*
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
-           AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input)
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])
+           AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
      ORDER BY u.order_no
 ),
 k AS (
     SELECT r.*, s.order_no IS NOT NULL AS listed,
            s.xid AS s_xid, s.auth_code AS s_auth_code, s.auth_amount AS s_auth_amount,
-           s.refund_amount AS s_refund_amount, s.currency AS s_currency, s.bad_input AS s_bad_input,
+           s.refund_amount AS s_refund_amount, s.currency AS s_currency, s.bad_input AS s_bad_input, s.lidm AS s_lidm,
            coalesce(pg_visible_in_snapshot(r.decided_xid, $8::pg_snapshot), false) AS seen
       FROM refundd.refunds r LEFT JOIN s ON s.order_no = r.order_no
      WHERE r.status IN ('refund_requested', 'refunding') OR r.order_no = ANY($1::text[])
@@ -181,6 +191,7 @@ o AS (
                 WHEN j.reopened THEN 'refund_requested' ELSE j.status END AS status,
            CASE WHEN j.follows THEN j.s_refund_amount ELSE j.refund_amount END AS refund_amount,
            CASE WHEN j.follows THEN j.s_bad_input ELSE j.bad_input END AS bad_input,
+           CASE WHEN j.follows THEN j.s_lidm ELSE j.lidm END AS lidm,
            CASE WHEN j.reopened AND j.status = 'refund_failed' THEN NULL ELSE j.claimed_amount END AS claimed_amount,
            CASE WHEN j.reopened THEN 0 ELSE j.attempts END AS attempts,
            j.step, j.unknown_operation, j.unknown_since, j.refund_method, j.refunded_amount,
@@ -193,14 +204,14 @@ o AS (
       FROM j
     UNION ALL
     SELECT 0::bigint, s.order_no, s.xid, s.auth_code, s.auth_amount, s.currency, 'refund_requested',
-           s.refund_amount, s.bad_input, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
+           s.refund_amount, s.bad_input, s.lidm, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
            NULL::text, NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::timestamptz,
            NULL::timestamptz, NULL::text, true, false, false
       FROM s
      WHERE NOT EXISTS (SELECT 1 FROM refundd.refunds r WHERE r.order_no = s.order_no)
 )
 SELECT o.id, o.order_no, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
-       o.bad_input, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
+       o.bad_input, o.lidm, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
        o.refund_method, o.refunded_amount, o.watch_until, o.lease_token,
        UNKNOWN_AGE,
        OWN_CALLS,

@@ -40,6 +40,9 @@ pub struct OrderRow {
     pub watch_until: Option<DateTime<Utc>>,
     /// The claim's token: every write about the order names it.
     pub lease_token: Option<Uuid>,
+    /// The order number the bank knows the order by, when the shop's
+    /// requests give one (`lidm`); `None`: `order_no`.
+    pub lidm: Option<String>,
     /// How long ago, on the database's clock, the unknown call could last
     /// have been on its way to the bank (`unknown_age`).
     pub unknown_age_ms: Option<i64>,
@@ -48,6 +51,12 @@ pub struct OrderRow {
 }
 
 impl OrderRow {
+    /// The order number sent to the bank (LID-M): `lidm` when the shop's
+    /// requests give one, else the shop's own `order_no`.
+    pub fn bank_order_no(&self) -> &str {
+        self.lidm.as_deref().unwrap_or(&self.order_no)
+    }
+
     /// The lease this claim holds on the order.
     pub fn lease(&self, worker: Uuid) -> Lease {
         Lease {
@@ -96,7 +105,7 @@ pub(super) const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
               ORDER BY e.id DESC LIMIT 1) f ON true) AS own_calls";
 
 const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
-     claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token";
+     claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token, lidm";
 
 /// `unknown_age_ms`: how long ago, on the database's clock, the call of
 /// unknown outcome of record `o` could last have been on its way to the bank.

@@ -312,3 +312,46 @@ async fn a_write_back_that_changes_no_row_is_refused_and_shown() {
     assert_eq!(rig.store.queue_view().await.unwrap().shop_writes.len(), 1);
     assert_eq!(rig.accepted("NOROW", "reversal").await, 1);
 }
+
+/// A shop whose order numbers the bank cannot take (dashes) sends the bank
+/// a number of its own derived from them; its requests query says which in
+/// the optional column `lidm`. The bank is asked by `lidm`, the shop's row is
+/// written back by its own `order_no`.
+#[tokio::test]
+async fn the_bank_knows_the_order_by_lidm_and_the_shop_by_order_no() {
+    let requests = TUTORIAL.requests.replacen(
+        "SELECT o.oid AS order_no,",
+        "SELECT o.oid AS order_no, replace(o.oid, '-', '') AS lidm,",
+        1,
+    );
+    assert!(requests.contains("lidm"), "{requests}");
+    let statements = refundd::store::ShopStatements::of_shop(
+        requests,
+        TUTORIAL.on_refunded.into(),
+        Some(TUTORIAL.on_failed.into()),
+    );
+    let rig = Rig::in_shop_with(&TUTORIAL, SCHEMA, statements).await;
+    let shop_no = "WC-2026-000123";
+    rig.admin
+        .load(&[SimTx::new(
+            "WC2026000123",
+            format!("X{shop_no}"),
+            "A1B2C3",
+            1000,
+            TxState::Authorised,
+        )])
+        .await
+        .unwrap();
+    rig.insert_order(shop_no, 1000, None).await;
+
+    let s = rig.pass().await;
+    assert_eq!(
+        (s.outcome.as_str(), s.refunded()),
+        ("completed", 1),
+        "{s:?}"
+    );
+    rig.order(shop_no).await.assert_refunded("reversal", 1000);
+    assert_eq!(rig.money_calls("WC2026000123").await, ["reversal"]);
+    let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
+    assert_eq!(text(&rig, shop_status, shop_no).await, "已退款");
+}
