@@ -289,6 +289,11 @@ async fn once_with(settings: &Settings, stop: &CancellationToken) -> Result<Exit
     progress.finish();
     let summary = result.map_err(CliError::Pass)?;
     println!("{}", summary.line());
+    if let Some(problem) = &summary.problem {
+        // A mapping mistake is the settings': nothing was sent or written back.
+        eprintln!("refundd: {problem}");
+        return Ok(ExitCode::from(2));
+    }
     if let Some(w) = &settings.notify.webhook {
         let webhook = w.webhook().map_err(CliError::Runtime)?;
         let r = webhook.deliver_due(engine.store()).await?;

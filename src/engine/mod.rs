@@ -3,6 +3,7 @@ pub mod blackout;
 pub mod clock;
 pub mod cron;
 pub mod decide;
+pub mod mapping;
 pub mod pass;
 pub mod plan;
 pub mod refund_request;

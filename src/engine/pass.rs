@@ -7,6 +7,7 @@
 use super::blackout::Blackout;
 use super::clock::Clock;
 use super::decide::{decide, on_inquiry_error, Conclusion, Decision};
+use super::mapping;
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use super::turns::{Turns, ORDERS_PER_TURN};
@@ -177,6 +178,16 @@ impl Engine {
     ) -> Result<PassOutcome, StoreError> {
         // Reading the shop's requests sends nothing to the bank: it goes on in a window too.
         self.read_shop_requests().await?;
+        let not_started = self.store.requests_not_started(mapping::SAMPLE).await?;
+        if let Some(mistake) = mapping::mapping_mistake(&not_started) {
+            error!(
+                check = mistake.check.describe(),
+                failing = mistake.failing,
+                "{mistake}"
+            );
+            *lock(&counters.problem) = Some(mistake.to_string());
+            return Ok(PassOutcome::SettingsProblem);
+        }
         if let Some(w) = self.settings.blackout.window_at(self.clock.now()) {
             info!(window = %w, "pass sends nothing: inside the blackout window (Asia/Taipei), when the bank's batch locks the capture file");
             return Ok(PassOutcome::Blackout);
@@ -398,7 +409,8 @@ impl Engine {
     ) -> Result<OrderOutcome, StoreError> {
         let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {
             Ok(r) => r,
-            Err(reason) => {
+            Err(problem) => {
+                let reason = problem.reason;
                 warn!(step = "validate", reason = %reason, "order row is invalid; nothing sent");
                 let calls: Vec<OwnCall> = row
                     .own_calls

@@ -313,7 +313,8 @@ async fn plan_order(
     };
     let req = match RefundRequest::validate(&row.row, lease) {
         Ok(r) => r,
-        Err(reason) => {
+        Err(problem) => {
+            let reason = problem.reason;
             // The pass fails an invalid row without asking the bank.
             let calls: Vec<OwnCall> = row
                 .row

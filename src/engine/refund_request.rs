@@ -12,6 +12,53 @@ use crate::store::{Lease, OrderRow};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+/// The check a row failed: rows failing alike point at the shop's query or
+/// its settings rather than at the orders (`engine::mapping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RowCheck {
+    /// The order number the bank is asked by (`order_no`, or `lidm`).
+    OrderNo,
+    Xid,
+    AuthCode,
+    Currency,
+    /// `auth_amount` and `refund_amount` together.
+    Amounts,
+    /// A value of the shop's refundd could not take as it read it: an amount
+    /// with a fraction, several rows for one order.
+    ShopValue,
+    Attempts,
+}
+
+impl RowCheck {
+    /// The check in an operator's words, with the column it reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RowCheck::OrderNo => "the order number sent to the bank (order_no, or lidm)",
+            RowCheck::Xid => "xid",
+            RowCheck::AuthCode => "auth_code",
+            RowCheck::Currency => "currency",
+            RowCheck::Amounts => "auth_amount and refund_amount",
+            RowCheck::ShopValue => "the values the requests query returns",
+            RowCheck::Attempts => "refundd's count of attempts",
+        }
+    }
+}
+
+/// Why a row cannot be worked: the check it failed and the reason, which
+/// is what the order records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct RowProblem {
+    pub check: RowCheck,
+    pub reason: String,
+}
+
+impl RowProblem {
+    fn new(check: RowCheck, reason: String) -> Self {
+        Self { check, reason }
+    }
+}
+
 /// What became of one of refundd's own money-moving calls, as the order's story tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallFate {
@@ -148,39 +195,45 @@ impl RefundRequest {
         Money::new(self.currency, amount)
     }
 
-    /// Checks a claimed row; the error is the reason stored in `refund_error`.
-    pub fn validate(row: &OrderRow, lease: Lease) -> Result<RefundRequest, String> {
+    /// Checks a claimed row; the error is the reason stored in `refund_error`,
+    /// with the check it failed.
+    pub fn validate(row: &OrderRow, lease: Lease) -> Result<RefundRequest, RowProblem> {
         if let Some(bad) = &row.bad_input {
-            return Err(bad.clone());
+            return Err(RowProblem::new(RowCheck::ShopValue, bad.clone()));
         }
-        let order_no = bank_order_no(row)?;
+        let order_no = bank_order_no(row).map_err(|r| RowProblem::new(RowCheck::OrderNo, r))?;
+        let invalid = |check: RowCheck| {
+            move |e: InvalidField| RowProblem::new(check, format!("invalid row: {e}"))
+        };
         let xid = match row.xid.as_deref().map(str::trim) {
             None | Some("") => {
-                return Err(
+                return Err(RowProblem::new(
+                    RowCheck::Xid,
                     "invalid row: xid is missing; the shop's requests must give the authorisation's XID in the column xid".into(),
-                )
+                ))
             }
-            Some(x) => Xid::parse(x).map_err(|e| format!("invalid row: {e}"))?,
+            Some(x) => Xid::parse(x).map_err(invalid(RowCheck::Xid))?,
         };
         let auth_code = match row.auth_code.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(a) => Some(AuthCode::parse(a).map_err(|e| format!("invalid row: {e}"))?),
+            Some(a) => Some(AuthCode::parse(a).map_err(invalid(RowCheck::AuthCode))?),
         };
-        let currency = Currency::parse(&row.currency).map_err(|e| format!("invalid row: {e}"))?;
+        let currency = Currency::parse(&row.currency).map_err(invalid(RowCheck::Currency))?;
         let wanted = row.claimed_amount.or(row.refund_amount);
         let RefundAmounts {
             authorised,
             refund: wanted,
-        } = RefundAmounts::check(row.auth_amount, wanted).map_err(row_amount_problem)?;
+        } = RefundAmounts::check(row.auth_amount, wanted)
+            .map_err(|p| RowProblem::new(RowCheck::Amounts, row_amount_problem(p)))?;
         let unknown = row.unknown_operation.map(|op| {
             let age_ms = row.unknown_age_ms.unwrap_or(0).max(0) as u64;
             (op, Duration::from_millis(age_ms))
         });
         let attempts = u32::try_from(row.attempts).map_err(|_| {
-            format!(
+            RowProblem::new(RowCheck::Attempts, format!(
                 "invalid row: attempts is {}; refundd's count of failed attempts cannot be negative (set it to 0)",
                 row.attempts
-            )
+            ))
         })?;
         let capture_reversed = row.step == Some(StepReached::CaptureReversed);
         Ok(RefundRequest {

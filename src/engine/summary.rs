@@ -54,6 +54,8 @@ pub struct PassCounters {
     pub watched: AtomicU64,
     pub settled: AtomicU64,
     pub settlement_failed: AtomicU64,
+    /// Why the pass stopped before working any order, when the operator must fix something.
+    pub problem: std::sync::Mutex<Option<String>>,
 }
 
 impl PassCounters {
@@ -110,6 +112,7 @@ impl PassCounters {
             settled: g(&self.settled),
             settlement_failed: g(&self.settlement_failed),
             elapsed_ms,
+            problem: crate::sync::lock(&self.problem).clone(),
         }
     }
 }
@@ -135,6 +138,10 @@ pub struct PassSummary {
     pub settled: u64,
     pub settlement_failed: u64,
     pub elapsed_ms: u64,
+    /// A settings problem that stopped the pass before any order (a mapping
+    /// mistake): what to fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl PassSummary {

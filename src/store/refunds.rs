@@ -75,6 +75,18 @@ pub struct Lease {
     pub worker: Uuid,
 }
 
+impl Lease {
+    /// No claim's: for reading a record (a plan, a check) without writing
+    /// it; every fenced write with it finds no record.
+    pub fn unheld(id: i64) -> Lease {
+        Lease {
+            id,
+            token: Uuid::nil(),
+            worker: Uuid::nil(),
+        }
+    }
+}
+
 /// One "about to send" event of the order's story and the last outcome or
 /// note recorded for it before the next intent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -359,6 +371,23 @@ impl Store {
             "status = 'refunding',",
         )
         .await
+    }
+
+    /// Up to `limit` requests refundd has not started (nothing intended or
+    /// sent, no operator's retry), as a claim would read them, without
+    /// claiming them: for judging the shop's rows together before a pass.
+    pub async fn requests_not_started(&self, limit: i64) -> Result<Vec<OrderRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, NULL::bigint AS unknown_age_ms, '[]'::json AS own_calls
+               FROM refundd.refunds
+              WHERE status = 'refund_requested' AND claimed_amount IS NULL AND step IS NULL
+                AND unknown_operation IS NULL AND NOT retried_by_operator
+              ORDER BY id LIMIT $1"
+        );
+        Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Claims refunded orders whose refund is still settling at the bank.

@@ -221,6 +221,9 @@ words! {
         Failed = "failed",
         /// Inside a blackout window: nothing money-moving was started.
         Blackout = "blackout",
+        /// The shop's rows failed alike (a mapping mistake): nothing was
+        /// sent or written back; the summary's `problem` says what to fix.
+        SettingsProblem = "settings_problem",
     }
 }
 

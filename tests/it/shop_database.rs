@@ -355,3 +355,40 @@ async fn the_bank_knows_the_order_by_lidm_and_the_shop_by_order_no() {
     let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
     assert_eq!(text(&rig, shop_status, shop_no).await, "已退款");
 }
+
+/// The shop's query gives every row a currency the bank does not take
+/// ('TWD' instead of '901'): one mistake of the operator's, not four failed
+/// orders. Nothing is sent, nothing is written to the shop's rows, no event
+/// is raised, and the pass says which check and what to fix.
+#[tokio::test]
+async fn a_mapping_that_fails_most_rows_alike_moves_nothing_and_marks_nothing_failed() {
+    let requests = TUTORIAL.requests.replacen(
+        "SELECT o.oid AS order_no,",
+        "SELECT o.oid AS order_no, 'TWD' AS currency,",
+        1,
+    );
+    let statements = refundd::store::ShopStatements::of_shop(
+        requests,
+        TUTORIAL.on_refunded.into(),
+        Some(TUTORIAL.on_failed.into()),
+    );
+    let rig = Rig::in_shop_with(&TUTORIAL, SCHEMA, statements).await;
+    let orders: Vec<String> = (1..=4).map(|n| format!("MAP{n}")).collect();
+    for no in &orders {
+        rig.seed(no, 1000, TxState::Authorised, None).await;
+    }
+    let s = rig.pass().await;
+    assert_eq!(s.outcome.as_str(), "settings_problem", "{s:?}");
+    let problem = s.problem.clone().unwrap_or_default();
+    assert!(
+        problem.contains("4 of the 4") && problem.contains("currency") && problem.contains("TWD"),
+        "{problem}"
+    );
+    let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
+    for no in &orders {
+        assert!(rig.admin.calls_of(no).await.unwrap().is_empty(), "{no}");
+        assert_eq!(rig.order(no).await.status, "refund_requested", "{no}");
+        assert_eq!(text(&rig, shop_status, no).await, "申請退款", "{no}");
+        assert!(outbox_kinds(&rig, no).await.is_empty(), "{no}");
+    }
+}
