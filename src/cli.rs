@@ -266,6 +266,10 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
     } else {
         print!("{}", crate::ops::plan::render(&plan));
     }
+    if plan.settings_problem.is_some() {
+        // As `once` would: the settings must be fixed before a pass works.
+        return Ok(ExitCode::from(2));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -183,6 +183,10 @@ pub struct PassPlan {
     /// Set when the bank answered none of the plan's inquiries.
     #[serde(skip)]
     bank_unreachable: Option<String>,
+    /// A mapping mistake (`engine::mapping`): the pass would send nothing,
+    /// write nothing back and fail no order; what to fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings_problem: Option<String>,
 }
 
 impl PassPlan {
@@ -210,6 +214,15 @@ pub async fn plan(
     clock: &dyn Clock,
 ) -> Result<PassPlan, StoreError> {
     let reading = reader.read().await?;
+    // The pass's own judgement of the rows it has not started.
+    let not_started: Vec<crate::store::OrderRow> = reading
+        .orders
+        .iter()
+        .filter(|o| not_started(&o.row))
+        .take(super::mapping::SAMPLE as usize)
+        .map(|o| o.row.clone())
+        .collect();
+    let settings_problem = super::mapping::mapping_mistake(&not_started).map(|m| m.to_string());
     let window = settings.blackout.window_at(clock.now());
     let width = settings.concurrency.max(1);
     let mut orders: Vec<(PlannedOrder, Asked, Option<String>)> =
@@ -263,7 +276,16 @@ pub async fn plan(
         write_backs_pending: reading.write_backs_pending,
         totals,
         bank_unreachable,
+        settings_problem,
     })
+}
+
+/// A request the pass has not started: what `engine::mapping` judges.
+fn not_started(row: &crate::store::OrderRow) -> bool {
+    row.status == crate::store::vocabulary::RefundStatus::RefundRequested
+        && row.claimed_amount.is_none()
+        && row.step.is_none()
+        && row.unknown_operation.is_none()
 }
 
 /// Why a claim would not take this order now, before anything is asked.

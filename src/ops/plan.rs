@@ -21,6 +21,9 @@ pub fn render(plan: &PassPlan) -> String {
         "plan of a pass started at {} (inquiries only: nothing was sent that moves money, nothing was written)",
         taipei(plan.at)
     );
+    if let Some(problem) = &plan.settings_problem {
+        let _ = writeln!(out, "a pass now stops before any order: {problem}");
+    }
     if let Some(w) = &plan.blackout {
         let _ = writeln!(
             out,

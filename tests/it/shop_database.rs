@@ -377,6 +377,23 @@ async fn a_mapping_that_fails_most_rows_alike_moves_nothing_and_marks_nothing_fa
     for no in &orders {
         rig.seed(no, 1000, TxState::Authorised, None).await;
     }
+    // `plan` says so first, as the pass will.
+    let plan = refundd::engine::plan::plan(
+        &refundd::store::plan::PlanReader::new(rig.store.clone()),
+        &refundd::ctbc::InquiryClient::new(crate::common::client_for(
+            &rig.sim.base_url(),
+            Duration::from_secs(10),
+        )),
+        &crate::common::engine_settings(),
+        &refundd::engine::clock::SystemClock,
+    )
+    .await
+    .unwrap();
+    let said = plan.settings_problem.clone().unwrap_or_default();
+    assert!(
+        said.contains("4 of the 4") && said.contains("currency"),
+        "{plan:?}"
+    );
     let s = rig.pass().await;
     assert_eq!(s.outcome.as_str(), "settings_problem", "{s:?}");
     let problem = s.problem.clone().unwrap_or_default();
