@@ -255,6 +255,9 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
     let bank = InquiryClient::new(client);
     let engine_settings = EngineSettings::from_settings(&settings);
     let plan = crate::engine::plan::plan(&reader, &bank, &engine_settings, &SystemClock).await?;
+    if let Some(why) = bank.keys_look_wrong() {
+        return Err(CliError::Runtime(format!("no plan: {why}")));
+    }
     if let Some(e) = plan.bank_unreachable() {
         return Err(CliError::Runtime(format!(
             "no plan: the bank answered none of the {} inquiries (last: {e}); check ctbc.base_url and the network, then run refundd plan again",
@@ -294,9 +297,14 @@ async fn once_with(settings: &Settings, stop: &CancellationToken) -> Result<Exit
     let summary = result.map_err(CliError::Pass)?;
     println!("{}", summary.line());
     if let Some(problem) = &summary.problem {
-        // A mapping mistake is the settings': nothing was sent or written back.
         eprintln!("refundd: {problem}");
-        return Ok(ExitCode::from(2));
+        // A mapping mistake is the settings' (2); answers that do not open
+        // with the keys stopped a pass that had begun (1).
+        let code = match summary.outcome {
+            store::vocabulary::PassOutcome::SettingsProblem => 2,
+            _ => 1,
+        };
+        return Ok(ExitCode::from(code));
     }
     if let Some(w) = &settings.notify.webhook {
         let webhook = w.webhook().map_err(CliError::Runtime)?;

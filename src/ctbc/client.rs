@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,14 @@ struct Inner {
     limiter: Option<DefaultDirectRateLimiter>,
     unknown_order_codes: Vec<(String, String)>,
     sw_revision: String,
+    /// Answers in a row whose envelope did not open with our keys (a MAC
+    /// or padding failure); any answer that opens sets it back to 0.
+    sealed_otherwise_in_a_row: AtomicU32,
 }
+
+/// This many answers in a row that do not open with our keys, and none
+/// that did between them, mean the keys are wrong, not the answers damaged.
+pub const ANSWERS_SHOWING_WRONG_KEYS: u32 = 5;
 
 /// The full URL of each operation, computed once.
 struct Endpoints {
@@ -196,12 +204,32 @@ impl Client {
                 limiter,
                 unknown_order_codes: cfg.unknown_order_codes,
                 sw_revision: cfg.sw_revision,
+                sealed_otherwise_in_a_row: AtomicU32::new(0),
             }),
         })
     }
 
     pub fn mer_id(&self) -> &MerId {
         &self.inner.mer_id
+    }
+
+    /// Starts counting the answers that do not open afresh (at each pass),
+    /// so a pass stopped by a run of them lets the next one try again.
+    pub fn recount_answers(&self) {
+        self.inner
+            .sealed_otherwise_in_a_row
+            .store(0, Ordering::Relaxed);
+    }
+
+    /// Why the bank's answers say our keys are wrong: the last
+    /// `ANSWERS_SHOWING_WRONG_KEYS` answers or more did not open with them.
+    pub fn keys_look_wrong(&self) -> Option<String> {
+        let n = self.inner.sealed_otherwise_in_a_row.load(Ordering::Relaxed);
+        (n >= ANSWERS_SHOWING_WRONG_KEYS).then(|| {
+            format!(
+                "the bank's answers fail the MAC check ({n} in a row, none opened): check ctbc.mac_key and ctbc.iv (and that ctbc.mer_id is the merchant they were issued for)"
+            )
+        })
     }
 
     /// The longest one call of this client can take once it is its caller's
@@ -409,7 +437,16 @@ impl Client {
         request: &Map<String, Value>,
         bytes: &[u8],
     ) -> Result<Map<String, Value>, CtbcError> {
-        let opened = open_form(&self.inner.envelope, bytes).map_err(|e| {
+        let opened = open_form(&self.inner.envelope, bytes);
+        let in_a_row = &self.inner.sealed_otherwise_in_a_row;
+        match &opened {
+            Err(FormError::Envelope(EnvelopeError::MacMismatch | EnvelopeError::Padding)) => {
+                in_a_row.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => in_a_row.store(0, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        let opened = opened.map_err(|e| {
             failed(
                 op,
                 match e {

@@ -25,6 +25,12 @@ impl InquiryClient {
         InquiryClient(client)
     }
 
+    /// Why the bank's answers say the keys are wrong, if they do
+    /// (`Client::keys_look_wrong`).
+    pub fn keys_look_wrong(&self) -> Option<String> {
+        self.0.keys_look_wrong()
+    }
+
     /// Where the order's authorisation stands: the one call that moves nothing.
     pub async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
         self.0.inquiry(order_no).await

@@ -132,6 +132,7 @@ impl Engine {
         counters: Arc<PassCounters>,
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
+        self.client.recount_answers();
         let (pass_id, due_by) = self.store.start_pass(self.worker).await?;
         let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
@@ -279,7 +280,12 @@ impl Engine {
         // More orders in hand than turns at the bank (see `turns`).
         let in_hand = self.settings.concurrency.max(1) * ORDERS_PER_TURN;
         let batches = futures::stream::unfold(false, move |exhausted| async move {
-            if exhausted || stop.is_cancelled() || self.in_blackout() || db_error.get().is_some() {
+            if exhausted
+                || stop.is_cancelled()
+                || self.in_blackout()
+                || db_error.get().is_some()
+                || self.client.keys_look_wrong().is_some()
+            {
                 return None;
             }
             match self
@@ -328,7 +334,11 @@ impl Engine {
         if let Some(e) = first_error.into_inner() {
             return Err(e);
         }
-        if stop.is_cancelled() {
+        if let Some(why) = self.client.keys_look_wrong() {
+            error!("{why}; the pass stopped claiming and sending");
+            *lock(&counters.problem) = Some(why);
+            Ok(PassOutcome::BankKeysWrong)
+        } else if stop.is_cancelled() {
             Ok(PassOutcome::Stopped)
         } else if self.in_blackout() {
             info!("pass stopped claiming: a blackout window began");

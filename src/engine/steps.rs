@@ -87,6 +87,8 @@ enum NotSent {
     Blackout(String),
     #[error("refundd is stopping; nothing was sent, the next pass sends it")]
     Stopping,
+    #[error("{0}; nothing was sent")]
+    BankKeys(String),
     #[error("the lease ({} s, worker.lease_secs) cannot outlast one call ({:.1} s: ctbc.timeout_secs and the wait for ctbc.max_requests_per_sec); nothing was sent: raise worker.lease_secs", .1.as_secs(), .0.as_secs_f64())]
     LeaseTooShort(Duration, Duration),
 }
@@ -253,14 +255,19 @@ impl Engine {
     }
 
     /// What closed while a call waited for its turn, after its intent was
-    /// committed: a blackout window or a stop, for a step that touches the
-    /// capture file (the reversal completing a capture reversal goes on).
+    /// committed: the bank's answers showing our keys are wrong (nothing is
+    /// sent whose answer could not be read), or a blackout window or a stop,
+    /// for a step that touches the capture file (the reversal completing a
+    /// capture reversal goes on).
     fn closed_while_waiting(
         &self,
         plan: &Plan,
         i: usize,
         stop: &CancellationToken,
     ) -> Option<NotSent> {
+        if let Some(why) = self.client.keys_look_wrong() {
+            return Some(NotSent::BankKeys(why));
+        }
         if plan.completes_capture_reversal || i > 0 {
             return None;
         }
@@ -296,7 +303,9 @@ impl Engine {
         self.store.defer(&req.lease, &[ev], &d).await?;
         Ok(match why {
             NotSent::Stopping => OrderOutcome::Released,
-            NotSent::Blackout(_) | NotSent::LeaseTooShort(..) => OrderOutcome::Deferred,
+            NotSent::Blackout(_) | NotSent::LeaseTooShort(..) | NotSent::BankKeys(_) => {
+                OrderOutcome::Deferred
+            }
         })
     }
 

@@ -107,6 +107,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
         reasons.push(why.clone());
         why
     };
+    // A pass this process ran that stopped on the operator's settings (the
+    // bank's answers not opening with the keys, a mapping mistake).
+    if let Some(problem) = s.health.last_pass().and_then(|p| p.summary.problem) {
+        reasons.push(format!("the last pass stopped: {problem}"));
+    }
     let last_pass = match s.health.last_pass() {
         Some(p) => Some((p.at, p.summary.outcome)),
         None if db_ok => s

@@ -224,6 +224,9 @@ words! {
         /// The shop's rows failed alike (a mapping mistake): nothing was
         /// sent or written back; the summary's `problem` says what to fix.
         SettingsProblem = "settings_problem",
+        /// The bank's answers stopped opening with refundd's keys: the
+        /// pass stopped claiming and sending; the summary's `problem` says so.
+        BankKeysWrong = "bank_keys_wrong",
     }
 }
 

@@ -188,3 +188,46 @@ async fn the_recheck_delay_counts_from_when_the_call_could_last_have_been_sent()
     );
     assert!(order.last_error_says("recheck"), "{order:?}");
 }
+
+/// The bank's answers do not open with refundd's keys (a wrong MAC key):
+/// that is the settings, not the bank having a bad day. The pass stops
+/// claiming and sending, nothing moves, no order is failed, and the summary
+/// says which settings to check.
+#[tokio::test]
+async fn answers_that_do_not_open_with_our_keys_stop_the_pass() {
+    use refundd::ctbc::{Client, ClientConfig, Envelope, MerId};
+    let rig = Rig::new().await;
+    let orders: Vec<String> = (1..=8).map(|n| format!("KEY{n}")).collect();
+    for no in &orders {
+        rig.seed(no, 1000, TxState::Settled, None).await;
+    }
+    let wrong = Envelope::new(
+        b"ZYXWVUTSRQPONMLKJIHGFEDC",
+        refundd::sim::REFERENCE_IV.as_bytes(),
+    )
+    .unwrap();
+    let cfg = ClientConfig::new(
+        url::Url::parse(&rig.sim.base_url()).unwrap(),
+        MerId::parse(refundd::sim::REFERENCE_MER_ID).unwrap(),
+        wrong,
+    );
+    let mut settings = engine_settings();
+    settings.concurrency = 2;
+    let engine = refundd::engine::pass::Engine::new(
+        rig.store.clone(),
+        Client::new(cfg).unwrap(),
+        settings,
+        Arc::new(SystemClock),
+    );
+    let s = pass_of(&engine).await;
+    assert_eq!(s.outcome.as_str(), "bank_keys_wrong", "{s:?}");
+    let problem = s.problem.clone().unwrap_or_default();
+    assert!(
+        problem.contains("check ctbc.mac_key and ctbc.iv"),
+        "{problem}"
+    );
+    for no in &orders {
+        assert!(rig.money_calls(no).await.is_empty(), "{no}");
+        assert_ne!(rig.order(no).await.status, "refund_failed", "{no}");
+    }
+}
