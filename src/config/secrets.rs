@@ -38,10 +38,7 @@ pub(super) const SECRETS: &[SecretSetting] = &[
 impl SecretSetting {
     /// `REFUNDD__CTBC__MAC_KEY`.
     fn value_var(&self) -> String {
-        format!(
-            "REFUNDD__{}",
-            self.setting.replace('.', "__").to_ascii_uppercase()
-        )
+        super::known::variable(self.setting)
     }
 
     /// `REFUNDD__CTBC__MAC_KEY_FILE`.
