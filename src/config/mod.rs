@@ -207,7 +207,10 @@ impl Settings {
                 SettingsError::one(Problem::new(
                     "database.url",
                     "is not set",
-                    "set REFUNDD__DATABASE__URL (or DATABASE_URL) to postgres://user:password@host/dbname, or name a file holding it with REFUNDD__DATABASE__URL_FILE",
+                    format!(
+                        "it is postgres://user:password@host/dbname: {} (or DATABASE_URL)",
+                        secrets::ways_to_give("database.url")
+                    ),
                 ))
             })
     }

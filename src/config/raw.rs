@@ -730,7 +730,10 @@ fn webhook_settings(
             p(
                 "notify.webhook_secret",
                 "is not set, but notify.webhook_url is".into(),
-                "set notify.webhook_secret (REFUNDD__NOTIFY__WEBHOOK_SECRET): the receiver checks every event's signature with it",
+                &format!(
+                    "the receiver checks every event's signature with it: {}",
+                    super::secrets::ways_to_give("notify.webhook_secret")
+                ),
             );
             None
         }

@@ -52,6 +52,21 @@ impl SecretSetting {
     }
 }
 
+/// How to give the secret `setting` when it is not set, the file first:
+/// "set REFUNDD__CTBC__MAC_KEY_FILE to a file holding it (mode 0600), or load
+/// it as the systemd credential mac_key, or set REFUNDD__CTBC__MAC_KEY itself".
+pub(super) fn ways_to_give(setting: &str) -> String {
+    match SECRETS.iter().find(|s| s.setting == setting) {
+        Some(secret) => format!(
+            "set {} to a file holding it (mode 0600), or load it as the systemd credential {}, or set {} itself",
+            secret.file_var(),
+            secret.credential,
+            secret.value_var()
+        ),
+        None => format!("set {setting}"),
+    }
+}
+
 /// A settings file already read as TOML, with the path it was read from.
 pub(super) struct ReadFile {
     pub path: PathBuf,

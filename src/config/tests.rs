@@ -931,3 +931,65 @@ fn the_known_names_are_exactly_the_settings_read_and_the_readme_lists() {
         "known names and the README"
     );
 }
+
+#[test]
+fn a_missing_secret_names_its_file_variable_its_credential_and_its_variable() {
+    let fix_of = |err: SettingsError, setting: &str| {
+        let problem = err.problems.into_iter().find(|p| p.setting == setting);
+        problem.unwrap_or_else(|| panic!("{setting} not named")).fix
+    };
+    let defaults = Settings::defaults().unwrap();
+    let client = defaults.require_client().unwrap_err();
+    let database = defaults.require_database_url().unwrap_err();
+    let webhook = Settings::load(&env(&[(
+        "REFUNDD__NOTIFY__WEBHOOK_URL",
+        "https://hooks.example.com/refundd",
+    )]))
+    .unwrap_err();
+    let cases = [
+        (
+            fix_of(client.clone(), "ctbc.mac_key"),
+            "CTBC__MAC_KEY",
+            "mac_key",
+        ),
+        (fix_of(client, "ctbc.iv"), "CTBC__IV", "iv"),
+        (
+            fix_of(database, "database.url"),
+            "DATABASE__URL",
+            "database_url",
+        ),
+        (
+            fix_of(webhook, "notify.webhook_secret"),
+            "NOTIFY__WEBHOOK_SECRET",
+            "webhook_secret",
+        ),
+    ];
+    for (fix, var, credential) in cases {
+        let file_first = format!("set REFUNDD__{var}_FILE to a file holding it (mode 0600)");
+        assert!(fix.contains(&file_first), "{fix}");
+        assert!(
+            fix.contains(&format!("systemd credential {credential}")),
+            "{fix}"
+        );
+        assert!(fix.contains(&format!("or set REFUNDD__{var} ")), "{fix}");
+    }
+}
+
+/// The shipped file tells what the README's "Secrets from files" tells: each
+/// secret in a file of its own, never in the environment or in this file.
+#[test]
+fn the_shipped_default_file_sends_every_secret_to_a_file_of_its_own() {
+    let text = include_str!("../../config/default.toml");
+    assert!(!text.contains("in the environment"), "{text}");
+    for secret in secrets::SECRETS {
+        assert!(
+            text.contains(&secret.file_var()),
+            "{}: {text}",
+            secret.setting
+        );
+    }
+    assert!(
+        text.contains("Secrets from files"),
+        "points to the README: {text}"
+    );
+}
