@@ -1,6 +1,7 @@
 //! The bank client's settings, required only by the commands that talk to the
 //! bank: each missing one is named with its fix, like every other setting.
 
+use super::secrets::ways_to_give;
 use super::{Problem, Settings, SettingsError};
 use crate::ctbc::envelope::Envelope;
 use crate::ctbc::{Client, ClientConfig};
@@ -31,14 +32,20 @@ impl Settings {
             problems.push(Problem::new(
                 "ctbc.mac_key",
                 "is not set",
-                "set it to the 24-character MAC key the bank issued",
+                format!(
+                    "it is the 24-character MAC key the bank issued: {}",
+                    ways_to_give("ctbc.mac_key")
+                ),
             ));
         }
         if c.iv.is_none() {
             problems.push(Problem::new(
                 "ctbc.iv",
                 "is not set",
-                "set it to the 8-character IV the bank issued",
+                format!(
+                    "it is the 8-character IV the bank issued: {}",
+                    ways_to_give("ctbc.iv")
+                ),
             ));
         }
         let (Some(base_url), Some(mer_id), Some(key), Some(iv)) =

@@ -36,17 +36,11 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The environment variable that sets a dotted setting; none for what is not
-/// a setting of its own (`--config`, a settings file's path).
+/// The environment variable that sets a setting (or names a secret's file);
+/// none for what is not a setting of refundd's (`--config`, a settings file's
+/// path, a misspelt name).
 pub(super) fn env_name(setting: &str) -> Option<String> {
-    let dotted = setting.contains('.')
-        && setting.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        });
-    dotted.then(|| format!("REFUNDD__{}", setting.replace('.', "__").to_uppercase()))
+    super::known::variable_of(setting)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +53,12 @@ impl SettingsError {
         Self {
             problems: vec![problem],
         }
+    }
+
+    /// These problems, after `first`: found earlier, reported together.
+    pub(super) fn after(mut self, first: &[Problem]) -> Self {
+        self.problems.splice(0..0, first.iter().cloned());
+        self
     }
 
     /// Whether a given setting is among the problems.

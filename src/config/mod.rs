@@ -1,12 +1,14 @@
 //! Typed settings, read once at start-up from layered sources: built-in defaults,
 //! `config/default.toml`, the file named by `--config`, then `REFUNDD__SECTION__KEY`
 //! environment variables (and `DATABASE_URL`), then the secrets given as files
-//! (`REFUNDD__..._FILE`, systemd credentials). Every value is checked here, so the
-//! rest of refundd only ever sees settings that make sense.
+//! (`REFUNDD__..._FILE`, systemd credentials). Every name is checked before the
+//! layering (`known`) and every value after it, so the rest of refundd only ever
+//! sees settings that make sense, and none is lost to a misspelt name.
 
 mod client;
 mod error;
 mod files;
+mod known;
 mod raw;
 mod rules;
 mod secrets;
@@ -205,7 +207,10 @@ impl Settings {
                 SettingsError::one(Problem::new(
                     "database.url",
                     "is not set",
-                    "set REFUNDD__DATABASE__URL (or DATABASE_URL) to postgres://user:password@host/dbname, or name a file holding it with REFUNDD__DATABASE__URL_FILE",
+                    format!(
+                        "it is postgres://user:password@host/dbname: {} (or DATABASE_URL)",
+                        secrets::ways_to_give("database.url")
+                    ),
                 ))
             })
     }

@@ -2,8 +2,9 @@
 //! function that turns them into typed settings or a list of problems.
 
 use super::files::{check_toml, Role};
+use super::known;
 use super::rules;
-use super::secrets::{read_secret_files, ReadFile, SECRETS};
+use super::secrets::{read_secret_files, ReadFile};
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
     ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
@@ -33,6 +34,9 @@ pub(super) struct RawSettings {
     #[serde(default)]
     shop: RawShop,
     notify: RawNotify,
+    /// The names no setting has, found before layering (`known`).
+    #[serde(skip)]
+    unknown: Vec<Problem>,
 }
 
 #[derive(Deserialize)]
@@ -140,7 +144,7 @@ struct RawLog {
 
 /// Built-in defaults: the lowest layer. `config/default.toml` repeats them for
 /// operators to read.
-const DEFAULTS: &[(&str, &str)] = &[
+pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("database.max_connections", "10"),
     ("database.schema", crate::store::Schema::DEFAULT),
     ("ctbc.timeout_secs", "30"),
@@ -167,90 +171,24 @@ const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 impl RawSettings {
+    /// The sources layered, once every name in them is checked: an unknown
+    /// one is reported with whatever else is wrong, all at once.
     pub(super) fn load(sources: &Sources) -> Result<RawSettings, SettingsError> {
-        let mut builder = Config::builder();
-        for (key, value) in DEFAULTS {
-            builder = builder
-                .set_default(*key, *value)
-                .map_err(|e| source_problem("(defaults)", e))?;
-        }
-        let mut read_files = Vec::new();
-        if let Some(path) = &sources.default_file {
-            if let Some(table) = check_toml(path, Role::Default)? {
-                read_files.push(ReadFile {
-                    path: path.clone(),
-                    table,
-                });
-            }
-            builder = builder.add_source(
-                File::from(path.as_path())
-                    .format(FileFormat::Toml)
-                    .required(false),
-            );
-        }
-        if let Some(path) = &sources.file {
-            if !path.is_file() {
-                return Err(SettingsError::one(Problem::new(
-                    "--config",
-                    format!(
-                        "names {:?}, which is not a readable file",
-                        path.display().to_string()
-                    ),
-                    "pass the path of an existing TOML settings file",
-                )));
-            }
-            if let Some(table) = check_toml(path, Role::Given)? {
-                read_files.push(ReadFile {
-                    path: path.clone(),
-                    table,
-                });
-            }
-            builder = builder.add_source(
-                File::from(path.as_path())
-                    .format(FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        let secret_files = read_secret_files(sources, &read_files)?;
-        // `_FILE` variables name files, read above; they are not settings.
-        let file_vars: Vec<String> = SECRETS.iter().map(|s| s.file_var()).collect();
-        let env: config::Map<String, String> = sources
-            .env
+        let files = read_files(sources)?;
+        let mut unknown: Vec<Problem> = files
             .iter()
-            .filter(|(k, _)| k.starts_with("REFUNDD__") && !file_vars.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .flat_map(|f| known::in_file(&f.table, &f.path.display().to_string()))
             .collect();
-        builder = builder.add_source(
-            Environment::with_prefix("REFUNDD")
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(env)),
-        );
-        // DATABASE_URL is the convention of many tools; REFUNDD__DATABASE__URL wins.
-        if !sources.env.contains_key("REFUNDD__DATABASE__URL") {
-            if let Some(url) = sources.env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
-                builder = builder
-                    .set_override("database.url", url.as_str())
-                    .map_err(|e| source_problem("database.url", e))?;
-            }
-        }
-        for (setting, value) in secret_files {
-            builder = builder
-                .set_override(setting, value)
-                .map_err(|e| source_problem(setting, e))?;
-        }
-        let config = builder
-            .build()
-            .map_err(|e| source_problem("(settings files)", e))?;
-        config
-            .try_deserialize::<RawSettings>()
-            .map_err(|e| source_problem("(settings)", e))
+        unknown.extend(known::in_env(&sources.env));
+        let mut raw = layer(sources, &files).map_err(|e| e.after(&unknown))?;
+        raw.unknown = unknown;
+        Ok(raw)
     }
 
     /// Every section checked, every problem collected: typed settings only
     /// when there is none.
     pub(super) fn validate(self) -> Result<Settings, SettingsError> {
-        let mut problems = Vec::new();
+        let mut problems = self.unknown;
         let mut p = |setting: &str, problem: String, fix: &str| {
             problems.push(Problem::new(setting, problem, fix));
         };
@@ -277,6 +215,87 @@ impl RawSettings {
             log,
         })
     }
+}
+
+/// The settings files that exist, checked as TOML: the default file, then
+/// the one given with `--config`, which must exist.
+fn read_files(sources: &Sources) -> Result<Vec<ReadFile>, SettingsError> {
+    let mut read = Vec::new();
+    if let Some(path) = &sources.default_file {
+        if let Some(table) = check_toml(path, Role::Default)? {
+            read.push(ReadFile {
+                path: path.clone(),
+                table,
+            });
+        }
+    }
+    if let Some(path) = &sources.file {
+        if !path.is_file() {
+            return Err(SettingsError::one(Problem::new(
+                "--config",
+                format!(
+                    "names {:?}, which is not a readable file",
+                    path.display().to_string()
+                ),
+                "pass the path of an existing TOML settings file",
+            )));
+        }
+        if let Some(table) = check_toml(path, Role::Given)? {
+            read.push(ReadFile {
+                path: path.clone(),
+                table,
+            });
+        }
+    }
+    Ok(read)
+}
+
+/// Built-in defaults, then the files, the environment and the secrets read
+/// from files, each over the one before.
+fn layer(sources: &Sources, files: &[ReadFile]) -> Result<RawSettings, SettingsError> {
+    let mut builder = Config::builder();
+    for (key, value) in DEFAULTS {
+        builder = builder
+            .set_default(*key, *value)
+            .map_err(|e| source_problem("(defaults)", e))?;
+    }
+    for file in files {
+        builder = builder.add_source(File::from(file.path.as_path()).format(FileFormat::Toml));
+    }
+    let secret_files = read_secret_files(sources, files)?;
+    // Only settings: `_FILE` variables name files, read above, and an unknown
+    // name is among the problems already.
+    let env: config::Map<String, String> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| known::is_setting_variable(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix("REFUNDD")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(env)),
+    );
+    // DATABASE_URL is the convention of many tools; REFUNDD__DATABASE__URL wins.
+    if !sources.env.contains_key("REFUNDD__DATABASE__URL") {
+        if let Some(url) = sources.env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder
+                .set_override("database.url", url.as_str())
+                .map_err(|e| source_problem("database.url", e))?;
+        }
+    }
+    for (setting, value) in secret_files {
+        builder = builder
+            .set_override(setting, value)
+            .map_err(|e| source_problem(setting, e))?;
+    }
+    let config = builder
+        .build()
+        .map_err(|e| source_problem("(settings files)", e))?;
+    config
+        .try_deserialize::<RawSettings>()
+        .map_err(|e| source_problem("(settings)", e))
 }
 
 fn secs(s: i64) -> Duration {
@@ -711,7 +730,10 @@ fn webhook_settings(
             p(
                 "notify.webhook_secret",
                 "is not set, but notify.webhook_url is".into(),
-                "set notify.webhook_secret (REFUNDD__NOTIFY__WEBHOOK_SECRET): the receiver checks every event's signature with it",
+                &format!(
+                    "the receiver checks every event's signature with it: {}",
+                    super::secrets::ways_to_give("notify.webhook_secret")
+                ),
             );
             None
         }

@@ -38,10 +38,7 @@ pub(super) const SECRETS: &[SecretSetting] = &[
 impl SecretSetting {
     /// `REFUNDD__CTBC__MAC_KEY`.
     fn value_var(&self) -> String {
-        format!(
-            "REFUNDD__{}",
-            self.setting.replace('.', "__").to_ascii_uppercase()
-        )
+        super::known::variable(self.setting)
     }
 
     /// `REFUNDD__CTBC__MAC_KEY_FILE`.
@@ -52,6 +49,21 @@ impl SecretSetting {
     /// (`ctbc`, `mac_key`).
     fn section_and_key(&self) -> (&'static str, &'static str) {
         self.setting.split_once('.').unwrap_or(("", self.setting))
+    }
+}
+
+/// How to give the secret `setting` when it is not set, the file first:
+/// "set REFUNDD__CTBC__MAC_KEY_FILE to a file holding it (mode 0600), or load
+/// it as the systemd credential mac_key, or set REFUNDD__CTBC__MAC_KEY itself".
+pub(super) fn ways_to_give(setting: &str) -> String {
+    match SECRETS.iter().find(|s| s.setting == setting) {
+        Some(secret) => format!(
+            "set {} to a file holding it (mode 0600), or load it as the systemd credential {}, or set {} itself",
+            secret.file_var(),
+            secret.credential,
+            secret.value_var()
+        ),
+        None => format!("set {setting}"),
     }
 }
 

@@ -648,3 +648,348 @@ fn a_lease_shorter_than_a_call_behind_the_rate_limit_is_refused() {
     .unwrap();
     assert_eq!(s.worker.lease, Duration::from_secs(69));
 }
+
+// Unknown names: a misspelt setting is refused, never ignored.
+
+/// The problems of loading `sources`, as an operator reads them.
+fn refused(sources: &Sources) -> SettingsError {
+    match Settings::load(sources) {
+        Ok(_) => panic!("accepted: {sources:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The problem about `setting`, as an operator reads it.
+fn about(err: &SettingsError, setting: &str) -> String {
+    let problem = err.problems.iter().find(|p| p.setting == setting);
+    problem
+        .unwrap_or_else(|| panic!("{setting} not named: {err}"))
+        .to_string()
+}
+
+#[test]
+fn an_unknown_key_in_a_settings_file_is_refused_with_the_nearest_known_name() {
+    let file = toml_file(
+        "[schedule]\nblackouts = \"23:30-01:30\"\n[http]\nlistn = \"127.0.0.1:9\"\n\
+         [ctbc]\nmerchant_id = \"1234567\"\n",
+    );
+    let path = file.path().display().to_string();
+    let err = refused(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    });
+    let text = about(&err, "schedule.blackouts");
+    assert!(text.contains("did you mean `schedule.blackout`?"), "{text}");
+    assert!(text.contains(&path), "names the file: {text}");
+    assert!(
+        !text.contains("REFUNDD__SCHEDULE__BLACKOUTS"),
+        "no variable sets what is no setting: {text}"
+    );
+    let text = about(&err, "http.listn");
+    assert!(text.contains("did you mean `http.listen`?"), "{text}");
+    // Too far from any name to guess: the section's settings are listed.
+    let text = about(&err, "ctbc.merchant_id");
+    assert!(!text.contains("did you mean"), "{text}");
+    assert!(
+        text.contains("mer_id") && text.contains("base_url"),
+        "{text}"
+    );
+    assert_eq!(err.problems.len(), 3, "all at once: {err}");
+}
+
+#[test]
+fn an_unknown_key_in_the_default_file_is_refused_too() {
+    let default_file = toml_file("[worker]\nconcurency = 4\n");
+    let err = refused(&with_env(&[], Some(default_file.path())));
+    let text = about(&err, "worker.concurency");
+    assert!(
+        text.contains("did you mean `worker.concurrency`?"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&default_file.path().display().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_section_or_a_key_outside_any_section_is_refused() {
+    let file = toml_file(
+        "listn = \"127.0.0.1:9\"\n[schedul]\nblackout = \"23:30-01:30\"\n[colours]\nred = 1\n",
+    );
+    let err = refused(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    });
+    let text = about(&err, "listn");
+    assert!(text.contains("did you mean `http.listen`?"), "{text}");
+    let text = about(&err, "[schedul]");
+    assert!(text.contains("did you mean [schedule]?"), "{text}");
+    let text = about(&err, "[colours]");
+    assert!(!text.contains("did you mean"), "{text}");
+    assert!(
+        text.contains("schedule") && text.contains("worker"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_environment_variable_is_refused_with_the_nearest_known_one() {
+    let err = refused(&env(&[
+        ("REFUNDD__WORKER__CONCURENCY", "4"),
+        ("REFUNDD__SCHEDULE__BLACKOUTS", "23:30-01:30"),
+        ("REFUNDD__COLOUR", "QWERTYUIOPASDFGHJKLZXCVB"),
+    ]));
+    let text = about(&err, "REFUNDD__WORKER__CONCURENCY");
+    assert!(
+        text.contains("did you mean REFUNDD__WORKER__CONCURRENCY (`worker.concurrency`)?"),
+        "{text}"
+    );
+    let text = about(&err, "REFUNDD__SCHEDULE__BLACKOUTS");
+    assert!(
+        text.contains("did you mean REFUNDD__SCHEDULE__BLACKOUT (`schedule.blackout`)?"),
+        "{text}"
+    );
+    let text = about(&err, "REFUNDD__COLOUR");
+    assert!(!text.contains("did you mean"), "{text}");
+    assert!(
+        !err.to_string().contains("QWERTYUIOP"),
+        "an unknown variable's value may be a secret: {err}"
+    );
+    assert_eq!(err.problems.len(), 3, "all at once: {err}");
+}
+
+#[test]
+fn only_a_secret_may_be_given_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mer_id = secret_file(dir.path(), "mer_id", "1234567", 0o600);
+    let err = refused(&env(&[("REFUNDD__CTBC__MER_ID_FILE", &mer_id)]));
+    let text = about(&err, "REFUNDD__CTBC__MER_ID_FILE");
+    assert!(
+        text.contains("REFUNDD__CTBC__MAC_KEY_FILE") && text.contains("set REFUNDD__CTBC__MER_ID"),
+        "says which may, and what to do instead: {text}"
+    );
+    let err = refused(&env(&[("REFUNDD__CTBC__MAC_KEY_FIEL", &mer_id)]));
+    let text = about(&err, "REFUNDD__CTBC__MAC_KEY_FIEL");
+    assert!(
+        text.contains("did you mean REFUNDD__CTBC__MAC_KEY_FILE"),
+        "{text}"
+    );
+    // In a settings file, a secret's file has no key of its own.
+    let file = toml_file(&format!("[ctbc]\nmac_key_file = \"{mer_id}\"\n"));
+    let err = refused(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    });
+    let text = about(&err, "ctbc.mac_key_file");
+    assert!(
+        text.contains("REFUNDD__CTBC__MAC_KEY_FILE") && text.contains("credential mac_key"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_variable_with_one_underscore_after_refundd_is_refused_when_it_names_a_setting() {
+    let err = refused(&env(&[("REFUNDD_WORKER__CONCURRENCY", "4")]));
+    let text = about(&err, "REFUNDD_WORKER__CONCURRENCY");
+    assert!(text.contains("REFUNDD__WORKER__CONCURRENCY"), "{text}");
+    // The simulator's and the compose file's own variables are no settings of refundd's.
+    Settings::load(&env(&[
+        ("REFUNDD_SIM_MAC_KEY", KEY),
+        ("REFUNDD_SIM_LISTEN", "127.0.0.1:0"),
+        ("REFUNDD_SECRETS_DIR", "/tmp"),
+        ("REFUNDD_CRON", "0 * * * * *"),
+        ("REFUNDD_BIN", "target/debug/refundd"),
+    ]))
+    .unwrap();
+}
+
+/// The settings `RawSettings` reads, dotted, as serde's derive lists its
+/// fields: a deserializer that answers every struct with all its fields.
+fn raw_fields() -> Vec<String> {
+    use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+    use std::cell::RefCell;
+    type E = de::value::Error;
+
+    struct Fields<'a> {
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'a> Fields<'a> {
+        fn leaf(self) {
+            self.found.borrow_mut().push(self.path);
+        }
+    }
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = E;
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, E> {
+            v.visit_map(Each {
+                fields: fields.iter(),
+                current: "",
+                path: self.path,
+                found: self.found,
+            })
+        }
+        fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            self.leaf();
+            v.visit_none()
+        }
+        fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            self.leaf();
+            v.visit_i64(0)
+        }
+        fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            self.leaf();
+            v.visit_bool(false)
+        }
+        fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            self.leaf();
+            v.visit_string(String::new())
+        }
+        fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            self.deserialize_string(v)
+        }
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+            Err(de::Error::custom(format!(
+                "{}: a kind of field this test does not know",
+                self.path
+            )))
+        }
+        serde::forward_to_deserialize_any! {
+            i8 i16 i32 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    struct Each<'a> {
+        fields: std::slice::Iter<'static, &'static str>,
+        current: &'static str,
+        path: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> MapAccess<'de> for Each<'_> {
+        type Error = E;
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, E> {
+            let Some(field) = self.fields.next() else {
+                return Ok(None);
+            };
+            self.current = field;
+            seed.deserialize(IntoDeserializer::<E>::into_deserializer(*field))
+                .map(Some)
+        }
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, E> {
+            let path = match self.path.as_str() {
+                "" => self.current.to_string(),
+                section => format!("{section}.{}", self.current),
+            };
+            seed.deserialize(Fields {
+                path,
+                found: self.found,
+            })
+        }
+    }
+    let found = RefCell::new(Vec::new());
+    RawSettings::deserialize(Fields {
+        path: String::new(),
+        found: &found,
+    })
+    .unwrap();
+    found.into_inner()
+}
+
+#[test]
+fn the_known_names_are_exactly_the_settings_read_and_the_readme_lists() {
+    let sorted = |mut names: Vec<String>| {
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    let known = sorted(known::settings().map(String::from).collect());
+    assert_eq!(known, sorted(raw_fields()), "known names and RawSettings");
+    // The first column of the tables of the README's section "Configuration".
+    let readme = include_str!("../../README.md");
+    let section = readme.split("\n## Configuration\n").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let listed = section.lines().filter_map(|line| {
+        let name = line.strip_prefix("| `")?.split('`').next()?;
+        let (section, key) = name.split_once('.')?;
+        let word =
+            |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        (word(section) && word(key)).then(|| name.to_string())
+    });
+    assert_eq!(
+        known,
+        sorted(listed.collect()),
+        "known names and the README"
+    );
+}
+
+#[test]
+fn a_missing_secret_names_its_file_variable_its_credential_and_its_variable() {
+    let fix_of = |err: SettingsError, setting: &str| {
+        let problem = err.problems.into_iter().find(|p| p.setting == setting);
+        problem.unwrap_or_else(|| panic!("{setting} not named")).fix
+    };
+    let defaults = Settings::defaults().unwrap();
+    let client = defaults.require_client().unwrap_err();
+    let database = defaults.require_database_url().unwrap_err();
+    let webhook = Settings::load(&env(&[(
+        "REFUNDD__NOTIFY__WEBHOOK_URL",
+        "https://hooks.example.com/refundd",
+    )]))
+    .unwrap_err();
+    let cases = [
+        (
+            fix_of(client.clone(), "ctbc.mac_key"),
+            "CTBC__MAC_KEY",
+            "mac_key",
+        ),
+        (fix_of(client, "ctbc.iv"), "CTBC__IV", "iv"),
+        (
+            fix_of(database, "database.url"),
+            "DATABASE__URL",
+            "database_url",
+        ),
+        (
+            fix_of(webhook, "notify.webhook_secret"),
+            "NOTIFY__WEBHOOK_SECRET",
+            "webhook_secret",
+        ),
+    ];
+    for (fix, var, credential) in cases {
+        let file_first = format!("set REFUNDD__{var}_FILE to a file holding it (mode 0600)");
+        assert!(fix.contains(&file_first), "{fix}");
+        assert!(
+            fix.contains(&format!("systemd credential {credential}")),
+            "{fix}"
+        );
+        assert!(fix.contains(&format!("or set REFUNDD__{var} ")), "{fix}");
+    }
+}
+
+/// The shipped file tells what the README's "Secrets from files" tells: each
+/// secret in a file of its own, never in the environment or in this file.
+#[test]
+fn the_shipped_default_file_sends_every_secret_to_a_file_of_its_own() {
+    let text = include_str!("../../config/default.toml");
+    assert!(!text.contains("in the environment"), "{text}");
+    for secret in secrets::SECRETS {
+        assert!(
+            text.contains(&secret.file_var()),
+            "{}: {text}",
+            secret.setting
+        );
+    }
+    assert!(
+        text.contains("Secrets from files"),
+        "points to the README: {text}"
+    );
+}

@@ -267,10 +267,19 @@ impl Store {
         // A connection of its own: its search path is changed for the migrations.
         let mut conn = self.pool.acquire().await.map_err(migrate)?.detach();
         let schema = self.schema.as_str();
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .execute(&mut conn)
+        // CREATE SCHEMA takes CREATE on the database even when the schema
+        // exists: a schema the DBA made for refundd's role needs no such right.
+        let exists: bool = sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
+            .bind(schema)
+            .fetch_one(&mut conn)
             .await
             .map_err(migrate)?;
+        if !exists {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut conn)
+                .await
+                .map_err(migrate)?;
+        }
         sqlx::query(&format!("SET search_path TO {schema}"))
             .execute(&mut conn)
             .await

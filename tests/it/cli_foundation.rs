@@ -256,6 +256,37 @@ fn a_syntax_error_in_the_default_file_names_the_place_not_the_text() {
     assert_refused_by_place(&out, "config/default.toml");
 }
 
+/// The issue's own examples: each was accepted, and `check` said "settings are usable".
+#[tokio::test]
+async fn a_misspelt_setting_stops_every_command_naming_it_and_the_nearest_name() {
+    let (_pool, url) = fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refundd.toml");
+    std::fs::write(&path, "[schedule]\nblackouts = \"23:30-01:30\"\n").unwrap();
+    for command in ["check", "migrate", "status"] {
+        let out = refundd_bin()
+            .arg("--config")
+            .arg(&path)
+            .arg(command)
+            .env("REFUNDD__DATABASE__URL", &url)
+            .env("REFUNDD__WORKER__CONCURENCY", "4")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stdout}{stderr}");
+        for needle in [
+            "REFUNDD__WORKER__CONCURENCY",
+            "did you mean REFUNDD__WORKER__CONCURRENCY",
+            "schedule.blackouts",
+            "did you mean `schedule.blackout`?",
+        ] {
+            assert!(stderr.contains(needle), "{command}: {needle:?} in {stderr}");
+        }
+        assert!(!stdout.contains("usable"), "{command}: {stdout}");
+    }
+}
+
 #[test]
 fn migrate_needs_a_database_url() {
     let out = refundd_bin().arg("migrate").output().unwrap();

@@ -23,6 +23,7 @@ mod ctbc_client;
 mod deployment;
 mod engine;
 mod envelope_props;
+mod grants;
 mod group_commit;
 mod money_rules;
 mod monitoring;

@@ -414,3 +414,68 @@ fn the_code_map_check_catches_false_names() {
         assert_eq!(false_name(right, &tree), None, "{right}");
     }
 }
+
+/// Every file under `dir` (or `dir` itself), as text.
+fn texts(dir: &str) -> Vec<(String, String)> {
+    let root = root();
+    let mut out = Vec::new();
+    let mut paths = vec![root.join(dir)];
+    while let Some(p) = paths.pop() {
+        if p.is_dir() {
+            for entry in std::fs::read_dir(&p).expect("read directory") {
+                paths.push(entry.expect("directory entry").path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            let name = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
+            out.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    out
+}
+
+/// The `REFUNDD__...` names a text holds, placeholders and prefixes left out.
+fn refundd_variables(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("REFUNDD__") {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if !name.ends_with('_') && !name.contains("SECTION") {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// A deployment, an example or a page that sets a variable refundd does not
+/// read would stop refundd at start-up (or, before, leave a setting unset).
+#[test]
+fn every_refundd_variable_the_deployments_and_docs_name_is_one_refundd_reads() {
+    let places = [
+        "deploy",
+        "docker-compose.yml",
+        "Dockerfile",
+        "examples",
+        "config",
+        "docs",
+        "README.md",
+        "ARCHITECTURE.md",
+        "src/ops",
+    ];
+    let mut unread = Vec::new();
+    for (file, text) in places.iter().flat_map(|p| texts(p)) {
+        for name in refundd_variables(&text) {
+            let sources = refundd::config::Sources {
+                env: [(name.clone(), "1".to_string())].into(),
+                ..Default::default()
+            };
+            if let Err(e) = refundd::config::Settings::load(&sources) {
+                if e.names(&name) {
+                    unread.push(format!("{file}: {name}"));
+                }
+            }
+        }
+    }
+    assert!(unread.is_empty(), "not read by refundd: {unread:#?}");
+}
