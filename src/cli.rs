@@ -177,8 +177,8 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             let url = settings.require_database_url()?;
             let pool = store::connect(url, settings.database.max_connections).await?;
             let store = store_of(&settings, pool);
-            store.migrate().await?;
-            println!("schema {} is up to date", store.schema());
+            let migrated = store.migrate().await?;
+            println!("{migrated}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
