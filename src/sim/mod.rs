@@ -13,6 +13,7 @@ mod in_flight;
 mod keys;
 pub mod ledger;
 pub mod maintenance;
+pub mod transactions_file;
 pub mod wire;
 
 use std::future::IntoFuture;
