@@ -60,7 +60,7 @@ pub enum TransactionsFileError {
 /// The problems as `FILE:LINE: FIELD: PROBLEM` lines, as compilers name places.
 fn listed(path: &str, problems: &[RowProblem]) -> String {
     let mut text = format!(
-        "{} refused; fix and start again (the columns are {COLUMNS}):",
+        "{}, so nothing was loaded; fix the file and start again (its columns: {COLUMNS}):",
         match problems.len() {
             1 => "1 problem".to_string(),
             n => format!("{n} problems"),

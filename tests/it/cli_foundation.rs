@@ -1,7 +1,7 @@
 //! The command line's contract: exit codes, named settings, migrate, and the
 //! throwaway cluster vanishing with its owner.
 
-use crate::common::{empty_db, eventually, fresh_db, refundd_bin};
+use crate::common::{empty_db, eventually, fresh_db, listening_addr, refundd_bin, Running};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -102,29 +102,6 @@ fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std:
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
-}
-
-/// Stops the simulator if the test fails.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The address a starting simulator logs once it listens.
-fn listening_addr(sim: &mut Running) -> String {
-    let stdout = BufReader::new(sim.0.stdout.take().unwrap());
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "bank simulator listening" {
-            return v["addr"].as_str().unwrap().to_string();
-        }
-    }
-    panic!("the simulator ended without listening");
 }
 
 fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::Client {
