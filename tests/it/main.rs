@@ -38,6 +38,7 @@ mod shop_examples;
 mod shop_modes;
 mod sim;
 mod sim_client;
+mod sim_docs;
 mod sim_rehearsal;
 mod tidy;
 
