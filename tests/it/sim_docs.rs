@@ -102,7 +102,10 @@ fn message(block: &str) -> (&str, Option<&str>) {
 
 fn examples(doc: &str) -> Vec<Example> {
     let blocks = http_blocks(doc);
-    assert!(blocks.len().is_multiple_of(2), "every request has its answer");
+    assert!(
+        blocks.len().is_multiple_of(2),
+        "every request has its answer"
+    );
     blocks
         .chunks(2)
         .map(|pair| {
