@@ -82,6 +82,18 @@ pub enum Command {
     ThrowawayDb,
 }
 
+impl Command {
+    /// Where the command's logs go: stderr when its stdout is a report that
+    /// is read or saved whole.
+    fn logs_to(&self) -> crate::ops::logging::LogTo {
+        use crate::ops::logging::LogTo;
+        match self {
+            Command::Demo => LogTo::Stderr,
+            _ => LogTo::Stdout,
+        }
+    }
+}
+
 /// A failure of a command, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -151,7 +163,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::ops::logging::init(settings.log.format);
+    crate::ops::logging::init(settings.log.format, cli.command.logs_to());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,8 +189,8 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             let url = settings.require_database_url()?;
             let pool = store::connect(url, settings.database.max_connections).await?;
             let store = store_of(&settings, pool);
-            store.migrate().await?;
-            println!("schema {} is up to date", store.schema());
+            let migrated = store.migrate().await?;
+            println!("{migrated}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {

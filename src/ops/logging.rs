@@ -1,5 +1,6 @@
 //! Log set-up: JSON lines for journald and docker when stdout is not a terminal,
-//! human-readable on a terminal; RUST_LOG picks what is shown. The JSON layer
+//! human-readable on a terminal, on stderr for a command whose stdout is its
+//! report; RUST_LOG picks what is shown. The JSON layer
 //! is a function of its own so tests can capture exactly what operators read.
 
 use crate::config::LogFormat;
@@ -19,8 +20,19 @@ pub const QUIET_FILTER: &str = "warn,sqlx=error,sqlx_core=error";
 /// Lets a command (the demo) quieten the logs after start-up.
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init(format: LogFormat) {
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// For the services (`run`, `once`, `sim`): journald and docker read it.
+    Stdout,
+    /// For a command whose stdout is its report (`demo`), so that
+    /// `refundd demo | cat` and `refundd demo > FILE` hold the report alone.
+    Stderr,
+}
+
+/// Installs the global subscriber once; later calls are no-ops. `auto` means
+/// JSON unless the stream the lines go to is a terminal.
+pub fn init(format: LogFormat, to: LogTo) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // refundd's own spans (`order{order_no}`, `pass{pass_id}`) are declared at
@@ -29,21 +41,26 @@ pub fn init(format: LogFormat) {
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+        LogFormat::Auto => match to {
+            LogTo::Stdout => !std::io::stdout().is_terminal(),
+            LogTo::Stderr => !std::io::stderr().is_terminal(),
+        },
     };
     // The filter is a layer of its own over the registry (the documented use
     // of a reloadable EnvFilter), so every event it admits reaches the output.
-    let result = if json {
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(json_layer(std::io::stdout))
-            .try_init()
-    } else {
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(fmt::layer().with_target(false))
-            .try_init()
+    let output = match (json, to) {
+        (true, LogTo::Stdout) => json_layer(std::io::stdout).boxed(),
+        (true, LogTo::Stderr) => json_layer(std::io::stderr).boxed(),
+        (false, LogTo::Stdout) => fmt::layer().with_target(false).boxed(),
+        (false, LogTo::Stderr) => fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init();
     // Already installed (tests, or a second call): keep the first.
     if result.is_ok() {
         let _ = FILTER.set(handle);

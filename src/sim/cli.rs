@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::keys::SecretSource;
+use super::transactions_file;
 use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::types::MerId;
 
@@ -54,6 +55,11 @@ pub struct SimArgs {
     /// or repeated; a window may cross midnight.
     #[arg(long, env = "REFUNDD_SIM_MAINTENANCE", value_delimiter = ',')]
     pub maintenance: Vec<String>,
+    /// The shop's transactions to start with: a JSON array or CSV with the
+    /// header order_no,xid,auth_code,amount,state (optionally currency);
+    /// amount in whole NT$, state a CurrentState code such as 1, 10 or 12.
+    #[arg(long, env = "REFUNDD_SIM_TRANSACTIONS", value_name = "FILE")]
+    pub transactions: Option<PathBuf>,
 }
 
 /// The variables holding the simulator's key and IV themselves.
@@ -95,6 +101,10 @@ impl SimArgs {
             .map(|w| w.parse::<DailyWindow>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--maintenance: {e}"))?;
+        let transactions = match &self.transactions {
+            Some(path) => transactions_file::read(path).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         Ok(SimConfig {
             listen: self.listen,
             allow_non_loopback: self.allow_non_loopback,
@@ -106,6 +116,7 @@ impl SimArgs {
             batch_every: self.batch_every_secs.map(Duration::from_secs),
             batch_duration: Duration::from_secs(self.batch_duration_secs),
             maintenance,
+            transactions,
         })
     }
 
@@ -163,11 +174,17 @@ pub async fn run_cli(args: SimArgs) -> ExitCode {
     for w in &cfg.maintenance {
         tracing::info!(window = %w, "maintenance window (Asia/Taipei)");
     }
+    if let Some(file) = &args.transactions {
+        let file = file.display().to_string();
+        let loaded = cfg.transactions.len();
+        tracing::info!(loaded, %file, "transactions loaded before the first call");
+    }
     let server = match SimServer::start(cfg).await {
         Ok(s) => s,
         Err(e @ SimError::NonLoopbackListen(_))
         | Err(e @ SimError::Keys(_))
-        | Err(e @ SimError::Faults(_)) => {
+        | Err(e @ SimError::Faults(_))
+        | Err(e @ SimError::Transactions(_)) => {
             eprintln!("refundd sim: {e}");
             return ExitCode::from(2);
         }

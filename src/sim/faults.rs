@@ -168,8 +168,6 @@ impl FaultPlan {
         Ok(())
     }
 
-    /// Draws the fault for one call. `order_no` is empty when the request
-    /// could not be read.
     /// The page of the rule that matches this call, if it sets one.
     pub fn page(&self, operation: Operation, order_no: &str) -> Option<&str> {
         self.rules
@@ -178,6 +176,8 @@ impl FaultPlan {
             .and_then(|r| r.page.as_deref())
     }
 
+    /// Draws the fault for one call. `order_no` is empty when the request
+    /// could not be read.
     pub fn draw(&self, operation: Operation, order_no: &str, rng: &mut StdRng) -> FaultDraw {
         let Some(rule) = self.rules.iter().find(|r| r.matches(operation, order_no)) else {
             return FaultDraw::default();

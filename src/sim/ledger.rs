@@ -249,7 +249,6 @@ impl Ledger {
     }
 
     /// Capture batch start: 10 -> 11 and 20 -> 21.
-    /// Capture batch start: 10 -> 11 and 20 -> 21.
     pub fn batch_start(&mut self) -> BatchMoved {
         self.move_states(&BATCH_START)
     }

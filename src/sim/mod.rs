@@ -13,6 +13,7 @@ mod in_flight;
 mod keys;
 pub mod ledger;
 pub mod maintenance;
+pub mod transactions_file;
 pub mod wire;
 
 use std::future::IntoFuture;
@@ -106,6 +107,8 @@ pub struct SimConfig {
     pub batch_duration: Duration,
     /// Daily maintenance windows (Asia/Taipei).
     pub maintenance: Vec<DailyWindow>,
+    /// Transactions the books hold from the start, and again after a reset.
+    pub transactions: Vec<SimTx>,
 }
 
 impl SimConfig {
@@ -124,6 +127,7 @@ impl SimConfig {
             batch_every: None,
             batch_duration: Duration::from_secs(60),
             maintenance: Vec::new(),
+            transactions: Vec::new(),
         }
     }
 }
@@ -142,6 +146,8 @@ pub enum SimError {
     Keys(#[from] EnvelopeError),
     #[error("--faults: {0}")]
     Faults(String),
+    #[error("--transactions: {0}")]
+    Transactions(String),
 }
 
 /// The fault plan in force and the generator its draws come from.
@@ -159,6 +165,7 @@ pub(crate) struct Shared {
     pub seed: u64,
     pub initial_faults: FaultPlan,
     pub initial_windows: Vec<DailyWindow>,
+    pub initial_transactions: Vec<SimTx>,
     pub ledger: Mutex<ledger::Ledger>,
     pub faults: Mutex<FaultState>,
     pub maintenance: Mutex<Maintenance>,
@@ -168,10 +175,12 @@ pub(crate) struct Shared {
 pub(crate) use crate::sync::lock;
 
 impl Shared {
-    /// Back to the state at start: no transactions, no calls, the configured
-    /// faults and windows, the generator reseeded.
+    /// Back to the state at start: the transactions it started with, no
+    /// calls, the configured faults and windows, the generator reseeded.
     pub(crate) fn reset(&self) {
-        lock(&self.ledger).reset();
+        // Checked at start, so they load again; checking runs outside the lock.
+        let initial = starting_books(&self.mer_id, &self.initial_transactions);
+        *lock(&self.ledger) = initial.unwrap_or_else(|_| ledger::Ledger::new(&self.mer_id));
         self.in_flight.reset();
         *lock(&self.faults) = FaultState {
             plan: self.initial_faults.clone(),
@@ -182,6 +191,17 @@ impl Shared {
             windows: self.initial_windows.clone(),
         };
     }
+}
+
+/// The books as they are at start: the configured transactions, no calls.
+fn starting_books(mer_id: &str, txs: &[SimTx]) -> Result<ledger::Ledger, SimError> {
+    let now = Utc::now()
+        .with_timezone(&chrono_tz::Asia::Taipei)
+        .fixed_offset();
+    let prepared = ledger::Ledger::prepare(txs.to_vec(), now).map_err(SimError::Transactions)?;
+    let mut books = ledger::Ledger::new(mer_id);
+    books.load(prepared);
+    Ok(books)
 }
 
 /// A running simulator. Dropping it stops it; `shutdown` also waits for that.
@@ -206,7 +226,8 @@ impl SimServer {
             seed: cfg.seed,
             initial_faults: cfg.faults.clone(),
             initial_windows: cfg.maintenance.clone(),
-            ledger: Mutex::new(ledger::Ledger::new(cfg.mer_id.as_str())),
+            ledger: Mutex::new(starting_books(cfg.mer_id.as_str(), &cfg.transactions)?),
+            initial_transactions: cfg.transactions,
             in_flight: in_flight::InFlight::default(),
             faults: Mutex::new(FaultState {
                 plan: cfg.faults.clone(),

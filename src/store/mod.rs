@@ -254,11 +254,54 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         .map_err(StoreError::Connect)
 }
 
+/// What `Store::migrate` did, for the operator who ran it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    pub schema: String,
+    /// The schema did not exist before.
+    pub created_schema: bool,
+    /// Migrations applied by this run.
+    pub applied: u64,
+    /// Migrations applied before this run.
+    pub applied_before: u64,
+    /// The built-in `orders` table was created by this run.
+    pub created_orders_table: bool,
+}
+
+impl fmt::Display for Migrated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Migrated {
+            schema, applied, ..
+        } = self;
+        let migrations = if *applied == 1 {
+            "migration"
+        } else {
+            "migrations"
+        };
+        match (self.created_schema, applied) {
+            (true, _) => write!(
+                f,
+                "created schema {schema} and applied {applied} {migrations}"
+            )?,
+            (false, 0) => write!(
+                f,
+                "schema {schema} was already up to date ({} migrations applied before)",
+                self.applied_before
+            )?,
+            (false, _) => write!(f, "applied {applied} {migrations} to schema {schema}")?,
+        }
+        if self.created_orders_table {
+            f.write_str("; created the built-in orders table")?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Creates refundd's schema and applies the embedded migrations inside it
     /// (a second run is a no-op); in built-in mode also the `orders` table.
     /// Nothing outside refundd's schema is created or altered otherwise.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub async fn migrate(&self) -> Result<Migrated, StoreError> {
         use sqlx::Connection;
         let migrate = StoreError::Migrate;
         if self.shop.is_builtin() {
@@ -269,12 +312,8 @@ impl Store {
         let schema = self.schema.as_str();
         // CREATE SCHEMA takes CREATE on the database even when the schema
         // exists: a schema the DBA made for refundd's role needs no such right.
-        let exists: bool = sqlx::query_scalar("SELECT to_regnamespace($1) IS NOT NULL")
-            .bind(schema)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(migrate)?;
-        if !exists {
+        let created_schema = !schema_exists(&mut conn, schema).await?;
+        if created_schema {
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&mut conn)
                 .await
@@ -284,14 +323,50 @@ impl Store {
             .execute(&mut conn)
             .await
             .map_err(migrate)?;
+        let applied_before = applied_migrations(&mut conn).await?;
         let applied = MIGRATOR.run(&mut conn).await;
+        let applied_after = match applied {
+            Ok(()) => applied_migrations(&mut conn).await,
+            Err(e) => Err(StoreError::Migrations(e)),
+        };
         let _ = conn.close().await;
-        applied.map_err(StoreError::Migrations)?;
-        if self.shop.is_builtin() {
-            shop::create_builtin_orders(&self.pool).await?;
-        }
-        Ok(())
+        let applied_after = applied_after?;
+        let created_orders_table =
+            self.shop.is_builtin() && shop::create_builtin_orders(&self.pool).await?;
+        Ok(Migrated {
+            schema: schema.to_string(),
+            created_schema,
+            applied: applied_after.saturating_sub(applied_before),
+            applied_before,
+            created_orders_table,
+        })
     }
+}
+
+/// Whether a schema of this name exists.
+async fn schema_exists(conn: &mut sqlx::PgConnection, schema: &str) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(conn)
+        .await
+        .map_err(StoreError::Migrate)
+}
+
+/// How many migrations the schema first on the connection's search path
+/// records as applied (none before its migrations table exists).
+async fn applied_migrations(conn: &mut sqlx::PgConnection) -> Result<u64, StoreError> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::Migrate)?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(conn)
+        .await
+        .map_err(StoreError::Migrate)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Creates an empty database named `name` (letters, digits and `_` only),

@@ -95,17 +95,18 @@ pub(super) async fn refuse_foreign_orders(pool: &PgPool) -> Result<(), StoreErro
 }
 
 /// Creates the built-in `orders` table in the default schema, unless it is
-/// there already; a table of that name that is not refundd's is refused.
-pub(super) async fn create_builtin_orders(pool: &PgPool) -> Result<(), StoreError> {
+/// there already (then `false`); a table of that name that is not refundd's
+/// is refused.
+pub(super) async fn create_builtin_orders(pool: &PgPool) -> Result<bool, StoreError> {
     match builtin_orders_exists(pool).await? {
-        Some(true) => return Ok(()),
+        Some(true) => return Ok(false),
         Some(false) => return Err(StoreError::ForeignOrdersTable),
         None => {}
     }
     sqlx::raw_sql(include_str!("builtin_orders.sql"))
         .execute(pool)
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 impl Store {

@@ -1,7 +1,7 @@
 //! The command line's contract: exit codes, named settings, migrate, and the
 //! throwaway cluster vanishing with its owner.
 
-use crate::common::{eventually, fresh_db, refundd_bin};
+use crate::common::{empty_db, eventually, fresh_db, listening_addr, refundd_bin, Running};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -102,29 +102,6 @@ fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std:
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
-}
-
-/// Stops the simulator if the test fails.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The address a starting simulator logs once it listens.
-fn listening_addr(sim: &mut Running) -> String {
-    let stdout = BufReader::new(sim.0.stdout.take().unwrap());
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "bank simulator listening" {
-            return v["addr"].as_str().unwrap().to_string();
-        }
-    }
-    panic!("the simulator ended without listening");
 }
 
 fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::Client {
@@ -326,6 +303,34 @@ async fn migrate_creates_the_schema_at_the_configured_url() {
         .await
         .unwrap();
     assert_eq!(n, 3);
+}
+
+/// `refundd migrate` says what it did: the run that creates the schema is
+/// not "up to date", and a run with nothing to do says so.
+#[tokio::test]
+async fn migrate_says_what_it_did() {
+    let (_pool, url) = empty_db().await;
+    let migrate = || {
+        let out = refundd_bin()
+            .arg("migrate")
+            .env("REFUNDD__DATABASE__URL", &url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let n = refundd::store::MIGRATOR.iter().count();
+    assert_eq!(
+        migrate(),
+        format!(
+            "created schema refundd and applied {n} migrations; created the built-in orders table\n"
+        )
+    );
+    assert_eq!(
+        migrate(),
+        format!("schema refundd was already up to date ({n} migrations applied before)\n")
+    );
 }
 
 #[tokio::test]

@@ -39,6 +39,8 @@ mod shop_examples;
 mod shop_modes;
 mod sim;
 mod sim_client;
+mod sim_docs;
+mod sim_rehearsal;
 mod tidy;
 
 /// Where refundd keeps its records in the suites that run in both schemas

@@ -812,4 +812,20 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
     );
     assert!(stdout.contains("pass 1: pass completed"));
     assert!(stdout.contains("pass 2: pass completed"));
+    // `refundd demo | cat`: the report alone on stdout, in words; the logs
+    // (JSON lines, since stdout is no terminal) go to stderr.
+    for line in stdout.lines() {
+        assert!(
+            !serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()),
+            "a log line in the report: {line}"
+        );
+    }
+    assert!(
+        !stdout.contains("BatchRun") && !stdout.contains("BatchMoved") && !stdout.contains("{ "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the bank runs its batch: ") && stdout.contains(" settled"),
+        "{stdout}"
+    );
 }

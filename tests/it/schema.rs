@@ -144,3 +144,27 @@ async fn the_checks_can_run_again_on_the_same_connection() {
     store.check_shop().await.unwrap();
     store.check_shop().await.unwrap();
 }
+
+#[tokio::test]
+async fn migrate_tells_a_schema_the_administrator_created_from_one_it_created() {
+    let (pool, _) = empty_db().await;
+    sqlx::query("CREATE SCHEMA billing_refunds")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let shop = ShopStatements::of_shop(
+        "SELECT 'A1'::text AS order_no, 'X'::text AS xid, 'C'::text AS auth_code, 1::int AS auth_amount, NULL::int AS refund_amount".into(),
+        "SELECT $1::text".into(),
+        None,
+    );
+    let store = Store::new(pool, Schema::parse("billing_refunds").unwrap(), shop);
+    let n = refundd::store::MIGRATOR.iter().count();
+    let first = store.migrate().await.unwrap();
+    assert!(!first.created_schema && !first.created_orders_table);
+    assert_eq!(
+        first.to_string(),
+        format!("applied {n} migrations to schema billing_refunds")
+    );
+    let again = store.migrate().await.unwrap();
+    assert_eq!((again.applied, again.applied_before), (0, n as u64));
+}

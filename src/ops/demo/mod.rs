@@ -145,7 +145,10 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
         .run_batch()
         .await
         .map_err(|e| runtime("simulator")(e.to_string()))?;
-    println!("the bank runs its batch: {batch:?}; the maintenance is over");
+    println!(
+        "the bank runs its batch: {}; the maintenance is over",
+        batch_in_words(&batch)
+    );
 
     let t1 = pool.now().await?;
     let pass2 = pass(&engine).await?;
@@ -219,6 +222,25 @@ mod tests {
         let seeds = seeds();
         let shown = shown_in_shop(&seeds, &BTreeMap::new());
         assert_eq!(shown.len(), SHOWN_IN_SHOP.len(), "{shown:?}");
+    }
+
+    #[test]
+    fn the_batch_is_told_in_words() {
+        use crate::sim::BatchMoved;
+        let run = crate::sim::admin::BatchRun {
+            started: BatchMoved {
+                captures: 6,
+                refunds: 1,
+            },
+            finished: BatchMoved {
+                captures: 8,
+                refunds: 1,
+            },
+        };
+        assert_eq!(
+            batch_in_words(&run),
+            "8 captures settled (state 12) and 1 refund settled (state 22); 6 and 1 of them entered the batch now, the rest were in it already"
+        );
     }
 
     #[test]

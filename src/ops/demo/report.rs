@@ -5,6 +5,7 @@
 use super::scenario::*;
 use crate::ctbc::Operation;
 use crate::ctbc::TxState;
+use crate::sim::admin::BatchRun;
 use crate::sim::LedgerReport;
 use crate::store::shop_examples::TutorialOrder;
 use crate::store::story::{OrderOutcomeRow, StoryEvent};
@@ -25,6 +26,20 @@ pub(super) const SHOWN_IN_SHOP: [&str; 7] = [
     "OTHER_XID",
     "NO_XID",
 ];
+
+/// What the bank's batch moved, in words: what settled, and how much of it
+/// entered the batch only now.
+pub(super) fn batch_in_words(run: &BatchRun) -> String {
+    let count = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let (started, finished) = (run.started, run.finished);
+    format!(
+        "{} settled (state 12) and {} settled (state 22); {} and {} of them entered the batch now, the rest were in it already",
+        count(finished.captures, "capture"),
+        count(finished.refunds, "refund"),
+        started.captures,
+        started.refunds
+    )
+}
 
 pub(super) fn by_order(events: Vec<StoryEvent>) -> BTreeMap<String, Vec<StoryEvent>> {
     let mut m: BTreeMap<String, Vec<StoryEvent>> = BTreeMap::new();

@@ -9,7 +9,9 @@
 
 mod eventually;
 pub mod fake_bank;
+mod running;
 pub use eventually::{eventually, WithLog};
+pub use running::{listening_addr, Running};
 
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;

@@ -1,0 +1,29 @@
+//! A `refundd` child process a test started: stopped when the test ends,
+//! however it ends, and read for the address it says it listens on.
+
+use std::io::{BufRead, BufReader};
+
+/// Stops the child (SIGKILL) and reaps it when dropped, so a failing test
+/// leaves no process behind.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address a starting simulator logs once it listens, read from its
+/// stdout (JSON log lines: start it with `stdout(Stdio::piped())`).
+pub fn listening_addr(sim: &mut Running) -> String {
+    let stdout = BufReader::new(sim.0.stdout.take().expect("the simulator's stdout piped"));
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "bank simulator listening" {
+            return v["addr"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("the simulator ended without listening");
+}
