@@ -202,7 +202,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
                 "shop.requests, shop.on_refunded and shop.on_failed"
             };
             println!("settings are usable; {what} check out against the database");
-            Ok(ExitCode::SUCCESS)
+            rehearse(&store).await
         }
         Command::Notify { what } => notify(what, &settings).await,
         Command::ThrowawayDb => throwaway_db().await,
@@ -286,6 +286,39 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check`'s rehearsal of the write-backs on a real request, rolled back:
+/// exit 2 when one would not change exactly the order's row.
+async fn rehearse(store: &Store) -> Result<ExitCode, CliError> {
+    use crate::store::rehearsal::Rehearsal;
+    let (order_no, statements) = match store.rehearse_write_backs().await? {
+        Rehearsal::NoRequest => {
+            println!("the shop asks for no refund now: the write-backs were not rehearsed (run check again once it does)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Rehearsal::On {
+            order_no,
+            statements,
+        } => (order_no, statements),
+    };
+    let mut refused = false;
+    for (setting, problem) in statements {
+        match problem {
+            None => println!(
+                "{setting} changes order {order_no}'s row (rehearsed in a transaction rolled back)"
+            ),
+            Some(why) => {
+                refused = true;
+                eprintln!("refundd: rehearsed on order {order_no} and rolled back: {why}");
+            }
+        }
+    }
+    Ok(if refused {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn once(settings: Settings) -> Result<ExitCode, CliError> {

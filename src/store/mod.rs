@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod passes;
 pub mod plan;
 pub mod refunds;
+pub mod rehearsal;
 pub mod seed;
 pub mod shop;
 pub mod shop_examples;

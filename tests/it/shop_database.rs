@@ -409,3 +409,42 @@ async fn a_mapping_that_fails_most_rows_alike_moves_nothing_and_marks_nothing_fa
         assert!(outbox_kinds(&rig, no).await.is_empty(), "{no}");
     }
 }
+
+/// `check` rehearses each write-back on an order the shop really asks to
+/// refund, rolled back: one that would change no row is found before the
+/// first pass, and nothing of the rehearsal stays in the shop's rows.
+#[tokio::test]
+async fn check_rehearses_the_write_backs_on_a_real_request_and_keeps_nothing() {
+    use refundd::store::rehearsal::Rehearsal;
+    let wrong = refundd::store::ShopStatements::of_shop(
+        TUTORIAL.requests.into(),
+        "UPDATE shop.orders SET status = '已退款' WHERE oid = 'WC-' || $1".into(),
+        Some(TUTORIAL.on_failed.into()),
+    );
+    let rig = Rig::in_shop_with(&TUTORIAL, SCHEMA, wrong).await;
+    assert_eq!(
+        rig.store.rehearse_write_backs().await.unwrap(),
+        Rehearsal::NoRequest
+    );
+    rig.seed("REH1", 1000, TxState::Authorised, None).await;
+    let Rehearsal::On {
+        order_no,
+        statements,
+    } = rig.store.rehearse_write_backs().await.unwrap()
+    else {
+        panic!("a request to rehearse on")
+    };
+    assert_eq!(order_no, "REH1");
+    let (setting, refused) = &statements[0];
+    assert_eq!(*setting, "shop.on_refunded");
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|r| r.contains("changed 0 rows")),
+        "{statements:?}"
+    );
+    assert_eq!(statements[1], ("shop.on_failed", None), "{statements:?}");
+    // Rolled back: the shop's row still asks for its refund.
+    let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
+    assert_eq!(text(&rig, shop_status, "REH1").await, "申請退款");
+}
