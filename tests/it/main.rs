@@ -27,6 +27,7 @@ mod grants;
 mod group_commit;
 mod money_rules;
 mod monitoring;
+mod newcomer;
 mod notify;
 mod ops;
 mod outbox;
