@@ -639,7 +639,11 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
 
     let out = run(&url, &["request", "CLI_PAID", "--amount", "400"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("400 of 1000"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NT$400 of the NT$1,000"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let (status, amount, requested_at): (
         String,
         Option<i64>,
@@ -740,6 +744,65 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     let out = run(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already in the refund queue"));
+}
+
+/// The shop asked for NT$300.50 of a NT$1,299 sale: refundd refunds whole
+/// NT$ only, so the order failed, and `retry` says what the shop asked and
+/// that refundd would refund nothing of it, never "the whole 1299".
+#[tokio::test]
+async fn retry_says_the_amount_the_shop_gave_and_what_refundd_would_refund() {
+    use refundd::ops::manual_queue::retry;
+    let rig = Rig::in_shop(&refundd::ops::shop_examples::CODES).await;
+    let sale = |sql: &'static str| {
+        let pool = rig.pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    rig.seed("HALF", 1299, TxState::Settled, Some(300)).await;
+    sale("UPDATE shop2.sales SET refund = 300.50 WHERE order_code = 'HALF'").await;
+    rig.pass().await;
+    assert_eq!(rig.order("HALF").await.status, "refund_failed");
+
+    // The shop asks again, still for 300.50: the next pass reads that row.
+    sale("UPDATE shop2.sales SET state = 5 WHERE order_code = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in ["NT$300.50", "NT$1,299", "would refund nothing", "fraction"] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+    assert!(!line.contains("whole 1299"), "{line}");
+
+    // Corrected to a whole NT$300 (and read), and failed again for another
+    // reason: the shop's row and what refundd would give back.
+    sale("UPDATE shop2.sales SET refund = 300 WHERE order_code = 'HALF'").await;
+    rig.store.intake(1000).await.unwrap();
+    sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in [
+        "NT$300.00 of NT$1,299.00",
+        "would refund NT$300 of the NT$1,299",
+    ] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+
+    // No longer listed by the shop: what refundd last read, which the next pass works from.
+    sale("UPDATE shop2.sales SET state = 9 WHERE order_code = 'HALF'").await;
+    sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in [
+        "no longer list",
+        "NT$300 of NT$1,299",
+        "would refund NT$300",
+    ] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
 }
 
 // ---------------------------------------------------------------- demo
