@@ -190,6 +190,63 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     assert!(s["elapsed_ms"].is_u64());
 }
 
+/// A full reversal sends AuthNewAmt 0 (the authorisation that remains): the
+/// log says what was given back, and names what remains apart, so an
+/// operator never reads 0 for a full refund.
+#[tokio::test]
+async fn accepted_calls_log_the_amount_given_back_and_the_authorisation_left() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(refundd::ops::logging::json_layer(logs.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rig = Rig::new().await;
+    rig.seed("BACK_FULL", 1200, TxState::Authorised, None).await;
+    rig.seed("BACK_PART", 1000, TxState::Authorised, Some(300))
+        .await;
+    rig.seed("BACK_CAPT", 800, TxState::CapturedNotSettled, None)
+        .await;
+    rig.seed("BACK_SETL", 500, TxState::Settled, Some(200))
+        .await;
+    assert_eq!(rig.pass().await.refunded(), 4);
+
+    let lines = logs.lines();
+    let accepted = |order: &str, op: &str| -> Value {
+        lines
+            .iter()
+            .find(|l| {
+                l["message"] == "bank accepted"
+                    && l["operation"] == op
+                    && order_no_of(l) == Some(order)
+            })
+            .unwrap_or_else(|| panic!("no accepted {op} for {order}:\n{}", logs.text()))
+            .clone()
+    };
+    let fields = |l: &Value| {
+        (
+            l.get("amount_back").and_then(Value::as_i64),
+            l.get("auth_remaining").and_then(Value::as_i64),
+            l.get("capture_reversed").and_then(Value::as_i64),
+            l.get("amount").cloned(),
+        )
+    };
+    // (given back, authorisation left, capture taken out, no ambiguous `amount`)
+    for (order, op, expected) in [
+        ("BACK_FULL", "reversal", (Some(1200), Some(0), None, None)),
+        ("BACK_PART", "reversal", (Some(300), Some(700), None, None)),
+        (
+            "BACK_CAPT",
+            "capture_reversal",
+            (None, None, Some(800), None),
+        ),
+        ("BACK_CAPT", "reversal", (Some(800), Some(0), None, None)),
+        ("BACK_SETL", "refund", (Some(200), None, None, None)),
+    ] {
+        let line = accepted(order, op);
+        assert_eq!(fields(&line), expected, "{order} {op}: {line}");
+    }
+}
+
 #[tokio::test]
 async fn progress_lines_report_done_total_and_rate() {
     let logs = Captured::default();
