@@ -20,6 +20,17 @@ pub struct StatusReport {
     pub last_pass: Option<LastPass>,
     /// Events not yet delivered to the webhook, and dead ones.
     pub events: crate::store::outbox::DeliveryState,
+    /// Whether a webhook takes the events: without one they are kept, not awaited.
+    pub webhook: Webhook,
+}
+
+/// Whether `notify.webhook_url` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Webhook {
+    Set,
+    /// The outbox keeps every event; nothing is delivered, and nothing is late.
+    NotSet,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +53,7 @@ impl From<PassRecord> for LastPass {
     }
 }
 
-pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
+pub async fn report(store: &Store, webhook: Webhook) -> Result<StatusReport, StoreError> {
     let queue = store.queue_view().await?;
     let last_pass = store.last_finished_pass().await?.map(LastPass::from);
     let events = store.delivery_state().await?;
@@ -50,6 +61,7 @@ pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
         queue,
         last_pass,
         events,
+        webhook,
     })
 }
 
@@ -184,6 +196,14 @@ impl StatusReport {
     /// their order, which must be delivered first) and dead.
     fn render_events(&self, out: &mut String) {
         let e = &self.events;
+        if self.webhook == Webhook::NotSet {
+            let _ = writeln!(
+                out,
+                "\nno webhook set (notify.webhook_url): {} kept in the outbox",
+                events(e.undelivered + e.dead)
+            );
+            return;
+        }
         let _ = writeln!(
             out,
             "\nevents for the webhook: {} undelivered{}{}, {} dead (refundd notify redeliver --dead)",
@@ -237,6 +257,11 @@ impl StatusReport {
             );
         }
     }
+}
+
+/// `1 event`, `3 events`.
+fn events(n: i64) -> String {
+    format!("{n} event{}", if n == 1 { "" } else { "s" })
 }
 
 fn section(out: &mut String, title: &str, total: i64, shown: usize) {

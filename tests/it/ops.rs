@@ -615,6 +615,25 @@ async fn status_json_matches_the_database() {
     }
 }
 
+/// Without a webhook the outbox keeps its events, and nothing waits for a
+/// delivery: `status` says so rather than count them undelivered.
+#[tokio::test]
+async fn status_without_a_webhook_says_the_events_are_kept_not_undelivered() {
+    let rig = Rig::new().await;
+    rig.seed("NO_HOOK", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    let kept = rig.store.delivery_state().await.unwrap().undelivered;
+    assert!(kept > 0);
+
+    let out = run(&rig.url, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let events = if kept == 1 { "event" } else { "events" };
+    let said = format!("no webhook set (notify.webhook_url): {kept} {events} kept in the outbox");
+    assert!(table.contains(&said), "{said:?} missing:\n{table}");
+    assert!(!table.contains("undelivered"), "{table}");
+}
+
 #[test]
 fn status_without_a_database_url_is_a_settings_error() {
     let out = refundd_bin().args(["status", "--json"]).output().unwrap();
