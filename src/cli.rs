@@ -210,7 +210,11 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
         Command::Run => run(settings).await,
         Command::Status { json } => {
             let store = connect(&settings).await?;
-            let report = status::report(&store).await?;
+            let webhook = match settings.notify.webhook {
+                Some(_) => status::Webhook::Set,
+                None => status::Webhook::NotSet,
+            };
+            let report = status::report(&store, webhook).await?;
             if json {
                 println!("{}", report.to_json());
             } else {

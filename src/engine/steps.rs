@@ -93,6 +93,34 @@ enum NotSent {
     LeaseTooShort(Duration, Duration),
 }
 
+/// The log line of an accepted call, in what it moved: the amount given
+/// back (`amount_back`), and for a reversal the authorisation that remains
+/// (`auth_remaining`, the call's AuthNewAmt: 0 for a whole one) under a name
+/// of its own; a capture reversal takes the capture out of the file
+/// (`capture_reversed`), and the reversal after it gives the money back, so
+/// the `amount_back` of an order's lines add up to what it got back.
+fn log_accepted(step: Step, authorised: i64, ev: &GatewayEvent) {
+    let (amount_back, auth_remaining, capture_reversed) = match step {
+        Step::CaptureReversal => (None, None, Some(authorised)),
+        Step::Reversal { new_auth_amount } => (
+            Some(authorised - new_auth_amount),
+            Some(new_auth_amount),
+            None,
+        ),
+        Step::Refund { amount } => (Some(amount), None, None),
+    };
+    let op = step.operation();
+    info!(
+        step = op.as_str(),
+        operation = op.as_str(),
+        amount_back,
+        auth_remaining,
+        capture_reversed,
+        elapsed_ms = ev.elapsed_ms,
+        "bank accepted"
+    );
+}
+
 /// Why a step that failed its local checks is not sent, as the order records it.
 fn refused_locally(step: Step, e: &CtbcError) -> String {
     format!("invalid {} request, nothing sent: {e}", step.operation())
@@ -316,15 +344,9 @@ impl Engine {
         plan: &Plan,
         mut ev: GatewayEvent,
     ) -> Result<Next, StoreError> {
-        let op = plan.steps[plan.steps.len() - 1].operation();
+        let last = plan.steps[plan.steps.len() - 1];
         ev.outcome = Some(CallOutcome::Accepted);
-        info!(
-            step = op.as_str(),
-            operation = op.as_str(),
-            amount = ev.amount,
-            elapsed_ms = ev.elapsed_ms,
-            "bank accepted"
-        );
+        log_accepted(last, req.authorised, &ev);
         req.unknown = None;
         let v = Conclusion::Refunded {
             method: plan.method,
@@ -337,15 +359,8 @@ impl Engine {
     /// reversal the step reached) goes on record with the next call's intent,
     /// committed before that call is sent.
     fn accepted_step(&self, req: &mut RefundRequest, step: Step, mut ev: GatewayEvent) {
-        let op = step.operation();
         ev.outcome = Some(CallOutcome::Accepted);
-        info!(
-            step = op.as_str(),
-            operation = op.as_str(),
-            amount = ev.amount,
-            elapsed_ms = ev.elapsed_ms,
-            "bank accepted"
-        );
+        log_accepted(step, req.authorised, &ev);
         mark_last_call(req, CallFate::Accepted);
         req.unknown = None;
         // Recorded with the next call's intent (`step_unrecorded`).

@@ -3,7 +3,7 @@
 //! sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::{AmountProblem, OrderNo, RefundAmounts};
-use crate::store::manual_queue::OrderToQueue;
+use crate::store::manual_queue::{OrderToQueue, Reopened};
 use crate::store::{Store, StoreError};
 
 /// The note appended to the order's story by `refundd retry`.
@@ -50,28 +50,137 @@ impl QueueError {
     }
 }
 
-/// What changed.
+/// What changed, and what the next pass would give back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     pub order_no: String,
-    /// None: the whole authorised amount.
-    pub amount: Option<i64>,
-    pub authorised: Option<i64>,
+    /// The request's amounts as they were given, where they come from the shop.
+    pub given: Given,
+    /// What refundd would refund, or why it would refund nothing.
+    pub refund: Result<RefundAmounts, String>,
+}
+
+/// Where a queued order's amounts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Given {
+    /// The operator's `--amount` (or none) on the built-in table.
+    ByOperator,
+    /// The shop's query lists the order now: its amounts as the shop wrote them.
+    ByShop {
+        refund: Option<String>,
+        authorised: Option<String>,
+    },
+    /// The shop's query no longer lists it: the amounts refundd last read,
+    /// which the next pass works from; None: that row was not one to send
+    /// (the reason, in `Queued::refund`, quotes it).
+    LastRead {
+        amounts: Option<(Option<i64>, Option<i64>)>,
+    },
 }
 
 impl Queued {
+    /// `order A1 back in the queue: refund_requested; the shop's request:
+    /// NT$300.50 of NT$1,299.00 authorised; refundd would refund nothing: ...`
     pub fn line(&self, verb: &str) -> String {
-        let how_much = match (self.amount, self.authorised) {
-            (Some(a), Some(auth)) if a < auth => format!("{a} of {auth} (partial)"),
-            (_, Some(auth)) => format!("the whole {auth}"),
-            (Some(a), None) => a.to_string(),
-            (None, None) => "the whole amount".to_string(),
+        let given = match &self.given {
+            Given::ByOperator => String::new(),
+            Given::ByShop { refund, authorised } => format!(
+                "; the shop's request: {}",
+                asked(refund.as_deref().map(nt_text), authorised.as_deref().map(nt_text))
+            ),
+            Given::LastRead { amounts } => format!(
+                "; the shop's requests no longer list it, so the next pass works from its request as refundd last read it{}",
+                amounts.map_or(String::new(), |(refund, authorised)| {
+                    format!(": {}", asked(refund.map(nt), authorised.map(nt)))
+                })
+            ),
+        };
+        let (would, next) = match &self.refund {
+            Ok(a) if a.refund < a.authorised => (
+                format!(
+                    "{} of the {} authorised, a part",
+                    nt(a.refund),
+                    nt(a.authorised)
+                ),
+                "the next pass works it",
+            ),
+            Ok(a) => (
+                format!("{}, the whole authorised amount", nt(a.refund)),
+                "the next pass works it",
+            ),
+            Err(why) => (
+                format!("nothing: {why}"),
+                "the next pass fails it again unless the request is corrected",
+            ),
         };
         format!(
-            "order {} {verb}: refund_requested, {how_much}; the next pass works it",
+            "order {} {verb}: refund_requested{given}; refundd would refund {would}; {next}",
             self.order_no
         )
     }
+}
+
+/// `NT$300.50 of NT$1,299.00 authorised`, or `all of ...`.
+fn asked(refund: Option<String>, authorised: Option<String>) -> String {
+    let authorised = authorised.unwrap_or_else(|| "no amount".into());
+    match refund {
+        Some(r) => format!("{r} of {authorised} authorised"),
+        None => format!("all of {authorised} authorised"),
+    }
+}
+
+/// A whole amount of NT$, in words: `NT$1,299`.
+fn nt(amount: i64) -> String {
+    let sign = if amount < 0 { "-" } else { "" };
+    format!("{sign}NT${}", group(&amount.unsigned_abs().to_string()))
+}
+
+/// An amount as the shop wrote it, in NT$ words: `1299.00` is `NT$1,299.00`.
+fn nt_text(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    match digits.split_once('.') {
+        Some((whole, fraction)) => format!("{sign}NT${}.{fraction}", group(whole)),
+        None => format!("{sign}NT${}", group(digits)),
+    }
+}
+
+/// Digits grouped by thousands: `1299` is `1,299`.
+fn group(digits: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a pass would refund of these amounts, or why nothing: the row's
+/// problem as read, else the rule every refund keeps (`RefundAmounts`).
+fn would_refund(
+    authorised: Option<i64>,
+    refund: Option<i64>,
+    bad_input: Option<&str>,
+) -> Result<RefundAmounts, String> {
+    if let Some(why) = bad_input {
+        return Err(why.to_string());
+    }
+    RefundAmounts::check(authorised, refund).map_err(|p| match p {
+        AmountProblem::NoAuthorised => "the request names no authorised amount".to_string(),
+        AmountProblem::AuthorisedNotPositive(a) => format!("the authorised amount is {}", nt(a)),
+        AmountProblem::RefundNotPositive { refund, .. } => {
+            format!("the amount to refund is {}, not more than 0", nt(refund))
+        }
+        AmountProblem::RefundOverAuthorised { refund, authorised } => format!(
+            "the amount to refund, {}, is more than the {} authorised",
+            nt(refund),
+            nt(authorised)
+        ),
+    })
 }
 
 fn parse_order_no(raw: &str) -> Result<OrderNo, QueueError> {
@@ -122,8 +231,8 @@ pub async fn request(
     let order = found(order, &order_no)?;
     Ok(Queued {
         order_no: order.order_no,
-        amount,
-        authorised: order.auth_amount,
+        given: Given::ByOperator,
+        refund: would_refund(order.auth_amount, amount, None),
     })
 }
 
@@ -147,18 +256,47 @@ fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
 /// A `refund_failed` order back to `refund_requested`, attempts reset.
 pub async fn retry(store: &Store, order_no: &str) -> Result<Queued, QueueError> {
     let order_no = parse_order_no(order_no)?;
-    let order = store
+    let reopened = store
         .retry_by_hand(order_no.as_str(), RETRY_NOTE, |order| {
             retryable(order)?;
             check_amount(order, order.refund_amount)
         })
         .await?
         .ok_or_else(|| QueueError::NoRefundRecord(order_no.to_string()))?;
-    Ok(Queued {
+    Ok(as_the_next_pass_reads(reopened))
+}
+
+/// A reopened order's request as the next pass reads it: the shop's row if
+/// its query lists the order, else refundd's record.
+fn as_the_next_pass_reads(reopened: Reopened) -> Queued {
+    let Reopened { order, shop_now } = reopened;
+    let (given, refund) = match shop_now {
+        Some(now) => (
+            Given::ByShop {
+                refund: now.refund_text,
+                authorised: now.auth_text,
+            },
+            would_refund(now.auth_amount, now.refund_amount, now.bad_input.as_deref()),
+        ),
+        None => (
+            Given::LastRead {
+                amounts: order
+                    .bad_input
+                    .is_none()
+                    .then_some((order.refund_amount, order.auth_amount)),
+            },
+            would_refund(
+                order.auth_amount,
+                order.refund_amount,
+                order.bad_input.as_deref(),
+            ),
+        ),
+    };
+    Queued {
         order_no: order.order_no,
-        amount: order.refund_amount,
-        authorised: order.auth_amount,
-    })
+        given,
+        refund,
+    }
 }
 
 /// Only a `refund_failed` order can be retried.
@@ -176,4 +314,44 @@ fn retryable(order: &OrderToQueue) -> Result<(), QueueError> {
         },
         status: order.status.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_said_in_nt_dollars_as_given() {
+        assert_eq!(nt(1299), "NT$1,299");
+        assert_eq!(nt(300), "NT$300");
+        assert_eq!(nt(1_000_000), "NT$1,000,000");
+        assert_eq!(nt_text("300.50"), "NT$300.50");
+        assert_eq!(nt_text("1299.00"), "NT$1,299.00");
+        assert_eq!(nt_text("-5"), "-NT$5");
+    }
+
+    #[test]
+    fn a_line_says_what_was_asked_and_what_would_be_refunded() {
+        let queued = Queued {
+            order_no: "HALF".into(),
+            given: Given::ByShop {
+                refund: Some("300.50".into()),
+                authorised: Some("1299.00".into()),
+            },
+            refund: Err("invalid row: refund_amount is 300.50, which has a fraction".into()),
+        };
+        assert_eq!(
+            queued.line("back in the queue"),
+            "order HALF back in the queue: refund_requested; the shop's request: NT$300.50 of NT$1,299.00 authorised; refundd would refund nothing: invalid row: refund_amount is 300.50, which has a fraction; the next pass fails it again unless the request is corrected"
+        );
+        let queued = Queued {
+            order_no: "A1".into(),
+            given: Given::ByOperator,
+            refund: would_refund(Some(1000), None, None),
+        };
+        assert_eq!(
+            queued.line("requested"),
+            "order A1 requested: refund_requested; refundd would refund NT$1,000, the whole authorised amount; the next pass works it"
+        );
+    }
 }

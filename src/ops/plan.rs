@@ -4,8 +4,8 @@
 //! and the totals; or the same plan as JSON for scripts. Rendering only: the
 //! plan itself is `engine::plan`'s.
 
+use super::local_time::taipei;
 use crate::engine::plan::{Action, PassPlan, PlannedCall, PlannedOrder, Skip, WatchOutcome};
-use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
 /// The plan as JSON.
@@ -222,10 +222,4 @@ fn skip_text(s: &Skip) -> String {
             refunded_amount.map_or("?".to_string(), |a| a.to_string())
         ),
     }
-}
-
-fn taipei(t: DateTime<Utc>) -> String {
-    t.with_timezone(&chrono_tz::Asia::Taipei)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
 }

@@ -3,6 +3,8 @@
 //! waiting on backoff, calls of unknown outcome, refunds still settling,
 //! failures with their reasons, and the last pass.
 
+use super::local_time::{taipei, taipei_or_dash};
+use super::table::Table;
 use crate::engine::summary::PassSummary;
 use crate::store::passes::PassRecord;
 use crate::store::status::QueueView;
@@ -20,6 +22,17 @@ pub struct StatusReport {
     pub last_pass: Option<LastPass>,
     /// Events not yet delivered to the webhook, and dead ones.
     pub events: crate::store::outbox::DeliveryState,
+    /// Whether a webhook takes the events: without one they are kept, not awaited.
+    pub webhook: Webhook,
+}
+
+/// Whether `notify.webhook_url` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Webhook {
+    Set,
+    /// The outbox keeps every event; nothing is delivered, and nothing is late.
+    NotSet,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +55,7 @@ impl From<PassRecord> for LastPass {
     }
 }
 
-pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
+pub async fn report(store: &Store, webhook: Webhook) -> Result<StatusReport, StoreError> {
     let queue = store.queue_view().await?;
     let last_pass = store.last_finished_pass().await?.map(LastPass::from);
     let events = store.delivery_state().await?;
@@ -50,6 +63,7 @@ pub async fn report(store: &Store) -> Result<StatusReport, StoreError> {
         queue,
         last_pass,
         events,
+        webhook,
     })
 }
 
@@ -58,124 +72,127 @@ impl StatusReport {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// The human table.
+    /// The report for people: one table per list, times on the merchant's
+    /// clock (`ops::local_time`).
     pub fn render(&self) -> String {
-        let q = &self.queue;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "refund queue at {}",
-            q.at.format("%Y-%m-%d %H:%M:%S UTC")
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(out, "  {:<18} {:>8}", "status", "orders");
-        for c in &q.counts {
-            let _ = writeln!(out, "  {:<18} {:>8}", c.status, c.count);
-        }
-        let _ = writeln!(out, "  {:<18} {:>8}", "due now", q.due_now);
-        let _ = writeln!(out);
-        match &q.oldest_request {
-            Some(o) => {
-                let _ = writeln!(
-                    out,
-                    "oldest refund_requested: {} waiting {} (since {})",
-                    o.order_no,
-                    human_age(o.age_secs),
-                    o.refund_requested_at
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                        .unwrap_or_else(|| "?".into())
-                );
-            }
-            None => {
-                let _ = writeln!(out, "oldest refund_requested: none waiting");
-            }
-        }
-
-        section(
-            &mut out,
-            "outcome unknown (a person may need to look)",
-            q.unknown_total,
-            q.unknown.len(),
-        );
-        for u in &q.unknown {
-            let _ = writeln!(
-                out,
-                "  {:<20} {:<18} since {:<20} {}",
-                u.order_no,
-                u.operation,
-                time(u.since),
-                u.last_error.as_deref().unwrap_or("")
-            );
-        }
-        section(
-            &mut out,
-            "waiting for a later attempt (backoff, recheck)",
-            q.waiting_total,
-            q.waiting.len(),
-        );
-        for w in &q.waiting {
-            let _ = writeln!(
-                out,
-                "  {:<20} {:<16} attempts {:<3} next {:<20} {}",
-                w.order_no,
-                w.status,
-                w.attempts,
-                time(w.next_attempt_at),
-                w.last_error.as_deref().unwrap_or("")
-            );
-        }
-        section(
-            &mut out,
-            "refunds awaiting settlement at the bank",
-            q.settling_total,
-            q.settling.len(),
-        );
-        for s in &q.settling {
-            let _ = writeln!(
-                out,
-                "  {:<20} {:>10} refunded {:<20} {}",
-                s.order_no,
-                s.refunded_amount.map(|a| a.to_string()).unwrap_or_default(),
-                time(s.refunded_at),
-                s.settlement
-            );
-        }
-        section(
-            &mut out,
-            "refund_failed, latest first (needs a person)",
-            q.failed_total,
-            q.failed.len(),
-        );
-        for f in &q.failed {
-            let _ = writeln!(
-                out,
-                "  {:<20} {:<20} {}",
-                f.order_no,
-                f.failed_at.format("%Y-%m-%d %H:%M:%S"),
-                f.refund_error.as_deref().unwrap_or("")
-            );
-        }
+        let _ = writeln!(out, "refund queue at {}\n", taipei(self.queue.at));
+        self.render_counts(&mut out);
+        self.render_calls(&mut out);
+        self.render_failed(&mut out);
         self.render_shop_side(&mut out);
         self.render_events(&mut out);
+        self.render_last_pass(&mut out);
+        out
+    }
+}
+
+impl StatusReport {
+    /// Orders per status, those due now, and the oldest waiting request.
+    fn render_counts(&self, out: &mut String) {
+        let q = &self.queue;
+        let mut t = Table::new(&["status", "orders"]);
+        for c in &q.counts {
+            t.row(vec![c.status.to_string(), c.count.to_string()]);
+        }
+        t.row(vec!["due now".into(), q.due_now.to_string()]);
+        t.render(out);
         let _ = writeln!(out);
-        match &self.last_pass {
-            None => {
-                let _ = writeln!(out, "last pass: none recorded yet");
-            }
+        let _ = match &q.oldest_request {
+            Some(o) => writeln!(
+                out,
+                "oldest refund_requested: {} waiting {} (since {})",
+                o.order_no,
+                human_age(o.age_secs),
+                taipei_or_dash(o.refund_requested_at)
+            ),
+            None => writeln!(out, "oldest refund_requested: none waiting"),
+        };
+    }
+
+    /// Calls of unknown outcome, orders waiting for a later attempt, and
+    /// refunds the bank has not settled yet.
+    fn render_calls(&self, out: &mut String) {
+        let q = &self.queue;
+        let title = "outcome unknown (a person may need to look)";
+        section(out, title, q.unknown_total, q.unknown.len());
+        let mut t = Table::new(&["order", "operation", "since", "last error"]);
+        for u in &q.unknown {
+            let since = taipei_or_dash(u.since);
+            t.row(vec![
+                u.order_no.clone(),
+                u.operation.to_string(),
+                since,
+                text(&u.last_error),
+            ]);
+        }
+        table_of(out, t, q.unknown.len());
+
+        let title = "waiting for a later attempt (backoff, recheck)";
+        section(out, title, q.waiting_total, q.waiting.len());
+        let mut t = Table::new(&["order", "status", "attempts", "next attempt", "last error"]);
+        for w in &q.waiting {
+            let (attempts, next) = (w.attempts.to_string(), taipei_or_dash(w.next_attempt_at));
+            t.row(vec![
+                w.order_no.clone(),
+                w.status.to_string(),
+                attempts,
+                next,
+                text(&w.last_error),
+            ]);
+        }
+        table_of(out, t, q.waiting.len());
+
+        let title = "refunds awaiting settlement at the bank";
+        section(out, title, q.settling_total, q.settling.len());
+        let mut t = Table::new(&["order", "refunded", "refunded at", "settlement"]);
+        for s in &q.settling {
+            let amount = s
+                .refunded_amount
+                .map_or_else(String::new, |a| a.to_string());
+            let at = taipei_or_dash(s.refunded_at);
+            t.row(vec![
+                s.order_no.clone(),
+                amount,
+                at,
+                s.settlement.to_string(),
+            ]);
+        }
+        table_of(out, t, q.settling.len());
+    }
+
+    /// `refund_failed` orders, latest first, with their reasons.
+    fn render_failed(&self, out: &mut String) {
+        let q = &self.queue;
+        let title = "refund_failed, latest first (needs a person)";
+        section(out, title, q.failed_total, q.failed.len());
+        let mut t = Table::new(&["order", "failed at", "reason"]);
+        for f in &q.failed {
+            t.row(vec![
+                f.order_no.clone(),
+                taipei(f.failed_at),
+                text(&f.refund_error),
+            ]);
+        }
+        table_of(out, t, q.failed.len());
+    }
+
+    fn render_last_pass(&self, out: &mut String) {
+        let _ = match &self.last_pass {
+            None => writeln!(out, "\nlast pass: none recorded yet"),
             Some(p) => {
                 let line = serde_json::from_value::<PassSummary>(p.summary.clone())
                     .map(|s| s.line())
                     .unwrap_or_else(|_| p.summary.to_string());
-                let _ = writeln!(
+                writeln!(
                     out,
-                    "last pass: finished {} ({})\n  {}",
-                    time(p.finished_at),
+                    "\nlast pass: finished {} ({})\n  {}",
+                    taipei_or_dash(p.finished_at),
                     p.outcome.map_or("?", PassOutcome::as_str),
                     line
-                );
+                )
             }
-        }
-        out
+        };
     }
 }
 
@@ -184,6 +201,14 @@ impl StatusReport {
     /// their order, which must be delivered first) and dead.
     fn render_events(&self, out: &mut String) {
         let e = &self.events;
+        if self.webhook == Webhook::NotSet {
+            let _ = writeln!(
+                out,
+                "\nno webhook set (notify.webhook_url): {} kept in the outbox",
+                events(e.undelivered + e.dead)
+            );
+            return;
+        }
         let _ = writeln!(
             out,
             "\nevents for the webhook: {} undelivered{}{}, {} dead (refundd notify redeliver --dead)",
@@ -210,16 +235,17 @@ impl StatusReport {
             n as i64,
             n,
         );
+        let mut t = Table::new(&["order", "outcome", "since", "error"]);
         for w in &q.shop_writes {
-            let _ = writeln!(
-                out,
-                "  {:<20} {:<14} since {:<20} {}",
-                w.order_no,
-                w.writeback,
-                w.since.format("%Y-%m-%d %H:%M:%S"),
-                w.writeback_error.as_deref().unwrap_or("")
-            );
+            let since = taipei(w.since);
+            t.row(vec![
+                w.order_no.clone(),
+                w.writeback.to_string(),
+                since,
+                text(&w.writeback_error),
+            ]);
         }
+        table_of(out, t, n);
         let n = q.asked_again.len();
         section(
             out,
@@ -227,16 +253,24 @@ impl StatusReport {
             n as i64,
             n,
         );
+        let mut t = Table::new(&["order", "refunded", "asked again at"]);
         for a in &q.asked_again {
-            let _ = writeln!(
-                out,
-                "  {:<20} refunded {:>10}, asked again {}",
-                a.order_no,
-                a.refunded_amount.map(|x| x.to_string()).unwrap_or_default(),
-                time(a.requested_again_at)
-            );
+            let amount = a
+                .refunded_amount
+                .map_or_else(String::new, |x| x.to_string());
+            t.row(vec![
+                a.order_no.clone(),
+                amount,
+                taipei_or_dash(a.requested_again_at),
+            ]);
         }
+        table_of(out, t, n);
     }
+}
+
+/// `1 event`, `3 events`.
+fn events(n: i64) -> String {
+    format!("{n} event{}", if n == 1 { "" } else { "s" })
 }
 
 fn section(out: &mut String, title: &str, total: i64, shown: usize) {
@@ -248,9 +282,16 @@ fn section(out: &mut String, title: &str, total: i64, shown: usize) {
     }
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
+/// A list's table, when it has rows.
+fn table_of(out: &mut String, table: Table, rows: usize) {
+    if rows > 0 {
+        table.render(out);
+    }
+}
+
+/// An optional text, empty when there is none.
+fn text(t: &Option<String>) -> String {
+    t.clone().unwrap_or_default()
 }
 
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
@@ -270,7 +311,211 @@ pub fn human_age(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_age;
+    use super::*;
+    use crate::ctbc::Operation;
+    use crate::store::outbox::DeliveryState;
+    use crate::store::status::*;
+    use crate::store::vocabulary::{RefundStatus, SettlementState};
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    /// A queue with rows of every list, cells of different widths.
+    fn report() -> StatusReport {
+        let t = at("2026-11-28T02:02:13Z");
+        let waiting = |order_no: &str, status, attempts, error: &str| WaitingOrder {
+            order_no: order_no.into(),
+            status,
+            attempts,
+            next_attempt_at: Some(t),
+            last_error: Some(error.into()),
+        };
+        let settling = |order_no: &str, amount, settlement| SettlingRefund {
+            order_no: order_no.into(),
+            refunded_amount: Some(amount),
+            refunded_at: Some(t),
+            settlement,
+        };
+        let queue = QueueView {
+            at: t,
+            counts: vec![
+                StatusCount {
+                    status: RefundStatus::RefundRequested,
+                    count: 7,
+                },
+                StatusCount {
+                    status: RefundStatus::Refunded,
+                    count: 12_345,
+                },
+            ],
+            due_now: 3,
+            oldest_request: Some(OldestRequest {
+                order_no: "A1".into(),
+                refund_requested_at: Some(t),
+                age_secs: 7500,
+            }),
+            waiting_total: 2,
+            waiting: vec![
+                waiting("W1", RefundStatus::Refunding, 2, "bank unavailable"),
+                waiting(
+                    "W_LONGER_ORDER_0001",
+                    RefundStatus::RefundRequested,
+                    10,
+                    "busy",
+                ),
+            ],
+            unknown_total: 2,
+            unknown: vec![
+                UnknownOutcome {
+                    order_no: "U1".into(),
+                    operation: Operation::CaptureReversal,
+                    since: Some(t),
+                    next_attempt_at: None,
+                    last_error: Some("answer lost".into()),
+                },
+                UnknownOutcome {
+                    order_no: "U_LONGER_ORDER_002".into(),
+                    operation: Operation::Refund,
+                    since: None,
+                    next_attempt_at: None,
+                    last_error: None,
+                },
+            ],
+            settling_total: 2,
+            settling: vec![
+                settling("S1", 500, SettlementState::Pending),
+                settling(
+                    "S_LONGER_ORDER_003",
+                    1_200_000,
+                    SettlementState::Unconfirmed,
+                ),
+            ],
+            failed_total: 2,
+            failed: vec![
+                FailedOrder {
+                    order_no: "F1".into(),
+                    refund_error: Some("needs a person: state 13".into()),
+                    failed_at: t,
+                },
+                FailedOrder {
+                    order_no: "F_LONGER_ORDER_004".into(),
+                    refund_error: None,
+                    failed_at: t,
+                },
+            ],
+            shop_writes: vec![PendingShopWrite {
+                order_no: "WB1".into(),
+                writeback: RefundStatus::Refunded,
+                writeback_error: Some("shop.on_refunded changed 0 rows".into()),
+                since: t,
+            }],
+            asked_again: vec![AskedAgain {
+                order_no: "TWICE".into(),
+                requested_again_at: Some(t),
+                refunded_amount: Some(500),
+            }],
+        };
+        StatusReport {
+            queue,
+            last_pass: Some(LastPass {
+                started_at: t,
+                finished_at: Some(t),
+                outcome: Some(PassOutcome::Completed),
+                summary: serde_json::json!({}),
+            }),
+            events: DeliveryState::default(),
+            webhook: Webhook::Set,
+        }
+    }
+
+    #[test]
+    fn times_are_the_merchants_with_their_offset() {
+        let text = report().render();
+        assert!(text.contains("2026-11-28 10:02:13 +08:00"), "{text}");
+        assert!(!text.contains("UTC"), "{text}");
+        assert!(!text.contains("02:02:13"), "a UTC time: {text}");
+        // Every time shown carries the offset.
+        for (i, _) in text.match_indices("2026-11-28 ") {
+            assert_eq!(&text[i + 19..i + 26], " +08:00", "{}", &text[i..]);
+        }
+    }
+
+    /// Where each of `cells` starts in `line`, looked for in order.
+    fn starts(line: &str, cells: &[&str]) -> Vec<usize> {
+        let mut from = 0;
+        cells
+            .iter()
+            .map(|cell| {
+                let at = from
+                    + line[from..]
+                        .find(cell)
+                        .unwrap_or_else(|| panic!("{cell:?} not in {line:?}"));
+                from = at + cell.len();
+                line[..at].chars().count()
+            })
+            .collect()
+    }
+
+    /// Each column starts at the same offset in every row of its table.
+    #[test]
+    fn the_columns_of_each_table_line_up() {
+        let text = report().render();
+        let line = |first: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(first))
+                .unwrap_or_else(|| panic!("no row {first}:\n{text}"))
+        };
+        let time = "2026-11-28 10:02:13 +08:00";
+        let tables: [&[(&str, &[&str])]; 5] = [
+            &[
+                ("refund_requested", &["refund_requested", "7"]),
+                ("refunded", &["refunded", "12345"]),
+                ("due now", &["due now", "3"]),
+            ],
+            &[
+                ("W1 ", &["W1", "refunding", "2", time, "bank unavailable"]),
+                (
+                    "W_LONGER",
+                    &[
+                        "W_LONGER_ORDER_0001",
+                        "refund_requested",
+                        "10",
+                        time,
+                        "busy",
+                    ],
+                ),
+            ],
+            &[
+                ("U1 ", &["U1", "capture_reversal", time, "answer lost"]),
+                ("U_LONGER", &["U_LONGER_ORDER_002", "refund", "-"]),
+            ],
+            &[
+                ("S1 ", &["S1", "500", time, "pending"]),
+                (
+                    "S_LONGER",
+                    &["S_LONGER_ORDER_003", "1200000", time, "unconfirmed"],
+                ),
+            ],
+            &[
+                ("F1 ", &["F1", time, "needs a person"]),
+                ("F_LONGER", &["F_LONGER_ORDER_004", time]),
+            ],
+        ];
+        for table in tables {
+            let offsets: Vec<Vec<usize>> = table
+                .iter()
+                .map(|(first, cells)| starts(line(first), cells))
+                .collect();
+            for o in &offsets {
+                assert_eq!(
+                    o[..],
+                    offsets[0][..o.len().min(offsets[0].len())],
+                    "{table:?}:\n{text}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn ages_read_like_a_person_would_say_them() {

@@ -3,10 +3,12 @@
 //! queue, all in one transaction the store opens and ends, so nobody changes
 //! the order in between.
 //! `request` writes the built-in orders table (the shop's side); `retry`
-//! reopens refundd's own record of a failed refund.
+//! reopens refundd's own record of a failed refund, and reads the order's
+//! request through the shop's query as the next pass will (`shop.requests`).
 
+use super::intake::{RequestColumns, ShopRequest};
 use super::{Store, StoreError};
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection};
 
 /// The fields a request or retry is checked against.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -17,6 +19,38 @@ pub struct OrderToQueue {
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
     pub refund_error: Option<String>,
+    /// Why the request as last read cannot be sent (refundd's record only).
+    pub bad_input: Option<String>,
+}
+
+/// A reopened order, and its request as the shop's query lists it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reopened {
+    pub order: OrderToQueue,
+    /// None: the shop's query no longer lists the order, so the next pass
+    /// works it from refundd's record.
+    pub shop_now: Option<ShopRequestNow>,
+}
+
+/// One order's request as the shop's query gives it: its amounts as the
+/// shop wrote them, and as a pass reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopRequestNow {
+    /// `auth_amount` as the query returned it, as text (`1299.00`).
+    pub auth_text: Option<String>,
+    /// `refund_amount` as the query returned it, as text (`300.50`).
+    pub refund_text: Option<String>,
+    /// Whole amounts, as a pass records them, or why the row cannot be sent.
+    pub auth_amount: Option<i64>,
+    pub refund_amount: Option<i64>,
+    pub bad_input: Option<String>,
+}
+
+/// The amounts of a row of the shop's query, as text.
+#[derive(Debug, FromRow)]
+struct AmountsAsGiven {
+    auth_amount: Option<String>,
+    refund_amount: Option<String>,
 }
 
 impl Store {
@@ -42,21 +76,47 @@ impl Store {
     }
 
     /// `refundd retry`: locks refundd's record of the order, runs `check` on
-    /// it, and only if it passes reopens it and commits. None: no record.
+    /// it, and only if it passes reopens it, reads its request through the
+    /// shop's query, and commits. None: no record.
     pub async fn retry_by_hand<E: From<StoreError>>(
         &self,
         order_no: &str,
         note: &str,
         check: impl FnOnce(&OrderToQueue) -> Result<(), E>,
-    ) -> Result<Option<OrderToQueue>, E> {
+    ) -> Result<Option<Reopened>, E> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let Some(order) = self.lock_refund(&mut tx, order_no).await? else {
             return Ok(None);
         };
         check(&order)?;
         self.reopen(&mut tx, &order.order_no, note).await?;
+        let shop_now = self.request_now(&mut tx, &order.order_no).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(Some(order))
+        Ok(Some(Reopened { order, shop_now }))
+    }
+
+    /// The order's request as the shop's query lists it now (after the
+    /// reopening, which the built-in table's query sees), read as a pass
+    /// reads it (`RequestColumns`), with the amounts as the shop gave them.
+    async fn request_now(
+        &self,
+        conn: &mut PgConnection,
+        order_no: &str,
+    ) -> Result<Option<ShopRequestNow>, StoreError> {
+        let row = sqlx::query(&self.requests_sql(true))
+            .bind(order_no)
+            .fetch_optional(conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let given = AmountsAsGiven::from_row(&row)?;
+        let read = RequestColumns::of(&[ShopRequest::from_row(&row)?]);
+        Ok(Some(ShopRequestNow {
+            auth_text: given.auth_amount,
+            refund_text: given.refund_amount,
+            auth_amount: read.auth_amount.first().copied().flatten(),
+            refund_amount: read.refund_amount.first().copied().flatten(),
+            bad_input: read.bad_input.first().cloned().flatten(),
+        }))
     }
 
     /// Locks the built-in order (`FOR UPDATE`) until the transaction ends.
@@ -66,7 +126,8 @@ impl Store {
         order_no: &str,
     ) -> Result<Option<OrderToQueue>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error
+            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error,
+                    NULL::text AS bad_input
                FROM orders WHERE order_no = $1 FOR UPDATE",
         )
         .bind(order_no)
@@ -102,7 +163,7 @@ impl Store {
         order_no: &str,
     ) -> Result<Option<OrderToQueue>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
-            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error
+            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error, bad_input
                FROM refundd.refunds WHERE order_no = $1 FOR UPDATE",
         ))
         .bind(order_no)

@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod batch_plans;
 pub mod catalog;
+pub mod connection;
 mod endings;
 mod group_commit;
 pub mod intake;
@@ -25,17 +26,16 @@ pub mod story;
 pub mod vocabulary;
 pub mod writeback;
 
+pub use connection::connect;
 pub use refunds::{Lease, OrderRow};
 pub use shop::ShopStatements;
 
 use endings::EndingJob;
 use group_commit::Lane;
 use intents::IntentJob;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use step_outcomes::StepJob;
@@ -153,6 +153,9 @@ impl Store {
 pub enum StoreError {
     #[error("cannot reach the database: {0}")]
     Connect(#[source] sqlx::Error),
+    /// A connection could not be opened: where, and why.
+    #[error("{0}")]
+    Unreachable(#[from] connection::Unreachable),
     #[error("cannot reach the database: the database URL is not valid: {0}")]
     BadUrl(#[source] sqlx::Error),
     #[error("cannot reach the database: no answer to SELECT 1 within {} ms", .0.as_millis())]
@@ -194,7 +197,7 @@ impl StoreError {
             StoreError::ForeignOrdersTable
                 | StoreError::ShopStatement(_)
                 | StoreError::NotMigrated(_)
-        )
+        ) || matches!(self, StoreError::Unreachable(u) if u.cause.is_settings_problem())
     }
 
     /// Whether PostgreSQL refused something about one order (a value it cannot
@@ -221,38 +224,6 @@ fn about_one_order(e: &sqlx::Error) -> bool {
         sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
         _ => false,
     }
-}
-
-/// Opens a pool. The URL is never logged: it may carry a password.
-///
-/// refundd's sessions plan each prepared statement once (`plan_cache_mode =
-/// force_generic_plan`): its statements find records by key, and those of a
-/// group commit take arrays whose length changes with every batch, so with
-/// custom plans PostgreSQL would plan them again on every execution, for the
-/// same plan, at about a quarter of its CPU time under load.
-///
-/// A batch statement reads its orders from arrays through
-/// `(SELECT * FROM unnest(...) LIMIT cardinality($1))`. The LIMIT takes every
-/// element; it is there for the planner, which guesses ten rows for an array
-/// parameter and one in ten of those for a LIMIT it cannot evaluate: planned
-/// for one order, the statement looks each record up by its key whatever the
-/// table's statistics say. Without it, a generic plan made while the
-/// statistics still described the table before the backlog arrived (or a
-/// table of a few thousand records) scanned the whole table, or every due
-/// record, for each batch: about 1 ms a batch at 3,000 orders, a third of
-/// PostgreSQL's CPU at 50 ms of bank latency, where batches hold one or two
-/// orders.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(StoreError::BadUrl)?
-        .application_name("refundd")
-        .options([("plan_cache_mode", "force_generic_plan")]);
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(StoreError::Connect)
 }
 
 /// What `Store::migrate` did, for the operator who ran it.

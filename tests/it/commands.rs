@@ -91,7 +91,7 @@ fn once_refuses_plain_http_to_a_remote_bank() {
 }
 
 #[tokio::test]
-async fn once_with_the_database_unreachable_is_a_runtime_failure() {
+async fn once_with_the_database_down_names_its_host_port_and_cause() {
     let rig = Rig::new().await;
     let mut cmd = refundd_bin();
     cmd.arg("once");
@@ -116,7 +116,95 @@ async fn once_with_the_database_unreachable_is_a_runtime_failure() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("database"));
+    // The cause at once, not a wait for a pool: where, and what happened.
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "database",
+        "127.0.0.1",
+        &format!(":{port}"),
+        "connection refused",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert!(!err.contains("pool timed out"), "{err}");
+}
+
+/// A wrong password, or a database that does not exist, is a settings
+/// problem named as such (exit 2), and the password is never shown. The
+/// shared cluster trusts every local connection, so the password is checked
+/// by a cluster of the test's own, told to ask one role for it.
+#[tokio::test]
+async fn a_wrong_password_or_database_name_says_so_and_names_the_setting() {
+    let cluster = tokio::task::spawn_blocking(refundd::throwaway_pg::ThrowawayPostgres::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = refundd::store::connect(&cluster.url("postgres"), 1)
+        .await
+        .unwrap();
+    sqlx::query("CREATE ROLE shop_app LOGIN PASSWORD 'the-right-one'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let hba = cluster.dir().join("data/pg_hba.conf");
+    let trusting = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all shop_app 127.0.0.1/32 scram-sha-256\n{trusting}"),
+    )
+    .unwrap();
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let port = cluster.port();
+    let wrong = format!("postgres://shop_app:not-the-password@127.0.0.1:{port}/postgres");
+    let asks_for_it = || {
+        let wrong = wrong.clone();
+        async move {
+            use sqlx::Connection;
+            match sqlx::PgConnection::connect(&wrong).await {
+                Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("28P01"),
+                _ => false,
+            }
+        }
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the server asks shop_app for its password",
+        asks_for_it,
+    )
+    .await;
+
+    let status = |url: String| {
+        let mut cmd = refundd_bin();
+        cmd.arg("status").env("REFUNDD__DATABASE__URL", url);
+        tokio::task::spawn_blocking(move || cmd.output())
+    };
+    let out = status(wrong).await.unwrap().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in [
+        "127.0.0.1",
+        &format!(":{port}"),
+        "authentication",
+        "shop_app",
+        "database.url",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert!(
+        !err.contains("not-the-password"),
+        "the password was shown: {err}"
+    );
+
+    let missing = format!("postgres://postgres@127.0.0.1:{port}/no_such_shop");
+    let out = status(missing).await.unwrap().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in ["no_such_shop", "does not exist", "database.url"] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
 }
 
 #[tokio::test]

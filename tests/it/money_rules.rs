@@ -455,7 +455,7 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
     )
     .await;
     assert_eq!(shop_ok, "refunded");
-    let text = refundd::ops::status::report(&rig.store)
+    let text = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
         .await
         .unwrap()
         .render();

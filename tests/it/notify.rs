@@ -329,7 +329,9 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
     // The operator sees the order's later events held behind the dead one.
     let state = rig.store.delivery_state().await.unwrap();
     assert_eq!((state.undelivered, state.dead, state.held), (2, 1, 2));
-    let status = refundd::ops::status::report(&rig.store).await.unwrap();
+    let status = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::Set)
+        .await
+        .unwrap();
     assert!(
         status
             .render()

@@ -190,6 +190,63 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     assert!(s["elapsed_ms"].is_u64());
 }
 
+/// A full reversal sends AuthNewAmt 0 (the authorisation that remains): the
+/// log says what was given back, and names what remains apart, so an
+/// operator never reads 0 for a full refund.
+#[tokio::test]
+async fn accepted_calls_log_the_amount_given_back_and_the_authorisation_left() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(refundd::ops::logging::json_layer(logs.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rig = Rig::new().await;
+    rig.seed("BACK_FULL", 1200, TxState::Authorised, None).await;
+    rig.seed("BACK_PART", 1000, TxState::Authorised, Some(300))
+        .await;
+    rig.seed("BACK_CAPT", 800, TxState::CapturedNotSettled, None)
+        .await;
+    rig.seed("BACK_SETL", 500, TxState::Settled, Some(200))
+        .await;
+    assert_eq!(rig.pass().await.refunded(), 4);
+
+    let lines = logs.lines();
+    let accepted = |order: &str, op: &str| -> Value {
+        lines
+            .iter()
+            .find(|l| {
+                l["message"] == "bank accepted"
+                    && l["operation"] == op
+                    && order_no_of(l) == Some(order)
+            })
+            .unwrap_or_else(|| panic!("no accepted {op} for {order}:\n{}", logs.text()))
+            .clone()
+    };
+    let fields = |l: &Value| {
+        (
+            l.get("amount_back").and_then(Value::as_i64),
+            l.get("auth_remaining").and_then(Value::as_i64),
+            l.get("capture_reversed").and_then(Value::as_i64),
+            l.get("amount").cloned(),
+        )
+    };
+    // (given back, authorisation left, capture taken out, no ambiguous `amount`)
+    for (order, op, expected) in [
+        ("BACK_FULL", "reversal", (Some(1200), Some(0), None, None)),
+        ("BACK_PART", "reversal", (Some(300), Some(700), None, None)),
+        (
+            "BACK_CAPT",
+            "capture_reversal",
+            (None, None, Some(800), None),
+        ),
+        ("BACK_CAPT", "reversal", (Some(800), Some(0), None, None)),
+        ("BACK_SETL", "refund", (Some(200), None, None, None)),
+    ] {
+        let line = accepted(order, op);
+        assert_eq!(fields(&line), expected, "{order} {op}: {line}");
+    }
+}
+
 #[tokio::test]
 async fn progress_lines_report_done_total_and_rate() {
     let logs = Captured::default();
@@ -558,6 +615,25 @@ async fn status_json_matches_the_database() {
     }
 }
 
+/// Without a webhook the outbox keeps its events, and nothing waits for a
+/// delivery: `status` says so rather than count them undelivered.
+#[tokio::test]
+async fn status_without_a_webhook_says_the_events_are_kept_not_undelivered() {
+    let rig = Rig::new().await;
+    rig.seed("NO_HOOK", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    let kept = rig.store.delivery_state().await.unwrap().undelivered;
+    assert!(kept > 0);
+
+    let out = run(&rig.url, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let events = if kept == 1 { "event" } else { "events" };
+    let said = format!("no webhook set (notify.webhook_url): {kept} {events} kept in the outbox");
+    assert!(table.contains(&said), "{said:?} missing:\n{table}");
+    assert!(!table.contains("undelivered"), "{table}");
+}
+
 #[test]
 fn status_without_a_database_url_is_a_settings_error() {
     let out = refundd_bin().args(["status", "--json"]).output().unwrap();
@@ -639,7 +715,11 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
 
     let out = run(&url, &["request", "CLI_PAID", "--amount", "400"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("400 of 1000"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NT$400 of the NT$1,000"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let (status, amount, requested_at): (
         String,
         Option<i64>,
@@ -740,6 +820,65 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     let out = run(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already in the refund queue"));
+}
+
+/// The shop asked for NT$300.50 of a NT$1,299 sale: refundd refunds whole
+/// NT$ only, so the order failed, and `retry` says what the shop asked and
+/// that refundd would refund nothing of it, never "the whole 1299".
+#[tokio::test]
+async fn retry_says_the_amount_the_shop_gave_and_what_refundd_would_refund() {
+    use refundd::ops::manual_queue::retry;
+    let rig = Rig::in_shop(&refundd::ops::shop_examples::CODES).await;
+    let sale = |sql: &'static str| {
+        let pool = rig.pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    rig.seed("HALF", 1299, TxState::Settled, Some(300)).await;
+    sale("UPDATE shop2.sales SET refund = 300.50 WHERE order_code = 'HALF'").await;
+    rig.pass().await;
+    assert_eq!(rig.order("HALF").await.status, "refund_failed");
+
+    // The shop asks again, still for 300.50: the next pass reads that row.
+    sale("UPDATE shop2.sales SET state = 5 WHERE order_code = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in ["NT$300.50", "NT$1,299", "would refund nothing", "fraction"] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+    assert!(!line.contains("whole 1299"), "{line}");
+
+    // Corrected to a whole NT$300 (and read), and failed again for another
+    // reason: the shop's row and what refundd would give back.
+    sale("UPDATE shop2.sales SET refund = 300 WHERE order_code = 'HALF'").await;
+    rig.store.intake(1000).await.unwrap();
+    sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in [
+        "NT$300.00 of NT$1,299.00",
+        "would refund NT$300 of the NT$1,299",
+    ] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+
+    // No longer listed by the shop: what refundd last read, which the next pass works from.
+    sale("UPDATE shop2.sales SET state = 9 WHERE order_code = 'HALF'").await;
+    sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
+    let line = retry(&rig.store, "HALF")
+        .await
+        .unwrap()
+        .line("back in the queue");
+    for needle in [
+        "no longer list",
+        "NT$300 of NT$1,299",
+        "would refund NT$300",
+    ] {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
 }
 
 // ---------------------------------------------------------------- demo

@@ -173,7 +173,7 @@ async fn an_order_asked_again_after_its_refund_is_never_refunded_twice() {
     // Shown once, however many passes see it.
     rig.pass().await;
     assert_eq!(rig.store.queue_view().await.unwrap().asked_again.len(), 1);
-    let text = refundd::ops::status::report(&rig.store)
+    let text = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
         .await
         .unwrap()
         .render();

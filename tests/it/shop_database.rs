@@ -296,7 +296,7 @@ async fn a_write_back_that_changes_no_row_is_refused_and_shown() {
         reason.contains("shop.on_refunded changed 0 rows"),
         "{reason}"
     );
-    let report = refundd::ops::status::report(&rig.store)
+    let report = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
         .await
         .unwrap()
         .render();
