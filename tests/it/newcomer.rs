@@ -92,7 +92,13 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
     let bank = sim.base_url();
     for (i, (number, lidm)) in orders().iter().enumerate() {
         sim.admin()
-            .load(&[SimTx::new(lidm, format!("X{lidm}"), "A1B2C3", 1000, TxState::Authorised)])
+            .load(&[SimTx::new(
+                lidm,
+                format!("X{lidm}"),
+                "A1B2C3",
+                1000,
+                TxState::Authorised,
+            )])
             .await
             .unwrap();
         sqlx::query(
@@ -134,7 +140,10 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
     let dashed = REQUESTS.replace(", replace(o.number, '-', '') AS lidm", "");
     let (code, text) = run(refundd(&url, &bank, "once", (&dashed, ON_REFUNDED))).await;
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("7 of the 7") && text.contains("lidm"), "{text}");
+    assert!(
+        text.contains("7 of the 7") && text.contains("lidm"),
+        "{text}"
+    );
 
     // 4. A JOIN to every payment attempt: `plan` names the doubled orders.
     let every_attempt = REQUESTS.replace(" AND p.succeeded", "");
@@ -144,7 +153,11 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
 
     // Nothing of it moved money or touched the shop's rows.
     let ledger = sim.admin().ledger().await.unwrap();
-    assert_eq!(ledger.returned_by_order.values().sum::<i64>(), 0, "{ledger:?}");
+    assert_eq!(
+        ledger.returned_by_order.values().sum::<i64>(),
+        0,
+        "{ledger:?}"
+    );
     assert!(shop_statuses(&pool)
         .await
         .iter()
@@ -163,12 +176,17 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
             .await
             .unwrap()
             .iter()
-            .filter(|c| c.operation == "reversal" && c.outcome == refundd::sim::CallOutcome::Accepted)
+            .filter(|c| {
+                c.operation == "reversal" && c.outcome == refundd::sim::CallOutcome::Accepted
+            })
             .count();
         assert_eq!(accepted, 1, "{number}: {text}");
     }
     let statuses = shop_statuses(&pool).await;
-    assert!(statuses.iter().all(|(_, s)| s == "refunded"), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, s)| s == "refunded"),
+        "{statuses:?}"
+    );
     let totals: Vec<String> =
         sqlx::query_scalar("SELECT refund_total::text FROM wc.orders ORDER BY number")
             .fetch_all(&pool)
