@@ -3,14 +3,16 @@
 //! `check` and `once` as that role, through to an order refunded at the bank
 //! and written back into the tutorial shop's tables.
 
-use crate::common::{empty_db, order_view, refundd_bin, test_pool, DEFAULT_SCHEMA};
+use crate::common::{
+    empty_db, order_view, refundd_bin, run_off_runtime, test_pool, DEFAULT_SCHEMA,
+};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{
     SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 use refundd::store::shop_examples::{Refund, SeedOrder};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The statements of the guide's section on the role's rights, for the
 /// database `database` (the guide's is `shop`).
@@ -49,19 +51,11 @@ fn as_the_role(url: &str, command: &str) -> Command {
     cmd
 }
 
-/// Runs a command off the runtime's threads: the simulator answers on them.
-async fn output(mut cmd: Command) -> Output {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    out
+/// Runs a command, which must succeed: what it printed to stdout.
+async fn output(cmd: Command) -> String {
+    let (code, text, stdout) = run_off_runtime(cmd).await;
+    assert_eq!(code, Some(0), "{text}");
+    stdout
 }
 
 #[tokio::test]
@@ -104,8 +98,7 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
         .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
         .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
         .env("REFUNDD__CTBC__IV", REFERENCE_IV);
-    let out = output(once).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = output(once).await;
     assert!(stdout.contains("refunded 1"), "{stdout}");
 
     let records = test_pool(&url, DEFAULT_SCHEMA).await;

@@ -6,12 +6,12 @@
 //! then the corrected settings pass `check`, and `once` refunds every order
 //! at the bank and writes each back into the shop's rows.
 
-use crate::common::{empty_db, refundd_bin};
+use crate::common::{empty_db, refundd_bin, run_off_runtime};
 use refundd::ctbc::TxState;
 use refundd::sim::{
     SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
-use std::process::{Command, Output};
+use std::process::Command;
 
 const SHOP: &str = "
 CREATE SCHEMA wc;
@@ -62,19 +62,10 @@ fn refundd(url: &str, bank: &str, command: &str, shop: (&str, &str)) -> Command 
     cmd
 }
 
-/// Runs a command off the runtime's threads (the simulator answers on them):
-/// its exit code and everything it printed.
-async fn run(mut cmd: Command) -> (Option<i32>, String) {
-    let out: Output = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+/// Runs a command: its exit code and everything it printed.
+async fn run(cmd: Command) -> (Option<i32>, String) {
+    let (code, text, _) = run_off_runtime(cmd).await;
+    (code, text)
 }
 
 async fn shop_statuses(pool: &sqlx::PgPool) -> Vec<(String, String)> {

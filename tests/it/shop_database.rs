@@ -12,6 +12,21 @@ use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::SimTx;
 use std::time::Duration;
 
+/// What `refundd plan` says a pass started now would do.
+async fn plan_now(rig: &Rig) -> refundd::engine::plan::PassPlan {
+    refundd::engine::plan::plan(
+        &refundd::store::plan::PlanReader::new(rig.store.clone()),
+        &refundd::ctbc::InquiryClient::new(crate::common::client_for(
+            &rig.sim.base_url(),
+            Duration::from_secs(10),
+        )),
+        &crate::common::engine_settings(),
+        &refundd::engine::clock::SystemClock,
+    )
+    .await
+    .unwrap()
+}
+
 async fn text(rig: &Rig, sql: &str, order_no: &str) -> String {
     sqlx::query_scalar(sql)
         .bind(order_no)
@@ -128,17 +143,7 @@ async fn two_rows_for_one_order_are_that_orders_problem_and_nothing_is_sent_for_
     .unwrap();
 
     // `plan` says so before the pass, whichever row the query gives first.
-    let plan = refundd::engine::plan::plan(
-        &refundd::store::plan::PlanReader::new(rig.store.clone()),
-        &refundd::ctbc::InquiryClient::new(crate::common::client_for(
-            &rig.sim.base_url(),
-            Duration::from_secs(10),
-        )),
-        &crate::common::engine_settings(),
-        &refundd::engine::clock::SystemClock,
-    )
-    .await
-    .unwrap();
+    let plan = plan_now(&rig).await;
     let dup = format!("{plan:?}");
     assert!(dup.contains("returned 2 rows for this order"), "{dup}");
 
@@ -378,17 +383,7 @@ async fn a_mapping_that_fails_most_rows_alike_moves_nothing_and_marks_nothing_fa
         rig.seed(no, 1000, TxState::Authorised, None).await;
     }
     // `plan` says so first, as the pass will.
-    let plan = refundd::engine::plan::plan(
-        &refundd::store::plan::PlanReader::new(rig.store.clone()),
-        &refundd::ctbc::InquiryClient::new(crate::common::client_for(
-            &rig.sim.base_url(),
-            Duration::from_secs(10),
-        )),
-        &crate::common::engine_settings(),
-        &refundd::engine::clock::SystemClock,
-    )
-    .await
-    .unwrap();
+    let plan = plan_now(&rig).await;
     let said = plan.settings_problem.clone().unwrap_or_default();
     assert!(
         said.contains("4 of the 4") && said.contains("currency"),

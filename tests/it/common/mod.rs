@@ -56,6 +56,19 @@ pub async fn fresh_db() -> (PgPool, String) {
     (pool, url)
 }
 
+/// Runs a command off the runtime's threads (a simulator of the test's
+/// answers on them): its exit code, what it printed (stdout then stderr),
+/// and its stdout alone.
+pub async fn run_off_runtime(mut cmd: std::process::Command) -> (Option<i32>, String, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("the command runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text, stdout)
+}
+
 /// The refundd binary built for these tests.
 pub fn refundd_bin() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_refundd"));
