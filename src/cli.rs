@@ -37,8 +37,13 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database schema (safe to run again).
     Migrate,
-    /// Check the settings and the shop's statements against the database, sending nothing.
-    Check,
+    /// Check the settings and the shop's statements against the database, rehearse the
+    /// write-backs (rolled back) and judge the requested rows, sending nothing that moves money.
+    Check {
+        /// Also make one inquiry, to prove the endpoint, the merchant id and the keys.
+        #[arg(long)]
+        bank: bool,
+    },
     /// The webhook: send a signed test event, or put dead events back in line.
     Notify {
         #[command(subcommand)]
@@ -193,17 +198,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             println!("{migrated}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
-            let store = connect(&settings).await?;
-            store.check_shop().await?;
-            let what = if store.shop().is_builtin() {
-                "the built-in orders table's statements"
-            } else {
-                "shop.requests, shop.on_refunded and shop.on_failed"
-            };
-            println!("settings are usable; {what} check out against the database");
-            rehearse(&store).await
-        }
+        Command::Check { bank } => check(&settings, bank).await,
         Command::Notify { what } => notify(what, &settings).await,
         Command::ThrowawayDb => throwaway_db().await,
         Command::Once => once(settings).await,
@@ -292,36 +287,32 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `check`'s rehearsal of the write-backs on a real request, rolled back:
-/// exit 2 when one would not change exactly the order's row.
-async fn rehearse(store: &Store) -> Result<ExitCode, CliError> {
-    use crate::store::rehearsal::Rehearsal;
-    let (order_no, statements) = match store.rehearse_write_backs().await? {
-        Rehearsal::NoRequest => {
-            println!("the shop asks for no refund now: the write-backs were not rehearsed (run check again once it does)");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Rehearsal::On {
-            order_no,
-            statements,
-        } => (order_no, statements),
-    };
-    let mut refused = false;
-    for (setting, problem) in statements {
-        match problem {
-            None => println!(
-                "{setting} changes order {order_no}'s row (rehearsed in a transaction rolled back)"
-            ),
-            Some(why) => {
-                refused = true;
-                eprintln!("refundd: rehearsed on order {order_no} and rolled back: {why}");
-            }
-        }
-    }
-    Ok(if refused {
-        ExitCode::from(2)
+/// `refundd check`: the settings `once` needs (the bank's included), the
+/// shop's statements, then what `ops::check` finds; exit 2 on any problem.
+async fn check(settings: &Settings, bank: bool) -> Result<ExitCode, CliError> {
+    let client = settings.require_client()?;
+    let store = connect(settings).await?;
+    store.check_shop().await?;
+    let what = if store.shop().is_builtin() {
+        "the built-in orders table's statements"
     } else {
+        "shop.requests, shop.on_refunded and shop.on_failed"
+    };
+    println!("settings are usable; {what} check out against the database");
+    let mut report = crate::ops::check::check_shop_rows(&store).await?;
+    if bank {
+        crate::ops::check::check_bank(&InquiryClient::new(client), &mut report).await;
+    }
+    for line in &report.lines {
+        println!("{line}");
+    }
+    for problem in &report.problems {
+        eprintln!("refundd: {problem}");
+    }
+    Ok(if report.problems.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     })
 }
 

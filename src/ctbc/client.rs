@@ -120,8 +120,9 @@ struct Inner {
     limiter: Option<DefaultDirectRateLimiter>,
     unknown_order_codes: Vec<(String, String)>,
     sw_revision: String,
-    /// Answers in a row whose envelope did not open with our keys (a MAC
-    /// or padding failure); any answer that opens sets it back to 0.
+    /// Answers in a row whose envelope did not open with our keys (a MAC,
+    /// padding, Big5 or JSON failure of a real envelope); any answer that
+    /// opens sets it back to 0.
     sealed_otherwise_in_a_row: AtomicU32,
 }
 
@@ -219,6 +220,12 @@ impl Client {
         self.inner
             .sealed_otherwise_in_a_row
             .store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the last answer (and those before it in a row) did not open
+    /// with our keys: a MAC or padding failure.
+    pub fn answer_did_not_open(&self) -> bool {
+        self.inner.sealed_otherwise_in_a_row.load(Ordering::Relaxed) > 0
     }
 
     /// Why the bank's answers say our keys are wrong: the last
@@ -440,7 +447,17 @@ impl Client {
         let opened = open_form(&self.inner.envelope, bytes);
         let in_a_row = &self.inner.sealed_otherwise_in_a_row;
         match &opened {
-            Err(FormError::Envelope(EnvelopeError::MacMismatch | EnvelopeError::Padding)) => {
+            // What a wrong key (padding, MAC) or a wrong IV (the first
+            // block garbled: no JSON, or not Big5) does to an answer.
+            Err(
+                FormError::Envelope(
+                    EnvelopeError::MacMismatch
+                    | EnvelopeError::Padding
+                    | EnvelopeError::NotBig5
+                    | EnvelopeError::NoJson,
+                )
+                | FormError::NotJson(_),
+            ) => {
                 in_a_row.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => in_a_row.store(0, Ordering::Relaxed),

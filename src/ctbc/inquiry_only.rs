@@ -25,6 +25,16 @@ impl InquiryClient {
         InquiryClient(client)
     }
 
+    /// Whether the last answer did not open with the keys (`Client::answer_did_not_open`).
+    pub fn answer_did_not_open(&self) -> bool {
+        self.0.answer_did_not_open()
+    }
+
+    /// The merchant id the client speaks for.
+    pub fn mer_id(&self) -> &crate::ctbc::MerId {
+        self.0.mer_id()
+    }
+
     /// Why the bank's answers say the keys are wrong, if they do
     /// (`Client::keys_look_wrong`).
     pub fn keys_look_wrong(&self) -> Option<String> {

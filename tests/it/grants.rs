@@ -92,12 +92,23 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
     TUTORIAL.seed_orders(&pool, &[order]).await.unwrap();
 
     output(as_the_role(&role_url, "migrate")).await;
-    output(as_the_role(&role_url, "check")).await;
-    let mut once = as_the_role(&role_url, "once");
-    once.env("REFUNDD__CTBC__BASE_URL", sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", REFERENCE_IV);
+    let with_the_bank = |command: &str| {
+        let mut cmd = as_the_role(&role_url, command);
+        cmd.env("REFUNDD__CTBC__BASE_URL", sim.base_url())
+            .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+            .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+            .env("REFUNDD__CTBC__IV", REFERENCE_IV);
+        cmd
+    };
+    let mut check = with_the_bank("check");
+    check.arg("--bank");
+    let checked = output(check).await;
+    assert!(
+        checked.contains("1 rows requested, 1 valid, 0 invalid"),
+        "{checked}"
+    );
+    assert!(checked.contains("the keys work"), "{checked}");
+    let once = with_the_bank("once");
     let stdout = output(once).await;
     assert!(stdout.contains("refunded 1"), "{stdout}");
 

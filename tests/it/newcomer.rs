@@ -127,8 +127,17 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
     assert!(text.contains("shop.on_refunded changed 0 rows"), "{text}");
 
     // 3. The dashed numbers sent as they are: every row fails the same check,
-    //    a mapping mistake: nothing sent, nothing written back.
+    //    a mapping mistake: check says so, and once sends nothing, writes
+    //    nothing back.
     let dashed = REQUESTS.replace(", replace(o.number, '-', '') AS lidm", "");
+    let (code, text) = run(refundd(&url, &bank, "check", (&dashed, ON_REFUNDED))).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(
+            "7 rows requested, 0 valid, 7 invalid: 7 × the order number sent to the bank"
+        ),
+        "{text}"
+    );
     let (code, text) = run(refundd(&url, &bank, "once", (&dashed, ON_REFUNDED))).await;
     assert_eq!(code, Some(2), "{text}");
     assert!(
@@ -136,7 +145,14 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
         "{text}"
     );
 
-    // 4. A JOIN to every payment attempt: `plan` names the doubled orders.
+    // 4. Keys copied wrong: check --bank asks the bank once and says which.
+    let mut wrong_iv = refundd(&url, &bank, "check", fixed);
+    wrong_iv.arg("--bank").env("REFUNDD__CTBC__IV", "wrongiv!");
+    let (code, text) = run(wrong_iv).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("wrong ctbc.mac_key or ctbc.iv"), "{text}");
+
+    // 5. A JOIN to every payment attempt: `plan` names the doubled orders.
     let every_attempt = REQUESTS.replace(" AND p.succeeded", "");
     let (code, text) = run(refundd(&url, &bank, "plan", (&every_attempt, ON_REFUNDED))).await;
     assert_eq!(code, Some(0), "{text}");
@@ -155,9 +171,16 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
         .all(|(_, s)| s == "refund-requested"));
 
     // The corrected settings: check is clean, once refunds every order.
-    let (code, text) = run(refundd(&url, &bank, "check", fixed)).await;
+    let mut clean = refundd(&url, &bank, "check", fixed);
+    clean.arg("--bank");
+    let (code, text) = run(clean).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("shop.on_refunded changes order"), "{text}");
+    assert!(
+        text.contains("7 rows requested, 7 valid, 0 invalid"),
+        "{text}"
+    );
+    assert!(text.contains("the keys work"), "{text}");
     let (code, text) = run(refundd(&url, &bank, "once", fixed)).await;
     assert_eq!(code, Some(0), "{text}");
     for (number, lidm) in orders() {

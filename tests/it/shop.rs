@@ -215,7 +215,12 @@ fn with_shop(url: &str, args: &[&str], shop: &[(&str, &str)]) -> Output {
     let mut cmd = refundd_bin();
     cmd.args(args)
         .env("REFUNDD__DATABASE__URL", url)
-        .env("REFUNDD__HTTP__LISTEN", "off");
+        .env("REFUNDD__HTTP__LISTEN", "off")
+        // `check` checks the bank's settings too (it asks the bank only with --bank).
+        .env("REFUNDD__CTBC__BASE_URL", "http://127.0.0.1:9")
+        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", REFERENCE_IV);
     for (k, v) in shop {
         cmd.env(k, v);
     }
