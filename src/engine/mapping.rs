@@ -29,6 +29,15 @@ pub struct MappingMistake {
     pub example: String,
 }
 
+/// A request the pass has not started (nothing intended, sent or reached):
+/// what `mapping_mistake` judges, as `Store::requests_not_started` selects.
+pub fn not_started(row: &OrderRow) -> bool {
+    row.status == crate::store::vocabulary::RefundStatus::RefundRequested
+        && row.claimed_amount.is_none()
+        && row.step.is_none()
+        && row.unknown_operation.is_none()
+}
+
 /// The mistake `rows` (requests not yet started) show, if more than half
 /// of them, and at least `MIN_ROWS`, fail the same check.
 pub fn mapping_mistake(rows: &[OrderRow]) -> Option<MappingMistake> {

@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// One money-moving call the pass would send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -218,7 +217,7 @@ pub async fn plan(
     let not_started: Vec<crate::store::OrderRow> = reading
         .orders
         .iter()
-        .filter(|o| not_started(&o.row))
+        .filter(|o| super::mapping::not_started(&o.row))
         .take(super::mapping::SAMPLE as usize)
         .map(|o| o.row.clone())
         .collect();
@@ -280,14 +279,6 @@ pub async fn plan(
     })
 }
 
-/// A request the pass has not started: what `engine::mapping` judges.
-fn not_started(row: &crate::store::OrderRow) -> bool {
-    row.status == crate::store::vocabulary::RefundStatus::RefundRequested
-        && row.claimed_amount.is_none()
-        && row.step.is_none()
-        && row.unknown_operation.is_none()
-}
-
 /// Why a claim would not take this order now, before anything is asked.
 fn not_taken(row: &PlanRow) -> Option<Skip> {
     if row.withdrawn {
@@ -328,11 +319,7 @@ async fn plan_order(
         return (planned, Asked::No, None);
     }
     // The claim's lease is never taken: the plan writes nothing under it.
-    let lease = Lease {
-        id: row.row.id,
-        token: Uuid::nil(),
-        worker: Uuid::nil(),
-    };
+    let lease = Lease::unheld(row.row.id);
     let req = match RefundRequest::validate(&row.row, lease) {
         Ok(r) => r,
         Err(problem) => {

@@ -6,7 +6,7 @@
 //! it finds is said in lines for the operator; any problem makes it exit 2.
 
 use crate::ctbc::{CtbcError, InquiryClient, OrderNo};
-use crate::engine::mapping::mapping_mistake;
+use crate::engine::mapping::{mapping_mistake, not_started};
 use crate::engine::refund_request::{RefundRequest, RowCheck};
 use crate::store::plan::PlanReader;
 use crate::store::rehearsal::Rehearsal;
@@ -65,8 +65,7 @@ async fn judge_rows(store: &Store, report: &mut CheckReport) -> Result<(), Store
     let rows: Vec<_> = reading
         .orders
         .iter()
-        .filter(|o| o.row.claimed_amount.is_none() && o.row.step.is_none())
-        .filter(|o| !o.withdrawn && !o.refunded_already)
+        .filter(|o| not_started(&o.row))
         .map(|o| o.row.clone())
         .collect();
     let mut invalid: BTreeMap<RowCheck, usize> = BTreeMap::new();

@@ -26,11 +26,7 @@ fn settings() -> EngineSettings {
 
 fn req(authorised: i64, refund: i64) -> RefundRequest {
     RefundRequest {
-        lease: Lease {
-            id: 1,
-            token: Uuid::nil(),
-            worker: Uuid::nil(),
-        },
+        lease: Lease::unheld(1),
         order_no: OrderNo::parse("PLAN1").unwrap(),
         xid: Xid::parse("XPLAN1").unwrap(),
         auth_code: Some(AuthCode::parse("A1B2C3").unwrap()),
