@@ -4,6 +4,7 @@
 //! requests the shop stopped asking for before anything was sent are withdrawn.
 //! What a shop's row means over time is decided here, in SQL, in one place.
 
+use super::queue_rules as rule;
 use super::refunds::Lease;
 use super::{Store, StoreError};
 use futures::TryStreamExt;
@@ -210,10 +211,7 @@ impl Store {
                  UPDATE refundd.refunds f
                     SET status = 'withdrawn', lease_owner = NULL, lease_token = NULL,
                         lease_expires_at = NULL, next_attempt_at = NULL
-                  WHERE (f.status = 'refund_requested'
-                         OR (f.status = 'refunding' AND (f.lease_expires_at IS NULL OR f.lease_expires_at < now())))
-                    AND f.claimed_amount IS NULL AND f.step IS NULL AND f.unknown_operation IS NULL
-                    AND NOT f.retried_by_operator
+                  WHERE WITHDRAWABLE
                     AND NOT EXISTS (SELECT 1 FROM (__REQUESTS__) AS r WHERE r.order_no::text = f.order_no)
                  RETURNING order_no)
              INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
@@ -221,6 +219,7 @@ impl Store {
                     'the shop''s requests no longer list this order and nothing was sent: withdrawn'
                FROM w",
         )
+        .replace("WITHDRAWABLE", &rule::withdrawable("f"))
         .replace("__REQUESTS__", &self.shop.requests);
         let done = sqlx::query(&sql).execute(&self.pool).await?;
         Ok(done.rows_affected())
@@ -285,21 +284,22 @@ impl Store {
 /// a failed one the shop was told of, asked again is a new request; an order
 /// refundd refunded is never reopened, only marked asked again. "Asked again"
 /// counts only when the reading's snapshot (`$8`) saw the transaction that
-/// ended the work (SEEN), so a reading taken before it is never mistaken for
-/// a new request.
+/// ended the work, so a reading taken before it is never mistaken for a new
+/// request. The rules are `queue_rules`', shared with `plan`'s reading.
 static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    RECORD_REQUESTS_TEMPLATE.replace(
-        "SEEN",
-        "coalesce(pg_visible_in_snapshot(f.decided_xid, $8::pg_snapshot), false)",
-    )
-});
-
-const RECORD_REQUESTS_TEMPLATE: &str = "
+    let (reopens, reopens_failed) = (rule::reopens("f", "$8"), rule::reopens_failed("f", "$8"));
+    let follows = rule::follows_shop("f", "$8");
+    let asked_again = rule::asked_again("f", "$8");
+    let take = |column: &str| {
+        format!("{column} = CASE WHEN {follows} THEN EXCLUDED.{column} ELSE f.{column} END")
+    };
+    let taken: Vec<String> = SHOP_VALUES.iter().map(|c| take(c)).collect();
+    format!(
+        "
 INSERT INTO refundd.refunds AS f
        (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
 SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])
-       AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
+  FROM {LISTED} AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
   LEFT JOIN refundd.refunds f ON f.order_no = u.order_no
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
@@ -307,39 +307,39 @@ SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currenc
     OR (f.claimed_amount IS NULL
         AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input, f.lidm)
             IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm))
-    OR (f.status = 'withdrawn' AND SEEN)
-    OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-    OR (f.status = 'refunded' AND f.requested_again_at IS NULL AND f.writeback IS NULL AND SEEN)
+    OR {reopens}
+    OR ({asked_again} AND f.requested_again_at IS NULL)
 ON CONFLICT (order_no) DO UPDATE SET
-    status = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                  THEN 'refund_requested' ELSE f.status END,
-    attempts = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                    THEN 0 ELSE f.attempts END,
-    next_attempt_at = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                           THEN NULL ELSE f.next_attempt_at END,
-    refund_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.refund_error END,
-    last_error = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.last_error END,
-    claimed_amount = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN NULL ELSE f.claimed_amount END,
-    shop_told_failed = CASE WHEN f.status = 'refund_failed' AND f.shop_told_failed AND SEEN THEN false ELSE f.shop_told_failed END,
-    requested_at = CASE WHEN (f.status = 'withdrawn' AND SEEN) OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                        THEN now() ELSE f.requested_at END,
-    xid = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-               THEN EXCLUDED.xid ELSE f.xid END,
-    auth_code = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                     THEN EXCLUDED.auth_code ELSE f.auth_code END,
-    auth_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                       THEN EXCLUDED.auth_amount ELSE f.auth_amount END,
-    refund_amount = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                         THEN EXCLUDED.refund_amount ELSE f.refund_amount END,
-    currency = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                    THEN EXCLUDED.currency ELSE f.currency END,
-    bad_input = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                     THEN EXCLUDED.bad_input ELSE f.bad_input END,
-    lidm = CASE WHEN f.claimed_amount IS NULL OR (f.status = 'refund_failed' AND f.shop_told_failed AND SEEN)
-                THEN EXCLUDED.lidm ELSE f.lidm END,
+    status = CASE WHEN {reopens} THEN 'refund_requested' ELSE f.status END,
+    attempts = CASE WHEN {reopens} THEN 0 ELSE f.attempts END,
+    next_attempt_at = CASE WHEN {reopens} THEN NULL ELSE f.next_attempt_at END,
+    refund_error = CASE WHEN {reopens_failed} THEN NULL ELSE f.refund_error END,
+    last_error = CASE WHEN {reopens_failed} THEN NULL ELSE f.last_error END,
+    claimed_amount = CASE WHEN {reopens_failed} THEN NULL ELSE f.claimed_amount END,
+    shop_told_failed = CASE WHEN {reopens_failed} THEN false ELSE f.shop_told_failed END,
+    requested_at = CASE WHEN {reopens} THEN now() ELSE f.requested_at END,
+    {},
     -- (a refund whose write-back the shop refused is still listed: not asked again)
-    requested_again_at = CASE WHEN f.status = 'refunded' AND f.writeback IS NULL AND SEEN
+    requested_again_at = CASE WHEN {asked_again}
                               THEN coalesce(f.requested_again_at, now())
                               ELSE f.requested_again_at END
 RETURNING (xmax = 0) AS inserted,
-          coalesce(f.status = 'refunded' AND f.requested_again_at = now(), false) AS asked_again";
+          coalesce(f.status = 'refunded' AND f.requested_again_at = now(), false) AS asked_again",
+        taken.join(",\n    ")
+    )
+});
+
+/// The shop's values a record takes while it follows the shop.
+const SHOP_VALUES: [&str; 7] = [
+    "xid",
+    "auth_code",
+    "auth_amount",
+    "refund_amount",
+    "currency",
+    "bad_input",
+    "lidm",
+];
+
+/// The shop's rows of one reading as a relation (`$1` to `$7` and `$9`, as
+/// `RequestColumns` binds them).
+pub(super) const LISTED: &str = "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])";

@@ -15,6 +15,7 @@ pub mod manual_queue;
 pub mod outbox;
 pub mod passes;
 pub mod plan;
+mod queue_rules;
 pub mod refunds;
 pub mod rehearsal;
 pub mod seed;

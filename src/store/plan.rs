@@ -6,6 +6,7 @@
 //! included), and `PlanReader` offers nothing else: the plan cannot write.
 
 use super::intake::{RequestColumns, ShopRequest};
+use super::queue_rules as rule;
 use super::refunds::{unknown_age, OrderRow, OWN_CALLS};
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -103,12 +104,14 @@ impl PlanReader {
             .fetch_all(&mut *tx)
             .await?;
         let watch: Vec<WatchRow> = sqlx::query_as(&store.sql(
-            "SELECT order_no, lidm, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
-               FROM refundd.refunds
-              WHERE status = 'refunded' AND settlement = 'pending'
-                AND (lease_expires_at IS NULL OR lease_expires_at < now())
-                AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-              ORDER BY next_attempt_at NULLS FIRST, id",
+            &format!(
+                "SELECT order_no, lidm, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
+                   FROM refundd.refunds f
+                  WHERE {} AND {}
+                  ORDER BY next_attempt_at NULLS FIRST, id",
+                rule::settling("f"),
+                rule::due_by("f", "now()")
+            ),
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -142,44 +145,37 @@ impl Store {
     }
 }
 
-/// The shop's requests (`$1` to `$7`, read in snapshot `$8`) laid over
-/// refundd's records the way `intake` records them (`RECORD_REQUESTS`, then
-/// `withdraw_unlisted`), and what a claim would make of the result. A change
-/// to either of those statements must be made here too; `tests/plan.rs`
-/// compares the plan with the pass that follows it.
+/// The shop's requests (`$1` to `$7` and `$9`, read in snapshot `$8`) laid
+/// over refundd's records by the intake's own rules (`queue_rules`: what
+/// `RECORD_REQUESTS` and `withdraw_unlisted` do), and what a claim would make
+/// of the result (`queue_rules::claimable`, `due_by`, `held`).
 static MERGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    MERGED_TEMPLATE
-        .replace("OWN_CALLS", OWN_CALLS)
-        .replace("UNKNOWN_AGE", &unknown_age("o.lease_expires_at"))
-});
-
-const MERGED_TEMPLATE: &str = "
-WITH s AS (
+    let (reopens, reopens_failed) = (rule::reopens("f", "$8"), rule::reopens_failed("f", "$8"));
+    let (follows, asked_again) = (rule::follows_shop("f", "$8"), rule::asked_again("f", "$8"));
+    let withdrawable = rule::withdrawable("f");
+    let (claimable, due, held) = (
+        rule::claimable("o"),
+        rule::due_by("o", "now()"),
+        rule::held("o"),
+    );
+    let listed = super::intake::LISTED;
+    format!("
+WITH u AS (
     SELECT DISTINCT ON (u.order_no) u.*
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])
-           AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
+      FROM {listed} AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
      ORDER BY u.order_no
 ),
-k AS (
-    SELECT r.*, s.order_no IS NOT NULL AS listed,
-           s.xid AS s_xid, s.auth_code AS s_auth_code, s.auth_amount AS s_auth_amount,
-           s.refund_amount AS s_refund_amount, s.currency AS s_currency, s.bad_input AS s_bad_input, s.lidm AS s_lidm,
-           coalesce(pg_visible_in_snapshot(r.decided_xid, $8::pg_snapshot), false) AS seen
-      FROM refundd.refunds r LEFT JOIN s ON s.order_no = r.order_no
-     WHERE r.status IN ('refund_requested', 'refunding') OR r.order_no = ANY($1::text[])
-),
 j AS (
-    SELECT k.*,
-           k.listed AND ((k.status = 'withdrawn' AND k.seen)
-                         OR (k.status = 'refund_failed' AND k.shop_told_failed AND k.seen)) AS reopened,
-           k.listed AND (k.claimed_amount IS NULL
-                         OR (k.status = 'refund_failed' AND k.shop_told_failed AND k.seen)) AS follows,
-           NOT k.listed
-             AND (k.status = 'refund_requested'
-                  OR (k.status = 'refunding' AND (k.lease_expires_at IS NULL OR k.lease_expires_at < now())))
-             AND k.claimed_amount IS NULL AND k.step IS NULL AND k.unknown_operation IS NULL
-             AND NOT k.retried_by_operator AS withdrawing
-      FROM k
+    SELECT f.*,
+           u.xid AS s_xid, u.auth_code AS s_auth_code, u.auth_amount AS s_auth_amount,
+           u.refund_amount AS s_refund_amount, u.currency AS s_currency, u.bad_input AS s_bad_input, u.lidm AS s_lidm,
+           u.order_no IS NOT NULL AND {reopens} AS reopened,
+           u.order_no IS NOT NULL AND {reopens_failed} AS reopened_failed,
+           u.order_no IS NOT NULL AND {follows} AS follows,
+           u.order_no IS NULL AND {withdrawable} AS withdrawing,
+           u.order_no IS NOT NULL AND {asked_again} AS asked_again
+      FROM refundd.refunds f LEFT JOIN u ON u.order_no = f.order_no
+     WHERE f.status IN ('refund_requested', 'refunding') OR f.order_no = ANY($1::text[])
 ),
 o AS (
     SELECT j.id, j.order_no,
@@ -192,35 +188,36 @@ o AS (
            CASE WHEN j.follows THEN j.s_refund_amount ELSE j.refund_amount END AS refund_amount,
            CASE WHEN j.follows THEN j.s_bad_input ELSE j.bad_input END AS bad_input,
            CASE WHEN j.follows THEN j.s_lidm ELSE j.lidm END AS lidm,
-           CASE WHEN j.reopened AND j.status = 'refund_failed' THEN NULL ELSE j.claimed_amount END AS claimed_amount,
+           CASE WHEN j.reopened_failed THEN NULL ELSE j.claimed_amount END AS claimed_amount,
            CASE WHEN j.reopened THEN 0 ELSE j.attempts END AS attempts,
            j.step, j.unknown_operation, j.unknown_since, j.refund_method, j.refunded_amount,
            j.watch_until, j.lease_token,
            CASE WHEN j.reopened THEN NULL ELSE j.next_attempt_at END AS next_attempt_at,
            j.lease_expires_at,
-           CASE WHEN j.reopened AND j.status = 'refund_failed' THEN NULL ELSE j.last_error END AS last_error,
-           false AS new_request, j.withdrawing AS withdrawn,
-           j.listed AND j.status = 'refunded' AND j.writeback IS NULL AND j.seen AS refunded_already
+           CASE WHEN j.reopened_failed THEN NULL ELSE j.last_error END AS last_error,
+           false AS new_request, j.withdrawing AS withdrawn, j.asked_again AS refunded_already
       FROM j
     UNION ALL
-    SELECT 0::bigint, s.order_no, s.xid, s.auth_code, s.auth_amount, s.currency, 'refund_requested',
-           s.refund_amount, s.bad_input, s.lidm, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
+    SELECT 0::bigint, u.order_no, u.xid, u.auth_code, u.auth_amount, u.currency, 'refund_requested',
+           u.refund_amount, u.bad_input, u.lidm, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
            NULL::text, NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::timestamptz,
            NULL::timestamptz, NULL::text, true, false, false
-      FROM s
-     WHERE NOT EXISTS (SELECT 1 FROM refundd.refunds r WHERE r.order_no = s.order_no)
+      FROM u
+     WHERE NOT EXISTS (SELECT 1 FROM refundd.refunds r WHERE r.order_no = u.order_no)
 )
 SELECT o.id, o.order_no, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
        o.bad_input, o.lidm, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
        o.refund_method, o.refunded_amount, o.watch_until, o.lease_token,
-       UNKNOWN_AGE,
-       OWN_CALLS,
+       {unknown_age},
+       {own_calls},
        o.new_request, o.withdrawn, o.refunded_already,
-       (o.status = 'refund_requested'
-        OR (o.status = 'refunding' AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())))
-         AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now()) AS due,
-       o.status = 'refunding' AND coalesce(o.lease_expires_at >= now(), false) AS held,
+       {claimable} AND {due} AS due,
+       {held} AS held,
        o.next_attempt_at, o.lease_expires_at, o.last_error
   FROM o
  WHERE o.status IN ('refund_requested', 'refunding') OR o.withdrawn OR o.refunded_already
- ORDER BY o.new_request, o.next_attempt_at NULLS FIRST, o.id, o.order_no";
+ ORDER BY o.new_request, o.next_attempt_at NULLS FIRST, o.id, o.order_no",
+        unknown_age = unknown_age("o.lease_expires_at"),
+        own_calls = OWN_CALLS,
+    )
+});

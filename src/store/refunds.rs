@@ -366,8 +366,7 @@ impl Store {
     ) -> Result<Vec<OrderRow>, StoreError> {
         self.claim_where(
             (worker, lease, batch, due_by),
-            "(status = 'refund_requested'
-              OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))",
+            &super::queue_rules::claimable("f"),
             "status = 'refunding',",
         )
         .await
@@ -379,10 +378,10 @@ impl Store {
     pub async fn requests_not_started(&self, limit: i64) -> Result<Vec<OrderRow>, StoreError> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, NULL::bigint AS unknown_age_ms, '[]'::json AS own_calls
-               FROM refundd.refunds
-              WHERE status = 'refund_requested' AND claimed_amount IS NULL AND step IS NULL
-                AND unknown_operation IS NULL AND NOT retried_by_operator
-              ORDER BY id LIMIT $1"
+               FROM refundd.refunds f
+              WHERE {}
+              ORDER BY id LIMIT $1",
+            super::queue_rules::not_started("f")
         );
         Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
             .bind(limit)
@@ -400,8 +399,7 @@ impl Store {
     ) -> Result<Vec<OrderRow>, StoreError> {
         self.claim_where(
             (worker, lease, batch, due_by),
-            "status = 'refunded' AND settlement = 'pending'
-             AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+            &super::queue_rules::settling("f"),
             "",
         )
         .await
@@ -418,9 +416,8 @@ impl Store {
     ) -> Result<Vec<OrderRow>, StoreError> {
         let sql = format!(
             "WITH due AS (
-                 SELECT id, lease_expires_at AS lapsed_at FROM refundd.refunds
-                  WHERE {which}
-                    AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
+                 SELECT id, lease_expires_at AS lapsed_at FROM refundd.refunds f
+                  WHERE {which} AND {due}
                   ORDER BY next_attempt_at NULLS FIRST, id
                   LIMIT $3
                   FOR UPDATE SKIP LOCKED)
@@ -429,7 +426,8 @@ impl Store {
                     lease_expires_at = now() + make_interval(secs => $2)
                FROM due WHERE o.id = due.id
              RETURNING {}",
-            claimed_columns()
+            claimed_columns(),
+            due = super::queue_rules::due_by("f", "$4"),
         );
         Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
             .bind(worker)

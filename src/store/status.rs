@@ -117,14 +117,22 @@ pub struct QueueGauges {
     pub last_completed_pass_at: Option<DateTime<Utc>>,
 }
 
+/// A record a pass started at `by` would claim and work.
+fn worked_by_a_pass(by: &str) -> String {
+    format!(
+        "{} AND {}",
+        super::queue_rules::claimable("f"),
+        super::queue_rules::due_by("f", by)
+    )
+}
+
 impl Store {
     /// Orders a pass that started at `due_by` would work.
     pub async fn count_due(&self, due_by: DateTime<Utc>) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
-              WHERE (status = 'refund_requested'
-                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                AND (next_attempt_at IS NULL OR next_attempt_at <= $1)"),
-        )
+        Ok(sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds f WHERE {}",
+            worked_by_a_pass("$1")
+        )))
         .bind(due_by)
         .fetch_one(&self.pool)
         .await?)
@@ -132,29 +140,27 @@ impl Store {
 
     /// Orders a pass started now would work (for the backlog gauge).
     pub async fn count_due_now(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
-              WHERE (status = 'refund_requested'
-                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                AND (next_attempt_at IS NULL OR next_attempt_at <= now())"),
-        )
+        Ok(sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds f WHERE {}",
+            worked_by_a_pass("now()")
+        )))
         .fetch_one(&self.pool)
         .await?)
     }
 
     /// The numbers the metrics show, read together.
     pub async fn queue_gauges(&self) -> Result<QueueGauges, StoreError> {
-        Ok(sqlx::query_as(&self.sql(
-            "SELECT count(*) FILTER (WHERE (status = 'refund_requested'
-                            OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                        AND (next_attempt_at IS NULL OR next_attempt_at <= now())) AS due_now,
+        Ok(sqlx::query_as(&self.sql(&format!(
+            "SELECT count(*) FILTER (WHERE {}) AS due_now,
                     count(*) FILTER (WHERE unknown_operation IS NOT NULL) AS outcome_unknown,
                     count(*) FILTER (WHERE status = 'refunded' AND settlement IN ('pending', 'unconfirmed'))
                         AS awaiting_settlement,
                     count(*) FILTER (WHERE writeback IS NOT NULL) AS write_backs_pending,
                     (SELECT max(finished_at) FROM refundd.refund_passes WHERE outcome = 'completed')
                         AS last_completed_pass_at
-               FROM refundd.refunds",
-        ))
+               FROM refundd.refunds f",
+            worked_by_a_pass("now()")
+        )))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -185,11 +191,10 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let due_now: i64 = sqlx::query_scalar(&self.sql("SELECT count(*) FROM refundd.refunds
-              WHERE (status = 'refund_requested'
-                     OR (status = 'refunding' AND (lease_expires_at IS NULL OR lease_expires_at < now())))
-                AND (next_attempt_at IS NULL OR next_attempt_at <= now())"),
-        )
+        let due_now: i64 = sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds f WHERE {}",
+            worked_by_a_pass("now()")
+        )))
         .fetch_one(&mut *tx)
         .await?;
         let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql(
