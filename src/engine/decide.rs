@@ -18,6 +18,17 @@ pub enum Step {
     Refund { amount: i64 },
 }
 
+/// A step as `refundd plan` shows it: the operation and the amount field the call carries.
+impl serde::Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut call = s.serialize_struct("Step", 2)?;
+        call.serialize_field("operation", self.operation().as_str())?;
+        call.serialize_field("amount", &self.amount())?;
+        call.end()
+    }
+}
+
 impl Step {
     pub fn operation(self) -> Operation {
         match self {
@@ -37,14 +48,17 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The calls that give an order's money back, and what they give back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Plan {
     pub method: RefundMethod,
-    pub steps: Vec<Step>,
     /// What the customer gets back once every step is done.
     pub amount: i64,
+    #[serde(rename = "calls")]
+    pub steps: Vec<Step>,
     /// The plan only completes a capture reversal already done: its reversal does
     /// not touch the capture file, so it may run inside a blackout window.
+    #[serde(skip)]
     pub completes_capture_reversal: bool,
 }
 

@@ -4,14 +4,16 @@
 //! and record the pass. The SQL is the store's; the rules are decide's; this is
 //! the orchestration. One order's trouble is that order's, never the pass's.
 
-use super::blackout::Blackout;
 use super::clock::Clock;
-use super::decide::{decide, on_inquiry_error, Conclusion, Decision};
+use super::decide::{Conclusion, Decision};
 use super::mapping;
-use super::refund_request::{CallFate, OwnCall, RefundRequest};
+pub use super::next_move::with_unconfirmed_calls;
+use super::next_move::{decision_after, invalid_row, learn_from_inquiry, next_move, record};
+use super::next_move::{NextMove, Record};
+use super::refund_request::RefundRequest;
+pub use super::settings::EngineSettings;
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use super::turns::{Turns, ORDERS_PER_TURN};
-use crate::config::Settings;
 use crate::ctbc::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
 use crate::store::refunds::{Deferral, GatewayEvent};
@@ -29,39 +31,6 @@ use uuid::Uuid;
 
 /// How many of the shop's requests are read and recorded at a time.
 const INTAKE_CHUNK: usize = 1000;
-
-/// What the engine needs from the settings.
-#[derive(Debug, Clone)]
-pub struct EngineSettings {
-    pub concurrency: usize,
-    pub batch_size: i64,
-    pub lease: Duration,
-    pub max_attempts: u32,
-    pub recheck: Duration,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    pub settlement_watch_days: u32,
-    pub blackout: Blackout,
-    /// An unknown outcome older than this raises `refund.needs_attention`.
-    pub attention_after: Duration,
-}
-
-impl EngineSettings {
-    pub fn from_settings(s: &Settings) -> Self {
-        Self {
-            concurrency: s.worker.concurrency,
-            batch_size: s.worker.batch_size,
-            lease: s.worker.lease,
-            max_attempts: s.worker.max_attempts,
-            recheck: s.worker.recheck,
-            backoff_base: s.worker.backoff_base,
-            backoff_max: s.worker.backoff_max,
-            settlement_watch_days: s.worker.settlement_watch_days,
-            blackout: s.schedule.blackout.clone(),
-            attention_after: s.notify.attention_after,
-        }
-    }
-}
 
 /// A worker: one per process; many may share a database.
 #[derive(Debug, Clone)]
@@ -411,7 +380,8 @@ impl Engine {
         self.settings.blackout.window_at(self.clock.now()).is_some()
     }
 
-    /// One attempt at one order: validate, inquire, decide, act.
+    /// One attempt at one order: validate, inquire, decide, act, along the
+    /// one path `refundd plan` prints (`next_move`).
     async fn work_order(
         &self,
         row: OrderRow,
@@ -420,55 +390,54 @@ impl Engine {
         let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {
             Ok(r) => r,
             Err(problem) => {
-                let reason = problem.reason;
-                warn!(step = "validate", reason = %reason, "order row is invalid; nothing sent");
-                let calls: Vec<OwnCall> = row
-                    .own_calls
-                    .iter()
-                    .filter_map(OwnCall::from_record)
-                    .collect();
-                let reason = with_unconfirmed_calls(reason, &calls);
+                warn!(step = "validate", reason = %problem.reason, "order row is invalid; nothing sent");
+                let reason = invalid_row(problem, &row);
                 let lease = row.lease(self.worker);
                 let wb = self.store.fail(&lease, &[], &reason, None).await?;
                 self.note_write_back(&wb);
                 return Ok(OrderOutcome::Failed);
             }
         };
-        let decision = match self.inquire(&mut req).await? {
-            Ok(bank) => {
-                // The bank's auth code serves when the shop did not store one.
-                if req.auth_code.is_none() {
-                    req.auth_code = bank.auth_code.clone();
-                }
-                if matches!(req.unknown, Some((Operation::CaptureReversal, _))) {
-                    self.settle_unknown_capture_reversal(&mut req, &bank)
-                        .await?;
-                }
-                decide(&req, &bank)
+        let answer = self.inquire(&mut req).await?;
+        if let Ok(bank) = &answer {
+            if let Some(took_effect) = learn_from_inquiry(&mut req, bank) {
+                self.record_capture_reversal_fate(&mut req, bank, took_effect)
+                    .await?;
             }
-            Err(e) => on_inquiry_error(&e).into(),
-        };
+        }
+        let decision = decision_after(&req, &answer);
         let mut next = Next::Decision(Box::new(req), decision);
         loop {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::Decision(req, Decision::Act(plan)) => self.execute(*req, plan, stop).await?,
-                Next::Decision(req, Decision::Conclude(c)) => {
-                    Next::Done(self.conclude(&req, c, None).await?)
-                }
+                Next::Decision(req, decision) => match next_move(&req, decision, &self.settings) {
+                    NextMove::Send(s) => self.execute(*req, s.plan, stop).await?,
+                    NextMove::Record(r) => Next::Done(self.carry_out(&req, r, None).await?),
+                },
             };
         }
     }
 
-    /// Records a decision that needs no call to the bank.
+    /// Records a conclusion that needs no call to the bank, as `next_move` reads it.
     pub(super) async fn conclude(
         &self,
         req: &RefundRequest,
         conclusion: Conclusion,
         ev: Option<&GatewayEvent>,
     ) -> Result<OrderOutcome, StoreError> {
-        match conclusion {
-            Conclusion::Refunded { method, amount } => {
+        let r = record(req, conclusion, &self.settings);
+        self.carry_out(req, r, ev).await
+    }
+
+    /// Records what needs no call to the bank.
+    async fn carry_out(
+        &self,
+        req: &RefundRequest,
+        next: Record,
+        ev: Option<&GatewayEvent>,
+    ) -> Result<OrderOutcome, StoreError> {
+        match next {
+            Record::Refunded { method, amount } => {
                 let watch =
                     (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
                 let wb = self
@@ -484,8 +453,8 @@ impl Engine {
                 );
                 Ok(OrderOutcome::Refunded(method))
             }
-            Conclusion::NeedsPerson(reason) => self.fail(req, ev, &reason, None).await,
-            Conclusion::Wait(why) => {
+            Record::NeedsPerson { reason } => self.fail_as_is(req, ev, reason, None).await,
+            Record::Wait { reason: why } => {
                 info!(
                     step = "wait",
                     reason = why.as_str(),
@@ -497,23 +466,21 @@ impl Engine {
                     .await?;
                 Ok(unknown_or_deferred(req))
             }
-            Conclusion::Retry(reason) => self.retry_later(req, ev, reason).await,
+            Record::RetryLater {
+                reason, attempt, ..
+            } => self.retry_later(req, ev, reason, attempt).await,
         }
     }
 
-    /// No verdict from the bank: a failed attempt, retried with backoff, or
-    /// given to a person at the limit (never while an outcome is unknown).
+    /// No verdict from the bank: failed attempt number `attempts`, retried
+    /// after a backoff (at least the recheck delay while an outcome is unknown).
     async fn retry_later(
         &self,
         req: &RefundRequest,
         ev: Option<&GatewayEvent>,
         reason: String,
+        attempts: u32,
     ) -> Result<OrderOutcome, StoreError> {
-        let attempts = req.attempts.saturating_add(1);
-        if attempts >= self.settings.max_attempts && req.unknown.is_none() {
-            let reason = format!("gave up after {attempts} attempts; last error: {reason}");
-            return self.fail(req, ev, &reason, None).await;
-        }
         let mut delay = backoff(
             attempts,
             self.settings.backoff_base,
@@ -540,6 +507,17 @@ impl Engine {
         refunded_amount: Option<i64>,
     ) -> Result<OrderOutcome, StoreError> {
         let reason = with_unconfirmed_calls(reason.to_string(), &req.own_calls);
+        self.fail_as_is(req, ev, reason, refunded_amount).await
+    }
+
+    /// `refund_failed` with a reason that already names the unconfirmed calls.
+    async fn fail_as_is(
+        &self,
+        req: &RefundRequest,
+        ev: Option<&GatewayEvent>,
+        reason: String,
+        refunded_amount: Option<i64>,
+    ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "failed", reason = %reason, "refund failed; needs a person");
         let wb = self
             .store
@@ -641,39 +619,6 @@ fn unknown_or_deferred(req: &RefundRequest) -> OrderOutcome {
     } else {
         OrderOutcome::Deferred
     }
-}
-
-/// `reason`, followed by every money-moving call of ours whose outcome was
-/// never confirmed, with when it was sent (Asia/Taipei).
-pub fn with_unconfirmed_calls(reason: String, calls: &[OwnCall]) -> String {
-    let unconfirmed: Vec<String> = calls
-        .iter()
-        .filter(|c| c.fate == CallFate::Unknown)
-        .map(|c| {
-            let what = match c.operation {
-                Operation::Reversal if c.amount == 0 => {
-                    "a reversal of the whole authorisation".to_string()
-                }
-                Operation::Reversal => {
-                    format!("a reversal lowering the authorisation to {}", c.amount)
-                }
-                Operation::Refund => format!("a refund of {}", c.amount),
-                op => format!("a {op}"),
-            };
-            let at = c.sent_at.with_timezone(&chrono_tz::Asia::Taipei);
-            format!(
-                "{what} was sent at {} and its outcome is unknown",
-                at.format("%Y-%m-%d %H:%M:%S %:z")
-            )
-        })
-        .collect();
-    if unconfirmed.is_empty() {
-        return reason;
-    }
-    format!(
-        "{reason}; {}; check the bank before refunding by hand",
-        unconfirmed.join("; ")
-    )
 }
 
 /// Text safe to store and log: control characters (NUL among them) removed.

@@ -6,14 +6,13 @@
 //! transaction does).
 
 use super::clock::Clock;
-use super::decide::{
-    capture_reversal_fate, decide, on_inquiry_error, watch_verdict, Conclusion, Decision,
-};
-use super::pass::{with_unconfirmed_calls, EngineSettings};
-use super::refund_request::{OwnCall, RefundRequest};
-use super::steps::local_check;
+use super::decide::watch_verdict;
+use super::next_move::{decision_after, hold_before, invalid_row, learn_from_inquiry};
+use super::next_move::{needs_person, next_move, Hold, NextMove, Record, Sending};
+use super::refund_request::RefundRequest;
+use super::settings::EngineSettings;
 use crate::ctbc::types::OrderNo;
-use crate::ctbc::{CtbcError, Operation};
+use crate::ctbc::CtbcError;
 use crate::ctbc::{Inquiry, InquiryClient};
 use crate::store::plan::{PlanReader, PlanRow, WatchRow};
 use crate::store::refunds::Settlement;
@@ -22,43 +21,6 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// One money-moving call the pass would send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlannedCall {
-    pub operation: &'static str,
-    /// The amount field the call carries (the new authorised amount of a
-    /// reversal, 0 for a capture reversal, what a refund gives back).
-    pub amount: i64,
-}
-
-/// What the pass does with one order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Action {
-    /// Sends these calls in order and, once the bank accepts them, marks the
-    /// order refunded by `method`, `amount` given back.
-    Send {
-        method: &'static str,
-        amount: i64,
-        /// The order's authorised amount.
-        authorised: i64,
-        calls: Vec<PlannedCall>,
-    },
-    /// Marks the order refunded without a call: the bank shows a call of
-    /// refundd's own took effect.
-    RecordRefunded { method: &'static str, amount: i64 },
-    /// Leaves it for a later pass, not counted as a failed attempt.
-    Wait { reason: String },
-    /// No verdict from the bank: a failed attempt, tried again after a backoff.
-    RetryLater {
-        reason: String,
-        attempt: u32,
-        max_attempts: u32,
-    },
-    /// `refund_failed`, with this reason for a person.
-    NeedsPerson { reason: String },
-}
 
 /// Why the pass leaves an order alone now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,20 +77,7 @@ pub struct PlannedOrder {
     pub skipped: Option<Skip>,
     /// What the pass does; for a skipped order, what it does once the skip
     /// is over, where the bank's answer already tells.
-    pub action: Option<Action>,
-}
-
-/// What the settlement watch makes of a refund still settling.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WatchOutcome {
-    /// The bank settled it (state 22).
-    Settled,
-    /// Still on its way (20, 21, or no answer); `unconfirmed` when the watch's
-    /// days are over and it is no longer inquired.
-    StillSettling { unconfirmed: bool },
-    /// It will not settle: `refund_failed` for a person.
-    NeedsPerson { reason: String },
+    pub action: Option<NextMove>,
 }
 
 /// One refund of the settlement watch.
@@ -137,7 +86,11 @@ pub struct PlannedWatch {
     pub order_no: String,
     pub bank_state: Option<String>,
     pub skipped: Option<Skip>,
-    pub outcome: WatchOutcome,
+    /// The settlement watch's verdict on the bank's answer (still settling
+    /// when the bank gave none).
+    pub outcome: Settlement,
+    /// The watch's days are over: a refund still settling is left unconfirmed.
+    pub unconfirmed: bool,
 }
 
 /// Counts over the plan.
@@ -323,17 +276,9 @@ async fn plan_order(
     let req = match RefundRequest::validate(&row.row, lease) {
         Ok(r) => r,
         Err(problem) => {
-            let reason = problem.reason;
             // The pass fails an invalid row without asking the bank.
-            let calls: Vec<OwnCall> = row
-                .row
-                .own_calls
-                .iter()
-                .filter_map(OwnCall::from_record)
-                .collect();
-            planned.action = Some(Action::NeedsPerson {
-                reason: with_unconfirmed_calls(reason, &calls),
-            });
+            let reason = invalid_row(problem, &row.row);
+            planned.action = Some(NextMove::Record(Record::NeedsPerson { reason }));
             return (planned, Asked::No, None);
         }
     };
@@ -359,96 +304,37 @@ async fn plan_order(
 }
 
 /// What the pass does with a valid request once the bank has answered (or
-/// failed to): the same steps as `Engine::work_order`, `execute`'s checks
-/// before the first call, and `retry_later`, without any of their writes.
+/// failed to), along the pass's own path (`next_move`), without any of its
+/// writes: what it learns from the answer, the decision and what is recorded
+/// of it, and each step's recheck delay and local checks (`hold_before`).
 pub fn after_inquiry(
     mut req: RefundRequest,
     answer: &Result<Inquiry, CtbcError>,
     settings: &EngineSettings,
-) -> (Option<Skip>, Action) {
-    let decision = match answer {
-        Ok(bank) => {
-            // The bank's auth code serves when the shop did not store one.
-            if req.auth_code.is_none() {
-                req.auth_code = bank.auth_code.clone();
-            }
-            if matches!(req.unknown, Some((Operation::CaptureReversal, _))) {
-                if let Some(took_effect) = capture_reversal_fate(bank) {
-                    req.capture_reversal_settled(took_effect);
-                }
-            }
-            decide(&req, bank)
-        }
-        Err(e) => on_inquiry_error(e).into(),
+) -> (Option<Skip>, NextMove) {
+    if let Ok(bank) = answer {
+        learn_from_inquiry(&mut req, bank);
+    }
+    let next = next_move(&req, decision_after(&req, answer), settings);
+    let NextMove::Send(sending) = &next else {
+        return (None, next);
     };
-    match decision {
-        Decision::Act(plan) => {
-            let send = Action::Send {
-                method: plan.method.as_str(),
-                amount: plan.amount,
-                authorised: req.authorised,
-                calls: plan
-                    .steps
-                    .iter()
-                    .map(|s| PlannedCall {
-                        operation: s.operation().as_str(),
-                        amount: s.amount(),
-                    })
-                    .collect(),
-            };
-            // The recheck delay is checked before the first call is built.
-            let first = plan.steps.first().map(|s| s.operation());
-            if let Some((op, age)) = req.unknown {
-                if Some(op) == first && age < settings.recheck {
-                    let left = settings.recheck - age;
-                    let skip = Skip::RecheckDelay {
-                        operation: op.as_str(),
-                        left_secs: left.as_secs(),
-                    };
-                    return (Some(skip), send);
-                }
-            }
-            match plan.steps.iter().find_map(|s| local_check(&req, *s).err()) {
-                Some(reason) => (None, needs_person(&req, reason)),
-                None => (None, send),
-            }
-        }
-        Decision::Conclude(Conclusion::Refunded { method, amount }) => (
-            None,
-            Action::RecordRefunded {
-                method: method.as_str(),
-                amount,
-            },
-        ),
-        Decision::Conclude(Conclusion::Wait(why)) => (
-            None,
-            Action::Wait {
-                reason: why.as_str().to_string(),
-            },
-        ),
-        Decision::Conclude(Conclusion::Retry(reason)) => {
-            let attempt = req.attempts.saturating_add(1);
-            if attempt >= settings.max_attempts && req.unknown.is_none() {
-                let reason = format!("gave up after {attempt} attempts; last error: {reason}");
-                (None, needs_person(&req, reason))
-            } else {
-                let retry = Action::RetryLater {
-                    reason,
-                    attempt,
-                    max_attempts: settings.max_attempts,
+    for step in &sending.plan.steps {
+        match hold_before(&req, *step, settings.recheck) {
+            Some(Hold::RecheckDelay { operation, left }) => {
+                let skip = Skip::RecheckDelay {
+                    operation: operation.as_str(),
+                    left_secs: left.as_secs(),
                 };
-                (None, retry)
+                return (Some(skip), next);
             }
+            Some(Hold::Invalid(reason)) => {
+                return (None, NextMove::Record(needs_person(&req, reason)))
+            }
+            None => {}
         }
-        Decision::Conclude(Conclusion::NeedsPerson(reason)) => (None, needs_person(&req, reason)),
     }
-}
-
-/// A reason for a person, naming every call of ours never confirmed, as `fail` records it.
-fn needs_person(req: &RefundRequest, reason: String) -> Action {
-    Action::NeedsPerson {
-        reason: with_unconfirmed_calls(reason, &req.own_calls),
-    }
+    (None, next)
 }
 
 async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked, Option<String>) {
@@ -456,31 +342,22 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
         order_no: row.order_no.clone(),
         bank_state: None,
         skipped: None,
-        outcome: WatchOutcome::StillSettling {
-            unconfirmed: row.watch_over,
-        },
+        outcome: Settlement::StillSettling,
+        unconfirmed: row.watch_over,
     };
     let order_no = match OrderNo::parse(row.bank_order_no()) {
         Ok(o) => o,
         Err(e) => {
-            planned.outcome = WatchOutcome::NeedsPerson {
-                reason: format!(
-                    "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
-                ),
-            };
+            planned.outcome = Settlement::Failed(format!(
+                "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
+            ));
             return (planned, Asked::No, None);
         }
     };
     match bank.inquiry(&order_no).await {
         Ok(answer) => {
             planned.bank_state = Some(answer.state.code().to_string());
-            planned.outcome = match watch_verdict(&answer) {
-                Settlement::Settled => WatchOutcome::Settled,
-                Settlement::Failed(reason) => WatchOutcome::NeedsPerson { reason },
-                Settlement::StillSettling => WatchOutcome::StillSettling {
-                    unconfirmed: row.watch_over,
-                },
-            };
+            planned.outcome = watch_verdict(&answer);
             (planned, Asked::Answered, None)
         }
         Err(e @ CtbcError::Unavailable { .. }) => {
@@ -505,21 +382,18 @@ fn totals(orders: &[PlannedOrder], watch: &[PlannedWatch], inquiries: usize) -> 
         }
         t.worked += 1;
         match &o.action {
-            Some(Action::Send {
-                method,
-                amount,
-                calls,
-                ..
-            }) => {
+            Some(NextMove::Send(Sending { plan, .. })) => {
                 t.send += 1;
-                t.calls += calls.len();
-                t.to_give_back += amount;
-                *t.by_method.entry(method).or_default() += 1;
+                t.calls += plan.steps.len();
+                t.to_give_back += plan.amount;
+                *t.by_method.entry(plan.method.as_str()).or_default() += 1;
             }
-            Some(Action::RecordRefunded { .. }) => t.record_refunded += 1,
-            Some(Action::Wait { .. }) => t.wait += 1,
-            Some(Action::RetryLater { .. }) => t.retry_later += 1,
-            Some(Action::NeedsPerson { .. }) => t.needs_person += 1,
+            Some(NextMove::Record(r)) => match r {
+                Record::Refunded { .. } => t.record_refunded += 1,
+                Record::Wait { .. } => t.wait += 1,
+                Record::RetryLater { .. } => t.retry_later += 1,
+                Record::NeedsPerson { .. } => t.needs_person += 1,
+            },
             None => {}
         }
     }

@@ -3,8 +3,9 @@
 //! committed before the next step; a lost answer is settled by asking the
 //! bank, never by sending again.
 
-use super::decide::{after_ambiguous, after_refusal, capture_reversal_fate, on_inquiry_error};
+use super::decide::{after_ambiguous, after_refusal, on_inquiry_error};
 use super::decide::{Conclusion, Decision, Plan, Step};
+use super::next_move::{hold_before, learn_from_inquiry, Hold};
 use super::pass::{Engine, Next};
 use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
@@ -272,12 +273,13 @@ impl Engine {
         }
         // A call of unknown outcome is resent only after the recheck delay,
         // and only because a fresh inquiry shows it did not happen.
-        if let Some((op, age)) = req.unknown {
-            if op == step.operation() && age < self.settings.recheck {
-                let wait = self.settings.recheck - age;
-                let why = "the recheck delay has not passed";
-                return Ok(Some(self.wait_for_recheck(req, op, wait, why).await?));
-            }
+        if let Some(Hold::RecheckDelay { operation, left }) =
+            hold_before(req, step, self.settings.recheck)
+        {
+            let why = "the recheck delay has not passed";
+            return Ok(Some(
+                self.wait_for_recheck(req, operation, left, why).await?,
+            ));
         }
         Ok(None)
     }
@@ -479,8 +481,10 @@ impl Engine {
                 return Ok(Next::Done(done.await?));
             };
             if step == Step::CaptureReversal && matches!(v, Decision::Act(_)) {
-                self.settle_unknown_capture_reversal(&mut req, &bank)
-                    .await?;
+                if let Some(took_effect) = learn_from_inquiry(&mut req, &bank) {
+                    self.record_capture_reversal_fate(&mut req, &bank, took_effect)
+                        .await?;
+                }
             }
             return Ok(Next::Decision(Box::new(req), v));
         }
@@ -489,19 +493,17 @@ impl Engine {
         Ok(Next::Done(done.await?))
     }
 
-    /// Commits what the bank's state shows of a capture reversal of unknown
-    /// outcome: out of the capture file, it took effect and its step is
-    /// committed (so the completing reversal keeps its exemption and the order
-    /// its method); settled or beyond, it did not. Otherwise it stays unknown.
-    pub(super) async fn settle_unknown_capture_reversal(
+    /// Commits what the bank's state showed of a capture reversal of unknown
+    /// outcome (`next_move::learn_from_inquiry`): out of the capture file, it
+    /// took effect and its step is committed (so the completing reversal keeps
+    /// its exemption and the order its method); settled or beyond, it did not.
+    pub(super) async fn record_capture_reversal_fate(
         &self,
         req: &mut RefundRequest,
         bank: &Inquiry,
+        took_effect: bool,
     ) -> Result<(), StoreError> {
         let op = Operation::CaptureReversal;
-        let Some(took_effect) = capture_reversal_fate(bank) else {
-            return Ok(());
-        };
         let state = bank.state.code();
         let (outcome, verb) = if took_effect {
             (CallOutcome::TookEffect, "took effect")
@@ -517,9 +519,7 @@ impl Engine {
             ..Default::default()
         };
         let reached = took_effect.then_some(StepReached::CaptureReversed);
-        self.record_step(req, note, reached).await?;
-        req.capture_reversal_settled(took_effect);
-        Ok(())
+        self.record_step(req, note, reached).await
     }
 
     /// Commits a step's outcome (or a note about it), with the step reached,

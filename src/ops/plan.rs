@@ -5,7 +5,10 @@
 //! plan itself is `engine::plan`'s.
 
 use super::local_time::taipei;
-use crate::engine::plan::{Action, PassPlan, PlannedCall, PlannedOrder, Skip, WatchOutcome};
+use crate::engine::decide::Step;
+use crate::engine::next_move::{NextMove, Record, Sending};
+use crate::engine::plan::{PassPlan, PlannedOrder, Skip};
+use crate::store::refunds::Settlement;
 use std::fmt::Write;
 
 /// The plan as JSON.
@@ -50,14 +53,14 @@ pub fn render(plan: &PassPlan) -> String {
         let _ = writeln!(out, "\nsettlement watch ({}):", plan.settlement_watch.len());
         for w in &plan.settlement_watch {
             let outcome = match &w.outcome {
-                WatchOutcome::Settled => "settled".to_string(),
-                WatchOutcome::StillSettling { unconfirmed: false } => {
+                Settlement::Settled => "settled".to_string(),
+                Settlement::StillSettling if !w.unconfirmed => {
                     "still settling, watched again next pass".to_string()
                 }
-                WatchOutcome::StillSettling { unconfirmed: true } => {
+                Settlement::StillSettling => {
                     "still settling and the watch's days are over: left unconfirmed".to_string()
                 }
-                WatchOutcome::NeedsPerson { reason } => person(reason),
+                Settlement::Failed(reason) => person(reason),
             };
             let line = match &w.skipped {
                 Some(skip) => format!("skipped: {} (then: {outcome})", skip_text(skip)),
@@ -145,28 +148,28 @@ fn state_of(state: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn action_text(a: &Action) -> String {
+fn action_text(a: &NextMove) -> String {
     match a {
-        Action::Send {
-            authorised, calls, ..
-        } => {
-            let after_capture_reversal = calls.len() > 1;
-            calls
+        NextMove::Send(Sending { plan, authorised }) => {
+            let after_capture_reversal = plan.steps.len() > 1;
+            plan.steps
                 .iter()
-                .map(|c| call_text(c, *authorised, after_capture_reversal))
+                .map(|c| call_text(*c, *authorised, after_capture_reversal))
                 .collect::<Vec<_>>()
                 .join(", then ")
         }
-        Action::RecordRefunded { method, amount } => format!(
+        NextMove::Record(Record::Refunded { method, amount }) => format!(
             "records refunded ({method}, {amount}) without a call: the bank shows refundd's own earlier call took effect"
         ),
-        Action::Wait { reason } => format!("waits for a later pass: {reason}"),
-        Action::RetryLater {
+        NextMove::Record(Record::Wait { reason }) => {
+            format!("waits for a later pass: {}", reason.as_str())
+        }
+        NextMove::Record(Record::RetryLater {
             reason,
             attempt,
             max_attempts,
-        } => format!("tries again later (failed attempt {attempt} of {max_attempts}): {reason}"),
-        Action::NeedsPerson { reason } => person(reason),
+        }) => format!("tries again later (failed attempt {attempt} of {max_attempts}): {reason}"),
+        NextMove::Record(Record::NeedsPerson { reason }) => person(reason),
     }
 }
 
@@ -176,17 +179,16 @@ fn person(reason: &str) -> String {
     format!("needs a person: {reason}")
 }
 
-fn call_text(c: &PlannedCall, authorised: i64, after_capture_reversal: bool) -> String {
-    match c.operation {
-        "capture_reversal" => format!("capture reversal {authorised}"),
-        "reversal" if c.amount == 0 && after_capture_reversal => "reversal".to_string(),
-        "reversal" if c.amount == 0 => format!("reversal {authorised}"),
-        "reversal" => format!(
-            "reversal {} (the authorisation lowered from {authorised} to {})",
-            authorised - c.amount,
-            c.amount
+fn call_text(c: Step, authorised: i64, after_capture_reversal: bool) -> String {
+    match c {
+        Step::CaptureReversal => format!("capture reversal {authorised}"),
+        Step::Reversal { new_auth_amount: 0 } if after_capture_reversal => "reversal".to_string(),
+        Step::Reversal { new_auth_amount: 0 } => format!("reversal {authorised}"),
+        Step::Reversal { new_auth_amount } => format!(
+            "reversal {} (the authorisation lowered from {authorised} to {new_auth_amount})",
+            authorised - new_auth_amount,
         ),
-        op => format!("{} {}", op.replace('_', " "), c.amount),
+        Step::Refund { amount } => format!("refund {amount}"),
     }
 }
 

@@ -344,7 +344,8 @@ impl<'a> KeyedEvents<'a> {
 }
 
 /// Outcome of a settlement watch inquiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
 pub enum Settlement {
     Settled,
     /// The refund will not settle (state 23, or a state that cannot follow an

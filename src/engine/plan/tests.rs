@@ -4,9 +4,11 @@
 
 use super::*;
 use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
-use crate::ctbc::TxState;
+use crate::ctbc::{Operation, TxState};
 use crate::engine::blackout::Blackout;
+use crate::engine::decide::{Plan, Step};
 use crate::engine::refund_request::{CallFate, OwnCall};
+use crate::store::vocabulary::RefundMethod;
 use std::time::Duration;
 
 fn settings() -> EngineSettings {
@@ -68,16 +70,16 @@ fn bank(state: TxState, auth: i64) -> Result<Inquiry, CtbcError> {
     })
 }
 
-fn refund_of(amount: i64) -> Action {
-    Action::Send {
-        method: "refund",
-        amount,
-        authorised: 1000,
-        calls: vec![PlannedCall {
-            operation: "refund",
+fn refund_of(amount: i64) -> NextMove {
+    NextMove::Send(Sending {
+        plan: Plan {
+            method: RefundMethod::Refund,
             amount,
-        }],
-    }
+            steps: vec![Step::Refund { amount }],
+            completes_capture_reversal: false,
+        },
+        authorised: 1000,
+    })
 }
 
 #[test]
@@ -105,10 +107,10 @@ fn an_unknown_call_the_bank_shows_done_is_recorded_without_a_call() {
     assert_eq!(skip, None);
     assert_eq!(
         action,
-        Action::RecordRefunded {
-            method: "refund",
+        NextMove::Record(Record::Refunded {
+            method: RefundMethod::Refund,
             amount: 1000
-        }
+        })
     );
 }
 
@@ -119,15 +121,15 @@ fn a_capture_reversal_the_bank_shows_done_is_completed_by_its_reversal_at_once()
     assert_eq!(skip, None);
     assert_eq!(
         action,
-        Action::Send {
-            method: "capture_reversal+reversal",
-            amount: 1000,
+        NextMove::Send(Sending {
+            plan: Plan {
+                method: RefundMethod::CaptureReversalAndReversal,
+                amount: 1000,
+                steps: vec![Step::Reversal { new_auth_amount: 0 }],
+                completes_capture_reversal: true,
+            },
             authorised: 1000,
-            calls: vec![PlannedCall {
-                operation: "reversal",
-                amount: 0
-            }],
-        }
+        })
     );
 }
 
@@ -141,11 +143,11 @@ fn no_verdict_retries_until_the_attempt_limit_then_a_person() {
     assert!(
         matches!(
             action,
-            Action::RetryLater {
+            NextMove::Record(Record::RetryLater {
                 attempt: 1,
                 max_attempts: 3,
                 ..
-            }
+            })
         ),
         "{action:?}"
     );
@@ -153,7 +155,7 @@ fn no_verdict_retries_until_the_attempt_limit_then_a_person() {
     last.attempts = 2;
     let (_, action) = after_inquiry(last, &down, &settings());
     assert!(
-        matches!(&action, Action::NeedsPerson { reason } if reason.starts_with("gave up after 3 attempts")),
+        matches!(&action, NextMove::Record(Record::NeedsPerson { reason }) if reason.starts_with("gave up after 3 attempts")),
         "{action:?}"
     );
     // Never while a call's outcome is unknown.
@@ -161,7 +163,10 @@ fn no_verdict_retries_until_the_attempt_limit_then_a_person() {
     doubt.attempts = 2;
     let (_, action) = after_inquiry(doubt, &down, &settings());
     assert!(
-        matches!(action, Action::RetryLater { attempt: 3, .. }),
+        matches!(
+            action,
+            NextMove::Record(Record::RetryLater { attempt: 3, .. })
+        ),
         "{action:?}"
     );
 }
@@ -173,7 +178,7 @@ fn a_call_that_fails_its_local_checks_goes_to_a_person() {
     let (skip, action) = after_inquiry(r, &bank(TxState::Settled, 1000), &settings());
     assert_eq!(skip, None);
     assert!(
-        matches!(&action, Action::NeedsPerson { reason } if reason.contains("invalid refund request, nothing sent") && reason.contains("auth_code")),
+        matches!(&action, NextMove::Record(Record::NeedsPerson { reason }) if reason.contains("invalid refund request, nothing sent") && reason.contains("auth_code")),
         "{action:?}"
     );
 }
