@@ -8,11 +8,11 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use refundd::ctbc::types::{AuthCode, Currency, MaskedPan, Money, OrderNo, TxState, Xid};
 use refundd::ctbc::Inquiry;
-use refundd::engine::decide::decide;
-use refundd::engine::refund_request::RefundRequest;
+use refundd::domain::decide::decide;
+use refundd::domain::refund_request::RefundRequest;
 
-fn refundd_lease() -> refundd::store::Lease {
-    refundd::store::Lease {
+fn refundd_lease() -> refundd::domain::record::Lease {
+    refundd::domain::record::Lease {
         id: 1,
         token: uuid::Uuid::nil(),
         worker: uuid::Uuid::nil(),

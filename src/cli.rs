@@ -341,7 +341,7 @@ async fn once_with(settings: &Settings, stop: &CancellationToken) -> Result<Exit
         // A mapping mistake is the settings' (2); answers that do not open
         // with the keys stopped a pass that had begun (1).
         let code = match summary.outcome {
-            store::vocabulary::PassOutcome::SettingsProblem => 2,
+            crate::domain::words::PassOutcome::SettingsProblem => 2,
             _ => 1,
         };
         return Ok(ExitCode::from(code));

@@ -33,7 +33,7 @@
 pub mod cli;
 pub mod config;
 pub mod ctbc;
-pub mod daily_window;
+pub mod domain;
 pub mod engine;
 pub mod notify;
 pub mod ops;

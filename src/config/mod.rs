@@ -16,8 +16,8 @@ mod secrets;
 pub use error::{Problem, SettingsError};
 
 use crate::ctbc::types::MerId;
-use crate::engine::blackout::Blackout;
-use crate::engine::cron::CronSchedule;
+use crate::domain::blackout::Blackout;
+use crate::domain::cron::CronSchedule;
 use raw::RawSettings;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;

@@ -2,9 +2,9 @@
 //! money safe or keep refundd from ever working: refused at start-up, naming
 //! the setting and saying why, like every other bad setting.
 
-use crate::daily_window::DailyWindow;
-use crate::engine::blackout::Blackout;
-use crate::engine::cron::CronSchedule;
+use crate::domain::blackout::Blackout;
+use crate::domain::cron::CronSchedule;
+use crate::domain::daily_window::DailyWindow;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Taipei;
 

@@ -1,22 +1,18 @@
-//! The CTBC POS API: wire envelope, the bank's vocabulary as types, and (in the
-//! client) the typed operations with errors the engine can act on.
-pub mod answer;
-pub(crate) mod bank_text;
-pub mod call_body;
+//! The CTBC POS API as refundd speaks it: the wire envelope (the only
+//! cryptography), the HTTP client with errors the engine can act on, the
+//! inquiry-only client, the bank's notices. The bank's vocabulary and message
+//! shapes are `domain::bank`'s, presented here under the bank's name.
 pub mod client;
 pub mod envelope;
-pub mod error;
 mod inquiry_only;
 pub mod notice;
-pub mod operation;
-pub mod types;
 pub mod wire;
 
-pub use answer::{Accepted, Inquiry, RefundAccepted};
-pub use call_body::{CaptureReversal, Refund, RefundReversal, Reversal};
+pub use crate::domain::bank::{answer, bank_text, call_body, error, fields, operation, types};
+pub use crate::domain::bank::{Accepted, Inquiry, RefundAccepted};
+pub use crate::domain::bank::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money};
+pub use crate::domain::bank::{CaptureReversal, Refund, RefundReversal, Reversal};
+pub use crate::domain::bank::{CtbcError, Operation, OrderNo, TxState, Xid};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;
-pub use error::CtbcError;
 pub use inquiry_only::InquiryClient;
-pub use operation::Operation;
-pub use types::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money, OrderNo, TxState, Xid};

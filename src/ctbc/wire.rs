@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::envelope::{Envelope, EnvelopeError};
+pub use crate::domain::bank::fields::{json_text, string_object, text_field};
 
 /// Form field carrying the merchant id in clear.
 pub const FORM_MERID: &str = "MERID";
@@ -35,11 +36,6 @@ pub enum FormError {
 pub struct OpenedForm {
     pub mer_id: Option<String>,
     pub json: Map<String, Value>,
-}
-
-/// The JSON text of a flat object, keys in their insertion order.
-pub fn json_text(json: &Map<String, Value>) -> String {
-    Value::Object(json.clone()).to_string()
 }
 
 /// Seals a JSON object into a form body `MERID=<mer_id>&ApiEnc=<hex>`. Requests
@@ -100,25 +96,6 @@ pub fn open_form(envelope: &Envelope, body: &[u8]) -> Result<OpenedForm, FormErr
 /// Opens an answer body into its JSON object.
 pub fn open_answer(envelope: &Envelope, body: &[u8]) -> Result<Map<String, Value>, FormError> {
     open_form(envelope, body).map(|opened| opened.json)
-}
-
-/// A string field of an answer, trimmed; `None` when absent, empty or not a
-/// string (the bank sends every field as a string).
-pub fn text_field<'a>(json: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    match json.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim()),
-        _ => None,
-    }
-}
-
-/// A flat JSON object of strings from `(key, value)` pairs, in that order.
-pub fn string_object<K: Into<String>, V: Into<String>>(
-    pairs: impl IntoIterator<Item = (K, V)>,
-) -> Map<String, Value> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.into(), Value::String(v.into())))
-        .collect()
 }
 
 #[cfg(test)]

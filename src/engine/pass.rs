@@ -5,21 +5,24 @@
 //! the orchestration. One order's trouble is that order's, never the pass's.
 
 use super::clock::Clock;
-use super::decide::{Conclusion, Decision};
-use super::mapping;
-pub use super::next_move::with_unconfirmed_calls;
-use super::next_move::{decision_after, invalid_row, learn_from_inquiry, next_move, record};
-use super::next_move::{NextMove, Record};
-use super::refund_request::RefundRequest;
 pub use super::settings::EngineSettings;
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use super::turns::{Turns, ORDERS_PER_TURN};
 use crate::ctbc::{Client, Inquiry};
 use crate::ctbc::{CtbcError, Operation};
-use crate::store::refunds::{Deferral, GatewayEvent};
-use crate::store::vocabulary::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
+use crate::domain::decide::{Conclusion, Decision};
+use crate::domain::mapping;
+pub use crate::domain::next_move::with_unconfirmed_calls;
+use crate::domain::next_move::{
+    decision_after, invalid_row, learn_from_inquiry, next_move, record,
+};
+use crate::domain::next_move::{NextMove, Record};
+use crate::domain::record::{Deferral, GatewayEvent};
+use crate::domain::record::{Lease, OrderRow};
+use crate::domain::refund_request::RefundRequest;
+use crate::domain::words::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
 use crate::store::writeback::WriteBack;
-use crate::store::{Lease, OrderRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -410,10 +413,12 @@ impl Engine {
         loop {
             next = match next {
                 Next::Done(outcome) => return Ok(outcome),
-                Next::Decision(req, decision) => match next_move(&req, decision, &self.settings) {
-                    NextMove::Send(s) => self.execute(*req, s.plan, stop).await?,
-                    NextMove::Record(r) => Next::Done(self.carry_out(&req, r, None).await?),
-                },
+                Next::Decision(req, decision) => {
+                    match next_move(&req, decision, &self.settings.attempt_rules()) {
+                        NextMove::Send(s) => self.execute(*req, s.plan, stop).await?,
+                        NextMove::Record(r) => Next::Done(self.carry_out(&req, r, None).await?),
+                    }
+                }
             };
         }
     }
@@ -425,7 +430,7 @@ impl Engine {
         conclusion: Conclusion,
         ev: Option<&GatewayEvent>,
     ) -> Result<OrderOutcome, StoreError> {
-        let r = record(req, conclusion, &self.settings);
+        let r = record(req, conclusion, &self.settings.attempt_rules());
         self.carry_out(req, r, ev).await
     }
 

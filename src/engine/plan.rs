@@ -6,17 +6,18 @@
 //! transaction does).
 
 use super::clock::Clock;
-use super::decide::watch_verdict;
-use super::next_move::{decision_after, hold_before, invalid_row, learn_from_inquiry};
-use super::next_move::{needs_person, next_move, Hold, NextMove, Record, Sending};
-use super::refund_request::RefundRequest;
 use super::settings::EngineSettings;
 use crate::ctbc::types::OrderNo;
 use crate::ctbc::CtbcError;
 use crate::ctbc::{Inquiry, InquiryClient};
+use crate::domain::decide::watch_verdict;
+use crate::domain::decide::Settlement;
+use crate::domain::next_move::{decision_after, hold_before, invalid_row, learn_from_inquiry};
+use crate::domain::next_move::{needs_person, next_move, Hold, NextMove, Record, Sending};
+use crate::domain::record::Lease;
+use crate::domain::refund_request::RefundRequest;
 use crate::store::plan::{PlanReader, PlanRow, WatchRow};
-use crate::store::refunds::Settlement;
-use crate::store::{Lease, StoreError};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -167,14 +168,15 @@ pub async fn plan(
 ) -> Result<PassPlan, StoreError> {
     let reading = reader.read().await?;
     // The pass's own judgement of the rows it has not started.
-    let not_started: Vec<crate::store::OrderRow> = reading
+    let not_started: Vec<crate::domain::record::OrderRow> = reading
         .orders
         .iter()
-        .filter(|o| super::mapping::not_started(&o.row))
-        .take(super::mapping::SAMPLE as usize)
+        .filter(|o| crate::domain::mapping::not_started(&o.row))
+        .take(crate::domain::mapping::SAMPLE as usize)
         .map(|o| o.row.clone())
         .collect();
-    let settings_problem = super::mapping::mapping_mistake(&not_started).map(|m| m.to_string());
+    let settings_problem =
+        crate::domain::mapping::mapping_mistake(&not_started).map(|m| m.to_string());
     let window = settings.blackout.window_at(clock.now());
     let width = settings.concurrency.max(1);
     let mut orders: Vec<(PlannedOrder, Asked, Option<String>)> =
@@ -315,7 +317,11 @@ pub fn after_inquiry(
     if let Ok(bank) = answer {
         learn_from_inquiry(&mut req, bank);
     }
-    let next = next_move(&req, decision_after(&req, answer), settings);
+    let next = next_move(
+        &req,
+        decision_after(&req, answer),
+        &settings.attempt_rules(),
+    );
     let NextMove::Send(sending) = &next else {
         return (None, next);
     };

@@ -3,9 +3,9 @@
 //! say one is due, and a clean stop on SIGTERM/SIGINT that finishes the order
 //! in hand within the shutdown grace. Business rules live elsewhere.
 
-use super::cron::CronSchedule;
 use super::pass::Engine;
 use super::summary::{PassCounters, PassSummary};
+use crate::domain::cron::CronSchedule;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Taipei;

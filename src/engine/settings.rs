@@ -2,8 +2,9 @@
 //! the worker's limits, the lease, retries, the settlement watch, the blackout
 //! windows. Handed to the pass, the plan and the decision path alike.
 
-use super::blackout::Blackout;
 use crate::config::Settings;
+use crate::domain::blackout::Blackout;
+use crate::domain::next_move::AttemptRules;
 use std::time::Duration;
 
 /// What the engine needs from the settings.
@@ -35,6 +36,16 @@ impl EngineSettings {
             settlement_watch_days: s.worker.settlement_watch_days,
             blackout: s.schedule.blackout.clone(),
             attention_after: s.notify.attention_after,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// What the decision path reads of these settings.
+    pub fn attempt_rules(&self) -> AttemptRules {
+        AttemptRules {
+            max_attempts: self.max_attempts,
+            recheck: self.recheck,
         }
     }
 }

@@ -3,20 +3,22 @@
 //! committed before the next step; a lost answer is settled by asking the
 //! bank, never by sending again.
 
-use super::decide::{after_ambiguous, after_refusal, on_inquiry_error};
-use super::decide::{Conclusion, Decision, Plan, Step};
-use super::next_move::{hold_before, learn_from_inquiry, Hold};
 use super::pass::{Engine, Next};
-use super::refund_request::{CallFate, OwnCall, RefundRequest};
 use super::summary::OrderOutcome;
 use super::turns::Door;
-use crate::ctbc::types::InvalidField;
-use crate::ctbc::{CaptureReversal, Inquiry, Refund, Reversal};
+use crate::ctbc::Inquiry;
 use crate::ctbc::{CtbcError, Operation};
+use crate::domain::calls::prepare;
+use crate::domain::calls::refused_locally;
+use crate::domain::calls::Call;
+use crate::domain::decide::{after_ambiguous, after_refusal, on_inquiry_error};
+use crate::domain::decide::{Conclusion, Decision, Plan, Step};
+use crate::domain::next_move::{hold_before, learn_from_inquiry, Hold};
+use crate::domain::record::{Deferral, GatewayEvent};
+use crate::domain::refund_request::{CallFate, OwnCall, RefundRequest};
+use crate::domain::words::{CallOutcome, EventKind, StepReached};
 use crate::store::intake::RequestNow;
 use crate::store::intents::Intent;
-use crate::store::refunds::{Deferral, GatewayEvent};
-use crate::store::vocabulary::{CallOutcome, EventKind, StepReached};
 use crate::store::StoreError;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -24,62 +26,6 @@ use tracing::{info, warn};
 
 /// How many times an inquiry is repeated at once after a call of unknown outcome.
 const RECHECK_INQUIRIES: usize = 2;
-
-/// A money-moving call that passed every local check and only waits to be sent.
-enum Call {
-    Reversal(Reversal),
-    CaptureReversal(CaptureReversal),
-    Refund(Refund),
-}
-
-/// Builds the call of `step` and checks it locally: what could stop it is
-/// found before its intent is recorded.
-fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
-    let auth_code = req.auth_code.clone().ok_or_else(|| {
-        InvalidField::new(
-            "auth_code",
-            "the order has no auth code and the bank did not give one",
-        )
-    })?;
-    let original = req.money(req.authorised)?;
-    let (order_no, xid) = (req.order_no.clone(), req.xid.clone());
-    let call = match step {
-        Step::Reversal { new_auth_amount } => {
-            let r = Reversal {
-                order_no,
-                xid,
-                auth_code,
-                original,
-                new_auth_amount: req.money(new_auth_amount)?,
-            };
-            r.validate()?;
-            Call::Reversal(r)
-        }
-        Step::CaptureReversal => {
-            let r = CaptureReversal {
-                order_no,
-                xid,
-                auth_code,
-                original,
-                amount: req.money(0)?,
-            };
-            r.validate()?;
-            Call::CaptureReversal(r)
-        }
-        Step::Refund { amount } => {
-            let r = Refund {
-                order_no,
-                xid,
-                auth_code,
-                original,
-                amount: req.money(amount)?,
-            };
-            r.validate()?;
-            Call::Refund(r)
-        }
-    };
-    Ok(call)
-}
 
 /// Why a call whose intent is on record was held back at the moment of sending.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,19 +66,6 @@ fn log_accepted(step: Step, authorised: i64, ev: &GatewayEvent) {
         elapsed_ms = ev.elapsed_ms,
         "bank accepted"
     );
-}
-
-/// Why a step that failed its local checks is not sent, as the order records it.
-fn refused_locally(step: Step, e: &CtbcError) -> String {
-    format!("invalid {} request, nothing sent: {e}", step.operation())
-}
-
-/// The local checks a step must pass before its intent is recorded, without
-/// building anything to send: the reason the order would fail, if it would.
-pub(super) fn local_check(req: &RefundRequest, step: Step) -> Result<(), String> {
-    prepare(req, step)
-        .map(|_| ())
-        .map_err(|e| refused_locally(step, &e))
 }
 
 impl Engine {

@@ -1,7 +1,7 @@
 //! What a pass did, counted while it runs (so progress can be shown) and
 //! summarised at its end in one log line and in `refund_passes.summary`.
 
-use crate::store::vocabulary::{PassOutcome, RefundMethod};
+use crate::domain::words::{PassOutcome, RefundMethod};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 

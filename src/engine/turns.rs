@@ -9,7 +9,8 @@
 //! a long wait the lease is renewed first, or the call is not sent at all.
 
 use super::pass::Engine;
-use crate::store::{Lease, StoreError};
+use crate::domain::record::Lease;
+use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};

@@ -2,14 +2,16 @@
 //! the bank accepts it, then inquired on later passes until the bank's batch
 //! settles it (22); one that fails there or vanishes goes to a person at once.
 
-use super::decide::watch_verdict;
 use super::pass::{Engine, Held};
 use super::summary::PassCounters;
 use crate::ctbc::types::OrderNo;
 use crate::ctbc::Operation;
-use crate::store::refunds::{GatewayEvent, Settlement};
-use crate::store::vocabulary::{CallOutcome, EventKind};
-use crate::store::{OrderRow, StoreError};
+use crate::domain::decide::watch_verdict;
+use crate::domain::decide::Settlement;
+use crate::domain::record::GatewayEvent;
+use crate::domain::record::OrderRow;
+use crate::domain::words::{CallOutcome, EventKind};
+use crate::store::StoreError;
 use futures::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -6,11 +6,12 @@
 //! it finds is said in lines for the operator; any problem makes it exit 2.
 
 use crate::ctbc::{CtbcError, InquiryClient, OrderNo};
-use crate::engine::mapping::{mapping_mistake, not_started};
-use crate::engine::refund_request::{RefundRequest, RowCheck};
+use crate::domain::mapping::{mapping_mistake, not_started};
+use crate::domain::record::Lease;
+use crate::domain::refund_request::{RefundRequest, RowCheck};
 use crate::store::plan::PlanReader;
 use crate::store::rehearsal::Rehearsal;
-use crate::store::{Lease, Store, StoreError};
+use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 /// What `check` found: lines to print, and the problems that fail it.

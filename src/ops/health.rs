@@ -91,7 +91,7 @@ mod tests {
         let h = Health::new();
         assert!(h.last_pass().is_none());
         let s = PassSummary {
-            outcome: crate::store::vocabulary::PassOutcome::Completed,
+            outcome: crate::domain::words::PassOutcome::Completed,
             claimed: 3,
             ..Default::default()
         };

@@ -4,7 +4,7 @@
 
 use super::health::Health;
 use super::metrics::{install_metrics, show_queue};
-use crate::store::vocabulary::PassOutcome;
+use crate::domain::words::PassOutcome;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

@@ -159,8 +159,8 @@ fn describe() {
 /// that first appears at 1 would also hide that first increase.
 fn show_from_start() {
     use crate::ctbc::Operation;
+    use crate::domain::words::{PassOutcome, RefundMethod};
     use crate::engine::summary::OrderOutcome;
-    use crate::store::vocabulary::{PassOutcome, RefundMethod};
     for outcome in PassOutcome::ALL {
         metrics::counter!("refundd_passes_total", "outcome" => outcome.as_str()).increment(0);
     }

@@ -5,10 +5,10 @@
 //! plan itself is `engine::plan`'s.
 
 use super::local_time::taipei;
-use crate::engine::decide::Step;
-use crate::engine::next_move::{NextMove, Record, Sending};
+use crate::domain::decide::Settlement;
+use crate::domain::decide::Step;
+use crate::domain::next_move::{NextMove, Record, Sending};
 use crate::engine::plan::{PassPlan, PlannedOrder, Skip};
-use crate::store::refunds::Settlement;
 use std::fmt::Write;
 
 /// The plan as JSON.

@@ -5,10 +5,10 @@
 
 use super::local_time::{taipei, taipei_or_dash};
 use super::table::Table;
+use crate::domain::words::PassOutcome;
 use crate::engine::summary::PassSummary;
 use crate::store::passes::PassRecord;
 use crate::store::status::QueueView;
-use crate::store::vocabulary::PassOutcome;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -313,9 +313,9 @@ pub fn human_age(secs: i64) -> String {
 mod tests {
     use super::*;
     use crate::ctbc::Operation;
+    use crate::domain::words::{RefundStatus, SettlementState};
     use crate::store::outbox::DeliveryState;
     use crate::store::status::*;
-    use crate::store::vocabulary::{RefundStatus, SettlementState};
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()

@@ -20,7 +20,7 @@ use super::faults::FaultPlan;
 use super::ledger::{BatchMoved, Ledger, SimTx};
 use super::maintenance::Maintenance;
 use super::{lock, Shared};
-use crate::daily_window::DailyWindow;
+use crate::domain::daily_window::DailyWindow;
 
 /// Bulk loads are large: 100,000 transactions are about 25 MB of JSON.
 const LOAD_LIMIT_BYTES: usize = 512 * 1024 * 1024;

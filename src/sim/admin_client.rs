@@ -9,7 +9,7 @@ use super::admin::{BatchRun, Duplicates, Loaded, MaintenanceUpdate};
 use super::faults::FaultPlan;
 use super::ledger::{BatchMoved, CallRecord, CallsPage, LedgerReport, SimTx};
 use super::maintenance::Maintenance;
-use crate::daily_window::DailyWindow;
+use crate::domain::daily_window::DailyWindow;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
 //! and IV are never options: see keys.rs.
 
-use crate::daily_window::DailyWindow;
+use crate::domain::daily_window::DailyWindow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

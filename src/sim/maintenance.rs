@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::daily_window::DailyWindow;
+use crate::domain::daily_window::DailyWindow;
 
 /// Whether the bank is down for maintenance now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,7 +38,7 @@ use crate::ctbc::operation::PUBLISHED_BASE_PATH;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
 
-use crate::daily_window::DailyWindow;
+use crate::domain::daily_window::DailyWindow;
 pub use admin_client::{SimAdmin, SimAdminError};
 pub use cli::{run_cli, SimArgs};
 pub use faults::{FaultKind, FaultPlan, FaultRule};

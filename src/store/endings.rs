@@ -8,10 +8,11 @@
 //! write-back leaves refundd's record committed and the write-back pending.
 
 use super::group_commit::{after_failure, Batch, Claim};
-use super::refunds::{GatewayEvent, KeyedEvents, Lease};
-use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus};
+use super::refunds::KeyedEvents;
 use super::writeback::{ShopWrite, WriteBack};
 use super::{Store, StoreError};
+use crate::domain::record::{GatewayEvent, Lease};
+use crate::domain::words::{CallOutcome, EventKind, RefundMethod, RefundStatus};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 

@@ -5,8 +5,8 @@
 //! What a shop's row means over time is decided here, in SQL, in one place.
 
 use super::queue_rules as rule;
-use super::refunds::Lease;
 use super::{Store, StoreError};
+use crate::domain::record::Lease;
 use futures::TryStreamExt;
 
 /// One row of the shop's requests, every value as text as the shop gave it.

@@ -6,10 +6,11 @@
 //! (`group_commit`); each caller learns whether its own was recorded.
 
 use super::group_commit::{Claim, OneStatement};
-use super::refunds::{GatewayEvent, KeyedEvents, Lease};
-use super::vocabulary::StepReached;
+use super::refunds::KeyedEvents;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::record::{GatewayEvent, Lease};
+use crate::domain::words::StepReached;
 use std::collections::HashSet;
 use std::time::Duration;
 

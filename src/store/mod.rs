@@ -24,11 +24,10 @@ pub mod shop_examples;
 pub mod status;
 mod step_outcomes;
 pub mod story;
-pub mod vocabulary;
+mod word_columns;
 pub mod writeback;
 
 pub use connection::connect;
-pub use refunds::{Lease, OrderRow};
 pub use shop::ShopStatements;
 
 use endings::EndingJob;

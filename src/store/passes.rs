@@ -1,8 +1,8 @@
 //! The record of each pass: when it started and ended, how it ended, and its
 //! counts, so that `status`, health checks and "is a pass due" can read it.
 
-use super::vocabulary::PassOutcome;
 use super::{Store, StoreError};
+use crate::domain::words::PassOutcome;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

@@ -7,8 +7,9 @@
 
 use super::intake::{RequestColumns, ShopRequest};
 use super::queue_rules as rule;
-use super::refunds::{unknown_age, OrderRow, OWN_CALLS};
+use super::refunds::{unknown_age, OWN_CALLS};
 use super::{Store, StoreError};
+use crate::domain::record::OrderRow;
 use chrono::{DateTime, Utc};
 
 /// The read-only view of the database that `refundd plan` works from: the

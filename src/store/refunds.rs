@@ -9,99 +9,18 @@
 //! they all use are here.
 
 use super::endings::Ending;
-use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
 use super::writeback::WriteBack;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::decide::Settlement;
+use crate::domain::record::Deferral;
+use crate::domain::record::GatewayEvent;
+use crate::domain::record::Lease;
+use crate::domain::record::OrderRow;
+use crate::domain::words::{CallOutcome, EventKind};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use uuid::Uuid;
-
-/// An order as the engine reads it from refundd's record.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrderRow {
-    pub id: i64,
-    pub order_no: String,
-    pub xid: Option<String>,
-    pub auth_code: Option<String>,
-    pub auth_amount: Option<i64>,
-    pub currency: String,
-    pub status: RefundStatus,
-    pub refund_amount: Option<i64>,
-    /// Why the shop's row cannot be worked as it is.
-    pub bad_input: Option<String>,
-    pub claimed_amount: Option<i64>,
-    pub attempts: i32,
-    pub step: Option<StepReached>,
-    pub unknown_operation: Option<Operation>,
-    pub unknown_since: Option<DateTime<Utc>>,
-    pub refund_method: Option<RefundMethod>,
-    pub refunded_amount: Option<i64>,
-    pub watch_until: Option<DateTime<Utc>>,
-    /// The claim's token: every write about the order names it.
-    pub lease_token: Option<Uuid>,
-    /// The order number the bank knows the order by, when the shop's
-    /// requests give one (`lidm`); `None`: `order_no`.
-    pub lidm: Option<String>,
-    /// How long ago, on the database's clock, the unknown call could last
-    /// have been on its way to the bank (`unknown_age`).
-    pub unknown_age_ms: Option<i64>,
-    /// refundd's own money-moving calls for this order, from its story.
-    pub own_calls: sqlx::types::Json<Vec<OwnCallRecord>>,
-}
-
-impl OrderRow {
-    /// The order number sent to the bank (LID-M): `lidm` when the shop's
-    /// requests give one, else the shop's own `order_no`.
-    pub fn bank_order_no(&self) -> &str {
-        self.lidm.as_deref().unwrap_or(&self.order_no)
-    }
-
-    /// The lease this claim holds on the order.
-    pub fn lease(&self, worker: Uuid) -> Lease {
-        Lease {
-            id: self.id,
-            token: self.lease_token.unwrap_or_default(),
-            worker,
-        }
-    }
-}
-
-/// One claim's hold on one order: the record, the claim's token, the worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    pub id: i64,
-    pub token: Uuid,
-    pub worker: Uuid,
-}
-
-impl Lease {
-    /// No claim's: for reading a record (a plan, a check) without writing
-    /// it; every fenced write with it finds no record.
-    pub fn unheld(id: i64) -> Lease {
-        Lease {
-            id,
-            token: Uuid::nil(),
-            worker: Uuid::nil(),
-        }
-    }
-}
-
-/// One "about to send" event of the order's story and the last outcome or
-/// note recorded for it before the next intent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct OwnCallRecord {
-    /// `None`: an operation this build does not know (the call is not counted).
-    #[serde(deserialize_with = "known_or_none")]
-    pub operation: Option<Operation>,
-    pub amount: Option<i64>,
-    pub sent_at: DateTime<Utc>,
-    /// `None`: no outcome recorded (or one this build does not know): it may have happened.
-    #[serde(deserialize_with = "known_or_none")]
-    pub outcome: Option<CallOutcome>,
-    /// The outcome's amount: what the bank said it moved, where it said so.
-    pub moved: Option<i64>,
-}
 
 /// The `own_calls` column: every intent of the order with its last outcome.
 pub(super) const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
@@ -140,79 +59,6 @@ fn claimed_columns() -> String {
     cols.push(unknown_age("due.lapsed_at"));
     cols.push(OWN_CALLS.into());
     cols.join(", ")
-}
-
-/// A word of the story that this build may not know: a call of an unknown
-/// operation is not counted as ours, an unknown outcome may have happened.
-fn known_or_none<'de, D, W>(d: D) -> Result<Option<W>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    W: Word,
-{
-    let text: Option<String> = serde::Deserialize::deserialize(d)?;
-    Ok(text.as_deref().and_then(W::parse))
-}
-
-/// A call to the bank, as appended to the order's story.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GatewayEvent {
-    pub kind: EventKind,
-    pub operation: Option<Operation>,
-    pub outcome: Option<CallOutcome>,
-    pub amount: Option<i64>,
-    pub bank_state: Option<String>,
-    pub resp_code: Option<String>,
-    pub err_code: Option<String>,
-    pub message: Option<String>,
-    pub elapsed_ms: Option<i32>,
-}
-
-/// How an order waits for a later attempt.
-#[derive(Debug, Clone)]
-pub struct Deferral {
-    /// Back to `refund_requested` (nothing done yet) or stay `refunding` with the lease released.
-    pub back_to_requested: bool,
-    pub delay: Duration,
-    pub count_attempt: bool,
-    pub last_error: String,
-    /// Keep the record of a money-moving call whose outcome is unknown.
-    pub keep_unknown: bool,
-}
-
-impl Deferral {
-    /// Waits for the next pass without counting a failed attempt (batch
-    /// running, settlement pending, blackout).
-    pub fn next_pass(reason: String, keep_unknown: bool) -> Self {
-        Self {
-            back_to_requested: true,
-            delay: Duration::ZERO,
-            count_attempt: false,
-            last_error: reason,
-            keep_unknown,
-        }
-    }
-
-    /// A failed attempt, retried after `delay`.
-    pub fn backoff(delay: Duration, reason: String, keep_unknown: bool) -> Self {
-        Self {
-            back_to_requested: true,
-            delay,
-            count_attempt: true,
-            last_error: reason,
-            keep_unknown,
-        }
-    }
-
-    /// A money-moving call of unknown outcome: stays `refunding` until a recheck.
-    pub fn recheck(delay: Duration, reason: String) -> Self {
-        Self {
-            back_to_requested: false,
-            delay,
-            count_attempt: false,
-            last_error: reason,
-            keep_unknown: true,
-        }
-    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -341,17 +187,6 @@ impl<'a> KeyedEvents<'a> {
             .bind(self.elapsed_ms)
             .bind(self.token)
     }
-}
-
-/// Outcome of a settlement watch inquiry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
-pub enum Settlement {
-    Settled,
-    /// The refund will not settle (state 23, or a state that cannot follow an
-    /// accepted refund): `refund_failed` with this reason.
-    Failed(String),
-    StillSettling,
 }
 
 impl Store {

@@ -6,9 +6,9 @@
 //! its own triggers' writes alike.
 
 use super::endings::Ending;
-use super::vocabulary::RefundMethod;
 use super::writeback::ShopWrite;
 use super::{Store, StoreError};
+use crate::domain::words::RefundMethod;
 
 /// What the rehearsal found.
 #[derive(Debug, Clone, PartialEq, Eq)]

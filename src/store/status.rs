@@ -1,9 +1,9 @@
 //! Read-only views of the queue for progress, `refundd status`, the metrics
 //! and health checks.
 
-use super::vocabulary::{RefundStatus, SettlementState};
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::words::{RefundStatus, SettlementState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;

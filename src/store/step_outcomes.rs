@@ -8,9 +8,10 @@
 //! (`group_commit`).
 
 use super::group_commit::{Claim, OneStatement};
-use super::refunds::{GatewayEvent, KeyedEvents, Lease};
-use super::vocabulary::StepReached;
+use super::refunds::KeyedEvents;
 use super::{Store, StoreError};
+use crate::domain::record::{GatewayEvent, Lease};
+use crate::domain::words::StepReached;
 use std::collections::HashSet;
 
 /// One order's step outcome, waiting for its batch.

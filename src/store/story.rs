@@ -1,9 +1,9 @@
 //! Each order's story as the database tells it: its row and the events appended
 //! in a span of time. The demo reads it to show what each pass did.
 
-use super::vocabulary::{CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState};
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::words::{CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState};
 use chrono::{DateTime, Utc};
 
 /// One appended event.

@@ -5,8 +5,8 @@
 //! write-back is kept as pending and tried again on later passes.
 
 use super::endings::{refusal, Ending};
-use super::vocabulary::{RefundMethod, RefundStatus};
 use super::{Store, StoreError};
+use crate::domain::words::{RefundMethod, RefundStatus};
 use sqlx::PgConnection;
 
 /// How the shop's statement went, within its transaction.

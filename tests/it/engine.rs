@@ -43,7 +43,7 @@ in_both_modes!(
     the_bank_never_answers_more_calls_at_once_than_the_concurrency,
 );
 use refundd::ctbc::TxState;
-use refundd::engine::blackout::Blackout;
+use refundd::domain::blackout::Blackout;
 use refundd::engine::clock::{FixedClock, SystemClock};
 use refundd::sim::{FaultKind, FaultPlan};
 use std::sync::Arc;

@@ -6,12 +6,13 @@
 
 use crate::common::{eventually, refundd_bin, Rig};
 use refundd::ctbc::{Operation, TxState};
+use refundd::domain::record::GatewayEvent;
+use refundd::domain::record::Lease;
+use refundd::domain::words::{EventKind, RefundMethod};
 use refundd::sim::{FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use refundd::store::intents::Intent;
-use refundd::store::refunds::GatewayEvent;
-use refundd::store::vocabulary::{EventKind, RefundMethod};
 use refundd::store::writeback::WriteBack;
-use refundd::store::{Lease, StoreError};
+use refundd::store::StoreError;
 use std::time::Duration;
 
 const LEASE: Duration = Duration::from_secs(600);

@@ -6,9 +6,9 @@
 use super::SCHEMA;
 use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
-use refundd::engine::blackout::Blackout;
+use refundd::domain::blackout::Blackout;
+use refundd::domain::words::{CallOutcome, EventKind};
 use refundd::sim::{FaultPlan, FaultRule, SimTx};
-use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     let lease = rig
         .intent_of_a_dead_worker(Operation::Refund, 500, (1000, 500))
         .await;
-    let mismatch = refundd::store::refunds::GatewayEvent {
+    let mismatch = refundd::domain::record::GatewayEvent {
         kind: EventKind::Outcome,
         operation: Some(Operation::Refund),
         outcome: Some(CallOutcome::AmountMismatch),

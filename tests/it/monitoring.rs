@@ -3,7 +3,7 @@
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
 use crate::common::{eventually, refundd_bin, Rig, WithLog};
-use refundd::store::vocabulary::PassOutcome;
+use refundd::domain::words::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::SocketAddr;

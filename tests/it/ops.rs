@@ -322,7 +322,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     assert!(v["last_pass"].is_null());
 
     let summary = refundd::engine::summary::PassSummary {
-        outcome: refundd::store::vocabulary::PassOutcome::Completed,
+        outcome: refundd::domain::words::PassOutcome::Completed,
         ..Default::default()
     };
     health.pass_finished(chrono::Utc::now(), &summary);

@@ -100,7 +100,7 @@ async fn a_change_rolled_back_leaves_no_event() {
         .finish_refunded(
             &lease,
             &[],
-            refundd::store::vocabulary::RefundMethod::Reversal,
+            refundd::domain::words::RefundMethod::Reversal,
             1000,
             None,
         )

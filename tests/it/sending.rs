@@ -6,12 +6,12 @@
 
 use crate::common::{engine_settings, eventually, pass_of, Rig, WindowOpensAfter};
 use refundd::ctbc::{Operation, TxState};
-use refundd::engine::blackout::Blackout;
+use refundd::domain::blackout::Blackout;
+use refundd::domain::record::GatewayEvent;
+use refundd::domain::words::EventKind;
 use refundd::engine::clock::SystemClock;
 use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::intents::Intent;
-use refundd::store::refunds::GatewayEvent;
-use refundd::store::vocabulary::EventKind;
 use refundd::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
 use refundd::ctbc::types::TxState;
 use refundd::ctbc::Operation;
-use refundd::daily_window::DailyWindow;
+use refundd::domain::daily_window::DailyWindow;
 use refundd::sim::ledger::transitions::TRANSITIONS;
 use refundd::sim::{
     FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimServer, SimTx, REFERENCE_IV,

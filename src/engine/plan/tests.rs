@@ -5,10 +5,10 @@
 use super::*;
 use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
 use crate::ctbc::{Operation, TxState};
-use crate::engine::blackout::Blackout;
-use crate::engine::decide::{Plan, Step};
-use crate::engine::refund_request::{CallFate, OwnCall};
-use crate::store::vocabulary::RefundMethod;
+use crate::domain::blackout::Blackout;
+use crate::domain::decide::{Plan, Step};
+use crate::domain::refund_request::{CallFate, OwnCall};
+use crate::domain::words::RefundMethod;
 use std::time::Duration;
 
 fn settings() -> EngineSettings {

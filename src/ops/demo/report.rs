@@ -5,13 +5,11 @@
 use super::scenario::*;
 use crate::ctbc::Operation;
 use crate::ctbc::TxState;
+use crate::domain::words::{CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState};
 use crate::sim::admin::BatchRun;
 use crate::sim::LedgerReport;
 use crate::store::shop_examples::TutorialOrder;
 use crate::store::story::{OrderOutcomeRow, StoryEvent};
-use crate::store::vocabulary::{
-    CallOutcome, EventKind, RefundMethod, RefundStatus, SettlementState,
-};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

@@ -8,7 +8,7 @@ use crate::ctbc::envelope::Envelope;
 use crate::ctbc::types::MerId;
 use crate::ctbc::TxState;
 use crate::ctbc::{Client, ClientConfig};
-use crate::engine::blackout::Blackout;
+use crate::domain::blackout::Blackout;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::summary::{PassCounters, PassSummary};
 use crate::ops::shop_examples::TUTORIAL;

@@ -85,7 +85,7 @@ pub fn refundd_bin() -> std::process::Command {
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::{Client, ClientConfig};
-use refundd::engine::blackout::Blackout;
+use refundd::domain::blackout::Blackout;
 use refundd::engine::clock::{Clock, SystemClock};
 use refundd::engine::pass::{Engine, EngineSettings};
 use refundd::engine::summary::{PassCounters, PassSummary};
@@ -375,7 +375,7 @@ impl Rig {
         operation: refundd::ctbc::Operation,
         amount: i64,
         (authorised, refund): (i64, i64),
-    ) -> refundd::store::Lease {
+    ) -> refundd::domain::record::Lease {
         self.store.intake(1000).await.unwrap();
         let dead = uuid::Uuid::new_v4();
         let lease_for = Duration::from_secs(30);
@@ -385,8 +385,8 @@ impl Rig {
             .await
             .unwrap();
         let lease = rows[0].lease(dead);
-        let intent = refundd::store::refunds::GatewayEvent {
-            kind: refundd::store::vocabulary::EventKind::Intent,
+        let intent = refundd::domain::record::GatewayEvent {
+            kind: refundd::domain::words::EventKind::Intent,
             operation: Some(operation),
             amount: Some(amount),
             ..Default::default()

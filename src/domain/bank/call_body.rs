@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
+use super::fields::{string_object, text_field};
 use super::operation::PROTOCOL_VERSION;
 use super::types::{AuthCode, InvalidField, MerId, Money, OrderNo, Xid};
-use super::wire::{string_object, text_field};
 
 /// `Tx_ATTRIBUTE` of an inquiry about the authorisation's life.
 pub const TX_ATTRIBUTE_AUTH: &str = "TX_AUTH";
@@ -375,7 +375,7 @@ mod tests {
             Xid::parse("X1").unwrap(),
             AuthCode::parse("123456").unwrap(),
         );
-        let text = |json: Map<String, Value>| super::super::wire::json_text(&json);
+        let text = |json: Map<String, Value>| super::super::fields::json_text(&json);
         let reversal = Reversal {
             order_no: order_no.clone(),
             xid: xid.clone(),
@@ -458,7 +458,7 @@ mod tests {
             "MicroQuery Server 3.2 (2019/10/25)",
         );
         assert_eq!(
-            super::super::wire::json_text(&inquiry),
+            super::super::fields::json_text(&inquiry),
             r#"{"MERID":"1234567","LID-M":"ORDER001","VERSION":"3.2","SwRevision":"MicroQuery Server 3.2 (2019/10/25)","Tx_ATTRIBUTE":"TX_AUTH"}"#
         );
     }

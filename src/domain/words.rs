@@ -5,12 +5,8 @@
 //! tables have always held, so no string of these sets crosses the store's
 //! boundary, and a value the code does not know is an error where it is read.
 
-use crate::ctbc::{CtbcError, Operation};
+use super::bank::{CtbcError, Operation};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
-use sqlx::{Decode, Encode, Postgres, Type};
 
 /// A word of one of the sets: its text in the tables, and back.
 pub trait Word: Sized + Copy + 'static {
@@ -60,41 +56,13 @@ macro_rules! words {
             }
         }
 
-        text_column!($name);
+        json_word!($name);
     };
 }
 
-/// A word as a `text` column (and array element), and as a JSON string.
-macro_rules! text_column {
+/// A word as a JSON string.
+macro_rules! json_word {
     ($name:ty) => {
-        impl Type<Postgres> for $name {
-            fn type_info() -> PgTypeInfo {
-                <&str as Type<Postgres>>::type_info()
-            }
-            fn compatible(ty: &PgTypeInfo) -> bool {
-                <&str as Type<Postgres>>::compatible(ty)
-            }
-        }
-
-        impl PgHasArrayType for $name {
-            fn array_type_info() -> PgTypeInfo {
-                <&str as PgHasArrayType>::array_type_info()
-            }
-        }
-
-        impl<'q> Encode<'q, Postgres> for $name {
-            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-                <&str as Encode<'q, Postgres>>::encode_by_ref(&Word::as_str(*self), buf)
-            }
-        }
-
-        impl<'r> Decode<'r, Postgres> for $name {
-            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                let text = <&str as Decode<'r, Postgres>>::decode(value)?;
-                parse_word(text).map_err(Into::into)
-            }
-        }
-
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(Word::as_str(*self))
@@ -255,7 +223,7 @@ impl Word for Operation {
     }
 }
 
-text_column!(Operation);
+json_word!(Operation);
 
 #[cfg(test)]
 mod tests {

@@ -7,16 +7,24 @@
 //!
 //! Pure: no I/O, no clock (the backoff's jittered delay is the pass's).
 
+use super::calls::local_check;
 use super::decide::{capture_reversal_fate, on_inquiry_error, Conclusion, Decision, Plan};
 use super::decide::{decide, Step, WaitReason};
 use super::refund_request::{CallFate, OwnCall, RefundRequest, RowProblem};
-use super::settings::EngineSettings;
-use super::steps::local_check;
-use crate::ctbc::{CtbcError, Inquiry, Operation};
-use crate::store::vocabulary::RefundMethod;
-use crate::store::OrderRow;
+use crate::domain::bank::{CtbcError, Inquiry, Operation};
+use crate::domain::record::OrderRow;
+use crate::domain::words::RefundMethod;
 use serde::Serialize;
 use std::time::Duration;
+
+/// What the path from an answer to a move reads of the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRules {
+    /// Failed attempts (no verdict from the bank) before a person is asked.
+    pub max_attempts: u32,
+    /// How long a call of unknown outcome waits before it may be resent.
+    pub recheck: Duration,
+}
 
 /// What happens to an order next, and why: a plan sent, or something recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,7 +112,7 @@ pub fn decision_after(req: &RefundRequest, answer: &Result<Inquiry, CtbcError>) 
 
 /// What a decision means for this request under the settings: a plan is
 /// sent, a conclusion recorded (`record`).
-pub fn next_move(req: &RefundRequest, decision: Decision, s: &EngineSettings) -> NextMove {
+pub fn next_move(req: &RefundRequest, decision: Decision, s: &AttemptRules) -> NextMove {
     match decision {
         Decision::Act(plan) => NextMove::Send(Sending {
             plan,
@@ -117,7 +125,7 @@ pub fn next_move(req: &RefundRequest, decision: Decision, s: &EngineSettings) ->
 /// What is recorded for a conclusion: a retry past the attempts allowed
 /// (with no outcome unknown) goes to a person, and a person is told of every
 /// call of ours never confirmed.
-pub fn record(req: &RefundRequest, conclusion: Conclusion, s: &EngineSettings) -> Record {
+pub fn record(req: &RefundRequest, conclusion: Conclusion, s: &AttemptRules) -> Record {
     match conclusion {
         Conclusion::Refunded { method, amount } => Record::Refunded { method, amount },
         Conclusion::Wait(reason) => Record::Wait { reason },

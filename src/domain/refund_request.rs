@@ -2,13 +2,13 @@
 //! Validation happens before anything is sent, so a bad row ends in
 //! `refund_failed` with its reason instead of reaching the bank.
 
-use crate::ctbc::types::{
+use crate::domain::bank::types::{
     AmountProblem, AuthCode, Currency, InvalidField, Money, OrderNo, RefundAmounts, Xid,
 };
-use crate::ctbc::Operation;
-use crate::store::refunds::{GatewayEvent, OwnCallRecord};
-use crate::store::vocabulary::{CallOutcome, StepReached};
-use crate::store::{Lease, OrderRow};
+use crate::domain::bank::Operation;
+use crate::domain::record::{GatewayEvent, OwnCallRecord};
+use crate::domain::record::{Lease, OrderRow};
+use crate::domain::words::{CallOutcome, StepReached};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 use serde_json::{Map, Value};
 
 use super::bank_text::{has_control_chars, sanitise};
+use super::fields::{string_object, text_field};
 use super::types::{AuthCode, InvalidField, MaskedPan, MerId, Money, TxState, Xid};
-use super::wire::{string_object, text_field};
 
 /// `RespCode` of an answer the bank accepted.
 pub const RESP_CODE_ACCEPTED: &str = "0";

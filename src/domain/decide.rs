@@ -2,10 +2,9 @@
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
 use super::refund_request::RefundRequest;
-use crate::ctbc::Inquiry;
-use crate::ctbc::{CtbcError, Operation, TxState};
-use crate::store::refunds::Settlement;
-use crate::store::vocabulary::RefundMethod;
+use crate::domain::bank::Inquiry;
+use crate::domain::bank::{CtbcError, Operation, TxState};
+use crate::domain::words::RefundMethod;
 
 /// One money-moving call of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +354,17 @@ pub fn watch_verdict(bank: &Inquiry) -> Settlement {
             other.code()
         )),
     }
+}
+
+/// Outcome of a settlement watch inquiry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum Settlement {
+    Settled,
+    /// The refund will not settle (state 23, or a state that cannot follow an
+    /// accepted refund): `refund_failed` with this reason.
+    Failed(String),
+    StillSettling,
 }
 
 #[cfg(test)]
