@@ -2,16 +2,17 @@
 //! subcommand and turns its result into the exit code operators script against:
 //! 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
-use crate::config::{Settings, SettingsError, Sources};
+use crate::config::{Settings, Sources};
 use crate::ctbc::InquiryClient;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::schedule;
 use crate::engine::summary::PassCounters;
-use crate::ops::manual_queue::{self, QueueError};
+use crate::ops::exit::CliError;
+use crate::ops::manual_queue;
 use crate::ops::status;
 use crate::store::plan::PlanReader;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,33 +100,6 @@ impl Command {
     }
 }
 
-/// A failure of a command, with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Settings(#[from] SettingsError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Runtime(String),
-    /// The database refused or could not be reached; a settings problem when
-    /// the shop's statements or refundd's schema are at fault.
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    /// `request` or `retry` refused the order, or could not reach it.
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-    #[error("the pass could not finish: {0}")]
-    Pass(#[source] StoreError),
-    #[error("{0}")]
-    Schedule(#[from] schedule::ScheduleError),
-    #[error("http.listen {listen}: cannot listen: {source}")]
-    Listen {
-        listen: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-}
-
 /// The database of a command that needs one (`status`, `request`, `retry`).
 async fn connect(settings: &Settings) -> Result<Store, CliError> {
     let url = settings.require_database_url()?;
@@ -141,22 +115,6 @@ fn store_of(settings: &Settings, pool: sqlx::PgPool) -> Store {
         settings.database.schema.clone(),
         settings.shop.clone(),
     )
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Settings(_) | CliError::Usage(_) => 2,
-            CliError::Store(e) if e.is_settings_problem() => 2,
-            CliError::Queue(e) if e.is_input() => 2,
-            CliError::Runtime(_)
-            | CliError::Store(_)
-            | CliError::Queue(_)
-            | CliError::Pass(_)
-            | CliError::Schedule(_)
-            | CliError::Listen { .. } => 1,
-        }
-    }
 }
 
 pub fn main() -> ExitCode {

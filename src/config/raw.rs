@@ -545,7 +545,7 @@ fn worker_settings(
         concurrency.max(1) as usize,
     );
     // The engine sends a call only while the lease certainly outlasts it.
-    if !crate::engine::outlasts(Duration::ZERO, longest, secs(lease_secs)) {
+    if !crate::domain::record::outlasts(Duration::ZERO, longest, secs(lease_secs)) {
         p(
             "worker.lease_secs",
             format!(

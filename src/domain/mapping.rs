@@ -8,7 +8,7 @@
 //! ones still fails alone.
 
 use super::refund_request::{RefundRequest, RowCheck, RowProblem};
-use crate::domain::record::{Lease, OrderRow};
+use crate::domain::record::{Lease, OrderRecord};
 use std::collections::BTreeMap;
 
 /// Fewer requests than this are judged one by one: two bad rows out of two
@@ -31,7 +31,7 @@ pub struct MappingMistake {
 
 /// A request the pass has not started (nothing intended, sent or reached):
 /// what `mapping_mistake` judges, as `Store::requests_not_started` selects.
-pub fn not_started(row: &OrderRow) -> bool {
+pub fn not_started(row: &OrderRecord) -> bool {
     row.status == crate::domain::words::RefundStatus::RefundRequested
         && row.claimed_amount.is_none()
         && row.step.is_none()
@@ -40,7 +40,7 @@ pub fn not_started(row: &OrderRow) -> bool {
 
 /// The mistake `rows` (requests not yet started) show, if more than half
 /// of them, and at least `MIN_ROWS`, fail the same check.
-pub fn mapping_mistake(rows: &[OrderRow]) -> Option<MappingMistake> {
+pub fn mapping_mistake(rows: &[OrderRecord]) -> Option<MappingMistake> {
     if rows.len() < MIN_ROWS {
         return None;
     }
@@ -66,8 +66,8 @@ mod tests {
     use super::*;
 
     /// A request not yet started, as the shop's query gave it.
-    fn request(order_no: &str, currency: &str) -> OrderRow {
-        OrderRow {
+    fn request(order_no: &str, currency: &str) -> OrderRecord {
+        OrderRecord {
             id: 1,
             order_no: order_no.into(),
             xid: Some(format!("X{order_no}")),
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn most_rows_failing_one_check_are_one_mistake() {
-        let rows: Vec<OrderRow> = (1..=8)
+        let rows: Vec<OrderRecord> = (1..=8)
             .map(|n| request(&format!("WC{n}"), "TWD"))
             .chain([request("OK1", "901")])
             .collect();
@@ -110,11 +110,12 @@ mod tests {
 
     #[test]
     fn a_bad_row_among_good_ones_is_that_orders_problem() {
-        let mut rows: Vec<OrderRow> = (1..=5).map(|n| request(&format!("G{n}"), "901")).collect();
+        let mut rows: Vec<OrderRecord> =
+            (1..=5).map(|n| request(&format!("G{n}"), "901")).collect();
         rows.push(request("BAD-1", "901"));
         assert_eq!(mapping_mistake(&rows), None);
         // Half failing is not most.
-        let half: Vec<OrderRow> = ["A-1", "B-2", "C-3", "D4", "E5", "F6"]
+        let half: Vec<OrderRecord> = ["A-1", "B-2", "C-3", "D4", "E5", "F6"]
             .iter()
             .map(|n| request(n, "901"))
             .collect();

@@ -12,7 +12,7 @@ use super::decide::{capture_reversal_fate, on_inquiry_error, Conclusion, Decisio
 use super::decide::{decide, Step, WaitReason};
 use super::refund_request::{CallFate, OwnCall, RefundRequest, RowProblem};
 use crate::domain::bank::{CtbcError, Inquiry, Operation};
-use crate::domain::record::OrderRow;
+use crate::domain::record::OrderRecord;
 use crate::domain::words::RefundMethod;
 use serde::Serialize;
 use std::time::Duration;
@@ -169,7 +169,7 @@ pub fn hold_before(req: &RefundRequest, step: Step, recheck: Duration) -> Option
 
 /// The reason a row that failed validation is failed with, naming every call
 /// of ours on its record never confirmed.
-pub fn invalid_row(problem: RowProblem, row: &OrderRow) -> String {
+pub fn invalid_row(problem: RowProblem, row: &OrderRecord) -> String {
     let calls: Vec<OwnCall> = row
         .own_calls
         .iter()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// An order as the engine reads it from refundd's record.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrderRow {
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
     pub id: i64,
     pub order_no: String,
     pub xid: Option<String>,
@@ -39,10 +39,10 @@ pub struct OrderRow {
     /// have been on its way to the bank (`unknown_age`).
     pub unknown_age_ms: Option<i64>,
     /// refundd's own money-moving calls for this order, from its story.
-    pub own_calls: sqlx::types::Json<Vec<OwnCallRecord>>,
+    pub own_calls: Vec<OwnCallRecord>,
 }
 
-impl OrderRow {
+impl OrderRecord {
     /// The order number sent to the bank (LID-M): `lidm` when the shop's
     /// requests give one, else the shop's own `order_no`.
     pub fn bank_order_no(&self) -> &str {
@@ -166,4 +166,15 @@ impl Deferral {
             keep_unknown: true,
         }
     }
+}
+
+/// Whether a lease renewed `since_renewal` ago, for `lease`, certainly
+/// outlasts a call that may take `call` from now (its wait for the rate limit
+/// and its whole timeout), with a tenth of the lease to spare for the
+/// request to leave and the clocks to differ.
+pub fn outlasts(since_renewal: Duration, call: Duration, lease: Duration) -> bool {
+    since_renewal
+        .saturating_add(call)
+        .saturating_add(lease / 10)
+        < lease
 }

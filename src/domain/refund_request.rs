@@ -7,7 +7,7 @@ use crate::domain::bank::types::{
 };
 use crate::domain::bank::Operation;
 use crate::domain::record::{GatewayEvent, OwnCallRecord};
-use crate::domain::record::{Lease, OrderRow};
+use crate::domain::record::{Lease, OrderRecord};
 use crate::domain::words::{CallOutcome, StepReached};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -197,7 +197,7 @@ impl RefundRequest {
 
     /// Checks a claimed row; the error is the reason stored in `refund_error`,
     /// with the check it failed.
-    pub fn validate(row: &OrderRow, lease: Lease) -> Result<RefundRequest, RowProblem> {
+    pub fn validate(row: &OrderRecord, lease: Lease) -> Result<RefundRequest, RowProblem> {
         if let Some(bad) = &row.bad_input {
             return Err(RowProblem::new(RowCheck::ShopValue, bad.clone()));
         }
@@ -276,7 +276,7 @@ fn row_amount_problem(p: AmountProblem) -> String {
 
 /// The order number the bank knows the order by, checked as a LID-M: the
 /// shop's `lidm` when its requests give one, else its `order_no`.
-fn bank_order_no(row: &OrderRow) -> Result<OrderNo, String> {
+fn bank_order_no(row: &OrderRecord) -> Result<OrderNo, String> {
     OrderNo::parse(row.bank_order_no()).map_err(|e| match row.lidm {
         Some(_) => format!("invalid row: lidm (the order number sent to the bank): {e}"),
         None => format!(

@@ -50,6 +50,14 @@ macro_rules! words {
             }
         }
 
+        /// A word read back from its text (a column, a file).
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(text: String) -> Result<Self, String> {
+                parse_word(&text)
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(Word::as_str(*self))
@@ -224,6 +232,13 @@ impl Word for Operation {
 }
 
 json_word!(Operation);
+
+impl TryFrom<String> for Operation {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        parse_word(&text)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,5 +7,4 @@ pub mod settings;
 mod steps;
 pub mod summary;
 mod turns;
-pub(crate) use turns::outlasts;
 mod watch;

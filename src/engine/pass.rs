@@ -18,7 +18,7 @@ use crate::domain::next_move::{
 };
 use crate::domain::next_move::{NextMove, Record};
 use crate::domain::record::{Deferral, GatewayEvent};
-use crate::domain::record::{Lease, OrderRow};
+use crate::domain::record::{Lease, OrderRecord};
 use crate::domain::refund_request::RefundRequest;
 use crate::domain::words::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
 use crate::store::writeback::WriteBack;
@@ -324,7 +324,7 @@ impl Engine {
     /// whole database's; one about this order only leaves it for later.
     async fn take_order(
         &self,
-        row: OrderRow,
+        row: OrderRecord,
         stop: &CancellationToken,
     ) -> Result<OrderOutcome, StoreError> {
         let (lease, attempts) = (row.lease(self.worker), row.attempts);
@@ -387,7 +387,7 @@ impl Engine {
     /// one path `refundd plan` prints (`next_move`).
     async fn work_order(
         &self,
-        row: OrderRow,
+        row: OrderRecord,
         stop: &CancellationToken,
     ) -> Result<OrderOutcome, StoreError> {
         let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {

@@ -168,7 +168,7 @@ pub async fn plan(
 ) -> Result<PassPlan, StoreError> {
     let reading = reader.read().await?;
     // The pass's own judgement of the rows it has not started.
-    let not_started: Vec<crate::domain::record::OrderRow> = reading
+    let not_started: Vec<crate::domain::record::OrderRecord> = reading
         .orders
         .iter()
         .filter(|o| crate::domain::mapping::not_started(&o.row))

@@ -9,6 +9,7 @@
 //! a long wait the lease is renewed first, or the call is not sent at all.
 
 use super::pass::Engine;
+use crate::domain::record::outlasts;
 use crate::domain::record::Lease;
 use crate::store::StoreError;
 use std::sync::Arc;
@@ -32,17 +33,6 @@ impl Turns {
     pub(super) async fn take(&self) -> Option<SemaphorePermit<'_>> {
         self.0.acquire().await.ok()
     }
-}
-
-/// Whether a lease renewed `since_renewal` ago, for `lease`, certainly
-/// outlasts a call that may take `call` from now (its wait for the rate limit
-/// and its whole timeout), with a tenth of the lease to spare for the
-/// request to leave and the clocks to differ.
-pub(crate) fn outlasts(since_renewal: Duration, call: Duration, lease: Duration) -> bool {
-    since_renewal
-        .saturating_add(call)
-        .saturating_add(lease / 10)
-        < lease
 }
 
 /// Whether a money-moving call may leave now.

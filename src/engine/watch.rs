@@ -9,7 +9,7 @@ use crate::ctbc::Operation;
 use crate::domain::decide::watch_verdict;
 use crate::domain::decide::Settlement;
 use crate::domain::record::GatewayEvent;
-use crate::domain::record::OrderRow;
+use crate::domain::record::OrderRecord;
 use crate::domain::words::{CallOutcome, EventKind};
 use crate::store::StoreError;
 use futures::StreamExt;
@@ -75,7 +75,11 @@ impl Engine {
         }
     }
 
-    async fn watch_one(&self, row: &OrderRow, counters: &PassCounters) -> Result<(), StoreError> {
+    async fn watch_one(
+        &self,
+        row: &OrderRecord,
+        counters: &PassCounters,
+    ) -> Result<(), StoreError> {
         counters.watched.fetch_add(1, Relaxed);
         let order_no = match OrderNo::parse(row.bank_order_no()) {
             Ok(o) => o,
@@ -113,7 +117,7 @@ impl Engine {
 
     async fn watch_outcome(
         &self,
-        row: &OrderRow,
+        row: &OrderRecord,
         ev: Option<&GatewayEvent>,
         outcome: Settlement,
         counters: &PassCounters,
@@ -145,7 +149,7 @@ impl Engine {
 
     /// PostgreSQL refused what the watch wrote of one order: it is watched
     /// again after the backoff, with the error kept for `status`.
-    async fn watch_refused(&self, row: &OrderRow, e: &StoreError) -> Result<(), StoreError> {
+    async fn watch_refused(&self, row: &OrderRecord, e: &StoreError) -> Result<(), StoreError> {
         let reason =
             super::pass::printable(&format!("the database refused this order's record: {e}"));
         error!(step = "settlement_watch", reason = %reason, "order left for a later pass");

@@ -3,6 +3,7 @@
 //! No business rules here.
 pub mod check;
 pub mod demo;
+pub mod exit;
 pub mod health;
 pub(crate) mod hooks;
 pub mod http;

@@ -266,7 +266,7 @@ impl Store {
                 watch_days,
             } = j.ending
             {
-                method.push(m);
+                method.push(m.as_str());
                 amount.push(a);
                 watch.push(watch_days);
             }
@@ -334,9 +334,9 @@ pub(super) fn refusal(e: &dyn sqlx::error::DatabaseError) -> String {
 }
 
 /// The write-back each record keeps pending: none when the shop took it.
-fn pending(jobs: &[&EndingJob], refused: Option<&str>) -> Vec<Option<RefundStatus>> {
+fn pending(jobs: &[&EndingJob], refused: Option<&str>) -> Vec<Option<&'static str>> {
     jobs.iter()
-        .map(|j| refused.map(|_| j.ending.write_back_kind()))
+        .map(|j| refused.map(|_| j.ending.write_back_kind().as_str()))
         .collect()
 }
 

@@ -7,6 +7,7 @@
 
 use super::group_commit::{Claim, OneStatement};
 use super::refunds::KeyedEvents;
+use super::word_columns::text_of;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
 use crate::domain::record::{GatewayEvent, Lease};
@@ -130,12 +131,16 @@ impl Store {
         let q = sqlx::query_as::<_, Claim>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.operation).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|j| text_of(j.operation))
+                    .collect::<Vec<_>>(),
+            )
             .bind(jobs.iter().map(|j| j.lease_secs).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.amount).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.authorised).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.refund).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.reached).collect::<Vec<_>>());
+            .bind(jobs.iter().map(|j| text_of(j.reached)).collect::<Vec<_>>());
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().collect())

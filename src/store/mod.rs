@@ -12,6 +12,7 @@ mod group_commit;
 pub mod intake;
 pub mod intents;
 pub mod manual_queue;
+mod order_rows;
 pub mod outbox;
 pub mod passes;
 pub mod plan;

@@ -12,6 +12,7 @@ pub struct PassRecord {
     pub worker: Uuid,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub outcome: Option<PassOutcome>,
     pub summary: serde_json::Value,
 }
@@ -36,7 +37,7 @@ impl Store {
         sqlx::query(&self.sql("UPDATE refundd.refund_passes SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1"),
         )
         .bind(id)
-        .bind(outcome)
+        .bind(outcome.as_str())
         .bind(summary)
         .execute(&self.pool)
         .await?;

@@ -6,11 +6,13 @@
 //! included), and `PlanReader` offers nothing else: the plan cannot write.
 
 use super::intake::{RequestColumns, ShopRequest};
+use super::order_rows::ReadOrder;
 use super::queue_rules as rule;
 use super::refunds::{unknown_age, OWN_CALLS};
 use super::{Store, StoreError};
-use crate::domain::record::OrderRow;
+use crate::domain::record::OrderRecord;
 use chrono::{DateTime, Utc};
+use sqlx::FromRow;
 
 /// The read-only view of the database that `refundd plan` works from: the
 /// store it wraps is private and never handed back.
@@ -18,12 +20,11 @@ use chrono::{DateTime, Utc};
 pub struct PlanReader(Store);
 
 /// One order as the next pass would find it after reading the shop's requests.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PlanRow {
     /// The record as a claim would return it (`id` 0 for a request refundd
     /// has not recorded yet; `lease_token` the current holder's, if any).
-    #[sqlx(flatten)]
-    pub row: OrderRow,
+    pub row: OrderRecord,
     /// The shop lists it and refundd has no record of it yet.
     pub new_request: bool,
     /// The shop stopped listing it and nothing was sent: the pass withdraws it.
@@ -37,6 +38,23 @@ pub struct PlanRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+}
+
+impl<'r> FromRow<'r, sqlx::postgres::PgRow> for PlanRow {
+    fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(PlanRow {
+            row: ReadOrder::from_row(r)?.0,
+            new_request: r.try_get("new_request")?,
+            withdrawn: r.try_get("withdrawn")?,
+            refunded_already: r.try_get("refunded_already")?,
+            due: r.try_get("due")?,
+            held: r.try_get("held")?,
+            next_attempt_at: r.try_get("next_attempt_at")?,
+            lease_expires_at: r.try_get("lease_expires_at")?,
+            last_error: r.try_get("last_error")?,
+        })
+    }
 }
 
 /// A refund of settled money the settlement watch would inquire now.
@@ -62,7 +80,7 @@ pub struct QueueReading {
 }
 
 impl WatchRow {
-    /// The order number sent to the bank (see `OrderRow::bank_order_no`).
+    /// The order number sent to the bank (see `OrderRecord::bank_order_no`).
     pub fn bank_order_no(&self) -> &str {
         self.lidm.as_deref().unwrap_or(&self.order_no)
     }

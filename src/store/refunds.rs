@@ -9,15 +9,15 @@
 //! they all use are here.
 
 use super::endings::Ending;
+use super::order_rows::ReadOrder;
+use super::word_columns::text_of;
 use super::writeback::WriteBack;
 use super::{Store, StoreError};
-use crate::ctbc::Operation;
 use crate::domain::decide::Settlement;
 use crate::domain::record::Deferral;
 use crate::domain::record::GatewayEvent;
 use crate::domain::record::Lease;
-use crate::domain::record::OrderRow;
-use crate::domain::words::{CallOutcome, EventKind};
+use crate::domain::record::OrderRecord;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use uuid::Uuid;
@@ -132,9 +132,9 @@ fn fenced_sql(template: &str, extra: &str) -> String {
 pub(super) struct KeyedEvents<'a> {
     id: Vec<i64>,
     worker: Vec<Uuid>,
-    kind: Vec<EventKind>,
-    operation: Vec<Option<Operation>>,
-    outcome: Vec<Option<CallOutcome>>,
+    kind: Vec<&'static str>,
+    operation: Vec<Option<&'static str>>,
+    outcome: Vec<Option<&'static str>>,
     amount: Vec<Option<i64>>,
     bank_state: Vec<Option<&'a str>>,
     resp_code: Vec<Option<&'a str>>,
@@ -151,9 +151,9 @@ impl<'a> KeyedEvents<'a> {
             for e in events {
                 all.id.push(lease.id);
                 all.worker.push(lease.worker);
-                all.kind.push(e.kind);
-                all.operation.push(e.operation);
-                all.outcome.push(e.outcome);
+                all.kind.push(e.kind.as_str());
+                all.operation.push(text_of(e.operation));
+                all.outcome.push(text_of(e.outcome));
                 all.amount.push(e.amount);
                 all.bank_state.push(e.bank_state.as_deref());
                 all.resp_code.push(e.resp_code.as_deref());
@@ -199,7 +199,7 @@ impl Store {
         lease: Duration,
         batch: i64,
         due_by: DateTime<Utc>,
-    ) -> Result<Vec<OrderRow>, StoreError> {
+    ) -> Result<Vec<OrderRecord>, StoreError> {
         self.claim_where(
             (worker, lease, batch, due_by),
             &super::queue_rules::claimable("f"),
@@ -211,7 +211,7 @@ impl Store {
     /// Up to `limit` requests refundd has not started (nothing intended or
     /// sent, no operator's retry), as a claim would read them, without
     /// claiming them: for judging the shop's rows together before a pass.
-    pub async fn requests_not_started(&self, limit: i64) -> Result<Vec<OrderRow>, StoreError> {
+    pub async fn requests_not_started(&self, limit: i64) -> Result<Vec<OrderRecord>, StoreError> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, NULL::bigint AS unknown_age_ms, '[]'::json AS own_calls
                FROM refundd.refunds f
@@ -219,10 +219,11 @@ impl Store {
               ORDER BY id LIMIT $1",
             super::queue_rules::not_started("f")
         );
-        Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
+        let rows: Vec<ReadOrder> = sqlx::query_as(&self.sql(&sql))
             .bind(limit)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Claims refunded orders whose refund is still settling at the bank.
@@ -232,7 +233,7 @@ impl Store {
         lease: Duration,
         batch: i64,
         due_by: DateTime<Utc>,
-    ) -> Result<Vec<OrderRow>, StoreError> {
+    ) -> Result<Vec<OrderRecord>, StoreError> {
         self.claim_where(
             (worker, lease, batch, due_by),
             &super::queue_rules::settling("f"),
@@ -249,7 +250,7 @@ impl Store {
         (worker, lease, batch, due_by): (Uuid, Duration, i64, DateTime<Utc>),
         which: &str,
         also_set: &str,
-    ) -> Result<Vec<OrderRow>, StoreError> {
+    ) -> Result<Vec<OrderRecord>, StoreError> {
         let sql = format!(
             "WITH due AS (
                  SELECT id, lease_expires_at AS lapsed_at FROM refundd.refunds f
@@ -265,13 +266,14 @@ impl Store {
             claimed_columns(),
             due = super::queue_rules::due_by("f", "$4"),
         );
-        Ok(sqlx::query_as::<_, OrderRow>(&self.sql(&sql))
+        let rows: Vec<ReadOrder> = sqlx::query_as(&self.sql(&sql))
             .bind(worker)
             .bind(secs(lease))
             .bind(batch)
             .bind(due_by)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Extends the leases these claims still hold; returns the ids renewed.

@@ -13,6 +13,7 @@ pub const LIST_LIMIT: i64 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct StatusCount {
+    #[sqlx(try_from = "String")]
     pub status: RefundStatus,
     pub count: i64,
 }
@@ -29,6 +30,7 @@ pub struct OldestRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct WaitingOrder {
     pub order_no: String,
+    #[sqlx(try_from = "String")]
     pub status: RefundStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -39,6 +41,7 @@ pub struct WaitingOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UnknownOutcome {
     pub order_no: String,
+    #[sqlx(try_from = "String")]
     pub operation: Operation,
     pub since: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -52,6 +55,7 @@ pub struct SettlingRefund {
     pub refunded_amount: Option<i64>,
     pub refunded_at: Option<DateTime<Utc>>,
     /// Pending (still watched) or Unconfirmed (the watch ran out).
+    #[sqlx(try_from = "String")]
     pub settlement: SettlementState,
 }
 
@@ -68,6 +72,7 @@ pub struct FailedOrder {
 pub struct PendingShopWrite {
     pub order_no: String,
     /// Refunded or RefundFailed: the outcome the shop has not taken.
+    #[sqlx(try_from = "String")]
     pub writeback: RefundStatus,
     pub writeback_error: Option<String>,
     pub since: DateTime<Utc>,

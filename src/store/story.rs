@@ -11,9 +11,13 @@ use chrono::{DateTime, Utc};
 pub struct StoryEvent {
     pub order_no: String,
     pub at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
     pub kind: EventKind,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub operation: Option<Operation>,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub outcome: Option<CallOutcome>,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub to_status: Option<RefundStatus>,
     pub bank_state: Option<String>,
     pub message: Option<String>,
@@ -25,10 +29,13 @@ pub struct OrderOutcomeRow {
     pub order_no: String,
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
+    #[sqlx(try_from = "String")]
     pub status: RefundStatus,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub refund_method: Option<RefundMethod>,
     pub refunded_amount: Option<i64>,
     pub refund_error: Option<String>,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub settlement: Option<SettlementState>,
     pub last_error: Option<String>,
 }

@@ -40,8 +40,10 @@ pub struct PendingWriteBack {
     pub id: i64,
     pub order_no: String,
     /// `Refunded` or `RefundFailed`: which statement of the shop's to run.
+    #[sqlx(try_from = "String")]
     pub writeback: RefundStatus,
     pub refunded_amount: Option<i64>,
+    #[sqlx(try_from = "super::word_columns::MaybeText")]
     pub refund_method: Option<RefundMethod>,
     pub refund_error: Option<String>,
 }
@@ -83,7 +85,7 @@ impl Store {
                 sqlx::query(&self.shop.on_refunded)
                     .bind(order_no)
                     .bind(amount)
-                    .bind(method)
+                    .bind(method.as_str())
                     .execute(conn)
                     .await,
             ),

@@ -11,9 +11,9 @@
 mod report;
 mod scenario;
 
-use crate::cli::CliError;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::Engine;
+use crate::ops::exit::CliError;
 use crate::ops::shop_examples::TUTORIAL;
 use crate::sim::{FaultPlan, SimConfig, SimServer};
 use crate::store::shop_examples::{self as shop_sql};

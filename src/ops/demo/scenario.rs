@@ -3,7 +3,6 @@
 //! runs on them.
 
 use super::runtime;
-use crate::cli::CliError;
 use crate::ctbc::envelope::Envelope;
 use crate::ctbc::types::MerId;
 use crate::ctbc::TxState;
@@ -11,6 +10,7 @@ use crate::ctbc::{Client, ClientConfig};
 use crate::domain::blackout::Blackout;
 use crate::engine::pass::{Engine, EngineSettings};
 use crate::engine::summary::{PassCounters, PassSummary};
+use crate::ops::exit::CliError;
 use crate::ops::shop_examples::TUTORIAL;
 use crate::sim::{
     FaultPlan, FaultRule, SimAdmin, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
