@@ -3,6 +3,7 @@
 //! table of that name, a refund never undone, every status change an event.
 
 use crate::common::{empty_db, fresh_db};
+use refundd::store::vocabulary::EventKind;
 use refundd::store::{Schema, ShopStatements, Store, StoreError};
 
 async fn tables_in(pool: &sqlx::PgPool, schema: &str) -> Vec<String> {
@@ -167,4 +168,28 @@ async fn migrate_tells_a_schema_the_administrator_created_from_one_it_created() 
     );
     let again = store.migrate().await.unwrap();
     assert_eq!((again.applied, again.applied_before), (0, n as u64));
+}
+
+#[tokio::test]
+async fn a_withdrawn_requests_note_reads_back_in_the_story() {
+    let (pool, _) = fresh_db().await;
+    let store = Store::builtin(pool.clone());
+    sqlx::query(
+        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+         VALUES ('W1', 'X1', 'A1', 1000, 'refund_requested')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.intake(1000).await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_no = 'W1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    store.intake(1000).await.unwrap();
+    let from = chrono::Utc::now() - chrono::Duration::hours(1);
+    let to = chrono::Utc::now() + chrono::Duration::hours(1);
+    let story = store.events_between(from, to).await.unwrap();
+    let note = story.iter().find(|e| e.kind == EventKind::Note).unwrap();
+    assert_eq!(note.outcome.map(|o| o.as_str()), Some("withdrawn"));
 }
