@@ -147,7 +147,8 @@ words! {
 }
 
 words! {
-    /// What came of a call to the bank, or what was learned of it later.
+    /// What came of a call to the bank, or what was learned of it later;
+    /// for a note without a call, what became of the request.
     pub enum CallOutcome ("call outcome") {
         Accepted = "accepted",
         Refused = "refused",
@@ -170,6 +171,8 @@ words! {
         /// Its intent was recorded, then it was held back (a blackout window
         /// or a stop began while it waited for its turn): nothing was sent.
         NotSent = "not_sent",
+        /// The shop stopped asking before anything was sent (a note).
+        Withdrawn = "withdrawn",
     }
 }
 

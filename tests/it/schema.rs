@@ -1,8 +1,14 @@
 //! refundd's database as PostgreSQL enforces it: everything of refundd's in a
 //! schema of its own, the built-in orders table only where there is no shop
-//! table of that name, a refund never undone, every status change an event.
+//! table of that name, a refund never undone, every status change an event,
+//! every column of words limited to the words the code writes.
 
 use crate::common::{empty_db, fresh_db};
+use refundd::ctbc::Operation;
+use refundd::store::vocabulary::{
+    CallOutcome, EventKind, PassOutcome, RefundMethod, RefundStatus, SettlementState, StepReached,
+    Word,
+};
 use refundd::store::{Schema, ShopStatements, Store, StoreError};
 
 async fn tables_in(pool: &sqlx::PgPool, schema: &str) -> Vec<String> {
@@ -167,4 +173,293 @@ async fn migrate_tells_a_schema_the_administrator_created_from_one_it_created() 
     );
     let again = store.migrate().await.unwrap();
     assert_eq!((again.applied, again.applied_before), (0, n as u64));
+}
+
+/// A column of refundd's that holds a word of a closed set, and that set.
+struct WordColumn {
+    table: &'static str,
+    column: &'static str,
+    words: Vec<&'static str>,
+}
+
+fn words_of<W: Word>(all: &[W]) -> Vec<&'static str> {
+    all.iter().map(|w| w.as_str()).collect()
+}
+
+/// Every such column with the words the code writes into it: the sets of
+/// `store::vocabulary` and the bank's operations, and, for the outbox, whose
+/// words only SQL writes (its migration's trigger and `raise_attention`),
+/// those words.
+fn word_columns() -> Vec<WordColumn> {
+    let col = |table, column, words| WordColumn {
+        table,
+        column,
+        words,
+    };
+    let moving: Vec<Operation> = Operation::ALL
+        .into_iter()
+        .filter(|op| op.moves_money())
+        .collect();
+    vec![
+        col("refunds", "status", words_of(RefundStatus::ALL)),
+        col("refunds", "step", words_of(StepReached::ALL)),
+        // Only a money-moving call's outcome is ever unknown.
+        col("refunds", "unknown_operation", words_of(&moving)),
+        col("refunds", "refund_method", words_of(RefundMethod::ALL)),
+        col("refunds", "settlement", words_of(SettlementState::ALL)),
+        // The write-back still to be done: one of the two endings.
+        col(
+            "refunds",
+            "writeback",
+            words_of(&[RefundStatus::Refunded, RefundStatus::RefundFailed]),
+        ),
+        col("refund_events", "kind", words_of(EventKind::ALL)),
+        col("refund_events", "operation", words_of(&Operation::ALL)),
+        col("refund_events", "outcome", words_of(CallOutcome::ALL)),
+        col("refund_events", "from_status", words_of(RefundStatus::ALL)),
+        col("refund_events", "to_status", words_of(RefundStatus::ALL)),
+        col("refund_passes", "outcome", words_of(PassOutcome::ALL)),
+        col(
+            "outbox",
+            "type",
+            vec![
+                "refund.succeeded",
+                "refund.settled",
+                "refund.failed",
+                "refund.withdrawn",
+                "refund.needs_attention",
+            ],
+        ),
+        col(
+            "outbox",
+            "cause",
+            vec![
+                "not_settled",
+                "write_back_refused",
+                "outcome_unknown",
+                "held_in_batch",
+            ],
+        ),
+    ]
+}
+
+/// The CHECK constraints on `c`'s column alone, as PostgreSQL's catalog
+/// has them: (name, the words they allow).
+async fn checks_of(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    c: &WordColumn,
+) -> Vec<(String, Vec<String>)> {
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT con.conname::text, pg_get_constraintdef(con.oid)
+           FROM pg_constraint con
+           JOIN pg_class r ON r.oid = con.conrelid
+           JOIN pg_namespace n ON n.oid = r.relnamespace
+           JOIN pg_attribute a ON a.attrelid = r.oid AND a.attname = $3
+          WHERE n.nspname = $1 AND r.relname = $2 AND con.contype = 'c'
+            AND con.conkey = ARRAY[a.attnum]
+          ORDER BY 1",
+    )
+    .bind(schema)
+    .bind(c.table)
+    .bind(c.column)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    defs.into_iter()
+        .map(|(name, def)| {
+            assert!(!def.contains("''"), "{name}: {def}");
+            // The quoted literals: every second piece between quotes.
+            let mut words: Vec<String> = def
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(String::from)
+                .collect();
+            words.sort();
+            (name, words)
+        })
+        .collect()
+}
+
+/// Where each column's CHECK differs from the words the code writes.
+async fn checks_unlike_the_code(pool: &sqlx::PgPool, schema: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for c in word_columns() {
+        let mut want: Vec<String> = c.words.iter().map(|w| w.to_string()).collect();
+        want.sort();
+        let checks = checks_of(pool, schema, &c).await;
+        match checks.as_slice() {
+            [(_, allowed)] if *allowed == want => {}
+            _ => wrong.push(format!(
+                "{}.{}: checks {checks:?}, code writes {want:?}",
+                c.table, c.column
+            )),
+        }
+    }
+    wrong
+}
+
+/// Writes a row whose `c` column holds `word` (`$1`), the other columns as
+/// the code fills them (a fresh order number, `$2`, where one is needed).
+async fn write_word(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    c: &WordColumn,
+    word: &str,
+) -> Result<(), sqlx::Error> {
+    let (table, column) = (c.table, c.column);
+    let sql = match (table, column) {
+        ("refunds", _) => {
+            format!("INSERT INTO {schema}.refunds ({column}, order_no) VALUES ($1, $2)")
+        }
+        ("refund_events", "kind") => {
+            format!("INSERT INTO {schema}.refund_events (kind, order_no) VALUES ($1, $2)")
+        }
+        ("refund_events", _) => format!(
+            "INSERT INTO {schema}.refund_events ({column}, order_no, kind) VALUES ($1, $2, 'note')"
+        ),
+        ("refund_passes", _) => format!(
+            "INSERT INTO {schema}.refund_passes ({column}, worker) VALUES ($1, gen_random_uuid())"
+        ),
+        ("outbox", "type") => {
+            format!("INSERT INTO {schema}.outbox (type, order_no, body) VALUES ($1, $2, '{{}}')")
+        }
+        ("outbox", _) => format!(
+            "INSERT INTO {schema}.outbox ({column}, order_no, type, body)
+             VALUES ($1, $2, 'refund.needs_attention', '{{}}')"
+        ),
+        _ => panic!("no way to write {table}.{column}"),
+    };
+    let q = sqlx::query(&sql).bind(word);
+    let q = if sql.contains("$2") {
+        q.bind(uuid::Uuid::new_v4().to_string())
+    } else {
+        q
+    };
+    q.execute(pool).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn every_column_of_words_allows_exactly_the_words_the_code_writes() {
+    let (pool, _) = fresh_db().await;
+    let wrong = checks_unlike_the_code(&pool, "refundd").await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn a_misspelt_word_is_refused_where_it_is_written() {
+    let (pool, _) = fresh_db().await;
+    let mut wrong = Vec::new();
+    for c in word_columns() {
+        for word in &c.words {
+            if let Err(e) = write_word(&pool, "refundd", &c, word).await {
+                wrong.push(format!("{}.{} refused {word:?}: {e}", c.table, c.column));
+            }
+        }
+        let names: Vec<String> = checks_of(&pool, "refundd", &c)
+            .await
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let first = c.words[0];
+        let last = first.chars().last().unwrap();
+        for misspelt in [
+            format!("{first}{last}"),
+            first.to_uppercase(),
+            format!("{first} "),
+        ] {
+            assert!(!c.words.contains(&misspelt.as_str()));
+            match write_word(&pool, "refundd", &c, &misspelt).await {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("23514")
+                        && names.iter().any(|n| Some(n.as_str()) == e.constraint()) => {}
+                other => wrong.push(format!(
+                    "{}.{} took {misspelt:?}: {other:?}",
+                    c.table, c.column
+                )),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The migration that checks the words.
+const WORD_CHECKS: i64 = 20261207000002;
+
+/// The migrations before `version`, in a directory of their own.
+fn migrations_before(version: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if v < version {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_database_holding_every_word_the_code_writes_takes_the_checks() {
+    let (pool, _) = empty_db().await;
+    let schema = "billing_refunds";
+    let older = sqlx::migrate::Migrator::new(migrations_before(WORD_CHECKS).path())
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().count() + 1,
+        refundd::store::MIGRATOR.iter().count()
+    );
+    let mut conn = pool.acquire().await.unwrap().detach();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    older.run(&mut conn).await.unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    for c in word_columns() {
+        for word in &c.words {
+            write_word(&pool, schema, &c, word).await.unwrap();
+        }
+    }
+
+    let shop = ShopStatements::of_shop(
+        "SELECT 'A1'::text AS order_no, 'X'::text AS xid, 'C'::text AS auth_code, 1::int AS auth_amount, NULL::int AS refund_amount".into(),
+        "SELECT $1::text".into(),
+        None,
+    );
+    let store = Store::new(pool.clone(), Schema::parse(schema).unwrap(), shop);
+    let migrated = store.migrate().await.unwrap();
+    assert_eq!(migrated.applied, 1);
+    let wrong = checks_unlike_the_code(&pool, schema).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn a_withdrawn_requests_note_reads_back_in_the_story() {
+    let (pool, _) = fresh_db().await;
+    let store = Store::builtin(pool.clone());
+    sqlx::query(
+        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+         VALUES ('W1', 'X1', 'A1', 1000, 'refund_requested')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.intake(1000).await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'paid' WHERE order_no = 'W1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    store.intake(1000).await.unwrap();
+    let from = chrono::Utc::now() - chrono::Duration::hours(1);
+    let to = chrono::Utc::now() + chrono::Duration::hours(1);
+    let story = store.events_between(from, to).await.unwrap();
+    let note = story.iter().find(|e| e.kind == EventKind::Note).unwrap();
+    assert_eq!(note.outcome.map(|o| o.as_str()), Some("withdrawn"));
 }
