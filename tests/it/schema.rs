@@ -5,7 +5,7 @@
 
 use crate::common::{empty_db, fresh_db};
 use refundd::ctbc::Operation;
-use refundd::store::vocabulary::{
+use refundd::domain::words::{
     CallOutcome, EventKind, PassOutcome, RefundMethod, RefundStatus, SettlementState, StepReached,
     Word,
 };
