@@ -31,14 +31,8 @@
 //! `ARCHITECTURE.md` is the longer map: what each module owns, what it never
 //! does, and where each money rule is kept.
 pub mod cli;
-pub mod config;
-pub mod ctbc;
-pub mod domain;
-pub mod engine;
-pub mod notify;
 pub mod ops;
-pub mod outbound;
-pub mod sim;
-pub mod store;
-pub mod sync;
-pub mod throwaway_pg;
+
+pub use refundd_core::{config, ctbc, engine, notify, outbound, store, sync, throwaway_pg};
+pub use refundd_domain as domain;
+pub use refundd_sim as sim;

@@ -18,7 +18,7 @@ fn read(path: &str) -> String {
 
 /// `(METHOD, PATH)` of every `.route(...)` in the admin API's router.
 fn admin_routes_in_the_code() -> BTreeSet<(String, String)> {
-    let source = read("src/sim/admin.rs");
+    let source = read("crates/sim/src/admin.rs");
     let start = source.find("fn routes(").expect("admin.rs has fn routes");
     let end = start + source[start..].find(".route_layer(").expect("routes end");
     let mut routes = BTreeSet::new();

@@ -38,10 +38,30 @@ fn sources(under: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where each crate's sources are: this package's, then the workspace's crates.
+const SOURCE_DIRS: [&str; 4] = ["src", "crates/domain/src", "crates/core/src", "crates/sim/src"];
+
+/// The modules of the core crate, re-exported at the top of `refundd`.
+const CORE_MODULES: [&str; 8] = [
+    "config",
+    "ctbc",
+    "engine",
+    "notify",
+    "outbound",
+    "store",
+    "sync",
+    "throwaway_pg",
+];
+
+/// Every source file of every crate of the workspace.
+fn all_sources() -> Vec<(String, String)> {
+    SOURCE_DIRS.iter().flat_map(|d| sources(d)).collect()
+}
+
 #[test]
 fn every_file_opens_with_a_module_doc() {
     let mut missing = Vec::new();
-    for dir in ["src", "tests", "examples", "benches"] {
+    for dir in SOURCE_DIRS.iter().chain(&["tests", "examples", "benches"]) {
         for (name, text) in sources(dir) {
             if !text.starts_with("//!") {
                 missing.push(name);
@@ -54,9 +74,9 @@ fn every_file_opens_with_a_module_doc() {
     );
 }
 
-/// Lines of `src/` outside `allowed` that contain `needle`.
+/// Lines of the workspace's sources outside `allowed` that contain `needle`.
 fn uses_outside(needle: &str, allowed: &[&str]) -> Vec<String> {
-    sources("src")
+    all_sources()
         .into_iter()
         .filter(|(name, _)| !allowed.iter().any(|a| name.starts_with(a)))
         .flat_map(|(name, text)| {
@@ -72,7 +92,7 @@ fn uses_outside(needle: &str, allowed: &[&str]) -> Vec<String> {
 #[test]
 fn sql_is_sent_only_by_the_store() {
     // throwaway_pg creates test databases on a cluster it owns.
-    let allowed = ["src/store/", "src/throwaway_pg.rs"];
+    let allowed = ["crates/core/src/store/", "crates/core/src/throwaway_pg.rs"];
     for needle in [
         "sqlx::query",
         "query_as(",
@@ -87,7 +107,7 @@ fn sql_is_sent_only_by_the_store() {
 
 #[test]
 fn cryptography_lives_only_in_the_envelope() {
-    let allowed = ["src/ctbc/envelope.rs"];
+    let allowed = ["crates/core/src/ctbc/envelope.rs"];
     for needle in ["des::", "cbc::", "hmac::", "sha2::", "cipher::"] {
         let found = uses_outside(needle, &allowed);
         assert!(
@@ -102,7 +122,7 @@ fn the_engine_never_names_sql_or_http() {
     for needle in ["sqlx", "reqwest", "axum"] {
         let found: Vec<_> = uses_outside(needle, &[])
             .into_iter()
-            .filter(|l| l.starts_with("src/engine/"))
+            .filter(|l| l.starts_with("crates/core/src/engine/"))
             .collect();
         assert!(found.is_empty(), "the engine names {needle}: {found:#?}");
     }
@@ -210,9 +230,20 @@ impl Declared {
     }
 }
 
-/// The files of module `a::b` of the crate: `src/a/b.rs` and `src/a/b/mod.rs`.
+/// The files of module `a::b` as `refundd` names it: `domain::` and `sim::`
+/// are their crates' roots, the core's modules are the core crate's, the rest
+/// this package's (`src/a/b.rs` or `src/a/b/mod.rs`; a crate root its `lib.rs`).
 fn module_files(path: &[&str]) -> Vec<PathBuf> {
-    let base = root().join("src").join(path.join("/"));
+    let (dir, rest) = match path.first() {
+        Some(&"domain") => ("crates/domain/src", &path[1..]),
+        Some(&"sim") => ("crates/sim/src", &path[1..]),
+        Some(m) if CORE_MODULES.contains(m) => ("crates/core/src", path),
+        _ => ("src", path),
+    };
+    if rest.is_empty() {
+        return vec![root().join(dir).join("lib.rs")];
+    }
+    let base = root().join(dir).join(rest.join("/"));
     [base.with_extension("rs"), base.join("mod.rs")]
         .into_iter()
         .filter(|p| p.is_file())
@@ -228,7 +259,10 @@ struct Tree {
 
 impl Tree {
     fn read() -> Tree {
-        let mut files = rust_files(&root().join("src"));
+        let mut files: Vec<PathBuf> = SOURCE_DIRS
+            .iter()
+            .flat_map(|d| rust_files(&root().join(d)))
+            .collect();
         files.extend(rust_files(&root().join("tests")));
         let mut anywhere = Declared::of_files(&files);
         for f in &files {

@@ -42,7 +42,7 @@ use std::time::Duration;
 use step_outcomes::StepJob;
 
 /// The schema, embedded in the binary; applied inside refundd's own schema.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// The schema that holds everything refundd keeps: a plain lower-case
 /// identifier, so it can be written into statements as it is.

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use chrono_tz::Asia::Taipei;
 use std::fmt;
 
-use crate::domain::daily_window::DailyWindow;
+use crate::daily_window::DailyWindow;
 
 /// All configured windows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,13 +2,13 @@
 //! Validation happens before anything is sent, so a bad row ends in
 //! `refund_failed` with its reason instead of reaching the bank.
 
-use crate::domain::bank::types::{
+use crate::bank::types::{
     AmountProblem, AuthCode, Currency, InvalidField, Money, OrderNo, RefundAmounts, Xid,
 };
-use crate::domain::bank::Operation;
-use crate::domain::record::{GatewayEvent, OwnCallRecord};
-use crate::domain::record::{Lease, OrderRecord};
-use crate::domain::words::{CallOutcome, StepReached};
+use crate::bank::Operation;
+use crate::record::{GatewayEvent, OwnCallRecord};
+use crate::record::{Lease, OrderRecord};
+use crate::words::{CallOutcome, StepReached};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! ones still fails alone.
 
 use super::refund_request::{RefundRequest, RowCheck, RowProblem};
-use crate::domain::record::{Lease, OrderRecord};
+use crate::record::{Lease, OrderRecord};
 use std::collections::BTreeMap;
 
 /// Fewer requests than this are judged one by one: two bad rows out of two
@@ -32,7 +32,7 @@ pub struct MappingMistake {
 /// A request the pass has not started (nothing intended, sent or reached):
 /// what `mapping_mistake` judges, as `Store::requests_not_started` selects.
 pub fn not_started(row: &OrderRecord) -> bool {
-    row.status == crate::domain::words::RefundStatus::RefundRequested
+    row.status == crate::words::RefundStatus::RefundRequested
         && row.claimed_amount.is_none()
         && row.step.is_none()
         && row.unknown_operation.is_none()
@@ -74,7 +74,7 @@ mod tests {
             auth_code: Some("A1B2C3".into()),
             auth_amount: Some(1000),
             currency: currency.into(),
-            status: crate::domain::words::RefundStatus::RefundRequested,
+            status: crate::words::RefundStatus::RefundRequested,
             refund_amount: None,
             bad_input: None,
             claimed_amount: None,

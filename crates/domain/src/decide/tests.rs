@@ -1,12 +1,12 @@
 //! Every branch of the decision, for every state of the bank's table.
 
 use super::*;
-use crate::domain::bank::types::{Currency, Money, OrderNo, Xid};
-use crate::domain::refund_request::{CallFate, OwnCall};
+use crate::bank::types::{Currency, Money, OrderNo, Xid};
+use crate::refund_request::{CallFate, OwnCall};
 
 fn req(authorised: i64, refund: i64) -> RefundRequest {
     RefundRequest {
-        lease: crate::domain::record::Lease {
+        lease: crate::record::Lease {
             id: 1,
             token: uuid::Uuid::nil(),
             worker: uuid::Uuid::nil(),

@@ -16,6 +16,10 @@ pub mod maintenance;
 pub mod transactions_file;
 pub mod wire;
 
+// The bank's vocabulary and envelope, as the client uses them.
+pub(crate) use refundd_core::{ctbc, sync};
+pub(crate) use refundd_domain as domain;
+
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

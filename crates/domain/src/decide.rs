@@ -2,9 +2,9 @@
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
 use super::refund_request::RefundRequest;
-use crate::domain::bank::Inquiry;
-use crate::domain::bank::{CtbcError, Operation, TxState};
-use crate::domain::words::RefundMethod;
+use crate::bank::Inquiry;
+use crate::bank::{CtbcError, Operation, TxState};
+use crate::words::RefundMethod;
 
 /// One money-moving call of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ fn built_in_defaults() {
 
 #[test]
 fn shipped_default_file_matches_built_in_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(DEFAULT_FILE);
     let with_file = Settings::load(&Sources {
         default_file: Some(path),
         ..Default::default()
@@ -915,7 +915,7 @@ fn the_known_names_are_exactly_the_settings_read_and_the_readme_lists() {
     let known = sorted(known::settings().map(String::from).collect());
     assert_eq!(known, sorted(raw_fields()), "known names and RawSettings");
     // The first column of the tables of the README's section "Configuration".
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../../README.md");
     let section = readme.split("\n## Configuration\n").nth(1).unwrap();
     let section = section.split("\n## ").next().unwrap();
     let listed = section.lines().filter_map(|line| {
@@ -979,7 +979,7 @@ fn a_missing_secret_names_its_file_variable_its_credential_and_its_variable() {
 /// secret in a file of its own, never in the environment or in this file.
 #[test]
 fn the_shipped_default_file_sends_every_secret_to_a_file_of_its_own() {
-    let text = include_str!("../../config/default.toml");
+    let text = include_str!("../../../../config/default.toml");
     assert!(!text.contains("in the environment"), "{text}");
     for secret in secrets::SECRETS {
         assert!(

@@ -11,9 +11,9 @@ use super::calls::local_check;
 use super::decide::{capture_reversal_fate, on_inquiry_error, Conclusion, Decision, Plan};
 use super::decide::{decide, Step, WaitReason};
 use super::refund_request::{CallFate, OwnCall, RefundRequest, RowProblem};
-use crate::domain::bank::{CtbcError, Inquiry, Operation};
-use crate::domain::record::OrderRecord;
-use crate::domain::words::RefundMethod;
+use crate::bank::{CtbcError, Inquiry, Operation};
+use crate::record::OrderRecord;
+use crate::words::RefundMethod;
 use serde::Serialize;
 use std::time::Duration;
 

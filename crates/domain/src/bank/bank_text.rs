@@ -10,7 +10,7 @@ use std::ops::Range;
 /// The bank's text made safe to keep: control characters (C0 including NUL,
 /// DEL, C1) removed, the line breaks and tabs among them read as spaces, card
 /// numbers masked, surrounding space trimmed.
-pub(crate) fn sanitise(raw: &str) -> String {
+pub fn sanitise(raw: &str) -> String {
     let visible: String = raw
         .chars()
         .filter_map(|c| match c {
@@ -24,7 +24,7 @@ pub(crate) fn sanitise(raw: &str) -> String {
 
 /// Whether a text holds any control character; a code that drives what
 /// happens next is refused rather than mended when it does.
-pub(crate) fn has_control_chars(raw: &str) -> bool {
+pub fn has_control_chars(raw: &str) -> bool {
     raw.chars().any(char::is_control)
 }
 
@@ -32,7 +32,7 @@ pub(crate) fn has_control_chars(raw: &str) -> bool {
 /// digits as the bank does. A card number is 13 to 19 digits that pass the
 /// Luhn check, in one run or in groups joined by single spaces or dashes,
 /// whatever stands next to it: other numbers, letters, punctuation.
-pub(crate) fn mask_card_numbers(text: &str) -> String {
+pub fn mask_card_numbers(text: &str) -> String {
     let mut chars: Vec<char> = text.chars().collect();
     for chain in digit_chains(&chars) {
         for hidden in hidden_digits(&chars, &chain) {
