@@ -2,30 +2,10 @@
 //! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
 use super::SCHEMA;
-use crate::common::{engine_settings, pass_of, OrderView, Rig, WindowOpensAfter};
-use refundd::ops::shop_examples::TUTORIAL;
-
-/// Each test below runs twice: on the built-in orders table, and on the
-/// tutorial-shaped shop's own tables described through `shop.*`.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn built_in_orders_table() {
-                super::$name(Rig::new_in(SCHEMA).await).await
-            }
-
-            #[tokio::test]
-            async fn tutorial_shop() {
-                super::$name(Rig::in_shop_in(&TUTORIAL, SCHEMA).await).await
-            }
-        }
-    )*};
-}
+use crate::common::{engine_settings, in_both_modes, pass_of, OrderView, Rig, WindowOpensAfter};
 
 in_both_modes!(
+    in SCHEMA;
     every_bank_state_ends_where_it_should,
     partial_refund_of_a_captured_transaction_waits_for_settlement,
     batch_running_waits_without_counting_an_attempt,

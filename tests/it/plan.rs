@@ -3,9 +3,8 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-use crate::common::{refundd_bin, OrderView, Rig};
+use crate::common::{in_both_modes, refundd_bin, OrderView, Rig};
 use refundd::ctbc::TxState;
-use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
 use std::process::Command;
@@ -203,26 +202,6 @@ async fn pass_did_what_was_planned(rig: &Rig, planned: &Value) {
         _ => Vec::new(),
     };
     assert_eq!(sent, planned_calls, "{no}: the pass's calls");
-}
-
-/// Each test below runs on the built-in orders table and on the tutorial
-/// shop's own tables described through `shop.*`.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn built_in_orders_table() {
-                super::$name(Rig::new().await).await
-            }
-
-            #[tokio::test]
-            async fn tutorial_shop() {
-                super::$name(Rig::in_shop(&TUTORIAL).await).await
-            }
-        }
-    )*};
 }
 
 in_both_modes!(

@@ -7,9 +7,11 @@
 //! reaper removes it when the process ends, SIGKILL included.
 #![allow(dead_code)]
 
+mod both_modes;
 mod eventually;
 pub mod fake_bank;
 mod running;
+pub(crate) use both_modes::in_both_modes;
 pub use eventually::{eventually, WithLog};
 pub use running::{listening_addr, Running};
 
