@@ -2,7 +2,8 @@
 //! simulator over HTTP: every path, lost answers, leases, settlement, blackout.
 
 use super::SCHEMA;
-use crate::common::{engine_settings, in_both_modes, pass_of, OrderView, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, in_both_modes, pass_of, taipei, OrderView, Rig};
+use refundd::engine::pass::EngineSettings;
 
 in_both_modes!(
     in SCHEMA;
@@ -350,12 +351,9 @@ async fn a_blackout_window_covering_now_sends_nothing(rig: Rig) {
     rig.seed("BL", 1000, TxState::Settled, None).await;
     let mut settings = engine_settings();
     settings.blackout = Blackout::parse("00:00-23:59").unwrap();
-    let noon_taipei = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00+08:00")
-        .unwrap()
-        .to_utc();
     let engine = rig.engine_with(
         settings,
-        Arc::new(FixedClock(noon_taipei)),
+        Arc::new(FixedClock(taipei("2026-11-27 12:00"))),
         Duration::from_secs(5),
     );
     let s = pass_of(&engine).await;
@@ -440,15 +438,12 @@ async fn a_pass_reaching_a_blackout_window_stops_and_releases_what_it_has_not_st
         rig.seed(&format!("WIN{i}"), 1000, TxState::Settled, None)
             .await;
     }
-    let mut settings = engine_settings();
-    settings.blackout = Blackout::parse("11:00-13:00").unwrap();
-    settings.concurrency = 1;
-    settings.batch_size = 10;
-    let clock = WindowOpensAfter {
-        calm: 12,
-        readings: Default::default(),
+    let settings = EngineSettings {
+        concurrency: 1,
+        batch_size: 10,
+        ..engine_settings()
     };
-    let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
+    let engine = rig.engine_reaching_window(12, settings);
     let s = pass_of(&engine).await;
     assert_eq!(s.outcome.as_str(), "blackout");
     assert!(
@@ -487,15 +482,12 @@ async fn the_reversal_completing_a_capture_reversal_may_run_in_a_window(rig: Rig
         .await
         .unwrap();
     rig.seed("FRESH", 1000, TxState::Authorised, None).await;
-    let mut settings = engine_settings();
-    settings.blackout = Blackout::parse("11:00-13:00").unwrap();
-    settings.concurrency = 1;
-    // Outside the window at the start of the pass and for the claim, inside for the calls.
-    let clock = WindowOpensAfter {
-        calm: 2,
-        readings: Default::default(),
+    let settings = EngineSettings {
+        concurrency: 1,
+        ..engine_settings()
     };
-    let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
+    // Outside the window at the start of the pass and for the claim, inside for the calls.
+    let engine = rig.engine_reaching_window(2, settings);
     pass_of(&engine).await;
     rig.order("DONEHALF")
         .await

@@ -4,12 +4,10 @@
 //! what a person reads, and bad input that must never stop the queue.
 
 use super::SCHEMA;
-use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
+use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig};
 use refundd::ctbc::{Operation, TxState};
-use refundd::engine::blackout::Blackout;
 use refundd::sim::{FaultPlan, FaultRule, SimTx};
 use refundd::store::vocabulary::{CallOutcome, EventKind};
-use std::sync::Arc;
 use std::time::Duration;
 
 async fn scalar<T>(rig: &Rig, sql: &str, order_no: &str) -> T
@@ -266,16 +264,8 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
         .await
         .unwrap();
     // Inside a blackout window the completing reversal may run; its answer is lost.
-    let in_window = || {
-        let mut settings = engine_settings();
-        settings.blackout = Blackout::parse("11:00-13:00").unwrap();
-        // Outside the window at the start of the pass and for the claim, inside for the calls.
-        let clock = WindowOpensAfter {
-            calm: 2,
-            readings: Default::default(),
-        };
-        rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5))
-    };
+    // Outside the window at the start of the pass and for the claim, inside for the calls.
+    let in_window = || rig.engine_reaching_window(2, engine_settings());
     rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
     let step: Option<String> =

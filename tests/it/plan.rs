@@ -3,7 +3,7 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-use crate::common::{in_both_modes, refundd_bin, OrderView, Rig};
+use crate::common::{as_setting, in_both_modes, refundd_bin, window_around_now, OrderView, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
@@ -372,12 +372,7 @@ async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
     rig.seed("BL0", 1000, TxState::AuthCancelled, None).await;
     let before = snapshot(&rig).await;
     // A window around now; the default cron (every second hour) still fires outside it.
-    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Taipei);
-    let window = format!(
-        "{}-{}",
-        (now - chrono::Duration::minutes(5)).format("%H:%M"),
-        (now + chrono::Duration::minutes(30)).format("%H:%M")
-    );
+    let window = as_setting(&window_around_now(5, 30));
     let mut text_cmd = plan_cmd(&rig, false);
     text_cmd.env("REFUNDD__SCHEDULE__BLACKOUT", &window);
     let (code, text, stderr) = output(text_cmd).await;

@@ -2,14 +2,13 @@
 //! refusal as a client sees it, the batch, maintenance, each fault kind, the
 //! admin API and a bulk load of 100,000 transactions.
 
-use crate::common::eventually;
+use crate::common::{eventually, window_around_now};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
 use refundd::ctbc::types::TxState;
 use refundd::ctbc::Operation;
-use refundd::daily_window::DailyWindow;
 use refundd::sim::ledger::transitions::TRANSITIONS;
 use refundd::sim::{
     FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimServer, SimTx, REFERENCE_IV,
@@ -532,13 +531,7 @@ async fn maintenance_answers_a_503_html_page() {
         "0"
     );
     // A daily window around now (Asia/Taipei) does the same.
-    let now = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Taipei)
-        .time();
-    let window = DailyWindow {
-        start: now - chrono::Duration::minutes(30),
-        end: now + chrono::Duration::minutes(30),
-    };
+    let window = window_around_now(30, 30);
     admin
         .set_maintenance_windows(false, vec![window])
         .await

@@ -8,10 +8,12 @@
 #![allow(dead_code)]
 
 mod both_modes;
+mod clocks;
 mod eventually;
 pub mod fake_bank;
 mod running;
 pub(crate) use both_modes::in_both_modes;
+pub use clocks::{as_setting, taipei, window_around_now};
 pub use eventually::{eventually, WithLog};
 pub use running::{listening_addr, Running};
 
@@ -477,26 +479,4 @@ pub async fn pass_of(engine: &Engine) -> PassSummary {
         )
         .await
         .unwrap()
-}
-
-/// A clock that is outside every window for its first `calm` readings, then
-/// at noon Taipei: a pass that runs into a blackout window.
-#[derive(Debug)]
-pub struct WindowOpensAfter {
-    pub calm: usize,
-    pub readings: std::sync::atomic::AtomicUsize,
-}
-
-impl Clock for WindowOpensAfter {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        let n = self
-            .readings
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let at = if n < self.calm {
-            "2026-11-27T08:00:00+08:00"
-        } else {
-            "2026-11-27T12:00:00+08:00"
-        };
-        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
-    }
 }
