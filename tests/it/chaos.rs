@@ -8,7 +8,9 @@
 //! default schema, once on the tutorial shop's tables with refundd's records
 //! in a schema of the operator's choice); the full one is behind #[ignore].
 
-use crate::common::{empty_db, eventually, refundd_bin, test_pool, WithLog, DEFAULT_SCHEMA};
+use crate::common::{
+    empty_db, eventually, refundd_bin, test_pool, whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
+};
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
@@ -425,11 +427,14 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
             ),
             other => panic!("{no} ended in {other}"),
         }
-        // Only the states a person must look at end in refund_failed: no fault
-        // of the bank's made refundd give up on an order it could refund.
-        // Money back before refundd started (0, 20) was not refundd's doing.
+        // Only the states a person must look at (common::EVERY_BANK_STATE)
+        // end in refund_failed: no fault of the bank's made refundd give up
+        // on an order it could refund. Money back before refundd started
+        // (0, 20) was not refundd's doing.
         let started_in = &txs[no[1..].parse::<usize>().unwrap()].state;
-        let needs_person = ["-1", "0", "13", "20", "23"].contains(&started_in.as_str());
+        let ends = whole_refund_in(started_in)
+            .unwrap_or_else(|| panic!("state {started_in} is not in the table"));
+        let needs_person = matches!(ends, Ends::NeedsPerson | Ends::BackBeforeRefundd);
         assert_eq!(
             status == "refund_failed",
             needs_person,
@@ -438,12 +443,11 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         // What the database says was refunded equals what the bank moved, to the unit.
         // (Orders already back at the bank before refundd started moved nothing in the ledger.)
         let moved = ledger.returned_by_order.get(no).copied().unwrap_or(0);
-        let start = &txs[no[1..].parse::<usize>().unwrap()].state;
-        if start != "0" && start != "20" {
+        if ends != Ends::BackBeforeRefundd {
             assert_eq!(
                 amount.unwrap_or(0),
                 moved,
-                "{no}: database {amount:?} vs bank {moved} (started in {start})"
+                "{no}: database {amount:?} vs bank {moved} (started in {started_in})"
             );
         } else {
             assert_eq!(moved, 0, "{no}");

@@ -4,7 +4,9 @@
 //! what a person reads, and bad input that must never stop the queue.
 
 use super::SCHEMA;
-use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig};
+use crate::common::{
+    ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
+};
 use refundd::ctbc::{Operation, TxState};
 use refundd::sim::{FaultPlan, FaultRule, SimTx};
 use refundd::store::vocabulary::{CallOutcome, EventKind};
@@ -56,24 +58,15 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
 #[tokio::test]
 async fn money_back_before_refundd_is_a_question_for_a_person() {
     let rig = Rig::new_in(SCHEMA).await;
-    for (no, state) in [
-        ("BACK0", TxState::AuthCancelled),
-        ("BACK20", TxState::RefundSettling),
-        ("BACK22", TxState::RefundSettled),
-    ] {
-        rig.seed(no, 1000, state, None).await;
-    }
+    // Cancelled (0), refunded (20) and settled as refunded (22) by someone else.
+    let back: Vec<&StateCase> = ending_as(Ends::BackBeforeRefundd).collect();
+    let states: Vec<&str> = back.iter().map(|c| c.state.code()).collect();
+    assert_eq!(states, ["0", "20", "22"]);
+    rig.seed_cases(back.iter().copied()).await;
     rig.pass().await;
-    for no in ["BACK0", "BACK20", "BACK22"] {
-        let OrderView {
-            status,
-            refunded_amount: amount,
-            refund_error: err,
-            ..
-        } = rig.order(no).await;
-        assert_eq!((status.as_str(), amount), ("refund_failed", None), "{no}");
-        assert!(err.unwrap().contains("needs a person"), "{no}");
-        assert!(rig.money_calls(no).await.is_empty(), "{no}");
+    // Failed, needing a person, nothing refunded and no money-moving call.
+    for case in back {
+        rig.assert_ended(case).await;
     }
 }
 

@@ -3,7 +3,10 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-use crate::common::{as_setting, in_both_modes, refundd_bin, window_around_now, OrderView, Rig};
+use crate::common::{
+    as_setting, in_both_modes, refundd_bin, window_around_now, Ends, OrderView, Rig,
+    EVERY_BANK_STATE,
+};
 use refundd::ctbc::TxState;
 use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
@@ -211,25 +214,7 @@ in_both_modes!(
 );
 
 async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(rig: Rig) {
-    let cases: &[(&str, TxState, Option<i64>)] = &[
-        ("S1", TxState::Authorised, None),
-        ("S1P", TxState::Authorised, Some(300)),
-        ("S10", TxState::CapturedNotSettled, None),
-        ("S10P", TxState::CapturedNotSettled, Some(400)),
-        ("S11", TxState::CaptureBatchRunning, None),
-        ("S12", TxState::Settled, None),
-        ("S12P", TxState::Settled, Some(250)),
-        ("S0", TxState::AuthCancelled, None),
-        ("S20", TxState::RefundSettling, None),
-        ("S21", TxState::RefundBatchRunning, None),
-        ("S22", TxState::RefundSettled, None),
-        ("SF1", TxState::AuthFailed, None),
-        ("S13", TxState::CaptureFailed, None),
-        ("S23", TxState::RefundFailed, None),
-    ];
-    for (no, state, part) in cases {
-        rig.seed(no, 1000, state.clone(), *part).await;
-    }
+    rig.seed_cases(EVERY_BANK_STATE).await;
     rig.insert_order("NOTATBANK", 1000, None).await;
     new_request(&rig, "NEW1", 800, Some(500)).await;
     if rig.shop.is_none() {
@@ -258,15 +243,18 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
         "the plan changed the database"
     );
 
+    for case in EVERY_BANK_STATE {
+        let line = format!("{}: {}", case.order_no, case.plan);
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        let kind = match case.ends {
+            Ends::Refunded(..) => "send",
+            Ends::Waits => "wait",
+            Ends::NeedsPerson | Ends::BackBeforeRefundd => "needs_person",
+        };
+        let planned = order(&plan, case.order_no);
+        assert_eq!(planned["action"]["kind"], kind, "{planned}");
+    }
     for line in [
-        "S1: state 1 → reversal 1000",
-        "S1P: state 1 → reversal 300 (the authorisation lowered from 1000 to 700)",
-        "S10: state 10 → capture reversal 1000, then reversal",
-        "S10P: state 10 → waits for a later pass: a partial refund waits until the capture settles",
-        "S11: state 11 → waits for a later pass: the bank's batch is running",
-        "S12: state 12 → refund 1000",
-        "S12P: state 12 → refund 250",
-        "S0: state 0 → needs a person: the bank shows the authorisation cancelled",
         "NOTATBANK: inquiry unknown_order → needs a person: the bank does not know this order",
         "NEW1: new request, state 1 → reversal 500 (the authorisation lowered from 800 to 300)",
     ] {
@@ -292,6 +280,9 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
     rig.pass().await;
     for planned in plan["orders"].as_array().unwrap() {
         pass_did_what_was_planned(&rig, planned).await;
+    }
+    for case in EVERY_BANK_STATE {
+        rig.assert_ended(case).await;
     }
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
 }

@@ -7,11 +7,15 @@
 //! reaper removes it when the process ends, SIGKILL included.
 #![allow(dead_code)]
 
+mod bank_states;
 mod both_modes;
 mod clocks;
 mod eventually;
 pub mod fake_bank;
 mod running;
+pub use bank_states::{
+    ended_in_one_pass, ending_as, whole_refund_in, Ends, StateCase, EVERY_BANK_STATE,
+};
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use eventually::{eventually, WithLog};
