@@ -9,13 +9,13 @@
 //! in a schema of the operator's choice); the full one is behind #[ignore].
 
 use crate::common::{
-    empty_db, eventually, refundd_bin, test_pool, whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
+    ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, test_pool,
+    whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
 };
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
-    FaultPlan, FaultRule, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY,
-    REFERENCE_MER_ID,
+    FaultPlan, FaultRule, SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -207,7 +207,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     ];
     let weight_total: u32 = states.iter().map(|(_, w)| w).sum();
     let mut txs = Vec::with_capacity(orders);
-    let mut parts = Vec::with_capacity(orders);
+    let mut asked = Vec::with_capacity(orders);
     for i in 0..orders {
         let mut pick = rng.gen_range(0..weight_total);
         let state = states
@@ -228,43 +228,11 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         } else {
             None
         };
-        txs.push(SimTx::new(
-            format!("C{i}"),
-            format!("XC{i}"),
-            "A1B2C3",
-            amount,
-            state,
-        ));
-        parts.push(part);
+        txs.push(bank_tx(&format!("C{i}"), amount, state));
+        asked.push(request(&format!("C{i}"), amount, part));
     }
     admin.load(&txs).await.unwrap();
-    if let Some(shop) = shop {
-        use refundd::store::shop_examples::{Refund, SeedOrder};
-        let seeds: Vec<SeedOrder> = txs
-            .iter()
-            .zip(&parts)
-            .map(|(tx, part)| SeedOrder {
-                order_no: tx.order_no.clone(),
-                xid: tx.xid.clone(),
-                auth_code: "A1B2C3".into(),
-                amount: tx.original_amount,
-                refund: part.map_or(Refund::Whole, Refund::Part),
-            })
-            .collect();
-        shop.seed_orders(&pool, &seeds).await.unwrap();
-    }
-    for (tx, part) in txs.iter().zip(&parts).filter(|_| shop.is_none()) {
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount) VALUES ($1, $2, 'A1B2C3', $3, 'refund_requested', $4)",
-        )
-        .bind(&tx.order_no)
-        .bind(&tx.xid)
-        .bind(tx.original_amount)
-        .bind(part)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
+    ask_for_refunds(&pool, shop, &asked).await;
 
     let logs = tempfile::tempdir().unwrap();
     let bank_url = sim.base_url();

@@ -1,7 +1,7 @@
 //! `refundd once` and `refundd run` as an operator runs them: real binary,
 //! real PostgreSQL, the simulator over HTTP, exit codes and signals.
 
-use crate::common::{eventually, refundd_bin, Rig};
+use crate::common::{eventually, refundd_bin, request, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{FaultPlan, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::process::{Command, Stdio};
@@ -210,24 +210,11 @@ async fn a_wrong_password_or_database_name_says_so_and_names_the_setting() {
 #[tokio::test]
 async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
     let rig = Rig::new().await;
-    let mut txs = Vec::new();
-    for i in 0..60 {
-        txs.push(refundd::sim::SimTx::new(
-            format!("RUN{i}"),
-            format!("XRUN{i}"),
-            "A1B2C3",
-            1000,
-            TxState::Settled,
-        ));
-    }
-    rig.admin.load(&txs).await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-         SELECT 'RUN' || i, 'XRUN' || i, 'A1B2C3', 1000, 'refund_requested' FROM generate_series(0, 59) i",
-    )
-    .execute(&rig.pool)
-    .await
-    .unwrap();
+    let orders: Vec<(String, i64)> = (0..60).map(|i| (format!("RUN{i}"), 1000)).collect();
+    rig.bank_knows(&orders, |_| TxState::Settled).await;
+    // Requested; `refundd run` reads them.
+    let asked: Vec<_> = orders.iter().map(|(no, a)| request(no, *a, None)).collect();
+    rig.ask(&asked).await;
     // A slow bank, so the pass is still going when the signal comes.
     let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":150}]}"#).unwrap();
     rig.admin.set_faults(&plan).await.unwrap();

@@ -337,19 +337,8 @@ async fn two_engines_on_the_same_orders_move_each_refund_once(rig: Rig) {
         TxState::CapturedNotSettled,
         TxState::Settled,
     ];
-    let mut txs = Vec::new();
-    let mut orders = Vec::new();
-    for i in 0..1000 {
-        txs.push(refundd::sim::SimTx::new(
-            format!("T{i}"),
-            format!("XT{i}"),
-            "A1B2C3",
-            1000 + i,
-            states[i as usize % 3].clone(),
-        ));
-        orders.push((format!("T{i}"), 1000 + i));
-    }
-    rig.admin.load(&txs).await.unwrap();
+    let orders: Vec<(String, i64)> = (0..1000).map(|i| (format!("T{i}"), 1000 + i)).collect();
+    rig.bank_knows(&orders, |i| states[i % 3].clone()).await;
     rig.insert_orders(&orders).await;
     let mut s = engine_settings();
     s.batch_size = 25;

@@ -5,10 +5,10 @@
 
 use super::SCHEMA;
 use crate::common::{
-    ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
+    bank_tx, ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
 };
 use refundd::ctbc::{Operation, TxState};
-use refundd::sim::{FaultPlan, FaultRule, SimTx};
+use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::time::Duration;
 
@@ -28,13 +28,7 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
     let rig = Rig::new_in(SCHEMA).await;
     // The bank authorised 1,000; the row says 1,500 and asks 500 back.
     rig.admin
-        .load(&[SimTx::new(
-            "LOW",
-            "XLOW",
-            "A1B2C3",
-            1000,
-            TxState::Authorised,
-        )])
+        .load(&[bank_tx("LOW", 1000, TxState::Authorised)])
         .await
         .unwrap();
     rig.insert_order("LOW", 1500, Some(500)).await;

@@ -370,13 +370,7 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
 async fn two_daemons_sharing_the_outbox_never_send_an_event_twice() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..60).map(|i| (format!("P{i}"), 1000)).collect();
-    let txs: Vec<refundd::sim::SimTx> = orders
-        .iter()
-        .map(|(no, a)| {
-            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
-        })
-        .collect();
-    rig.admin.load(&txs).await.unwrap();
+    rig.bank_knows(&orders, |_| TxState::Authorised).await;
     rig.insert_orders(&orders).await;
     rig.pass().await;
     let (r, url) = receiver().await;
@@ -435,13 +429,7 @@ async fn hold(State(h): State<Arc<Holder>>) -> StatusCode {
 async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..20).map(|i| (format!("H{i}"), 1000)).collect();
-    let txs: Vec<refundd::sim::SimTx> = orders
-        .iter()
-        .map(|(no, a)| {
-            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
-        })
-        .collect();
-    rig.admin.load(&txs).await.unwrap();
+    rig.bank_knows(&orders, |_| TxState::Authorised).await;
     // Half the orders now; the other half once the receiver is stuck.
     rig.insert_orders(&orders[..10]).await;
     let holder = Arc::new(Holder::default());

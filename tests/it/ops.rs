@@ -3,7 +3,7 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-use crate::common::{eventually, fresh_db, order_view, refundd_bin, Rig};
+use crate::common::{bank_tx, eventually, fresh_db, order_view, refundd_bin, Rig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -13,7 +13,7 @@ use refundd::engine::pass::Engine;
 use refundd::engine::summary::PassCounters;
 use refundd::ops::health::Health;
 use refundd::ops::http::serve;
-use refundd::sim::{SimConfig, SimServer, SimTx, REFERENCE_MER_ID};
+use refundd::sim::{SimConfig, SimServer, REFERENCE_MER_ID};
 use serde_json::Value;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -93,10 +93,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
         ("LOGS_SETTLED", TxState::Settled),
     ];
     for (no, state) in orders.clone() {
-        admin
-            .load(&[SimTx::new(no, format!("X{no}"), "A1B2C3", 1200, state)])
-            .await
-            .unwrap();
+        admin.load(&[bank_tx(no, 1200, state)]).await.unwrap();
         refundd::store::Store::builtin(pool.clone())
             .insert_paid_order(no, Some(&format!("X{no}")), "A1B2C3", 1200)
             .await

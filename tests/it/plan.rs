@@ -8,7 +8,7 @@ use crate::common::{
     EVERY_BANK_STATE,
 };
 use refundd::ctbc::TxState;
-use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
 use std::process::Command;
 
@@ -111,42 +111,6 @@ fn order<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{order_no} is not in the plan: {plan:#}"))
 }
 
-/// A request the shop made that refundd has not read yet.
-async fn new_request(rig: &Rig, order_no: &str, amount: i64, part: Option<i64>) {
-    rig.admin
-        .load(&[SimTx::new(
-            order_no,
-            format!("X{order_no}"),
-            "A1B2C3",
-            amount,
-            TxState::Authorised,
-        )])
-        .await
-        .unwrap();
-    if let Some(shop) = rig.shop {
-        use refundd::store::shop_examples::{Refund, SeedOrder};
-        let seed = SeedOrder {
-            order_no: order_no.into(),
-            xid: format!("X{order_no}"),
-            auth_code: "A1B2C3".into(),
-            amount,
-            refund: part.map_or(Refund::Whole, Refund::Part),
-        };
-        shop.seed_orders(&rig.pool, &[seed]).await.unwrap();
-    } else {
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount)
-             VALUES ($1, 'X' || $1, 'A1B2C3', $2, 'refund_requested', $3)",
-        )
-        .bind(order_no)
-        .bind(amount)
-        .bind(part)
-        .execute(&rig.pool)
-        .await
-        .unwrap();
-    }
-}
-
 /// The pass did to the order what the plan said it would: the same outcome
 /// and, at the bank, exactly the planned money-moving calls.
 async fn pass_did_what_was_planned(rig: &Rig, planned: &Value) {
@@ -216,7 +180,9 @@ in_both_modes!(
 async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(rig: Rig) {
     rig.seed_cases(EVERY_BANK_STATE).await;
     rig.insert_order("NOTATBANK", 1000, None).await;
-    new_request(&rig, "NEW1", 800, Some(500)).await;
+    // A request the shop made that refundd has not read yet.
+    rig.seed_unread("NEW1", 800, TxState::Authorised, Some(500))
+        .await;
     if rig.shop.is_none() {
         sqlx::query(
             "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)

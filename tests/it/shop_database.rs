@@ -6,7 +6,7 @@
 //! refundd's.
 
 use super::SCHEMA;
-use crate::common::{eventually, Rig};
+use crate::common::{bank_tx, eventually, Rig};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::SimTx;
@@ -121,13 +121,7 @@ async fn two_rows_for_one_order_are_that_orders_problem_and_nothing_is_sent_for_
     let rig = Rig::in_shop_in(&TUTORIAL, SCHEMA).await;
     rig.seed("FINE", 1000, TxState::Authorised, None).await;
     rig.admin
-        .load(&[SimTx::new(
-            "DUP",
-            "XDUP",
-            "A1B2C3",
-            1000,
-            TxState::Authorised,
-        )])
+        .load(&[bank_tx("DUP", 1000, TxState::Authorised)])
         .await
         .unwrap();
     // The shop keeps an earlier failed payment attempt of DUP beside the one

@@ -12,6 +12,7 @@ mod both_modes;
 mod clocks;
 mod eventually;
 pub mod fake_bank;
+mod requests;
 mod running;
 pub use bank_states::{
     ended_in_one_pass, ending_as, whole_refund_in, Ends, StateCase, EVERY_BANK_STATE,
@@ -19,6 +20,7 @@ pub use bank_states::{
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use eventually::{eventually, WithLog};
+pub use requests::{ask_for_refunds, bank_tx, request};
 pub use running::{listening_addr, Running};
 
 use refundd::store::Store;
@@ -98,7 +100,7 @@ use refundd::engine::clock::{Clock, SystemClock};
 use refundd::engine::pass::{Engine, EngineSettings};
 use refundd::engine::summary::{PassCounters, PassSummary};
 use refundd::sim::{
-    SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+    SimAdmin, SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,96 +226,11 @@ impl Rig {
         Rig::with_store(store, Some(example), url, schema).await
     }
 
-    /// An order the bank knows in `state`, requested for refund (all, or `part`).
-    pub async fn seed(
-        &self,
-        order_no: &str,
-        amount: i64,
-        state: refundd::ctbc::TxState,
-        part: Option<i64>,
-    ) {
-        self.admin
-            .load(&[SimTx::new(
-                order_no,
-                format!("X{order_no}"),
-                "A1B2C3",
-                amount,
-                state,
-            )])
-            .await
-            .unwrap();
-        self.insert_order(order_no, amount, part).await;
-    }
-
-    /// Many whole-amount requests at once, as the shop's code writes them: (order, amount).
     /// Every answer to `operation` is lost (the connection drops after the
     /// bank acted): its outcome is unknown to refundd.
     pub async fn lose_answers_of(&self, operation: refundd::ctbc::Operation) {
         let plan = refundd::sim::FaultPlan::always(refundd::sim::FaultKind::Reset, Some(operation));
         self.admin.set_faults(&plan).await.unwrap();
-    }
-
-    pub async fn insert_orders(&self, orders: &[(String, i64)]) {
-        if let Some(shop) = self.shop {
-            use refundd::store::shop_examples::{Refund, SeedOrder};
-            let seeds: Vec<SeedOrder> = orders
-                .iter()
-                .map(|(no, amount)| SeedOrder {
-                    order_no: no.clone(),
-                    xid: format!("X{no}"),
-                    auth_code: "A1B2C3".into(),
-                    amount: *amount,
-                    refund: Refund::Whole,
-                })
-                .collect();
-            shop.seed_orders(&self.pool, &seeds).await.unwrap();
-        } else {
-            let (nos, amounts): (Vec<String>, Vec<i64>) = orders.iter().cloned().unzip();
-            sqlx::query(
-                "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-                 SELECT no, 'X' || no, 'A1B2C3', amount, 'refund_requested'
-                   FROM unnest($1::text[], $2::bigint[]) AS u(no, amount)",
-            )
-            .bind(nos)
-            .bind(amounts)
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        }
-        self.store.intake(1000).await.unwrap();
-    }
-
-    pub async fn insert_order(&self, order_no: &str, amount: i64, part: Option<i64>) {
-        if let Some(shop) = self.shop {
-            use refundd::store::shop_examples::{Refund, SeedOrder};
-            let order = SeedOrder {
-                order_no: order_no.into(),
-                xid: format!("X{order_no}"),
-                auth_code: "A1B2C3".into(),
-                amount,
-                refund: part.map_or(Refund::Whole, Refund::Part),
-            };
-            shop.seed_orders(&self.pool, &[order]).await.unwrap();
-            self.store.intake(1000).await.unwrap();
-            return;
-        }
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ($1, $2, 'A1B2C3', $3, 'paid')",
-        )
-        .bind(order_no)
-        .bind(format!("X{order_no}"))
-        .bind(amount)
-        .execute(&self.pool)
-        .await
-        .unwrap();
-        sqlx::query("UPDATE orders SET status = 'refund_requested', refund_amount = $2 WHERE order_no = $1 AND status = 'paid'")
-            .bind(order_no)
-            .bind(part)
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        // refundd reads the request, as the next pass would.
-        self.store.intake(1000).await.unwrap();
     }
 
     pub fn engine_with(
