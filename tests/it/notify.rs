@@ -7,7 +7,7 @@
 //! that redirects is a failed delivery, and the place it points to never gets
 //! the event.
 
-use crate::common::{eventually, Rig, WithLog};
+use crate::common::{eventually, Captured, Rig, WithLog};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -252,20 +252,6 @@ async fn events_of_one_order_go_out_in_order() {
     assert_eq!(order, ["refund.succeeded", "refund.settled"]);
 }
 
-/// Log lines written while a test's subscriber is set.
-#[derive(Clone, Default)]
-struct Logged(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logged {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The shop's database refuses SETTLE's write-back, so the order has three
 /// events: succeeded and needs_attention in the first pass, settled after
 /// the bank's batch.
@@ -306,10 +292,9 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
     let hook = webhook(&url, WebhookFormat::Json);
     // The receiver is down until the first event's schedule is used up.
     r.down.store(true, Ordering::SeqCst);
-    let log = Logged::default();
-    let writer = log.clone();
+    let log = Captured::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(log.clone())
         .with_ansi(false)
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
@@ -321,7 +306,7 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
         hook.deliver_due(&rig.store).await.unwrap();
     }
     drop(guard);
-    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let logged = log.text();
     assert!(
         logged.contains("SETTLE") && logged.contains("later events wait behind it"),
         "{logged}"

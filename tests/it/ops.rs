@@ -3,7 +3,7 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-use crate::common::{bank_tx, eventually, fresh_db, order_view, refundd_bin, Rig};
+use crate::common::{bank_tx, eventually, fresh_db, order_view, refundd_bin, Captured, Rig};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -15,51 +15,16 @@ use refundd::ops::health::Health;
 use refundd::ops::http::serve;
 use refundd::sim::{SimConfig, SimServer, REFERENCE_MER_ID};
 use serde_json::Value;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::prelude::*;
 
 // ---------------------------------------------------------------- logs
-
-/// A log writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-    fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-}
 
 fn order_no_of(line: &Value) -> Option<&str> {
     line.get("order_no")

@@ -12,6 +12,7 @@ mod both_modes;
 mod clocks;
 mod eventually;
 pub mod fake_bank;
+mod logs;
 mod requests;
 mod running;
 pub use bank_states::{
@@ -20,6 +21,7 @@ pub use bank_states::{
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use eventually::{eventually, WithLog};
+pub use logs::Captured;
 pub use requests::{ask_for_refunds, bank_tx, request};
 pub use running::{listening_addr, Running};
 
