@@ -9,7 +9,7 @@
 //! in a schema of the operator's choice); the full one is behind #[ignore].
 
 use crate::common::{
-    ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, test_pool,
+    ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, terminate, test_pool,
     whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
 };
 use rand::{Rng, SeedableRng};
@@ -308,12 +308,8 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         })
         .await;
     }
-    for d in &mut daemons.0 {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(d.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+    for d in &daemons.0 {
+        terminate(d);
     }
     for d in &mut daemons.0 {
         assert_eq!(d.wait().unwrap().code(), Some(0));

@@ -4,7 +4,7 @@
 //! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
 //! is stuck, STOPPING on SIGTERM.
 
-use crate::common::{eventually, Rig};
+use crate::common::{eventually, exited, output_off_runtime, terminate, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::os::unix::fs::PermissionsExt;
@@ -71,13 +71,6 @@ fn with_secret_files(cmd: &mut Command, rig: &Rig, dir: &Path) {
         .env("REFUNDD__HTTP__LISTEN", "off");
 }
 
-async fn output(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn once_refunds_with_every_secret_read_from_a_file() {
     let rig = Rig::new().await;
@@ -85,7 +78,7 @@ async fn once_refunds_with_every_secret_read_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = refundd_via_sh("once");
     with_secret_files(&mut cmd, &rig, dir.path());
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let all = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -107,7 +100,7 @@ async fn a_key_file_others_can_read_stops_start_up_with_exit_2_and_the_fix() {
     with_secret_files(&mut cmd, &rig, dir.path());
     let key = dir.path().join("mac_key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&key.display().to_string()), "{stderr}");
@@ -121,7 +114,7 @@ async fn a_key_file_others_can_read_stops_start_up_with_exit_2_and_the_fix() {
     let mut cmd = refundd_via_sh("check");
     with_secret_files(&mut cmd, &rig, &again);
     cmd.env("REFUNDD__CTBC__IV", REFERENCE_IV);
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -186,14 +179,6 @@ const WAITING_ON_THE_QUEUE: &str = "SELECT count(*) FROM pg_locks
      WHERE NOT granted AND relation = 'refundd.refunds'::regclass
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
-fn terminate(child: &Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-}
-
 /// The process's environment as the kernel shows it to other processes.
 fn environ_of(child: &Child) -> String {
     let raw = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
@@ -215,10 +200,7 @@ async fn run_keeps_secrets_given_as_files_out_of_its_environment() {
     tokio::task::block_in_place(|| notify.wait_for("READY=1", Duration::from_secs(60), &mut child));
     let environ = environ_of(&child);
     terminate(&child);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited(child).await;
     assert!(
         environ.contains("REFUNDD__CTBC__MAC_KEY_FILE="),
         "the environment read is refundd's: {environ}"
@@ -306,9 +288,6 @@ async fn run_tells_systemd_ready_watchdog_while_alive_none_while_a_pass_is_stuck
     tokio::task::block_in_place(|| {
         notify.wait_for("STOPPING=1", Duration::from_secs(30), &mut child)
     });
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited(child).await;
     assert_eq!(status.code(), Some(0));
 }

@@ -4,8 +4,8 @@
 //! and written back into the tutorial shop's tables.
 
 use crate::common::{
-    ask_for_refunds, bank_tx, empty_db, order_view, refundd_bin, request, run_off_runtime,
-    test_pool, DEFAULT_SCHEMA,
+    ask_for_refunds, bank_tx, empty_db, order_view, refundd_bin, request, succeeds, test_pool,
+    DEFAULT_SCHEMA,
 };
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
@@ -49,13 +49,6 @@ fn as_the_role(url: &str, command: &str) -> Command {
     cmd
 }
 
-/// Runs a command, which must succeed: what it printed to stdout.
-async fn output(cmd: Command) -> String {
-    let (code, text, stdout) = run_off_runtime(cmd).await;
-    assert_eq!(code, Some(0), "{text}");
-    stdout
-}
-
 #[tokio::test]
 async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_own_role() {
     let (pool, url) = empty_db().await;
@@ -76,7 +69,7 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
         .unwrap();
     ask_for_refunds(&pool, Some(&TUTORIAL), &[request("GRANT1", 1500, None)]).await;
 
-    output(as_the_role(&role_url, "migrate")).await;
+    succeeds(as_the_role(&role_url, "migrate")).await;
     let with_the_bank = |command: &str| {
         let mut cmd = as_the_role(&role_url, command);
         cmd.env("REFUNDD__CTBC__BASE_URL", sim.base_url())
@@ -87,14 +80,14 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
     };
     let mut check = with_the_bank("check");
     check.arg("--bank");
-    let checked = output(check).await;
+    let checked = succeeds(check).await;
     assert!(
         checked.contains("1 rows requested, 1 valid, 0 invalid"),
         "{checked}"
     );
     assert!(checked.contains("the keys work"), "{checked}");
     let once = with_the_bank("once");
-    let stdout = output(once).await;
+    let stdout = succeeds(once).await;
     assert!(stdout.contains("refunded 1"), "{stdout}");
 
     let records = test_pool(&url, DEFAULT_SCHEMA).await;

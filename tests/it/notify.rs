@@ -7,7 +7,9 @@
 //! that redirects is a failed delivery, and the place it points to never gets
 //! the event.
 
-use crate::common::{eventually, Captured, Rig, WithLog};
+use crate::common::{
+    eventually, exited, output_off_runtime, refundd_bin, terminate, Captured, Rig, WithLog,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -426,16 +428,8 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = crate::common::refundd_bin();
-    cmd.arg("run")
-        .env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", refundd::sim::REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", refundd::sim::REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", refundd::sim::REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        .env("REFUNDD__HTTP__LISTEN", "off")
-        .env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
+    let mut cmd = rig.refundd("run");
+    cmd.env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
         .env(
             "REFUNDD__NOTIFY__WEBHOOK_URL",
             format!("http://{addr}/hook"),
@@ -443,7 +437,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log.path()).unwrap());
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     let twenty_refunded = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM refundd.refunds WHERE status = 'refunded'",
@@ -477,15 +471,8 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     );
     holder.released.store(true, Ordering::SeqCst);
     holder.release.notify_waiters();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(&child);
+    let status = exited(child).await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -493,15 +480,12 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
 async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back() {
     let rig = Rig::new().await;
     let (r, url) = receiver().await;
-    let mut cmd = crate::common::refundd_bin();
+    let mut cmd = refundd_bin();
     cmd.args(["notify", "test"])
         .env("REFUNDD__NOTIFY__WEBHOOK_URL", url.as_str())
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET);
     // The receiver runs on this test's runtime: wait for the command elsewhere.
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = output_off_runtime(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -517,10 +501,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
     );
     assert_eq!(taken[0].1["type"], "refund.test");
     // Without a webhook it says what to set.
-    let out = crate::common::refundd_bin()
-        .args(["notify", "test"])
-        .output()
-        .unwrap();
+    let out = refundd_bin().args(["notify", "test"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.webhook_url"));
     // Dead events back in line.
@@ -530,7 +511,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
         .execute(&rig.pool)
         .await
         .unwrap();
-    let out = crate::common::refundd_bin()
+    let out = refundd_bin()
         .args(["notify", "redeliver", "--dead"])
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .output()

@@ -461,7 +461,7 @@ fn completed_passes(samples: &[(String, f64)]) -> f64 {
 
 // ---------------------------------------------------------------- commands
 
-fn run(url: &str, args: &[&str]) -> Output {
+fn refundd_at(url: &str, args: &[&str]) -> Output {
     refundd_bin()
         .args(args)
         .env("REFUNDD__DATABASE__URL", url)
@@ -497,7 +497,7 @@ async fn status_json_matches_the_database() {
     sqlx::query("UPDATE refundd.refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now(), next_attempt_at = now() + interval '5 minutes' WHERE order_no = 'ST_UNKNOWN'")
         .execute(&rig.pool).await.unwrap();
 
-    let out = run(&rig.url, &["status", "--json"]);
+    let out = refundd_at(&rig.url, &["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -562,7 +562,7 @@ async fn status_json_matches_the_database() {
     assert_eq!(v["last_pass"]["summary"]["refunded_refund"], 1);
 
     // The table for people says the same things.
-    let out = run(&rig.url, &["status"]);
+    let out = refundd_at(&rig.url, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -587,7 +587,7 @@ async fn status_without_a_webhook_says_the_events_are_kept_not_undelivered() {
     let kept = rig.store.delivery_state().await.unwrap().undelivered;
     assert!(kept > 0);
 
-    let out = run(&rig.url, &["status"]);
+    let out = refundd_at(&rig.url, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     let events = if kept == 1 { "event" } else { "events" };
@@ -645,7 +645,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
     seed_statuses(&pool).await;
 
     let rejected = |args: &[&str], needles: &[&str]| {
-        let out = run(&url, args);
+        let out = refundd_at(&url, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         for n in needles {
@@ -675,7 +675,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
             .unwrap();
     assert_eq!(status, "paid");
 
-    let out = run(&url, &["request", "CLI_PAID", "--amount", "400"]);
+    let out = refundd_at(&url, &["request", "CLI_PAID", "--amount", "400"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("NT$400 of the NT$1,000"),
@@ -699,7 +699,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
         &["is refund_requested", "already in the refund queue"],
     );
 
-    let out = run(&url, &["request", "CLI_PAID2"]);
+    let out = refundd_at(&url, &["request", "CLI_PAID2"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let amount: Option<i64> =
         sqlx::query_scalar("SELECT refund_amount FROM orders WHERE order_no = 'CLI_PAID2'")
@@ -734,7 +734,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
             vec!["is refunded", "refunded once"],
         ),
     ] {
-        let out = run(&url, &args);
+        let out = refundd_at(&url, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         for n in needles {
             assert!(
@@ -745,7 +745,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
         }
     }
 
-    let out = run(&url, &["retry", "CLI_FAILED"]);
+    let out = refundd_at(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // A request again: a fresh start, stamped with when it was asked for
     // (`requested_at` is read as a time, never empty).
@@ -779,7 +779,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     );
     assert_eq!(story[1].1.as_deref(), Some("refund_requested"));
 
-    let out = run(&url, &["retry", "CLI_FAILED"]);
+    let out = refundd_at(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already in the refund queue"));
 }

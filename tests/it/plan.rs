@@ -4,45 +4,27 @@
 //! is what the next pass then does to it, skips included.
 
 use crate::common::{
-    as_setting, in_both_modes, refundd_bin, window_around_now, Ends, OrderView, Rig,
-    EVERY_BANK_STATE,
+    as_setting, in_both_modes, output_off_runtime, refundd_bin, succeeds, window_around_now, Ends,
+    OrderView, Rig, EVERY_BANK_STATE,
 };
 use refundd::ctbc::TxState;
-use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
 use std::process::Command;
 
-/// The settings `refundd plan` needs to reach the rig's database and bank,
-/// the shop's statements included when the rig serves a shop's own tables.
+/// `refundd plan` on the rig's database, bank and shop tables.
 fn plan_cmd(rig: &Rig, json: bool) -> Command {
-    let mut cmd = refundd_bin();
-    cmd.arg("plan");
+    let mut cmd = rig.refundd("plan");
     if json {
         cmd.arg("--json");
     }
-    cmd.env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        // The same limit as the pass the tests compare with (crate::common::engine_settings).
-        .env("REFUNDD__WORKER__MAX_ATTEMPTS", "5")
-        .env("REFUNDD__HTTP__LISTEN", "off");
-    if let Some(shop) = rig.shop {
-        cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
-            .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
-            .env("REFUNDD__SHOP__ON_FAILED", shop.on_failed);
-    }
+    // The same limit as the pass the tests compare with (crate::common::engine_settings).
+    cmd.env("REFUNDD__WORKER__MAX_ATTEMPTS", "5");
     cmd
 }
 
 /// (exit code, stdout, stderr)
-async fn output(mut cmd: Command) -> (Option<i32>, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+async fn printed(cmd: Command) -> (Option<i32>, String, String) {
+    let out = output_off_runtime(cmd).await;
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -52,8 +34,7 @@ async fn output(mut cmd: Command) -> (Option<i32>, String, String) {
 
 /// The plan as a script reads it; the command must succeed.
 async fn json_plan(cmd: Command) -> Value {
-    let (code, stdout, stderr) = output(cmd).await;
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let stdout = succeeds(cmd).await;
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -194,7 +175,7 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
     }
     let before = snapshot(&rig).await;
 
-    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    let (code, text, stderr) = printed(plan_cmd(&rig, false)).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let plan = json_plan(plan_cmd(&rig, true)).await;
@@ -279,7 +260,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     rig.seed("DUE", 1000, TxState::Authorised, None).await;
     let before = snapshot(&rig).await;
 
-    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    let (code, text, stderr) = printed(plan_cmd(&rig, false)).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let plan = json_plan(plan_cmd(&rig, true)).await;
@@ -332,7 +313,7 @@ async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
     let window = as_setting(&window_around_now(5, 30));
     let mut text_cmd = plan_cmd(&rig, false);
     text_cmd.env("REFUNDD__SCHEDULE__BLACKOUT", &window);
-    let (code, text, stderr) = output(text_cmd).await;
+    let (code, text, stderr) = printed(text_cmd).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let mut json_cmd = plan_cmd(&rig, true);
@@ -437,7 +418,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
         "REFUNDD__DATABASE__URL",
         format!("postgres://postgres@127.0.0.1:{}/none", free_port()),
     );
-    let (code, _, stderr) = output(cmd).await;
+    let (code, _, stderr) = printed(cmd).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("database"), "{stderr}");
 
@@ -447,7 +428,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
         "REFUNDD__CTBC__BASE_URL",
         format!("http://127.0.0.1:{}/MicroPos", free_port()),
     );
-    let (code, stdout, stderr) = output(cmd).await;
+    let (code, stdout, stderr) = printed(cmd).await;
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("ctbc.base_url"), "{stderr}");
     assert!(stdout.is_empty(), "no plan is printed: {stdout}");
@@ -456,13 +437,13 @@ async fn exit_codes_say_whether_a_plan_was_made() {
     let (_, empty_url) = crate::common::empty_db().await;
     let mut cmd = plan_cmd(&rig, true);
     cmd.env("REFUNDD__DATABASE__URL", &empty_url);
-    let (code, _, stderr) = output(cmd).await;
+    let (code, _, stderr) = printed(cmd).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("refundd migrate"), "{stderr}");
 
     // Nothing to do is a plan too: 0.
     let idle = Rig::new().await;
-    let (code, stdout, stderr) = output(plan_cmd(&idle, false)).await;
+    let (code, stdout, stderr) = printed(plan_cmd(&idle, false)).await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("works now (0)"), "{stdout}");
 }

@@ -10,6 +10,7 @@
 mod bank_states;
 mod both_modes;
 mod clocks;
+mod commands;
 mod eventually;
 pub mod fake_bank;
 mod logs;
@@ -20,10 +21,11 @@ pub use bank_states::{
 };
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
+pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use eventually::{eventually, WithLog};
 pub use logs::Captured;
 pub use requests::{ask_for_refunds, bank_tx, request};
-pub use running::{listening_addr, Running};
+pub use running::{exited, listening_addr, terminate, Running};
 
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
@@ -66,32 +68,6 @@ pub async fn fresh_db() -> (PgPool, String) {
         .await
         .expect("migrate");
     (pool, url)
-}
-
-/// Runs a command off the runtime's threads (a simulator of the test's
-/// answers on them): its exit code, what it printed (stdout then stderr),
-/// and its stdout alone.
-pub async fn run_off_runtime(mut cmd: std::process::Command) -> (Option<i32>, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("the command runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text, stdout)
-}
-
-/// The refundd binary built for these tests.
-pub fn refundd_bin() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_refundd"));
-    // Tests must not pick up a developer's settings.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REFUNDD__") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("REFUNDD__LOG__FORMAT", "json");
-    cmd
 }
 
 use refundd::ctbc::envelope::Envelope;
