@@ -2,7 +2,7 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-use crate::common::{eventually, Rig, Running, WithLog};
+use crate::common::{eventually, http_get, Rig, Running, WithLog};
 use refundd::store::vocabulary::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -222,12 +222,6 @@ fn endpoint_of(log: &Path) -> Option<SocketAddr> {
     })
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let answer = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
-    let code = answer.status().as_u16();
-    Some((code, answer.text().await.ok()?))
-}
-
 #[tokio::test]
 async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -264,7 +258,7 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up
         log: log.path(),
     };
     let page = eventually(Duration::from_secs(60), awaited, || async {
-        match get(endpoint_of(log.path())?, "/metrics").await {
+        match http_get(endpoint_of(log.path())?, "/metrics").await {
             Some((200, text)) => Some(text),
             _ => None,
         }

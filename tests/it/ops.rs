@@ -3,7 +3,9 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-use crate::common::{bank_tx, eventually, fresh_db, order_view, refundd_bin, Captured, Rig};
+use crate::common::{
+    bank_tx, eventually, fresh_db, http_get, order_view, refundd_bin, Captured, Rig,
+};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -15,7 +17,6 @@ use refundd::ops::health::Health;
 use refundd::ops::http::serve;
 use refundd::sim::{SimConfig, SimServer, REFERENCE_MER_ID};
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -243,12 +244,6 @@ async fn progress_lines_report_done_total_and_rate() {
 
 // ---------------------------------------------------------------- HTTP
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_away() {
     let (pool, url) = fresh_db().await;
@@ -266,7 +261,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     .unwrap();
     assert_ne!(addr.port(), 0);
 
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["database"], "ok");
@@ -276,7 +271,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     );
 
     health.scheduler_beat();
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "ok");
@@ -288,7 +283,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         ..Default::default()
     };
     health.pass_finished(chrono::Utc::now(), &summary);
-    let (_, body) = get(addr, "/healthz").await;
+    let (_, body) = http_get(addr, "/healthz").await.unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["last_pass"]["outcome"], "completed", "{v}");
 
@@ -305,7 +300,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         .execute(&admin)
         .await
         .unwrap();
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "unhealthy");
@@ -319,7 +314,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         "{v}"
     );
     // /metrics still answers without its database.
-    let (code, _) = get(addr, "/metrics").await;
+    let (code, _) = http_get(addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
 
     // The server is a task of the tracker and ends when told to.
@@ -402,7 +397,9 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     )
     .await
     .unwrap();
-    let passes_before = completed_passes(&parse_prometheus(&get(addr, "/metrics").await.1));
+    let passes_before = completed_passes(&parse_prometheus(
+        &http_get(addr, "/metrics").await.unwrap().1,
+    ));
 
     rig.seed("MET_AUTH", 800, TxState::Authorised, None).await;
     rig.seed("MET_CAPT", 900, TxState::CapturedNotSettled, None)
@@ -417,7 +414,7 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     // A request that is due now shows in the backlog.
     rig.insert_order("MET_DUE", 700, None).await;
 
-    let (code, text) = get(addr, "/metrics").await;
+    let (code, text) = http_get(addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     let samples = parse_prometheus(&text);
     assert!(

@@ -83,7 +83,8 @@ async fn bank_saw_inquiries_only(rig: &Rig) -> usize {
     calls.len()
 }
 
-fn order<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
+/// What the plan says of `order_no`.
+fn order_in<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
     plan["orders"]
         .as_array()
         .unwrap()
@@ -198,7 +199,7 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
             Ends::Waits => "wait",
             Ends::NeedsPerson | Ends::BackBeforeRefundd => "needs_person",
         };
-        let planned = order(&plan, case.order_no);
+        let planned = order_in(&plan, case.order_no);
         assert_eq!(planned["action"]["kind"], kind, "{planned}");
     }
     for line in [
@@ -211,10 +212,10 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
         text.contains("sends for 6 (7 calls giving back 4050"),
         "{text}"
     );
-    assert_eq!(order(&plan, "NEW1")["new_request"], true);
-    assert_eq!(order(&plan, "S12")["new_request"], false);
+    assert_eq!(order_in(&plan, "NEW1")["new_request"], true);
+    assert_eq!(order_in(&plan, "S12")["new_request"], false);
     if rig.shop.is_none() {
-        let bad = order(&plan, "BAD-NO");
+        let bad = order_in(&plan, "BAD-NO");
         assert_eq!(bad["inquired"], false, "an invalid row is not asked about");
         assert!(
             text.contains("BAD-NO: new request, needs a person: invalid row"),
@@ -271,7 +272,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
         "the plan changed the database"
     );
 
-    let backoff = order(&plan, "BACKOFF");
+    let backoff = order_in(&plan, "BACKOFF");
     assert_eq!(backoff["skipped"]["reason"], "not_due", "{backoff}");
     assert_eq!(
         backoff["skipped"]["last_error"],
@@ -279,12 +280,12 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     );
     assert_eq!(backoff["inquired"], false, "{backoff}");
     assert!(rig.admin.calls_of("BACKOFF").await.unwrap().is_empty());
-    let recheck = order(&plan, "RECHECK");
+    let recheck = order_in(&plan, "RECHECK");
     assert_eq!(recheck["skipped"]["reason"], "recheck_delay", "{recheck}");
     assert_eq!(recheck["skipped"]["operation"], "refund");
     assert!(recheck["skipped"]["left_secs"].as_u64().unwrap() <= 300);
     assert_eq!(recheck["action"]["kind"], "send", "then a refund");
-    assert_eq!(order(&plan, "DUE")["action"]["kind"], "send");
+    assert_eq!(order_in(&plan, "DUE")["action"]["kind"], "send");
     assert_eq!(plan["totals"]["skipped"], 2);
     assert!(text.contains("BACKOFF: skipped: not due until"), "{text}");
     assert!(
@@ -299,7 +300,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     let OrderView { status, .. } = rig.order("RECHECK").await;
     assert_eq!(status, "refunding", "still waiting for its recheck");
     assert_eq!(rig.accepted("RECHECK", "refund").await, 0);
-    pass_did_what_was_planned(&rig, order(&plan, "DUE")).await;
+    pass_did_what_was_planned(&rig, order_in(&plan, "DUE")).await;
 }
 
 async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
@@ -333,7 +334,7 @@ async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
         ("BL12", "send"),
         ("BL0", "needs_person"),
     ] {
-        let o = order(&plan, no);
+        let o = order_in(&plan, no);
         assert_eq!(o["skipped"]["reason"], "blackout", "{o}");
         assert_eq!(o["skipped"]["window"], window.as_str(), "{o}");
         assert_eq!(o["action"]["kind"], then, "{o}");
@@ -372,9 +373,9 @@ async fn a_withdrawn_request_and_a_refund_asked_again_are_listed_not_worked() {
         before,
         "the plan changed the database"
     );
-    assert_eq!(order(&plan, "GONE2")["skipped"]["reason"], "withdrawn");
+    assert_eq!(order_in(&plan, "GONE2")["skipped"]["reason"], "withdrawn");
     assert_eq!(
-        order(&plan, "AGAIN")["skipped"]["reason"],
+        order_in(&plan, "AGAIN")["skipped"]["reason"],
         "refunded_already"
     );
     assert_eq!(
