@@ -1,7 +1,9 @@
 //! The command line's contract: exit codes, named settings, migrate, and the
 //! throwaway cluster vanishing with its owner.
 
-use crate::common::{empty_db, eventually, fresh_db, listening_addr, refundd_bin, Running};
+use crate::common::{
+    empty_db, eventually, fresh_db, listening_addr, refundd_bin, secret_file, Running,
+};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -96,14 +98,6 @@ fn the_simulator_takes_no_key_or_iv_on_the_command_line() {
 }
 
 /// A file holding `text` with the given mode.
-fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
-}
-
 fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::Client {
     use refundd::ctbc::{Client, ClientConfig};
     Client::new(ClientConfig {

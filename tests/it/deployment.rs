@@ -4,7 +4,7 @@
 //! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
 //! is stuck, STOPPING on SIGTERM.
 
-use crate::common::{eventually, exited, output_off_runtime, terminate, Rig};
+use crate::common::{eventually, exited, output_off_runtime, secret_file, terminate, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::os::unix::fs::PermissionsExt;
@@ -24,13 +24,6 @@ fn url_with_password(url: &str) -> String {
         &format!("postgres://postgres:{DB_PASSWORD}@"),
         1,
     )
-}
-
-fn write_secret(dir: &Path, name: &str, text: &str, mode: u32) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path.display().to_string()
 }
 
 /// The refundd binary with none of the developer's settings, run through
@@ -59,9 +52,9 @@ fn refundd_via_sh(args: &str) -> Command {
 fn with_secret_files(cmd: &mut Command, rig: &Rig, dir: &Path) {
     let creds = dir.join("credentials");
     std::fs::create_dir(&creds).unwrap();
-    let key = write_secret(dir, "mac_key", &format!("{REFERENCE_MAC_KEY}\n"), 0o600);
-    let url = write_secret(dir, "database_url", &url_with_password(&rig.url), 0o400);
-    write_secret(&creds, "iv", &format!("{REFERENCE_IV}\r\n"), 0o400);
+    let key = secret_file(dir, "mac_key", &format!("{REFERENCE_MAC_KEY}\n"), 0o600);
+    let url = secret_file(dir, "database_url", &url_with_password(&rig.url), 0o400);
+    secret_file(&creds, "iv", &format!("{REFERENCE_IV}\r\n"), 0o400);
     cmd.env("REFUNDD__CTBC__MAC_KEY_FILE", key)
         .env("REFUNDD__DATABASE__URL_FILE", url)
         .env("CREDENTIALS_DIRECTORY", &creds)

@@ -12,17 +12,6 @@ use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::vocabulary::{CallOutcome, EventKind};
 use std::time::Duration;
 
-async fn scalar<T>(rig: &Rig, sql: &str, order_no: &str) -> T
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-{
-    sqlx::query_scalar(sql)
-        .bind(order_no)
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
     let rig = Rig::new_in(SCHEMA).await;
@@ -128,8 +117,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
             Duration::from_secs(30),
             "the capture reversal's intent",
             || async {
-                let intents: i64 = scalar(
-                    &rig,
+                let intents: i64 = rig.scalar(
                     "SELECT count(*) FROM refund_events WHERE order_no = $1 AND kind = 'intent'",
                     "RACE",
                 )
@@ -161,12 +149,12 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
         "a refund is watched"
     );
     assert_eq!(step.as_deref(), Some("done"));
-    let took_effect: i64 = scalar(
-        &rig,
-        "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
-        "RACE",
-    )
-    .await;
+    let took_effect: i64 = rig
+        .scalar(
+            "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
+            "RACE",
+        )
+        .await;
     assert_eq!(
         took_effect, 0,
         "no false note that the capture reversal took effect"
@@ -255,8 +243,9 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
     let in_window = || rig.engine_reaching_window(2, engine_settings());
     rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
-    let step: Option<String> =
-        scalar(&rig, "SELECT step FROM refunds WHERE order_no = $1", "HALF").await;
+    let step: Option<String> = rig
+        .scalar("SELECT step FROM refunds WHERE order_no = $1", "HALF")
+        .await;
     assert_eq!(step.as_deref(), Some("capture_reversed"));
     // Later, still in the window, the reversal is sent again after a fresh inquiry.
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
@@ -318,12 +307,9 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     assert_eq!(s.outcome.as_str(), "completed");
     assert_eq!(rig.order("FINE").await.status, "refunded");
     assert_eq!(rig.order("NUL").await.status, "refund_requested");
-    let last_error: Option<String> = scalar(
-        &rig,
-        "SELECT last_error FROM refunds WHERE order_no = $1",
-        "NUL",
-    )
-    .await;
+    let last_error: Option<String> = rig
+        .scalar("SELECT last_error FROM refunds WHERE order_no = $1", "NUL")
+        .await;
     assert!(last_error.is_some_and(|e| !e.chars().any(char::is_control)));
     assert_eq!(s.watched, 1);
     assert_eq!(rig.order("WNUL").await.status, "refunded");
@@ -371,12 +357,12 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     assert_eq!(unknown_operation.as_deref(), Some("reversal"));
     assert!(last_error.unwrap().contains("locked by accounting"));
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
-    let settlement: Option<String> = scalar(
-        &rig,
-        "SELECT settlement FROM refunds WHERE order_no = $1",
-        "WHELD",
-    )
-    .await;
+    let settlement: Option<String> = rig
+        .scalar(
+            "SELECT settlement FROM refunds WHERE order_no = $1",
+            "WHELD",
+        )
+        .await;
     assert_eq!(
         settlement.as_deref(),
         Some("pending"),
@@ -422,15 +408,13 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
     assert_eq!((s.outcome.as_str(), s.refunded()), ("completed", 2));
     // The money is back and refundd's record says so; the shop's row does not yet.
     assert_eq!(rig.order("WB").await.status, "refunded");
-    let shop_status: String =
-        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    let shop_status: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WB")
+        .await;
     assert_eq!(shop_status, "refund_requested");
-    let shop_ok: String = scalar(
-        &rig,
-        "SELECT status FROM orders WHERE order_no = $1",
-        "WBOK",
-    )
-    .await;
+    let shop_ok: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WBOK")
+        .await;
     assert_eq!(shop_ok, "refunded");
     let text = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
         .await
@@ -453,8 +437,9 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
         .await
         .unwrap();
     rig.pass().await;
-    let shop_status: String =
-        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    let shop_status: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WB")
+        .await;
     assert_eq!(shop_status, "refunded");
     assert!(rig.store.queue_view().await.unwrap().shop_writes.is_empty());
     assert_eq!(rig.accepted("WB", "reversal").await, 1);

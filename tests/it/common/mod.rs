@@ -17,6 +17,7 @@ mod http;
 mod logs;
 mod requests;
 mod running;
+mod secret_files;
 pub use bank_states::{
     ended_in_one_pass, ending_as, whole_refund_in, Ends, StateCase, EVERY_BANK_STATE,
 };
@@ -28,6 +29,7 @@ pub use http::http_get;
 pub use logs::Captured;
 pub use requests::{ask_for_refunds, bank_tx, request};
 pub use running::{exited, listening_addr, terminate, Running};
+pub use secret_files::secret_file;
 
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
@@ -242,6 +244,18 @@ impl Rig {
     /// The order as refundd records it.
     pub async fn order(&self, order_no: &str) -> OrderView {
         order_view(&self.pool, order_no).await
+    }
+
+    /// The one value `sql` (the test's own, `$1` the order) selects.
+    pub async fn scalar<T>(&self, sql: &str, order_no: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        sqlx::query_scalar(sql)
+            .bind(order_no)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{order_no}: {sql}: {e}"))
     }
 
     /// The calls of the bank that could move money, for one order, in the
