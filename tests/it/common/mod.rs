@@ -104,11 +104,18 @@ pub struct Rig {
     pub admin: SimAdmin,
 }
 
+/// refundd's client of the simulator at `base_url`, with the reference
+/// merchant id, MAC key and IV.
 pub fn client_for(base_url: &str, timeout: Duration) -> Client {
+    client_with_keys(base_url, timeout, REFERENCE_MAC_KEY, REFERENCE_IV)
+}
+
+/// refundd's client of the simulator at `base_url` sealing with `key` and `iv`.
+pub fn client_with_keys(base_url: &str, timeout: Duration, key: &str, iv: &str) -> Client {
     Client::new(ClientConfig {
         base_url: url::Url::parse(base_url).unwrap(),
         mer_id: MerId::parse(REFERENCE_MER_ID).unwrap(),
-        envelope: Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes()).unwrap(),
+        envelope: Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
         connect_timeout: Duration::from_secs(5),
         timeout,
         allow_insecure_http: false,
