@@ -8,12 +8,14 @@
 //! default schema, once on the tutorial shop's tables with refundd's records
 //! in a schema of the operator's choice); the full one is behind #[ignore].
 
-use crate::common::{empty_db, eventually, refundd_bin, test_pool, WithLog, DEFAULT_SCHEMA};
+use crate::common::{
+    ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, terminate, test_pool,
+    whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
+};
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
 use refundd::sim::{
-    FaultPlan, FaultRule, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY,
-    REFERENCE_MER_ID,
+    FaultPlan, FaultRule, SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -101,7 +103,7 @@ fn daemon(site: &Site<'_>, log: &std::path::Path) -> Child {
         .env("REFUNDD__WORKER__MAX_ATTEMPTS", "1000")
         .env("REFUNDD__WORKER__SHUTDOWN_GRACE_SECS", "2")
         .env("REFUNDD__HTTP__LISTEN", "off")
-        .env("RUST_LOG", "warn,refundd::engine::schedule=info")
+        .env("RUST_LOG", "warn,refundd_core::engine::schedule=info")
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     cmd.spawn().unwrap()
@@ -205,7 +207,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     ];
     let weight_total: u32 = states.iter().map(|(_, w)| w).sum();
     let mut txs = Vec::with_capacity(orders);
-    let mut parts = Vec::with_capacity(orders);
+    let mut asked = Vec::with_capacity(orders);
     for i in 0..orders {
         let mut pick = rng.gen_range(0..weight_total);
         let state = states
@@ -226,43 +228,11 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         } else {
             None
         };
-        txs.push(SimTx::new(
-            format!("C{i}"),
-            format!("XC{i}"),
-            "A1B2C3",
-            amount,
-            state,
-        ));
-        parts.push(part);
+        txs.push(bank_tx(&format!("C{i}"), amount, state));
+        asked.push(request(&format!("C{i}"), amount, part));
     }
     admin.load(&txs).await.unwrap();
-    if let Some(shop) = shop {
-        use refundd::store::shop_examples::{Refund, SeedOrder};
-        let seeds: Vec<SeedOrder> = txs
-            .iter()
-            .zip(&parts)
-            .map(|(tx, part)| SeedOrder {
-                order_no: tx.order_no.clone(),
-                xid: tx.xid.clone(),
-                auth_code: "A1B2C3".into(),
-                amount: tx.original_amount,
-                refund: part.map_or(Refund::Whole, Refund::Part),
-            })
-            .collect();
-        shop.seed_orders(&pool, &seeds).await.unwrap();
-    }
-    for (tx, part) in txs.iter().zip(&parts).filter(|_| shop.is_none()) {
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount) VALUES ($1, $2, 'A1B2C3', $3, 'refund_requested', $4)",
-        )
-        .bind(&tx.order_no)
-        .bind(&tx.xid)
-        .bind(tx.original_amount)
-        .bind(part)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
+    ask_for_refunds(&pool, shop, &asked).await;
 
     let logs = tempfile::tempdir().unwrap();
     let bank_url = sim.base_url();
@@ -338,12 +308,8 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         })
         .await;
     }
-    for d in &mut daemons.0 {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(d.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+    for d in &daemons.0 {
+        terminate(d);
     }
     for d in &mut daemons.0 {
         assert_eq!(d.wait().unwrap().code(), Some(0));
@@ -425,11 +391,14 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
             ),
             other => panic!("{no} ended in {other}"),
         }
-        // Only the states a person must look at end in refund_failed: no fault
-        // of the bank's made refundd give up on an order it could refund.
-        // Money back before refundd started (0, 20) was not refundd's doing.
+        // Only the states a person must look at (common::EVERY_BANK_STATE)
+        // end in refund_failed: no fault of the bank's made refundd give up
+        // on an order it could refund. Money back before refundd started
+        // (0, 20) was not refundd's doing.
         let started_in = &txs[no[1..].parse::<usize>().unwrap()].state;
-        let needs_person = ["-1", "0", "13", "20", "23"].contains(&started_in.as_str());
+        let ends = whole_refund_in(started_in)
+            .unwrap_or_else(|| panic!("state {started_in} is not in the table"));
+        let needs_person = matches!(ends, Ends::NeedsPerson | Ends::BackBeforeRefundd);
         assert_eq!(
             status == "refund_failed",
             needs_person,
@@ -438,12 +407,11 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         // What the database says was refunded equals what the bank moved, to the unit.
         // (Orders already back at the bank before refundd started moved nothing in the ledger.)
         let moved = ledger.returned_by_order.get(no).copied().unwrap_or(0);
-        let start = &txs[no[1..].parse::<usize>().unwrap()].state;
-        if start != "0" && start != "20" {
+        if ends != Ends::BackBeforeRefundd {
             assert_eq!(
                 amount.unwrap_or(0),
                 moved,
-                "{no}: database {amount:?} vs bank {moved} (started in {start})"
+                "{no}: database {amount:?} vs bank {moved} (started in {started_in})"
             );
         } else {
             assert_eq!(moved, 0, "{no}");

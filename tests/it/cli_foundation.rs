@@ -1,7 +1,10 @@
 //! The command line's contract: exit codes, named settings, migrate, and the
 //! throwaway cluster vanishing with its owner.
 
-use crate::common::{empty_db, eventually, fresh_db, listening_addr, refundd_bin, Running};
+use crate::common::{
+    client_with_keys, empty_db, eventually, fresh_db, listening_addr, refundd_bin, secret_file,
+    Running,
+};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -95,29 +98,9 @@ fn the_simulator_takes_no_key_or_iv_on_the_command_line() {
     }
 }
 
-/// A file holding `text` with the given mode.
-fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
-}
-
+/// A client of the simulator at `base_url` sealing with `key` and `iv`.
 fn client_with(base_url: &str, key: &str, iv: &str) -> refundd::ctbc::Client {
-    use refundd::ctbc::{Client, ClientConfig};
-    Client::new(ClientConfig {
-        base_url: url::Url::parse(base_url).unwrap(),
-        mer_id: refundd::ctbc::types::MerId::parse(refundd::sim::REFERENCE_MER_ID).unwrap(),
-        envelope: refundd::ctbc::envelope::Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
-        connect_timeout: Duration::from_secs(5),
-        timeout: Duration::from_secs(10),
-        allow_insecure_http: false,
-        max_requests_per_sec: None,
-        unknown_order_codes: vec![("99".into(), "01".into())],
-        sw_revision: "refundd tests".into(),
-    })
-    .unwrap()
+    client_with_keys(base_url, Duration::from_secs(10), key, iv)
 }
 
 #[tokio::test]

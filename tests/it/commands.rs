@@ -1,21 +1,11 @@
 //! `refundd once` and `refundd run` as an operator runs them: real binary,
 //! real PostgreSQL, the simulator over HTTP, exit codes and signals.
 
-use crate::common::{eventually, refundd_bin, Rig};
+use crate::common::{eventually, exited, output_off_runtime, refundd_bin, request, terminate, Rig};
 use refundd::ctbc::TxState;
-use refundd::sim::{FaultPlan, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
-use std::process::{Command, Stdio};
+use refundd::sim::{FaultPlan, REFERENCE_MAC_KEY};
+use std::process::Stdio;
 use std::time::Duration;
-
-fn with_bank(cmd: &mut Command, rig: &Rig) {
-    cmd.env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        .env("REFUNDD__HTTP__LISTEN", "off");
-}
 
 #[tokio::test]
 async fn once_works_the_queue_and_prints_a_summary() {
@@ -24,13 +14,7 @@ async fn once_works_the_queue_and_prints_a_summary() {
     rig.seed("ONCE10", 1000, TxState::CapturedNotSettled, None)
         .await;
     rig.seed("ONCE12", 1000, TxState::Settled, Some(100)).await;
-    let mut cmd = refundd_bin();
-    cmd.arg("once");
-    with_bank(&mut cmd, &rig);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = output_off_runtime(rig.refundd("once")).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -93,9 +77,7 @@ fn once_refuses_plain_http_to_a_remote_bank() {
 #[tokio::test]
 async fn once_with_the_database_down_names_its_host_port_and_cause() {
     let rig = Rig::new().await;
-    let mut cmd = refundd_bin();
-    cmd.arg("once");
-    with_bank(&mut cmd, &rig);
+    let mut cmd = rig.refundd("once");
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -106,10 +88,7 @@ async fn once_with_the_database_down_names_its_host_port_and_cause() {
         "REFUNDD__DATABASE__URL",
         format!("postgres://postgres@127.0.0.1:{port}/none"),
     );
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = output_off_runtime(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -179,9 +158,9 @@ async fn a_wrong_password_or_database_name_says_so_and_names_the_setting() {
     let status = |url: String| {
         let mut cmd = refundd_bin();
         cmd.arg("status").env("REFUNDD__DATABASE__URL", url);
-        tokio::task::spawn_blocking(move || cmd.output())
+        output_off_runtime(cmd)
     };
-    let out = status(wrong).await.unwrap().unwrap();
+    let out = status(wrong).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for needle in [
@@ -199,7 +178,7 @@ async fn a_wrong_password_or_database_name_says_so_and_names_the_setting() {
     );
 
     let missing = format!("postgres://postgres@127.0.0.1:{port}/no_such_shop");
-    let out = status(missing).await.unwrap().unwrap();
+    let out = status(missing).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for needle in ["no_such_shop", "does not exist", "database.url"] {
@@ -210,36 +189,21 @@ async fn a_wrong_password_or_database_name_says_so_and_names_the_setting() {
 #[tokio::test]
 async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
     let rig = Rig::new().await;
-    let mut txs = Vec::new();
-    for i in 0..60 {
-        txs.push(refundd::sim::SimTx::new(
-            format!("RUN{i}"),
-            format!("XRUN{i}"),
-            "A1B2C3",
-            1000,
-            TxState::Settled,
-        ));
-    }
-    rig.admin.load(&txs).await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-         SELECT 'RUN' || i, 'XRUN' || i, 'A1B2C3', 1000, 'refund_requested' FROM generate_series(0, 59) i",
-    )
-    .execute(&rig.pool)
-    .await
-    .unwrap();
+    let orders: Vec<(String, i64)> = (0..60).map(|i| (format!("RUN{i}"), 1000)).collect();
+    rig.bank_knows(&orders, |_| TxState::Settled).await;
+    // Requested; `refundd run` reads them.
+    let asked: Vec<_> = orders.iter().map(|(no, a)| request(no, *a, None)).collect();
+    rig.ask(&asked).await;
     // A slow bank, so the pass is still going when the signal comes.
     let plan = FaultPlan::from_json(r#"{"rules":[{"latency_ms":150}]}"#).unwrap();
     rig.admin.set_faults(&plan).await.unwrap();
-    let mut cmd = refundd_bin();
-    cmd.arg("run")
-        .env("REFUNDD__WORKER__CONCURRENCY", "2")
+    let mut cmd = rig.refundd("run");
+    cmd.env("REFUNDD__WORKER__CONCURRENCY", "2")
         .env("REFUNDD__WORKER__BATCH_SIZE", "4")
         .env("REFUNDD__WORKER__SHUTDOWN_GRACE_SECS", "20")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    with_bank(&mut cmd, &rig);
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     // Wait until the pass has refunded something.
     eventually(
         Duration::from_secs(60),
@@ -254,15 +218,8 @@ async fn run_stops_on_sigterm_mid_pass_and_leaves_nothing_claimed() {
         },
     )
     .await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(&child);
+    let status = exited(child).await;
     assert_eq!(status.code(), Some(0));
     let (claimed, refunded, waiting): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL),

@@ -7,7 +7,7 @@
 use crate::common::fake_bank::{
     config, envelope, parse_inquiry_request, refusal_answer_json, FakeBank, Reply, IV, KEY, MERID,
 };
-use std::io::Write;
+use crate::common::Captured;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1101,26 +1101,12 @@ async fn clones_share_one_rate_limit() {
 
 // ------------------------------------------------------ logs and metrics
 
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn calls_are_logged_without_secrets() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
+    let log = Captured::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("refundd=debug")
-        .with_writer(move || writer.clone())
+        .with_env_filter("refundd_core=debug")
+        .with_writer(log.clone())
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -1132,7 +1118,7 @@ async fn calls_are_logged_without_secrets() {
     client.inquiry(&order()).await.unwrap();
     let _ = client.refund(&refund_of(100)).await;
 
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     assert!(text.contains("ORDER001") && text.contains("inquiry") && text.contains("refund"));
     assert!(text.contains("elapsed_ms"), "{text}");
     assert!(!text.contains(KEY) && !text.contains(IV), "{text}");

@@ -4,7 +4,7 @@
 //! protocol: READY, WATCHDOG while its scheduler is alive and none while a pass
 //! is stuck, STOPPING on SIGTERM.
 
-use crate::common::{eventually, Rig};
+use crate::common::{eventually, exited, output_off_runtime, secret_file, terminate, Rig};
 use refundd::ctbc::TxState;
 use refundd::sim::{REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::os::unix::fs::PermissionsExt;
@@ -24,13 +24,6 @@ fn url_with_password(url: &str) -> String {
         &format!("postgres://postgres:{DB_PASSWORD}@"),
         1,
     )
-}
-
-fn write_secret(dir: &Path, name: &str, text: &str, mode: u32) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path.display().to_string()
 }
 
 /// The refundd binary with none of the developer's settings, run through
@@ -59,9 +52,9 @@ fn refundd_via_sh(args: &str) -> Command {
 fn with_secret_files(cmd: &mut Command, rig: &Rig, dir: &Path) {
     let creds = dir.join("credentials");
     std::fs::create_dir(&creds).unwrap();
-    let key = write_secret(dir, "mac_key", &format!("{REFERENCE_MAC_KEY}\n"), 0o600);
-    let url = write_secret(dir, "database_url", &url_with_password(&rig.url), 0o400);
-    write_secret(&creds, "iv", &format!("{REFERENCE_IV}\r\n"), 0o400);
+    let key = secret_file(dir, "mac_key", &format!("{REFERENCE_MAC_KEY}\n"), 0o600);
+    let url = secret_file(dir, "database_url", &url_with_password(&rig.url), 0o400);
+    secret_file(&creds, "iv", &format!("{REFERENCE_IV}\r\n"), 0o400);
     cmd.env("REFUNDD__CTBC__MAC_KEY_FILE", key)
         .env("REFUNDD__DATABASE__URL_FILE", url)
         .env("CREDENTIALS_DIRECTORY", &creds)
@@ -71,13 +64,6 @@ fn with_secret_files(cmd: &mut Command, rig: &Rig, dir: &Path) {
         .env("REFUNDD__HTTP__LISTEN", "off");
 }
 
-async fn output(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn once_refunds_with_every_secret_read_from_a_file() {
     let rig = Rig::new().await;
@@ -85,7 +71,7 @@ async fn once_refunds_with_every_secret_read_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = refundd_via_sh("once");
     with_secret_files(&mut cmd, &rig, dir.path());
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let all = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -107,7 +93,7 @@ async fn a_key_file_others_can_read_stops_start_up_with_exit_2_and_the_fix() {
     with_secret_files(&mut cmd, &rig, dir.path());
     let key = dir.path().join("mac_key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&key.display().to_string()), "{stderr}");
@@ -121,7 +107,7 @@ async fn a_key_file_others_can_read_stops_start_up_with_exit_2_and_the_fix() {
     let mut cmd = refundd_via_sh("check");
     with_secret_files(&mut cmd, &rig, &again);
     cmd.env("REFUNDD__CTBC__IV", REFERENCE_IV);
-    let out = output(cmd).await;
+    let out = output_off_runtime(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -186,14 +172,6 @@ const WAITING_ON_THE_QUEUE: &str = "SELECT count(*) FROM pg_locks
      WHERE NOT granted AND relation = 'refundd.refunds'::regclass
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
-fn terminate(child: &Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-}
-
 /// The process's environment as the kernel shows it to other processes.
 fn environ_of(child: &Child) -> String {
     let raw = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
@@ -215,10 +193,7 @@ async fn run_keeps_secrets_given_as_files_out_of_its_environment() {
     tokio::task::block_in_place(|| notify.wait_for("READY=1", Duration::from_secs(60), &mut child));
     let environ = environ_of(&child);
     terminate(&child);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited(child).await;
     assert!(
         environ.contains("REFUNDD__CTBC__MAC_KEY_FILE="),
         "the environment read is refundd's: {environ}"
@@ -306,9 +281,6 @@ async fn run_tells_systemd_ready_watchdog_while_alive_none_while_a_pass_is_stuck
     tokio::task::block_in_place(|| {
         notify.wait_for("STOPPING=1", Duration::from_secs(30), &mut child)
     });
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited(child).await;
     assert_eq!(status.code(), Some(0));
 }

@@ -3,15 +3,12 @@
 //! hex digit of a ciphertext passes for the original, and none in the part the
 //! MAC covers is accepted at all.
 
+use crate::common::fake_bank::envelope;
 use proptest::prelude::*;
-use refundd::ctbc::envelope::{to_big5, Envelope};
+use refundd::ctbc::envelope::to_big5;
 use refundd::ctbc::wire::{json_text, open_answer, seal_form, string_object};
 use refundd::ctbc::{AuthCode, Money, OrderNo, Refund, Xid};
 use serde_json::{Map, Value};
-
-fn envelope() -> Envelope {
-    Envelope::new(b"ABCDEFGHIJKLMNOPQRSTUVWX", b"test8iv!").unwrap()
-}
 
 /// Characters the bank's Big5 carries: printable ASCII, a few controls JSON
 /// escapes, and CJK text merchants and the bank use (許 and 功 end in the

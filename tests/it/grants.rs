@@ -4,14 +4,12 @@
 //! and written back into the tutorial shop's tables.
 
 use crate::common::{
-    empty_db, order_view, refundd_bin, run_off_runtime, test_pool, DEFAULT_SCHEMA,
+    ask_for_refunds, bank_tx, empty_db, order_view, refundd_bin, request, succeeds, test_pool,
+    DEFAULT_SCHEMA,
 };
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
-use refundd::sim::{
-    SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
-};
-use refundd::store::shop_examples::{Refund, SeedOrder};
+use refundd::sim::{SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::process::Command;
 
 /// The statements of the guide's section on the role's rights, for the
@@ -51,13 +49,6 @@ fn as_the_role(url: &str, command: &str) -> Command {
     cmd
 }
 
-/// Runs a command, which must succeed: what it printed to stdout.
-async fn output(cmd: Command) -> String {
-    let (code, text, stdout) = run_off_runtime(cmd).await;
-    assert_eq!(code, Some(0), "{text}");
-    stdout
-}
-
 #[tokio::test]
 async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_own_role() {
     let (pool, url) = empty_db().await;
@@ -73,25 +64,12 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
 
     let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
     sim.admin()
-        .load(&[SimTx::new(
-            "GRANT1",
-            "XGRANT1",
-            "A1B2C3",
-            1500,
-            TxState::Authorised,
-        )])
+        .load(&[bank_tx("GRANT1", 1500, TxState::Authorised)])
         .await
         .unwrap();
-    let order = SeedOrder {
-        order_no: "GRANT1".into(),
-        xid: "XGRANT1".into(),
-        auth_code: "A1B2C3".into(),
-        amount: 1500,
-        refund: Refund::Whole,
-    };
-    TUTORIAL.seed_orders(&pool, &[order]).await.unwrap();
+    ask_for_refunds(&pool, Some(&TUTORIAL), &[request("GRANT1", 1500, None)]).await;
 
-    output(as_the_role(&role_url, "migrate")).await;
+    succeeds(as_the_role(&role_url, "migrate")).await;
     let with_the_bank = |command: &str| {
         let mut cmd = as_the_role(&role_url, command);
         cmd.env("REFUNDD__CTBC__BASE_URL", sim.base_url())
@@ -102,14 +80,14 @@ async fn the_guides_grants_are_enough_to_migrate_check_and_refund_as_refundds_ow
     };
     let mut check = with_the_bank("check");
     check.arg("--bank");
-    let checked = output(check).await;
+    let checked = succeeds(check).await;
     assert!(
         checked.contains("1 rows requested, 1 valid, 0 invalid"),
         "{checked}"
     );
     assert!(checked.contains("the keys work"), "{checked}");
     let once = with_the_bank("once");
-    let stdout = output(once).await;
+    let stdout = succeeds(once).await;
     assert!(stdout.contains("refunded 1"), "{stdout}");
 
     let records = test_pool(&url, DEFAULT_SCHEMA).await;

@@ -4,12 +4,11 @@
 //! its outcome committed leaves an unknown outcome that the next pass resolves
 //! by asking the bank, never by sending again.
 
-use crate::common::{eventually, refundd_bin, Rig};
+use crate::common::{eventually, output_off_runtime, Rig, Running};
 use refundd::ctbc::{Operation, TxState};
-use refundd::domain::record::GatewayEvent;
-use refundd::domain::record::Lease;
+use refundd::domain::record::{GatewayEvent, Lease};
 use refundd::domain::words::{EventKind, RefundMethod};
-use refundd::sim::{FaultPlan, FaultRule, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::intents::Intent;
 use refundd::store::writeback::WriteBack;
 use refundd::store::StoreError;
@@ -192,29 +191,11 @@ async fn a_write_back_the_shop_refuses_is_that_orders_alone() {
 }
 
 fn once(rig: &Rig) -> std::process::Command {
-    let mut cmd = refundd_bin();
-    cmd.arg("once")
-        .env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        .env("REFUNDD__CTBC__TIMEOUT_SECS", "60")
-        .env("REFUNDD__HTTP__LISTEN", "off")
+    let mut cmd = rig.refundd("once");
+    cmd.env("REFUNDD__CTBC__TIMEOUT_SECS", "60")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     cmd
-}
-
-/// Kills the process if the test fails, so none outlives it.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The record's status and the operation whose outcome it does not know.
@@ -243,7 +224,8 @@ async fn killed_after_the_banks_answer_before_its_batched_outcome_commits() {
         }],
     };
     rig.admin.set_faults(&held).await.unwrap();
-    let mut first = Killed(once(&rig).spawn().unwrap());
+    // Killed if the test fails, so it does not outlive it.
+    let mut first = Running(once(&rig).spawn().unwrap());
 
     let intents_committed = || async {
         let mut all = true;
@@ -301,11 +283,7 @@ async fn killed_after_the_banks_answer_before_its_batched_outcome_commits() {
         .await
         .unwrap();
     rig.admin.set_faults(&FaultPlan::default()).await.unwrap();
-    let mut second = once(&rig);
-    let status = tokio::task::spawn_blocking(move || second.status())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = output_off_runtime(once(&rig)).await.status;
     assert!(status.success());
     for no in orders {
         rig.order(no).await.assert_refunded("reversal", 1000);

@@ -4,37 +4,20 @@
 //! what a person reads, and bad input that must never stop the queue.
 
 use super::SCHEMA;
-use crate::common::{engine_settings, eventually, pass_of, OrderView, Rig, WindowOpensAfter};
+use crate::common::{
+    bank_tx, ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
+};
 use refundd::ctbc::{Operation, TxState};
-use refundd::domain::blackout::Blackout;
+use refundd::sim::{FaultPlan, FaultRule};
 use refundd::domain::words::{CallOutcome, EventKind};
-use refundd::sim::{FaultPlan, FaultRule, SimTx};
-use std::sync::Arc;
 use std::time::Duration;
-
-async fn scalar<T>(rig: &Rig, sql: &str, order_no: &str) -> T
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-{
-    sqlx::query_scalar(sql)
-        .bind(order_no)
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
     let rig = Rig::new_in(SCHEMA).await;
     // The bank authorised 1,000; the row says 1,500 and asks 500 back.
     rig.admin
-        .load(&[SimTx::new(
-            "LOW",
-            "XLOW",
-            "A1B2C3",
-            1000,
-            TxState::Authorised,
-        )])
+        .load(&[bank_tx("LOW", 1000, TxState::Authorised)])
         .await
         .unwrap();
     rig.insert_order("LOW", 1500, Some(500)).await;
@@ -58,24 +41,15 @@ async fn a_lowered_authorisation_refundd_did_not_lower_goes_to_a_person() {
 #[tokio::test]
 async fn money_back_before_refundd_is_a_question_for_a_person() {
     let rig = Rig::new_in(SCHEMA).await;
-    for (no, state) in [
-        ("BACK0", TxState::AuthCancelled),
-        ("BACK20", TxState::RefundSettling),
-        ("BACK22", TxState::RefundSettled),
-    ] {
-        rig.seed(no, 1000, state, None).await;
-    }
+    // Cancelled (0), refunded (20) and settled as refunded (22) by someone else.
+    let back: Vec<&StateCase> = ending_as(Ends::BackBeforeRefundd).collect();
+    let states: Vec<&str> = back.iter().map(|c| c.state.code()).collect();
+    assert_eq!(states, ["0", "20", "22"]);
+    rig.seed_cases(back.iter().copied()).await;
     rig.pass().await;
-    for no in ["BACK0", "BACK20", "BACK22"] {
-        let OrderView {
-            status,
-            refunded_amount: amount,
-            refund_error: err,
-            ..
-        } = rig.order(no).await;
-        assert_eq!((status.as_str(), amount), ("refund_failed", None), "{no}");
-        assert!(err.unwrap().contains("needs a person"), "{no}");
-        assert!(rig.money_calls(no).await.is_empty(), "{no}");
+    // Failed, needing a person, nothing refunded and no money-moving call.
+    for case in back {
+        rig.assert_ended(case).await;
     }
 }
 
@@ -143,8 +117,7 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
             Duration::from_secs(30),
             "the capture reversal's intent",
             || async {
-                let intents: i64 = scalar(
-                    &rig,
+                let intents: i64 = rig.scalar(
                     "SELECT count(*) FROM refund_events WHERE order_no = $1 AND kind = 'intent'",
                     "RACE",
                 )
@@ -176,12 +149,12 @@ async fn a_capture_reversal_overtaken_by_the_batch_becomes_a_watched_refund() {
         "a refund is watched"
     );
     assert_eq!(step.as_deref(), Some("done"));
-    let took_effect: i64 = scalar(
-        &rig,
-        "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
-        "RACE",
-    )
-    .await;
+    let took_effect: i64 = rig
+        .scalar(
+            "SELECT count(*) FROM refund_events WHERE order_no = $1 AND outcome = 'took_effect'",
+            "RACE",
+        )
+        .await;
     assert_eq!(
         took_effect, 0,
         "no false note that the capture reversal took effect"
@@ -266,20 +239,13 @@ async fn an_unknown_capture_reversal_shown_done_is_committed_and_keeps_its_exemp
         .await
         .unwrap();
     // Inside a blackout window the completing reversal may run; its answer is lost.
-    let in_window = || {
-        let mut settings = engine_settings();
-        settings.blackout = Blackout::parse("11:00-13:00").unwrap();
-        // Outside the window at the start of the pass and for the claim, inside for the calls.
-        let clock = WindowOpensAfter {
-            calm: 2,
-            readings: Default::default(),
-        };
-        rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5))
-    };
+    // Outside the window at the start of the pass and for the claim, inside for the calls.
+    let in_window = || rig.engine_reaching_window(2, engine_settings());
     rig.lose_answers_of(Operation::Reversal).await;
     assert_eq!(pass_of(&in_window()).await.outcome_unknown, 1);
-    let step: Option<String> =
-        scalar(&rig, "SELECT step FROM refunds WHERE order_no = $1", "HALF").await;
+    let step: Option<String> = rig
+        .scalar("SELECT step FROM refunds WHERE order_no = $1", "HALF")
+        .await;
     assert_eq!(step.as_deref(), Some("capture_reversed"));
     // Later, still in the window, the reversal is sent again after a fresh inquiry.
     rig.admin.set_faults(&FaultPlan::none()).await.unwrap();
@@ -341,12 +307,9 @@ async fn a_nul_in_a_bank_page_never_stops_the_queue() {
     assert_eq!(s.outcome.as_str(), "completed");
     assert_eq!(rig.order("FINE").await.status, "refunded");
     assert_eq!(rig.order("NUL").await.status, "refund_requested");
-    let last_error: Option<String> = scalar(
-        &rig,
-        "SELECT last_error FROM refunds WHERE order_no = $1",
-        "NUL",
-    )
-    .await;
+    let last_error: Option<String> = rig
+        .scalar("SELECT last_error FROM refunds WHERE order_no = $1", "NUL")
+        .await;
     assert!(last_error.is_some_and(|e| !e.chars().any(char::is_control)));
     assert_eq!(s.watched, 1);
     assert_eq!(rig.order("WNUL").await.status, "refunded");
@@ -394,12 +357,12 @@ async fn a_write_the_database_refuses_is_that_orders_trouble() {
     assert_eq!(unknown_operation.as_deref(), Some("reversal"));
     assert!(last_error.unwrap().contains("locked by accounting"));
     assert_eq!(rig.accepted("HELD2", "reversal").await, 1);
-    let settlement: Option<String> = scalar(
-        &rig,
-        "SELECT settlement FROM refunds WHERE order_no = $1",
-        "WHELD",
-    )
-    .await;
+    let settlement: Option<String> = rig
+        .scalar(
+            "SELECT settlement FROM refunds WHERE order_no = $1",
+            "WHELD",
+        )
+        .await;
     assert_eq!(
         settlement.as_deref(),
         Some("pending"),
@@ -445,15 +408,13 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
     assert_eq!((s.outcome.as_str(), s.refunded()), ("completed", 2));
     // The money is back and refundd's record says so; the shop's row does not yet.
     assert_eq!(rig.order("WB").await.status, "refunded");
-    let shop_status: String =
-        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    let shop_status: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WB")
+        .await;
     assert_eq!(shop_status, "refund_requested");
-    let shop_ok: String = scalar(
-        &rig,
-        "SELECT status FROM orders WHERE order_no = $1",
-        "WBOK",
-    )
-    .await;
+    let shop_ok: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WBOK")
+        .await;
     assert_eq!(shop_ok, "refunded");
     let text = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
         .await
@@ -476,8 +437,9 @@ async fn a_write_back_the_shop_refuses_keeps_refundds_record_and_is_retried() {
         .await
         .unwrap();
     rig.pass().await;
-    let shop_status: String =
-        scalar(&rig, "SELECT status FROM orders WHERE order_no = $1", "WB").await;
+    let shop_status: String = rig
+        .scalar("SELECT status FROM orders WHERE order_no = $1", "WB")
+        .await;
     assert_eq!(shop_status, "refunded");
     assert!(rig.store.queue_view().await.unwrap().shop_writes.is_empty());
     assert_eq!(rig.accepted("WB", "reversal").await, 1);

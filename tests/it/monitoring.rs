@@ -2,13 +2,13 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-use crate::common::{eventually, refundd_bin, Rig, WithLog};
+use crate::common::{eventually, http_get, Rig, Running, WithLog};
 use refundd::domain::words::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const RULES: &str = "deploy/prometheus/refundd-rules.yml";
@@ -209,15 +209,6 @@ fn is_exposed(name: &str, page: &BTreeMap<String, String>) -> bool {
     })
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The address `refundd run` logged for its health and metrics endpoint.
 fn endpoint_of(log: &Path) -> Option<SocketAddr> {
     let text = std::fs::read(log).ok()?;
@@ -229,12 +220,6 @@ fn endpoint_of(log: &Path) -> Option<SocketAddr> {
         }
         v["addr"].as_str()?.parse().ok()
     })
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let answer = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
-    let code = answer.status().as_u16();
-    Some((code, answer.text().await.ok()?))
 }
 
 #[tokio::test]
@@ -261,14 +246,8 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up
 
     let rig = Rig::new().await;
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = refundd_bin();
-    cmd.arg("run")
-        .env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", refundd::sim::REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", refundd::sim::REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", refundd::sim::REFERENCE_IV)
-        .env("REFUNDD__HTTP__LISTEN", "127.0.0.1:0")
+    let mut cmd = rig.refundd("run");
+    cmd.env("REFUNDD__HTTP__LISTEN", "127.0.0.1:0")
         .stdout(std::fs::File::create(log.path()).unwrap())
         .stderr(Stdio::null());
     let _running = Running(cmd.spawn().unwrap());
@@ -279,7 +258,7 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up
         log: log.path(),
     };
     let page = eventually(Duration::from_secs(60), awaited, || async {
-        match get(endpoint_of(log.path())?, "/metrics").await {
+        match http_get(endpoint_of(log.path())?, "/metrics").await {
             Some((200, text)) => Some(text),
             _ => None,
         }

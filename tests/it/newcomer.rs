@@ -6,11 +6,9 @@
 //! then the corrected settings pass `check`, and `once` refunds every order
 //! at the bank and writes each back into the shop's rows.
 
-use crate::common::{empty_db, refundd_bin, run_off_runtime};
+use crate::common::{bank_tx, empty_db, refundd_bin, run_off_runtime};
 use refundd::ctbc::TxState;
-use refundd::sim::{
-    SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
-};
+use refundd::sim::{SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use std::process::Command;
 
 const SHOP: &str = "
@@ -83,13 +81,7 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
     let bank = sim.base_url();
     for (i, (number, lidm)) in orders().iter().enumerate() {
         sim.admin()
-            .load(&[SimTx::new(
-                lidm,
-                format!("X{lidm}"),
-                "A1B2C3",
-                1000,
-                TxState::Authorised,
-            )])
+            .load(&[bank_tx(lidm, 1000, TxState::Authorised)])
             .await
             .unwrap();
         sqlx::query(

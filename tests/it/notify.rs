@@ -7,7 +7,9 @@
 //! that redirects is a failed delivery, and the place it points to never gets
 //! the event.
 
-use crate::common::{eventually, Rig, WithLog};
+use crate::common::{
+    eventually, exited, output_off_runtime, refundd_bin, terminate, Captured, Rig, WithLog,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -252,20 +254,6 @@ async fn events_of_one_order_go_out_in_order() {
     assert_eq!(order, ["refund.succeeded", "refund.settled"]);
 }
 
-/// Log lines written while a test's subscriber is set.
-#[derive(Clone, Default)]
-struct Logged(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logged {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The shop's database refuses SETTLE's write-back, so the order has three
 /// events: succeeded and needs_attention in the first pass, settled after
 /// the bank's batch.
@@ -306,10 +294,9 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
     let hook = webhook(&url, WebhookFormat::Json);
     // The receiver is down until the first event's schedule is used up.
     r.down.store(true, Ordering::SeqCst);
-    let log = Logged::default();
-    let writer = log.clone();
+    let log = Captured::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(log.clone())
         .with_ansi(false)
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
@@ -321,7 +308,7 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
         hook.deliver_due(&rig.store).await.unwrap();
     }
     drop(guard);
-    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let logged = log.text();
     assert!(
         logged.contains("SETTLE") && logged.contains("later events wait behind it"),
         "{logged}"
@@ -370,13 +357,7 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
 async fn two_daemons_sharing_the_outbox_never_send_an_event_twice() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..60).map(|i| (format!("P{i}"), 1000)).collect();
-    let txs: Vec<refundd::sim::SimTx> = orders
-        .iter()
-        .map(|(no, a)| {
-            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
-        })
-        .collect();
-    rig.admin.load(&txs).await.unwrap();
+    rig.bank_knows(&orders, |_| TxState::Authorised).await;
     rig.insert_orders(&orders).await;
     rig.pass().await;
     let (r, url) = receiver().await;
@@ -435,13 +416,7 @@ async fn hold(State(h): State<Arc<Holder>>) -> StatusCode {
 async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     let rig = Rig::new().await;
     let orders: Vec<(String, i64)> = (0..20).map(|i| (format!("H{i}"), 1000)).collect();
-    let txs: Vec<refundd::sim::SimTx> = orders
-        .iter()
-        .map(|(no, a)| {
-            refundd::sim::SimTx::new(no, format!("X{no}"), "A1B2C3", *a, TxState::Authorised)
-        })
-        .collect();
-    rig.admin.load(&txs).await.unwrap();
+    rig.bank_knows(&orders, |_| TxState::Authorised).await;
     // Half the orders now; the other half once the receiver is stuck.
     rig.insert_orders(&orders[..10]).await;
     let holder = Arc::new(Holder::default());
@@ -453,16 +428,8 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = crate::common::refundd_bin();
-    cmd.arg("run")
-        .env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", refundd::sim::REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", refundd::sim::REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", refundd::sim::REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        .env("REFUNDD__HTTP__LISTEN", "off")
-        .env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
+    let mut cmd = rig.refundd("run");
+    cmd.env("REFUNDD__SCHEDULE__CRON", "* * * * * *")
         .env(
             "REFUNDD__NOTIFY__WEBHOOK_URL",
             format!("http://{addr}/hook"),
@@ -470,7 +437,7 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log.path()).unwrap());
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     let twenty_refunded = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM refundd.refunds WHERE status = 'refunded'",
@@ -504,15 +471,8 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
     );
     holder.released.store(true, Ordering::SeqCst);
     holder.release.notify_waiters();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(&child);
+    let status = exited(child).await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -520,15 +480,12 @@ async fn a_receiver_that_does_not_answer_never_holds_up_the_passes() {
 async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back() {
     let rig = Rig::new().await;
     let (r, url) = receiver().await;
-    let mut cmd = crate::common::refundd_bin();
+    let mut cmd = refundd_bin();
     cmd.args(["notify", "test"])
         .env("REFUNDD__NOTIFY__WEBHOOK_URL", url.as_str())
         .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", SECRET);
     // The receiver runs on this test's runtime: wait for the command elsewhere.
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = output_off_runtime(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -544,10 +501,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
     );
     assert_eq!(taken[0].1["type"], "refund.test");
     // Without a webhook it says what to set.
-    let out = crate::common::refundd_bin()
-        .args(["notify", "test"])
-        .output()
-        .unwrap();
+    let out = refundd_bin().args(["notify", "test"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.webhook_url"));
     // Dead events back in line.
@@ -557,7 +511,7 @@ async fn notify_test_sends_one_signed_event_and_redeliver_puts_dead_events_back(
         .execute(&rig.pool)
         .await
         .unwrap();
-    let out = crate::common::refundd_bin()
+    let out = refundd_bin()
         .args(["notify", "redeliver", "--dead"])
         .env("REFUNDD__DATABASE__URL", &rig.url)
         .output()

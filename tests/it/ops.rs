@@ -3,7 +3,9 @@
 //! health and metrics endpoint, `status`, `request` and `retry` through the
 //! binary, progress lines, and the demo end to end.
 
-use crate::common::{eventually, fresh_db, order_view, refundd_bin, Rig};
+use crate::common::{
+    bank_tx, eventually, fresh_db, http_get, order_view, refundd_bin, Captured, Rig,
+};
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::TxState;
@@ -13,53 +15,17 @@ use refundd::engine::pass::Engine;
 use refundd::engine::summary::PassCounters;
 use refundd::ops::health::Health;
 use refundd::ops::http::serve;
-use refundd::sim::{SimConfig, SimServer, SimTx, REFERENCE_MER_ID};
+use refundd::sim::{SimConfig, SimServer, REFERENCE_MER_ID};
 use serde_json::Value;
-use std::io::Write;
-use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::prelude::*;
 
 // ---------------------------------------------------------------- logs
-
-/// A log writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-    fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-}
 
 fn order_no_of(line: &Value) -> Option<&str> {
     line.get("order_no")
@@ -93,10 +59,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
         ("LOGS_SETTLED", TxState::Settled),
     ];
     for (no, state) in orders.clone() {
-        admin
-            .load(&[SimTx::new(no, format!("X{no}"), "A1B2C3", 1200, state)])
-            .await
-            .unwrap();
+        admin.load(&[bank_tx(no, 1200, state)]).await.unwrap();
         refundd::store::Store::builtin(pool.clone())
             .insert_paid_order(no, Some(&format!("X{no}")), "A1B2C3", 1200)
             .await
@@ -141,7 +104,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     // Every line the engine writes while working an order names it.
     let engine_lines: Vec<&Value> = lines
         .iter()
-        .filter(|l| l["target"] == "refundd::engine::pass")
+        .filter(|l| l["target"] == "refundd_core::engine::pass")
         .filter(|l| l.get("span").and_then(|s| s.get("name")) == Some(&Value::from("order")))
         .collect();
     assert!(!engine_lines.is_empty(), "{text}");
@@ -281,12 +244,6 @@ async fn progress_lines_report_done_total_and_rate() {
 
 // ---------------------------------------------------------------- HTTP
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_away() {
     let (pool, url) = fresh_db().await;
@@ -304,7 +261,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     .unwrap();
     assert_ne!(addr.port(), 0);
 
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["database"], "ok");
@@ -314,7 +271,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
     );
 
     health.scheduler_beat();
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "ok");
@@ -326,7 +283,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         ..Default::default()
     };
     health.pass_finished(chrono::Utc::now(), &summary);
-    let (_, body) = get(addr, "/healthz").await;
+    let (_, body) = http_get(addr, "/healthz").await.unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["last_pass"]["outcome"], "completed", "{v}");
 
@@ -343,7 +300,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         .execute(&admin)
         .await
         .unwrap();
-    let (code, body) = get(addr, "/healthz").await;
+    let (code, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "unhealthy");
@@ -357,7 +314,7 @@ async fn healthz_turns_503_when_the_scheduler_is_silent_or_the_database_goes_awa
         "{v}"
     );
     // /metrics still answers without its database.
-    let (code, _) = get(addr, "/metrics").await;
+    let (code, _) = http_get(addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
 
     // The server is a task of the tracker and ends when told to.
@@ -440,7 +397,9 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     )
     .await
     .unwrap();
-    let passes_before = completed_passes(&parse_prometheus(&get(addr, "/metrics").await.1));
+    let passes_before = completed_passes(&parse_prometheus(
+        &http_get(addr, "/metrics").await.unwrap().1,
+    ));
 
     rig.seed("MET_AUTH", 800, TxState::Authorised, None).await;
     rig.seed("MET_CAPT", 900, TxState::CapturedNotSettled, None)
@@ -455,7 +414,7 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     // A request that is due now shows in the backlog.
     rig.insert_order("MET_DUE", 700, None).await;
 
-    let (code, text) = get(addr, "/metrics").await;
+    let (code, text) = http_get(addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     let samples = parse_prometheus(&text);
     assert!(
@@ -499,7 +458,7 @@ fn completed_passes(samples: &[(String, f64)]) -> f64 {
 
 // ---------------------------------------------------------------- commands
 
-fn run(url: &str, args: &[&str]) -> Output {
+fn refundd_at(url: &str, args: &[&str]) -> Output {
     refundd_bin()
         .args(args)
         .env("REFUNDD__DATABASE__URL", url)
@@ -535,7 +494,7 @@ async fn status_json_matches_the_database() {
     sqlx::query("UPDATE refundd.refunds SET status = 'refunding', unknown_operation = 'refund', unknown_since = now(), next_attempt_at = now() + interval '5 minutes' WHERE order_no = 'ST_UNKNOWN'")
         .execute(&rig.pool).await.unwrap();
 
-    let out = run(&rig.url, &["status", "--json"]);
+    let out = refundd_at(&rig.url, &["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -600,7 +559,7 @@ async fn status_json_matches_the_database() {
     assert_eq!(v["last_pass"]["summary"]["refunded_refund"], 1);
 
     // The table for people says the same things.
-    let out = run(&rig.url, &["status"]);
+    let out = refundd_at(&rig.url, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -625,7 +584,7 @@ async fn status_without_a_webhook_says_the_events_are_kept_not_undelivered() {
     let kept = rig.store.delivery_state().await.unwrap().undelivered;
     assert!(kept > 0);
 
-    let out = run(&rig.url, &["status"]);
+    let out = refundd_at(&rig.url, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     let events = if kept == 1 { "event" } else { "events" };
@@ -683,7 +642,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
     seed_statuses(&pool).await;
 
     let rejected = |args: &[&str], needles: &[&str]| {
-        let out = run(&url, args);
+        let out = refundd_at(&url, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         for n in needles {
@@ -713,7 +672,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
             .unwrap();
     assert_eq!(status, "paid");
 
-    let out = run(&url, &["request", "CLI_PAID", "--amount", "400"]);
+    let out = refundd_at(&url, &["request", "CLI_PAID", "--amount", "400"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("NT$400 of the NT$1,000"),
@@ -737,7 +696,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
         &["is refund_requested", "already in the refund queue"],
     );
 
-    let out = run(&url, &["request", "CLI_PAID2"]);
+    let out = refundd_at(&url, &["request", "CLI_PAID2"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let amount: Option<i64> =
         sqlx::query_scalar("SELECT refund_amount FROM orders WHERE order_no = 'CLI_PAID2'")
@@ -772,7 +731,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
             vec!["is refunded", "refunded once"],
         ),
     ] {
-        let out = run(&url, &args);
+        let out = refundd_at(&url, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         for n in needles {
             assert!(
@@ -783,7 +742,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
         }
     }
 
-    let out = run(&url, &["retry", "CLI_FAILED"]);
+    let out = refundd_at(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // A request again: a fresh start, stamped with when it was asked for
     // (`requested_at` is read as a time, never empty).
@@ -817,7 +776,7 @@ async fn retry_checks_its_input_and_requeues_a_failed_order() {
     );
     assert_eq!(story[1].1.as_deref(), Some("refund_requested"));
 
-    let out = run(&url, &["retry", "CLI_FAILED"]);
+    let out = refundd_at(&url, &["retry", "CLI_FAILED"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already in the refund queue"));
 }

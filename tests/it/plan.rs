@@ -3,44 +3,28 @@
 //! records nor the shop's tables change, and what the plan says of each order
 //! is what the next pass then does to it, skips included.
 
-use crate::common::{refundd_bin, OrderView, Rig};
+use crate::common::{
+    as_setting, in_both_modes, output_off_runtime, refundd_bin, succeeds, window_around_now, Ends,
+    OrderView, Rig, EVERY_BANK_STATE,
+};
 use refundd::ctbc::TxState;
-use refundd::ops::shop_examples::TUTORIAL;
-use refundd::sim::{SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
 use serde_json::Value;
 use std::process::Command;
 
-/// The settings `refundd plan` needs to reach the rig's database and bank,
-/// the shop's statements included when the rig serves a shop's own tables.
+/// `refundd plan` on the rig's database, bank and shop tables.
 fn plan_cmd(rig: &Rig, json: bool) -> Command {
-    let mut cmd = refundd_bin();
-    cmd.arg("plan");
+    let mut cmd = rig.refundd("plan");
     if json {
         cmd.arg("--json");
     }
-    cmd.env("REFUNDD__DATABASE__URL", &rig.url)
-        .env("REFUNDD__CTBC__BASE_URL", rig.sim.base_url())
-        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
-        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
-        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", "0")
-        // The same limit as the pass the tests compare with (crate::common::engine_settings).
-        .env("REFUNDD__WORKER__MAX_ATTEMPTS", "5")
-        .env("REFUNDD__HTTP__LISTEN", "off");
-    if let Some(shop) = rig.shop {
-        cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
-            .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
-            .env("REFUNDD__SHOP__ON_FAILED", shop.on_failed);
-    }
+    // The same limit as the pass the tests compare with (crate::common::engine_settings).
+    cmd.env("REFUNDD__WORKER__MAX_ATTEMPTS", "5");
     cmd
 }
 
 /// (exit code, stdout, stderr)
-async fn output(mut cmd: Command) -> (Option<i32>, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+async fn printed(cmd: Command) -> (Option<i32>, String, String) {
+    let out = output_off_runtime(cmd).await;
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -50,8 +34,7 @@ async fn output(mut cmd: Command) -> (Option<i32>, String, String) {
 
 /// The plan as a script reads it; the command must succeed.
 async fn json_plan(cmd: Command) -> Value {
-    let (code, stdout, stderr) = output(cmd).await;
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let stdout = succeeds(cmd).await;
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -100,49 +83,14 @@ async fn bank_saw_inquiries_only(rig: &Rig) -> usize {
     calls.len()
 }
 
-fn order<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
+/// What the plan says of `order_no`.
+fn order_in<'a>(plan: &'a Value, order_no: &str) -> &'a Value {
     plan["orders"]
         .as_array()
         .unwrap()
         .iter()
         .find(|o| o["order_no"] == order_no)
         .unwrap_or_else(|| panic!("{order_no} is not in the plan: {plan:#}"))
-}
-
-/// A request the shop made that refundd has not read yet.
-async fn new_request(rig: &Rig, order_no: &str, amount: i64, part: Option<i64>) {
-    rig.admin
-        .load(&[SimTx::new(
-            order_no,
-            format!("X{order_no}"),
-            "A1B2C3",
-            amount,
-            TxState::Authorised,
-        )])
-        .await
-        .unwrap();
-    if let Some(shop) = rig.shop {
-        use refundd::store::shop_examples::{Refund, SeedOrder};
-        let seed = SeedOrder {
-            order_no: order_no.into(),
-            xid: format!("X{order_no}"),
-            auth_code: "A1B2C3".into(),
-            amount,
-            refund: part.map_or(Refund::Whole, Refund::Part),
-        };
-        shop.seed_orders(&rig.pool, &[seed]).await.unwrap();
-    } else {
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status, refund_amount)
-             VALUES ($1, 'X' || $1, 'A1B2C3', $2, 'refund_requested', $3)",
-        )
-        .bind(order_no)
-        .bind(amount)
-        .bind(part)
-        .execute(&rig.pool)
-        .await
-        .unwrap();
-    }
 }
 
 /// The pass did to the order what the plan said it would: the same outcome
@@ -205,26 +153,6 @@ async fn pass_did_what_was_planned(rig: &Rig, planned: &Value) {
     assert_eq!(sent, planned_calls, "{no}: the pass's calls");
 }
 
-/// Each test below runs on the built-in orders table and on the tutorial
-/// shop's own tables described through `shop.*`.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn built_in_orders_table() {
-                super::$name(Rig::new().await).await
-            }
-
-            #[tokio::test]
-            async fn tutorial_shop() {
-                super::$name(Rig::in_shop(&TUTORIAL).await).await
-            }
-        }
-    )*};
-}
-
 in_both_modes!(
     the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries,
     orders_in_backoff_or_within_the_recheck_delay_are_skipped,
@@ -232,27 +160,11 @@ in_both_modes!(
 );
 
 async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(rig: Rig) {
-    let cases: &[(&str, TxState, Option<i64>)] = &[
-        ("S1", TxState::Authorised, None),
-        ("S1P", TxState::Authorised, Some(300)),
-        ("S10", TxState::CapturedNotSettled, None),
-        ("S10P", TxState::CapturedNotSettled, Some(400)),
-        ("S11", TxState::CaptureBatchRunning, None),
-        ("S12", TxState::Settled, None),
-        ("S12P", TxState::Settled, Some(250)),
-        ("S0", TxState::AuthCancelled, None),
-        ("S20", TxState::RefundSettling, None),
-        ("S21", TxState::RefundBatchRunning, None),
-        ("S22", TxState::RefundSettled, None),
-        ("SF1", TxState::AuthFailed, None),
-        ("S13", TxState::CaptureFailed, None),
-        ("S23", TxState::RefundFailed, None),
-    ];
-    for (no, state, part) in cases {
-        rig.seed(no, 1000, state.clone(), *part).await;
-    }
+    rig.seed_cases(EVERY_BANK_STATE).await;
     rig.insert_order("NOTATBANK", 1000, None).await;
-    new_request(&rig, "NEW1", 800, Some(500)).await;
+    // A request the shop made that refundd has not read yet.
+    rig.seed_unread("NEW1", 800, TxState::Authorised, Some(500))
+        .await;
     if rig.shop.is_none() {
         sqlx::query(
             "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
@@ -264,7 +176,7 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
     }
     let before = snapshot(&rig).await;
 
-    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    let (code, text, stderr) = printed(plan_cmd(&rig, false)).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let plan = json_plan(plan_cmd(&rig, true)).await;
@@ -279,15 +191,18 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
         "the plan changed the database"
     );
 
+    for case in EVERY_BANK_STATE {
+        let line = format!("{}: {}", case.order_no, case.plan);
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        let kind = match case.ends {
+            Ends::Refunded(..) => "send",
+            Ends::Waits => "wait",
+            Ends::NeedsPerson | Ends::BackBeforeRefundd => "needs_person",
+        };
+        let planned = order_in(&plan, case.order_no);
+        assert_eq!(planned["action"]["kind"], kind, "{planned}");
+    }
     for line in [
-        "S1: state 1 → reversal 1000",
-        "S1P: state 1 → reversal 300 (the authorisation lowered from 1000 to 700)",
-        "S10: state 10 → capture reversal 1000, then reversal",
-        "S10P: state 10 → waits for a later pass: a partial refund waits until the capture settles",
-        "S11: state 11 → waits for a later pass: the bank's batch is running",
-        "S12: state 12 → refund 1000",
-        "S12P: state 12 → refund 250",
-        "S0: state 0 → needs a person: the bank shows the authorisation cancelled",
         "NOTATBANK: inquiry unknown_order → needs a person: the bank does not know this order",
         "NEW1: new request, state 1 → reversal 500 (the authorisation lowered from 800 to 300)",
     ] {
@@ -297,10 +212,10 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
         text.contains("sends for 6 (7 calls giving back 4050"),
         "{text}"
     );
-    assert_eq!(order(&plan, "NEW1")["new_request"], true);
-    assert_eq!(order(&plan, "S12")["new_request"], false);
+    assert_eq!(order_in(&plan, "NEW1")["new_request"], true);
+    assert_eq!(order_in(&plan, "S12")["new_request"], false);
     if rig.shop.is_none() {
-        let bad = order(&plan, "BAD-NO");
+        let bad = order_in(&plan, "BAD-NO");
         assert_eq!(bad["inquired"], false, "an invalid row is not asked about");
         assert!(
             text.contains("BAD-NO: new request, needs a person: invalid row"),
@@ -313,6 +228,9 @@ async fn the_plan_is_what_the_next_pass_does_and_the_bank_hears_only_inquiries(r
     rig.pass().await;
     for planned in plan["orders"].as_array().unwrap() {
         pass_did_what_was_planned(&rig, planned).await;
+    }
+    for case in EVERY_BANK_STATE {
+        rig.assert_ended(case).await;
     }
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
 }
@@ -343,7 +261,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     rig.seed("DUE", 1000, TxState::Authorised, None).await;
     let before = snapshot(&rig).await;
 
-    let (code, text, stderr) = output(plan_cmd(&rig, false)).await;
+    let (code, text, stderr) = printed(plan_cmd(&rig, false)).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let plan = json_plan(plan_cmd(&rig, true)).await;
@@ -354,7 +272,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
         "the plan changed the database"
     );
 
-    let backoff = order(&plan, "BACKOFF");
+    let backoff = order_in(&plan, "BACKOFF");
     assert_eq!(backoff["skipped"]["reason"], "not_due", "{backoff}");
     assert_eq!(
         backoff["skipped"]["last_error"],
@@ -362,12 +280,12 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     );
     assert_eq!(backoff["inquired"], false, "{backoff}");
     assert!(rig.admin.calls_of("BACKOFF").await.unwrap().is_empty());
-    let recheck = order(&plan, "RECHECK");
+    let recheck = order_in(&plan, "RECHECK");
     assert_eq!(recheck["skipped"]["reason"], "recheck_delay", "{recheck}");
     assert_eq!(recheck["skipped"]["operation"], "refund");
     assert!(recheck["skipped"]["left_secs"].as_u64().unwrap() <= 300);
     assert_eq!(recheck["action"]["kind"], "send", "then a refund");
-    assert_eq!(order(&plan, "DUE")["action"]["kind"], "send");
+    assert_eq!(order_in(&plan, "DUE")["action"]["kind"], "send");
     assert_eq!(plan["totals"]["skipped"], 2);
     assert!(text.contains("BACKOFF: skipped: not due until"), "{text}");
     assert!(
@@ -382,7 +300,7 @@ async fn orders_in_backoff_or_within_the_recheck_delay_are_skipped(rig: Rig) {
     let OrderView { status, .. } = rig.order("RECHECK").await;
     assert_eq!(status, "refunding", "still waiting for its recheck");
     assert_eq!(rig.accepted("RECHECK", "refund").await, 0);
-    pass_did_what_was_planned(&rig, order(&plan, "DUE")).await;
+    pass_did_what_was_planned(&rig, order_in(&plan, "DUE")).await;
 }
 
 async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
@@ -393,15 +311,10 @@ async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
     rig.seed("BL0", 1000, TxState::AuthCancelled, None).await;
     let before = snapshot(&rig).await;
     // A window around now; the default cron (every second hour) still fires outside it.
-    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Taipei);
-    let window = format!(
-        "{}-{}",
-        (now - chrono::Duration::minutes(5)).format("%H:%M"),
-        (now + chrono::Duration::minutes(30)).format("%H:%M")
-    );
+    let window = as_setting(&window_around_now(5, 30));
     let mut text_cmd = plan_cmd(&rig, false);
     text_cmd.env("REFUNDD__SCHEDULE__BLACKOUT", &window);
-    let (code, text, stderr) = output(text_cmd).await;
+    let (code, text, stderr) = printed(text_cmd).await;
     assert_eq!(code, Some(0), "{text}\n{stderr}");
     println!("{text}");
     let mut json_cmd = plan_cmd(&rig, true);
@@ -421,7 +334,7 @@ async fn inside_a_blackout_window_every_order_is_skipped(rig: Rig) {
         ("BL12", "send"),
         ("BL0", "needs_person"),
     ] {
-        let o = order(&plan, no);
+        let o = order_in(&plan, no);
         assert_eq!(o["skipped"]["reason"], "blackout", "{o}");
         assert_eq!(o["skipped"]["window"], window.as_str(), "{o}");
         assert_eq!(o["action"]["kind"], then, "{o}");
@@ -460,9 +373,9 @@ async fn a_withdrawn_request_and_a_refund_asked_again_are_listed_not_worked() {
         before,
         "the plan changed the database"
     );
-    assert_eq!(order(&plan, "GONE2")["skipped"]["reason"], "withdrawn");
+    assert_eq!(order_in(&plan, "GONE2")["skipped"]["reason"], "withdrawn");
     assert_eq!(
-        order(&plan, "AGAIN")["skipped"]["reason"],
+        order_in(&plan, "AGAIN")["skipped"]["reason"],
         "refunded_already"
     );
     assert_eq!(
@@ -506,7 +419,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
         "REFUNDD__DATABASE__URL",
         format!("postgres://postgres@127.0.0.1:{}/none", free_port()),
     );
-    let (code, _, stderr) = output(cmd).await;
+    let (code, _, stderr) = printed(cmd).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("database"), "{stderr}");
 
@@ -516,7 +429,7 @@ async fn exit_codes_say_whether_a_plan_was_made() {
         "REFUNDD__CTBC__BASE_URL",
         format!("http://127.0.0.1:{}/MicroPos", free_port()),
     );
-    let (code, stdout, stderr) = output(cmd).await;
+    let (code, stdout, stderr) = printed(cmd).await;
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("ctbc.base_url"), "{stderr}");
     assert!(stdout.is_empty(), "no plan is printed: {stdout}");
@@ -525,13 +438,13 @@ async fn exit_codes_say_whether_a_plan_was_made() {
     let (_, empty_url) = crate::common::empty_db().await;
     let mut cmd = plan_cmd(&rig, true);
     cmd.env("REFUNDD__DATABASE__URL", &empty_url);
-    let (code, _, stderr) = output(cmd).await;
+    let (code, _, stderr) = printed(cmd).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("refundd migrate"), "{stderr}");
 
     // Nothing to do is a plan too: 0.
     let idle = Rig::new().await;
-    let (code, stdout, stderr) = output(plan_cmd(&idle, false)).await;
+    let (code, stdout, stderr) = printed(plan_cmd(&idle, false)).await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("works now (0)"), "{stdout}");
 }

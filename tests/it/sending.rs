@@ -4,11 +4,10 @@
 //! that began while the call waited for its turn. Each test breaks one of
 //! these with real engines, a real database and the simulator.
 
-use crate::common::{engine_settings, eventually, pass_of, Rig, WindowOpensAfter};
-use refundd::ctbc::{Operation, TxState};
-use refundd::domain::blackout::Blackout;
 use refundd::domain::record::GatewayEvent;
 use refundd::domain::words::EventKind;
+use crate::common::{engine_settings, eventually, pass_of, Rig};
+use refundd::ctbc::{Operation, TxState};
 use refundd::engine::clock::SystemClock;
 use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::intents::Intent;
@@ -138,15 +137,9 @@ async fn a_capture_reversal_that_waited_into_a_blackout_window_is_not_sent() {
     let rig = Rig::new().await;
     rig.seed("LATE10", 1000, TxState::CapturedNotSettled, None)
         .await;
-    let mut settings = engine_settings();
-    settings.blackout = Blackout::parse("11:00-13:00").unwrap();
     // Outside the window at the pass's start, its claim, the order's start
     // and the step's start; inside when the call is about to leave.
-    let clock = WindowOpensAfter {
-        calm: 4,
-        readings: Default::default(),
-    };
-    let engine = rig.engine_with(settings, Arc::new(clock), Duration::from_secs(5));
+    let engine = rig.engine_reaching_window(4, engine_settings());
     pass_of(&engine).await;
     let calls = rig.money_calls("LATE10").await;
     assert!(calls.is_empty(), "sent inside the window: {calls:?}");

@@ -6,7 +6,7 @@
 //! refundd's.
 
 use super::SCHEMA;
-use crate::common::{eventually, Rig};
+use crate::common::{bank_tx, eventually, Rig};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::SimTx;
@@ -25,14 +25,6 @@ async fn plan_now(rig: &Rig) -> refundd::engine::plan::PassPlan {
     )
     .await
     .unwrap()
-}
-
-async fn text(rig: &Rig, sql: &str, order_no: &str) -> String {
-    sqlx::query_scalar(sql)
-        .bind(order_no)
-        .fetch_one(&rig.pool)
-        .await
-        .unwrap()
 }
 
 /// The outbox kinds written for `order_no`, oldest first.
@@ -78,7 +70,10 @@ async fn a_write_back_refused_at_commit_keeps_refundds_record_and_is_retried() {
     for no in ["DEF1", "DEF2"] {
         // The money is back and refundd's record says so; the shop is told later.
         rig.order(no).await.assert_refunded("reversal", 1000);
-        assert_eq!(text(&rig, shop_status, no).await, "refund_requested");
+        assert_eq!(
+            rig.scalar::<String>(shop_status, no).await,
+            "refund_requested"
+        );
         let kinds = outbox_kinds(&rig, no).await;
         assert!(
             kinds.contains(&"refund.succeeded".to_string())
@@ -86,7 +81,7 @@ async fn a_write_back_refused_at_commit_keeps_refundds_record_and_is_retried() {
             "{no}: {kinds:?}"
         );
     }
-    assert_eq!(text(&rig, shop_status, "FINE").await, "refunded");
+    assert_eq!(rig.scalar::<String>(shop_status, "FINE").await, "refunded");
     let view = rig.store.queue_view().await.unwrap();
     let mut pending: Vec<&str> = view
         .shop_writes
@@ -110,7 +105,11 @@ async fn a_write_back_refused_at_commit_keeps_refundds_record_and_is_retried() {
         .unwrap();
     rig.pass().await;
     for no in ["DEF1", "DEF2", "FINE"] {
-        assert_eq!(text(&rig, shop_status, no).await, "refunded", "{no}");
+        assert_eq!(
+            rig.scalar::<String>(shop_status, no).await,
+            "refunded",
+            "{no}"
+        );
         assert_eq!(rig.accepted(no, "reversal").await, 1, "{no}");
     }
     assert!(rig.store.queue_view().await.unwrap().shop_writes.is_empty());
@@ -121,13 +120,7 @@ async fn two_rows_for_one_order_are_that_orders_problem_and_nothing_is_sent_for_
     let rig = Rig::in_shop_in(&TUTORIAL, SCHEMA).await;
     rig.seed("FINE", 1000, TxState::Authorised, None).await;
     rig.admin
-        .load(&[SimTx::new(
-            "DUP",
-            "XDUP",
-            "A1B2C3",
-            1000,
-            TxState::Authorised,
-        )])
+        .load(&[bank_tx("DUP", 1000, TxState::Authorised)])
         .await
         .unwrap();
     // The shop keeps an earlier failed payment attempt of DUP beside the one
@@ -290,7 +283,7 @@ async fn a_write_back_that_changes_no_row_is_refused_and_shown() {
     );
     rig.order("NOROW").await.assert_refunded("reversal", 1000);
     let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
-    assert_eq!(text(&rig, shop_status, "NOROW").await, "申請退款");
+    assert_eq!(rig.scalar::<String>(shop_status, "NOROW").await, "申請退款");
     let view = rig.store.queue_view().await.unwrap();
     assert_eq!(view.shop_writes.len(), 1, "{view:?}");
     let reason = view.shop_writes[0]
@@ -358,7 +351,7 @@ async fn the_bank_knows_the_order_by_lidm_and_the_shop_by_order_no() {
     rig.order(shop_no).await.assert_refunded("reversal", 1000);
     assert_eq!(rig.money_calls("WC2026000123").await, ["reversal"]);
     let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
-    assert_eq!(text(&rig, shop_status, shop_no).await, "已退款");
+    assert_eq!(rig.scalar::<String>(shop_status, shop_no).await, "已退款");
 }
 
 /// The shop's query gives every row a currency the bank does not take
@@ -400,7 +393,11 @@ async fn a_mapping_that_fails_most_rows_alike_moves_nothing_and_marks_nothing_fa
     for no in &orders {
         assert!(rig.admin.calls_of(no).await.unwrap().is_empty(), "{no}");
         assert_eq!(rig.order(no).await.status, "refund_requested", "{no}");
-        assert_eq!(text(&rig, shop_status, no).await, "申請退款", "{no}");
+        assert_eq!(
+            rig.scalar::<String>(shop_status, no).await,
+            "申請退款",
+            "{no}"
+        );
         assert!(outbox_kinds(&rig, no).await.is_empty(), "{no}");
     }
 }
@@ -441,5 +438,5 @@ async fn check_rehearses_the_write_backs_on_a_real_request_and_keeps_nothing() {
     assert_eq!(statements[1], ("shop.on_failed", None), "{statements:?}");
     // Rolled back: the shop's row still asks for its refund.
     let shop_status = "SELECT status FROM shop.orders WHERE oid = $1";
-    assert_eq!(text(&rig, shop_status, "REH1").await, "申請退款");
+    assert_eq!(rig.scalar::<String>(shop_status, "REH1").await, "申請退款");
 }

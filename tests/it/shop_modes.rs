@@ -4,36 +4,10 @@
 //! the shop's schema and `public` identical in the catalog before and after
 //! `migrate` and the passes.
 
-use crate::common::{OrderView, Rig};
+use crate::common::{ended_in_one_pass, Rig, StateCase};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::{ShopExample, CODES, TUTORIAL};
 use refundd::store::catalog::snapshot;
-
-/// (order, bank state, part) as in the engine's every-state test.
-const CASES: &[(&str, TxState, Option<i64>)] = &[
-    ("S1", TxState::Authorised, None),
-    ("S1P", TxState::Authorised, Some(300)),
-    ("S10", TxState::CapturedNotSettled, None),
-    ("S12", TxState::Settled, None),
-    ("S12P", TxState::Settled, Some(250)),
-    ("S0", TxState::AuthCancelled, None),
-    ("S20", TxState::RefundSettling, None),
-    ("SF1", TxState::AuthFailed, None),
-    ("S13", TxState::CaptureFailed, None),
-    ("S23", TxState::RefundFailed, None),
-];
-
-/// Where each case ends: (refundd's status, method, amount).
-fn expected(no: &str) -> (&'static str, Option<&'static str>, Option<i64>) {
-    match no {
-        "S1" => ("refunded", Some("reversal"), Some(1000)),
-        "S1P" => ("refunded", Some("reversal"), Some(300)),
-        "S10" => ("refunded", Some("capture_reversal+reversal"), Some(1000)),
-        "S12" => ("refunded", Some("refund"), Some(1000)),
-        "S12P" => ("refunded", Some("refund"), Some(250)),
-        _ => ("refund_failed", None, None),
-    }
-}
 
 async fn catalog(rig: &Rig, schema: &str) -> Vec<String> {
     snapshot(&rig.pool, schema).await.unwrap()
@@ -58,25 +32,13 @@ async fn every_state_through(shop: &'static ShopExample, schema: &str) {
         public_before,
         "migrate changed public"
     );
-    for (no, state, part) in CASES {
-        rig.seed(no, 1000, state.clone(), *part).await;
-    }
+    // As in the engine's every-state test: the states one pass ends.
+    let cases: Vec<&StateCase> = ended_in_one_pass().collect();
+    rig.seed_cases(cases.iter().copied()).await;
     let s = rig.pass().await;
-    assert_eq!(s.claimed, CASES.len() as u64);
-    for (no, _, _) in CASES {
-        let OrderView {
-            status,
-            refund_method: method,
-            refunded_amount: amount,
-            refund_error: err,
-            ..
-        } = rig.order(no).await;
-        let (want_status, want_method, want_amount) = expected(no);
-        assert_eq!(
-            (status.as_str(), method.as_deref(), amount),
-            (want_status, want_method, want_amount),
-            "{no}: {err:?}"
-        );
+    assert_eq!(s.claimed, cases.len() as u64);
+    for case in &cases {
+        rig.assert_ended(case).await;
     }
     assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
     // A second pass finds nothing to do; the settlement watch runs.

@@ -2,14 +2,13 @@
 //! refusal as a client sees it, the batch, maintenance, each fault kind, the
 //! admin API and a bulk load of 100,000 transactions.
 
-use crate::common::eventually;
+use crate::common::{eventually, window_around_now};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
 use refundd::ctbc::types::TxState;
 use refundd::ctbc::Operation;
-use refundd::domain::daily_window::DailyWindow;
 use refundd::sim::ledger::transitions::TRANSITIONS;
 use refundd::sim::{
     FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimServer, SimTx, REFERENCE_IV,
@@ -109,27 +108,28 @@ fn inquiry(order: &str) -> Value {
 }
 
 fn reversal(order: &str, org: i64, new_amt: i64) -> Value {
-    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "AuthNewAmt": amt(new_amt), "VERSION": "3.2", "SwRevision": "test"})
+    json!({"MERID": MERID, "LID-M": order, "XID": xid_of(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "AuthNewAmt": amt(new_amt), "VERSION": "3.2", "SwRevision": "test"})
 }
 
 fn capture_reversal(order: &str, org: i64) -> Value {
-    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "CapRevAmt": amt(0), "VERSION": "3.2", "SwRevision": "test"})
+    json!({"MERID": MERID, "LID-M": order, "XID": xid_of(order), "AuthCode": "AB1234", "OrgAmt": amt(org), "CapRevAmt": amt(0), "VERSION": "3.2", "SwRevision": "test"})
 }
 
 fn refund(order: &str, org: i64, cred: i64) -> Value {
-    json!({"MERID": MERID, "LID-M": order, "AuthCode": "AB1234", "CredAmt": amt(cred), "OrgAmt": amt(org), "XID": xid(order), "VERSION": "3.2", "SwRevision": "test"})
+    json!({"MERID": MERID, "LID-M": order, "AuthCode": "AB1234", "CredAmt": amt(cred), "OrgAmt": amt(org), "XID": xid_of(order), "VERSION": "3.2", "SwRevision": "test"})
 }
 
 fn refund_reversal(order: &str, org: i64, cred_rev: i64) -> Value {
-    json!({"MERID": MERID, "LID-M": order, "XID": xid(order), "AuthCode": "AB1234", "CredRevAmt": amt(cred_rev), "OrgAmt": amt(org), "VERSION": "3.2", "SwRevision": "test"})
+    json!({"MERID": MERID, "LID-M": order, "XID": xid_of(order), "AuthCode": "AB1234", "CredRevAmt": amt(cred_rev), "OrgAmt": amt(org), "VERSION": "3.2", "SwRevision": "test"})
 }
 
-fn xid(order: &str) -> String {
+/// The transaction id these tests give `order` at the bank.
+fn xid_of(order: &str) -> String {
     format!("X-{order}")
 }
 
 fn tx(order: &str, amount: i64, state: TxState) -> SimTx {
-    SimTx::new(order, xid(order), "AB1234", amount, state)
+    SimTx::new(order, xid_of(order), "AB1234", amount, state)
 }
 
 fn s(v: &Map<String, Value>, k: &str) -> String {
@@ -532,13 +532,7 @@ async fn maintenance_answers_a_503_html_page() {
         "0"
     );
     // A daily window around now (Asia/Taipei) does the same.
-    let now = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Taipei)
-        .time();
-    let window = DailyWindow {
-        start: now - chrono::Duration::minutes(30),
-        end: now + chrono::Duration::minutes(30),
-    };
+    let window = window_around_now(30, 30);
     admin
         .set_maintenance_windows(false, vec![window])
         .await

@@ -2,11 +2,11 @@
 //! must come back as the error class the engine acts on, for an inquiry (no
 //! verdict: try later) and for a refund (the bank may have acted).
 
-use crate::common::client_for;
+use crate::common::{bank_tx, client_for};
 use refundd::ctbc::types::{AuthCode, Currency, Money, OrderNo, Xid};
 use refundd::ctbc::{Client, Refund};
 use refundd::ctbc::{CtbcError, Operation, TxState};
-use refundd::sim::{FaultKind, FaultPlan, SimAdmin, SimConfig, SimServer, SimTx};
+use refundd::sim::{FaultKind, FaultPlan, SimAdmin, SimConfig, SimServer};
 use std::time::Duration;
 
 async fn bank() -> (SimServer, SimAdmin, Client) {
@@ -16,7 +16,8 @@ async fn bank() -> (SimServer, SimAdmin, Client) {
     (sim, admin, client)
 }
 
-fn refund_of(order_no: &str, amount: i64) -> Refund {
+/// A refund of all of `amount`, of the order `bank_tx` seeds for `order_no`.
+fn whole_refund(order_no: &str, amount: i64) -> Refund {
     let m = |a| Money::new(Currency::TWD, a).unwrap();
     Refund {
         order_no: OrderNo::parse(order_no).unwrap(),
@@ -42,13 +43,7 @@ async fn each_fault_kind_gives_the_right_error_class() {
     for (i, (kind, inquiry_kind, applied)) in cases.into_iter().enumerate() {
         let no = format!("F{i}");
         admin
-            .load(&[SimTx::new(
-                no.as_str(),
-                format!("X{no}"),
-                "A1B2C3",
-                1000,
-                TxState::Settled,
-            )])
+            .load(&[bank_tx(&no, 1000, TxState::Settled)])
             .await
             .unwrap();
         admin
@@ -64,7 +59,7 @@ async fn each_fault_kind_gives_the_right_error_class() {
                 || (inquiry_kind == "unavailable" && inquiry.kind() == "bad_answer"),
             "{kind:?} inquiry: {inquiry}"
         );
-        let refund = client.refund(&refund_of(&no, 1000)).await.unwrap_err();
+        let refund = client.refund(&whole_refund(&no, 1000)).await.unwrap_err();
         assert!(
             matches!(
                 refund,
@@ -90,7 +85,7 @@ async fn each_fault_kind_gives_the_right_error_class() {
 async fn maintenance_latency_and_unknown_orders() {
     let (_sim, admin, client) = bank().await;
     admin
-        .load(&[SimTx::new("M1", "XM1", "A1B2C3", 1000, TxState::Settled)])
+        .load(&[bank_tx("M1", 1000, TxState::Settled)])
         .await
         .unwrap();
     admin.set_maintenance(true).await.unwrap();
@@ -99,7 +94,7 @@ async fn maintenance_latency_and_unknown_orders() {
         .await
         .unwrap_err();
     assert!(matches!(e, CtbcError::Unavailable { .. }), "{e}");
-    let e = client.refund(&refund_of("M1", 1000)).await.unwrap_err();
+    let e = client.refund(&whole_refund("M1", 1000)).await.unwrap_err();
     assert!(matches!(e, CtbcError::Ambiguous { .. }), "{e}");
     admin.set_maintenance(false).await.unwrap();
 
@@ -111,7 +106,7 @@ async fn maintenance_latency_and_unknown_orders() {
         .await
         .unwrap_err();
     assert!(matches!(e, CtbcError::Unavailable { .. }), "{e}");
-    let e = client.refund(&refund_of("M1", 1000)).await.unwrap_err();
+    let e = client.refund(&whole_refund("M1", 1000)).await.unwrap_err();
     assert!(matches!(e, CtbcError::Ambiguous { .. }), "{e}");
     admin.set_faults(&FaultPlan::none()).await.unwrap();
 
@@ -121,7 +116,10 @@ async fn maintenance_latency_and_unknown_orders() {
         .unwrap_err();
     assert!(matches!(e, CtbcError::UnknownOrder { .. }), "{e}");
     // A refusal in Chinese comes through as text.
-    let e = client.refund(&refund_of("NOSUCH", 1000)).await.unwrap_err();
+    let e = client
+        .refund(&whole_refund("NOSUCH", 1000))
+        .await
+        .unwrap_err();
     assert!(matches!(e, CtbcError::Refused { .. }), "{e}");
 }
 
@@ -129,7 +127,7 @@ async fn maintenance_latency_and_unknown_orders() {
 async fn both_maintenance_notices_read_as_maintenance() {
     let (_sim, admin, client) = bank().await;
     admin
-        .load(&[SimTx::new("N1", "XN1", "A1B2C3", 1000, TxState::Settled)])
+        .load(&[bank_tx("N1", 1000, TxState::Settled)])
         .await
         .unwrap();
     let order_no = OrderNo::parse("N1").unwrap();
@@ -154,7 +152,7 @@ async fn both_maintenance_notices_read_as_maintenance() {
             }
             other => panic!("{variant}: expected Unavailable, got {other}"),
         }
-        let e = client.refund(&refund_of("N1", 1000)).await.unwrap_err();
+        let e = client.refund(&whole_refund("N1", 1000)).await.unwrap_err();
         assert!(matches!(e, CtbcError::Ambiguous { .. }), "{variant}: {e}");
     }
     admin.set_maintenance(false).await.unwrap();
@@ -171,7 +169,7 @@ async fn both_maintenance_notices_read_as_maintenance() {
 async fn a_client_with_the_bank_s_published_base_path_works() {
     let (sim, admin, _) = bank().await;
     admin
-        .load(&[SimTx::new("P1", "XP1", "A1B2C3", 1000, TxState::Settled)])
+        .load(&[bank_tx("P1", 1000, TxState::Settled)])
         .await
         .unwrap();
     // As for the bank's test host, https://testepos.ctbcbank.com/MicroPos,
@@ -185,7 +183,7 @@ async fn a_client_with_the_bank_s_published_base_path_works() {
         client.inquiry(&order_no).await.unwrap().state,
         TxState::Settled
     );
-    client.refund(&refund_of("P1", 1000)).await.unwrap();
+    client.refund(&whole_refund("P1", 1000)).await.unwrap();
     assert_eq!(
         client.inquiry(&order_no).await.unwrap().state,
         TxState::RefundSettling

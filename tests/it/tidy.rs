@@ -1,7 +1,8 @@
 //! The code map's promises, checked on the source tree: every module says
 //! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
-//! ARCHITECTURE.md states as invariants hold under a plain text search, and
-//! every module, item and file ARCHITECTURE.md names in code exists.
+//! ARCHITECTURE.md states as invariants hold under a plain text search,
+//! every module, item and file ARCHITECTURE.md names in code exists, and
+//! each helper of the integration tests has one home.
 
 use std::path::{Path, PathBuf};
 
@@ -126,6 +127,75 @@ fn the_engine_never_names_sql_or_http() {
             .collect();
         assert!(found.is_empty(), "the engine names {needle}: {found:#?}");
     }
+}
+
+/// The names a file declares in its first column: functions, macros and
+/// types (a method, a trait's `fn drop`, what a `mod` or a macro nests, are
+/// indented and left out).
+fn top_level_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let mut rest = line;
+            for prefix in ["pub(crate) ", "pub(super) ", "pub ", "async "] {
+                rest = rest.strip_prefix(prefix).unwrap_or(rest);
+            }
+            let rest = [
+                "fn ",
+                "macro_rules! ",
+                "struct ",
+                "enum ",
+                "trait ",
+                "type ",
+            ]
+            .iter()
+            .find_map(|item| rest.strip_prefix(item))?;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            is_ident(&name).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A helper has one home: a function, macro or type of the integration tests
+/// is declared in one file of `tests/it/` (a shared one in `tests/it/common/`),
+/// so a copy does not drift from the one it was taken from.
+#[test]
+fn no_test_helper_is_declared_in_two_files() {
+    let mut homes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (file, text) in sources("tests/it") {
+        for name in top_level_names(&text) {
+            homes.entry(name).or_default().push(file.clone());
+        }
+    }
+    let twice: Vec<String> = homes
+        .into_iter()
+        .filter(|(_, files)| files.len() > 1)
+        .map(|(name, files)| format!("{name}: {}", files.join(", ")))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "declared in more than one file: keep one, in tests/it/common/ if shared, \
+         or name the different things differently: {twice:#?}"
+    );
+}
+
+#[test]
+fn the_helper_check_reads_top_level_functions_macros_and_types() {
+    let text = "macro_rules! in_both_modes {\n    () => {};\n}\n\
+                pub async fn seed() {}\npub(crate) fn order() {}\nfn xid() {}\n\
+                struct Captured;\npub enum Ends {}\n\
+                impl Drop for Captured {\n    fn drop(&mut self) {}\n}\n\
+                mod nested {\n    fn inner() {}\n}\n/// fn documented() {}\n";
+    assert_eq!(
+        top_level_names(text),
+        ["Captured", "Ends", "in_both_modes", "order", "seed", "xid"]
+    );
 }
 
 /// What the source tree declares, read as plain text: the names after

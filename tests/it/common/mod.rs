@@ -7,11 +7,29 @@
 //! reaper removes it when the process ends, SIGKILL included.
 #![allow(dead_code)]
 
+mod bank_states;
+mod both_modes;
+mod clocks;
+mod commands;
 mod eventually;
 pub mod fake_bank;
+mod http;
+mod logs;
+mod requests;
 mod running;
+mod secret_files;
+pub use bank_states::{
+    ended_in_one_pass, ending_as, whole_refund_in, Ends, StateCase, EVERY_BANK_STATE,
+};
+pub(crate) use both_modes::in_both_modes;
+pub use clocks::{as_setting, taipei, window_around_now};
+pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use eventually::{eventually, WithLog};
-pub use running::{listening_addr, Running};
+pub use http::http_get;
+pub use logs::Captured;
+pub use requests::{ask_for_refunds, bank_tx, request};
+pub use running::{exited, listening_addr, terminate, Running};
+pub use secret_files::secret_file;
 
 use refundd::store::Store;
 use refundd::throwaway_pg::ThrowawayPostgres;
@@ -56,32 +74,6 @@ pub async fn fresh_db() -> (PgPool, String) {
     (pool, url)
 }
 
-/// Runs a command off the runtime's threads (a simulator of the test's
-/// answers on them): its exit code, what it printed (stdout then stderr),
-/// and its stdout alone.
-pub async fn run_off_runtime(mut cmd: std::process::Command) -> (Option<i32>, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("the command runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text, stdout)
-}
-
-/// The refundd binary built for these tests.
-pub fn refundd_bin() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_refundd"));
-    // Tests must not pick up a developer's settings.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REFUNDD__") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("REFUNDD__LOG__FORMAT", "json");
-    cmd
-}
-
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::types::MerId;
 use refundd::ctbc::{Client, ClientConfig};
@@ -90,7 +82,7 @@ use refundd::engine::clock::{Clock, SystemClock};
 use refundd::engine::pass::{Engine, EngineSettings};
 use refundd::engine::summary::{PassCounters, PassSummary};
 use refundd::sim::{
-    SimAdmin, SimConfig, SimServer, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
+    SimAdmin, SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,11 +104,18 @@ pub struct Rig {
     pub admin: SimAdmin,
 }
 
+/// refundd's client of the simulator at `base_url`, with the reference
+/// merchant id, MAC key and IV.
 pub fn client_for(base_url: &str, timeout: Duration) -> Client {
+    client_with_keys(base_url, timeout, REFERENCE_MAC_KEY, REFERENCE_IV)
+}
+
+/// refundd's client of the simulator at `base_url` sealing with `key` and `iv`.
+pub fn client_with_keys(base_url: &str, timeout: Duration, key: &str, iv: &str) -> Client {
     Client::new(ClientConfig {
         base_url: url::Url::parse(base_url).unwrap(),
         mer_id: MerId::parse(REFERENCE_MER_ID).unwrap(),
-        envelope: Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes()).unwrap(),
+        envelope: Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
         connect_timeout: Duration::from_secs(5),
         timeout,
         allow_insecure_http: false,
@@ -216,96 +215,11 @@ impl Rig {
         Rig::with_store(store, Some(example), url, schema).await
     }
 
-    /// An order the bank knows in `state`, requested for refund (all, or `part`).
-    pub async fn seed(
-        &self,
-        order_no: &str,
-        amount: i64,
-        state: refundd::ctbc::TxState,
-        part: Option<i64>,
-    ) {
-        self.admin
-            .load(&[SimTx::new(
-                order_no,
-                format!("X{order_no}"),
-                "A1B2C3",
-                amount,
-                state,
-            )])
-            .await
-            .unwrap();
-        self.insert_order(order_no, amount, part).await;
-    }
-
-    /// Many whole-amount requests at once, as the shop's code writes them: (order, amount).
     /// Every answer to `operation` is lost (the connection drops after the
     /// bank acted): its outcome is unknown to refundd.
     pub async fn lose_answers_of(&self, operation: refundd::ctbc::Operation) {
         let plan = refundd::sim::FaultPlan::always(refundd::sim::FaultKind::Reset, Some(operation));
         self.admin.set_faults(&plan).await.unwrap();
-    }
-
-    pub async fn insert_orders(&self, orders: &[(String, i64)]) {
-        if let Some(shop) = self.shop {
-            use refundd::store::shop_examples::{Refund, SeedOrder};
-            let seeds: Vec<SeedOrder> = orders
-                .iter()
-                .map(|(no, amount)| SeedOrder {
-                    order_no: no.clone(),
-                    xid: format!("X{no}"),
-                    auth_code: "A1B2C3".into(),
-                    amount: *amount,
-                    refund: Refund::Whole,
-                })
-                .collect();
-            shop.seed_orders(&self.pool, &seeds).await.unwrap();
-        } else {
-            let (nos, amounts): (Vec<String>, Vec<i64>) = orders.iter().cloned().unzip();
-            sqlx::query(
-                "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-                 SELECT no, 'X' || no, 'A1B2C3', amount, 'refund_requested'
-                   FROM unnest($1::text[], $2::bigint[]) AS u(no, amount)",
-            )
-            .bind(nos)
-            .bind(amounts)
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        }
-        self.store.intake(1000).await.unwrap();
-    }
-
-    pub async fn insert_order(&self, order_no: &str, amount: i64, part: Option<i64>) {
-        if let Some(shop) = self.shop {
-            use refundd::store::shop_examples::{Refund, SeedOrder};
-            let order = SeedOrder {
-                order_no: order_no.into(),
-                xid: format!("X{order_no}"),
-                auth_code: "A1B2C3".into(),
-                amount,
-                refund: part.map_or(Refund::Whole, Refund::Part),
-            };
-            shop.seed_orders(&self.pool, &[order]).await.unwrap();
-            self.store.intake(1000).await.unwrap();
-            return;
-        }
-        sqlx::query(
-            "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status) VALUES ($1, $2, 'A1B2C3', $3, 'paid')",
-        )
-        .bind(order_no)
-        .bind(format!("X{order_no}"))
-        .bind(amount)
-        .execute(&self.pool)
-        .await
-        .unwrap();
-        sqlx::query("UPDATE orders SET status = 'refund_requested', refund_amount = $2 WHERE order_no = $1 AND status = 'paid'")
-            .bind(order_no)
-            .bind(part)
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        // refundd reads the request, as the next pass would.
-        self.store.intake(1000).await.unwrap();
     }
 
     pub fn engine_with(
@@ -337,6 +251,18 @@ impl Rig {
     /// The order as refundd records it.
     pub async fn order(&self, order_no: &str) -> OrderView {
         order_view(&self.pool, order_no).await
+    }
+
+    /// The one value `sql` (the test's own, `$1` the order) selects.
+    pub async fn scalar<T>(&self, sql: &str, order_no: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        sqlx::query_scalar(sql)
+            .bind(order_no)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{order_no}: {sql}: {e}"))
     }
 
     /// The calls of the bank that could move money, for one order, in the
@@ -475,26 +401,4 @@ pub async fn pass_of(engine: &Engine) -> PassSummary {
         )
         .await
         .unwrap()
-}
-
-/// A clock that is outside every window for its first `calm` readings, then
-/// at noon Taipei: a pass that runs into a blackout window.
-#[derive(Debug)]
-pub struct WindowOpensAfter {
-    pub calm: usize,
-    pub readings: std::sync::atomic::AtomicUsize,
-}
-
-impl Clock for WindowOpensAfter {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        let n = self
-            .readings
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let at = if n < self.calm {
-            "2026-11-27T08:00:00+08:00"
-        } else {
-            "2026-11-27T12:00:00+08:00"
-        };
-        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc()
-    }
 }

@@ -1,5 +1,6 @@
 //! A `refundd` child process a test started: stopped when the test ends,
-//! however it ends, and read for the address it says it listens on.
+//! however it ends, read for the address it says it listens on, asked to
+//! stop as an operator would, and waited for.
 
 use std::io::{BufRead, BufReader};
 
@@ -26,4 +27,21 @@ pub fn listening_addr(sim: &mut Running) -> String {
         }
     }
     panic!("the simulator ended without listening");
+}
+
+/// Asks the child to stop (SIGTERM), as an operator or systemd would.
+pub fn terminate(child: &std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+/// How the child ended, waited for off the runtime's threads.
+pub async fn exited(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait for the child")
 }
