@@ -32,7 +32,7 @@ use refundd::ops::shop_examples::TUTORIAL;
 use refundd::sim::{
     FaultPlan, FaultRule, SimAdmin, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
-use refundd::store::shop_examples::{Refund, SeedOrder};
+use refundd::store::shop_examples::{AskedBack, SeedOrder};
 use refundd::throwaway_pg::ThrowawayPostgres;
 use sqlx::PgPool;
 
@@ -474,7 +474,7 @@ async fn seed(pool: &PgPool, admin: &SimAdmin, n: usize, shop: Shop) {
                     xid: format!("X{i:09}"),
                     auth_code: "A1B2C3".to_string(),
                     amount: AMOUNT,
-                    refund: mix_of(i).1.map_or(Refund::Whole, Refund::Part),
+                    refund: mix_of(i).1.map_or(AskedBack::Whole, AskedBack::Part),
                 })
                 .collect();
             TUTORIAL

@@ -5,8 +5,9 @@
 use crate::config::{Settings, Sources};
 use crate::ctbc::InquiryClient;
 use crate::engine::clock::SystemClock;
-use crate::engine::pass::{Engine, EngineSettings};
+use crate::engine::pass::Engine;
 use crate::engine::schedule;
+use crate::engine::settings::EngineSettings;
 use crate::engine::summary::PassCounters;
 use crate::ops::exit::CliError;
 use crate::ops::manual_queue;

@@ -200,7 +200,7 @@ fn skip_text(s: &Skip) -> String {
             left_secs,
         } => format!(
             "the outcome of an earlier {} is unknown and the recheck delay has {left_secs} s to run; the pass after it inquires again",
-            operation.replace('_', " ")
+            operation.as_str().replace('_', " ")
         ),
         Skip::NotDue {
             next_attempt_at,

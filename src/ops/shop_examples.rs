@@ -4,7 +4,7 @@
 //! seeded as the shop's own code writes them. The SQL itself is the store's;
 //! this file names the examples and says which orders to seed.
 
-use crate::store::shop_examples::{self as sql, Refund, SeedOrder};
+use crate::store::shop_examples::{self as sql, AskedBack, SeedOrder};
 use crate::store::StoreError;
 use sqlx::PgPool;
 use std::collections::BTreeSet;
@@ -100,9 +100,9 @@ pub fn sample_orders(prefix: &str, n: usize) -> Vec<SeedOrder> {
             let order_no = format!("{prefix}{i:06}");
             let amount = 100 + (k * 733) % 4900;
             let refund = match i % 5 {
-                0 => Refund::NotAsked,
-                2 => Refund::Part(amount / 2),
-                _ => Refund::Whole,
+                0 => AskedBack::NotAsked,
+                2 => AskedBack::Part(amount / 2),
+                _ => AskedBack::Whole,
             };
             SeedOrder {
                 xid: format!("X{order_no}"),
@@ -376,14 +376,14 @@ mod tests {
             assert!(o.order_no.len() <= 19);
             assert!((100..5000).contains(&o.amount), "{o:?}");
             assert_eq!(o.auth_code.len(), 6);
-            if let Refund::Part(p) = o.refund {
+            if let AskedBack::Part(p) = o.refund {
                 assert!(p > 0 && p < o.amount, "{o:?}");
             }
         }
-        let count = |f: fn(&Refund) -> bool| orders.iter().filter(|o| f(&o.refund)).count();
-        assert_eq!(count(|r| *r == Refund::NotAsked), 2);
-        assert_eq!(count(|r| matches!(r, Refund::Part(_))), 2);
-        assert_eq!(count(|r| *r == Refund::Whole), 6);
+        let count = |f: fn(&AskedBack) -> bool| orders.iter().filter(|o| f(&o.refund)).count();
+        assert_eq!(count(|r| *r == AskedBack::NotAsked), 2);
+        assert_eq!(count(|r| matches!(r, AskedBack::Part(_))), 2);
+        assert_eq!(count(|r| *r == AskedBack::Whole), 6);
         assert_eq!(sample_orders("T", 10), orders, "deterministic");
     }
 

@@ -5,7 +5,7 @@ use super::SCHEMA;
 use crate::common::{
     ended_in_one_pass, engine_settings, in_both_modes, pass_of, taipei, OrderView, Rig, StateCase,
 };
-use refundd::engine::pass::EngineSettings;
+use refundd::engine::settings::EngineSettings;
 
 in_both_modes!(
     in SCHEMA;

@@ -8,8 +8,8 @@ use crate::common::{
     bank_tx, ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
 };
 use refundd::ctbc::{Operation, TxState};
-use refundd::sim::{FaultPlan, FaultRule};
 use refundd::domain::words::{CallOutcome, EventKind};
+use refundd::sim::{FaultPlan, FaultRule};
 use std::time::Duration;
 
 #[tokio::test]

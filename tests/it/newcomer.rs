@@ -183,7 +183,7 @@ async fn a_newcomers_mistakes_are_refused_before_money_moves_then_every_order_is
             .unwrap()
             .iter()
             .filter(|c| {
-                c.operation == "reversal" && c.outcome == refundd::sim::CallOutcome::Accepted
+                c.operation == "reversal" && c.outcome == refundd::sim::CallDisposition::Accepted
             })
             .count();
         assert_eq!(accepted, 1, "{number}: {text}");

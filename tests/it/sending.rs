@@ -4,10 +4,10 @@
 //! that began while the call waited for its turn. Each test breaks one of
 //! these with real engines, a real database and the simulator.
 
-use refundd::domain::record::GatewayEvent;
-use refundd::domain::words::EventKind;
 use crate::common::{engine_settings, eventually, pass_of, Rig};
 use refundd::ctbc::{Operation, TxState};
+use refundd::domain::record::GatewayEvent;
+use refundd::domain::words::EventKind;
 use refundd::engine::clock::SystemClock;
 use refundd::sim::{FaultPlan, FaultRule};
 use refundd::store::intents::Intent;

@@ -5,7 +5,7 @@
 
 use crate::common::fresh_db;
 use refundd::ops::shop_examples::{ShopExample, CODES, EXAMPLES, TUTORIAL};
-use refundd::store::shop_examples::{Refund, SeedOrder};
+use refundd::store::shop_examples::{AskedBack, SeedOrder};
 use sqlx::{Column, Executor, PgPool};
 
 type Listed = (String, String, String, String, Option<String>);
@@ -36,9 +36,9 @@ fn asked_back(orders: &[SeedOrder]) -> Vec<Listed> {
         .iter()
         .filter_map(|o| {
             let refund = match o.refund {
-                Refund::NotAsked => return None,
-                Refund::Whole => None,
-                Refund::Part(p) => Some(p.to_string()),
+                AskedBack::NotAsked => return None,
+                AskedBack::Whole => None,
+                AskedBack::Part(p) => Some(p.to_string()),
             };
             Some((
                 o.order_no.clone(),

@@ -755,7 +755,7 @@ async fn fault_apply_then_drop_applies_but_loses_the_answer() {
     assert_eq!((t.state.as_str(), t.returned_amount), ("20", 900));
     let calls = bank.server.admin().calls_of("F1").await.unwrap();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].outcome, refundd::sim::CallOutcome::Accepted);
+    assert_eq!(calls[0].outcome, refundd::sim::CallDisposition::Accepted);
     assert_eq!(calls[0].fault.as_deref(), Some("apply_then_drop"));
     bank.server.shutdown().await;
 }

@@ -40,7 +40,12 @@ fn sources(under: &str) -> Vec<(String, String)> {
 }
 
 /// Where each crate's sources are: this package's, then the workspace's crates.
-const SOURCE_DIRS: [&str; 4] = ["src", "crates/domain/src", "crates/core/src", "crates/sim/src"];
+const SOURCE_DIRS: [&str; 4] = [
+    "src",
+    "crates/domain/src",
+    "crates/core/src",
+    "crates/sim/src",
+];
 
 /// The modules of the core crate, re-exported at the top of `refundd`.
 const CORE_MODULES: [&str; 8] = [

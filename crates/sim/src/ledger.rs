@@ -19,7 +19,7 @@ mod operations;
 pub mod transitions;
 
 pub use dto::{
-    BatchMoved, CallOutcome, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
+    BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
 };
 pub use operations::amount_field;
 use operations::{apply_to, Change, Refusal};
@@ -114,7 +114,7 @@ struct CallEntry<'a> {
     operation: Operation,
     /// The call as read; `None` when it could not be read.
     call: Option<&'a BankCall>,
-    outcome: CallOutcome,
+    outcome: CallDisposition,
     resp_code: Option<String>,
     errdesc: Option<String>,
     duplicate: bool,
@@ -215,17 +215,17 @@ impl Ledger {
             let op = r.by_operation.entry(c.operation.clone()).or_default();
             op.calls += 1;
             match c.outcome {
-                CallOutcome::Accepted => {
+                CallDisposition::Accepted => {
                     r.accepted += 1;
                     op.accepted += 1;
                     op.returned += c.returned_delta;
                     r.returned_by_calls += c.returned_delta;
                 }
-                CallOutcome::Refused => {
+                CallDisposition::Refused => {
                     r.refused += 1;
                     op.refused += 1;
                 }
-                CallOutcome::NotProcessed => {
+                CallDisposition::NotProcessed => {
                     r.not_processed += 1;
                     op.not_processed += 1;
                 }
@@ -286,7 +286,7 @@ impl Ledger {
             CallEntry {
                 operation,
                 call,
-                outcome: CallOutcome::NotProcessed,
+                outcome: CallDisposition::NotProcessed,
                 resp_code: None,
                 errdesc: None,
                 duplicate: false,
@@ -314,7 +314,7 @@ impl Ledger {
             CallEntry {
                 operation,
                 call,
-                outcome: CallOutcome::Refused,
+                outcome: CallDisposition::Refused,
                 resp_code: Some(code.to_string()),
                 errdesc: Some(errdesc.to_string()),
                 duplicate: false,
@@ -362,7 +362,7 @@ impl Ledger {
             CallEntry {
                 operation: call.operation,
                 call: Some(call),
-                outcome: CallOutcome::Refused,
+                outcome: CallDisposition::Refused,
                 resp_code: Some(refusal::NOT_FOUND_RESP.into()),
                 errdesc: Some(errdesc.into()),
                 duplicate: false,
@@ -390,7 +390,7 @@ impl Ledger {
         let entry = CallEntry {
             operation: call.operation,
             call: Some(call),
-            outcome: CallOutcome::Accepted,
+            outcome: CallDisposition::Accepted,
             resp_code: Some("0".into()),
             errdesc: None,
             duplicate: false,
@@ -427,7 +427,7 @@ impl Ledger {
         let entry = CallEntry {
             operation: call.operation,
             call: Some(call),
-            outcome: CallOutcome::Refused,
+            outcome: CallDisposition::Refused,
             resp_code: Some(r.code.into()),
             errdesc: Some(r.errdesc),
             duplicate: r.duplicate,

@@ -8,14 +8,15 @@ use crate::ctbc::types::MerId;
 use crate::ctbc::TxState;
 use crate::ctbc::{Client, ClientConfig};
 use crate::domain::blackout::Blackout;
-use crate::engine::pass::{Engine, EngineSettings};
+use crate::engine::pass::Engine;
+use crate::engine::settings::EngineSettings;
 use crate::engine::summary::{PassCounters, PassSummary};
 use crate::ops::exit::CliError;
 use crate::ops::shop_examples::TUTORIAL;
 use crate::sim::{
     FaultPlan, FaultRule, SimAdmin, SimTx, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
-use crate::store::shop_examples::{Refund, SeedOrder};
+use crate::store::shop_examples::{AskedBack, SeedOrder};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,7 +216,7 @@ pub(super) async fn seed_orders(
             },
             auth_code: AUTH_CODE.into(),
             amount: s.amount,
-            refund: s.part.map_or(Refund::Whole, Refund::Part),
+            refund: s.part.map_or(AskedBack::Whole, AskedBack::Part),
         })
         .collect();
     TUTORIAL.seed_orders(pool.pool(), &orders).await?;

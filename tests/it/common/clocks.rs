@@ -6,10 +6,11 @@
 use super::Rig;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Asia::Taipei;
-use refundd::domain::daily_window::DailyWindow;
 use refundd::domain::blackout::Blackout;
+use refundd::domain::daily_window::DailyWindow;
 use refundd::engine::clock::Clock;
-use refundd::engine::pass::{Engine, EngineSettings};
+use refundd::engine::pass::Engine;
+use refundd::engine::settings::EngineSettings;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

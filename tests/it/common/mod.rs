@@ -79,7 +79,8 @@ use refundd::ctbc::types::MerId;
 use refundd::ctbc::{Client, ClientConfig};
 use refundd::domain::blackout::Blackout;
 use refundd::engine::clock::{Clock, SystemClock};
-use refundd::engine::pass::{Engine, EngineSettings};
+use refundd::engine::pass::Engine;
+use refundd::engine::settings::EngineSettings;
 use refundd::engine::summary::{PassCounters, PassSummary};
 use refundd::sim::{
     SimAdmin, SimConfig, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID,
@@ -286,7 +287,7 @@ impl Rig {
             .unwrap()
             .iter()
             .filter(|c| {
-                c.operation == operation && c.outcome == refundd::sim::CallOutcome::Accepted
+                c.operation == operation && c.outcome == refundd::sim::CallDisposition::Accepted
             })
             .count()
     }

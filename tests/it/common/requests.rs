@@ -7,7 +7,7 @@ use super::Rig;
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::ShopExample;
 use refundd::sim::SimTx;
-use refundd::store::shop_examples::{Refund, SeedOrder};
+use refundd::store::shop_examples::{AskedBack, SeedOrder};
 use sqlx::PgPool;
 
 /// The bank's record of `order_no`, authorised for `amount`, now in `state`.
@@ -22,7 +22,7 @@ pub fn request(order_no: &str, amount: i64, part: Option<i64>) -> SeedOrder {
         xid: format!("X{order_no}"),
         auth_code: "A1B2C3".into(),
         amount,
-        refund: part.map_or(Refund::Whole, Refund::Part),
+        refund: part.map_or(AskedBack::Whole, AskedBack::Part),
     }
 }
 
@@ -35,14 +35,14 @@ pub async fn ask_for_refunds(pool: &PgPool, shop: Option<&ShopExample>, orders: 
     let column = |f: fn(&SeedOrder) -> String| orders.iter().map(f).collect::<Vec<_>>();
     let amounts: Vec<i64> = orders.iter().map(|o| o.amount).collect();
     let statuses = column(|o| match o.refund {
-        Refund::NotAsked => "paid".into(),
-        Refund::Whole | Refund::Part(_) => "refund_requested".into(),
+        AskedBack::NotAsked => "paid".into(),
+        AskedBack::Whole | AskedBack::Part(_) => "refund_requested".into(),
     });
     let parts: Vec<Option<i64>> = orders
         .iter()
         .map(|o| match o.refund {
-            Refund::Part(part) => Some(part),
-            Refund::NotAsked | Refund::Whole => None,
+            AskedBack::Part(part) => Some(part),
+            AskedBack::NotAsked | AskedBack::Whole => None,
         })
         .collect();
     sqlx::query(

@@ -36,7 +36,9 @@ fn built_in_defaults() {
 
 #[test]
 fn shipped_default_file_matches_built_in_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(DEFAULT_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(DEFAULT_FILE);
     let with_file = Settings::load(&Sources {
         default_file: Some(path),
         ..Default::default()

@@ -1,7 +1,10 @@
 //! The reconciliation engine: what to do with each refund request, and when.
+pub mod bank;
 pub mod clock;
+mod held;
 pub mod pass;
 pub mod plan;
+mod recorder;
 pub mod schedule;
 pub mod settings;
 mod steps;

@@ -5,28 +5,26 @@
 //! the orchestration. One order's trouble is that order's, never the pass's.
 
 use super::clock::Clock;
-pub use super::settings::EngineSettings;
+use super::settings::EngineSettings;
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
-use super::turns::{Turns, ORDERS_PER_TURN};
-use crate::ctbc::{Client, Inquiry};
-use crate::ctbc::{CtbcError, Operation};
-use crate::domain::decide::{Conclusion, Decision};
+use super::turns::ORDERS_PER_TURN;
+use crate::ctbc::Client;
+use crate::ctbc::Operation;
 use crate::domain::mapping;
-pub use crate::domain::next_move::with_unconfirmed_calls;
-use crate::domain::next_move::{
-    decision_after, invalid_row, learn_from_inquiry, next_move, record,
-};
-use crate::domain::next_move::{NextMove, Record};
-use crate::domain::record::{Deferral, GatewayEvent};
+use crate::domain::record::Deferral;
 use crate::domain::record::{Lease, OrderRecord};
-use crate::domain::refund_request::RefundRequest;
-use crate::domain::words::{CallOutcome, EventKind, PassOutcome, RefundMethod, StepReached};
+use crate::domain::words::{PassOutcome, StepReached};
+use crate::engine::bank::Bank;
+use crate::engine::held::renew_leases;
+use crate::engine::held::Held;
+use crate::engine::recorder::Recorder;
+use crate::engine::steps::Attempt;
+use crate::engine::watch::SettlementWatch;
 use crate::store::writeback::WriteBack;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use futures::StreamExt;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
@@ -38,36 +36,12 @@ const INTAKE_CHUNK: usize = 1000;
 /// A worker: one per process; many may share a database.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    pub(super) store: Store,
-    pub(super) client: Client,
-    pub(super) settings: EngineSettings,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) worker: Uuid,
-    pub(super) turns: Turns,
-}
-
-/// The orders this worker holds leases on during a pass, for the renewer.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Held(Arc<Mutex<HashMap<i64, Uuid>>>);
-
-impl Held {
-    pub(super) fn add(&self, leases: impl IntoIterator<Item = (i64, Uuid)>) {
-        lock(&self.0).extend(leases);
-    }
-
-    pub(super) fn remove(&self, id: i64) {
-        lock(&self.0).remove(&id);
-    }
-
-    fn leases(&self) -> Vec<(i64, Uuid)> {
-        lock(&self.0).iter().map(|(id, t)| (*id, *t)).collect()
-    }
-}
-
-/// How an attempt at one order goes on after a step.
-pub(super) enum Next {
-    Decision(Box<RefundRequest>, Decision),
-    Done(OrderOutcome),
+    store: Store,
+    bank: Bank,
+    recorder: Recorder,
+    settings: EngineSettings,
+    clock: Arc<dyn Clock>,
+    worker: Uuid,
 }
 
 impl Engine {
@@ -78,9 +52,12 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            turns: Turns::new(settings.concurrency),
+            bank: Bank::new(client, settings.concurrency),
+            recorder: Recorder {
+                store: store.clone(),
+                settings: settings.clone(),
+            },
             store,
-            client,
             settings,
             clock,
             worker: Uuid::new_v4(),
@@ -104,7 +81,7 @@ impl Engine {
         counters: Arc<PassCounters>,
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
-        self.client.recount_answers();
+        self.bank.recount_answers();
         let (pass_id, due_by) = self.store.start_pass(self.worker).await?;
         let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
@@ -182,7 +159,8 @@ impl Engine {
         ));
 
         let result = async {
-            self.watch_settlements(stop, counters, due_by, &held)
+            self.watch()
+                .watch_settlements(stop, counters, due_by, &held)
                 .await?;
             self.work_queue(stop, counters, due_by, &held).await
         }
@@ -216,7 +194,7 @@ impl Engine {
                 WriteBack::Done => {
                     info!(%order_no, step = "write_back", "the shop took the outcome it refused before")
                 }
-                refused => self.note_write_back(&refused),
+                refused => self.recorder.note_write_back(&refused),
             }
         }
         let raised = self
@@ -256,7 +234,7 @@ impl Engine {
                 || stop.is_cancelled()
                 || self.in_blackout()
                 || db_error.get().is_some()
-                || self.client.keys_look_wrong().is_some()
+                || self.bank.keys_look_wrong().is_some()
             {
                 return None;
             }
@@ -306,7 +284,7 @@ impl Engine {
         if let Some(e) = first_error.into_inner() {
             return Err(e);
         }
-        if let Some(why) = self.client.keys_look_wrong() {
+        if let Some(why) = self.bank.keys_look_wrong() {
             error!("{why}; the pass stopped claiming and sending");
             *lock(&counters.problem) = Some(why);
             Ok(PassOutcome::BankKeysWrong)
@@ -339,7 +317,10 @@ impl Engine {
                 .await
                 .map(|_| OrderOutcome::Released)
         } else {
-            self.work_order(row, stop).instrument(span.clone()).await
+            self.attempt()
+                .work(row, stop)
+                .instrument(span.clone())
+                .await
         };
         match outcome {
             Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
@@ -379,250 +360,29 @@ impl Engine {
         }
     }
 
+    /// An attempt at one order, with this engine's parts.
+    fn attempt(&self) -> Attempt<'_> {
+        Attempt {
+            bank: &self.bank,
+            recorder: &self.recorder,
+            settings: &self.settings,
+            clock: self.clock.as_ref(),
+            worker: self.worker,
+        }
+    }
+
+    /// The settlement watch, with this engine's parts.
+    fn watch(&self) -> SettlementWatch<'_> {
+        SettlementWatch {
+            bank: &self.bank,
+            recorder: &self.recorder,
+            settings: &self.settings,
+            worker: self.worker,
+        }
+    }
+
     fn in_blackout(&self) -> bool {
         self.settings.blackout.window_at(self.clock.now()).is_some()
-    }
-
-    /// One attempt at one order: validate, inquire, decide, act, along the
-    /// one path `refundd plan` prints (`next_move`).
-    async fn work_order(
-        &self,
-        row: OrderRecord,
-        stop: &CancellationToken,
-    ) -> Result<OrderOutcome, StoreError> {
-        let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {
-            Ok(r) => r,
-            Err(problem) => {
-                warn!(step = "validate", reason = %problem.reason, "order row is invalid; nothing sent");
-                let reason = invalid_row(problem, &row);
-                let lease = row.lease(self.worker);
-                let wb = self.store.fail(&lease, &[], &reason, None).await?;
-                self.note_write_back(&wb);
-                return Ok(OrderOutcome::Failed);
-            }
-        };
-        let answer = self.inquire(&mut req).await?;
-        if let Ok(bank) = &answer {
-            if let Some(took_effect) = learn_from_inquiry(&mut req, bank) {
-                self.record_capture_reversal_fate(&mut req, bank, took_effect)
-                    .await?;
-            }
-        }
-        let decision = decision_after(&req, &answer);
-        let mut next = Next::Decision(Box::new(req), decision);
-        loop {
-            next = match next {
-                Next::Done(outcome) => return Ok(outcome),
-                Next::Decision(req, decision) => {
-                    match next_move(&req, decision, &self.settings.attempt_rules()) {
-                        NextMove::Send(s) => self.execute(*req, s.plan, stop).await?,
-                        NextMove::Record(r) => Next::Done(self.carry_out(&req, r, None).await?),
-                    }
-                }
-            };
-        }
-    }
-
-    /// Records a conclusion that needs no call to the bank, as `next_move` reads it.
-    pub(super) async fn conclude(
-        &self,
-        req: &RefundRequest,
-        conclusion: Conclusion,
-        ev: Option<&GatewayEvent>,
-    ) -> Result<OrderOutcome, StoreError> {
-        let r = record(req, conclusion, &self.settings.attempt_rules());
-        self.carry_out(req, r, ev).await
-    }
-
-    /// Records what needs no call to the bank.
-    async fn carry_out(
-        &self,
-        req: &RefundRequest,
-        next: Record,
-        ev: Option<&GatewayEvent>,
-    ) -> Result<OrderOutcome, StoreError> {
-        match next {
-            Record::Refunded { method, amount } => {
-                let watch =
-                    (method == RefundMethod::Refund).then_some(self.settings.settlement_watch_days);
-                let wb = self
-                    .store
-                    .finish_refunded(&req.lease, &req.story_with(ev), method, amount, watch)
-                    .await?;
-                self.note_write_back(&wb);
-                info!(
-                    step = "done",
-                    method = method.as_str(),
-                    amount,
-                    "refunded (已退款)"
-                );
-                Ok(OrderOutcome::Refunded(method))
-            }
-            Record::NeedsPerson { reason } => self.fail_as_is(req, ev, reason, None).await,
-            Record::Wait { reason: why } => {
-                info!(
-                    step = "wait",
-                    reason = why.as_str(),
-                    "waiting for a later pass"
-                );
-                let d = Deferral::next_pass(why.as_str().to_string(), req.unknown.is_some());
-                self.store
-                    .defer(&req.lease, &req.story_with(ev), &d)
-                    .await?;
-                Ok(unknown_or_deferred(req))
-            }
-            Record::RetryLater {
-                reason, attempt, ..
-            } => self.retry_later(req, ev, reason, attempt).await,
-        }
-    }
-
-    /// No verdict from the bank: failed attempt number `attempts`, retried
-    /// after a backoff (at least the recheck delay while an outcome is unknown).
-    async fn retry_later(
-        &self,
-        req: &RefundRequest,
-        ev: Option<&GatewayEvent>,
-        reason: String,
-        attempts: u32,
-    ) -> Result<OrderOutcome, StoreError> {
-        let mut delay = backoff(
-            attempts,
-            self.settings.backoff_base,
-            self.settings.backoff_max,
-        );
-        if req.unknown.is_some() {
-            delay = delay.max(self.settings.recheck);
-        }
-        info!(step = "retry", reason = %reason, attempts, delay_ms = delay.as_millis() as u64, "no verdict from the bank; will try again");
-        let d = Deferral::backoff(delay, reason, req.unknown.is_some());
-        self.store
-            .defer(&req.lease, &req.story_with(ev), &d)
-            .await?;
-        Ok(unknown_or_deferred(req))
-    }
-
-    /// `refund_failed` for a person, with every call of ours whose outcome was
-    /// never confirmed named in the reason, so nobody refunds by hand twice.
-    pub(super) async fn fail(
-        &self,
-        req: &RefundRequest,
-        ev: Option<&GatewayEvent>,
-        reason: &str,
-        refunded_amount: Option<i64>,
-    ) -> Result<OrderOutcome, StoreError> {
-        let reason = with_unconfirmed_calls(reason.to_string(), &req.own_calls);
-        self.fail_as_is(req, ev, reason, refunded_amount).await
-    }
-
-    /// `refund_failed` with a reason that already names the unconfirmed calls.
-    async fn fail_as_is(
-        &self,
-        req: &RefundRequest,
-        ev: Option<&GatewayEvent>,
-        reason: String,
-        refunded_amount: Option<i64>,
-    ) -> Result<OrderOutcome, StoreError> {
-        warn!(step = "failed", reason = %reason, "refund failed; needs a person");
-        let wb = self
-            .store
-            .fail(&req.lease, &req.story_with(ev), &reason, refunded_amount)
-            .await?;
-        self.note_write_back(&wb);
-        Ok(OrderOutcome::Failed)
-    }
-
-    /// A write-back the shop's database refused: refundd's record stands, the
-    /// write-back is retried on later passes, and operators are told.
-    pub(super) fn note_write_back(&self, wb: &WriteBack) {
-        if let WriteBack::Refused(reason) = wb {
-            metrics::counter!("refundd_shop_write_back_refused_total").increment(1);
-            warn!(step = "write_back", reason = %reason, "the shop's database refused the write-back; refundd's record is kept and the write-back is retried on later passes");
-        }
-    }
-
-    /// Leaves an order whose call has an unknown outcome until a recheck.
-    pub(super) async fn wait_for_recheck(
-        &self,
-        req: &RefundRequest,
-        op: Operation,
-        delay: Duration,
-        why: &str,
-    ) -> Result<OrderOutcome, StoreError> {
-        warn!(step = "outcome_unknown", operation = op.as_str(), delay_ms = delay.as_millis() as u64, reason = why, "outcome of a money-moving call is unknown; will inquire again before anything is resent");
-        let d = Deferral::recheck(delay, format!("outcome of {op} unknown: {why}"));
-        self.store
-            .defer(&req.lease, &req.story_with(None), &d)
-            .await?;
-        Ok(OrderOutcome::Unknown)
-    }
-
-    /// Asks the bank; the answer goes into the order's story with the next
-    /// write. The outer error is the database's; the inner one the bank's.
-    pub(super) async fn inquire(
-        &self,
-        req: &mut RefundRequest,
-    ) -> Result<Result<Inquiry, CtbcError>, StoreError> {
-        let turn = self.turns.take().await;
-        let started = Instant::now();
-        let result = self.client.inquiry(&req.order_no).await;
-        drop(turn);
-        let elapsed_ms = started.elapsed().as_millis() as i32;
-        let mut ev = GatewayEvent {
-            kind: EventKind::Outcome,
-            operation: Some(Operation::Inquiry),
-            elapsed_ms: Some(elapsed_ms),
-            ..Default::default()
-        };
-        match &result {
-            Ok(bank) => {
-                ev.outcome = Some(CallOutcome::Accepted);
-                ev.bank_state = Some(bank.state.code().to_string());
-                ev.amount = bank.auth_amount.map(|m| m.amount());
-                info!(
-                    step = "inquiry",
-                    operation = "inquiry",
-                    bank_state = bank.state.code(),
-                    elapsed_ms,
-                    "bank answered"
-                );
-            }
-            Err(e) => {
-                ev.outcome = Some(CallOutcome::of_error(e));
-                ev.message = Some(e.to_string());
-                if let CtbcError::UnknownOrder {
-                    resp_code,
-                    err_code,
-                    ..
-                }
-                | CtbcError::Refused {
-                    resp_code,
-                    err_code,
-                    ..
-                } = e
-                {
-                    ev.resp_code = Some(resp_code.clone());
-                    ev.err_code = Some(err_code.clone());
-                }
-                info!(
-                    step = "inquiry",
-                    operation = "inquiry",
-                    error = e.kind(),
-                    elapsed_ms,
-                    "inquiry gave no verdict: {e}"
-                );
-            }
-        }
-        req.unrecorded.push(ev);
-        Ok(result)
-    }
-}
-
-fn unknown_or_deferred(req: &RefundRequest) -> OrderOutcome {
-    if req.unknown.is_some() {
-        OrderOutcome::Unknown
-    } else {
-        OrderOutcome::Deferred
     }
 }
 
@@ -644,19 +404,4 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
         .nth(attempt.saturating_sub(1) as usize)
         .unwrap_or(max)
         .min(max)
-}
-
-/// Keeps this worker's leases alive while it works: every third of a lease.
-async fn renew_leases(store: Store, lease: Duration, held: Held, pass_over: CancellationToken) {
-    let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = pass_over.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = store.renew_leases(&held.leases(), lease).await {
-            warn!(error = %e, "could not renew leases");
-        }
-    }
 }

@@ -8,7 +8,7 @@
 use super::clock::Clock;
 use super::settings::EngineSettings;
 use crate::ctbc::types::OrderNo;
-use crate::ctbc::CtbcError;
+use crate::ctbc::{CtbcError, Operation};
 use crate::ctbc::{Inquiry, InquiryClient};
 use crate::domain::decide::watch_verdict;
 use crate::domain::decide::Settlement;
@@ -32,7 +32,7 @@ pub enum Skip {
     /// A money-moving call of unknown outcome is not sent again before the
     /// recheck delay has passed; the pass leaves the order until then.
     RecheckDelay {
-        operation: &'static str,
+        operation: Operation,
         left_secs: u64,
     },
     /// Its next attempt is not due yet (backoff, a recheck, a later pass).
@@ -329,7 +329,7 @@ pub fn after_inquiry(
         match hold_before(&req, *step, settings.recheck) {
             Some(Hold::RecheckDelay { operation, left }) => {
                 let skip = Skip::RecheckDelay {
-                    operation: operation.as_str(),
+                    operation,
                     left_secs: left.as_secs(),
                 };
                 return (Some(skip), next);

@@ -1,19 +1,24 @@
-//! Sending a plan's money-moving calls: every local check first, then the
-//! intent committed, then the call in its turn (`turns`), then its outcome
-//! committed before the next step; a lost answer is settled by asking the
-//! bank, never by sending again.
+//! One attempt at one claimed order (`Attempt`): validated, inquired, and
+//! carried along `domain::next_move`; a plan's money-moving calls sent with
+//! every local check first, then the intent committed, then the call in its
+//! turn (`turns`), then its outcome committed before the next step; a lost
+//! answer is settled by asking the bank, never by sending again.
 
-use super::pass::{Engine, Next};
+use super::bank::Bank;
+use super::clock::Clock;
+use super::recorder::Recorder;
+use super::settings::EngineSettings;
 use super::summary::OrderOutcome;
+use super::turns::lease_outlasts_call;
 use super::turns::Door;
-use crate::ctbc::Inquiry;
 use crate::ctbc::{CtbcError, Operation};
 use crate::domain::calls::prepare;
 use crate::domain::calls::refused_locally;
-use crate::domain::calls::Call;
 use crate::domain::decide::{after_ambiguous, after_refusal, on_inquiry_error};
 use crate::domain::decide::{Conclusion, Decision, Plan, Step};
+use crate::domain::next_move::{decision_after, invalid_row, next_move, NextMove};
 use crate::domain::next_move::{hold_before, learn_from_inquiry, Hold};
+use crate::domain::record::OrderRecord;
 use crate::domain::record::{Deferral, GatewayEvent};
 use crate::domain::refund_request::{CallFate, OwnCall, RefundRequest};
 use crate::domain::words::{CallOutcome, EventKind, StepReached};
@@ -23,6 +28,7 @@ use crate::store::StoreError;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 /// How many times an inquiry is repeated at once after a call of unknown outcome.
 const RECHECK_INQUIRIES: usize = 2;
@@ -68,7 +74,66 @@ fn log_accepted(step: Step, authorised: i64, ev: &GatewayEvent) {
     );
 }
 
-impl Engine {
+/// One attempt at one claimed order, with the parts it needs: the bank, what
+/// it writes, the settings and the clock.
+pub(super) struct Attempt<'a> {
+    pub(super) bank: &'a Bank,
+    pub(super) recorder: &'a Recorder,
+    pub(super) settings: &'a EngineSettings,
+    pub(super) clock: &'a dyn Clock,
+    pub(super) worker: Uuid,
+}
+
+/// How an attempt at one order goes on after a step.
+pub(super) enum Next {
+    Decision(Box<RefundRequest>, Decision),
+    Done(OrderOutcome),
+}
+
+impl Attempt<'_> {
+    /// One attempt at one order: validate, inquire, decide, act, along the
+    /// one path `refundd plan` prints (`next_move`).
+    pub(super) async fn work(
+        &self,
+        row: OrderRecord,
+        stop: &CancellationToken,
+    ) -> Result<OrderOutcome, StoreError> {
+        let mut req = match RefundRequest::validate(&row, row.lease(self.worker)) {
+            Ok(r) => r,
+            Err(problem) => {
+                warn!(step = "validate", reason = %problem.reason, "order row is invalid; nothing sent");
+                let reason = invalid_row(problem, &row);
+                let lease = row.lease(self.worker);
+                let wb = self.recorder.store.fail(&lease, &[], &reason, None).await?;
+                self.recorder.note_write_back(&wb);
+                return Ok(OrderOutcome::Failed);
+            }
+        };
+        let answer = self.bank.inquire(&mut req).await;
+        if let Ok(bank) = &answer {
+            if let Some(took_effect) = learn_from_inquiry(&mut req, bank) {
+                self.recorder
+                    .record_capture_reversal_fate(&mut req, bank, took_effect)
+                    .await?;
+            }
+        }
+        let decision = decision_after(&req, &answer);
+        let mut next = Next::Decision(Box::new(req), decision);
+        loop {
+            next = match next {
+                Next::Done(outcome) => return Ok(outcome),
+                Next::Decision(req, decision) => {
+                    match next_move(&req, decision, &self.settings.attempt_rules()) {
+                        NextMove::Send(s) => self.execute(*req, s.plan, stop).await?,
+                        NextMove::Record(r) => {
+                            Next::Done(self.recorder.carry_out(&req, r, None).await?)
+                        }
+                    }
+                }
+            };
+        }
+    }
+
     /// Sends a plan's steps in order, recording intent and outcome of each.
     pub(super) async fn execute(
         &self,
@@ -85,7 +150,9 @@ impl Engine {
                 Err(e) => {
                     // An earlier step's outcome first, as its own record.
                     if let Some(reached) = req.step_unrecorded.take() {
-                        self.record_step_done(&mut req, Some(reached)).await?;
+                        self.recorder
+                            .record_step_done(&mut req, Some(reached))
+                            .await?;
                     }
                     let reason = refused_locally(step, &e);
                     return Ok(Next::Decision(
@@ -106,6 +173,7 @@ impl Engine {
             let (earlier, reached) = (&req.unrecorded, req.step_unrecorded);
             let renewed = Instant::now();
             match self
+                .recorder
                 .store
                 .record_intent(&req.lease, lease_for, earlier, reached, &intent, amounts)
                 .await?
@@ -116,12 +184,18 @@ impl Engine {
                 }
                 Intent::ShopChanged => return self.shop_changed(&req).await.map(Next::Done),
             }
-            let turn = self.turns.take().await;
+            let turn = self.bank.turn().await;
             if let Some(why) = self.closed_while_waiting(&plan, i, stop) {
                 drop(turn);
                 return self.not_sent(&req, op, why).await.map(Next::Done);
             }
-            if let Door::LeaseTooShort(call) = self.lease_outlasts_call(&req.lease, renewed).await?
+            if let Door::LeaseTooShort(call) = lease_outlasts_call(
+                &self.recorder.store,
+                &req.lease,
+                renewed,
+                (self.settings.lease, self.bank.longest_call()),
+            )
+            .await?
             {
                 drop(turn);
                 let why = NotSent::LeaseTooShort(call, self.settings.lease);
@@ -134,7 +208,7 @@ impl Engine {
                 sent_at: chrono::Utc::now(),
             });
             let started = Instant::now();
-            let result = self.send(&call).await;
+            let result = self.bank.send(&call).await;
             drop(turn);
             let elapsed_ms = started.elapsed().as_millis() as i32;
             let ev = GatewayEvent {
@@ -160,7 +234,12 @@ impl Engine {
     /// amounts: nothing is sent on the old request.
     async fn shop_changed(&self, req: &RefundRequest) -> Result<OrderOutcome, StoreError> {
         let order_no = req.order_no.as_str();
-        match self.store.recheck_request(&req.lease, order_no).await? {
+        match self
+            .recorder
+            .store
+            .recheck_request(&req.lease, order_no)
+            .await?
+        {
             RequestNow::Withdrawn => {
                 info!(
                     step = "withdrawn",
@@ -194,13 +273,14 @@ impl Engine {
                     format!("blackout window {w} (Asia/Taipei)"),
                     req.unknown.is_some(),
                 );
-                self.store
+                self.recorder
+                    .store
                     .defer(&req.lease, &req.story_with(None), &d)
                     .await?;
                 return Ok(Some(OrderOutcome::Deferred));
             }
             if stop.is_cancelled() {
-                self.store.release(&[req.lease]).await?;
+                self.recorder.store.release(&[req.lease]).await?;
                 return Ok(Some(OrderOutcome::Released));
             }
         }
@@ -211,7 +291,9 @@ impl Engine {
         {
             let why = "the recheck delay has not passed";
             return Ok(Some(
-                self.wait_for_recheck(req, operation, left, why).await?,
+                self.recorder
+                    .wait_for_recheck(req, operation, left, why)
+                    .await?,
             ));
         }
         Ok(None)
@@ -228,7 +310,7 @@ impl Engine {
         i: usize,
         stop: &CancellationToken,
     ) -> Option<NotSent> {
-        if let Some(why) = self.client.keys_look_wrong() {
+        if let Some(why) = self.bank.keys_look_wrong() {
             return Some(NotSent::BankKeys(why));
         }
         if plan.completes_capture_reversal || i > 0 {
@@ -263,7 +345,7 @@ impl Engine {
             ..Default::default()
         };
         let d = Deferral::next_pass(reason, false);
-        self.store.defer(&req.lease, &[ev], &d).await?;
+        self.recorder.store.defer(&req.lease, &[ev], &d).await?;
         Ok(match why {
             NotSent::Stopping => OrderOutcome::Released,
             NotSent::Blackout(_) | NotSent::LeaseTooShort(..) | NotSent::BankKeys(_) => {
@@ -287,7 +369,9 @@ impl Engine {
             method: plan.method,
             amount: plan.amount,
         };
-        Ok(Next::Done(self.conclude(&req, v, Some(&ev)).await?))
+        Ok(Next::Done(
+            self.recorder.conclude(&req, v, Some(&ev)).await?,
+        ))
     }
 
     /// A step before the last was accepted: its outcome (and for a capture
@@ -329,10 +413,10 @@ impl Engine {
                 ev.message = Some(message.clone());
                 info!(step = op.as_str(), operation = op.as_str(), resp_code = %resp_code, err_code = %err_code, elapsed_ms = ev.elapsed_ms, "bank refused: {message}");
                 forget_last_call(&mut req);
-                self.record_step(&mut req, ev, None).await?;
+                self.recorder.record_step(&mut req, ev, None).await?;
                 let refusal =
                     format!("{op} refused (RespCode {resp_code}, ErrCode {err_code}): {message}");
-                let v = match self.inquire(&mut req).await? {
+                let v = match self.bank.inquire(&mut req).await {
                     Ok(bank) => after_refusal(&req, &bank, &refusal),
                     Err(e) => on_inquiry_error(&e),
                 };
@@ -355,7 +439,8 @@ impl Engine {
                     "{reason}"
                 );
                 mark_last_call(&mut req, CallFate::AcceptedAs(refunded.amount()));
-                self.fail(&req, Some(&ev), &reason, Some(refunded.amount()))
+                self.recorder
+                    .fail(&req, Some(&ev), &reason, Some(refunded.amount()))
                     .await
                     .map(Next::Done)
             }
@@ -364,7 +449,7 @@ impl Engine {
                 ev.outcome = Some(CallOutcome::Unavailable);
                 ev.message = Some(reason.clone());
                 forget_last_call(&mut req);
-                self.record_step(&mut req, ev, None).await?;
+                self.recorder.record_step(&mut req, ev, None).await?;
                 req.unknown = None;
                 let v = Conclusion::Retry(format!("{op}: bank unavailable: {reason}"));
                 Ok(Next::Decision(Box::new(req), v.into()))
@@ -373,7 +458,7 @@ impl Engine {
                 let reason = format!("invalid {op} request, nothing sent: {e}");
                 ev.outcome = Some(CallOutcome::Invalid);
                 forget_last_call(&mut req);
-                self.record_step(&mut req, ev, None).await?;
+                self.recorder.record_step(&mut req, ev, None).await?;
                 Ok(Next::Decision(
                     Box::new(req),
                     Conclusion::NeedsPerson(reason).into(),
@@ -398,95 +483,38 @@ impl Engine {
         ev.message = Some(reason.clone());
         warn!(step = op.as_str(), operation = op.as_str(), elapsed_ms = ev.elapsed_ms, reason = %reason, "outcome unknown; asking the bank");
         req.unrecorded.push(ev);
-        self.store
+        self.recorder
+            .store
             .record_events(&req.lease, &req.unrecorded)
             .await?;
         req.unrecorded.clear();
         req.unknown = Some((op, Duration::ZERO));
         for _ in 0..RECHECK_INQUIRIES {
-            let bank = match self.inquire(&mut req).await? {
+            let bank = match self.bank.inquire(&mut req).await {
                 Ok(b) => b,
                 Err(_) => continue,
             };
             let Some(v) = after_ambiguous(&req, step, &bank) else {
                 let why = "the bank shows it did not happen (yet)";
-                let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);
+                let done = self
+                    .recorder
+                    .wait_for_recheck(&req, op, self.settings.recheck, why);
                 return Ok(Next::Done(done.await?));
             };
             if step == Step::CaptureReversal && matches!(v, Decision::Act(_)) {
                 if let Some(took_effect) = learn_from_inquiry(&mut req, &bank) {
-                    self.record_capture_reversal_fate(&mut req, &bank, took_effect)
+                    self.recorder
+                        .record_capture_reversal_fate(&mut req, &bank, took_effect)
                         .await?;
                 }
             }
             return Ok(Next::Decision(Box::new(req), v));
         }
         let why = "the bank could not be asked";
-        let done = self.wait_for_recheck(&req, op, self.settings.recheck, why);
+        let done = self
+            .recorder
+            .wait_for_recheck(&req, op, self.settings.recheck, why);
         Ok(Next::Done(done.await?))
-    }
-
-    /// Commits what the bank's state showed of a capture reversal of unknown
-    /// outcome (`next_move::learn_from_inquiry`): out of the capture file, it
-    /// took effect and its step is committed (so the completing reversal keeps
-    /// its exemption and the order its method); settled or beyond, it did not.
-    pub(super) async fn record_capture_reversal_fate(
-        &self,
-        req: &mut RefundRequest,
-        bank: &Inquiry,
-        took_effect: bool,
-    ) -> Result<(), StoreError> {
-        let op = Operation::CaptureReversal;
-        let state = bank.state.code();
-        let (outcome, verb) = if took_effect {
-            (CallOutcome::TookEffect, "took effect")
-        } else {
-            (CallOutcome::DidNotTakeEffect, "did not take effect")
-        };
-        let note = GatewayEvent {
-            kind: EventKind::Note,
-            operation: Some(op),
-            outcome: Some(outcome),
-            bank_state: Some(state.to_string()),
-            message: Some(format!("the bank shows the {op} {verb} (state {state})")),
-            ..Default::default()
-        };
-        let reached = took_effect.then_some(StepReached::CaptureReversed);
-        self.record_step(req, note, reached).await
-    }
-
-    /// Commits a step's outcome (or a note about it), with the step reached,
-    /// after what the attempt learned and had not yet written.
-    async fn record_step(
-        &self,
-        req: &mut RefundRequest,
-        ev: GatewayEvent,
-        reached: Option<StepReached>,
-    ) -> Result<(), StoreError> {
-        req.unrecorded.push(ev);
-        self.record_step_done(req, reached).await
-    }
-
-    /// Commits what the attempt learned and had not yet written, with the step reached.
-    async fn record_step_done(
-        &self,
-        req: &mut RefundRequest,
-        reached: Option<StepReached>,
-    ) -> Result<(), StoreError> {
-        self.store
-            .record_step_done(&req.lease, &req.unrecorded, reached)
-            .await?;
-        req.unrecorded.clear();
-        Ok(())
-    }
-
-    /// Sends one money-moving call that passed its local checks.
-    async fn send(&self, call: &Call) -> Result<(), CtbcError> {
-        match call {
-            Call::Reversal(r) => self.client.reversal(r).await.map(|_| ()),
-            Call::CaptureReversal(r) => self.client.capture_reversal(r).await.map(|_| ()),
-            Call::Refund(r) => self.client.refund(r).await.map(|_| ()),
-        }
     }
 }
 

@@ -8,10 +8,9 @@
 //! no other claim can take the order while it may still be on its way; after
 //! a long wait the lease is renewed first, or the call is not sent at all.
 
-use super::pass::Engine;
 use crate::domain::record::outlasts;
 use crate::domain::record::Lease;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -44,41 +43,33 @@ pub(super) enum Door {
     LeaseTooShort(Duration),
 }
 
-impl Engine {
-    /// Before a money-moving call, with its turn in hand: the lease renewed
-    /// by the intent's commit (begun at `renewed`) must certainly outlast the
-    /// call, rate-limit wait and timeout included, so no other claim can take
-    /// the order while the call may still be on its way. Otherwise it is
-    /// renewed once more (fenced to this claim); when that fails the order is
-    /// given up as a lost lease, its intent left of unknown outcome for an
-    /// inquiry.
-    pub(super) async fn lease_outlasts_call(
-        &self,
-        lease: &Lease,
-        renewed: Instant,
-    ) -> Result<Door, StoreError> {
-        let (lease_for, call) = (self.settings.lease, self.longest_call());
-        if outlasts(renewed.elapsed(), call, lease_for) {
-            return Ok(Door::Open);
-        }
-        let asked = Instant::now();
-        let renewed_now = self
-            .store
-            .renew_leases(&[(lease.id, lease.token)], lease_for)
-            .await?;
-        if !renewed_now.contains(&lease.id) {
-            return Err(StoreError::LeaseLost);
-        }
-        if outlasts(asked.elapsed(), call, lease_for) {
-            Ok(Door::Open)
-        } else {
-            Ok(Door::LeaseTooShort(call))
-        }
+/// Before a money-moving call, with its turn in hand: the lease renewed
+/// by the intent's commit (begun at `renewed`) must certainly outlast the
+/// call, rate-limit wait and timeout included, so no other claim can take
+/// the order while the call may still be on its way. Otherwise it is
+/// renewed once more (fenced to this claim); when that fails the order is
+/// given up as a lost lease, its intent left of unknown outcome for an
+/// inquiry.
+pub(super) async fn lease_outlasts_call(
+    store: &Store,
+    lease: &Lease,
+    renewed: Instant,
+    (lease_for, call): (Duration, Duration),
+) -> Result<Door, StoreError> {
+    if outlasts(renewed.elapsed(), call, lease_for) {
+        return Ok(Door::Open);
     }
-
-    /// The longest one call to the bank can take once it has its turn.
-    fn longest_call(&self) -> Duration {
-        self.client.longest_call(self.settings.concurrency.max(1))
+    let asked = Instant::now();
+    let renewed_now = store
+        .renew_leases(&[(lease.id, lease.token)], lease_for)
+        .await?;
+    if !renewed_now.contains(&lease.id) {
+        return Err(StoreError::LeaseLost);
+    }
+    if outlasts(asked.elapsed(), call, lease_for) {
+        Ok(Door::Open)
+    } else {
+        Ok(Door::LeaseTooShort(call))
     }
 }
 

@@ -2,7 +2,10 @@
 //! the bank accepts it, then inquired on later passes until the bank's batch
 //! settles it (22); one that fails there or vanishes goes to a person at once.
 
-use super::pass::{Engine, Held};
+use super::bank::Bank;
+use super::held::Held;
+use super::recorder::Recorder;
+use super::settings::EngineSettings;
 use super::summary::PassCounters;
 use crate::ctbc::types::OrderNo;
 use crate::ctbc::Operation;
@@ -18,8 +21,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
+use uuid::Uuid;
 
-impl Engine {
+/// The settlement watch of one pass, with the parts it needs.
+pub(super) struct SettlementWatch<'a> {
+    pub(super) bank: &'a Bank,
+    pub(super) recorder: &'a Recorder,
+    pub(super) settings: &'a EngineSettings,
+    pub(super) worker: Uuid,
+}
+
+impl SettlementWatch<'_> {
     /// Inquires refunded orders until the bank settles their refund. One
     /// order's trouble never stops the others; only a lost database does.
     pub(super) async fn watch_settlements(
@@ -34,6 +46,7 @@ impl Engine {
                 return Ok(());
             }
             let rows = self
+                .recorder
                 .store
                 .claim_settlement_watch(
                     self.worker,
@@ -93,7 +106,7 @@ impl Engine {
             }
         };
         let started = Instant::now();
-        let result = self.client.inquiry(&order_no).await;
+        let result = self.bank.inquiry(&order_no).await;
         let mut ev = GatewayEvent {
             kind: EventKind::Outcome,
             operation: Some(Operation::Inquiry),
@@ -135,6 +148,7 @@ impl Engine {
         }
         let lease = row.lease(self.worker);
         let wb = self
+            .recorder
             .store
             .record_settlement(
                 &lease,
@@ -143,7 +157,7 @@ impl Engine {
                 Duration::ZERO,
             )
             .await?;
-        self.note_write_back(&wb);
+        self.recorder.note_write_back(&wb);
         Ok(())
     }
 
@@ -162,6 +176,7 @@ impl Engine {
         let wait = self.settings.backoff_base;
         let lease = row.lease(self.worker);
         match self
+            .recorder
             .store
             .record_settlement(&lease, std::slice::from_ref(&ev), still, wait)
             .await

@@ -154,12 +154,12 @@ pub struct SeedOrder {
     pub auth_code: String,
     /// Whole NT$.
     pub amount: i64,
-    pub refund: Refund,
+    pub refund: AskedBack,
 }
 
 /// Whether, and how much of, a paid order the shop asks back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refund {
+pub enum AskedBack {
     /// Paid, and stays so: the shop's query must not list it.
     NotAsked,
     /// Asked back whole (the refund column left NULL).
@@ -168,12 +168,12 @@ pub enum Refund {
     Part(i64),
 }
 
-impl Refund {
+impl AskedBack {
     fn asked(self) -> Option<Option<i64>> {
         match self {
-            Refund::NotAsked => None,
-            Refund::Whole => Some(None),
-            Refund::Part(amount) => Some(Some(amount)),
+            AskedBack::NotAsked => None,
+            AskedBack::Whole => Some(None),
+            AskedBack::Part(amount) => Some(Some(amount)),
         }
     }
 }

@@ -61,7 +61,7 @@ impl SimTx {
 /// How a call ended at the simulated bank.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum CallOutcome {
+pub enum CallDisposition {
     /// The bank accepted it (`RespCode` "0"); for a mutating call, it applied.
     Accepted,
     /// The bank refused it; nothing changed.
@@ -80,7 +80,7 @@ pub struct CallRecord {
     pub org_amt: Option<i64>,
     /// AuthNewAmt, CapRevAmt, CredAmt or CredRevAmt as sent.
     pub amount: Option<i64>,
-    pub outcome: CallOutcome,
+    pub outcome: CallDisposition,
     pub resp_code: Option<String>,
     pub errdesc: Option<String>,
     pub duplicate: bool,

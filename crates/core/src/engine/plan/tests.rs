@@ -89,7 +89,7 @@ fn an_unknown_call_within_the_recheck_delay_is_skipped_and_after_it_sent() {
     assert_eq!(
         skip,
         Some(Skip::RecheckDelay {
-            operation: "refund",
+            operation: Operation::Refund,
             left_secs: 240
         })
     );
