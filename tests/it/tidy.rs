@@ -1,8 +1,8 @@
 //! The code map's promises, checked on the source tree: every module says
 //! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
 //! ARCHITECTURE.md states as invariants hold under a plain text search,
-//! every module, item and file ARCHITECTURE.md names in code exists, and
-//! each helper of the integration tests has one home.
+//! every module, item, file and crate ARCHITECTURE.md names in code exists,
+//! and each helper of the integration tests has one home.
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,12 @@ fn sources(under: &str) -> Vec<(String, String)> {
 }
 
 /// Where each crate's sources are: this package's, then the workspace's crates.
-const SOURCE_DIRS: [&str; 4] = ["src", "crates/domain/src", "crates/core/src", "crates/sim/src"];
+const SOURCE_DIRS: [&str; 4] = [
+    "src",
+    "crates/domain/src",
+    "crates/core/src",
+    "crates/sim/src",
+];
 
 /// The modules of the core crate, re-exported at the top of `refundd`.
 const CORE_MODULES: [&str; 8] = [
@@ -321,10 +326,33 @@ fn module_files(path: &[&str]) -> Vec<PathBuf> {
 }
 
 /// The names the source tree holds: declared anywhere under `src/` and
-/// `tests/`, module files by their stem, and the words of `migrations/`.
+/// `tests/`, module files by their stem, the words of `migrations/`, and the
+/// workspace's crates.
 struct Tree {
     anywhere: Declared,
     schema_words: std::collections::HashSet<String>,
+    crates: std::collections::HashSet<String>,
+}
+
+/// The names of the workspace's packages, from the members' manifests.
+fn workspace_crates() -> std::collections::HashSet<String> {
+    let manifest = |dir: &Path| -> toml::Table {
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+        text.parse().expect("Cargo.toml is TOML")
+    };
+    let top = manifest(&root());
+    let members = top["workspace"]["members"].as_array();
+    members
+        .expect("workspace.members")
+        .iter()
+        .map(|m| {
+            let package = manifest(&root().join(m.as_str().expect("a member's directory")));
+            package["package"]["name"]
+                .as_str()
+                .expect("package.name")
+                .to_string()
+        })
+        .collect()
 }
 
 impl Tree {
@@ -348,6 +376,7 @@ impl Tree {
         Tree {
             anywhere,
             schema_words,
+            crates: workspace_crates(),
         }
     }
 
@@ -385,6 +414,9 @@ fn false_name(span: &str, tree: &Tree) -> Option<String> {
         .unwrap_or(span);
     if span.contains('/') {
         return false_path(span);
+    }
+    if span.starts_with("refundd-") && !tree.crates.contains(span) {
+        return Some("no crate of the workspace".into());
     }
     if name.contains("::") {
         return false_rust_path(name, tree);
@@ -463,10 +495,11 @@ fn false_rust_path(name: &str, tree: &Tree) -> Option<String> {
 /// anywhere; or a type and its members declared anywhere); a type's name
 /// (`OrderView`, or `Act(Plan)`), declared or imported under `src/` or
 /// `tests/`; a snake_case name with an underscore, or a macro, declared under
-/// `src/` or `tests/` (a module by its file) or named in `migrations/`.
-/// Settings (`worker.concurrency`), commands (`refundd run`), SQL and
-/// upper-case words, one-word lower-case names (`shop`, `plan`: modules read
-/// under their heading) and `POSTGRES_NAMES` are not held.
+/// `src/` or `tests/` (a module by its file) or named in `migrations/`; a
+/// crate's name (`refundd-core`), a package of the workspace. Settings
+/// (`worker.concurrency`), commands (`refundd run`), SQL and upper-case
+/// words, one-word lower-case names (`shop`, `plan`: modules read under
+/// their heading) and `POSTGRES_NAMES` are not held.
 #[test]
 fn the_code_map_names_only_what_exists() {
     let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
@@ -487,6 +520,8 @@ fn the_code_map_check_catches_false_names() {
     for wrong in [
         "src/mian.rs",
         "tests/it/nowhere/",
+        "crates/core/src/stor/",
+        "refundd-cor",
         "engine::stepz",
         "engine::steps::no_such_step",
         "store::refunds::OWN_CALLZ",
@@ -502,6 +537,9 @@ fn the_code_map_check_catches_false_names() {
     for right in [
         "src/main.rs",
         "tests/it/common/",
+        "crates/core/src/store/",
+        "refundd-core",
+        "refundd-sim",
         "engine::steps",
         "sim::ledger::transitions",
         "ctbc::inquiry_only::InquiryClient",
