@@ -1,8 +1,9 @@
 //! The code map's promises, checked on the source tree: every module says
 //! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
-//! ARCHITECTURE.md states as invariants hold under a plain text search,
-//! every module, item, file and crate ARCHITECTURE.md names in code exists,
-//! and each helper of the integration tests has one home.
+//! ARCHITECTURE.md states as invariants hold under a plain text search (the
+//! crates' arrows as `cargo metadata` reads the manifests, against the crate
+//! table), every module, item, file and crate ARCHITECTURE.md names in code
+//! exists, and each helper of the integration tests has one home.
 
 use std::path::{Path, PathBuf};
 
@@ -620,4 +621,231 @@ fn every_refundd_variable_the_deployments_and_docs_name_is_one_refundd_reads() {
         }
     }
     assert!(unread.is_empty(), "not read by refundd: {unread:#?}");
+}
+
+/// A row of ARCHITECTURE.md's crate table: the crate, the crates of the
+/// workspace its "depends on" cell names, and the crates from elsewhere that
+/// cell names, which the crate must not depend on ("no `sqlx`").
+#[derive(Debug)]
+struct CrateRow {
+    name: String,
+    depends_on: Vec<String>,
+    never: Vec<String>,
+}
+
+/// The rows of the table in `doc`'s "## Crates" section, in the table's order.
+fn crate_table(doc: &str, workspace: &[String]) -> Vec<CrateRow> {
+    let cells = |line: &str| -> Vec<String> {
+        let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    let mut table = doc
+        .lines()
+        .skip_while(|l| l.trim() != "## Crates")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.trim_start().starts_with('|'));
+    let header = cells(table.next().expect("a table in the Crates section"));
+    let column = |name: &str| {
+        let found = header.iter().position(|h| h == name);
+        found.unwrap_or_else(|| panic!("no column \"{name}\" in the crate table"))
+    };
+    let (crate_column, depends_column) = (column("crate"), column("depends on"));
+    table
+        .skip(1)
+        .map(|line| {
+            let row = cells(line);
+            let spans = |i: usize| row.get(i).map(|c| code_spans(c)).unwrap_or_default();
+            let name = spans(crate_column).into_iter().next().unwrap_or_default();
+            let (depends_on, never) = spans(depends_column)
+                .into_iter()
+                .partition(|s| workspace.contains(s));
+            CrateRow {
+                name,
+                depends_on,
+                never,
+            }
+        })
+        .collect()
+}
+
+/// Dev-dependencies that are the tests' tools, not arrows between parts.
+const TEST_TOOLS: [&str; 3] = ["proptest", "criterion", "libc"];
+
+/// The crates whose dev-dependencies are arrows too: their unit tests are
+/// their own code, and must not reach up either.
+const DEV_ARROWS_OF: [&str; 2] = ["refundd-domain", "refundd-core"];
+
+/// Whether `dependency` (from `cargo metadata`) of `package` is an arrow:
+/// a normal or build dependency, or a dev-dependency of `DEV_ARROWS_OF`.
+fn is_arrow(package: &str, dependency: &serde_json::Value) -> bool {
+    match dependency["kind"].as_str() {
+        None | Some("build") => true,
+        Some("dev") => {
+            let name = dependency["name"].as_str().unwrap_or_default();
+            DEV_ARROWS_OF.contains(&package) && !TEST_TOOLS.contains(&name)
+        }
+        Some(_) => false,
+    }
+}
+
+/// The workspace's packages and their arrows (package, dependency), as
+/// `cargo metadata` reads them from the manifests.
+fn workspace_arrows() -> (Vec<String>, Vec<(String, String)>) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("run cargo metadata");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo metadata failed: {stderr}");
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let name = |v: &serde_json::Value| v["name"].as_str().expect("a name").to_string();
+    let mut arrows = Vec::new();
+    for package in packages {
+        let from = name(package);
+        let dependencies = package["dependencies"].as_array().expect("dependencies");
+        for dependency in dependencies.iter().filter(|d| is_arrow(&from, d)) {
+            arrows.push((from.clone(), name(dependency)));
+        }
+    }
+    (packages.iter().map(name).collect(), arrows)
+}
+
+/// Where the manifests and the table disagree: a crate without a row, a row
+/// naming a crate that is not above it, an arrow to a crate of the workspace
+/// its row does not name, a crate its row names but it does not depend on,
+/// an arrow its row rules out.
+fn crate_arrow_breaches(
+    rows: &[CrateRow],
+    workspace: &[String],
+    arrows: &[(String, String)],
+) -> Vec<String> {
+    let mut breaches: Vec<String> = workspace
+        .iter()
+        .filter(|name| !rows.iter().any(|r| &r.name == *name))
+        .map(|name| format!("`{name}` has no row in the table"))
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let name = &row.name;
+        let above: Vec<&String> = rows[..i].iter().map(|r| &r.name).collect();
+        let to: Vec<&String> = arrows
+            .iter()
+            .filter(|(from, _)| from == name)
+            .map(|(_, to)| to)
+            .collect();
+        for dep in &row.depends_on {
+            if !above.contains(&dep) {
+                breaches.push(format!("`{name}`'s row names `{dep}`, not a row above it"));
+            }
+            if !to.contains(&dep) {
+                breaches.push(format!(
+                    "`{name}` does not depend on `{dep}`, named in its row"
+                ));
+            }
+        }
+        for dep in to {
+            if workspace.contains(dep) && !row.depends_on.contains(dep) {
+                breaches.push(format!("`{name}` depends on `{dep}`, not named in its row"));
+            }
+            if row.never.contains(dep) {
+                breaches.push(format!(
+                    "`{name}` depends on `{dep}`, which its row rules out"
+                ));
+            }
+        }
+    }
+    breaches
+}
+
+/// What the domain's row keeps ruling out, so the table cannot drop it: the
+/// decision has no SQL, HTTP or async runtime.
+const THE_DOMAIN_HAS_NO: [&str; 5] = ["sqlx", "reqwest", "tokio", "axum", "hyper"];
+
+/// The crates depend on one another as ARCHITECTURE.md's crate table says
+/// (its "depends on" column, read here, so the table and the check cannot
+/// drift), and only on crates of the rows above their own.
+#[test]
+fn the_crates_depend_only_downwards() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let (workspace, arrows) = workspace_arrows();
+    let rows = crate_table(&doc, &workspace);
+    let domain = rows.iter().find(|r| r.name == "refundd-domain");
+    let rules_out = domain.map(|r| r.never.clone()).unwrap_or_default();
+    let dropped: Vec<_> = THE_DOMAIN_HAS_NO
+        .iter()
+        .filter(|c| !rules_out.iter().any(|n| n == *c))
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "the crate table's `refundd-domain` row no longer rules out {dropped:?}"
+    );
+    let breaches = crate_arrow_breaches(&rows, &workspace, &arrows);
+    assert!(
+        breaches.is_empty(),
+        "the manifests and ARCHITECTURE.md's crate table disagree: {breaches:#?}"
+    );
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_crate_check_catches_arrows_the_table_does_not_draw() {
+    let doc = "## Crates\n\n| crate | holds | depends on |\n|---|---|---|\n\
+               | `refundd-domain` | `domain` | nothing of refundd's; no `tokio` |\n\
+               | `refundd-core` | `store` | `refundd-domain` |\n\
+               | `refundd` | `cli` | `refundd-domain`, `refundd-core` |\n\n## Next\n\
+               | `refundd-core` | | `refundd` |\n";
+    let workspace = strings(&["refundd", "refundd-core", "refundd-domain"]);
+    let arrows = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let drawn = [
+            ("refundd-domain", "serde"),
+            ("refundd-core", "refundd-domain"),
+            ("refundd-core", "tokio"),
+            ("refundd", "refundd-domain"),
+            ("refundd", "refundd-core"),
+        ];
+        let all = drawn.iter().chain(pairs);
+        all.map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    let rows = crate_table(doc, &workspace);
+    assert_eq!(
+        crate_arrow_breaches(&rows, &workspace, &arrows(&[])),
+        Vec::<String>::new()
+    );
+    for wrong in [
+        ("refundd-core", "refundd"),
+        ("refundd-domain", "refundd-core"),
+        ("refundd-domain", "tokio"),
+    ] {
+        let breaches = crate_arrow_breaches(&rows, &workspace, &arrows(&[wrong]));
+        assert!(!breaches.is_empty(), "{wrong:?} passed");
+    }
+    let not_depended: Vec<_> = arrows(&[])
+        .into_iter()
+        .filter(|(a, b)| (a.as_str(), b.as_str()) != ("refundd", "refundd-core"))
+        .collect();
+    let breaches = crate_arrow_breaches(&rows, &workspace, &not_depended);
+    assert!(!breaches.is_empty(), "a row naming a crate not depended on");
+    let upwards = doc.replace(
+        "| `refundd-domain` |\n",
+        "| `refundd-domain`, `refundd` |\n",
+    );
+    assert_ne!(upwards, doc);
+    let rows_upwards = crate_table(&upwards, &workspace);
+    let with_arrow = arrows(&[("refundd-core", "refundd")]);
+    let breaches = crate_arrow_breaches(&rows_upwards, &workspace, &with_arrow);
+    assert!(!breaches.is_empty(), "a row naming a crate below it");
+    let breaches = crate_arrow_breaches(&rows[..2], &workspace, &arrows(&[]));
+    assert!(!breaches.is_empty(), "a crate without a row");
 }
