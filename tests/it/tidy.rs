@@ -2,8 +2,9 @@
 //! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
 //! ARCHITECTURE.md states as invariants hold under a plain text search (the
 //! crates' arrows as `cargo metadata` reads the manifests, against the crate
-//! table), every module, item, file and crate ARCHITECTURE.md names in code
-//! exists, and each helper of the integration tests has one home.
+//! table; the modules' arrows within a crate), every module, item, file and
+//! crate ARCHITECTURE.md names in code exists, and each helper of the
+//! integration tests has one home.
 
 use std::path::{Path, PathBuf};
 
@@ -848,4 +849,293 @@ fn the_crate_check_catches_arrows_the_table_does_not_draw() {
     assert!(!breaches.is_empty(), "a row naming a crate below it");
     let breaches = crate_arrow_breaches(&rows[..2], &workspace, &arrows(&[]));
     assert!(!breaches.is_empty(), "a crate without a row");
+}
+
+/// What a module never names of its own crate (by `crate::`, `super::` or
+/// `self::`, in a `use` or in code; a path rules out everything under it):
+/// the crate's source directory, the module, the paths. ARCHITECTURE.md
+/// states each as an invariant.
+const MODULE_ARROWS: [(&str, &str, &[&str]); 6] = [
+    // The client by its module and by the names `ctbc` re-exports it under.
+    (
+        "crates/core/src",
+        "store",
+        &[
+            "engine",
+            "config",
+            "notify",
+            "ctbc::client",
+            "ctbc::Client",
+            "ctbc::InquiryClient",
+        ],
+    ),
+    ("crates/core/src", "ctbc", &["store", "engine", "config"]),
+    ("crates/core/src", "config", &["engine"]),
+    ("crates/core/src", "engine", &["throwaway_pg"]),
+    ("crates/core/src", "notify", &["engine"]),
+    ("src", "ops", &["cli"]),
+];
+
+/// The module a file under crate directory `dir` holds: `store/refunds.rs`
+/// and `store/refunds/mod.rs` are `store::refunds`, `lib.rs` the root.
+fn file_module(dir: &str, file: &str) -> Option<Vec<String>> {
+    let path = file
+        .strip_prefix(dir)?
+        .strip_prefix('/')?
+        .strip_suffix(".rs")?;
+    let mut segments: Vec<String> = path.split('/').map(str::to_string).collect();
+    if matches!(
+        segments.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        segments.pop();
+    }
+    Some(segments)
+}
+
+/// `line` without its visibility (`pub`, `pub(crate)`, `pub(super)`).
+fn without_visibility(line: &str) -> &str {
+    let line = line.trim_start();
+    ["pub(crate) ", "pub(super) ", "pub "]
+        .iter()
+        .find_map(|v| line.strip_prefix(v))
+        .unwrap_or(line)
+}
+
+/// Each line's code (a comment line blank) and the module it is in: `module`,
+/// or an inline `mod name {` within it, whose lines rustfmt indents.
+fn lines_in_modules(module: &[String], text: &str) -> Vec<(Vec<String>, String)> {
+    let mut inline: Vec<(usize, String)> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        if !code.is_empty() {
+            while inline.last().is_some_and(|(i, _)| indent <= *i) {
+                inline.pop();
+            }
+        }
+        let mut here = module.to_vec();
+        here.extend(inline.iter().map(|(_, name)| name.clone()));
+        if let Some(name) = without_visibility(code)
+            .strip_prefix("mod ")
+            .and_then(|m| m.strip_suffix('{'))
+        {
+            inline.push((indent, name.trim().to_string()));
+        }
+        let code = if code.starts_with("//") { "" } else { code };
+        out.push((here, code.to_string()));
+    }
+    out
+}
+
+/// The paths a `use` tree spells out, braces expanded (`a::{b, c::d}` is
+/// `a::b` and `a::c::d`; `a::{self as x}` is `a`), from its tokens.
+fn use_tree_paths(t: &[String], at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    let mut path = prefix.to_vec();
+    while let Some(token) = t.get(*at).map(String::as_str) {
+        match token {
+            ":" => *at += 1,
+            "as" => *at += 2,
+            "{" => {
+                *at += 1;
+                while !matches!(t.get(*at).map(String::as_str), Some("}") | None) {
+                    let before = *at;
+                    use_tree_paths(t, at, &path, out);
+                    if *at == before || t.get(*at).map(String::as_str) == Some(",") {
+                        *at += 1;
+                    }
+                }
+                *at += 1;
+                return;
+            }
+            "self" if !path.is_empty() => *at += 1,
+            word if is_ident(word) || word == "*" => {
+                path.push(word.to_string());
+                *at += 1;
+            }
+            _ => break,
+        }
+    }
+    out.push(path);
+}
+
+/// The `crate::` and `super::` paths written in a line of code (not a `use`).
+fn code_paths(code: &str) -> Vec<Vec<String>> {
+    let starts_path = |s: &str, i: usize| {
+        let after_ident = s[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        !after_ident && (s[i..].starts_with("crate::") || s[i..].starts_with("super::"))
+    };
+    let mut paths = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| starts_path(rest, i))
+    {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        let segments = tail[..end].split("::").filter(|s| !s.is_empty());
+        paths.push(segments.map(str::to_string).collect());
+        rest = &tail[end..];
+    }
+    paths
+}
+
+/// `path` from the crate's root, read in `module`; `None` for another
+/// crate's path.
+fn from_crate_root(module: &[String], path: &[String]) -> Option<Vec<String>> {
+    let (mut base, mut rest) = match path.first()?.as_str() {
+        "crate" => (Vec::new(), &path[1..]),
+        "self" => (module.to_vec(), &path[1..]),
+        "super" => (module.to_vec(), path),
+        _ => return None,
+    };
+    while rest.first().map(String::as_str) == Some("super") {
+        base.pop()?;
+        rest = &rest[1..];
+    }
+    base.extend(rest.iter().cloned());
+    Some(base)
+}
+
+/// The paths of its own crate that a file of `module` names, from the crate's
+/// root, each with its line.
+fn named_paths(module: &[String], text: &str) -> Vec<(usize, Vec<String>)> {
+    let lines = lines_in_modules(module, text);
+    let mut named = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let (here, code) = &lines[i];
+        let line = i + 1;
+        let paths = if let Some(tree) = without_visibility(code).strip_prefix("use ") {
+            let mut statement = tree.to_string();
+            while !statement.contains(';') && i + 1 < lines.len() {
+                i += 1;
+                statement.push(' ');
+                statement.push_str(&lines[i].1);
+            }
+            let mut paths = Vec::new();
+            use_tree_paths(&tokens(&statement), &mut 0, &[], &mut paths);
+            paths
+        } else {
+            code_paths(code)
+        };
+        let from_root = paths.iter().filter_map(|p| from_crate_root(here, p));
+        named.extend(from_root.map(|p| (line, p)));
+        i += 1;
+    }
+    named
+}
+
+/// Where a module of `files` names what `MODULE_ARROWS` says it never names.
+fn module_arrow_breaches(files: &[(String, String)]) -> Vec<String> {
+    let mut breaches = Vec::new();
+    for (dir, module, never) in MODULE_ARROWS {
+        for (file, text) in files {
+            let Some(of) = file_module(dir, file) else {
+                continue;
+            };
+            if of.first().map(String::as_str) != Some(module) {
+                continue;
+            }
+            for (line, path) in named_paths(&of, text) {
+                let under = |n: &&&str| {
+                    let n: Vec<&str> = n.split("::").collect();
+                    path.len() >= n.len() && path.iter().zip(&n).all(|(a, b)| a == b)
+                };
+                if let Some(n) = never.iter().find(under) {
+                    let path = path.join("::");
+                    breaches.push(format!(
+                        "{file}:{line}: `{module}` names `{path}` (never `{n}`)"
+                    ));
+                }
+            }
+        }
+    }
+    breaches
+}
+
+/// The arrows between the modules of a crate point as ARCHITECTURE.md's
+/// code map says (`MODULE_ARROWS`).
+#[test]
+fn the_modules_of_a_crate_depend_as_the_map_says() {
+    let breaches = module_arrow_breaches(&all_sources());
+    assert!(
+        breaches.is_empty(),
+        "a module names what the code map says it never names: {breaches:#?}"
+    );
+}
+
+fn files(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let pairs = pairs.iter();
+    pairs.map(|(f, t)| (f.to_string(), t.to_string())).collect()
+}
+
+#[test]
+fn the_module_check_catches_names_against_the_arrows() {
+    let right = [
+        (
+            "crates/core/src/store/intents.rs",
+            "use crate::ctbc::Operation;\nuse super::{Store, StoreError};\n",
+        ),
+        (
+            "crates/core/src/engine/pass.rs",
+            "use super::clock::Clock;\npub use crate::store::{self, Store};\n",
+        ),
+        (
+            "crates/core/src/notify.rs",
+            "// crate::engine::pass, in a comment\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n",
+        ),
+        ("crates/core/src/throwaway_pg.rs", "use crate::engine::pass::Engine;"),
+        ("src/cli.rs", "use crate::ops::exit::CliError;"),
+    ];
+    assert_eq!(module_arrow_breaches(&files(&right)), Vec::<String>::new());
+    for wrong in [
+        (
+            "crates/core/src/store/refunds.rs",
+            "use crate::engine::pass::Engine;",
+        ),
+        (
+            "crates/core/src/store/refunds.rs",
+            "use crate::{config::Settings, ctbc::Operation};",
+        ),
+        (
+            "crates/core/src/store/mod.rs",
+            "use crate::ctbc::{\n    client::longest_call,\n    Operation,\n};",
+        ),
+        (
+            "crates/core/src/store/mod.rs",
+            "    let c: crate::ctbc::Client = make();",
+        ),
+        (
+            "crates/core/src/store/refunds.rs",
+            "    super::super::notify::deliver();",
+        ),
+        ("crates/core/src/ctbc/client.rs", "use crate::store::Store;"),
+        (
+            "crates/core/src/config/raw.rs",
+            "use crate::engine::settings::EngineSettings;",
+        ),
+        (
+            "crates/core/src/engine/pass.rs",
+            "use super::super::throwaway_pg::ThrowawayPostgres;",
+        ),
+        (
+            "crates/core/src/engine/plan/tests.rs",
+            "use crate::throwaway_pg as pg;",
+        ),
+        (
+            "crates/core/src/notify.rs",
+            "mod tests {\n    use super::super::engine::pass;\n}",
+        ),
+        ("src/ops/demo/mod.rs", "pub(crate) use crate::cli::Cli;"),
+    ] {
+        assert!(
+            !module_arrow_breaches(&files(&[wrong])).is_empty(),
+            "{wrong:?} passed"
+        );
+    }
 }
