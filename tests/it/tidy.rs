@@ -2,9 +2,9 @@
 //! why it exists in a `//!` doc (rustdoc shows it), the boundaries that
 //! ARCHITECTURE.md states as invariants hold under a plain text search (the
 //! crates' arrows as `cargo metadata` reads the manifests, against the crate
-//! table; the modules' arrows within a crate), every module, item, file and
-//! crate ARCHITECTURE.md names in code exists, and each helper of the
-//! integration tests has one home.
+//! table; the modules' arrows within a crate; locks only through `sync`),
+//! every module, item, file and crate ARCHITECTURE.md names in code exists,
+//! and each helper of the integration tests has one home.
 
 use std::path::{Path, PathBuf};
 
@@ -1137,5 +1137,96 @@ fn the_module_check_catches_names_against_the_arrows() {
             !module_arrow_breaches(&files(&[wrong])).is_empty(),
             "{wrong:?} passed"
         );
+    }
+}
+
+/// The one file that locks a `Mutex` itself: `sync::lock`, which takes a
+/// poisoned guard back.
+const LOCKS_IN: &str = "crates/core/src/sync.rs";
+
+/// What a `.lock()` may follow that is no `Mutex` of std: the standard
+/// streams (an awaited `.lock()`, an async mutex's, passes too).
+const LOCKS_OF_NO_MUTEX: [&str; 3] = ["stdout()", "stderr()", "stdin()"];
+
+/// The calls in `files` (outside `LOCKS_IN`) that lock a `Mutex` without
+/// `sync::lock`: `.lock()`, `.try_lock()`, `Mutex::lock(`.
+fn lock_calls(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (file, text) in files.iter().filter(|(file, _)| file != LOCKS_IN) {
+        let code: Vec<&str> = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    ""
+                } else {
+                    l
+                }
+            })
+            .collect();
+        let code = code.join("\n");
+        for needle in [".lock()", ".try_lock()", "Mutex::lock("] {
+            for (at, _) in code.match_indices(needle) {
+                let before = code[..at].trim_end();
+                let awaited = code[at + needle.len()..].trim_start().starts_with(".await");
+                if awaited || LOCKS_OF_NO_MUTEX.iter().any(|s| before.ends_with(s)) {
+                    continue;
+                }
+                let line = code[..at].matches('\n').count() + 1;
+                let text = code.lines().nth(line - 1).unwrap_or_default().trim();
+                found.push(format!("{file}:{line}: {text}"));
+            }
+        }
+    }
+    found
+}
+
+/// Every `Mutex` of the workspace's crates, benches and examples is locked
+/// through `sync::lock`, the one policy for a poisoned lock. (The integration
+/// tests unwrap their own mutexes: a panic is how a test fails.)
+#[test]
+fn locks_only_through_sync() {
+    let mut files = all_sources();
+    files.extend(sources("benches"));
+    files.extend(sources("examples"));
+    let found = lock_calls(&files);
+    assert!(
+        found.is_empty(),
+        "a Mutex locked without `sync::lock` (use `refundd::sync::lock`): {found:#?}"
+    );
+}
+
+#[test]
+fn the_lock_check_catches_a_mutex_locked_by_hand() {
+    let right = [
+        (
+            LOCKS_IN,
+            "    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())",
+        ),
+        (
+            "src/ops/health.rs",
+            "        *lock(&self.last_beat) = Some(now);",
+        ),
+        ("src/ops/x.rs", "    let out = std::io::stdout().lock();"),
+        ("src/ops/x.rs", "    let g = queue.lock().await;"),
+        (
+            "src/ops/x.rs",
+            "    let g = state\n        .queue\n        .lock()\n        .await;",
+        ),
+        (
+            "src/ops/x.rs",
+            "    // never self.last_beat.lock().unwrap()",
+        ),
+    ];
+    assert_eq!(lock_calls(&files(&right)), Vec::<String>::new());
+    for wrong in [
+        ("src/ops/health.rs", "    let g = self.last_beat.lock().unwrap();"),
+        (
+            "crates/sim/src/lib.rs",
+            "    let g = s\n        .ledger\n        .lock()\n        .unwrap_or_else(|p| p.into_inner());",
+        ),
+        ("crates/core/src/engine/pass.rs", "    if let Ok(g) = held.try_lock() {"),
+        ("crates/core/src/store/group_commit.rs", "    let g = Mutex::lock(&self.waiting);"),
+    ] {
+        assert!(!lock_calls(&files(&[wrong])).is_empty(), "{wrong:?} passed");
     }
 }
