@@ -7,26 +7,24 @@
 //! accepted it. Every step is written down before the next one, so a crash,
 //! a lost answer or a second daemon never sends money twice.
 //!
-//! The layout follows that path:
+//! The layout follows that path, over four crates whose boundaries the
+//! compiler keeps (`ARCHITECTURE.md`, "Crates"); this package holds the
+//! command line and operations, and re-exports the others' modules:
 //!
 //! - [`cli`]: the command line, settings read once, exit codes.
-//! - [`config`]: typed settings from files, the environment and secret files;
-//!   a setting that would defeat a money rule stops start-up.
-//! - [`engine`]: the schedule and blackout windows, a pass over the queue,
-//!   the pure decision of what each bank state needs (`engine::decide`), the
-//!   steps that send calls, the settlement watch.
-//! - [`ctbc`]: the bank's vocabulary as types, its wire envelope (the only
-//!   cryptography in the project, `ctbc::envelope`) and the HTTP client whose
-//!   errors say what the engine must do next.
-//! - [`store`]: every SQL statement: refundd's own schema, the shop's
-//!   statements from the settings, claims, leases and fenced writes.
-//! - [`notify`]: the outbox's events delivered to the operator's webhook.
 //! - [`ops`]: logs, status, health and metrics, systemd, the demo.
-//! - [`outbound`]: what every HTTP request refundd sends keeps: plain http
-//!   only to a loopback address, no redirect followed.
-//! - [`sim`]: a bank simulator speaking the same protocol over HTTP, for the
-//!   demo, the tests and the load harness.
-//! - [`throwaway_pg`]: a disposable PostgreSQL cluster for the demo and tests.
+//! - [`domain`] (`refundd-domain`): what a refund is, without I/O: the bank's
+//!   vocabulary, the words of refundd's record, the refund request and the
+//!   pure decision of what each bank state needs (`domain::decide`,
+//!   `domain::next_move`).
+//! - [`config`], [`ctbc`], [`store`], [`engine`], [`notify`], [`outbound`],
+//!   [`sync`], [`throwaway_pg`] (`refundd-core`): typed settings; the wire
+//!   envelope (the only cryptography) and the HTTP client; every SQL
+//!   statement; the schedule, the passes and the steps that send calls; the
+//!   webhook; what every outbound request keeps; the one lock policy; a
+//!   disposable PostgreSQL cluster for the demo and tests.
+//! - [`sim`] (`refundd-sim`): a bank simulator speaking the same protocol
+//!   over HTTP, for the demo, the tests and the load harness.
 //!
 //! `ARCHITECTURE.md` is the longer map: what each module owns, what it never
 //! does, and where each money rule is kept.

@@ -243,8 +243,8 @@ fn word_columns() -> Vec<WordColumn> {
     ]
 }
 
-/// The CHECK constraints on `c`'s column alone, as PostgreSQL's catalog
-/// has them: (name, the words they allow).
+/// The CHECK constraints on `c`'s column alone, or on the domain it is of,
+/// as PostgreSQL's catalog has them: (name, the words they allow).
 async fn checks_of(
     pool: &sqlx::PgPool,
     schema: &str,
@@ -252,12 +252,13 @@ async fn checks_of(
 ) -> Vec<(String, Vec<String>)> {
     let defs: Vec<(String, String)> = sqlx::query_as(
         "SELECT con.conname::text, pg_get_constraintdef(con.oid)
-           FROM pg_constraint con
-           JOIN pg_class r ON r.oid = con.conrelid
+           FROM pg_class r
            JOIN pg_namespace n ON n.oid = r.relnamespace
            JOIN pg_attribute a ON a.attrelid = r.oid AND a.attname = $3
-          WHERE n.nspname = $1 AND r.relname = $2 AND con.contype = 'c'
-            AND con.conkey = ARRAY[a.attnum]
+           JOIN pg_constraint con ON con.contype = 'c'
+                AND ((con.conrelid = r.oid AND con.conkey = ARRAY[a.attnum])
+                     OR con.contypid = a.atttypid)
+          WHERE n.nspname = $1 AND r.relname = $2
           ORDER BY 1",
     )
     .bind(schema)

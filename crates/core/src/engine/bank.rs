@@ -14,7 +14,7 @@ use tracing::info;
 
 /// One bank client and its turns.
 #[derive(Debug, Clone)]
-pub struct Bank {
+pub(super) struct Bank {
     client: Client,
     turns: Turns,
     calls_at_once: usize,
@@ -22,7 +22,7 @@ pub struct Bank {
 
 impl Bank {
     /// `calls_at_once` calls in flight at most (`worker.concurrency`).
-    pub fn new(client: Client, calls_at_once: usize) -> Self {
+    pub(super) fn new(client: Client, calls_at_once: usize) -> Self {
         Self {
             client,
             turns: Turns::new(calls_at_once),

@@ -1,5 +1,5 @@
 //! The reconciliation engine: what to do with each refund request, and when.
-pub mod bank;
+mod bank;
 pub mod clock;
 mod held;
 pub mod pass;
