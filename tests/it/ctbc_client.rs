@@ -1109,7 +1109,7 @@ async fn calls_are_logged_without_secrets() {
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = crate::common::on_this_thread(subscriber);
 
     let mut json = full_inquiry().to_answer_json();
     json.insert("PAN".into(), "4111111111111111".into());

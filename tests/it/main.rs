@@ -4,8 +4,10 @@
 //!
 //! Every test shares this process, so none may change what the others see:
 //! no `std::env::set_var` (a `refundd` child gets its settings through its
-//! `Command`), no global tracing subscriber (a test that reads logs installs
-//! its own for its thread only, with `tracing::subscriber::set_default`), and
+//! `Command`), no global tracing subscriber that records (a test that reads
+//! logs installs its own for its thread only, with `common::on_this_thread`,
+//! beside one global subscriber that records nothing and keeps every callsite
+//! asking, so no test's lines are lost to tracing's interest cache), and
 //! one metrics recorder, refundd's own (`ops::metrics::install_metrics`),
 //! whose counters the tests read as "at least", never "exactly".
 

@@ -299,7 +299,7 @@ async fn a_dead_event_holds_back_its_orders_later_events_until_it_is_delivered()
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let guard = crate::common::on_this_thread(subscriber);
     for _ in 0..=refundd::notify::RETRY_SCHEDULE.len() {
         sqlx::query("UPDATE refundd.outbox SET next_attempt_at = now()")
             .execute(&rig.pool)

@@ -42,7 +42,7 @@ async fn log_lines_are_json_with_the_order_fields_and_never_the_mac_key() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("trace"))
         .with(refundd::ops::logging::json_layer(logs.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = crate::common::on_this_thread(subscriber);
 
     let (pool, _url) = fresh_db().await;
     let sim = SimServer::start(SimConfig {
@@ -166,7 +166,7 @@ async fn accepted_calls_log_the_amount_given_back_and_the_authorisation_left() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(refundd::ops::logging::json_layer(logs.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = crate::common::on_this_thread(subscriber);
     let rig = Rig::new().await;
     rig.seed("BACK_FULL", 1200, TxState::Authorised, None).await;
     rig.seed("BACK_PART", 1000, TxState::Authorised, Some(300))
@@ -219,7 +219,7 @@ async fn progress_lines_report_done_total_and_rate() {
     let logs = Captured::default();
     let subscriber =
         tracing_subscriber::registry().with(refundd::ops::logging::json_layer(logs.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = crate::common::on_this_thread(subscriber);
 
     let counters = Arc::new(PassCounters::default());
     counters.backlog.store(40, Ordering::Relaxed);

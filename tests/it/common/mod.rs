@@ -26,7 +26,7 @@ pub use clocks::{as_setting, taipei, window_around_now};
 pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use eventually::{eventually, WithLog};
 pub use http::http_get;
-pub use logs::Captured;
+pub use logs::{on_this_thread, Captured};
 pub use requests::{ask_for_refunds, bank_tx, request};
 pub use running::{exited, listening_addr, terminate, Running};
 pub use secret_files::secret_file;
