@@ -13,4 +13,6 @@ pub mod mapping;
 pub mod next_move;
 pub mod record;
 pub mod refund_request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod words;

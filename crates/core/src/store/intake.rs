@@ -85,6 +85,24 @@ pub(super) struct RequestColumns {
 }
 
 impl RequestColumns {
+    /// Binds the columns as `LISTED` reads them (`$1` to `$7`, `$9`), with the
+    /// reading's snapshot as `$8`.
+    pub(super) fn bind_to<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        snapshot: &'q str,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(self.order_no)
+            .bind(self.xid)
+            .bind(self.auth_code)
+            .bind(self.auth_amount)
+            .bind(self.refund_amount)
+            .bind(self.currency)
+            .bind(self.bad_input)
+            .bind(snapshot)
+            .bind(self.lidm)
+    }
+
     /// An order listed more than once is recorded once, with the reason it
     /// is not worked; whichever of its rows comes first gives the rest.
     pub(super) fn of(batch: &[ShopRequest]) -> RequestColumns {
@@ -186,16 +204,8 @@ impl Store {
         snapshot: &str,
     ) -> Result<(u64, u64), StoreError> {
         let c = RequestColumns::of(batch);
-        let rows: Vec<(bool, bool)> = sqlx::query_as(&self.sql(&RECORD_REQUESTS))
-            .bind(c.order_no)
-            .bind(c.xid)
-            .bind(c.auth_code)
-            .bind(c.auth_amount)
-            .bind(c.refund_amount)
-            .bind(c.currency)
-            .bind(c.bad_input)
-            .bind(snapshot)
-            .bind(c.lidm)
+        let rows: Vec<(bool, bool)> = c
+            .bind_to(sqlx::query_as(&self.sql(&RECORD_REQUESTS)), snapshot)
             .fetch_all(&self.pool)
             .await?;
         let new = rows.iter().filter(|(n, _)| *n).count() as u64;

@@ -110,16 +110,9 @@ impl PlanReader {
             .fetch_all(&mut *tx)
             .await?;
         let c = RequestColumns::of(&requests);
-        let orders: Vec<PlanRow> = sqlx::query_as(&store.sql(&MERGED))
-            .bind(c.order_no)
-            .bind(c.xid)
-            .bind(c.auth_code)
-            .bind(c.auth_amount)
-            .bind(c.refund_amount)
-            .bind(c.currency)
-            .bind(c.bad_input)
-            .bind(snapshot)
-            .bind(c.lidm)
+        let merged = store.sql(&MERGED);
+        let orders: Vec<PlanRow> = c
+            .bind_to(sqlx::query_as(&merged), &snapshot)
             .fetch_all(&mut *tx)
             .await?;
         let watch: Vec<WatchRow> = sqlx::query_as(&store.sql(

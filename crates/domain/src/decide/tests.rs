@@ -1,60 +1,9 @@
 //! Every branch of the decision, for every state of the bank's table.
 
 use super::*;
-use crate::bank::types::{Currency, Money, OrderNo, Xid};
-use crate::refund_request::{CallFate, OwnCall};
-
-fn req(authorised: i64, refund: i64) -> RefundRequest {
-    RefundRequest {
-        lease: crate::record::Lease {
-            id: 1,
-            token: uuid::Uuid::nil(),
-            worker: uuid::Uuid::nil(),
-        },
-        order_no: OrderNo::parse("ORDER001").unwrap(),
-        xid: Xid::parse("XID-1").unwrap(),
-        auth_code: None,
-        currency: Currency::TWD,
-        authorised,
-        refund,
-        capture_reversed: false,
-        unknown: None,
-        attempts: 0,
-        own_calls: Vec::new(),
-        unrecorded: Vec::new(),
-        step_unrecorded: None,
-    }
-}
-
-/// `r` with a call of its own on record.
-fn with_call(
-    mut r: RefundRequest,
-    operation: Operation,
-    amount: i64,
-    fate: CallFate,
-) -> RefundRequest {
-    r.own_calls.push(OwnCall {
-        operation,
-        amount,
-        fate,
-        sent_at: chrono::Utc::now(),
-    });
-    r
-}
-
-fn bank(state: TxState, auth: i64) -> Inquiry {
-    Inquiry {
-        state,
-        xid: Some(Xid::parse("XID-1").unwrap()),
-        auth_code: None,
-        auth_amount: Some(Money::new(Currency::TWD, auth).unwrap()),
-        pan: None,
-        txn_date: None,
-        txn_time: None,
-        eci: None,
-        err_code: "00".into(),
-    }
-}
+use crate::bank::types::Xid;
+use crate::refund_request::CallFate;
+use crate::testing::{answer as bank, request as req, with_call};
 
 fn plan(v: Decision) -> Plan {
     match v {

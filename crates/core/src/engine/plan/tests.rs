@@ -3,11 +3,12 @@
 //! the local checks, as the pass applies them.
 
 use super::*;
-use crate::ctbc::types::{AuthCode, Currency, Money, Xid};
+use crate::ctbc::types::AuthCode;
 use crate::ctbc::{Operation, TxState};
 use crate::domain::blackout::Blackout;
 use crate::domain::decide::{Plan, Step};
-use crate::domain::refund_request::{CallFate, OwnCall};
+use crate::domain::refund_request::CallFate;
+use crate::domain::testing::{answer, request, with_call};
 use crate::domain::words::RefundMethod;
 use std::time::Duration;
 
@@ -26,48 +27,22 @@ fn settings() -> EngineSettings {
     }
 }
 
+/// The shared request, with an auth code stored, so its calls pass their local checks.
 fn req(authorised: i64, refund: i64) -> RefundRequest {
-    RefundRequest {
-        lease: Lease::unheld(1),
-        order_no: OrderNo::parse("PLAN1").unwrap(),
-        xid: Xid::parse("XPLAN1").unwrap(),
-        auth_code: Some(AuthCode::parse("A1B2C3").unwrap()),
-        currency: Currency::TWD,
-        authorised,
-        refund,
-        capture_reversed: false,
-        unknown: None,
-        attempts: 0,
-        own_calls: Vec::new(),
-        unrecorded: Vec::new(),
-        step_unrecorded: None,
-    }
+    let mut r = request(authorised, refund);
+    r.auth_code = Some(AuthCode::parse("A1B2C3").unwrap());
+    r
 }
 
 /// `r` with a call of `operation` of unknown outcome sent `age` ago.
-fn unknown(mut r: RefundRequest, operation: Operation, amount: i64, age: u64) -> RefundRequest {
+fn unknown(r: RefundRequest, operation: Operation, amount: i64, age: u64) -> RefundRequest {
+    let mut r = with_call(r, operation, amount, CallFate::Unknown);
     r.unknown = Some((operation, Duration::from_secs(age)));
-    r.own_calls.push(OwnCall {
-        operation,
-        amount,
-        fate: CallFate::Unknown,
-        sent_at: Utc::now(),
-    });
     r
 }
 
 fn bank(state: TxState, auth: i64) -> Result<Inquiry, CtbcError> {
-    Ok(Inquiry {
-        state,
-        xid: Some(Xid::parse("XPLAN1").unwrap()),
-        auth_code: None,
-        auth_amount: Some(Money::new(Currency::TWD, auth).unwrap()),
-        pan: None,
-        txn_date: None,
-        txn_time: None,
-        eci: None,
-        err_code: "00".into(),
-    })
+    Ok(answer(state, auth))
 }
 
 fn refund_of(amount: i64) -> NextMove {
