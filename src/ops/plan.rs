@@ -5,6 +5,7 @@
 //! plan itself is `engine::plan`'s.
 
 use super::local_time::taipei;
+use crate::domain::bank::Money;
 use crate::domain::decide::Settlement;
 use crate::domain::decide::Step;
 use crate::domain::next_move::{NextMove, Record, Sending};
@@ -159,7 +160,8 @@ fn action_text(a: &NextMove) -> String {
                 .join(", then ")
         }
         NextMove::Record(Record::Refunded { method, amount }) => format!(
-            "records refunded ({method}, {amount}) without a call: the bank shows refundd's own earlier call took effect"
+            "records refunded ({method}, {}) without a call: the bank shows refundd's own earlier call took effect",
+            amount.amount()
         ),
         NextMove::Record(Record::Wait { reason }) => {
             format!("waits for a later pass: {}", reason.as_str())
@@ -179,16 +181,20 @@ fn person(reason: &str) -> String {
     format!("needs a person: {reason}")
 }
 
-fn call_text(c: Step, authorised: i64, after_capture_reversal: bool) -> String {
+/// A call as the plan prints it, its amounts in minor units.
+fn call_text(c: Step, authorised: Money, after_capture_reversal: bool) -> String {
+    let authorised = authorised.amount();
     match c {
         Step::CaptureReversal => format!("capture reversal {authorised}"),
-        Step::Reversal { new_auth_amount: 0 } if after_capture_reversal => "reversal".to_string(),
-        Step::Reversal { new_auth_amount: 0 } => format!("reversal {authorised}"),
-        Step::Reversal { new_auth_amount } => format!(
-            "reversal {} (the authorisation lowered from {authorised} to {new_auth_amount})",
-            authorised - new_auth_amount,
-        ),
-        Step::Refund { amount } => format!("refund {amount}"),
+        Step::Reversal { new_auth_amount } => match new_auth_amount.amount() {
+            0 if after_capture_reversal => "reversal".to_string(),
+            0 => format!("reversal {authorised}"),
+            left => format!(
+                "reversal {} (the authorisation lowered from {authorised} to {left})",
+                authorised - left,
+            ),
+        },
+        Step::Refund { amount } => format!("refund {}", amount.amount()),
     }
 }
 

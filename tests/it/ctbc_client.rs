@@ -7,7 +7,7 @@
 use crate::common::fake_bank::{
     config, envelope, parse_inquiry_request, refusal_answer_json, FakeBank, Reply, IV, KEY, MERID,
 };
-use crate::common::Captured;
+use crate::common::{twd, Captured};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,15 +17,11 @@ use refundd::ctbc::wire::string_object;
 use refundd::ctbc::wire::{form_body, json_text, seal_form};
 use refundd::ctbc::{Accepted, Client, ClientSetupError, Inquiry, RefundAccepted};
 use refundd::ctbc::{
-    AuthCode, CaptureReversal, CtbcError, Currency, MaskedPan, Money, Operation, OrderNo, Refund,
+    AuthCode, CaptureReversal, CtbcError, MaskedPan, Money, Operation, OrderNo, Refund,
     RefundReversal, Reversal, TxState, Xid,
 };
 
 const REF_JSON: &str = r#"{"MERID":"1234567","LID-M":"ORDER001","VERSION":"3.2","SwRevision":"MicroQuery Server 3.2 (2019/10/25)","Tx_ATTRIBUTE":"TX_AUTH"}"#;
-
-fn twd(n: i64) -> Money {
-    Money::new(Currency::TWD, n).unwrap()
-}
 
 fn order() -> OrderNo {
     OrderNo::parse("ORDER001").unwrap()

@@ -4,7 +4,7 @@
 //! its outcome committed leaves an unknown outcome that the next pass resolves
 //! by asking the bank, never by sending again.
 
-use crate::common::{eventually, output_off_runtime, Rig, Running};
+use crate::common::{eventually, output_off_runtime, twd, Rig, Running};
 use refundd::ctbc::{Operation, TxState};
 use refundd::domain::record::{GatewayEvent, Lease};
 use refundd::domain::words::{EventKind, RefundMethod};
@@ -41,8 +41,14 @@ async fn intents_together(rig: &Rig, leases: &[Lease]) -> Vec<Result<Intent, Sto
         ..Default::default()
     };
     let all = leases.iter().map(|l| {
-        rig.store
-            .record_intent(l, LEASE, &[], None, &intent, (1000, 1000, 1000))
+        rig.store.record_intent(
+            l,
+            LEASE,
+            &[],
+            None,
+            &intent,
+            (twd(1000), twd(1000), twd(1000)),
+        )
     });
     futures::future::join_all(all).await
 }
@@ -71,7 +77,7 @@ async fn intents_and_endings_of_orders_ready_together_share_one_commit() {
 
     let ends = leases.iter().map(|l| {
         rig.store
-            .finish_refunded(l, &[], RefundMethod::Reversal, 1000, None)
+            .finish_refunded(l, &[], RefundMethod::Reversal, twd(1000), None)
     });
     for r in futures::future::join_all(ends).await {
         assert_eq!(r.unwrap(), WriteBack::Done);
@@ -158,7 +164,7 @@ async fn a_write_back_the_shop_refuses_is_that_orders_alone() {
     .unwrap();
     let ends = leases.iter().map(|l| {
         rig.store
-            .finish_refunded(l, &[], RefundMethod::Reversal, 1000, None)
+            .finish_refunded(l, &[], RefundMethod::Reversal, twd(1000), None)
     });
     let answers = futures::future::join_all(ends).await;
     let refused = answers
@@ -320,7 +326,7 @@ async fn a_batch_rolled_back_to_break_a_deadlock_is_written_again_order_by_order
             let store = store.clone();
             async move {
                 store
-                    .finish_refunded(&l, &[], RefundMethod::Reversal, 1000, None)
+                    .finish_refunded(&l, &[], RefundMethod::Reversal, twd(1000), None)
                     .await
             }
         });

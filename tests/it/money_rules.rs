@@ -5,7 +5,7 @@
 
 use super::SCHEMA;
 use crate::common::{
-    bank_tx, ending_as, engine_settings, eventually, pass_of, Ends, OrderView, Rig, StateCase,
+    bank_tx, ending_as, engine_settings, eventually, pass_of, twd, Ends, OrderView, Rig, StateCase,
 };
 use refundd::ctbc::{Operation, TxState};
 use refundd::domain::words::{CallOutcome, EventKind};
@@ -70,7 +70,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     };
     let why = "the bank refunded 300 instead of the 500 asked; needs a person";
     rig.store
-        .fail(&lease, &[mismatch], why, Some(300))
+        .fail(&lease, &[mismatch], why, Some(twd(300)))
         .await
         .unwrap();
     let mut tx = rig.admin.transaction("R300").await.unwrap().unwrap();

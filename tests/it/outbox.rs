@@ -101,7 +101,7 @@ async fn a_change_rolled_back_leaves_no_event() {
             &lease,
             &[],
             refundd::domain::words::RefundMethod::Reversal,
-            1000,
+            crate::common::twd(1000),
             None,
         )
         .await;

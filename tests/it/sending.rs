@@ -4,7 +4,7 @@
 //! that began while the call waited for its turn. Each test breaks one of
 //! these with real engines, a real database and the simulator.
 
-use crate::common::{engine_settings, eventually, pass_of, Rig};
+use crate::common::{engine_settings, eventually, pass_of, twd, Rig};
 use refundd::ctbc::{Operation, TxState};
 use refundd::domain::record::GatewayEvent;
 use refundd::domain::words::EventKind;
@@ -118,7 +118,7 @@ async fn an_intent_is_answered_for_its_claim_not_for_its_record() {
         amount: Some(0),
         ..Default::default()
     };
-    let amounts = (1000, 1000, 1000);
+    let amounts = (twd(1000), twd(1000), twd(1000));
     let (old, new) = tokio::join!(
         rig.store
             .record_intent(&stale, lease_for, &[], None, &intent, amounts),

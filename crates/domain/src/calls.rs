@@ -23,7 +23,7 @@ pub fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
             "the order has no auth code and the bank did not give one",
         )
     })?;
-    let original = req.money(req.authorised)?;
+    let original = req.authorised;
     let (order_no, xid) = (req.order_no.clone(), req.xid.clone());
     let call = match step {
         Step::Reversal { new_auth_amount } => {
@@ -32,7 +32,7 @@ pub fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                new_auth_amount: req.money(new_auth_amount)?,
+                new_auth_amount,
             };
             r.validate()?;
             Call::Reversal(r)
@@ -43,7 +43,7 @@ pub fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                amount: req.money(0)?,
+                amount: step.call_amount(req.currency),
             };
             r.validate()?;
             Call::CaptureReversal(r)
@@ -54,7 +54,7 @@ pub fn prepare(req: &RefundRequest, step: Step) -> Result<Call, CtbcError> {
                 xid,
                 auth_code,
                 original,
-                amount: req.money(amount)?,
+                amount,
             };
             r.validate()?;
             Call::Refund(r)

@@ -2,8 +2,9 @@
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
 use super::refund_request::RefundRequest;
+use crate::bank::types::serialize_minor_units;
 use crate::bank::Inquiry;
-use crate::bank::{CtbcError, Operation, TxState};
+use crate::bank::{CtbcError, Currency, Money, Operation, TxState};
 use crate::words::RefundMethod;
 
 /// One money-moving call of a plan.
@@ -12,9 +13,9 @@ pub enum Step {
     /// Take the transaction out of the capture file (whole).
     CaptureReversal,
     /// Cancel the authorisation (`new_auth_amount` 0) or lower it.
-    Reversal { new_auth_amount: i64 },
+    Reversal { new_auth_amount: Money },
     /// Refund this much of the settled amount.
-    Refund { amount: i64 },
+    Refund { amount: Money },
 }
 
 /// A step as `refundd plan` shows it: the operation and the amount field the call carries.
@@ -23,7 +24,7 @@ impl serde::Serialize for Step {
         use serde::ser::SerializeStruct;
         let mut call = s.serialize_struct("Step", 2)?;
         call.serialize_field("operation", self.operation().as_str())?;
-        call.serialize_field("amount", &self.amount())?;
+        call.serialize_field("amount", &self.minor_units())?;
         call.end()
     }
 }
@@ -37,13 +38,26 @@ impl Step {
         }
     }
 
-    /// The amount field the call carries.
-    pub fn amount(self) -> i64 {
+    /// The amount field the call carries; a capture reversal's is always
+    /// nothing, in the order's currency (`None` here).
+    pub fn amount(self) -> Option<Money> {
         match self {
-            Step::CaptureReversal => 0,
-            Step::Reversal { new_auth_amount } => new_auth_amount,
-            Step::Refund { amount } => amount,
+            Step::CaptureReversal => None,
+            Step::Reversal { new_auth_amount } => Some(new_auth_amount),
+            Step::Refund { amount } => Some(amount),
         }
+    }
+
+    /// The amount field the call carries, in `currency` (the order's):
+    /// nothing for a capture reversal.
+    pub fn call_amount(self, currency: Currency) -> Money {
+        self.amount().unwrap_or(Money::zero(currency))
+    }
+
+    /// The amount field the call carries, in minor units (0 for a capture
+    /// reversal): what the order's story records of it.
+    pub fn minor_units(self) -> i64 {
+        self.amount().map_or(0, Money::amount)
     }
 }
 
@@ -52,7 +66,8 @@ impl Step {
 pub struct Plan {
     pub method: RefundMethod,
     /// What the customer gets back once every step is done.
-    pub amount: i64,
+    #[serde(serialize_with = "serialize_minor_units")]
+    pub amount: Money,
     #[serde(rename = "calls")]
     pub steps: Vec<Step>,
     /// The plan only completes a capture reversal already done: its reversal does
@@ -92,7 +107,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conclusion {
     /// The money is back (now or by an earlier attempt): mark `refunded`.
-    Refunded { method: RefundMethod, amount: i64 },
+    Refunded { method: RefundMethod, amount: Money },
     /// Try again at a later pass; not a failed attempt.
     Wait(WaitReason),
     /// No verdict from the bank (unavailable, unreadable): a failed attempt, retried with backoff.
@@ -167,19 +182,26 @@ fn state_needs(
             amount: req.refund,
         }),
         // The money is still out: the amounts must agree before anything is sent.
-        TxState::Authorised => agree().map(|()| Plan {
-            method: reversal_method,
-            steps: vec![Step::Reversal {
-                new_auth_amount: req.authorised - req.refund,
-            }],
-            amount: req.refund,
-            completes_capture_reversal: req.capture_reversed,
+        TxState::Authorised => agree().and_then(|()| {
+            Ok(Plan {
+                method: reversal_method,
+                steps: vec![Step::Reversal {
+                    new_auth_amount: left_after_refund(req)?,
+                }],
+                amount: req.refund,
+                completes_capture_reversal: req.capture_reversed,
+            })
         }),
         TxState::CapturedNotSettled => agree().and_then(|()| {
             if req.is_full() {
                 Ok(Plan {
                     method: RefundMethod::CaptureReversalAndReversal,
-                    steps: vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }],
+                    steps: vec![
+                        Step::CaptureReversal,
+                        Step::Reversal {
+                            new_auth_amount: req.authorised.none_of_it(),
+                        },
+                    ],
                     amount: req.refund,
                     completes_capture_reversal: false,
                 })
@@ -216,7 +238,7 @@ fn state_needs(
 fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Conclusion {
     let ours = req
         .own_call(Operation::Reversal)
-        .is_some_and(|c| c.amount == 0 && req.is_full());
+        .is_some_and(|c| c.amount.amount() == 0 && req.is_full());
     if ours {
         return Conclusion::Refunded {
             method,
@@ -225,7 +247,7 @@ fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Conclusion {
     }
     Conclusion::NeedsPerson(format!(
         "needs a person: the bank shows the authorisation cancelled (state 0) but refundd sent no reversal of the whole {} for this order; find out who cancelled it before marking the order refunded",
-        req.authorised
+        req.authorised.amount()
     ))
 }
 
@@ -239,8 +261,9 @@ fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Conclusion {
             amount: moved,
         },
         Some(moved) => Conclusion::NeedsPerson(format!(
-            "needs a person: the bank shows a refund (state {code}) of which refundd's own refund moved {moved}, but the order asks {}; check the bank's figure before refunding by hand",
-            req.refund
+            "needs a person: the bank shows a refund (state {code}) of which refundd's own refund moved {}, but the order asks {}; check the bank's figure before refunding by hand",
+            moved.amount(),
+            req.refund.amount()
         )),
         None => Conclusion::NeedsPerson(format!(
             "needs a person: the bank shows a refund (state {code}) that refundd did not send; find out who refunded before marking the order refunded"
@@ -250,12 +273,25 @@ fn refunded_by_us(req: &RefundRequest, state: &TxState) -> Conclusion {
 
 /// State 1 lowered by exactly the part, by a reversal refundd itself sent.
 fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
-    let left = req.authorised - req.refund;
+    let Ok(left) = left_after_refund(req) else {
+        return false;
+    };
     !req.is_full()
-        && bank.auth_amount.map(|m| m.amount()) == Some(left)
+        && bank.auth_amount.map(|m| m.amount()) == Some(left.amount())
         && req
             .own_call(Operation::Reversal)
             .is_some_and(|c| c.amount == left)
+}
+
+/// What stays authorised once the refund is given back by a reversal.
+fn left_after_refund(req: &RefundRequest) -> Result<Money, Conclusion> {
+    req.authorised.less(req.refund).ok_or_else(|| {
+        Conclusion::NeedsPerson(format!(
+            "invalid row: the refund {} is not a part of the authorised {}",
+            req.refund.amount(),
+            req.authorised.amount()
+        ))
+    })
 }
 
 /// The bank's authorised amount must be the order's before money moves.
@@ -271,10 +307,10 @@ fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Conclusion> {
                 req.currency.code
             )))
         }
-        Some(m) if m.amount() != req.authorised => Some(Conclusion::NeedsPerson(format!(
+        Some(m) if m.amount() != req.authorised.amount() => Some(Conclusion::NeedsPerson(format!(
             "the bank's authorised amount {} differs from the order's auth_amount {}",
             m.amount(),
-            req.authorised
+            req.authorised.amount()
         ))),
         Some(_) => None,
     }

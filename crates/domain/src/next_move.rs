@@ -11,7 +11,8 @@ use super::calls::local_check;
 use super::decide::{capture_reversal_fate, on_inquiry_error, Conclusion, Decision, Plan};
 use super::decide::{decide, Step, WaitReason};
 use super::refund_request::{CallFate, OwnCall, RefundRequest, RowProblem};
-use crate::bank::{CtbcError, Inquiry, Operation};
+use crate::bank::types::serialize_minor_units;
+use crate::bank::{CtbcError, Currency, Inquiry, Money, Operation};
 use crate::record::OrderRecord;
 use crate::words::RefundMethod;
 use serde::Serialize;
@@ -42,7 +43,8 @@ pub struct Sending {
     #[serde(flatten)]
     pub plan: Plan,
     /// The order's authorised amount.
-    pub authorised: i64,
+    #[serde(serialize_with = "serialize_minor_units")]
+    pub authorised: Money,
 }
 
 /// What is recorded of an order without a call to the bank.
@@ -52,7 +54,11 @@ pub enum Record {
     /// Marks the order refunded without a call: the bank shows a call of
     /// refundd's own took effect.
     #[serde(rename = "record_refunded")]
-    Refunded { method: RefundMethod, amount: i64 },
+    Refunded {
+        method: RefundMethod,
+        #[serde(serialize_with = "serialize_minor_units")]
+        amount: Money,
+    },
     /// Leaves it for a later pass, not counted as a failed attempt.
     Wait {
         #[serde(serialize_with = "wait_reason_text")]
@@ -170,10 +176,13 @@ pub fn hold_before(req: &RefundRequest, step: Step, recheck: Duration) -> Option
 /// The reason a row that failed validation is failed with, naming every call
 /// of ours on its record never confirmed.
 pub fn invalid_row(problem: RowProblem, row: &OrderRecord) -> String {
+    // The reason shows the calls' amounts in minor units only, so a row
+    // whose currency is what failed still names its calls.
+    let currency = Currency::parse(&row.currency).unwrap_or(Currency::TWD);
     let calls: Vec<OwnCall> = row
         .own_calls
         .iter()
-        .filter_map(OwnCall::from_record)
+        .filter_map(|c| OwnCall::from_record(c, currency))
         .collect();
     with_unconfirmed_calls(problem.reason, &calls)
 }
@@ -186,13 +195,14 @@ pub fn with_unconfirmed_calls(reason: String, calls: &[OwnCall]) -> String {
         .filter(|c| c.fate == CallFate::Unknown)
         .map(|c| {
             let what = match c.operation {
-                Operation::Reversal if c.amount == 0 => {
+                Operation::Reversal if c.amount.amount() == 0 => {
                     "a reversal of the whole authorisation".to_string()
                 }
-                Operation::Reversal => {
-                    format!("a reversal lowering the authorisation to {}", c.amount)
-                }
-                Operation::Refund => format!("a refund of {}", c.amount),
+                Operation::Reversal => format!(
+                    "a reversal lowering the authorisation to {}",
+                    c.amount.amount()
+                ),
+                Operation::Refund => format!("a refund of {}", c.amount.amount()),
                 op => format!("a {op}"),
             };
             let at = c.sent_at.with_timezone(&chrono_tz::Asia::Taipei);

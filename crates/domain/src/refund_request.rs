@@ -67,7 +67,7 @@ pub enum CallFate {
     /// The bank accepted it (or a later inquiry showed it took effect).
     Accepted,
     /// The bank accepted a refund of another amount than asked (its `RefAmt`).
-    AcceptedAs(i64),
+    AcceptedAs(Money),
 }
 
 /// A money-moving call refundd itself made for this order: the provenance
@@ -76,20 +76,22 @@ pub enum CallFate {
 pub struct OwnCall {
     pub operation: Operation,
     /// The amount field the call carried (the new authorised amount of a reversal).
-    pub amount: i64,
+    pub amount: Money,
     pub fate: CallFate,
     pub sent_at: DateTime<Utc>,
 }
 
 impl OwnCall {
-    /// Reads one call of the story; `None` for a call the bank certainly did
-    /// not act on (refused, unavailable, never sent) or one refundd cannot read.
-    pub fn from_record(r: &OwnCallRecord) -> Option<OwnCall> {
+    /// Reads one call of the story, its amounts in the order's currency;
+    /// `None` for a call the bank certainly did not act on (refused,
+    /// unavailable, never sent) or one refundd cannot read.
+    pub fn from_record(r: &OwnCallRecord, currency: Currency) -> Option<OwnCall> {
         let operation = r.operation.filter(|op| op.moves_money())?;
-        let amount = r.amount?;
+        let money = |amount: Option<i64>| Money::new(currency, amount?).ok();
+        let amount = money(r.amount)?;
         let fate = match r.outcome {
             Some(CallOutcome::Accepted | CallOutcome::TookEffect) => CallFate::Accepted,
-            Some(CallOutcome::AmountMismatch) => CallFate::AcceptedAs(r.moved?),
+            Some(CallOutcome::AmountMismatch) => CallFate::AcceptedAs(money(r.moved)?),
             Some(
                 CallOutcome::Refused
                 | CallOutcome::Unavailable
@@ -109,7 +111,7 @@ impl OwnCall {
     }
 
     /// What the customer got back by this call, if the bank acted on it.
-    pub fn moved(&self) -> i64 {
+    pub fn moved(&self) -> Money {
         match self.fate {
             CallFate::AcceptedAs(m) => m,
             CallFate::Unknown | CallFate::Accepted => self.amount,
@@ -124,11 +126,12 @@ pub struct RefundRequest {
     pub order_no: OrderNo,
     pub xid: Xid,
     pub auth_code: Option<AuthCode>,
+    /// The currency of every amount of the request.
     pub currency: Currency,
     /// What the shop recorded as authorised.
-    pub authorised: i64,
+    pub authorised: Money,
     /// What is to be given back now; equal to `authorised` for a full refund.
-    pub refund: i64,
+    pub refund: Money,
     /// A capture reversal of ours is known done (its step is committed or
     /// rides with the next call's intent, or a fresh inquiry showed it took
     /// effect).
@@ -190,11 +193,6 @@ impl RefundRequest {
         }
     }
 
-    /// An amount of this order's currency, checked as every `Money` is.
-    pub fn money(&self, amount: i64) -> Result<Money, InvalidField> {
-        Money::new(self.currency, amount)
-    }
-
     /// Checks a claimed row; the error is the reason stored in `refund_error`,
     /// with the check it failed.
     pub fn validate(row: &OrderRecord, lease: Lease) -> Result<RefundRequest, RowProblem> {
@@ -235,6 +233,11 @@ impl RefundRequest {
                 row.attempts
             ))
         })?;
+        let money = |amount| {
+            Money::new(currency, amount)
+                .map_err(|e| RowProblem::new(RowCheck::Amounts, format!("invalid row: {e}")))
+        };
+        let (authorised, wanted) = (money(authorised)?, money(wanted)?);
         let capture_reversed = row.step == Some(StepReached::CaptureReversed);
         Ok(RefundRequest {
             lease,
@@ -250,7 +253,7 @@ impl RefundRequest {
             own_calls: row
                 .own_calls
                 .iter()
-                .filter_map(OwnCall::from_record)
+                .filter_map(|c| OwnCall::from_record(c, currency))
                 .collect(),
             unrecorded: Vec::new(),
             step_unrecorded: None,

@@ -12,8 +12,13 @@ use crate::bank::{Inquiry, Operation, TxState};
 use crate::record::Lease;
 use crate::refund_request::{CallFate, OwnCall, RefundRequest};
 
-/// Order `ORDER001` (XID `XID-1`) authorised for `authorised`, asking
-/// `refund` back; no auth code stored, nothing sent, no claim held.
+/// NT$`amount`.
+pub fn twd(amount: i64) -> Money {
+    Money::new(Currency::TWD, amount).unwrap()
+}
+
+/// Order `ORDER001` (XID `XID-1`) authorised for NT$`authorised`, asking
+/// NT$`refund` back; no auth code stored, nothing sent, no claim held.
 pub fn request(authorised: i64, refund: i64) -> RefundRequest {
     RefundRequest {
         lease: Lease::unheld(1),
@@ -21,8 +26,8 @@ pub fn request(authorised: i64, refund: i64) -> RefundRequest {
         xid: Xid::parse("XID-1").unwrap(),
         auth_code: None,
         currency: Currency::TWD,
-        authorised,
-        refund,
+        authorised: twd(authorised),
+        refund: twd(refund),
         capture_reversed: false,
         unknown: None,
         attempts: 0,
@@ -32,7 +37,7 @@ pub fn request(authorised: i64, refund: i64) -> RefundRequest {
     }
 }
 
-/// `r` with a call of its own on record, sent now.
+/// `r` with a call of its own on record, sent now, its amount field NT$`amount`.
 pub fn with_call(
     mut r: RefundRequest,
     operation: Operation,
@@ -41,7 +46,7 @@ pub fn with_call(
 ) -> RefundRequest {
     r.own_calls.push(OwnCall {
         operation,
-        amount,
+        amount: twd(amount),
         fate,
         sent_at: chrono::Utc::now(),
     });
@@ -55,7 +60,7 @@ pub fn answer(state: TxState, auth: i64) -> Inquiry {
         state,
         xid: Some(Xid::parse("XID-1").unwrap()),
         auth_code: None,
-        auth_amount: Some(Money::new(Currency::TWD, auth).unwrap()),
+        auth_amount: Some(twd(auth)),
         pan: None,
         txn_date: None,
         txn_time: None,

@@ -4,11 +4,17 @@
 //! the bank's transaction id `X{order_no}` and auth code `A1B2C3`.
 
 use super::Rig;
+use refundd::ctbc::types::{Currency, Money};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::ShopExample;
 use refundd::sim::SimTx;
 use refundd::store::shop_examples::{AskedBack, SeedOrder};
 use sqlx::PgPool;
+
+/// NT$`n`.
+pub fn twd(n: i64) -> Money {
+    Money::new(Currency::TWD, n).unwrap()
+}
 
 /// The bank's record of `order_no`, authorised for `amount`, now in `state`.
 pub fn bank_tx(order_no: &str, amount: i64, state: TxState) -> SimTx {

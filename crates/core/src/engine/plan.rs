@@ -103,7 +103,8 @@ pub struct PlanTotals {
     pub send: usize,
     /// Money-moving calls the pass would send.
     pub calls: usize,
-    /// What those calls give back.
+    /// What those calls give back, in minor units (every currency refundd
+    /// knows today is NT$; a second one would need a total per currency).
     pub to_give_back: i64,
     /// Orders to send for, by method.
     pub by_method: BTreeMap<&'static str, usize>,
@@ -391,7 +392,7 @@ fn totals(orders: &[PlannedOrder], watch: &[PlannedWatch], inquiries: usize) -> 
             Some(NextMove::Send(Sending { plan, .. })) => {
                 t.send += 1;
                 t.calls += plan.steps.len();
-                t.to_give_back += plan.amount;
+                t.to_give_back += plan.amount.amount();
                 *t.by_method.entry(plan.method.as_str()).or_default() += 1;
             }
             Some(NextMove::Record(r)) => match r {

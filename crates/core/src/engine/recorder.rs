@@ -5,7 +5,7 @@
 
 use super::settings::EngineSettings;
 use super::summary::OrderOutcome;
-use crate::ctbc::{Inquiry, Operation};
+use crate::ctbc::{Inquiry, Money, Operation};
 use crate::domain::decide::Conclusion;
 use crate::domain::next_move::{record, with_unconfirmed_calls, Record};
 use crate::domain::record::{Deferral, GatewayEvent};
@@ -54,7 +54,7 @@ impl Recorder {
                 info!(
                     step = "done",
                     method = method.as_str(),
-                    amount,
+                    amount = amount.amount(),
                     "refunded (已退款)"
                 );
                 Ok(OrderOutcome::Refunded(method))
@@ -110,7 +110,7 @@ impl Recorder {
         req: &RefundRequest,
         ev: Option<&GatewayEvent>,
         reason: &str,
-        refunded_amount: Option<i64>,
+        refunded_amount: Option<Money>,
     ) -> Result<OrderOutcome, StoreError> {
         let reason = with_unconfirmed_calls(reason.to_string(), &req.own_calls);
         self.fail_as_is(req, ev, reason, refunded_amount).await
@@ -122,7 +122,7 @@ impl Recorder {
         req: &RefundRequest,
         ev: Option<&GatewayEvent>,
         reason: String,
-        refunded_amount: Option<i64>,
+        refunded_amount: Option<Money>,
     ) -> Result<OrderOutcome, StoreError> {
         warn!(step = "failed", reason = %reason, "refund failed; needs a person");
         let wb = self

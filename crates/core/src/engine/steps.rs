@@ -11,7 +11,7 @@ use super::settings::EngineSettings;
 use super::summary::OrderOutcome;
 use super::turns::lease_outlasts_call;
 use super::turns::Door;
-use crate::ctbc::{CtbcError, Operation};
+use crate::ctbc::{CtbcError, Money, Operation};
 use crate::domain::calls::prepare;
 use crate::domain::calls::refused_locally;
 use crate::domain::decide::{after_ambiguous, after_refusal, on_inquiry_error};
@@ -52,15 +52,16 @@ enum NotSent {
 /// of its own; a capture reversal takes the capture out of the file
 /// (`capture_reversed`), and the reversal after it gives the money back, so
 /// the `amount_back` of an order's lines add up to what it got back.
-fn log_accepted(step: Step, authorised: i64, ev: &GatewayEvent) {
+fn log_accepted(step: Step, authorised: Money, ev: &GatewayEvent) {
+    let authorised = authorised.amount();
     let (amount_back, auth_remaining, capture_reversed) = match step {
         Step::CaptureReversal => (None, None, Some(authorised)),
         Step::Reversal { new_auth_amount } => (
-            Some(authorised - new_auth_amount),
-            Some(new_auth_amount),
+            Some(authorised - new_auth_amount.amount()),
+            Some(new_auth_amount.amount()),
             None,
         ),
-        Step::Refund { amount } => (Some(amount), None, None),
+        Step::Refund { amount } => (Some(amount.amount()), None, None),
     };
     let op = step.operation();
     info!(
@@ -165,7 +166,7 @@ impl Attempt<'_> {
             let intent = GatewayEvent {
                 kind: EventKind::Intent,
                 operation: Some(op),
-                amount: Some(step.amount()),
+                amount: Some(step.minor_units()),
                 ..Default::default()
             };
             let amounts = (plan.amount, req.authorised, req.refund);
@@ -203,7 +204,7 @@ impl Attempt<'_> {
             }
             req.own_calls.push(OwnCall {
                 operation: op,
-                amount: step.amount(),
+                amount: step.call_amount(req.currency),
                 fate: CallFate::Unknown,
                 sent_at: chrono::Utc::now(),
             });
@@ -214,7 +215,7 @@ impl Attempt<'_> {
             let ev = GatewayEvent {
                 kind: EventKind::Outcome,
                 operation: Some(op),
-                amount: Some(step.amount()),
+                amount: Some(step.minor_units()),
                 elapsed_ms: Some(elapsed_ms),
                 ..Default::default()
             };
@@ -438,9 +439,9 @@ impl Attempt<'_> {
                     elapsed_ms = ev.elapsed_ms,
                     "{reason}"
                 );
-                mark_last_call(&mut req, CallFate::AcceptedAs(refunded.amount()));
+                mark_last_call(&mut req, CallFate::AcceptedAs(refunded));
                 self.recorder
-                    .fail(&req, Some(&ev), &reason, Some(refunded.amount()))
+                    .fail(&req, Some(&ev), &reason, Some(refunded))
                     .await
                     .map(Next::Done)
             }

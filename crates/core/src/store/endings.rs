@@ -11,6 +11,7 @@ use super::group_commit::{after_failure, Batch, Claim};
 use super::refunds::KeyedEvents;
 use super::writeback::{ShopWrite, WriteBack};
 use super::{Store, StoreError};
+use crate::domain::bank::Money;
 use crate::domain::record::{GatewayEvent, Lease};
 use crate::domain::words::{CallOutcome, EventKind, RefundMethod, RefundStatus};
 use sqlx::PgConnection;
@@ -101,12 +102,12 @@ impl Store {
         lease: &Lease,
         events: &[GatewayEvent],
         method: RefundMethod,
-        amount: i64,
+        amount: Money,
         watch_days: Option<u32>,
     ) -> Result<WriteBack, StoreError> {
         let ending = Ending::Refunded {
             method,
-            amount,
+            amount: amount.amount(),
             watch_days: watch_days.map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
         };
         self.end(lease, events, ending).await
@@ -121,11 +122,11 @@ impl Store {
         lease: &Lease,
         events: &[GatewayEvent],
         reason: &str,
-        refunded_amount: Option<i64>,
+        refunded_amount: Option<Money>,
     ) -> Result<WriteBack, StoreError> {
         let ending = Ending::Failed {
             reason: reason.to_string(),
-            refunded_amount,
+            refunded_amount: refunded_amount.map(Money::amount),
         };
         self.end(lease, events, ending).await
     }

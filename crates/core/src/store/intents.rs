@@ -10,6 +10,7 @@ use super::refunds::KeyedEvents;
 use super::word_columns::text_of;
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::bank::Money;
 use crate::domain::record::{GatewayEvent, Lease};
 use crate::domain::words::StepReached;
 use std::collections::HashSet;
@@ -85,7 +86,7 @@ impl Store {
         earlier: &[GatewayEvent],
         reached: Option<StepReached>,
         intent: &GatewayEvent,
-        (amount, authorised, refund): (i64, i64, i64),
+        (amount, authorised, refund): (Money, Money, Money),
     ) -> Result<Intent, StoreError> {
         let job = IntentJob {
             lease: *lease,
@@ -93,9 +94,9 @@ impl Store {
             events: [earlier, std::slice::from_ref(intent)].concat(),
             operation: intent.operation,
             reached,
-            amount,
-            authorised,
-            refund,
+            amount: amount.amount(),
+            authorised: authorised.amount(),
+            refund: refund.amount(),
         };
         if self.intents.submit(self, job).await? {
             Ok(Intent::Recorded)

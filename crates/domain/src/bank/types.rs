@@ -315,6 +315,39 @@ impl Money {
     pub fn with_amount(self, amount: i64) -> Result<Self, InvalidField> {
         Self::from_parts(self.currency, amount, self.exponent)
     }
+
+    /// Nothing, in a known currency: what a capture reversal's amount field
+    /// carries, and a reversal's that cancels the authorisation.
+    pub fn zero(currency: Currency) -> Self {
+        Self {
+            currency: currency.code,
+            amount: 0,
+            exponent: currency.exponent,
+        }
+    }
+
+    /// Nothing, in this amount's currency.
+    pub fn none_of_it(self) -> Self {
+        Self { amount: 0, ..self }
+    }
+
+    /// What is left of this amount once `part` is taken from it: `None` when
+    /// `part` is of another currency or exponent, or more than this.
+    pub fn less(self, part: Money) -> Option<Self> {
+        let same_kind = (self.currency, self.exponent) == (part.currency, part.exponent);
+        let left = self.amount.checked_sub(part.amount)?;
+        (same_kind && left >= 0).then_some(Self {
+            amount: left,
+            ..self
+        })
+    }
+}
+
+/// For `#[serde(serialize_with)]`: an amount as a plain integer of minor
+/// units, the form `refundd plan --format json` and the stored amounts use
+/// (the currency is the order's, shown beside it where it matters).
+pub fn serialize_minor_units<S: serde::Serializer>(m: &Money, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(m.amount)
 }
 
 /// The rule every refund keeps, in one place: something was authorised
@@ -569,6 +602,28 @@ mod tests {
             assert_eq!(Money::parse(bad).unwrap_err().field, "amount", "{bad:?}");
         }
         assert_eq!(Money::new(Currency::TWD, -1).unwrap_err().field, "amount");
+    }
+
+    #[test]
+    fn what_is_left_of_an_amount_is_of_its_currency_and_never_negative() {
+        let twd = |n| Money::new(Currency::TWD, n).unwrap();
+        assert_eq!(twd(1000).less(twd(300)), Some(twd(700)));
+        assert_eq!(twd(1000).less(twd(1000)), Some(twd(0)));
+        assert_eq!(twd(300).less(twd(1000)), None);
+        let other_currency = Money::from_parts(840, 300, 0).unwrap();
+        assert_eq!(twd(1000).less(other_currency), None);
+        let other_exponent = Money::from_parts(901, 300, 2).unwrap();
+        assert_eq!(twd(1000).less(other_exponent), None);
+        assert_eq!(Money::zero(Currency::TWD), twd(0));
+        assert_eq!(twd(1000).none_of_it(), twd(0));
+        let json = serde_json::to_value(Wrapped { amount: twd(1500) }).unwrap();
+        assert_eq!(json, serde_json::json!({ "amount": 1500 }));
+    }
+
+    #[derive(serde::Serialize)]
+    struct Wrapped {
+        #[serde(serialize_with = "serialize_minor_units")]
+        amount: Money,
     }
 
     #[test]

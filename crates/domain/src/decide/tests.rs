@@ -3,7 +3,7 @@
 use super::*;
 use crate::bank::types::Xid;
 use crate::refund_request::CallFate;
-use crate::testing::{answer as bank, request as req, with_call};
+use crate::testing::{answer as bank, request as req, twd, with_call};
 
 fn plan(v: Decision) -> Plan {
     match v {
@@ -54,7 +54,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
             decide(&r, &bank(TxState::AuthCancelled, 0)),
             Conclusion::Refunded {
                 method: RefundMethod::Reversal,
-                amount: 1000
+                amount: twd(1000)
             }
         );
         let mut after_caprev = r.clone();
@@ -63,7 +63,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
             decide(&after_caprev, &bank(TxState::AuthCancelled, 0)),
             Conclusion::Refunded {
                 method: RefundMethod::CaptureReversalAndReversal,
-                amount: 1000
+                amount: twd(1000)
             }
         );
         for s in [TxState::RefundSettling, TxState::RefundSettled] {
@@ -72,7 +72,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
                 decide(&r, &bank(s, 1000)),
                 Conclusion::Refunded {
                     method: RefundMethod::Refund,
-                    amount: 300
+                    amount: twd(300)
                 }
             );
         }
@@ -82,7 +82,7 @@ fn money_already_back_by_our_own_call_is_refunded_without_a_call() {
             decide(&r, &bank(TxState::Authorised, 700)),
             Conclusion::Refunded {
                 method: RefundMethod::Reversal,
-                amount: 300
+                amount: twd(300)
             }
         );
     }
@@ -120,7 +120,7 @@ fn a_state_that_merely_looks_done_needs_a_person() {
         req(1000, 500),
         Operation::Refund,
         500,
-        CallFate::AcceptedAs(300),
+        CallFate::AcceptedAs(twd(300)),
     );
     let v = decide(&r, &bank(TxState::RefundSettling, 1000));
     assert!(
@@ -163,17 +163,22 @@ fn a_different_authorised_amount_needs_a_person() {
 #[test]
 fn authorised_is_reversed_whole_or_in_part() {
     let full = plan(decide(&req(1000, 1000), &bank(TxState::Authorised, 1000)));
-    assert_eq!(full.steps, vec![Step::Reversal { new_auth_amount: 0 }]);
+    assert_eq!(
+        full.steps,
+        vec![Step::Reversal {
+            new_auth_amount: twd(0)
+        }]
+    );
     assert_eq!(full.method, RefundMethod::Reversal);
     assert!(!full.completes_capture_reversal);
     let part = plan(decide(&req(1000, 300), &bank(TxState::Authorised, 1000)));
     assert_eq!(
         part.steps,
         vec![Step::Reversal {
-            new_auth_amount: 700
+            new_auth_amount: twd(700)
         }]
     );
-    assert_eq!(part.amount, 300);
+    assert_eq!(part.amount, twd(300));
 }
 
 #[test]
@@ -184,7 +189,12 @@ fn captured_full_is_capture_reversed_then_reversed_and_partial_waits() {
     ));
     assert_eq!(
         full.steps,
-        vec![Step::CaptureReversal, Step::Reversal { new_auth_amount: 0 }]
+        vec![
+            Step::CaptureReversal,
+            Step::Reversal {
+                new_auth_amount: twd(0)
+            }
+        ]
     );
     assert_eq!(full.method, RefundMethod::CaptureReversalAndReversal);
     assert_eq!(
@@ -205,9 +215,9 @@ fn after_a_capture_reversal_the_reversal_may_complete_it() {
 #[test]
 fn settled_is_refunded_whole_or_in_part() {
     let full = plan(decide(&req(1000, 1000), &bank(TxState::Settled, 1000)));
-    assert_eq!(full.steps, vec![Step::Refund { amount: 1000 }]);
+    assert_eq!(full.steps, vec![Step::Refund { amount: twd(1000) }]);
     let part = plan(decide(&req(1000, 300), &bank(TxState::Settled, 1000)));
-    assert_eq!(part.steps, vec![Step::Refund { amount: 300 }]);
+    assert_eq!(part.steps, vec![Step::Refund { amount: twd(300) }]);
     assert_eq!(part.method, RefundMethod::Refund);
 }
 
@@ -274,7 +284,12 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
         &bank(TxState::Authorised, 1000),
     );
     let p = plan(v.unwrap());
-    assert_eq!(p.steps, vec![Step::Reversal { new_auth_amount: 0 }]);
+    assert_eq!(
+        p.steps,
+        vec![Step::Reversal {
+            new_auth_amount: twd(0)
+        }]
+    );
     assert_eq!(p.method, RefundMethod::CaptureReversalAndReversal);
     assert!(p.completes_capture_reversal);
     // It did not: do not send it again now.
@@ -291,18 +306,18 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     assert_eq!(
         after_ambiguous(
             &refund,
-            Step::Refund { amount: 1000 },
+            Step::Refund { amount: twd(1000) },
             &bank(TxState::RefundSettling, 1000)
         ),
         Some(Decision::Conclude(Conclusion::Refunded {
             method: RefundMethod::Refund,
-            amount: 1000
+            amount: twd(1000)
         }))
     );
     assert_eq!(
         after_ambiguous(
             &refund,
-            Step::Refund { amount: 1000 },
+            Step::Refund { amount: twd(1000) },
             &bank(TxState::Settled, 1000)
         ),
         None
@@ -312,7 +327,9 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     assert!(matches!(
         after_ambiguous(
             &reversal,
-            Step::Reversal { new_auth_amount: 0 },
+            Step::Reversal {
+                new_auth_amount: twd(0)
+            },
             &bank(TxState::AuthCancelled, 0)
         ),
         Some(Decision::Conclude(Conclusion::Refunded { .. }))
@@ -320,7 +337,9 @@ fn after_an_ambiguous_call_the_bank_decides_whether_to_carry_on() {
     assert_eq!(
         after_ambiguous(
             &reversal,
-            Step::Reversal { new_auth_amount: 0 },
+            Step::Reversal {
+                new_auth_amount: twd(0)
+            },
             &bank(TxState::Authorised, 1000)
         ),
         None
@@ -343,7 +362,7 @@ fn a_capture_reversal_overtaken_by_the_batch_is_a_refund_and_keeps_no_exemption(
         )
         .unwrap(),
     );
-    assert_eq!(p.steps, vec![Step::Refund { amount: 1000 }]);
+    assert_eq!(p.steps, vec![Step::Refund { amount: twd(1000) }]);
     assert_eq!(p.method, RefundMethod::Refund);
     assert!(!p.completes_capture_reversal);
     assert!(!capture_reversal_took_effect(&bank(TxState::Settled, 1000)));

@@ -8,7 +8,7 @@ use crate::ctbc::{Operation, TxState};
 use crate::domain::blackout::Blackout;
 use crate::domain::decide::{Plan, Step};
 use crate::domain::refund_request::CallFate;
-use crate::domain::testing::{answer, request, with_call};
+use crate::domain::testing::{answer, request, twd, with_call};
 use crate::domain::words::RefundMethod;
 use std::time::Duration;
 
@@ -49,11 +49,13 @@ fn refund_of(amount: i64) -> NextMove {
     NextMove::Send(Sending {
         plan: Plan {
             method: RefundMethod::Refund,
-            amount,
-            steps: vec![Step::Refund { amount }],
+            amount: twd(amount),
+            steps: vec![Step::Refund {
+                amount: twd(amount),
+            }],
             completes_capture_reversal: false,
         },
-        authorised: 1000,
+        authorised: twd(1000),
     })
 }
 
@@ -84,7 +86,7 @@ fn an_unknown_call_the_bank_shows_done_is_recorded_without_a_call() {
         action,
         NextMove::Record(Record::Refunded {
             method: RefundMethod::Refund,
-            amount: 1000
+            amount: twd(1000)
         })
     );
 }
@@ -99,11 +101,13 @@ fn a_capture_reversal_the_bank_shows_done_is_completed_by_its_reversal_at_once()
         NextMove::Send(Sending {
             plan: Plan {
                 method: RefundMethod::CaptureReversalAndReversal,
-                amount: 1000,
-                steps: vec![Step::Reversal { new_auth_amount: 0 }],
+                amount: twd(1000),
+                steps: vec![Step::Reversal {
+                    new_auth_amount: twd(0)
+                }],
                 completes_capture_reversal: true,
             },
-            authorised: 1000,
+            authorised: twd(1000),
         })
     );
 }
