@@ -3,6 +3,7 @@
 //! sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::{AmountProblem, OrderNo, RefundAmounts};
+use crate::domain::words::{OrderStatus, RefundStatus};
 use crate::store::manual_queue::{OrderToQueue, Reopened};
 use crate::store::{Store, StoreError};
 
@@ -26,7 +27,7 @@ pub enum QueueError {
     #[error("order {order_no} is {status}; {allowed}")]
     WrongStatus {
         order_no: String,
-        status: String,
+        status: OrderStatus,
         allowed: &'static str,
     },
     #[error("--amount {0}: the amount to refund must be more than 0 (leave --amount out to refund the whole amount)")]
@@ -238,18 +239,17 @@ pub async fn request(
 
 /// Only a `paid` order can be requested.
 fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
-    if order.status == "paid" {
-        return Ok(());
-    }
+    let allowed = match order.status {
+        OrderStatus::Paid => return Ok(()),
+        OrderStatus::Refund(RefundStatus::RefundFailed) => "only a paid order can be requested; use `refundd retry` to put a refund_failed order back in the queue",
+        OrderStatus::Refund(RefundStatus::RefundRequested | RefundStatus::Refunding) => "it is already in the refund queue; only a paid order can be requested",
+        OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded, and an order is refunded once; only a paid order can be requested",
+        OrderStatus::Refund(RefundStatus::Withdrawn) => "only a paid order can be requested",
+    };
     Err(QueueError::WrongStatus {
         order_no: order.order_no.clone(),
-        allowed: match order.status.as_str() {
-            "refund_failed" => "only a paid order can be requested; use `refundd retry` to put a refund_failed order back in the queue",
-            "refund_requested" | "refunding" => "it is already in the refund queue; only a paid order can be requested",
-            "refunded" => "it was already refunded, and an order is refunded once; only a paid order can be requested",
-            _ => "only a paid order can be requested",
-        },
-        status: order.status.clone(),
+        allowed,
+        status: order.status,
     })
 }
 
@@ -301,18 +301,17 @@ fn as_the_next_pass_reads(reopened: Reopened) -> Queued {
 
 /// Only a `refund_failed` order can be retried.
 fn retryable(order: &OrderToQueue) -> Result<(), QueueError> {
-    if order.status == "refund_failed" {
-        return Ok(());
-    }
+    let allowed = match order.status {
+        OrderStatus::Refund(RefundStatus::RefundFailed) => return Ok(()),
+        OrderStatus::Paid => "only a refund_failed order can be retried; use `refundd request` to request a refund of a paid order",
+        OrderStatus::Refund(RefundStatus::RefundRequested | RefundStatus::Refunding) => "it is already in the refund queue; only a refund_failed order can be retried",
+        OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded, and an order is refunded once; only a refund_failed order can be retried",
+        OrderStatus::Refund(RefundStatus::Withdrawn) => "only a refund_failed order can be retried",
+    };
     Err(QueueError::WrongStatus {
         order_no: order.order_no.clone(),
-        allowed: match order.status.as_str() {
-            "paid" => "only a refund_failed order can be retried; use `refundd request` to request a refund of a paid order",
-            "refund_requested" | "refunding" => "it is already in the refund queue; only a refund_failed order can be retried",
-            "refunded" => "it was already refunded, and an order is refunded once; only a refund_failed order can be retried",
-            _ => "only a refund_failed order can be retried",
-        },
-        status: order.status.clone(),
+        allowed,
+        status: order.status,
     })
 }
 

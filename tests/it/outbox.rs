@@ -6,6 +6,7 @@
 
 use crate::common::Rig;
 use refundd::ctbc::TxState;
+use refundd::domain::words::NotificationType;
 use std::time::Duration;
 
 async fn types_of(rig: &Rig, order_no: &str) -> Vec<String> {
@@ -14,7 +15,7 @@ async fn types_of(rig: &Rig, order_no: &str) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.to_string())
         .collect()
 }
 
@@ -146,7 +147,7 @@ async fn attention_is_raised_once_per_cause_and_order() {
     );
     let events = rig.store.events_of("DOUBT").await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "refund.needs_attention");
+    assert_eq!(events[0].kind, NotificationType::NeedsAttention);
     assert_eq!(events[0].body["cause"], "outcome_unknown");
     assert!(events[0].body["reason"]
         .as_str()
@@ -186,7 +187,7 @@ async fn a_write_back_the_shop_refuses_and_an_unsettled_refund_need_attention() 
     .unwrap();
     rig.pass().await;
     let slow = rig.store.events_of("SLOW").await.unwrap();
-    assert_eq!(slow.last().unwrap().kind, "refund.needs_attention");
+    assert_eq!(slow.last().unwrap().kind, NotificationType::NeedsAttention);
     assert_eq!(slow.last().unwrap().body["cause"], "not_settled");
     // Raised once, however many passes see it.
     rig.pass().await;

@@ -139,7 +139,7 @@ impl Webhook {
         let mut report = DeliveryReport::default();
         while let Some(d) = store.next_delivery().await? {
             let result = self.post(&d.event).await;
-            let (kind, id, order_no) = (d.event.kind.clone(), d.event.id, d.event.order_no.clone());
+            let (kind, id, order_no) = (d.event.kind, d.event.id, d.event.order_no.clone());
             match result {
                 Ok(()) => {
                     store.delivered(d).await?;

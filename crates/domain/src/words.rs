@@ -88,10 +88,13 @@ macro_rules! json_word {
 
 /// Reads a word, or says which set it is not in.
 pub fn parse_word<W: Word>(text: &str) -> Result<W, String> {
-    W::parse(text).ok_or_else(|| {
-        let shown: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
-        format!("{shown:?} is not a known {}", W::SET)
-    })
+    W::parse(text).ok_or_else(|| not_known(text, W::SET))
+}
+
+/// Says `text` is not a word of `set`, showing no control characters.
+fn not_known(text: &str, set: &str) -> String {
+    let shown: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
+    format!("{shown:?} is not a known {set}")
 }
 
 words! {
@@ -209,6 +212,60 @@ words! {
     }
 }
 
+words! {
+    /// What a notification (an event of the outbox, a webhook's `type`) tells.
+    pub enum NotificationType ("notification type") {
+        /// The money is back (`refunded`).
+        Succeeded = "refund.succeeded",
+        /// The bank settled a refund of settled money.
+        Settled = "refund.settled",
+        /// `refund_failed`: a person decides.
+        Failed = "refund.failed",
+        /// The shop stopped asking before anything was sent.
+        Withdrawn = "refund.withdrawn",
+        /// An order waits on something a person should look at.
+        NeedsAttention = "refund.needs_attention",
+        /// `refundd notify test`: stands for no order, never stored.
+        Test = "refund.test",
+    }
+}
+
+/// An order as `refundd request` and `retry` find it: paid and not asked
+/// back yet (the built-in orders table's own status), or where refundd's
+/// record of its refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Paid,
+    Refund(RefundStatus),
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Paid => "paid",
+            OrderStatus::Refund(s) => s.as_str(),
+        }
+    }
+}
+
+impl TryFrom<String> for OrderStatus {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "paid" => Ok(OrderStatus::Paid),
+            other => <RefundStatus as Word>::parse(other)
+                .map(OrderStatus::Refund)
+                .ok_or_else(|| not_known(other, "order status")),
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl CallOutcome {
     /// What a call that got no verdict from the bank came to.
     pub fn of_error(e: &CtbcError) -> Self {
@@ -263,6 +320,21 @@ mod tests {
         round_trips(SettlementState::ALL);
         round_trips(PassOutcome::ALL);
         round_trips(&Operation::ALL);
+        round_trips(NotificationType::ALL);
+    }
+
+    #[test]
+    fn an_order_is_paid_or_where_its_refund_stands() {
+        let read = |t: &str| OrderStatus::try_from(t.to_string());
+        assert_eq!(read("paid"), Ok(OrderStatus::Paid));
+        for s in RefundStatus::ALL {
+            assert_eq!(read(s.as_str()), Ok(OrderStatus::Refund(*s)));
+            assert_eq!(OrderStatus::Refund(*s).as_str(), s.as_str());
+        }
+        assert_eq!(
+            read("shipped"),
+            Err("\"shipped\" is not a known order status".into())
+        );
     }
 
     #[test]

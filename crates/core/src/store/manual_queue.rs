@@ -8,6 +8,7 @@
 
 use super::intake::{RequestColumns, ShopRequest};
 use super::{Store, StoreError};
+use crate::domain::words::OrderStatus;
 use sqlx::{FromRow, PgConnection};
 
 /// The fields a request or retry is checked against.
@@ -15,7 +16,8 @@ use sqlx::{FromRow, PgConnection};
 pub struct OrderToQueue {
     pub id: i64,
     pub order_no: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
     pub refund_error: Option<String>,

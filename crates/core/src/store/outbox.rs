@@ -11,6 +11,7 @@
 //! `status` and the metrics.
 
 use super::{Store, StoreError};
+use crate::domain::words::NotificationType;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -20,9 +21,8 @@ pub struct OutboxEvent {
     pub seq: i64,
     pub id: uuid::Uuid,
     pub order_no: String,
-    /// refund.succeeded | refund.settled | refund.failed | refund.withdrawn | refund.needs_attention
-    #[sqlx(rename = "type")]
-    pub kind: String,
+    #[sqlx(rename = "type", try_from = "String")]
+    pub kind: NotificationType,
     pub occurred_at: DateTime<Utc>,
     pub body: serde_json::Value,
     pub attempts: i32,
@@ -40,11 +40,11 @@ impl OutboxEvent {
             seq: 0,
             id,
             order_no: "TEST".into(),
-            kind: "refund.test".into(),
+            kind: NotificationType::Test,
             occurred_at: now,
             body: serde_json::json!({
                 "id": id.to_string(),
-                "type": "refund.test",
+                "type": NotificationType::Test,
                 "order_no": "TEST",
                 "occurred_at": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             }),
