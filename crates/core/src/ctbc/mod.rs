@@ -5,7 +5,7 @@
 pub mod client;
 pub mod envelope;
 mod inquiry_only;
-pub mod notice;
+pub(crate) mod notice;
 pub mod wire;
 
 pub use crate::domain::bank::{answer, bank_text, call_body, error, fields, operation, types};

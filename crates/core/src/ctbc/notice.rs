@@ -14,7 +14,7 @@ const MAX_REF_LEN: usize = 8;
 
 /// Whether a body is one of the bank's HTML notice pages, whatever its status
 /// and encoding.
-pub fn is_notice_page(body: &[u8]) -> bool {
+pub(crate) fn is_notice_page(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii();
     trimmed.first() == Some(&b'<') || trimmed.windows(5).any(|w| w.eq_ignore_ascii_case(b"<html"))
 }
@@ -22,7 +22,7 @@ pub fn is_notice_page(body: &[u8]) -> bool {
 /// What a notice page says, readable: its `<title>` (or, without one, its
 /// text), decoded from UTF-8 or Big5 and from character references,
 /// sanitised and shortened.
-pub fn notice_text(body: &[u8]) -> Option<String> {
+pub(crate) fn notice_text(body: &[u8]) -> Option<String> {
     let page = match std::str::from_utf8(body) {
         Ok(text) => text.to_string(),
         Err(_) => from_big5_lossy(body),
@@ -67,7 +67,7 @@ fn without_tags(page: &str) -> String {
 
 /// Decodes numeric character references (`&#31995;`, `&#x7CFB;`) and the few
 /// named ones a notice uses; anything else is left as it stands.
-pub fn decode_char_refs(text: &str) -> String {
+pub(crate) fn decode_char_refs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(amp) = rest.find('&') {

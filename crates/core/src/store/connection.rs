@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// How long refundd waits for the database to answer a connection.
-pub const CONNECT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Where refundd tried to connect, as an operator can check it: host and
 /// port (or the Unix socket), database and user; never the password.

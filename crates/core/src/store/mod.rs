@@ -6,10 +6,10 @@
 #[cfg(test)]
 mod batch_plans;
 pub mod catalog;
-pub mod connection;
+pub(crate) mod connection;
 mod endings;
 mod group_commit;
-pub mod intake;
+pub(crate) mod intake;
 pub mod intents;
 pub mod manual_queue;
 mod order_rows;
@@ -19,8 +19,8 @@ pub mod plan;
 mod queue_rules;
 pub mod refunds;
 pub mod rehearsal;
-pub mod seed;
-pub mod shop;
+pub(crate) mod seed;
+pub(crate) mod shop;
 pub mod shop_examples;
 pub mod status;
 mod step_outcomes;

@@ -8,7 +8,7 @@ use super::{Store, StoreError};
 use sqlx::{Column, Executor, PgPool, TypeInfo};
 
 /// The columns `shop.requests` must return, by name.
-pub const REQUIRED_COLUMNS: [&str; 5] = [
+pub(crate) const REQUIRED_COLUMNS: [&str; 5] = [
     "order_no",
     "xid",
     "auth_code",
