@@ -24,6 +24,7 @@ in_both_modes!(
     the_reversal_completing_a_capture_reversal_may_run_in_a_window,
     an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome,
     the_bank_never_answers_more_calls_at_once_than_the_concurrency,
+    an_accepted_refund_keeps_where_the_bank_filed_it,
 );
 use refundd::ctbc::TxState;
 use refundd::domain::blackout::Blackout;
@@ -76,6 +77,46 @@ async fn partial_refund_of_a_captured_transaction_waits_for_settlement(rig: Rig)
     rig.pass().await;
     rig.order("P10").await.assert_refunded("refund", 400);
     assert_eq!(rig.accepted("P10", "refund").await, 1);
+}
+
+async fn an_accepted_refund_keeps_where_the_bank_filed_it(rig: Rig) {
+    rig.seed("R1", 1000, TxState::Settled, None).await;
+    rig.seed("R2", 1000, TxState::Settled, Some(300)).await;
+    rig.seed("V1", 1000, TxState::Authorised, None).await;
+    rig.pass().await;
+    let references = |order_no: &'static str, operation: &'static str| {
+        let rig = &rig;
+        async move {
+            let row: (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT retr_ref, batch_id, batch_seq FROM refund_events
+                  WHERE order_no = $1 AND operation = $2 AND outcome = 'accepted'",
+            )
+            .bind(order_no)
+            .bind(operation)
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap();
+            row
+        }
+    };
+    let digits = |v: &Option<String>, n: usize| {
+        v.as_deref()
+            .is_some_and(|t| t.len() == n && t.bytes().all(|b| b.is_ascii_digit()))
+    };
+    // The simulator files a refund as the bank does: a 12-digit retrieval
+    // reference, the batch's date and a 6-digit place in it.
+    let (one, two) = (
+        references("R1", "refund").await,
+        references("R2", "refund").await,
+    );
+    for (retr_ref, batch_id, batch_seq) in [&one, &two] {
+        assert!(digits(retr_ref, 12), "{retr_ref:?}");
+        assert!(digits(batch_id, 8), "{batch_id:?}");
+        assert!(digits(batch_seq, 6), "{batch_seq:?}");
+    }
+    assert_ne!(one.0, two.0, "each refund has its own reference");
+    // A reversal is filed nowhere.
+    assert_eq!(references("V1", "reversal").await, (None, None, None));
 }
 
 #[tokio::test]

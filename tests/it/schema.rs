@@ -410,10 +410,11 @@ async fn a_database_holding_every_word_the_code_writes_takes_the_checks() {
     let older = sqlx::migrate::Migrator::new(migrations_before(WORD_CHECKS).path())
         .await
         .unwrap();
-    assert_eq!(
-        older.iter().count() + 1,
-        refundd::store::MIGRATOR.iter().count()
-    );
+    let newer = refundd::store::MIGRATOR
+        .iter()
+        .filter(|m| m.version >= WORD_CHECKS)
+        .count() as u64;
+    assert!(newer >= 1, "the word checks are among the migrations");
     let mut conn = pool.acquire().await.unwrap().detach();
     sqlx::raw_sql(&format!(
         "CREATE SCHEMA {schema}; SET search_path TO {schema}"
@@ -436,7 +437,7 @@ async fn a_database_holding_every_word_the_code_writes_takes_the_checks() {
     );
     let store = Store::new(pool.clone(), Schema::parse(schema).unwrap(), shop);
     let migrated = store.migrate().await.unwrap();
-    assert_eq!(migrated.applied, 1);
+    assert_eq!(migrated.applied, newer);
     let wrong = checks_unlike_the_code(&pool, schema).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

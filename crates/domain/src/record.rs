@@ -3,7 +3,7 @@
 //! for a later attempt. The store reads and writes these; the engine and the
 //! decision work with them and never with a row of SQL.
 
-use super::bank::Operation;
+use super::bank::{Operation, RefundReferences};
 use super::words::{CallOutcome, EventKind, RefundMethod, RefundStatus, StepReached, Word};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -118,6 +118,8 @@ pub struct GatewayEvent {
     pub err_code: Option<String>,
     pub message: Option<String>,
     pub elapsed_ms: Option<i32>,
+    /// Where the bank filed a refund it accepted (an accepted refund's outcome only).
+    pub references: RefundReferences,
 }
 
 /// How an order waits for a later attempt.

@@ -3,7 +3,7 @@
 //! a turn and a second merchant is a second `Bank`, not a change to the pass.
 
 use super::turns::Turns;
-use crate::ctbc::{Client, CtbcError, Inquiry, Operation, OrderNo};
+use crate::ctbc::{Client, CtbcError, Inquiry, Operation, OrderNo, RefundReferences};
 use crate::domain::calls::Call;
 use crate::domain::record::GatewayEvent;
 use crate::domain::refund_request::RefundRequest;
@@ -55,12 +55,14 @@ impl Bank {
         self.client.longest_call(self.calls_at_once)
     }
 
-    /// Sends one money-moving call that passed its local checks.
-    pub(super) async fn send(&self, call: &Call) -> Result<(), CtbcError> {
+    /// Sends one money-moving call that passed its local checks; an accepted
+    /// refund says where the bank filed it.
+    pub(super) async fn send(&self, call: &Call) -> Result<RefundReferences, CtbcError> {
+        let none = |_| RefundReferences::default();
         match call {
-            Call::Reversal(r) => self.client.reversal(r).await.map(|_| ()),
-            Call::CaptureReversal(r) => self.client.capture_reversal(r).await.map(|_| ()),
-            Call::Refund(r) => self.client.refund(r).await.map(|_| ()),
+            Call::Reversal(r) => self.client.reversal(r).await.map(none),
+            Call::CaptureReversal(r) => self.client.capture_reversal(r).await.map(none),
+            Call::Refund(r) => self.client.refund(r).await.map(|a| a.references()),
         }
     }
 

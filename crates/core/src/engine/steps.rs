@@ -212,19 +212,23 @@ impl Attempt<'_> {
             let result = self.bank.send(&call).await;
             drop(turn);
             let elapsed_ms = started.elapsed().as_millis() as i32;
-            let ev = GatewayEvent {
+            let mut ev = GatewayEvent {
                 kind: EventKind::Outcome,
                 operation: Some(op),
                 amount: Some(step.minor_units()),
                 elapsed_ms: Some(elapsed_ms),
                 ..Default::default()
             };
-            if result.is_ok() && i + 1 == plan.steps.len() {
-                mark_last_call(&mut req, CallFate::Accepted);
-                return self.accepted_last(req, &plan, ev).await;
-            }
             match result {
-                Ok(()) => self.accepted_step(&mut req, step, ev),
+                Ok(references) if i + 1 == plan.steps.len() => {
+                    ev.references = references;
+                    mark_last_call(&mut req, CallFate::Accepted);
+                    return self.accepted_last(req, &plan, ev).await;
+                }
+                Ok(references) => {
+                    ev.references = references;
+                    self.accepted_step(&mut req, step, ev)
+                }
                 Err(e) => return self.not_accepted(req, step, ev, e).await,
             }
         }

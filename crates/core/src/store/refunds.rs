@@ -107,15 +107,15 @@ fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
 /// given. An event of a claim not in `o` (its lease lost, or another claim of
 /// the same record) is not written.
 pub(super) fn events_cte(first: usize) -> String {
-    let p: Vec<String> = (0..12).map(|k| format!("${}", first + k)).collect();
+    let p: Vec<String> = (0..15).map(|k| format!("${}", first + k)).collect();
     format!(
-        "e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker)
-               SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker
-                 FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[], {}::uuid[])
-                      WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, token, n)
+        "e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker, retr_ref, batch_id, batch_seq)
+               SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker, ev.retr_ref, ev.batch_id, ev.batch_seq
+                 FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[], {}::uuid[], {}::text[], {}::text[], {}::text[])
+                      WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, token, retr_ref, batch_id, batch_seq, n)
                  JOIN o ON o.id = ev.id AND o.token = ev.token
                 ORDER BY ev.n)",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14]
     )
 }
 
@@ -142,6 +142,9 @@ pub(super) struct KeyedEvents<'a> {
     message: Vec<Option<&'a str>>,
     elapsed_ms: Vec<Option<i32>>,
     token: Vec<Uuid>,
+    retr_ref: Vec<Option<&'a str>>,
+    batch_id: Vec<Option<&'a str>>,
+    batch_seq: Vec<Option<&'a str>>,
 }
 
 impl<'a> KeyedEvents<'a> {
@@ -161,12 +164,15 @@ impl<'a> KeyedEvents<'a> {
                 all.message.push(e.message.as_deref());
                 all.elapsed_ms.push(e.elapsed_ms);
                 all.token.push(lease.token);
+                all.retr_ref.push(e.references.retr_ref.as_deref());
+                all.batch_id.push(e.references.batch_id.as_deref());
+                all.batch_seq.push(e.references.batch_seq.as_deref());
             }
         }
         all
     }
 
-    /// Binds the twelve arrays, in `events_cte`'s order.
+    /// Binds the fifteen arrays, in `events_cte`'s order.
     pub(super) fn bind_to<'q, O>(
         self,
         q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
@@ -186,6 +192,9 @@ impl<'a> KeyedEvents<'a> {
             .bind(self.message)
             .bind(self.elapsed_ms)
             .bind(self.token)
+            .bind(self.retr_ref)
+            .bind(self.batch_id)
+            .bind(self.batch_seq)
     }
 }
 

@@ -166,7 +166,33 @@ pub struct RefundAccepted {
     pub batch_seq: Option<String>,
 }
 
+/// Where the bank filed an accepted refund: its retrieval reference and its
+/// place in the refund batch, which a refund reversal names it by. Kept as
+/// the bank sent them (sanitised); each may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefundReferences {
+    pub retr_ref: Option<String>,
+    pub batch_id: Option<String>,
+    pub batch_seq: Option<String>,
+}
+
+impl RefundReferences {
+    /// Whether the bank sent none of them.
+    pub fn is_empty(&self) -> bool {
+        self.retr_ref.is_none() && self.batch_id.is_none() && self.batch_seq.is_none()
+    }
+}
+
 impl RefundAccepted {
+    /// Where the bank filed this refund.
+    pub fn references(&self) -> RefundReferences {
+        RefundReferences {
+            retr_ref: self.retr_ref.clone(),
+            batch_id: self.batch_id.clone(),
+            batch_seq: self.batch_seq.clone(),
+        }
+    }
+
     /// Reads an accepted refund answer; `RefAmt` is required, since without it
     /// nobody knows how much was refunded.
     pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {

@@ -10,7 +10,7 @@ pub mod fields;
 pub mod operation;
 pub mod types;
 
-pub use answer::{Accepted, Inquiry, RefundAccepted};
+pub use answer::{Accepted, Inquiry, RefundAccepted, RefundReferences};
 pub use call_body::{CaptureReversal, Refund, RefundReversal, Reversal};
 pub use error::CtbcError;
 pub use operation::Operation;
