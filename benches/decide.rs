@@ -28,6 +28,7 @@ fn request(refund: i64) -> RefundRequest {
         currency: Currency::TWD,
         authorised: Money::new(Currency::TWD, 1500).unwrap(),
         refund: Money::new(Currency::TWD, refund).unwrap(),
+        others: None,
         capture_reversed: false,
         unknown: None,
         attempts: 0,

@@ -1,7 +1,7 @@
 //! The decision core: from a refund request and the bank's answer to an inquiry,
 //! what to do. Pure, so it is tested for every bank state; the pass does the I/O.
 
-use super::refund_request::RefundRequest;
+use super::refund_request::{CallFate, RefundRequest};
 use crate::bank::types::serialize_minor_units;
 use crate::bank::Inquiry;
 use crate::bank::{CtbcError, Currency, Money, Operation, TxState};
@@ -83,6 +83,9 @@ pub enum WaitReason {
     BatchRunning,
     /// A partial refund of a captured, unsettled transaction must wait until it settles.
     SettlementPending,
+    /// An earlier refund of the order is settling at the bank (state 20):
+    /// the next is sent once it has settled.
+    EarlierRefundSettling,
 }
 
 impl WaitReason {
@@ -90,6 +93,9 @@ impl WaitReason {
         match self {
             WaitReason::BatchRunning => "the bank's batch is running",
             WaitReason::SettlementPending => "a partial refund waits until the capture settles",
+            WaitReason::EarlierRefundSettling => {
+                "an earlier refund of the order is settling at the bank; the next waits until it has settled"
+            }
         }
     }
 }
@@ -172,11 +178,16 @@ fn state_needs(
     bank: &Inquiry,
     reversal_method: RefundMethod,
 ) -> Result<Plan, Conclusion> {
+    if let Some(over) = over_balance(req) {
+        return Err(over);
+    }
     let agree = || amounts_disagree(req, bank).map_or(Ok(()), Err);
     match &bank.state {
         // Money already back: only refundd's own call on record explains it.
         TxState::AuthCancelled => Err(cancelled_by_us(req, reversal_method)),
-        TxState::RefundSettling | TxState::RefundSettled => Err(refunded_by_us(req, &bank.state)),
+        TxState::RefundSettling | TxState::RefundSettled => {
+            refund_shown(req, &bank.state).and_then(|()| agree().map(|()| refund_plan(req)))
+        }
         TxState::Authorised if lowered_by_us(req, bank) => Err(Conclusion::Refunded {
             method: RefundMethod::Reversal,
             amount: req.refund,
@@ -209,12 +220,7 @@ fn state_needs(
                 Err(Conclusion::Wait(WaitReason::SettlementPending))
             }
         }),
-        TxState::Settled => agree().map(|()| Plan {
-            method: RefundMethod::Refund,
-            steps: vec![Step::Refund { amount: req.refund }],
-            amount: req.refund,
-            completes_capture_reversal: false,
-        }),
+        TxState::Settled => agree().map(|()| refund_plan(req)),
         TxState::CaptureBatchRunning | TxState::RefundBatchRunning => {
             Err(Conclusion::Wait(WaitReason::BatchRunning))
         }
@@ -234,15 +240,61 @@ fn state_needs(
     }
 }
 
-/// State 0 is ours only when refundd sent a reversal to 0 that may have taken effect.
+/// Refunds this request's amount of the settled money (`OrgAmt` the order's).
+fn refund_plan(req: &RefundRequest) -> Plan {
+    Plan {
+        method: RefundMethod::Refund,
+        steps: vec![Step::Refund { amount: req.refund }],
+        amount: req.refund,
+        completes_capture_reversal: false,
+    }
+}
+
+/// A refund the bank shows (20 to 22): this request's own, done (`Err` with
+/// the conclusion); or, for a later refund of the order, its earlier refunds':
+/// settling (20) waits, settled (22) lets this one be sent (`Ok`).
+fn refund_shown(req: &RefundRequest, state: &TxState) -> Result<(), Conclusion> {
+    if !req.others_refunded() {
+        return Err(refunded_by_us(req, state));
+    }
+    let code = state.code();
+    match req.own_call(Operation::Refund) {
+        Some(c) if c.fate == CallFate::Unknown => Err(Conclusion::NeedsPerson(format!(
+            "needs a person: the bank shows a refund (state {code}) that the order's earlier refunds explain as well as this refund's call, whose outcome is unknown; check the bank before refunding by hand"
+        ))),
+        Some(_) => Err(refunded_by_us(req, state)),
+        None if *state == TxState::RefundSettled => Ok(()),
+        None => Err(Conclusion::Wait(WaitReason::EarlierRefundSettling)),
+    }
+}
+
+/// The balance guard of an order's later refunds: this one and every other
+/// that was or may have been accepted never give back more than was authorised.
+fn over_balance(req: &RefundRequest) -> Option<Conclusion> {
+    let others = req.others?;
+    let left = req.balance();
+    if left.is_some_and(|left| req.refund.amount() <= left.amount()) {
+        return None;
+    }
+    Some(Conclusion::NeedsPerson(format!(
+        "needs a person: this refund of {} is over the order's balance: {} left of the {} authorised once its other refunds ({}, outcomes unknown included) are counted; nothing was sent",
+        req.refund.amount(),
+        left.map_or(0, Money::amount),
+        req.authorised.amount(),
+        others.committed.amount()
+    )))
+}
+
+/// State 0 is ours only when refundd sent a reversal to 0 that may have
+/// taken effect, giving back all that was left.
 fn cancelled_by_us(req: &RefundRequest, method: RefundMethod) -> Conclusion {
     let ours = req
         .own_call(Operation::Reversal)
-        .is_some_and(|c| c.amount.amount() == 0 && req.is_full());
+        .is_some_and(|c| c.amount.amount() == 0 && req.is_the_rest());
     if ours {
         return Conclusion::Refunded {
             method,
-            amount: req.authorised,
+            amount: req.refund,
         };
     }
     Conclusion::NeedsPerson(format!(
@@ -276,20 +328,23 @@ fn lowered_by_us(req: &RefundRequest, bank: &Inquiry) -> bool {
     let Ok(left) = left_after_refund(req) else {
         return false;
     };
-    !req.is_full()
+    left.amount() > 0
         && bank.auth_amount.map(|m| m.amount()) == Some(left.amount())
         && req
             .own_call(Operation::Reversal)
             .is_some_and(|c| c.amount == left)
 }
 
-/// What stays authorised once the refund is given back by a reversal.
+/// What stays authorised once the refund is given back by a reversal: the
+/// bank's authorisation (the order's, less its other refunds' reversals)
+/// less this refund.
 fn left_after_refund(req: &RefundRequest) -> Result<Money, Conclusion> {
-    req.authorised.less(req.refund).ok_or_else(|| {
+    let authorised = req.bank_authorised();
+    authorised.and_then(|a| a.less(req.refund)).ok_or_else(|| {
         Conclusion::NeedsPerson(format!(
             "invalid row: the refund {} is not a part of the authorised {}",
             req.refund.amount(),
-            req.authorised.amount()
+            authorised.map_or(0, Money::amount)
         ))
     })
 }
@@ -307,12 +362,27 @@ fn amounts_disagree(req: &RefundRequest, bank: &Inquiry) -> Option<Conclusion> {
                 req.currency.code
             )))
         }
-        Some(m) if m.amount() != req.authorised.amount() => Some(Conclusion::NeedsPerson(format!(
-            "the bank's authorised amount {} differs from the order's auth_amount {}",
-            m.amount(),
-            req.authorised.amount()
-        ))),
+        Some(m) if Some(m.amount()) != req.bank_authorised().map(Money::amount) => {
+            Some(Conclusion::NeedsPerson(format!(
+                "the bank's authorised amount {} differs from the order's {}",
+                m.amount(),
+                expected_authorised(req)
+            )))
+        }
         Some(_) => None,
+    }
+}
+
+/// What the bank should show authorised, in words.
+fn expected_authorised(req: &RefundRequest) -> String {
+    let auth_amount = req.authorised.amount();
+    match (req.others, req.bank_authorised()) {
+        (Some(o), Some(left)) if o.by_reversal.amount() > 0 => format!(
+            "{}: auth_amount {auth_amount} less {} its other refunds' reversals took off",
+            left.amount(),
+            o.by_reversal.amount()
+        ),
+        _ => format!("auth_amount {auth_amount}"),
     }
 }
 
@@ -403,5 +473,7 @@ pub enum Settlement {
     StillSettling,
 }
 
+#[cfg(test)]
+mod later_refund_tests;
 #[cfg(test)]
 mod tests;

@@ -119,6 +119,22 @@ impl OwnCall {
     }
 }
 
+/// The order's other refunds, for its second and later refunds (several
+/// refunds of one order): what the balance guard and the bank's state are
+/// judged against. Every amount is in the order's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherRefunds {
+    /// What they gave back or may have (a call whose outcome is unknown
+    /// counts): the balance guard's sum.
+    pub committed: Money,
+    /// What refundd's own reversals among them took off the authorisation:
+    /// the bank's `AuthAmt` is the order's less this.
+    pub by_reversal: Money,
+    /// What refundd's own refunds of settled money among them moved: what
+    /// explains a refund the bank shows (states 20 to 22) that is not this one's.
+    pub by_refund: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     /// The claim this attempt works under: every write names it.
@@ -132,6 +148,8 @@ pub struct RefundRequest {
     pub authorised: Money,
     /// What is to be given back now; equal to `authorised` for a full refund.
     pub refund: Money,
+    /// The order's other refunds; `None` when this is its only one.
+    pub others: Option<OtherRefunds>,
     /// A capture reversal of ours is known done (its step is committed or
     /// rides with the next call's intent, or a fresh inquiry showed it took
     /// effect).
@@ -167,6 +185,35 @@ impl RefundRequest {
 
     pub fn is_full(&self) -> bool {
         self.refund == self.authorised
+    }
+
+    /// What the bank should show authorised: the order's amount less what
+    /// its other refunds' reversals took off.
+    pub fn bank_authorised(&self) -> Option<Money> {
+        match &self.others {
+            None => Some(self.authorised),
+            Some(o) => self.authorised.less(o.by_reversal),
+        }
+    }
+
+    /// What is left to give back before this refund: the order's amount less
+    /// its other refunds (`None` when they already exceed it).
+    pub fn balance(&self) -> Option<Money> {
+        match &self.others {
+            None => Some(self.authorised),
+            Some(o) => self.authorised.less(o.committed),
+        }
+    }
+
+    /// Whether this refund gives back all that is left.
+    pub fn is_the_rest(&self) -> bool {
+        self.balance() == Some(self.refund)
+    }
+
+    /// Whether refunds of settled money of the order's other refunds, all
+    /// refundd's, explain a refund the bank shows.
+    pub fn others_refunded(&self) -> bool {
+        self.others.is_some_and(|o| o.by_refund.amount() > 0)
     }
 
     /// The last call of `operation` of ours that may have taken effect.
@@ -247,6 +294,7 @@ impl RefundRequest {
             currency,
             authorised,
             refund: wanted,
+            others: None,
             capture_reversed,
             unknown,
             attempts,

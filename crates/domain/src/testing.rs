@@ -28,6 +28,7 @@ pub fn request(authorised: i64, refund: i64) -> RefundRequest {
         currency: Currency::TWD,
         authorised: twd(authorised),
         refund: twd(refund),
+        others: None,
         capture_reversed: false,
         unknown: None,
         attempts: 0,
