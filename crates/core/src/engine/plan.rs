@@ -285,7 +285,7 @@ async fn plan_order(
             return (planned, Asked::No, None);
         }
     };
-    let answer = bank.inquiry(&req.order_no).await;
+    let answer = bank.inquiry_for(&req.order_no, &req.xid).await;
     planned.inquired = true;
     let (asked, error) = match &answer {
         Ok(b) => {
@@ -361,6 +361,10 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
             return (planned, Asked::No, None);
         }
     };
+    // The plan's reading of a watched refund carries no XID (`WatchRow`), so
+    // an order number the bank holds several times is read at its top level,
+    // the latest authorisation's, where the pass's watch reads the refunded
+    // authorisation's own record (`Client::inquiry_for`).
     match bank.inquiry(&order_no).await {
         Ok(answer) => {
             planned.bank_state = Some(answer.state.code().to_string());
