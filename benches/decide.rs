@@ -49,6 +49,7 @@ fn answer(state: TxState) -> Inquiry {
         txn_time: Some("101500".into()),
         eci: Some("05".into()),
         err_code: "00".into(),
+        records: Vec::new(),
     }
 }
 

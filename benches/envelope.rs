@@ -45,6 +45,7 @@ fn inquiry_answer() -> String {
         txn_time: Some("101500".into()),
         eci: Some("05".into()),
         err_code: "00".into(),
+        records: Vec::new(),
     };
     json_text(&answer.to_answer_json())
 }

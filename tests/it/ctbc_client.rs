@@ -15,7 +15,7 @@ use std::time::Duration;
 use refundd::ctbc::envelope::Envelope;
 use refundd::ctbc::wire::string_object;
 use refundd::ctbc::wire::{form_body, json_text, seal_form};
-use refundd::ctbc::{Accepted, Client, ClientSetupError, Inquiry, RefundAccepted};
+use refundd::ctbc::{Accepted, Client, ClientSetupError, Inquiry, InquiryRecord, RefundAccepted};
 use refundd::ctbc::{
     AuthCode, CaptureReversal, CtbcError, MaskedPan, Money, Operation, OrderNo, Refund,
     RefundReversal, Reversal, TxState, Xid,
@@ -58,6 +58,7 @@ fn full_inquiry() -> Inquiry {
         txn_time: Some("12:34:56".into()),
         eci: Some("05".into()),
         err_code: "00".into(),
+        records: Vec::new(),
     }
 }
 
@@ -621,6 +622,81 @@ async fn control_characters_of_a_sealed_refusal_never_reach_the_error() {
             matches!(&err, CtbcError::BadAnswer { reason, .. } if reason.contains(key)),
             "{err:?}"
         );
+        assert_safe_to_log(&err);
+    }
+}
+
+/// The order number held twice: the order's own authorisation (`xid()`),
+/// settled, then a declined retry, the latest, shown at the top.
+fn settled_then_declined() -> Inquiry {
+    let retry = Xid::parse("20240101ABCDEF999999").unwrap();
+    let settled = InquiryRecord {
+        order_no: Some(order()),
+        state: TxState::Settled,
+        xid: Some(xid()),
+        auth_code: Some(auth_code()),
+        auth_amount: Some(twd(1500)),
+        pan: Some(MaskedPan::from_bank("411111******1111")),
+        eci: Some("05".into()),
+        retr_ref: None,
+        batch_id: Some("20240101".into()),
+        batch_seq: Some("000001".into()),
+    };
+    let declined = InquiryRecord {
+        state: TxState::AuthFailed,
+        xid: Some(retry.clone()),
+        auth_code: None,
+        batch_id: None,
+        batch_seq: None,
+        ..settled.clone()
+    };
+    Inquiry {
+        state: TxState::AuthFailed,
+        xid: Some(retry),
+        auth_code: None,
+        records: vec![settled, declined],
+        ..full_inquiry()
+    }
+}
+
+#[tokio::test]
+async fn an_order_number_held_twice_is_read_for_the_order_s_own_authorisation() {
+    let answer = settled_then_declined();
+    let bank = FakeBank::answering(answer.to_answer_json()).await;
+    assert_eq!(bank.client().inquiry(&order()).await.unwrap(), answer);
+    let ours = bank.client().inquiry_for(&order(), &xid()).await.unwrap();
+    assert_eq!(
+        (ours.state, ours.xid, ours.auth_amount),
+        (TxState::Settled, Some(xid()), Some(twd(1500)))
+    );
+}
+
+#[tokio::test]
+async fn several_records_that_cannot_be_read_are_no_verdict() {
+    let good = settled_then_declined().to_answer_json();
+    let data = good["Data"].as_str().unwrap().to_string();
+    let another_order = data.replace("<LID-M>ORDER001<", "<LID-M>ORDER002<");
+    let bad_amount = data.replacen("<AuthAmt>1500<", "<AuthAmt>1500.00<", 1);
+    for (key, value, named) in [
+        ("Data", "<HyPOS><Record>", "Data"),
+        ("Data", "", "Data is missing"),
+        ("Data", bad_amount.as_str(), "AuthAmt"),
+        ("Data", another_order.as_str(), "ORDER002"),
+        ("QueryCode", "9", "QueryCode"),
+    ] {
+        let mut json = good.clone();
+        json.insert(key.into(), value.into());
+        let bank = FakeBank::answering(json).await;
+        let err = bank
+            .client()
+            .inquiry_for(&order(), &xid())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CtbcError::BadAnswer { operation: Operation::Inquiry, reason } if reason.contains(named)),
+            "{named}: {err:?}"
+        );
+        assert!(err.to_string().contains("no verdict"), "{err}");
         assert_safe_to_log(&err);
     }
 }

@@ -3,7 +3,8 @@
 
 use super::SCHEMA;
 use crate::common::{
-    ended_in_one_pass, engine_settings, in_both_modes, pass_of, taipei, OrderView, Rig, StateCase,
+    bank_tx, declined_too, ended_in_one_pass, engine_settings, in_both_modes, pass_of, taipei,
+    OrderView, Rig, StateCase,
 };
 use refundd::engine::settings::EngineSettings;
 
@@ -25,6 +26,8 @@ in_both_modes!(
     an_unavailable_bank_is_retried_with_backoff_then_given_up_but_never_an_unknown_outcome,
     the_bank_never_answers_more_calls_at_once_than_the_concurrency,
     an_accepted_refund_keeps_where_the_bank_filed_it,
+    an_order_number_authorised_more_than_once_is_refunded_on_the_shop_s_xid,
+    an_order_whose_xid_the_bank_declined_goes_to_a_person,
 );
 use refundd::ctbc::TxState;
 use refundd::domain::blackout::Blackout;
@@ -579,4 +582,92 @@ async fn the_bank_never_answers_more_calls_at_once_than_the_concurrency(rig: Rig
         ledger.most_calls_at_once
     );
     assert_eq!(ledger.duplicates, 0);
+}
+
+async fn an_order_number_authorised_more_than_once_is_refunded_on_the_shop_s_xid(rig: Rig) {
+    // The shop's XID is X<order> (`request`). AGAIN10's card was declined
+    // first, then authorised; AGAIN12's was authorised, then a declined retry
+    // became the latest, which the inquiry's top level shows.
+    rig.admin
+        .load(&[
+            declined_too(
+                bank_tx("AGAIN10", 1000, TxState::CapturedNotSettled),
+                "DAGAIN10",
+                false,
+            ),
+            declined_too(bank_tx("AGAIN12", 1000, TxState::Settled), "DAGAIN12", true),
+        ])
+        .await
+        .unwrap();
+    rig.insert_order("AGAIN10", 1000, None).await;
+    rig.insert_order("AGAIN12", 1000, None).await;
+    rig.pass().await;
+    rig.order("AGAIN10")
+        .await
+        .assert_refunded("capture_reversal+reversal", 1000);
+    rig.order("AGAIN12").await.assert_refunded("refund", 1000);
+    let again10 = rig.admin.transaction("AGAIN10").await.unwrap().unwrap();
+    let again12 = rig.admin.transaction("AGAIN12").await.unwrap().unwrap();
+    assert_eq!(
+        (again10.state.as_str(), again12.refunded_amount),
+        ("0", 1000)
+    );
+    assert_eq!(rig.admin.duplicates().await.unwrap(), 0);
+    // The settlement watch reads the refunded authorisation's own record too,
+    // not the declined retry at the top.
+    rig.admin.run_batch().await.unwrap();
+    let s = rig.pass().await;
+    assert_eq!((s.watched, s.settled, s.settlement_failed), (1, 1, 0));
+    assert_eq!(
+        rig.order("AGAIN12").await.settlement.as_deref(),
+        Some("settled")
+    );
+}
+
+async fn an_order_whose_xid_the_bank_declined_goes_to_a_person(rig: Rig) {
+    // The shop's XID X<order> is a declined authorisation; the one that
+    // stands is N<order>, made after it for DECLINED1 and before it for
+    // DECLINED2 (whose declined retry is then the latest, at the top).
+    let authorised = |no: &str, state| {
+        let mut tx = bank_tx(no, 1000, state);
+        tx.xid = format!("N{no}");
+        tx
+    };
+    rig.admin
+        .load(&[
+            declined_too(
+                authorised("DECLINED1", TxState::CapturedNotSettled),
+                "XDECLINED1",
+                false,
+            ),
+            declined_too(
+                authorised("DECLINED2", TxState::Settled),
+                "XDECLINED2",
+                true,
+            ),
+        ])
+        .await
+        .unwrap();
+    rig.insert_order("DECLINED1", 1000, None).await;
+    rig.insert_order("DECLINED2", 1000, None).await;
+    rig.pass().await;
+    for (no, authorised_state) in [("DECLINED1", "10"), ("DECLINED2", "12")] {
+        let OrderView {
+            status,
+            refund_error,
+            ..
+        } = rig.order(no).await;
+        let why = refund_error.unwrap_or_default();
+        assert_eq!(status, "refund_failed", "{no}: {why}");
+        assert!(
+            why.starts_with("needs a person: the authorisation failed (state -1)")
+                && why.contains(&format!("XID X{no} in state -1")),
+            "{no}: {why}"
+        );
+        assert!(
+            why.contains(&format!("XID N{no} in state {authorised_state}")),
+            "{no}: {why}"
+        );
+        assert!(rig.money_calls(no).await.is_empty(), "{no}: nothing sent");
+    }
 }

@@ -147,8 +147,19 @@ pub fn on_inquiry_error(err: &CtbcError) -> Conclusion {
 
 /// The decision, in the order of the engine's rules: the transaction must be
 /// ours, money already back ends the work, the amounts must agree, then the
-/// bank's state says which calls give the money back.
+/// bank's state says which calls give the money back. `bank` is the answer
+/// as it concerns the order's own XID (`Inquiry::for_xid`); when the bank
+/// holds several records of the order number, a person is told each of them.
 pub fn decide(req: &RefundRequest, bank: &Inquiry) -> Decision {
+    match decide_one(req, bank) {
+        Decision::Conclude(Conclusion::NeedsPerson(reason)) if !bank.records.is_empty() => {
+            Conclusion::NeedsPerson(format!("{reason}; {}", bank.records_in_words())).into()
+        }
+        other => other,
+    }
+}
+
+fn decide_one(req: &RefundRequest, bank: &Inquiry) -> Decision {
     match &bank.xid {
         Some(xid) if xid == &req.xid => {}
         Some(xid) => {

@@ -5,6 +5,10 @@
 //! `decide`, and nowhere else, so the plan cannot say one thing while the pass
 //! does another.
 //!
+//! Every answer read here is the bank's as it concerns the order's own XID:
+//! when the bank holds several records of the order number, the client hands
+//! over that record's view (`Client::inquiry_for`, `Inquiry::for_xid`).
+//!
 //! Pure: no I/O, no clock (the backoff's jittered delay is the pass's).
 
 use super::calls::local_check;

@@ -67,5 +67,6 @@ pub fn answer(state: TxState, auth: i64) -> Inquiry {
         txn_time: None,
         eci: None,
         err_code: "00".into(),
+        records: Vec::new(),
     }
 }

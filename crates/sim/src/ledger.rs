@@ -19,7 +19,8 @@ mod operations;
 pub mod transitions;
 
 pub use dto::{
-    BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
+    BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
+    OtherAuthorisation, SimTx,
 };
 pub use operations::amount_field;
 use operations::{apply_to, Change, Refusal};
@@ -72,6 +73,31 @@ struct Tx {
     last_refund: i64,
     /// The last money call was a refund reversal: a second one is a duplicate.
     refund_reversed: bool,
+    /// Other authorisations of the order number, as loaded.
+    others: Vec<OtherAuth>,
+}
+
+/// Another authorisation of a transaction's order number, checked: its state
+/// is one no call and no batch changes.
+#[derive(Clone, Debug)]
+struct OtherAuth {
+    xid: String,
+    auth_code: String,
+    amount: i64,
+    state: TxState,
+    later: bool,
+}
+
+impl OtherAuth {
+    fn to_sim(&self) -> OtherAuthorisation {
+        OtherAuthorisation {
+            xid: self.xid.clone(),
+            auth_code: self.auth_code.clone(),
+            amount: self.amount,
+            state: self.state.code().to_string(),
+            later: self.later,
+        }
+    }
 }
 
 impl Tx {
@@ -87,6 +113,7 @@ impl Tx {
             refunded_amount: self.refunded_amount,
             returned_amount: self.returned_amount,
             pan: self.pan.clone(),
+            other_authorisations: self.others.iter().map(OtherAuth::to_sim).collect(),
         }
     }
 
@@ -96,6 +123,13 @@ impl Tx {
             .map(|c| c.exponent)
             .unwrap_or(0);
         format!("{} {amount} {exponent}", self.currency)
+    }
+
+    /// An amount of this transaction as a `Money` (its currency is checked
+    /// on loading).
+    fn amount(&self, amount: i64) -> Option<Money> {
+        let currency = Currency::from_code(self.currency).ok()?;
+        Money::new(currency, amount).ok()
     }
 }
 
@@ -406,7 +440,7 @@ impl Ledger {
         a.insert("ErrCode".into(), "00".into());
         a.insert("ERRDESC".into(), "".into());
         for (k, v) in change.fields {
-            a.insert(k.into(), v.into());
+            a.insert(k, v);
         }
         (entry, a)
     }
@@ -512,6 +546,7 @@ fn prepare_one(t: SimTx, now: DateTime<FixedOffset>) -> Result<PreparedTx, Strin
             "state {code:?} is not a CurrentState of the protocol table"
         ));
     }
+    let others = prepare_others(&t)?;
     if t.original_amount < 0 || t.auth_amount < 0 || t.refunded_amount < 0 {
         return Err("amounts must be zero or more".into());
     }
@@ -537,7 +572,47 @@ fn prepare_one(t: SimTx, now: DateTime<FixedOffset>) -> Result<PreparedTx, Strin
         authorised_at: now,
         last_refund: t.refunded_amount,
         refund_reversed: false,
+        others,
     }))
+}
+
+/// Checks a transaction's other authorisations: each XID its own, each in a
+/// state that no call and no batch changes, so the transaction alone moves.
+fn prepare_others(t: &SimTx) -> Result<Vec<OtherAuth>, String> {
+    let mut xids = vec![t.xid.as_str()];
+    let mut others = Vec::with_capacity(t.other_authorisations.len());
+    for (i, o) in t.other_authorisations.iter().enumerate() {
+        let problem = |e: String| format!("other_authorisations[{i}]: {e}");
+        Xid::parse(&o.xid).map_err(|e| problem(e.to_string()))?;
+        if xids.contains(&o.xid.as_str()) {
+            return Err(problem(format!(
+                "the XID {:?} is already the order number's",
+                o.xid
+            )));
+        }
+        xids.push(&o.xid);
+        if !o.auth_code.is_empty() {
+            AuthCode::parse(&o.auth_code).map_err(|e| problem(e.to_string()))?;
+        }
+        if o.amount < 0 {
+            return Err(problem("the amount must be zero or more".into()));
+        }
+        let state = TxState::from_code(&o.state);
+        if !matches!(state, TxState::AuthFailed | TxState::AuthCancelled) {
+            return Err(problem(format!(
+                "state {:?}: another authorisation is declined (-1) or cancelled (0)",
+                o.state
+            )));
+        }
+        others.push(OtherAuth {
+            xid: o.xid.clone(),
+            auth_code: o.auth_code.clone(),
+            amount: o.amount,
+            state,
+            later: o.later,
+        });
+    }
+    Ok(others)
 }
 
 #[cfg(test)]

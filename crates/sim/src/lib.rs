@@ -47,7 +47,8 @@ pub use admin_client::{SimAdmin, SimAdminError};
 pub use cli::{run_cli, SimArgs};
 pub use faults::{FaultKind, FaultPlan, FaultRule};
 pub use ledger::{
-    BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals, SimTx,
+    BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
+    OtherAuthorisation, SimTx,
 };
 pub use maintenance::Maintenance;
 

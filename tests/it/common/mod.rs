@@ -27,7 +27,7 @@ pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use eventually::{eventually, WithLog};
 pub use http::http_get;
 pub use logs::{on_this_thread, Captured};
-pub use requests::{ask_for_refunds, bank_tx, request, twd};
+pub use requests::{ask_for_refunds, bank_tx, declined_too, request, twd};
 pub use running::{exited, listening_addr, terminate, Running};
 pub use secret_files::secret_file;
 

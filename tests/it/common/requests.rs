@@ -7,7 +7,7 @@ use super::Rig;
 use refundd::ctbc::types::{Currency, Money};
 use refundd::ctbc::TxState;
 use refundd::ops::shop_examples::ShopExample;
-use refundd::sim::SimTx;
+use refundd::sim::{OtherAuthorisation, SimTx};
 use refundd::store::shop_examples::{AskedBack, SeedOrder};
 use sqlx::PgPool;
 
@@ -19,6 +19,20 @@ pub fn twd(n: i64) -> Money {
 /// The bank's record of `order_no`, authorised for `amount`, now in `state`.
 pub fn bank_tx(order_no: &str, amount: i64, state: TxState) -> SimTx {
     SimTx::new(order_no, format!("X{order_no}"), "A1B2C3", amount, state)
+}
+
+/// `tx` with a declined authorisation of its order number under `xid` too:
+/// made before its own, or after it (`later`), the latest then, at the top of
+/// an inquiry's answer.
+pub fn declined_too(mut tx: SimTx, xid: &str, later: bool) -> SimTx {
+    tx.other_authorisations.push(OtherAuthorisation {
+        xid: xid.into(),
+        auth_code: String::new(),
+        amount: tx.original_amount,
+        state: TxState::AuthFailed.code().into(),
+        later,
+    });
+    tx
 }
 
 /// The shop's order `order_no`, paid `amount`, asked back whole or in `part`.

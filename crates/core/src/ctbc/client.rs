@@ -20,7 +20,7 @@ use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
 use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
-use super::types::{InvalidField, MerId, OrderNo};
+use super::types::{InvalidField, MerId, OrderNo, Xid};
 use super::wire::{open_form, seal_form, FormError, FORM_CONTENT_TYPE};
 use crate::outbound::{is_loopback, no_redirects, redirect_reason, LOOPBACK_FIX};
 
@@ -245,19 +245,32 @@ impl Client {
         longest_call(self.inner.timeout, self.inner.max_requests_per_sec, at_once)
     }
 
-    /// Where the order's authorisation stands (`Tx_ATTRIBUTE` `TX_AUTH`).
+    /// What the bank holds under an order number (`Tx_ATTRIBUTE` `TX_AUTH`):
+    /// with several records (`QueryCode` "2"), the latest authorisation at
+    /// the top and every record beside it. An order's own transaction is
+    /// `inquiry_for`'s.
     pub async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
         let op = Operation::Inquiry;
         self.observe(op, order_no, async {
             let json = inquiry_request_json(&self.inner.mer_id, order_no, &self.inner.sw_revision);
             let answer = self.exchange(op, &json).await?;
             self.judge(op, &answer)?;
-            Inquiry::from_answer_json(&answer).map_err(|p| CtbcError::BadAnswer {
-                operation: op,
-                reason: p.0,
-            })
+            Inquiry::from_answer_json(&answer)
+                .and_then(|inquiry| inquiry.check_order(order_no).map(|()| inquiry))
+                .map_err(|p| CtbcError::BadAnswer {
+                    operation: op,
+                    reason: p.0,
+                })
         })
         .await
+    }
+
+    /// Where the order's own authorisation stands: the inquiry of its order
+    /// number, as it concerns the authorisation `xid` (`Inquiry::for_xid`).
+    /// Every answer the engine and `refundd plan` read of an order comes
+    /// through here, so none of them reads another authorisation's record.
+    pub async fn inquiry_for(&self, order_no: &OrderNo, xid: &Xid) -> Result<Inquiry, CtbcError> {
+        self.inquiry(order_no).await.map(|bank| bank.for_xid(xid))
     }
 
     /// Cancels or lowers an authorisation that is not in the capture file.

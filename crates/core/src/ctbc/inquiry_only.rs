@@ -4,11 +4,12 @@
 //! reversal, refund or refund reversal can be reached through it.
 
 use super::error::CtbcError;
-use super::types::OrderNo;
+use super::types::{OrderNo, Xid};
 use super::{answer::Inquiry, client::Client};
 
 /// The CTBC client with its money-moving operations out of reach: only
-/// [`InquiryClient::inquiry`] exists.
+/// [`InquiryClient::inquiry`] (and its narrowing to one authorisation,
+/// [`InquiryClient::inquiry_for`]) exists.
 ///
 /// ```compile_fail
 /// // An inquiry-only client has no `refund`, nor any other money-moving call.
@@ -41,8 +42,14 @@ impl InquiryClient {
         self.0.keys_look_wrong()
     }
 
-    /// Where the order's authorisation stands: the one call that moves nothing.
+    /// What the bank holds under an order number: the one call that moves
+    /// nothing (`Client::inquiry`).
     pub async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
         self.0.inquiry(order_no).await
+    }
+
+    /// Where the order's own authorisation stands (`Client::inquiry_for`).
+    pub async fn inquiry_for(&self, order_no: &OrderNo, xid: &Xid) -> Result<Inquiry, CtbcError> {
+        self.0.inquiry_for(order_no, xid).await
     }
 }

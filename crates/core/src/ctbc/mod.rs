@@ -8,8 +8,10 @@ mod inquiry_only;
 pub(crate) mod notice;
 pub mod wire;
 
-pub use crate::domain::bank::{answer, bank_text, call_body, error, fields, operation, types};
-pub use crate::domain::bank::{Accepted, Inquiry, RefundAccepted, RefundReferences};
+pub use crate::domain::bank::{
+    answer, bank_text, call_body, error, fields, operation, records, types,
+};
+pub use crate::domain::bank::{Accepted, Inquiry, InquiryRecord, RefundAccepted, RefundReferences};
 pub use crate::domain::bank::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money};
 pub use crate::domain::bank::{CaptureReversal, Refund, RefundReversal, Reversal};
 pub use crate::domain::bank::{CtbcError, Operation, OrderNo, TxState, Xid};

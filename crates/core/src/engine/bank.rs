@@ -3,7 +3,7 @@
 //! a turn and a second merchant is a second `Bank`, not a change to the pass.
 
 use super::turns::Turns;
-use crate::ctbc::{Client, CtbcError, Inquiry, Operation, OrderNo, RefundReferences};
+use crate::ctbc::{Client, CtbcError, Inquiry, Operation, OrderNo, RefundReferences, Xid};
 use crate::domain::calls::Call;
 use crate::domain::record::GatewayEvent;
 use crate::domain::refund_request::RefundRequest;
@@ -35,9 +35,14 @@ impl Bank {
         self.turns.take().await
     }
 
-    /// An inquiry outside any order's story (the settlement watch's).
-    pub(super) async fn inquiry(&self, order_no: &OrderNo) -> Result<Inquiry, CtbcError> {
-        self.client.inquiry(order_no).await
+    /// An inquiry outside any order's story (the settlement watch's), as it
+    /// concerns the authorisation `xid` (`Client::inquiry_for`).
+    pub(super) async fn inquiry(
+        &self,
+        order_no: &OrderNo,
+        xid: &Xid,
+    ) -> Result<Inquiry, CtbcError> {
+        self.client.inquiry_for(order_no, xid).await
     }
 
     /// Why the bank's answers say refundd's keys are wrong, if they do.
@@ -66,12 +71,13 @@ impl Bank {
         }
     }
 
-    /// Asks the bank in a turn; the answer goes into the order's story with
-    /// the next write.
+    /// Asks the bank in a turn about the order's own authorisation (its
+    /// record, when the bank holds several of the order number); the answer
+    /// goes into the order's story with the next write.
     pub(super) async fn inquire(&self, req: &mut RefundRequest) -> Result<Inquiry, CtbcError> {
         let turn = self.turns.take().await;
         let started = Instant::now();
-        let result = self.client.inquiry(&req.order_no).await;
+        let result = self.client.inquiry_for(&req.order_no, &req.xid).await;
         drop(turn);
         let elapsed_ms = started.elapsed().as_millis() as i32;
         let mut ev = GatewayEvent {

@@ -7,7 +7,7 @@
 
 use super::clock::Clock;
 use super::settings::EngineSettings;
-use crate::ctbc::types::OrderNo;
+use super::watch::watched_at_bank;
 use crate::ctbc::{CtbcError, Operation};
 use crate::ctbc::{Inquiry, InquiryClient};
 use crate::domain::decide::watch_verdict;
@@ -285,7 +285,7 @@ async fn plan_order(
             return (planned, Asked::No, None);
         }
     };
-    let answer = bank.inquiry(&req.order_no).await;
+    let answer = bank.inquiry_for(&req.order_no, &req.xid).await;
     planned.inquired = true;
     let (asked, error) = match &answer {
         Ok(b) => {
@@ -352,8 +352,8 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
         outcome: Settlement::StillSettling,
         unconfirmed: row.watch_over,
     };
-    let order_no = match OrderNo::parse(row.bank_order_no()) {
-        Ok(o) => o,
+    let (order_no, xid) = match watched_at_bank(row.bank_order_no(), row.xid.as_deref()) {
+        Ok(asked) => asked,
         Err(e) => {
             planned.outcome = Settlement::Failed(format!(
                 "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
@@ -361,7 +361,7 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
             return (planned, Asked::No, None);
         }
     };
-    match bank.inquiry(&order_no).await {
+    match bank.inquiry_for(&order_no, &xid).await {
         Ok(answer) => {
             planned.bank_state = Some(answer.state.code().to_string());
             planned.outcome = watch_verdict(&answer);

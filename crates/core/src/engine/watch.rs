@@ -7,7 +7,7 @@ use super::held::Held;
 use super::recorder::Recorder;
 use super::settings::EngineSettings;
 use super::summary::PassCounters;
-use crate::ctbc::types::OrderNo;
+use crate::ctbc::types::{InvalidField, OrderNo, Xid};
 use crate::ctbc::Operation;
 use crate::domain::decide::watch_verdict;
 use crate::domain::decide::Settlement;
@@ -94,8 +94,8 @@ impl SettlementWatch<'_> {
         counters: &PassCounters,
     ) -> Result<(), StoreError> {
         counters.watched.fetch_add(1, Relaxed);
-        let order_no = match OrderNo::parse(row.bank_order_no()) {
-            Ok(o) => o,
+        let (order_no, xid) = match watched(row) {
+            Ok(asked) => asked,
             Err(e) => {
                 let reason = format!(
                     "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
@@ -106,7 +106,7 @@ impl SettlementWatch<'_> {
             }
         };
         let started = Instant::now();
-        let result = self.bank.inquiry(&order_no).await;
+        let result = self.bank.inquiry(&order_no, &xid).await;
         let mut ev = GatewayEvent {
             kind: EventKind::Outcome,
             operation: Some(Operation::Inquiry),
@@ -185,4 +185,21 @@ impl SettlementWatch<'_> {
             other => other.map(|_| ()),
         }
     }
+}
+
+/// What the watch asks the bank about: the order number and the XID of the
+/// refunded authorisation (its record, when the bank holds several).
+fn watched(row: &OrderRecord) -> Result<(OrderNo, Xid), InvalidField> {
+    watched_at_bank(row.bank_order_no(), row.xid.as_deref())
+}
+
+/// The order number and XID a watched refund is asked by, from its record's
+/// text: the pass's watch and `refundd plan`'s read them alike.
+pub(super) fn watched_at_bank(
+    order_no: &str,
+    xid: Option<&str>,
+) -> Result<(OrderNo, Xid), InvalidField> {
+    let order_no = OrderNo::parse(order_no)?;
+    let xid = Xid::parse(xid.unwrap_or_default().trim())?;
+    Ok((order_no, xid))
 }

@@ -63,6 +63,8 @@ pub struct WatchRow {
     pub order_no: String,
     /// The order number the bank knows it by, when not `order_no`.
     pub lidm: Option<String>,
+    /// The refunded authorisation's XID, as the shop gave it.
+    pub xid: Option<String>,
     pub refunded_amount: Option<i64>,
     /// The watch's days are over: a refund still settling is left unconfirmed.
     pub watch_over: bool,
@@ -117,7 +119,7 @@ impl PlanReader {
             .await?;
         let watch: Vec<WatchRow> = sqlx::query_as(&store.sql(
             &format!(
-                "SELECT order_no, lidm, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
+                "SELECT order_no, lidm, xid, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
                    FROM refundd.refunds f
                   WHERE {} AND {}
                   ORDER BY next_attempt_at NULLS FIRST, id",

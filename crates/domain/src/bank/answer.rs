@@ -4,11 +4,14 @@
 //! every text kept from it is sanitised here, where it is read. An answer must be
 //! this merchant's (`check_merchant`) and this call's (`check_binding`): the MAC
 //! covers only the answer's end, so what it echoes of the request is compared.
+//! An order number the bank holds more than once (`QueryCode` "2") brings its
+//! records along; they are `records`'s.
 
 use serde_json::{Map, Value};
 
 use super::bank_text::{has_control_chars, sanitise};
 use super::fields::{string_object, text_field};
+use super::records::{data_xml, records_of, InquiryRecord, QUERY_CODE_SEVERAL_RECORDS};
 use super::types::{AuthCode, InvalidField, MaskedPan, MerId, Money, TxState, Xid};
 
 /// `RespCode` of an answer the bank accepted.
@@ -55,7 +58,7 @@ fn message(json: &Map<String, Value>) -> String {
 
 /// A free-text field kept from the answer, sanitised; `None` when absent or
 /// nothing is left of it.
-fn kept_text(json: &Map<String, Value>, key: &str) -> Option<String> {
+pub(super) fn kept_text(json: &Map<String, Value>, key: &str) -> Option<String> {
     text_field(json, key)
         .map(sanitise)
         .filter(|text| !text.is_empty())
@@ -63,7 +66,10 @@ fn kept_text(json: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// A code the engine acts on (`RespCode`, `CurrentState`): a control character
 /// in it makes the answer unreadable rather than being mended into another code.
-fn code_field(json: &Map<String, Value>, key: &str) -> Result<Option<String>, AnswerProblem> {
+pub(super) fn code_field(
+    json: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, AnswerProblem> {
     match text_field(json, key) {
         Some(raw) if has_control_chars(raw) => {
             Err(AnswerProblem(format!("{key} holds control characters")))
@@ -84,13 +90,30 @@ pub struct Inquiry {
     pub txn_time: Option<String>,
     pub eci: Option<String>,
     pub err_code: String,
+    /// Every record of the order number when the bank holds several
+    /// (`QueryCode` "2"; the fields above are then the latest
+    /// authorisation's, until `for_xid` picks the order's own); empty when
+    /// it holds one.
+    pub records: Vec<InquiryRecord>,
 }
 
 impl Inquiry {
     /// Reads an accepted inquiry answer. `CurrentState` is required; an
     /// unlisted code is `TxState::Unknown`. Empty optional fields are absent;
-    /// present but malformed ones make the answer unusable.
+    /// present but malformed ones make the answer unusable. `QueryCode` "1"
+    /// (or none) is one record; "2" brings every record in `Data`, read as
+    /// strictly; any other is unusable.
     pub fn from_answer_json(json: &Map<String, Value>) -> Result<Self, AnswerProblem> {
+        let records = match code_field(json, "QueryCode")?.as_deref() {
+            None | Some(QUERY_CODE_ONE_RECORD) => Vec::new(),
+            Some(QUERY_CODE_SEVERAL_RECORDS) => records_of(json)?,
+            Some(other) => {
+                let shown: String = other.chars().take(MAX_SHOWN_CHARS).collect();
+                return Err(AnswerProblem(format!(
+                    "QueryCode {shown:?} is neither {QUERY_CODE_ONE_RECORD} (one record) nor {QUERY_CODE_SEVERAL_RECORDS} (several)"
+                )));
+            }
+        };
         let state = code_field(json, "CurrentState")?
             .map(|code| TxState::from_code(&code))
             .ok_or_else(|| AnswerProblem("the inquiry answer has no CurrentState".into()))?;
@@ -107,15 +130,22 @@ impl Inquiry {
             txn_time: kept_text(json, "Txn_time"),
             eci: kept_text(json, "ECI"),
             err_code: kept_text(json, "ErrCode").unwrap_or_default(),
+            records,
         })
     }
 
-    /// The answer JSON the bank would send for this inquiry (the simulator's side).
+    /// The answer JSON the bank would send for this inquiry (the simulator's
+    /// side): with records, `QueryCode` "2" and every record in `Data`.
     pub fn to_answer_json(&self) -> Map<String, Value> {
+        let several = !self.records.is_empty();
+        let query_code = match several {
+            true => QUERY_CODE_SEVERAL_RECORDS,
+            false => QUERY_CODE_ONE_RECORD,
+        };
         let mut pairs: Vec<(&str, String)> = vec![
             ("RespCode", RESP_CODE_ACCEPTED.to_string()),
             ("ErrCode", self.err_code.clone()),
-            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
+            ("QueryCode", query_code.to_string()),
             ("CurrentState", self.state.code().to_string()),
         ];
         let optional = [
@@ -126,6 +156,7 @@ impl Inquiry {
             ("Txn_date", self.txn_date.clone()),
             ("Txn_time", self.txn_time.clone()),
             ("ECI", self.eci.clone()),
+            ("Data", several.then(|| data_xml(&self.records))),
         ];
         pairs.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
         string_object(pairs)
@@ -231,7 +262,7 @@ impl RefundAccepted {
 
 /// An amount the bank reports: well formed, in a currency refundd knows,
 /// with that currency's exponent.
-fn answer_amount(raw: &str) -> Result<Money, InvalidField> {
+pub(super) fn answer_amount(raw: &str) -> Result<Money, InvalidField> {
     Money::parse(raw)?.in_known_currency()
 }
 
@@ -284,7 +315,7 @@ const CALL_FIELDS: [(&str, Echo); 8] = [
 ];
 
 /// The longest text of the bank's kept in a problem, in characters.
-const MAX_SHOWN_CHARS: usize = 64;
+pub(super) const MAX_SHOWN_CHARS: usize = 64;
 
 /// Checks that an answer answers the call it came back for. The MAC covers
 /// only the end of the answer and nothing else ties it to its request, so
@@ -333,7 +364,9 @@ fn same(echo: Echo, ours: &str, theirs: &str) -> bool {
     }
 }
 
-fn optional<T, E: std::fmt::Display>(
+/// A field parsed by `parse` when present; present but malformed makes the
+/// answer unusable.
+pub(super) fn optional<T, E: std::fmt::Display>(
     json: &Map<String, Value>,
     key: &str,
     parse: impl Fn(&str) -> Result<T, E>,

@@ -32,6 +32,32 @@ pub struct SimTx {
     pub returned_amount: i64,
     /// Masked card number (first six, last four).
     pub pan: String,
+    /// Other authorisations of the same order number, each with an XID of
+    /// its own: a declined card retried, say. With any, an inquiry answers
+    /// every record (`QueryCode` "2"); money-moving calls act on this
+    /// transaction alone, by its XID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_authorisations: Vec<OtherAuthorisation>,
+}
+
+/// Another authorisation of a transaction's order number, in a state no
+/// call and no batch changes: declined (-1) or cancelled (0).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OtherAuthorisation {
+    pub xid: String,
+    /// Empty when the bank gave none, as for a declined card.
+    #[serde(default)]
+    pub auth_code: String,
+    /// The amount asked, in the transaction's currency.
+    pub amount: i64,
+    /// `CurrentState` code: "-1" or "0".
+    pub state: String,
+    /// Made after the transaction's own authorisation: the latest of the
+    /// order number, shown at the top of an inquiry's answer. Otherwise
+    /// before it.
+    #[serde(default)]
+    pub later: bool,
 }
 
 impl SimTx {
@@ -54,6 +80,7 @@ impl SimTx {
             refunded_amount: 0,
             returned_amount: 0,
             pan: "411111******1111".to_string(),
+            other_authorisations: Vec::new(),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! One call applied to one transaction: the checks every money-moving call
 //! must pass (batch lock, fields matching the record), then the row of the
 //! state table (`transitions`) that says whether it is accepted, a duplicate
-//! or refused in the transaction's state, then the money it moves.
+//! or refused in the transaction's state, then the money it moves. An
+//! inquiry answers every authorisation of the order number.
 
 use chrono::{DateTime, Utc};
 
 use super::transitions::{batch_locked, transition, Transition};
-use super::{refusal, BankCall, Tx};
-use crate::ctbc::answer::QUERY_CODE_ONE_RECORD;
-use crate::ctbc::Operation;
+use super::{refusal, Answer, BankCall, OtherAuth, Tx};
+use crate::ctbc::types::{AuthCode, MaskedPan, OrderNo, TxState, Xid};
+use crate::ctbc::wire::string_object;
+use crate::ctbc::{Inquiry, InquiryRecord, Operation};
 
 /// A refusal decided by the state machine.
 pub(super) struct Refusal {
@@ -38,7 +40,8 @@ impl Refusal {
 /// An accepted change to one transaction.
 pub(super) struct Change {
     pub(super) returned_delta: i64,
-    pub(super) fields: Vec<(&'static str, String)>,
+    /// The answer's own fields, beside the verdict.
+    pub(super) fields: Answer,
 }
 
 /// Applies one call to its transaction: the answer's fields, or the refusal.
@@ -62,20 +65,53 @@ pub(super) fn apply_to(
     }
 }
 
+/// Where the order number stands: its transaction, or with other
+/// authorisations every record, oldest first (`QueryCode` "2"), the latest
+/// at the top as the bank shows it.
 fn inquiry(tx: &Tx) -> Change {
+    let own = record(tx, (&tx.xid, &tx.auth_code), tx.auth_amount, &tx.state);
+    let other = |o: &OtherAuth| record(tx, (&o.xid, &o.auth_code), o.amount, &o.state);
+    let records: Vec<InquiryRecord> = (tx.others.iter().filter(|o| !o.later).map(other))
+        .chain([own.clone()])
+        .chain(tx.others.iter().filter(|o| o.later).map(other))
+        .collect();
+    let latest = records.last().cloned().unwrap_or(own);
+    let answer = Inquiry {
+        state: latest.state,
+        xid: latest.xid,
+        auth_code: latest.auth_code,
+        auth_amount: latest.auth_amount,
+        pan: latest.pan,
+        txn_date: Some(tx.authorised_at.format("%Y/%m/%d").to_string()),
+        txn_time: Some(tx.authorised_at.format("%H:%M:%S").to_string()),
+        eci: latest.eci,
+        err_code: "00".to_string(),
+        records: if tx.others.is_empty() {
+            Vec::new()
+        } else {
+            records
+        },
+    };
     Change {
         returned_delta: 0,
-        fields: vec![
-            ("QueryCode", QUERY_CODE_ONE_RECORD.to_string()),
-            ("CurrentState", tx.state.code().to_string()),
-            ("XID", tx.xid.clone()),
-            ("AuthCode", tx.auth_code.clone()),
-            ("AuthAmt", tx.money(tx.auth_amount)),
-            ("PAN", tx.pan.clone()),
-            ("Txn_date", tx.authorised_at.format("%Y/%m/%d").to_string()),
-            ("Txn_time", tx.authorised_at.format("%H:%M:%S").to_string()),
-            ("ECI", "05".to_string()),
-        ],
+        fields: answer.to_answer_json(),
+    }
+}
+
+/// One authorisation of the transaction's order number as an inquiry shows
+/// it; its values were checked on loading (an empty auth code is none).
+fn record(tx: &Tx, (xid, auth_code): (&str, &str), amount: i64, state: &TxState) -> InquiryRecord {
+    InquiryRecord {
+        order_no: OrderNo::parse(&tx.order_no).ok(),
+        state: state.clone(),
+        xid: Xid::parse(xid).ok(),
+        auth_code: AuthCode::parse(auth_code).ok(),
+        auth_amount: tx.amount(amount),
+        pan: Some(MaskedPan::from_bank(&tx.pan)),
+        eci: Some("05".to_string()),
+        retr_ref: None,
+        batch_id: None,
+        batch_seq: None,
     }
 }
 
@@ -213,7 +249,7 @@ fn reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<Change, R
     }
     Ok(Change {
         returned_delta: delta,
-        fields: vec![("AuthAmt", tx.money(tx.auth_amount))],
+        fields: string_object([("AuthAmt", tx.money(tx.auth_amount))]),
     })
 }
 
@@ -231,7 +267,7 @@ fn capture_reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<C
     tx.state = rule.to.clone();
     Ok(Change {
         returned_delta: 0,
-        fields: vec![],
+        fields: Answer::new(),
     })
 }
 
@@ -258,12 +294,12 @@ fn refund(
     *refund_seq += 1;
     Ok(Change {
         returned_delta: amt,
-        fields: vec![
+        fields: string_object([
             ("RefAmt", tx.money(amt)),
             ("RetrRef", format!("{:012}", *refund_seq)),
             ("BatchID", now.format("%Y%m%d").to_string()),
             ("BatchSeq", format!("{:06}", *refund_seq % 1_000_000)),
-        ],
+        ]),
     })
 }
 
@@ -287,6 +323,6 @@ fn refund_reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<Ch
     tx.state = rule.to.clone();
     Ok(Change {
         returned_delta: -delta,
-        fields: vec![],
+        fields: Answer::new(),
     })
 }

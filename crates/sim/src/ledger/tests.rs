@@ -422,3 +422,115 @@ fn bad_loads_are_refused() {
     t.auth_amount = 200;
     assert!(Ledger::prepare(vec![t], taipei()).is_err());
 }
+
+/// `O1` (X1, A1) in `state` for 1,500, declined once before as D0 and, when
+/// `declined_after`, once more after as D2.
+fn ledger_authorised_twice(state: TxState, declined_after: bool) -> Ledger {
+    let declined = |xid: &str, later: bool| OtherAuthorisation {
+        xid: xid.into(),
+        auth_code: String::new(),
+        amount: 1500,
+        state: "-1".into(),
+        later,
+    };
+    let mut t = SimTx::new("O1", "X1", "A1", 1500, state);
+    t.other_authorisations.push(declined("D0", false));
+    if declined_after {
+        t.other_authorisations.push(declined("D2", true));
+    }
+    let mut l = Ledger::new("1234567");
+    l.load(Ledger::prepare(vec![t], taipei()).unwrap());
+    l
+}
+
+fn inquiry_of(l: &mut Ledger) -> crate::ctbc::Inquiry {
+    let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
+    crate::ctbc::Inquiry::from_answer_json(&a).unwrap()
+}
+
+#[test]
+fn an_order_number_authorised_more_than_once_answers_every_record() {
+    let x1 = Xid::parse("X1").unwrap();
+    for (declined_after, top) in [(false, "X1"), (true, "D2")] {
+        let mut l = ledger_authorised_twice(TxState::Settled, declined_after);
+        let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
+        assert_eq!((&a["QueryCode"], &a["XID"]), (&"2".into(), &top.into()));
+        let inquiry = inquiry_of(&mut l);
+        let xids: Vec<String> = inquiry
+            .records
+            .iter()
+            .map(|r| r.xid.as_ref().unwrap().to_string())
+            .collect();
+        let expected: &[&str] = match declined_after {
+            true => &["D0", "X1", "D2"],
+            false => &["D0", "X1"],
+        };
+        assert_eq!(xids, expected);
+        let latest = inquiry.records.last().unwrap();
+        assert_eq!(
+            (&inquiry.state, inquiry.xid.as_ref()),
+            (&latest.state, latest.xid.as_ref())
+        );
+        let ours = inquiry.for_xid(&x1);
+        assert_eq!(
+            (ours.state, ours.auth_amount),
+            (TxState::Settled, Some(twd(1500)))
+        );
+        assert_eq!(inquiry.records[0].auth_code, None, "declined: no auth code");
+    }
+    // One authorisation: one record, as before.
+    let mut l = ledger_with(TxState::Settled, 1500);
+    assert!(inquiry_of(&mut l).records.is_empty());
+}
+
+#[test]
+fn money_moves_only_on_the_transaction_its_call_names() {
+    let mut l = ledger_authorised_twice(TxState::Settled, true);
+    let mut declined = call(Operation::Refund, 1500, 1500);
+    declined.xid = Some("D0".into());
+    let a = l.apply(now(), &declined, None);
+    assert_eq!(
+        (resp(&a), desc(&a).contains("XID")),
+        (refusal::MISMATCH, true)
+    );
+    let a = l.apply(now(), &call(Operation::Refund, 1500, 1500), None);
+    assert_eq!(resp(&a), "0");
+    l.batch_start();
+    l.batch_finish();
+    let inquiry = inquiry_of(&mut l);
+    let states: Vec<&str> = inquiry.records.iter().map(|r| r.state.code()).collect();
+    assert_eq!(states, ["-1", "22", "-1"]);
+    assert_eq!(l.transaction("O1").unwrap().other_authorisations.len(), 2);
+}
+
+#[test]
+fn other_authorisations_are_checked_on_loading() {
+    let other = |xid: &str, auth_code: &str, state: &str| OtherAuthorisation {
+        xid: xid.into(),
+        auth_code: auth_code.into(),
+        amount: 100,
+        state: state.into(),
+        later: false,
+    };
+    for (others, expected) in [
+        (
+            vec![other("D0", "", "12")],
+            "declined (-1) or cancelled (0)",
+        ),
+        (vec![other("X1", "", "-1")], "already"),
+        (vec![other("D0", "", "-1"), other("D0", "", "0")], "already"),
+        (vec![other("D 0", "", "-1")], "xid"),
+        (vec![other("D0", "A-1", "0")], "auth_code"),
+    ] {
+        let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
+        t.other_authorisations = others;
+        let why = Ledger::prepare(vec![t], taipei()).unwrap_err();
+        assert!(
+            why.contains("other_authorisations[") && why.contains(expected),
+            "{expected:?} in {why:?}"
+        );
+    }
+    let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
+    t.other_authorisations = vec![other("D0", "B2", "0")];
+    assert!(Ledger::prepare(vec![t], taipei()).is_ok());
+}
