@@ -4,7 +4,7 @@
 use super::refund_request::{CallFate, RefundRequest};
 use crate::bank::types::serialize_minor_units;
 use crate::bank::Inquiry;
-use crate::bank::{CtbcError, Currency, Money, Operation, TxState};
+use crate::bank::{CtbcError, Currency, Money, Operation, TxState, Xid};
 use crate::words::RefundMethod;
 
 /// One money-moving call of a plan.
@@ -457,8 +457,15 @@ pub fn after_refusal(req: &RefundRequest, bank: &Inquiry, refusal: &str) -> Conc
 
 /// What a settlement watch inquiry says of a refund the bank accepted: 20 and
 /// 21 are on their way, 22 is done, and anything else means the refund will
-/// not settle (23) or is gone (reversed at the bank's portal, say).
-pub fn watch_verdict(bank: &Inquiry) -> Settlement {
+/// not settle (23) or is gone (reversed at the bank's portal, say). An
+/// answer about another authorisation than the refunded one (`xid`) says
+/// nothing of this refund: a person looks.
+pub fn watch_verdict(bank: &Inquiry, xid: &Xid) -> Settlement {
+    if let Some(theirs) = bank.xid.as_ref().filter(|theirs| *theirs != xid) {
+        return Settlement::Failed(format!(
+            "needs a person: the bank's answer is about the authorisation with XID {theirs}, not the refunded one's ({xid}); check the refund's settlement with the bank"
+        ));
+    }
     match &bank.state {
         TxState::RefundSettling | TxState::RefundBatchRunning => Settlement::StillSettling,
         TxState::RefundSettled => Settlement::Settled,

@@ -364,7 +364,7 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
     match bank.inquiry_for(&order_no, &xid).await {
         Ok(answer) => {
             planned.bank_state = Some(answer.state.code().to_string());
-            planned.outcome = watch_verdict(&answer);
+            planned.outcome = watch_verdict(&answer, &xid);
             (planned, Asked::Answered, None)
         }
         Err(e @ CtbcError::Unavailable { .. }) => {

@@ -117,7 +117,7 @@ impl SettlementWatch<'_> {
             Ok(bank) => {
                 ev.outcome = Some(CallOutcome::Accepted);
                 ev.bank_state = Some(bank.state.code().to_string());
-                watch_verdict(bank)
+                watch_verdict(bank, &xid)
             }
             Err(e) => {
                 ev.outcome = Some(CallOutcome::of_error(e));

@@ -396,7 +396,7 @@ fn after_a_refusal_only_batch_and_done_are_not_failures() {
 #[test]
 fn the_watch_settles_22_fails_23_and_gives_every_other_state_to_a_person() {
     for s in TxState::all_known() {
-        let v = watch_verdict(&bank(s.clone(), 1000));
+        let v = watch_verdict(&bank(s.clone(), 1000), &ours());
         match s {
             TxState::RefundSettling | TxState::RefundBatchRunning => {
                 assert_eq!(v, Settlement::StillSettling)
@@ -412,7 +412,28 @@ fn the_watch_settles_22_fails_23_and_gives_every_other_state_to_a_person() {
         }
     }
     assert!(matches!(
-        watch_verdict(&bank(TxState::Unknown("42".into()), 1000)),
+        watch_verdict(&bank(TxState::Unknown("42".into()), 1000), &ours()),
         Settlement::Failed(_)
     ));
+}
+
+/// The XID of `request`'s and `answer`'s transaction.
+fn ours() -> Xid {
+    Xid::parse("XID-1").unwrap()
+}
+
+#[test]
+fn the_watch_never_judges_a_refund_by_another_authorisation_s_answer() {
+    for s in TxState::all_known() {
+        let mut b = bank(s.clone(), 1000);
+        b.xid = Some(Xid::parse("OTHER").unwrap());
+        assert!(
+            matches!(&watch_verdict(&b, &ours()), Settlement::Failed(r) if r.contains("XID OTHER") && r.contains("(XID-1)")),
+            "{s:?}"
+        );
+    }
+    // An answer that names no XID is judged by its state, as before.
+    let mut b = bank(TxState::RefundSettled, 1000);
+    b.xid = None;
+    assert_eq!(watch_verdict(&b, &ours()), Settlement::Settled);
 }
