@@ -40,7 +40,7 @@ impl Step {
 
     /// The amount field the call carries; a capture reversal's is always
     /// nothing, in the order's currency (`None` here).
-    pub fn amount(self) -> Option<Money> {
+    fn amount(self) -> Option<Money> {
         match self {
             Step::CaptureReversal => None,
             Step::Reversal { new_auth_amount } => Some(new_auth_amount),
@@ -221,7 +221,7 @@ fn state_needs(
                     steps: vec![
                         Step::CaptureReversal,
                         Step::Reversal {
-                            new_auth_amount: req.authorised.none_of_it(),
+                            new_auth_amount: Money::zero(req.currency),
                         },
                     ],
                     amount: req.refund,

@@ -326,11 +326,6 @@ impl Money {
         }
     }
 
-    /// Nothing, in this amount's currency.
-    pub fn none_of_it(self) -> Self {
-        Self { amount: 0, ..self }
-    }
-
     /// What is left of this amount once `part` is taken from it: `None` when
     /// `part` is of another currency or exponent, or more than this.
     pub fn less(self, part: Money) -> Option<Self> {
@@ -615,7 +610,6 @@ mod tests {
         let other_exponent = Money::from_parts(901, 300, 2).unwrap();
         assert_eq!(twd(1000).less(other_exponent), None);
         assert_eq!(Money::zero(Currency::TWD), twd(0));
-        assert_eq!(twd(1000).none_of_it(), twd(0));
         let json = serde_json::to_value(Wrapped { amount: twd(1500) }).unwrap();
         assert_eq!(json, serde_json::json!({ "amount": 1500 }));
     }
