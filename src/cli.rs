@@ -79,6 +79,9 @@ pub enum Command {
     Retry {
         /// The order number (CTBC LID-M).
         order_no: String,
+        /// Which refund of the order (the shop's refund_id), when it has several.
+        #[arg(long, value_name = "ID")]
+        refund: Option<String>,
     },
     /// Run the CTBC POS API simulator (test keys by default), for rehearsal.
     Sim(crate::sim::SimArgs),
@@ -183,9 +186,9 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             println!("{}", queued.line("requested"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Retry { order_no } => {
+        Command::Retry { order_no, refund } => {
             let store = connect(&settings).await?;
-            let queued = manual_queue::retry(&store, &order_no).await?;
+            let queued = manual_queue::retry(&store, &order_no, refund.as_deref()).await?;
             println!("{}", queued.line("back in the queue"));
             Ok(ExitCode::SUCCESS)
         }

@@ -3,6 +3,7 @@
 //! sends anything, in one transaction with the order locked.
 
 use crate::ctbc::types::{AmountProblem, OrderNo, RefundAmounts};
+use crate::domain::refund_id::RefundId;
 use crate::domain::words::{OrderStatus, RefundStatus};
 use crate::store::manual_queue::{OrderToQueue, Reopened};
 use crate::store::{Store, StoreError};
@@ -253,17 +254,26 @@ fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
     })
 }
 
-/// A `refund_failed` order back to `refund_requested`, attempts reset.
-pub async fn retry(store: &Store, order_no: &str) -> Result<Queued, QueueError> {
+/// A `refund_failed` refund back to `refund_requested`, attempts reset:
+/// the order's only refund, or the one `refund` names (`--refund`).
+pub async fn retry(
+    store: &Store,
+    order_no: &str,
+    refund: Option<&str>,
+) -> Result<Queued, QueueError> {
     let order_no = parse_order_no(order_no)?;
+    let (refund_id, _) = RefundId::from_shop(refund);
+    let which = format!("{}{refund_id}", order_no.as_str());
     let reopened = store
-        .retry_by_hand(order_no.as_str(), RETRY_NOTE, |order| {
+        .retry_by_hand((order_no.as_str(), &refund_id), RETRY_NOTE, |order| {
             retryable(order)?;
             check_amount(order, order.refund_amount)
         })
         .await?
-        .ok_or_else(|| QueueError::NoRefundRecord(order_no.to_string()))?;
-    Ok(as_the_next_pass_reads(reopened))
+        .ok_or(QueueError::NoRefundRecord(which.clone()))?;
+    let mut queued = as_the_next_pass_reads(reopened);
+    queued.order_no = which;
+    Ok(queued)
 }
 
 /// A reopened order's request as the next pass reads it: the shop's row if

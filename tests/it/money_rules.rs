@@ -77,7 +77,7 @@ async fn a_retried_order_keeps_the_amount_the_bank_refunded() {
     (tx.state, tx.refunded_amount, tx.returned_amount) = ("20".into(), 300, 300);
     rig.admin.load(&[tx]).await.unwrap();
 
-    refundd::ops::manual_queue::retry(&rig.store, "R300")
+    refundd::ops::manual_queue::retry(&rig.store, "R300", None)
         .await
         .unwrap();
     rig.pass().await;

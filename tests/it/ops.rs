@@ -803,7 +803,7 @@ async fn retry_says_the_amount_the_shop_gave_and_what_refundd_would_refund() {
 
     // The shop asks again, still for 300.50: the next pass reads that row.
     sale("UPDATE shop2.sales SET state = 5 WHERE order_code = 'HALF'").await;
-    let line = retry(&rig.store, "HALF")
+    let line = retry(&rig.store, "HALF", None)
         .await
         .unwrap()
         .line("back in the queue");
@@ -817,7 +817,7 @@ async fn retry_says_the_amount_the_shop_gave_and_what_refundd_would_refund() {
     sale("UPDATE shop2.sales SET refund = 300 WHERE order_code = 'HALF'").await;
     rig.store.intake(1000).await.unwrap();
     sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
-    let line = retry(&rig.store, "HALF")
+    let line = retry(&rig.store, "HALF", None)
         .await
         .unwrap()
         .line("back in the queue");
@@ -831,7 +831,7 @@ async fn retry_says_the_amount_the_shop_gave_and_what_refundd_would_refund() {
     // No longer listed by the shop: what refundd last read, which the next pass works from.
     sale("UPDATE shop2.sales SET state = 9 WHERE order_code = 'HALF'").await;
     sale("UPDATE refunds SET status = 'refund_failed' WHERE order_no = 'HALF'").await;
-    let line = retry(&rig.store, "HALF")
+    let line = retry(&rig.store, "HALF", None)
         .await
         .unwrap()
         .line("back in the queue");

@@ -252,9 +252,9 @@ async fn a_bad_mapping_is_refused_before_anything_is_sent_naming_the_setting_and
         ),
         (
             good_requests,
-            "UPDATE shop.sales SET state = 6, note = $4 WHERE code = $1",
+            "UPDATE shop.sales SET state = 6, note = $5 WHERE code = $1",
             "a parameter refundd does not supply",
-            &["shop.on_refunded", "$4"],
+            &["shop.on_refunded", "$5", "$4 the refund's id"],
         ),
     ];
     for (requests, on_refunded, what, needles) in cases {

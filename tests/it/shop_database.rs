@@ -255,7 +255,7 @@ async fn an_order_with_a_call_of_unknown_outcome_is_never_withdrawn() {
     .await
     .unwrap();
     // The shop no longer lists it: the claim that finds so asks again.
-    let _ = rig.store.recheck_request(&lease, "DOUBT").await;
+    let _ = rig.store.recheck_request(&lease).await;
     let doubt = rig.order("DOUBT").await;
     assert_ne!(doubt.status, "withdrawn", "{doubt:?}");
     assert_eq!(doubt.unknown_operation.as_deref(), Some("reversal"));

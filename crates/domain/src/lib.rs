@@ -12,6 +12,7 @@ pub mod decide;
 pub mod mapping;
 pub mod next_move;
 pub mod record;
+pub mod refund_id;
 pub mod refund_request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -70,6 +70,7 @@ mod tests {
         OrderRecord {
             id: 1,
             order_no: order_no.into(),
+            refund_id: String::new(),
             xid: Some(format!("X{order_no}")),
             auth_code: Some("A1B2C3".into()),
             auth_amount: Some(1000),
@@ -89,6 +90,7 @@ mod tests {
             lidm: None,
             unknown_age_ms: None,
             own_calls: Default::default(),
+            others: None,
         }
     }
 

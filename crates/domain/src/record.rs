@@ -14,6 +14,8 @@ use uuid::Uuid;
 pub struct OrderRecord {
     pub id: i64,
     pub order_no: String,
+    /// Which refund of the order this is ('' for its only one).
+    pub refund_id: String,
     pub xid: Option<String>,
     pub auth_code: Option<String>,
     pub auth_amount: Option<i64>,
@@ -38,8 +40,20 @@ pub struct OrderRecord {
     /// How long ago, on the database's clock, the unknown call could last
     /// have been on its way to the bank (`unknown_age`).
     pub unknown_age_ms: Option<i64>,
-    /// refundd's own money-moving calls for this order, from its story.
+    /// refundd's own money-moving calls for this refund, from its story.
     pub own_calls: Vec<OwnCallRecord>,
+    /// The order's other refunds, summed; `None` when this is its only one.
+    pub others: Option<OtherRefundsRecord>,
+}
+
+/// The order's other refunds as refundd's records sum them (minor units of
+/// the order's currency): what they gave back or may have (outcomes unknown
+/// included), and how much of it went by reversal and by refund.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct OtherRefundsRecord {
+    pub committed: i64,
+    pub by_reversal: i64,
+    pub by_refund: i64,
 }
 
 impl OrderRecord {

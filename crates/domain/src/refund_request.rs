@@ -6,8 +6,9 @@ use crate::bank::types::{
     AmountProblem, AuthCode, Currency, InvalidField, Money, OrderNo, RefundAmounts, Xid,
 };
 use crate::bank::Operation;
-use crate::record::{GatewayEvent, OwnCallRecord};
+use crate::record::{GatewayEvent, OtherRefundsRecord, OwnCallRecord};
 use crate::record::{Lease, OrderRecord};
+use crate::refund_id::RefundId;
 use crate::words::{CallOutcome, StepReached};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -140,6 +141,8 @@ pub struct RefundRequest {
     /// The claim this attempt works under: every write names it.
     pub lease: Lease,
     pub order_no: OrderNo,
+    /// Which refund of the order this is.
+    pub refund_id: RefundId,
     pub xid: Xid,
     pub auth_code: Option<AuthCode>,
     /// The currency of every amount of the request.
@@ -264,7 +267,10 @@ impl RefundRequest {
             Some(a) => Some(AuthCode::parse(a).map_err(invalid(RowCheck::AuthCode))?),
         };
         let currency = Currency::parse(&row.currency).map_err(invalid(RowCheck::Currency))?;
-        let wanted = row.claimed_amount.or(row.refund_amount);
+        let wanted = row
+            .claimed_amount
+            .or(row.refund_amount)
+            .or_else(|| rest_of_order(row));
         let RefundAmounts {
             authorised,
             refund: wanted,
@@ -285,16 +291,25 @@ impl RefundRequest {
                 .map_err(|e| RowProblem::new(RowCheck::Amounts, format!("invalid row: {e}")))
         };
         let (authorised, wanted) = (money(authorised)?, money(wanted)?);
+        let others = match row.others {
+            None => None,
+            Some(o) => Some(OtherRefunds {
+                committed: money(o.committed)?,
+                by_reversal: money(o.by_reversal)?,
+                by_refund: money(o.by_refund)?,
+            }),
+        };
         let capture_reversed = row.step == Some(StepReached::CaptureReversed);
         Ok(RefundRequest {
             lease,
             order_no,
+            refund_id: RefundId::of_record(&row.refund_id),
             xid,
             auth_code,
             currency,
             authorised,
             refund: wanted,
-            others: None,
+            others,
             capture_reversed,
             unknown,
             attempts,
@@ -307,6 +322,16 @@ impl RefundRequest {
             step_unrecorded: None,
         })
     }
+}
+
+/// A later refund of an order that asks no amount (`refund_amount` NULL)
+/// gives back what its other refunds left: the authorised amount less what
+/// they gave back or may have. Nothing when that is nothing (the balance
+/// guard then refuses the whole amount, saying what is left).
+fn rest_of_order(row: &OrderRecord) -> Option<i64> {
+    let OtherRefundsRecord { committed, .. } = row.others?;
+    let rest = row.auth_amount?.checked_sub(committed)?;
+    (committed > 0 && rest > 0).then_some(rest)
 }
 
 /// The reason stored on a row whose amounts break the refund rule.

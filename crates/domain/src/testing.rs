@@ -29,6 +29,7 @@ pub fn request(authorised: i64, refund: i64) -> RefundRequest {
         authorised: twd(authorised),
         refund: twd(refund),
         others: None,
+        refund_id: Default::default(),
         capture_reversed: false,
         unknown: None,
         attempts: 0,

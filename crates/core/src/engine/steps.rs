@@ -238,11 +238,10 @@ impl Attempt<'_> {
     /// Before anything was sent, the shop withdrew the request or changed its
     /// amounts: nothing is sent on the old request.
     async fn shop_changed(&self, req: &RefundRequest) -> Result<OrderOutcome, StoreError> {
-        let order_no = req.order_no.as_str();
         match self
             .recorder
             .store
-            .recheck_request(&req.lease, order_no)
+            .recheck_request(&req.lease)
             .await?
         {
             RequestNow::Withdrawn => {

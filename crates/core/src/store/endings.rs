@@ -9,7 +9,7 @@
 
 use super::group_commit::{after_failure, Batch, Claim};
 use super::refunds::KeyedEvents;
-use super::writeback::{ShopWrite, WriteBack};
+use super::writeback::{ShopKeys, ShopWrite, WriteBack};
 use super::{Store, StoreError};
 use crate::domain::bank::Money;
 use crate::domain::record::{GatewayEvent, Lease};
@@ -63,9 +63,9 @@ const REFUNDED: &str = "WITH o AS (
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, method, amount, watch_days)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no, j.token),
+     RETURNING f.id, f.order_no, f.refund_id, j.token),
   __EVENTS__
-SELECT id, token, order_no FROM o";
+SELECT id, token, order_no, refund_id FROM o";
 
 /// Records failed, in the queue or at settlement: the reason for a person;
 /// an unknown outcome stays on the record, so `status` keeps listing it.
@@ -81,9 +81,9 @@ const FAILED: &str = "WITH o AS (
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::bigint[], $8::bool[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, told_failed, reason, refunded_amount, at_settlement)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no, j.token),
+     RETURNING f.id, f.order_no, f.refund_id, j.token),
   __EVENTS__
-SELECT id, token, order_no FROM o";
+SELECT id, token, order_no, refund_id FROM o";
 
 impl Store {
     pub(super) fn refunded_sql(&self) -> String {
@@ -166,10 +166,10 @@ impl Store {
         .await?;
         let recorded = self.record_endings(&mut tx, jobs, None).await?;
         for job in jobs {
-            let Some(order_no) = recorded.get(&job.claim()) else {
+            let Some(keys) = recorded.get(&job.claim()) else {
                 continue;
             };
-            if let ShopWrite::Refused(_) = self.write_back(&mut tx, order_no, &job.ending).await? {
+            if let ShopWrite::Refused(_) = self.write_back(&mut tx, keys, &job.ending).await? {
                 return Ok(None);
             }
         }
@@ -190,14 +190,14 @@ impl Store {
     async fn end_alone(&self, job: EndingJob) -> Result<WriteBack, StoreError> {
         let jobs = std::slice::from_ref(&job);
         let mut tx = self.pool.begin().await?;
-        let Some(order_no) = self
+        let Some(keys) = self
             .record_endings(&mut tx, jobs, None)
             .await?
             .remove(&job.claim())
         else {
             return Err(StoreError::LeaseLost);
         };
-        if let ShopWrite::Refused(reason) = self.write_back(&mut tx, &order_no, &job.ending).await?
+        if let ShopWrite::Refused(reason) = self.write_back(&mut tx, &keys, &job.ending).await?
         {
             tx.rollback().await?;
             return self.end_refused(job, reason).await;
@@ -239,7 +239,7 @@ impl Store {
         conn: &mut PgConnection,
         jobs: &[EndingJob],
         refused: Option<&str>,
-    ) -> Result<HashMap<Claim, String>, sqlx::Error> {
+    ) -> Result<HashMap<Claim, ShopKeys>, sqlx::Error> {
         let (refunded, failed): (Vec<&EndingJob>, Vec<&EndingJob>) = jobs
             .iter()
             .partition(|j| matches!(j.ending, Ending::Refunded { .. }));
@@ -258,7 +258,7 @@ impl Store {
         conn: &mut PgConnection,
         jobs: &[&EndingJob],
         refused: Option<&str>,
-    ) -> Result<Vec<(Claim, String)>, sqlx::Error> {
+    ) -> Result<Vec<(Claim, ShopKeys)>, sqlx::Error> {
         let (mut method, mut amount, mut watch) = (Vec::new(), Vec::new(), Vec::new());
         for j in jobs {
             if let Ending::Refunded {
@@ -273,7 +273,7 @@ impl Store {
             }
         }
         let sql = self.refunded_sql();
-        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String)>(&sql)
+        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(pending(jobs, refused))
@@ -283,7 +283,10 @@ impl Store {
             .bind(watch);
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(conn).await?;
-        Ok(rows.into_iter().map(|(id, t, no)| ((id, t), no)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
+            .collect())
     }
 
     async fn record_failed(
@@ -291,7 +294,7 @@ impl Store {
         conn: &mut PgConnection,
         jobs: &[&EndingJob],
         refused: Option<&str>,
-    ) -> Result<Vec<(Claim, String)>, sqlx::Error> {
+    ) -> Result<Vec<(Claim, ShopKeys)>, sqlx::Error> {
         let (mut reason, mut refunded_amount, mut at_settlement) =
             (Vec::new(), Vec::new(), Vec::new());
         for j in jobs {
@@ -314,7 +317,7 @@ impl Store {
         }
         let told_failed = refused.is_none() && self.shop.on_failed.is_some();
         let sql = self.failed_sql();
-        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String)>(&sql)
+        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
             .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
             .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
             .bind(pending(jobs, refused))
@@ -325,7 +328,10 @@ impl Store {
             .bind(at_settlement);
         let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
         let rows = events.bind_to(q).fetch_all(conn).await?;
-        Ok(rows.into_iter().map(|(id, t, no)| ((id, t), no)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
+            .collect())
     }
 }
 

@@ -7,6 +7,7 @@
 use super::queue_rules as rule;
 use super::{Store, StoreError};
 use crate::domain::record::Lease;
+use crate::domain::refund_id::{RefundId, REFUND_ID_MAX_CHARS};
 use futures::TryStreamExt;
 
 /// One row of the shop's requests, every value as text as the shop gave it.
@@ -20,7 +21,9 @@ pub(super) struct ShopRequest {
     currency: Option<String>,
     /// The order number the bank knows the order by, when it is not `order_no`.
     lidm: Option<String>,
-    /// How many rows the shop's query returned for this order number.
+    /// The shop's id of this refund of the order (several refunds of one order).
+    refund_id: Option<String>,
+    /// How many rows the shop's query returned for this order number and refund.
     rows_for_order: i64,
 }
 
@@ -28,7 +31,7 @@ pub(super) struct ShopRequest {
 /// row is the request would depend on the query's row order.
 fn doubled(rows: i64) -> String {
     format!(
-        "invalid row: the requests query returned {rows} rows for this order; make it return one (a JOIN to several payment attempts is the usual cause), nothing was sent"
+        "invalid row: the requests query returned {rows} rows for this order; make it return one (a JOIN to several payment attempts is the usual cause), or, for several refunds of one order, return each refund's own id in the column refund_id; nothing was sent"
     )
 }
 
@@ -82,10 +85,11 @@ pub(super) struct RequestColumns {
     pub currency: Vec<String>,
     pub bad_input: Vec<Option<String>>,
     pub lidm: Vec<Option<String>>,
+    pub refund_id: Vec<String>,
 }
 
 impl RequestColumns {
-    /// Binds the columns as `LISTED` reads them (`$1` to `$7`, `$9`), with the
+    /// Binds the columns as `LISTED` reads them (`$1` to `$7`, `$9`, `$10`), with the
     /// reading's snapshot as `$8`.
     pub(super) fn bind_to<'q, O>(
         self,
@@ -101,6 +105,7 @@ impl RequestColumns {
             .bind(self.bad_input)
             .bind(snapshot)
             .bind(self.lidm)
+            .bind(self.refund_id)
     }
 
     /// An order listed more than once is recorded once, with the reason it
@@ -112,7 +117,8 @@ impl RequestColumns {
             let Some(order_no) = r.order_no.clone() else {
                 continue;
             };
-            if r.rows_for_order > 1 && !seen.insert(order_no.clone()) {
+            let (refund_id, bad_id) = RefundId::from_shop(r.refund_id.as_deref());
+            if r.rows_for_order > 1 && !seen.insert((order_no.clone(), refund_id.clone())) {
                 continue;
             }
             let auth = whole_amount("auth_amount", r.auth_amount.as_deref());
@@ -120,7 +126,7 @@ impl RequestColumns {
             let bad = if r.rows_for_order > 1 {
                 Some(doubled(r.rows_for_order))
             } else {
-                auth.as_ref().err().or(refund.as_ref().err()).cloned()
+                (auth.as_ref().err().or(refund.as_ref().err()).cloned()).or(bad_id)
             };
             c.order_no.push(order_no);
             c.xid.push(r.xid.clone());
@@ -131,6 +137,7 @@ impl RequestColumns {
                 .push(r.currency.clone().unwrap_or_else(|| "901".into()));
             c.bad_input.push(bad);
             c.lidm.push(r.lidm.clone());
+            c.refund_id.push(refund_id.as_str().to_string());
         }
         c
     }
@@ -138,21 +145,25 @@ impl RequestColumns {
 
 impl Store {
     /// The shop's query, with the columns refundd reads, as text, and how
-    /// many rows it returned for each order number.
+    /// many rows it returned for each order number and refund (the optional
+    /// columns read from the row as JSON, once per row). With `only_one`,
+    /// only the refund `$1` (order number), `$2` (refund id, '' for none).
     pub(super) fn requests_sql(&self, only_one: bool) -> String {
+        let key = refund_key("o.j");
         format!(
             "SELECT r.order_no::text AS order_no, r.xid::text AS xid, r.auth_code::text AS auth_code,
                     r.auth_amount::numeric::text AS auth_amount,
                     r.refund_amount::numeric::text AS refund_amount,
-                    coalesce(to_jsonb(r) ->> 'currency', '901') AS currency,
-                    to_jsonb(r) ->> 'lidm' AS lidm,
-                    count(*) OVER (PARTITION BY r.order_no::text) AS rows_for_order
-               FROM ({}) AS r{}",
+                    coalesce(o.j ->> 'currency', '901') AS currency,
+                    o.j ->> 'lidm' AS lidm,
+                    o.j ->> 'refund_id' AS refund_id,
+                    count(*) OVER (PARTITION BY r.order_no::text, {key}) AS rows_for_order
+               FROM ({}) AS r CROSS JOIN LATERAL (SELECT to_jsonb(r) AS j) AS o{}",
             self.shop.requests,
             if only_one {
-                " WHERE r.order_no::text = $1"
+                format!(" WHERE r.order_no::text = $1 AND {key} = $2")
             } else {
-                ""
+                String::new()
             }
         )
     }
@@ -222,30 +233,43 @@ impl Store {
                     SET status = 'withdrawn', lease_owner = NULL, lease_token = NULL,
                         lease_expires_at = NULL, next_attempt_at = NULL
                   WHERE WITHDRAWABLE
-                    AND NOT EXISTS (SELECT 1 FROM (__REQUESTS__) AS r WHERE r.order_no::text = f.order_no)
-                 RETURNING order_no)
-             INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
-             SELECT order_no, 'note', 'withdrawn',
+                    AND NOT EXISTS (SELECT 1 FROM (__REQUESTS__) AS r
+                                     WHERE r.order_no::text = f.order_no
+                                       AND __KEY__ = f.refund_id)
+                 RETURNING order_no, refund_id)
+             INSERT INTO refundd.refund_events (order_no, refund_id, kind, outcome, message)
+             SELECT order_no, refund_id, 'note', 'withdrawn',
                     'the shop''s requests no longer list this order and nothing was sent: withdrawn'
                FROM w",
         )
         .replace("WITHDRAWABLE", &rule::withdrawable("f"))
+        .replace("__KEY__", &refund_key("to_jsonb(r)"))
         .replace("__REQUESTS__", &self.shop.requests);
         let done = sqlx::query(&sql).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
-    /// Asks the shop's query about one claimed order whose request changed
+    /// Asks the shop's query about one claimed refund whose request changed
     /// before anything was sent: withdrawn, or taken with its new values and
     /// given back to be worked again.
     pub async fn recheck_request(
         &self,
         lease: &Lease,
-        order_no: &str,
     ) -> Result<RequestNow, StoreError> {
         let (mut tx, snapshot) = self.read_in_one_snapshot().await?;
+        // The shop's keys of the refund (its order number, not the bank's LID-M).
+        let keys: Option<(String, String)> = sqlx::query_as(
+            &self.sql("SELECT order_no, refund_id FROM refundd.refunds WHERE id = $1"),
+        )
+        .bind(lease.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((order_no, refund_id)) = keys else {
+            return Err(StoreError::LeaseLost);
+        };
         let now: Option<ShopRequest> = sqlx::query_as(&self.requests_sql(true))
-            .bind(order_no)
+            .bind(&order_no)
+            .bind(&refund_id)
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -275,9 +299,9 @@ impl Store {
                             lease_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL
                       WHERE id = $1 AND lease_token = $2 AND claimed_amount IS NULL
                         AND step IS NULL AND unknown_operation IS NULL
-                     RETURNING order_no)
-                 INSERT INTO refundd.refund_events (order_no, kind, outcome, message, worker)
-                 SELECT order_no, 'note', 'withdrawn',
+                     RETURNING order_no, refund_id)
+                 INSERT INTO refundd.refund_events (order_no, refund_id, kind, outcome, message, worker)
+                 SELECT order_no, refund_id, 'note', 'withdrawn',
                         'the shop withdrew the request before anything was sent', $3 FROM w",
         ))
         .bind(lease.id)
@@ -307,10 +331,10 @@ static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     format!(
         "
 INSERT INTO refundd.refunds AS f
-       (order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
-SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm
-  FROM {LISTED} AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
-  LEFT JOIN refundd.refunds f ON f.order_no = u.order_no
+       (order_no, refund_id, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
+SELECT u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm
+  FROM {LISTED} AS u{LISTED_AS}
+  LEFT JOIN refundd.refunds f ON f.order_no = u.order_no AND f.refund_id = u.refund_id
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
  WHERE f.order_no IS NULL
@@ -319,7 +343,7 @@ SELECT u.order_no, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currenc
             IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm))
     OR {reopens}
     OR ({asked_again} AND f.requested_again_at IS NULL)
-ON CONFLICT (order_no) DO UPDATE SET
+ON CONFLICT (order_no, refund_id) DO UPDATE SET
     status = CASE WHEN {reopens} THEN 'refund_requested' ELSE f.status END,
     attempts = CASE WHEN {reopens} THEN 0 ELSE f.attempts END,
     next_attempt_at = CASE WHEN {reopens} THEN NULL ELSE f.next_attempt_at END,
@@ -350,6 +374,17 @@ const SHOP_VALUES: [&str; 7] = [
     "lidm",
 ];
 
-/// The shop's rows of one reading as a relation (`$1` to `$7` and `$9`, as
-/// `RequestColumns` binds them).
-pub(super) const LISTED: &str = "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[])";
+/// The shop's rows of one reading as a relation (`$1` to `$7`, `$9` and
+/// `$10`, as `RequestColumns` binds them), its columns named by `LISTED_AS`.
+pub(super) const LISTED: &str = "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[], $10::text[])";
+
+/// The names of `LISTED`'s columns.
+pub(super) const LISTED_AS: &str =
+    "(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm, refund_id)";
+
+/// The refund id of a row of the shop's query (`row` its JSON) as refundd
+/// keys it, as `RefundId::from_shop` reads it: spaces around it dropped, at
+/// most `REFUND_ID_MAX_CHARS` characters, NULL and blanks the order's only refund.
+fn refund_key(row: &str) -> String {
+    format!("left(btrim(coalesce({row} ->> 'refund_id', '')), {REFUND_ID_MAX_CHARS})")
+}

@@ -64,7 +64,7 @@ const INTENTS: &str = "WITH o AS (
                                               AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = j.refund), false)
                    FROM (__REQUESTS__) AS r
                   WHERE r.order_no::text = refunds.order_no))
-     RETURNING refunds.id, refunds.order_no, j.token),
+     RETURNING refunds.id, refunds.order_no, refunds.refund_id, j.token),
   __EVENTS__
 SELECT id, token FROM o";
 

@@ -8,6 +8,7 @@
 
 use super::intake::{RequestColumns, ShopRequest};
 use super::{Store, StoreError};
+use crate::domain::refund_id::RefundId;
 use crate::domain::words::OrderStatus;
 use sqlx::{FromRow, PgConnection};
 
@@ -82,17 +83,19 @@ impl Store {
     /// shop's query, and commits. None: no record.
     pub async fn retry_by_hand<E: From<StoreError>>(
         &self,
-        order_no: &str,
+        (order_no, refund_id): (&str, &RefundId),
         note: &str,
         check: impl FnOnce(&OrderToQueue) -> Result<(), E>,
     ) -> Result<Option<Reopened>, E> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let Some(order) = self.lock_refund(&mut tx, order_no).await? else {
+        let Some(order) = self.lock_refund(&mut tx, order_no, refund_id).await? else {
             return Ok(None);
         };
         check(&order)?;
-        self.reopen(&mut tx, &order.order_no, note).await?;
-        let shop_now = self.request_now(&mut tx, &order.order_no).await?;
+        self.reopen(&mut tx, &order, refund_id, note).await?;
+        let shop_now = self
+            .request_now(&mut tx, &order.order_no, refund_id)
+            .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(Reopened { order, shop_now }))
     }
@@ -104,9 +107,11 @@ impl Store {
         &self,
         conn: &mut PgConnection,
         order_no: &str,
+        refund_id: &RefundId,
     ) -> Result<Option<ShopRequestNow>, StoreError> {
         let row = sqlx::query(&self.requests_sql(true))
             .bind(order_no)
+            .bind(refund_id.as_str())
             .fetch_optional(conn)
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -155,20 +160,23 @@ impl Store {
         .bind(amount)
         .execute(&mut *conn)
         .await?;
-        self.append_note(conn, order_no, note).await
+        self.append_note(conn, (order_no, &RefundId::default()), note)
+            .await
     }
 
-    /// Locks refundd's record of an order (`FOR UPDATE`).
+    /// Locks refundd's record of one refund of an order (`FOR UPDATE`).
     async fn lock_refund(
         &self,
         conn: &mut PgConnection,
         order_no: &str,
+        refund_id: &RefundId,
     ) -> Result<Option<OrderToQueue>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
             "SELECT id, order_no, status, auth_amount, refund_amount, refund_error, bad_input
-               FROM refundd.refunds WHERE order_no = $1 FOR UPDATE",
+               FROM refundd.refunds WHERE order_no = $1 AND refund_id = $2 FOR UPDATE",
         ))
         .bind(order_no)
+        .bind(refund_id.as_str())
         .fetch_optional(conn)
         .await?)
     }
@@ -179,17 +187,19 @@ impl Store {
     async fn reopen(
         &self,
         conn: &mut PgConnection,
-        order_no: &str,
+        order: &OrderToQueue,
+        refund_id: &RefundId,
         note: &str,
     ) -> Result<(), StoreError> {
+        let order_no = order.order_no.as_str();
         sqlx::query(&self.sql(
             "UPDATE refundd.refunds
                 SET status = 'refund_requested', attempts = 0, next_attempt_at = NULL,
                     refund_error = NULL, last_error = NULL, claimed_amount = NULL,
                     retried_by_operator = true, shop_told_failed = false, requested_at = now()
-              WHERE order_no = $1 AND status = 'refund_failed'",
+              WHERE id = $1 AND status = 'refund_failed'",
         ))
-        .bind(order_no)
+        .bind(order.id)
         .execute(&mut *conn)
         .await?;
         if self.shop.is_builtin() {
@@ -202,20 +212,21 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         }
-        self.append_note(conn, order_no, note).await
+        self.append_note(conn, (order_no, refund_id), note).await
     }
 
     async fn append_note(
         &self,
         conn: &mut PgConnection,
-        order_no: &str,
+        (order_no, refund_id): (&str, &RefundId),
         note: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(&self.sql(
-            "INSERT INTO refundd.refund_events (order_no, kind, message) VALUES ($1, 'note', $2)",
+            "INSERT INTO refundd.refund_events (order_no, refund_id, kind, message) VALUES ($1, $3, 'note', $2)",
         ))
         .bind(order_no)
         .bind(note)
+        .bind(refund_id.as_str())
         .execute(conn)
         .await?;
         Ok(())

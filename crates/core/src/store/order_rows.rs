@@ -2,7 +2,7 @@
 //! becomes a `domain::record::OrderRecord` (its words parsed, its calls read
 //! from the story's JSON), so no type of the domain carries SQL.
 
-use crate::domain::record::{OrderRecord, OwnCallRecord};
+use crate::domain::record::{OrderRecord, OtherRefundsRecord, OwnCallRecord};
 use crate::domain::words::{parse_word, Word};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -14,9 +14,11 @@ pub(crate) struct ReadOrder(pub(crate) OrderRecord);
 impl<'r> FromRow<'r, PgRow> for ReadOrder {
     fn from_row(r: &'r PgRow) -> Result<Self, sqlx::Error> {
         let own_calls: Json<Vec<OwnCallRecord>> = r.try_get("own_calls")?;
+        let others: Option<Json<OtherRefundsRecord>> = r.try_get("others")?;
         Ok(ReadOrder(OrderRecord {
             id: r.try_get("id")?,
             order_no: r.try_get("order_no")?,
+            refund_id: r.try_get("refund_id")?,
             xid: r.try_get("xid")?,
             auth_code: r.try_get("auth_code")?,
             auth_amount: r.try_get("auth_amount")?,
@@ -36,6 +38,7 @@ impl<'r> FromRow<'r, PgRow> for ReadOrder {
             lidm: r.try_get("lidm")?,
             unknown_age_ms: r.try_get("unknown_age_ms")?,
             own_calls: own_calls.0,
+            others: others.map(|o| o.0),
         }))
     }
 }

@@ -8,7 +8,7 @@
 use super::intake::{RequestColumns, ShopRequest};
 use super::order_rows::ReadOrder;
 use super::queue_rules as rule;
-use super::refunds::{unknown_age, OWN_CALLS};
+use super::refunds::{unknown_age, OTHER_REFUNDS, OWN_CALLS};
 use super::{Store, StoreError};
 use crate::domain::record::OrderRecord;
 use chrono::{DateTime, Utc};
@@ -159,7 +159,7 @@ impl Store {
     }
 }
 
-/// The shop's requests (`$1` to `$7` and `$9`, read in snapshot `$8`) laid
+/// The shop's requests (`$1` to `$7`, `$9` and `$10`, read in snapshot `$8`) laid
 /// over refundd's records by the intake's own rules (`queue_rules`: what
 /// `RECORD_REQUESTS` and `withdraw_unlisted` do), and what a claim would make
 /// of the result (`queue_rules::claimable`, `due_by`, `held`).
@@ -168,16 +168,16 @@ static MERGED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let (follows, asked_again) = (rule::follows_shop("f", "$8"), rule::asked_again("f", "$8"));
     let withdrawable = rule::withdrawable("f");
     let (claimable, due, held) = (
-        rule::claimable("o"),
+        format!("{} AND {}", rule::claimable("o"), rule::turn_of_order("o")),
         rule::due_by("o", "now()"),
         rule::held("o"),
     );
-    let listed = super::intake::LISTED;
+    let (listed, listed_as) = (super::intake::LISTED, super::intake::LISTED_AS);
     format!("
 WITH u AS (
-    SELECT DISTINCT ON (u.order_no) u.*
-      FROM {listed} AS u(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
-     ORDER BY u.order_no
+    SELECT DISTINCT ON (u.order_no, u.refund_id) u.*
+      FROM {listed} AS u{listed_as}
+     ORDER BY u.order_no, u.refund_id
 ),
 j AS (
     SELECT f.*,
@@ -188,11 +188,12 @@ j AS (
            u.order_no IS NOT NULL AND {follows} AS follows,
            u.order_no IS NULL AND {withdrawable} AS withdrawing,
            u.order_no IS NOT NULL AND {asked_again} AS asked_again
-      FROM refundd.refunds f LEFT JOIN u ON u.order_no = f.order_no
-     WHERE f.status IN ('refund_requested', 'refunding') OR f.order_no = ANY($1::text[])
+      FROM refundd.refunds f LEFT JOIN u ON u.order_no = f.order_no AND u.refund_id = f.refund_id
+     WHERE f.status IN ('refund_requested', 'refunding')
+        OR (f.order_no = ANY($1::text[]) AND u.order_no IS NOT NULL)
 ),
 o AS (
-    SELECT j.id, j.order_no,
+    SELECT j.id, j.order_no, j.refund_id,
            CASE WHEN j.follows THEN j.s_xid ELSE j.xid END AS xid,
            CASE WHEN j.follows THEN j.s_auth_code ELSE j.auth_code END AS auth_code,
            CASE WHEN j.follows THEN j.s_auth_amount ELSE j.auth_amount END AS auth_amount,
@@ -212,26 +213,29 @@ o AS (
            false AS new_request, j.withdrawing AS withdrawn, j.asked_again AS refunded_already
       FROM j
     UNION ALL
-    SELECT 0::bigint, u.order_no, u.xid, u.auth_code, u.auth_amount, u.currency, 'refund_requested',
+    SELECT 0::bigint, u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.currency, 'refund_requested',
            u.refund_amount, u.bad_input, u.lidm, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
            NULL::text, NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::timestamptz,
            NULL::timestamptz, NULL::text, true, false, false
       FROM u
-     WHERE NOT EXISTS (SELECT 1 FROM refundd.refunds r WHERE r.order_no = u.order_no)
+     WHERE NOT EXISTS (SELECT 1 FROM refundd.refunds r
+                        WHERE r.order_no = u.order_no AND r.refund_id = u.refund_id)
 )
-SELECT o.id, o.order_no, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
+SELECT o.id, o.order_no, o.refund_id, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
        o.bad_input, o.lidm, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
        o.refund_method, o.refunded_amount, o.watch_until, o.lease_token,
        {unknown_age},
        {own_calls},
+       {others},
        o.new_request, o.withdrawn, o.refunded_already,
        {claimable} AND {due} AS due,
        {held} AS held,
        o.next_attempt_at, o.lease_expires_at, o.last_error
   FROM o
  WHERE o.status IN ('refund_requested', 'refunding') OR o.withdrawn OR o.refunded_already
- ORDER BY o.new_request, o.next_attempt_at NULLS FIRST, o.id, o.order_no",
+ ORDER BY o.new_request, o.next_attempt_at NULLS FIRST, o.id, o.order_no, o.refund_id",
         unknown_age = unknown_age("o.lease_expires_at"),
         own_calls = OWN_CALLS,
+        others = OTHER_REFUNDS,
     )
 });

@@ -16,6 +16,19 @@ pub(super) fn claimable(a: &str) -> String {
     )
 }
 
+/// The order's turn has come to this refund: its refunds are worked one at
+/// a time, oldest first (by record, `id`; a request not yet recorded, `id`
+/// 0, is the newest), so no other refund of the order is under way, nor an
+/// older one waiting. Never two money-moving calls for one order in flight.
+pub(super) fn turn_of_order(a: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM refundd.refunds s
+                      WHERE s.order_no = {a}.order_no AND s.refund_id <> {a}.refund_id
+                        AND (s.status = 'refunding'
+                             OR (s.status = 'refund_requested' AND (s.id < {a}.id OR {a}.id = 0))))"
+    )
+}
+
 /// Its next attempt is due by `by` (an SQL expression: `now()`, a parameter).
 pub(super) fn due_by(a: &str, by: &str) -> String {
     format!("({a}.next_attempt_at IS NULL OR {a}.next_attempt_at <= {by})")

@@ -22,20 +22,38 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The `own_calls` column: every intent of the order with its last outcome.
+/// The `own_calls` column: every intent of the refund with its last outcome.
 pub(super) const OWN_CALLS: &str = "(SELECT coalesce(json_agg(json_build_object(
             'operation', i.operation, 'amount', i.amount, 'sent_at', i.at,
             'outcome', f.outcome, 'moved', f.amount) ORDER BY i.id), '[]'::json)
-       FROM (SELECT id, order_no, operation, amount, at, lead(id) OVER (ORDER BY id) AS next_intent
-               FROM refundd.refund_events WHERE order_no = o.order_no AND kind = 'intent') i
+       FROM (SELECT id, order_no, refund_id, operation, amount, at, lead(id) OVER (ORDER BY id) AS next_intent
+               FROM refundd.refund_events
+              WHERE order_no = o.order_no AND refund_id = o.refund_id AND kind = 'intent') i
        LEFT JOIN LATERAL (
              SELECT e.outcome, e.amount FROM refundd.refund_events e
-              WHERE e.order_no = i.order_no AND e.kind IN ('outcome', 'note')
+              WHERE e.order_no = i.order_no AND e.refund_id = i.refund_id
+                AND e.kind IN ('outcome', 'note')
                 AND e.operation = i.operation AND e.id > i.id
                 AND (i.next_intent IS NULL OR e.id < i.next_intent)
               ORDER BY e.id DESC LIMIT 1) f ON true) AS own_calls";
 
-const ORDER_COLUMNS: &str = "id, order_no, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
+/// The `others` column: the order's other refunds summed, NULL when record
+/// `o` is its only one. What they gave back or may have: refunded (and not
+/// failed at settlement), or a money-moving call of unknown outcome on
+/// record; by reversal or by refund, by the method or the unknown call.
+pub(super) const OTHER_REFUNDS: &str = "(SELECT CASE WHEN count(*) = 0 THEN NULL ELSE json_build_object(
+            'committed', coalesce(sum(x.given), 0),
+            'by_reversal', coalesce(sum(x.given) FILTER (WHERE x.how IN ('reversal', 'capture_reversal', 'capture_reversal+reversal')), 0),
+            'by_refund', coalesce(sum(x.given) FILTER (WHERE x.how = 'refund'), 0)) END
+       FROM (SELECT CASE WHEN s.status = 'refunded' THEN s.refunded_amount
+                         WHEN s.unknown_operation IS NOT NULL THEN s.claimed_amount
+                         ELSE 0 END AS given,
+                    CASE WHEN s.status = 'refunded' THEN s.refund_method::text
+                         ELSE s.unknown_operation::text END AS how
+               FROM refundd.refunds s
+              WHERE s.order_no = o.order_no AND s.refund_id <> o.refund_id) x) AS others";
+
+const ORDER_COLUMNS: &str = "id, order_no, refund_id, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
      claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token, lidm";
 
 /// `unknown_age_ms`: how long ago, on the database's clock, the call of
@@ -58,7 +76,15 @@ fn claimed_columns() -> String {
         .collect();
     cols.push(unknown_age("due.lapsed_at"));
     cols.push(OWN_CALLS.into());
+    cols.push(OTHER_REFUNDS.into());
     cols.join(", ")
+}
+
+/// The database refused a second refund of one order under way at once.
+fn one_under_way(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == "refunds_one_under_way_per_order")
 }
 
 fn secs(d: Duration) -> f64 {
@@ -90,7 +116,7 @@ macro_rules! fenced_update {
 /// condition goes.
 fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
     let update = format!(
-        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no, $2::uuid AS token"
+        "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no, refund_id, $2::uuid AS token"
     );
     if !with_events {
         return format!("WITH o AS ({update}) SELECT order_no FROM o");
@@ -103,14 +129,14 @@ fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
 
 /// `e AS (INSERT ...)`: appends the events bound from `$first` on (see
 /// `KeyedEvents`) to the stories of the records in `o` (`id`, `order_no`,
-/// `token`: the claim whose write held) they are keyed to, in the order
+/// `refund_id`, `token`: the claim whose write held) they are keyed to, in the order
 /// given. An event of a claim not in `o` (its lease lost, or another claim of
 /// the same record) is not written.
 pub(super) fn events_cte(first: usize) -> String {
     let p: Vec<String> = (0..15).map(|k| format!("${}", first + k)).collect();
     format!(
-        "e AS (INSERT INTO refundd.refund_events (order_no, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker, retr_ref, batch_id, batch_seq)
-               SELECT o.order_no, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker, ev.retr_ref, ev.batch_id, ev.batch_seq
+        "e AS (INSERT INTO refundd.refund_events (order_no, refund_id, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, worker, retr_ref, batch_id, batch_seq)
+               SELECT o.order_no, o.refund_id, ev.kind, ev.operation, ev.outcome, ev.amount, ev.bank_state, ev.resp_code, ev.err_code, ev.message, ev.elapsed_ms, ev.worker, ev.retr_ref, ev.batch_id, ev.batch_seq
                  FROM unnest({}::bigint[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::text[], {}::text[], {}::int[], {}::uuid[], {}::text[], {}::text[], {}::text[])
                       WITH ORDINALITY AS ev(id, worker, kind, operation, outcome, amount, bank_state, resp_code, err_code, message, elapsed_ms, token, retr_ref, batch_id, batch_seq, n)
                  JOIN o ON o.id = ev.id AND o.token = ev.token
@@ -209,12 +235,21 @@ impl Store {
         batch: i64,
         due_by: DateTime<Utc>,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        self.claim_where(
-            (worker, lease, batch, due_by),
-            &super::queue_rules::claimable("f"),
-            "status = 'refunding',",
-        )
-        .await
+        let which = format!(
+            "{} AND {}",
+            super::queue_rules::claimable("f"),
+            super::queue_rules::turn_of_order("f")
+        );
+        let mut meetings = 0;
+        loop {
+            let claim = (worker, lease, batch, due_by);
+            match self.claim_where(claim, &which, "status = 'refunding',").await {
+                // Two claims met on one order's refunds (each saw the other's
+                // refund not yet under way): the database took one; claim again.
+                Err(StoreError::Database(e)) if one_under_way(&e) && meetings < 3 => meetings += 1,
+                done => return done,
+            }
+        }
     }
 
     /// Up to `limit` requests refundd has not started (nothing intended or
@@ -222,7 +257,8 @@ impl Store {
     /// claiming them: for judging the shop's rows together before a pass.
     pub async fn requests_not_started(&self, limit: i64) -> Result<Vec<OrderRecord>, StoreError> {
         let sql = format!(
-            "SELECT {ORDER_COLUMNS}, NULL::bigint AS unknown_age_ms, '[]'::json AS own_calls
+            "SELECT {ORDER_COLUMNS}, NULL::bigint AS unknown_age_ms, '[]'::json AS own_calls,
+                    NULL::json AS others
                FROM refundd.refunds f
               WHERE {}
               ORDER BY id LIMIT $1",
@@ -323,7 +359,7 @@ impl Store {
         events: &[GatewayEvent],
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "WITH o AS (SELECT id, order_no, lease_token AS token FROM refundd.refunds WHERE id = $1 AND lease_token = $2), {}
+            "WITH o AS (SELECT id, order_no, refund_id, lease_token AS token FROM refundd.refunds WHERE id = $1 AND lease_token = $2), {}
              SELECT id FROM o",
             events_cte(3)
         );

@@ -6,7 +6,8 @@
 //! its own triggers' writes alike.
 
 use super::endings::Ending;
-use super::writeback::ShopWrite;
+use super::writeback::{ShopKeys, ShopWrite};
+use crate::domain::refund_id::RefundId;
 use super::{Store, StoreError};
 use crate::domain::words::RefundMethod;
 
@@ -27,14 +28,16 @@ impl Store {
     /// the shop's requests list, each in a transaction rolled back.
     pub async fn rehearse_write_backs(&self) -> Result<Rehearsal, StoreError> {
         let first = format!(
-            "SELECT q.order_no, q.auth_amount FROM ({}) AS q WHERE q.order_no IS NOT NULL LIMIT 1",
+            "SELECT q.order_no, q.auth_amount, q.refund_id FROM ({}) AS q WHERE q.order_no IS NOT NULL LIMIT 1",
             self.requests_sql(false)
         );
-        let row: Option<(String, Option<String>)> =
+        let row: Option<(String, Option<String>, Option<String>)> =
             sqlx::query_as(&first).fetch_optional(&self.pool).await?;
-        let Some((order_no, auth_amount)) = row else {
+        let Some((order_no, auth_amount, refund_id)) = row else {
             return Ok(Rehearsal::NoRequest);
         };
+        let (refund_id, _) = RefundId::from_shop(refund_id.as_deref());
+        let keys = ShopKeys::new(order_no.clone(), refund_id.as_str().to_string());
         let amount = auth_amount
             .and_then(|a| a.split('.').next().and_then(|w| w.parse::<i64>().ok()))
             .unwrap_or(1);
@@ -58,7 +61,7 @@ impl Store {
         let mut statements = Vec::with_capacity(endings.len());
         for (setting, ending) in endings {
             let mut tx = self.pool.begin().await?;
-            let went = self.write_back(&mut tx, &order_no, &ending).await?;
+            let went = self.write_back(&mut tx, &keys, &ending).await?;
             tx.rollback().await?;
             let refused = match went {
                 ShopWrite::Done => None,

@@ -25,9 +25,10 @@ const BUILTIN_COMMENT: &str = "refundd built-in orders";
 pub struct ShopStatements {
     /// One row per order to refund.
     pub requests: String,
-    /// `$1` order_no, `$2` amount given back, `$3` method; any subset.
+    /// `$1` order_no, `$2` amount given back, `$3` method, `$4` the
+    /// refund's id; any subset.
     pub on_refunded: String,
-    /// `$1` order_no, `$2` reason; any subset.
+    /// `$1` order_no, `$2` reason, `$4` the refund's id; any subset.
     pub on_failed: Option<String>,
     builtin: bool,
 }
@@ -123,9 +124,13 @@ impl Store {
             (
                 "shop.on_refunded",
                 Some(&self.shop.on_refunded),
-                "text, bigint, text",
+                "text, bigint, text, text",
             ),
-            ("shop.on_failed", self.shop.on_failed.as_ref(), "text, text"),
+            (
+                "shop.on_failed",
+                self.shop.on_failed.as_ref(),
+                "text, text, text, text",
+            ),
         ];
         for (name, stmt, types) in writebacks {
             if let Some(stmt) = stmt {
@@ -227,9 +232,9 @@ impl Store {
 fn params_of(name: &str) -> &'static str {
     match name {
         "shop.on_refunded" => {
-            "$1 order_no (text), $2 the amount given back (bigint), $3 the method (text)"
+            "$1 order_no (text), $2 the amount given back (bigint), $3 the method (text), $4 the refund's id (text, NULL without shop.requests' column refund_id)"
         }
-        _ => "$1 order_no (text), $2 the reason (text)",
+        _ => "$1 order_no (text), $2 the reason (text), $4 the refund's id (text, NULL without shop.requests' column refund_id)",
     }
 }
 

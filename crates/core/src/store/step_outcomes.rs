@@ -27,7 +27,7 @@ const STEPS: &str = "WITH o AS (
         SET unknown_operation = NULL, unknown_since = NULL, step = COALESCE(j.reached, f.step)
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[]) LIMIT cardinality($1)) AS j(id, token, reached)
       WHERE f.id = j.id AND f.lease_token = j.token
-     RETURNING f.id, f.order_no, j.token),
+     RETURNING f.id, f.order_no, f.refund_id, j.token),
   __EVENTS__
 SELECT id, token FROM o";
 

@@ -26,6 +26,22 @@ fn changed_rows(setting: &str, rows: u64) -> String {
     )
 }
 
+/// Which refund the shop is told of: the order number as its requests gave
+/// it (`$1` of every write-back) and the refund's id (`$4`, NULL for an
+/// order's only refund).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ShopKeys {
+    order_no: String,
+    refund_id: Option<String>,
+}
+
+impl ShopKeys {
+    pub(super) fn new(order_no: String, refund_id: String) -> Self {
+        let refund_id = (!refund_id.is_empty()).then_some(refund_id);
+        Self { order_no, refund_id }
+    }
+}
+
 /// What became of a write-back to the shop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteBack {
@@ -39,6 +55,7 @@ pub enum WriteBack {
 pub struct PendingWriteBack {
     pub id: i64,
     pub order_no: String,
+    pub refund_id: String,
     /// `Refunded` or `RefundFailed`: which statement of the shop's to run.
     #[sqlx(try_from = "String")]
     pub writeback: RefundStatus,
@@ -69,23 +86,25 @@ impl PendingWriteBack {
 
 impl Store {
     /// Runs the shop's statement for `ending` (`on_refunded`, or `on_failed`
-    /// if there is one) on `conn`, exactly as written. It must change exactly
-    /// the order's row: a statement the shop's database refuses, or one that
+    /// if there is one) on `conn`, exactly as written, with `$4` the refund's
+    /// id whichever of `$1` to `$3` it uses. It must change exactly the
+    /// order's row: a statement the shop's database refuses, or one that
     /// changes no row or several, is a refused write-back with the reason.
     /// A failure of the connection is an error.
     pub(super) async fn write_back(
         &self,
         conn: &mut PgConnection,
-        order_no: &str,
+        keys: &ShopKeys,
         ending: &Ending,
     ) -> Result<ShopWrite, sqlx::Error> {
         let (setting, done) = match ending {
             Ending::Refunded { method, amount, .. } => (
                 "shop.on_refunded",
                 sqlx::query(&self.shop.on_refunded)
-                    .bind(order_no)
+                    .bind(&keys.order_no)
                     .bind(amount)
                     .bind(method.as_str())
+                    .bind(&keys.refund_id)
                     .execute(conn)
                     .await,
             ),
@@ -94,8 +113,10 @@ impl Store {
                     return Ok(ShopWrite::Done);
                 };
                 let done = sqlx::query(on_failed)
-                    .bind(order_no)
+                    .bind(&keys.order_no)
                     .bind(reason)
+                    .bind(None::<String>)
+                    .bind(&keys.refund_id)
                     .execute(conn)
                     .await;
                 ("shop.on_failed", done)
@@ -121,7 +142,8 @@ impl Store {
         sqlx::query("SAVEPOINT shop_write_back")
             .execute(&mut *conn)
             .await?;
-        match self.write_back(conn, &p.order_no, ending).await? {
+        let keys = ShopKeys::new(p.order_no.clone(), p.refund_id.clone());
+        match self.write_back(conn, &keys, ending).await? {
             ShopWrite::Done => {
                 // The shop's rows change in this transaction: a reading of
                 // its requests counts against the ending only if its snapshot
@@ -158,9 +180,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(&self.sql(
             "WITH f AS (UPDATE refundd.refunds SET writeback_error = $2
-                         WHERE id = $1 RETURNING order_no)
-             INSERT INTO refundd.refund_events (order_no, kind, outcome, message)
-             SELECT order_no, 'note', 'write_back_refused', $2 FROM f",
+                         WHERE id = $1 RETURNING order_no, refund_id)
+             INSERT INTO refundd.refund_events (order_no, refund_id, kind, outcome, message)
+             SELECT order_no, refund_id, 'note', 'write_back_refused', $2 FROM f",
         ))
         .bind(id)
         .bind(reason)
@@ -194,7 +216,7 @@ impl Store {
         for id in ids {
             let mut tx = self.pool.begin().await?;
             let pending: Option<PendingWriteBack> = sqlx::query_as(&self.sql(
-                "SELECT id, order_no, writeback, refunded_amount, refund_method, refund_error
+                "SELECT id, order_no, refund_id, writeback, refunded_amount, refund_method, refund_error
                    FROM refundd.refunds WHERE id = $1 AND writeback IS NOT NULL
                     FOR UPDATE SKIP LOCKED",
             ))
