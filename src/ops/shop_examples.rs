@@ -1,4 +1,4 @@
-//! The two example shops operators copy from (`config/shop-*.toml`,
+//! The three example shops operators copy from (`config/shop-*.toml`,
 //! `docs/connect-your-shop.md`) and tests run refundd against: each shop's
 //! schema and the three statements that connect refundd to it, and orders
 //! seeded as the shop's own code writes them. The SQL itself is the store's;
@@ -30,6 +30,7 @@ pub struct ShopExample {
 enum Shape {
     Tutorial,
     Codes,
+    Returns,
 }
 
 /// Chinese statuses; XID and authorised amount in a payment-result table.
@@ -53,8 +54,19 @@ pub static CODES: ShopExample = ShopExample {
     shape: Shape::Codes,
 };
 
+/// Several refunds of one order: a table of returns, each refunded on its
+/// own, found by its number (`refund_id`, `$4`).
+pub static RETURNS: ShopExample = ShopExample {
+    name: "returns",
+    schema_sql: sql::RETURNS_SCHEMA,
+    requests: sql::RETURNS_REQUESTS,
+    on_refunded: sql::RETURNS_ON_REFUNDED,
+    on_failed: sql::RETURNS_ON_FAILED,
+    shape: Shape::Returns,
+};
+
 /// Every example shop.
-pub static EXAMPLES: [&ShopExample; 2] = [&TUTORIAL, &CODES];
+pub static EXAMPLES: [&ShopExample; 3] = [&TUTORIAL, &CODES, &RETURNS];
 
 impl ShopExample {
     /// Creates the shop's schema (`shop` or `shop2`) in an empty database.
@@ -66,10 +78,7 @@ impl ShopExample {
     /// (see [`sample_orders`]); returns them, for the bank's side of a test.
     pub async fn seed(&self, pool: &PgPool, n: usize) -> Result<Vec<SeedOrder>, StoreError> {
         let orders = sample_orders(self.order_prefix(), n);
-        match self.shape {
-            Shape::Tutorial => sql::seed_tutorial(pool, &orders).await?,
-            Shape::Codes => sql::seed_codes(pool, &orders).await?,
-        }
+        self.seed_orders(pool, &orders).await?;
         Ok(orders)
     }
 
@@ -79,6 +88,7 @@ impl ShopExample {
         match self.shape {
             Shape::Tutorial => sql::seed_tutorial(pool, orders).await,
             Shape::Codes => sql::seed_codes(pool, orders).await,
+            Shape::Returns => sql::seed_returns(pool, orders).await,
         }
     }
 
@@ -86,6 +96,7 @@ impl ShopExample {
         match self.shape {
             Shape::Tutorial => "T",
             Shape::Codes => "S",
+            Shape::Returns => "N",
         }
     }
 }
@@ -316,29 +327,36 @@ mod tests {
 
     #[test]
     fn write_backs_use_only_their_parameters() {
+        let failed_params = BTreeSet::from([1, 2, 4]);
         for ex in EXAMPLES {
             let refunded = parameters(ex.on_refunded);
             assert!(
-                refunded.is_subset(&params(1..=3)),
+                refunded.is_subset(&params(1..=4)),
                 "{}: {refunded:?}",
                 ex.name
             );
             assert!(refunded.contains(&1), "{}: which order?", ex.name);
             let failed = parameters(ex.on_failed);
-            assert!(failed.is_subset(&params(1..=2)), "{}: {failed:?}", ex.name);
+            assert!(failed.is_subset(&failed_params), "{}: {failed:?}", ex.name);
             assert!(failed.contains(&1), "{}: which order?", ex.name);
+            // A shop listing several refunds of an order tells them apart.
+            let several = words(ex.requests).contains("refund_id");
+            assert_eq!(several, refunded.contains(&4), "{}", ex.name);
+            assert_eq!(several, failed.contains(&4), "{}", ex.name);
         }
         // The examples show both: all parameters, and a subset.
         assert_eq!(parameters(TUTORIAL.on_refunded), params(1..=3));
         assert_eq!(parameters(TUTORIAL.on_failed), params(1..=2));
         assert_eq!(parameters(CODES.on_refunded), params(1..=2));
         assert_eq!(parameters(CODES.on_failed), params(1..=1));
+        assert_eq!(parameters(RETURNS.on_refunded), params(1..=4));
     }
 
     #[test]
     fn each_shop_its_own_schema_never_public() {
         assert!(TUTORIAL.schema_sql.contains("CREATE SCHEMA shop;"));
         assert!(CODES.schema_sql.contains("CREATE SCHEMA shop2;"));
+        assert!(RETURNS.schema_sql.contains("CREATE SCHEMA shop3;"));
         for ex in EXAMPLES {
             assert!(!words(ex.schema_sql).contains("public"), "{}", ex.name);
         }
@@ -413,6 +431,7 @@ mod tests {
         let files = [
             (&TUTORIAL, include_str!("../../config/shop-tutorial.toml")),
             (&CODES, include_str!("../../config/shop-codes.toml")),
+            (&RETURNS, include_str!("../../config/shop-returns.toml")),
         ];
         for (ex, text) in files {
             let table: toml::Table = toml::from_str(text).unwrap();

@@ -36,6 +36,7 @@ mod outbox;
 mod plan;
 mod schema;
 mod sending;
+mod several_refunds;
 mod shop;
 mod shop_database;
 mod shop_examples;
@@ -47,7 +48,7 @@ mod sim_rehearsal;
 mod tidy;
 
 /// Where refundd keeps its records in the suites that run in both schemas
-/// (`engine`, `money_rules`, `shop`, `shop_database`): here, the default.
+/// (`engine`, `money_rules`, `several_refunds`, `shop`, `shop_database`): here, the default.
 const SCHEMA: &str = common::DEFAULT_SCHEMA;
 
 /// The same suites with `database.schema` set to a name of the operator's choice.

@@ -254,6 +254,11 @@ impl Rig {
         order_view(&self.pool, order_no).await
     }
 
+    /// One refund of an order with several, as refundd records it.
+    pub async fn refund(&self, order_no: &str, refund_id: &str) -> OrderView {
+        refund_view(&self.pool, order_no, refund_id).await
+    }
+
     /// The one value `sql` (the test's own, `$1` the order) selects.
     pub async fn scalar<T>(&self, sql: &str, order_no: &str) -> T
     where
@@ -380,18 +385,24 @@ impl OrderView {
     }
 }
 
-/// The order `order_no` as refundd records it.
+/// The order `order_no` (its only refund) as refundd records it.
 pub async fn order_view(pool: &PgPool, order_no: &str) -> OrderView {
+    refund_view(pool, order_no, "").await
+}
+
+/// The refund `refund_id` of order `order_no` as refundd records it.
+pub async fn refund_view(pool: &PgPool, order_no: &str, refund_id: &str) -> OrderView {
     sqlx::query_as(
         "SELECT order_no, status, refund_method, refunded_amount, refund_error, attempts, step,
                 unknown_operation, last_error, settlement, requested_at, settled_at IS NOT NULL AS settled,
                 lease_owner IS NOT NULL AS claimed
-           FROM refunds WHERE order_no = $1",
+           FROM refunds WHERE order_no = $1 AND refund_id = $2",
     )
     .bind(order_no)
+    .bind(refund_id)
     .fetch_one(pool)
     .await
-    .unwrap_or_else(|e| panic!("order {order_no}: {e}"))
+    .unwrap_or_else(|e| panic!("order {order_no} refund {refund_id:?}: {e}"))
 }
 
 pub async fn pass_of(engine: &Engine) -> PassSummary {

@@ -238,12 +238,7 @@ impl Attempt<'_> {
     /// Before anything was sent, the shop withdrew the request or changed its
     /// amounts: nothing is sent on the old request.
     async fn shop_changed(&self, req: &RefundRequest) -> Result<OrderOutcome, StoreError> {
-        match self
-            .recorder
-            .store
-            .recheck_request(&req.lease)
-            .await?
-        {
+        match self.recorder.store.recheck_request(&req.lease).await? {
             RequestNow::Withdrawn => {
                 info!(
                     step = "withdrawn",

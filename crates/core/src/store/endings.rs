@@ -197,8 +197,7 @@ impl Store {
         else {
             return Err(StoreError::LeaseLost);
         };
-        if let ShopWrite::Refused(reason) = self.write_back(&mut tx, &keys, &job.ending).await?
-        {
+        if let ShopWrite::Refused(reason) = self.write_back(&mut tx, &keys, &job.ending).await? {
             tx.rollback().await?;
             return self.end_refused(job, reason).await;
         }

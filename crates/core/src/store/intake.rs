@@ -227,8 +227,9 @@ impl Store {
     /// Withdraws the requests the shop's query no longer lists and nothing
     /// was sent for (asked now, not from the reading that just ended).
     async fn withdraw_unlisted(&self) -> Result<u64, StoreError> {
-        let sql = self.sql(
-            "WITH w AS (
+        let sql = self
+            .sql(
+                "WITH w AS (
                  UPDATE refundd.refunds f
                     SET status = 'withdrawn', lease_owner = NULL, lease_token = NULL,
                         lease_expires_at = NULL, next_attempt_at = NULL
@@ -241,10 +242,10 @@ impl Store {
              SELECT order_no, refund_id, 'note', 'withdrawn',
                     'the shop''s requests no longer list this order and nothing was sent: withdrawn'
                FROM w",
-        )
-        .replace("WITHDRAWABLE", &rule::withdrawable("f"))
-        .replace("__KEY__", &refund_key("to_jsonb(r)"))
-        .replace("__REQUESTS__", &self.shop.requests);
+            )
+            .replace("WITHDRAWABLE", &rule::withdrawable("f"))
+            .replace("__KEY__", &refund_key("to_jsonb(r)"))
+            .replace("__REQUESTS__", &self.shop.requests);
         let done = sqlx::query(&sql).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
@@ -252,10 +253,7 @@ impl Store {
     /// Asks the shop's query about one claimed refund whose request changed
     /// before anything was sent: withdrawn, or taken with its new values and
     /// given back to be worked again.
-    pub async fn recheck_request(
-        &self,
-        lease: &Lease,
-    ) -> Result<RequestNow, StoreError> {
+    pub async fn recheck_request(&self, lease: &Lease) -> Result<RequestNow, StoreError> {
         let (mut tx, snapshot) = self.read_in_one_snapshot().await?;
         // The shop's keys of the refund (its order number, not the bank's LID-M).
         let keys: Option<(String, String)> = sqlx::query_as(
@@ -385,6 +383,6 @@ pub(super) const LISTED_AS: &str =
 /// The refund id of a row of the shop's query (`row` its JSON) as refundd
 /// keys it, as `RefundId::from_shop` reads it: spaces around it dropped, at
 /// most `REFUND_ID_MAX_CHARS` characters, NULL and blanks the order's only refund.
-fn refund_key(row: &str) -> String {
+pub(super) fn refund_key(row: &str) -> String {
     format!("left(btrim(coalesce({row} ->> 'refund_id', '')), {REFUND_ID_MAX_CHARS})")
 }

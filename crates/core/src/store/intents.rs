@@ -44,8 +44,10 @@ pub(super) struct IntentJob {
 /// The intents of many orders: each record is updated only while its claim
 /// holds a live lease and the order is `refunding`, and its first intent only
 /// while the shop's requests (`__REQUESTS__`, placed after refundd's names)
-/// still list it, once, with the amounts decided on, or an operator retried
-/// it. An order with a call of refundd's on record (a step reached, an
+/// still list the refund (`__KEY__` its id), once, with the amounts refundd's
+/// record holds and the decision was made on (a refund the shop leaves NULL
+/// is the whole amount, or for a later refund what is left), or an operator
+/// retried it. An order with a call of refundd's on record (a step reached, an
 /// outcome unknown) is finished whatever the shop's rows say now.
 const INTENTS: &str = "WITH o AS (
      UPDATE refundd.refunds
@@ -61,9 +63,11 @@ const INTENTS: &str = "WITH o AS (
              OR refunds.step IS NOT NULL OR refunds.unknown_operation IS NOT NULL
              OR (SELECT count(*) = 1
                         AND coalesce(bool_and(r.auth_amount::numeric = j.authorised
-                                              AND coalesce(r.refund_amount::numeric, r.auth_amount::numeric) = j.refund), false)
+                                              AND refunds.auth_amount = j.authorised
+                                              AND r.refund_amount::numeric IS NOT DISTINCT FROM refunds.refund_amount
+                                              AND coalesce(refunds.refund_amount, j.refund) = j.refund), false)
                    FROM (__REQUESTS__) AS r
-                  WHERE r.order_no::text = refunds.order_no))
+                  WHERE r.order_no::text = refunds.order_no AND __KEY__ = refunds.refund_id))
      RETURNING refunds.id, refunds.order_no, refunds.refund_id, j.token),
   __EVENTS__
 SELECT id, token FROM o";
@@ -123,6 +127,7 @@ impl Store {
 
     pub(super) fn intents_sql(&self) -> String {
         self.sql_with_events(INTENTS, 9)
+            .replace("__KEY__", &super::intake::refund_key("to_jsonb(r)"))
             .replace("__REQUESTS__", &self.shop.requests)
     }
 

@@ -243,7 +243,10 @@ impl Store {
         let mut meetings = 0;
         loop {
             let claim = (worker, lease, batch, due_by);
-            match self.claim_where(claim, &which, "status = 'refunding',").await {
+            match self
+                .claim_where(claim, &which, "status = 'refunding',")
+                .await
+            {
                 // Two claims met on one order's refunds (each saw the other's
                 // refund not yet under way): the database took one; claim again.
                 Err(StoreError::Database(e)) if one_under_way(&e) && meetings < 3 => meetings += 1,

@@ -7,8 +7,8 @@
 
 use super::endings::Ending;
 use super::writeback::{ShopKeys, ShopWrite};
-use crate::domain::refund_id::RefundId;
 use super::{Store, StoreError};
+use crate::domain::refund_id::RefundId;
 use crate::domain::words::RefundMethod;
 
 /// What the rehearsal found.

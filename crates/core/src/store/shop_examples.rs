@@ -146,6 +146,62 @@ pub const CODES_ON_FAILED: &str = "UPDATE shop2.sales
        state_changed_at = now()
  WHERE order_code = $1";
 
+/// A shop that refunds returns: one order, any number of returns, each
+/// approved by its customer service with its own number and amount and
+/// refunded on its own (several refunds of one order, `refund_id`).
+pub const RETURNS_SCHEMA: &str = r#"
+CREATE SCHEMA shop3;
+
+CREATE TABLE shop3.orders (
+    order_id   text PRIMARY KEY,
+    total      integer NOT NULL CHECK (total > 0),
+    xid        text NOT NULL,
+    auth_code  text NOT NULL,
+    paid_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per return the customer service approved; several per order.
+CREATE TABLE shop3.returns (
+    return_no   text PRIMARY KEY,
+    order_id    text NOT NULL REFERENCES shop3.orders (order_id),
+    -- how much to give back; NULL: the whole order (a cancellation)
+    amount      integer CHECK (amount > 0),
+    state       text NOT NULL DEFAULT 'approved'
+        CONSTRAINT returns_state_known
+        CHECK (state IN ('approved', 'refunded', 'refund_failed')),
+    refunded    integer,
+    method      text,
+    note        text,
+    approved_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE INDEX returns_approved ON shop3.returns (approved_at) WHERE state = 'approved';
+"#;
+
+/// One row per approved return, its number the refund's id.
+pub const RETURNS_REQUESTS: &str = "SELECT o.order_id AS order_no,
+       r.return_no AS refund_id,
+       o.xid,
+       o.auth_code,
+       o.total AS auth_amount,
+       r.amount AS refund_amount
+  FROM shop3.returns r
+  JOIN shop3.orders o ON o.order_id = r.order_id
+ WHERE r.state = 'approved'";
+
+/// Marks one return refunded, found by its number (`$4`).
+pub const RETURNS_ON_REFUNDED: &str = "UPDATE shop3.returns
+   SET state = 'refunded',
+       refunded = $2,
+       method = $3
+ WHERE order_id = $1 AND return_no = $4";
+
+/// Marks one return failed, with refundd's reason.
+pub const RETURNS_ON_FAILED: &str = "UPDATE shop3.returns
+   SET state = 'refund_failed',
+       note = $2
+ WHERE order_id = $1 AND return_no = $4";
+
 /// What a customer was charged and what the shop later asked back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedOrder {
@@ -286,6 +342,67 @@ pub async fn tutorial_orders(
           ORDER BY wanted.n",
     )
     .bind(oids)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Writes orders into the returns shop as its checkout does, then approves
+/// one return (`<order>-1`) of each the shop asks back.
+pub async fn seed_returns(pool: &PgPool, orders: &[SeedOrder]) -> Result<(), StoreError> {
+    for o in orders {
+        sqlx::query(
+            "INSERT INTO shop3.orders (order_id, total, xid, auth_code) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&o.order_no)
+        .bind(o.amount)
+        .bind(&o.xid)
+        .bind(&o.auth_code)
+        .execute(pool)
+        .await?;
+    }
+    for o in orders {
+        if let Some(part) = o.refund.asked() {
+            approve_return(pool, &o.order_no, &format!("{}-1", o.order_no), part).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The returns shop's customer service approves a return of an order:
+/// `amount` NT$, or the whole order when `None`.
+pub async fn approve_return(
+    pool: &PgPool,
+    order_id: &str,
+    return_no: &str,
+    amount: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO shop3.returns (return_no, order_id, amount) VALUES ($1, $2, $3)")
+        .bind(return_no)
+        .bind(order_id)
+        .bind(amount)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// One return of the returns shop, as its staff see it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReturnRow {
+    pub return_no: String,
+    pub state: String,
+    pub amount: Option<i32>,
+    pub refunded: Option<i32>,
+    pub method: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The returns of one order of the returns shop, in the order approved.
+pub async fn returns_of(pool: &PgPool, order_id: &str) -> Result<Vec<ReturnRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT return_no, state, amount, refunded, method, note
+           FROM shop3.returns WHERE order_id = $1 ORDER BY approved_at, return_no",
+    )
+    .bind(order_id)
     .fetch_all(pool)
     .await?)
 }

@@ -38,7 +38,10 @@ pub(super) struct ShopKeys {
 impl ShopKeys {
     pub(super) fn new(order_no: String, refund_id: String) -> Self {
         let refund_id = (!refund_id.is_empty()).then_some(refund_id);
-        Self { order_no, refund_id }
+        Self {
+            order_no,
+            refund_id,
+        }
     }
 }
 
