@@ -37,12 +37,14 @@ impl SecretSource<'_> {
                 read_secret_file(path).map_err(|e| format!("{}: {e}", self.option))?,
             ),
             (None, Some(v)) => (self.var, SimSecret::from(v.as_str())),
-            (None, None) => return self.default.map(SimSecret::from).ok_or_else(|| {
-                format!(
+            (None, None) => {
+                return self.default.map(SimSecret::from).ok_or_else(|| {
+                    format!(
                     "{}: set {} or name a file holding it (a secret is never an option's value)",
                     self.option, self.var
                 )
-            }),
+                })
+            }
         };
         if secret.len() != self.len || !secret.is_ascii() {
             return Err(format!(
