@@ -1,7 +1,8 @@
 //! Chaos: orders across every state, a bank that fails one call in five in
 //! every way it can and runs its batch part of the time, and two real refundd
 //! processes SIGKILLed at random and restarted. Afterwards no refund was made
-//! twice, none was lost, and the database agrees with the bank to the unit. A
+//! twice (no duplicate refused, no transaction holding two refunds), none was
+//! lost, and the database agrees with the bank to the unit. A
 //! webhook receiver that fails one delivery in five, and is down for a while,
 //! still gets every event of every order at least once.
 //! A small run is part of the normal suite (once on the built-in table in the
@@ -370,6 +371,21 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         ledger.faults
     );
     assert_eq!(ledger.duplicates, 0, "a refund was attempted twice");
+    // Each order asked for one refund, so the bank holds at most one refund
+    // of any transaction, live or reversed. A refund resent once the first
+    // settled would be a further refund to the bank, accepted within the
+    // balance and never counted as a duplicate: this sees it.
+    let held = admin.all_transactions().await.unwrap();
+    assert_eq!(held.len(), orders);
+    let refunded_twice: Vec<(&str, usize)> = held
+        .iter()
+        .filter(|t| t.refunds.len() > 1)
+        .map(|t| (t.order_no.as_str(), t.refunds.len()))
+        .collect();
+    assert!(
+        refunded_twice.is_empty(),
+        "refunded more than once at the bank: {refunded_twice:?}"
+    );
 
     // Every order ended refunded, or refund_failed with a reason; nothing claimed.
     let rows: Vec<FinalOrder> = sqlx::query_as(

@@ -1,18 +1,20 @@
 //! The bank simulator over real HTTP on a loopback port: every transition and
-//! refusal as a client sees it, the batch, maintenance, each fault kind, the
-//! admin API and a bulk load of 100,000 transactions.
+//! refusal as a client sees it, several refunds of one order and the reversal
+//! of each, several merchants each under its own keys, the batch,
+//! maintenance, each fault kind, the admin API and a bulk load of 100,000
+//! transactions.
 
 use crate::common::{eventually, window_around_now};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use refundd::ctbc::envelope::{from_big5_lossy, Envelope, EnvelopeError};
-use refundd::ctbc::types::TxState;
+use refundd::ctbc::types::{MerId, TxState};
 use refundd::ctbc::Operation;
 use refundd::sim::ledger::transitions::TRANSITIONS;
 use refundd::sim::{
-    FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimServer, SimTx, REFERENCE_IV,
-    REFERENCE_MAC_KEY,
+    FaultKind, FaultPlan, FaultRule, SimConfig, SimError, SimMerchant, SimRefund, SimServer, SimTx,
+    REFERENCE_IV, REFERENCE_MAC_KEY,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
@@ -80,6 +82,17 @@ impl Bank {
             .await
     }
 
+    /// `request` sealed with `env`, the form naming merchant `mer_id`.
+    async fn raw_as(&self, mer_id: &str, env: &Envelope, op: Operation, request: &Value) -> Raw {
+        let api_enc = env.seal(&request.to_string()).unwrap();
+        let raw = self
+            .post_form(op, format!("MERID={mer_id}&ApiEnc={api_enc}"))
+            .await
+            .unwrap();
+        assert_eq!(raw.status, StatusCode::OK);
+        raw
+    }
+
     /// A call that must come back as a well-formed, sealed answer.
     async fn call(&self, op: Operation, request: &Value) -> Map<String, Value> {
         let raw = self.raw(op, request).await.unwrap();
@@ -121,6 +134,32 @@ fn refund(order: &str, org: i64, cred: i64) -> Value {
 
 fn refund_reversal(order: &str, org: i64, cred_rev: i64) -> Value {
     json!({"MERID": MERID, "LID-M": order, "XID": xid_of(order), "AuthCode": "AB1234", "CredRevAmt": amt(cred_rev), "OrgAmt": amt(org), "VERSION": "3.2", "SwRevision": "test"})
+}
+
+/// A refund reversal of the refund whose accepted answer is `refunded`, as
+/// the bank's own libraries send it: `CredBatchID` and `CredBatchSeq` that
+/// refund's, `OrgAmt` its amount, `CredRevAmt` 0.
+fn reversal_of_refund(order: &str, refunded: &Map<String, Value>) -> Value {
+    let refunded_amount: i64 = s(refunded, "RefAmt")
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut r = refund_reversal(order, refunded_amount, 0);
+    r["CredBatchID"] = json!(s(refunded, "BatchID"));
+    r["CredBatchSeq"] = json!(s(refunded, "BatchSeq"));
+    r
+}
+
+/// Where an accepted refund's answer says the bank filed it.
+fn refund_filed_at(a: &Map<String, Value>) -> (String, String, String) {
+    (s(a, "BatchID"), s(a, "BatchSeq"), s(a, "RetrRef"))
+}
+
+/// The same, of a refund the bank holds.
+fn refund_held_at(r: &SimRefund) -> (String, String, String) {
+    (r.batch_id.clone(), r.batch_seq.clone(), r.retr_ref.clone())
 }
 
 /// The transaction id these tests give `order` at the bank.
@@ -356,6 +395,288 @@ async fn refund_reversal_as_public_adapters_send_it() {
 }
 
 #[tokio::test]
+async fn several_refunds_of_one_order_are_filed_apart_within_the_balance() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("MR1", 1500, TxState::Settled)]).await;
+    let first = bank
+        .call(Operation::Refund, &refund("MR1", 1500, 600))
+        .await;
+    assert_eq!(s(&first, "RespCode"), "0");
+    // While it settles (20), no further refund is accepted.
+    let a = bank
+        .call(Operation::Refund, &refund("MR1", 1500, 300))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("still settling"), "{a:?}");
+    assert_eq!(state_of(&bank, "MR1").await, "20");
+    admin.run_batch().await.unwrap();
+    assert_eq!(state_of(&bank, "MR1").await, "22");
+    // Settled: a further refund, OrgAmt the original amount again.
+    let second = bank
+        .call(Operation::Refund, &refund("MR1", 1500, 700))
+        .await;
+    assert_eq!(s(&second, "RespCode"), "0", "{second:?}");
+    assert_eq!(s(&second, "RefAmt"), "901 700 0");
+    assert_eq!(state_of(&bank, "MR1").await, "20");
+    let (f, g) = (refund_filed_at(&first), refund_filed_at(&second));
+    assert!(
+        (f.0.clone(), f.1.clone()) != (g.0.clone(), g.1.clone()) && f.1 != g.1 && f.2 != g.2,
+        "each refund is filed apart: {f:?}, {g:?}"
+    );
+    admin.run_batch().await.unwrap();
+    // A third over what is left: refused, saying what is left.
+    let a = bank
+        .call(Operation::Refund, &refund("MR1", 1500, 300))
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(
+        s(&a, "ERRDESC").contains("over the balance") && s(&a, "ERRDESC").contains("200"),
+        "{a:?}"
+    );
+    // The bank holds both refunds, filed as their answers said.
+    let t = admin.transaction("MR1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("22", 1300, 1300)
+    );
+    let held: Vec<_> = t
+        .refunds
+        .iter()
+        .map(|r| (r.amount, refund_held_at(r), r.reversed, r.settled))
+        .collect();
+    assert_eq!(held, [(600, f, false, true), (700, g, false, true)]);
+    assert_eq!(admin.refunds_of("MR1").await.unwrap(), Some(t.refunds));
+    let report = admin.ledger().await.unwrap();
+    let refunds = &report.by_operation["refund"];
+    assert_eq!((refunds.accepted, refunds.refused), (2, 2));
+    assert_eq!(report.returned_by_calls, 1300);
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refund_reversal_cancels_the_refund_it_names() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    bank.load(&[tx("RV1", 1500, TxState::Settled)]).await;
+    let first = bank
+        .call(Operation::Refund, &refund("RV1", 1500, 600))
+        .await;
+    admin.run_batch().await.unwrap();
+    let second = bank
+        .call(Operation::Refund, &refund("RV1", 1500, 500))
+        .await;
+    assert_eq!(s(&second, "RespCode"), "0");
+    // The first settled in the batch: it can no longer be cancelled.
+    let a = bank
+        .call(
+            Operation::RefundReversal,
+            &reversal_of_refund("RV1", &first),
+        )
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("settled"), "{a:?}");
+    // The second, still settling, is.
+    let a = bank
+        .call(
+            Operation::RefundReversal,
+            &reversal_of_refund("RV1", &second),
+        )
+        .await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    let t = admin.transaction("RV1").await.unwrap().unwrap();
+    // Back to where the refund found it (22: the first settled), its 500
+    // back in the balance.
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("22", 600, 600)
+    );
+    assert_eq!(
+        t.refunds.iter().map(|r| r.reversed).collect::<Vec<_>>(),
+        [false, true]
+    );
+    // Sent again: a duplicate.
+    let a = bank
+        .call(
+            Operation::RefundReversal,
+            &reversal_of_refund("RV1", &second),
+        )
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert_eq!(admin.duplicates().await.unwrap(), 1);
+    // What came back to the balance can be refunded again, to the unit.
+    let third = bank
+        .call(Operation::Refund, &refund("RV1", 1500, 900))
+        .await;
+    assert_eq!(s(&third, "RespCode"), "0", "{third:?}");
+    admin.run_batch().await.unwrap();
+    // In 22 no refund reversal is accepted: the refund is in the batch.
+    let a = bank
+        .call(
+            Operation::RefundReversal,
+            &reversal_of_refund("RV1", &third),
+        )
+        .await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    let t = admin.transaction("RV1").await.unwrap().unwrap();
+    assert_eq!((t.state.as_str(), t.refunded_amount), ("22", 1500));
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refund_reversal_naming_no_refund_needs_one_settling() {
+    let bank = Bank::start().await;
+    let admin = bank.server.admin();
+    // Two refunds settling at once, as the admin API may load them.
+    let settling = |amount: i64, seq: &str| SimRefund {
+        amount,
+        batch_id: "20261127".into(),
+        batch_seq: seq.into(),
+        retr_ref: format!("RR{seq}"),
+        reversed: false,
+        settled: false,
+    };
+    let mut two = tx("NN1", 1500, TxState::RefundSettling);
+    two.refunds = vec![settling(400, "000101"), settling(500, "000102")];
+    (two.refunded_amount, two.returned_amount) = (900, 900);
+    bank.load(&[two]).await;
+    let unnamed = refund_reversal("NN1", 1500, 0);
+    let a = bank.call(Operation::RefundReversal, &unnamed).await;
+    assert_ne!(s(&a, "RespCode"), "0");
+    assert!(s(&a, "ERRDESC").contains("CredBatchID"), "{a:?}");
+    let mut named = unnamed.clone();
+    named["CredBatchID"] = json!("20261127");
+    named["CredBatchSeq"] = json!("000101");
+    let a = bank.call(Operation::RefundReversal, &named).await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    assert_eq!(
+        state_of(&bank, "NN1").await,
+        "20",
+        "the other still settles"
+    );
+    // One left settling: a reversal naming none, as refundd's client sends
+    // it, cancels it.
+    let a = bank.call(Operation::RefundReversal, &unnamed).await;
+    assert_eq!(s(&a, "RespCode"), "0", "{a:?}");
+    let t = admin.transaction("NN1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("12", 0, 0)
+    );
+    bank.server.shutdown().await;
+}
+
+/// The second merchant of the tests of several merchants, and its keys.
+const OTHER_MERID: &str = "7654321";
+const OTHER_MAC_KEY: &str = "QWERTYUIOPASDFGHJKLZXCVB";
+const OTHER_IV: &str = "iv345678";
+
+/// A simulator serving the reference merchant and `OTHER_MERID`.
+async fn bank_of_two_merchants() -> (Bank, Envelope) {
+    let mut cfg = SimConfig::for_tests();
+    cfg.other_merchants = vec![SimMerchant {
+        mer_id: MerId::parse(OTHER_MERID).unwrap(),
+        mac_key: OTHER_MAC_KEY.into(),
+        iv: OTHER_IV.into(),
+    }];
+    let bank = Bank::start_with(cfg).await;
+    let other = Envelope::new(OTHER_MAC_KEY.as_bytes(), OTHER_IV.as_bytes()).unwrap();
+    (bank, other)
+}
+
+/// `request` as merchant `OTHER_MERID` writes it.
+fn as_other_merchant(mut request: Value) -> Value {
+    request["MERID"] = json!(OTHER_MERID);
+    request
+}
+
+/// An answer opened with `env`, which must open it.
+fn opened_with(env: &Envelope, raw: &Raw) -> Map<String, Value> {
+    serde_json::from_str(&open_answer(env, &raw.body).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn each_merchant_is_answered_under_its_own_keys_only() {
+    let (bank, other) = bank_of_two_merchants().await;
+    let mut theirs = tx("MB1", 700, TxState::Settled);
+    theirs.mer_id = Some(OTHER_MERID.into());
+    bank.load(&[tx("MA1", 900, TxState::Settled), theirs]).await;
+    let ours = &bank.env;
+    for (mer_id, env, order) in [(MERID, ours, "MA1"), (OTHER_MERID, &other, "MB1")] {
+        let mut ask = inquiry(order);
+        ask["MERID"] = json!(mer_id);
+        let raw = bank.raw_as(mer_id, env, Operation::Inquiry, &ask).await;
+        let a = opened_with(env, &raw);
+        assert_eq!(
+            (s(&a, "RespCode"), s(&a, "MERID"), s(&a, "CurrentState")),
+            ("0".into(), mer_id.into(), "12".into())
+        );
+        assert!(String::from_utf8_lossy(&raw.body).starts_with(&format!("MERID={mer_id}&")));
+        // The other merchant's keys do not open it.
+        let stranger = if mer_id == MERID { &other } else { ours };
+        assert!(open_answer(stranger, &raw.body).is_err(), "{mer_id}");
+    }
+    // The other merchant asking about, or refunding, this merchant's order:
+    // the bank holds no such order for it.
+    for (op, request) in [
+        (Operation::Inquiry, inquiry("MA1")),
+        (Operation::Refund, refund("MA1", 900, 900)),
+    ] {
+        let raw = bank
+            .raw_as(OTHER_MERID, &other, op, &as_other_merchant(request))
+            .await;
+        let a = opened_with(&other, &raw);
+        assert_eq!(
+            (s(&a, "RespCode"), s(&a, "ErrCode"), s(&a, "ERRDESC")),
+            ("99".into(), "01".into(), "Order not found".into()),
+            "{op}"
+        );
+    }
+    // Sealed with the other merchant's keys but naming this one: a MAC
+    // failure, answered under this merchant's keys.
+    let raw = bank
+        .raw_as(MERID, &other, Operation::Refund, &refund("MA1", 900, 900))
+        .await;
+    let a = opened_with(ours, &raw);
+    assert_eq!(s(&a, "RespCode"), "96");
+    assert!(s(&a, "ERRDESC").contains("MAC check failed"), "{a:?}");
+    // A MERID the bank does not serve: a MAC failure too.
+    let mut stranger = inquiry("MA1");
+    stranger["MERID"] = json!("1111111");
+    let raw = bank
+        .raw_as("1111111", ours, Operation::Inquiry, &stranger)
+        .await;
+    assert_eq!(s(&opened_with(ours, &raw), "RespCode"), "96");
+    // Nothing moved but the other merchant's refund of its own order.
+    let raw = bank
+        .raw_as(
+            OTHER_MERID,
+            &other,
+            Operation::Refund,
+            &as_other_merchant(refund("MB1", 700, 700)),
+        )
+        .await;
+    assert_eq!(s(&opened_with(&other, &raw), "RespCode"), "0");
+    assert_eq!(state_of(&bank, "MA1").await, "12");
+    let t = bank
+        .server
+        .admin()
+        .transaction("MB1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.mer_id.as_deref()),
+        ("20", Some(OTHER_MERID))
+    );
+    // A transaction of a merchant the simulator does not serve is not loaded.
+    let mut unserved = tx("MX1", 100, TxState::Settled);
+    unserved.mer_id = Some("1111111".into());
+    assert!(bank.server.admin().load(&[unserved]).await.is_err());
+    bank.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_state() {
     let bank = Bank::start().await;
     bank.load(&[tx("M1", 1500, TxState::Authorised)]).await;
@@ -393,7 +714,13 @@ async fn every_mutating_operation_in_every_state_over_http() {
     let mut txs = Vec::new();
     for (i, st) in states.iter().enumerate() {
         for op in 0..4 {
-            txs.push(tx(&format!("S{i}_{op}"), 1000, st.clone()));
+            // In a refund's states, a refund of 400 the bank holds (settling
+            // in 20 and 21): what a refund reversal cancels.
+            let mut t = tx(&format!("S{i}_{op}"), 1000, st.clone());
+            if ["20", "21", "22"].contains(&st.code()) {
+                (t.refunded_amount, t.returned_amount) = (400, 400);
+            }
+            txs.push(t);
         }
     }
     bank.load(&txs).await;
@@ -414,16 +741,16 @@ async fn every_mutating_operation_in_every_state_over_http() {
                 .await,
             bank.call(Operation::CaptureReversal, &capture_reversal(&o(1), 1000))
                 .await,
-            bank.call(Operation::Refund, &refund(&o(2), 1000, 1000))
+            bank.call(Operation::Refund, &refund(&o(2), 1000, 600))
                 .await,
             bank.call(Operation::RefundReversal, &refund_reversal(&o(3), 1000, 0))
                 .await,
         ];
         // The answers are in the state table's order, which says where each
         // operation is accepted and where it leads.
-        let expected = TRANSITIONS.iter().map(|t| (&t.from, t.to.code()));
-        for (op, (a, (from, to))) in answers.iter().zip(expected).enumerate() {
-            let accepted = st == from;
+        let expected = TRANSITIONS.iter().map(|t| (t.accepted_in, t.to.code()));
+        for (op, (a, (accepted_in, to))) in answers.iter().zip(expected).enumerate() {
+            let accepted = accepted_in.contains(st);
             assert_eq!(s(a, "RespCode") == "0", accepted, "op {op} in {st}: {a:?}");
             let now = state_of(&bank, &o(op)).await;
             assert_eq!(
@@ -436,10 +763,11 @@ async fn every_mutating_operation_in_every_state_over_http() {
             }
         }
     }
-    // Duplicates: reversal on 0; capture reversal on 1 and 0; refund on 20, 21, 22.
+    // Duplicates: reversal on 0; capture reversal on 1 and 0; refund on 20
+    // and 21, while an earlier refund settles.
     let duplicate_rows: usize = TRANSITIONS.iter().map(|t| t.duplicate_in.len()).sum();
-    assert_eq!(duplicate_rows, 6);
-    assert_eq!(admin.duplicates().await.unwrap(), 6);
+    assert_eq!(duplicate_rows, 5);
+    assert_eq!(admin.duplicates().await.unwrap(), 5);
     bank.server.shutdown().await;
 }
 
@@ -664,7 +992,7 @@ async fn non_loopback_listen_needs_permission() {
     cfg.mac_key = "short".into();
     assert!(matches!(
         SimServer::start(cfg).await,
-        Err(SimError::Keys(_))
+        Err(SimError::Keys { .. })
     ));
 }
 

@@ -77,7 +77,8 @@ pub struct Loaded {
 
 async fn load(State(s): State<Arc<Shared>>, Json(txs): Json<Vec<SimTx>>) -> Response {
     // Checking runs outside the lock; inserting is all the lock sees.
-    match Ledger::prepare(txs, Utc::now().with_timezone(&Taipei).fixed_offset()) {
+    let now = Utc::now().with_timezone(&Taipei).fixed_offset();
+    match Ledger::prepare(txs, now, &s.merchants.ids()) {
         Ok(prepared) => {
             let loaded = lock(&s.ledger).load(prepared);
             Json(Loaded { loaded }).into_response()

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::admin::{BatchRun, Duplicates, Loaded, MaintenanceUpdate};
 use super::faults::FaultPlan;
-use super::ledger::{BatchMoved, CallRecord, CallsPage, LedgerReport, SimTx};
+use super::ledger::{BatchMoved, CallRecord, CallsPage, LedgerReport, SimRefund, SimTx};
 use super::maintenance::Maintenance;
 use crate::domain::daily_window::DailyWindow;
 
@@ -28,6 +28,7 @@ pub struct SimAdmin {
 }
 
 const CALLS_PAGE: u64 = 10_000;
+const TRANSACTIONS_PAGE: u64 = 10_000;
 
 impl SimAdmin {
     /// `base_url` is the simulator's, e.g. `http://127.0.0.1:8990`.
@@ -97,6 +98,31 @@ impl SimAdmin {
             "/admin/transactions?offset={offset}&limit={limit}"
         ))
         .await
+    }
+
+    /// Every transaction the books hold, in order-number order, read page by page.
+    pub async fn all_transactions(&self) -> Result<Vec<SimTx>, SimAdminError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .transactions(all.len() as u64, TRANSACTIONS_PAGE)
+                .await?;
+            let done = (page.len() as u64) < TRANSACTIONS_PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every refund the bank holds of one order, oldest first, reversed ones
+    /// included, with the references it filed each under; `None` for an
+    /// order it does not know.
+    pub async fn refunds_of(
+        &self,
+        order_no: &str,
+    ) -> Result<Option<Vec<SimRefund>>, SimAdminError> {
+        Ok(self.transaction(order_no).await?.map(|tx| tx.refunds))
     }
 
     pub async fn ledger(&self) -> Result<LedgerReport, SimAdminError> {

@@ -1,10 +1,10 @@
 //! `refundd sim` on the command line (or the environment, for docker compose):
-//! options into a checked SimConfig, then run until SIGINT or SIGTERM. The key
-//! and IV are never options: see keys.rs.
+//! options into a checked SimConfig, then run until SIGINT or SIGTERM. The keys
+//! and IVs are never options: see keys.rs.
 
 use crate::domain::daily_window::DailyWindow;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,11 +14,11 @@ use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
 use crate::ctbc::types::MerId;
 
 use super::{
-    FaultPlan, SimConfig, SimError, SimSecret, SimServer, REFERENCE_IV, REFERENCE_MAC_KEY,
-    REFERENCE_MER_ID,
+    FaultPlan, SimConfig, SimError, SimMerchant, SimSecret, SimServer, REFERENCE_IV,
+    REFERENCE_MAC_KEY, REFERENCE_MER_ID,
 };
 
-/// Options of `refundd sim`. Debug leaves out the key and IV.
+/// Options of `refundd sim`. Debug leaves out the keys and IVs.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
     /// Address and port to listen on.
@@ -38,6 +38,17 @@ pub struct SimArgs {
     /// REFUNDD_SIM_IV. Neither: the TEST-ONLY reference value.
     #[arg(long, env = "REFUNDD_SIM_IV_FILE", value_name = "PATH")]
     pub iv_file: Option<PathBuf>,
+    /// A further merchant the simulated bank serves, with keys of its own:
+    /// MERID alone, its MAC key and IV then in REFUNDD_SIM_MAC_KEY_<MERID> and
+    /// REFUNDD_SIM_IV_<MERID>; or MERID:KEY_FILE:IV_FILE, files readable by
+    /// their owner only. Repeated or comma-separated.
+    #[arg(
+        long = "other-merchant",
+        env = "REFUNDD_SIM_OTHER_MERCHANTS",
+        value_delimiter = ',',
+        value_name = "MERID[:KEY_FILE:IV_FILE]"
+    )]
+    pub other_merchants: Vec<String>,
     /// Seed of the fault generator, so a run can be replayed.
     #[arg(long, env = "REFUNDD_SIM_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -56,8 +67,9 @@ pub struct SimArgs {
     #[arg(long, env = "REFUNDD_SIM_MAINTENANCE", value_delimiter = ',')]
     pub maintenance: Vec<String>,
     /// The shop's transactions to start with: a JSON array or CSV with the
-    /// header order_no,xid,auth_code,amount,state (optionally currency);
-    /// amount in whole NT$, state a CurrentState code such as 1, 10 or 12.
+    /// header order_no,xid,auth_code,amount,state (optionally currency and
+    /// mer_id); amount in whole NT$, state a CurrentState code such as 1, 10
+    /// or 12, mer_id the merchant's (default: --mer-id's).
     #[arg(long, env = "REFUNDD_SIM_TRANSACTIONS", value_name = "FILE")]
     pub transactions: Option<PathBuf>,
 }
@@ -80,6 +92,12 @@ impl SimArgs {
     ) -> Result<SimConfig, String> {
         let mer_id = MerId::parse(&self.mer_id).map_err(|e| format!("--mer-id: {}", e.problem))?;
         let (mac_key, iv) = self.secrets(&env)?;
+        let other_merchants = self
+            .other_merchants
+            .iter()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| other_merchant(m, &env))
+            .collect::<Result<Vec<_>, _>>()?;
         let faults = match self.faults.as_deref() {
             None => FaultPlan::none(),
             Some(spec) => {
@@ -111,6 +129,7 @@ impl SimArgs {
             mer_id,
             mac_key,
             iv,
+            other_merchants,
             seed: self.seed,
             faults,
             batch_every: self.batch_every_secs.map(Duration::from_secs),
@@ -129,7 +148,7 @@ impl SimArgs {
             file: self.mac_key_file.as_deref(),
             var: MAC_KEY_VAR,
             value: env(MAC_KEY_VAR),
-            default: REFERENCE_MAC_KEY,
+            default: Some(REFERENCE_MAC_KEY),
             len: MAC_KEY_LEN,
         }
         .resolve()?;
@@ -138,12 +157,66 @@ impl SimArgs {
             file: self.iv_file.as_deref(),
             var: IV_VAR,
             value: env(IV_VAR),
-            default: REFERENCE_IV,
+            default: Some(REFERENCE_IV),
             len: IV_LEN,
         }
         .resolve()?;
         Ok((mac_key, iv))
     }
+}
+
+/// One `--other-merchant`: `MERID`, its keys in the environment, or
+/// `MERID:KEY_FILE:IV_FILE`. A further merchant has no default keys.
+fn other_merchant(
+    spec: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SimMerchant, String> {
+    let mut parts = spec.trim().splitn(3, ':');
+    let named = parts.next().unwrap_or_default();
+    let mer_id = MerId::parse(named)
+        .map_err(|e| format!("--other-merchant {named:?}: the MERID: {}", e.problem))?;
+    let (key_file, iv_file) = match (parts.next(), parts.next()) {
+        (None, None) => (None, None),
+        (Some(key), Some(iv)) if !key.is_empty() && !iv.is_empty() => {
+            (Some(Path::new(key)), Some(Path::new(iv)))
+        }
+        _ => {
+            return Err(format!(
+                "--other-merchant {mer_id}: write the MERID alone (its keys in the environment) or MERID:KEY_FILE:IV_FILE"
+            ))
+        }
+    };
+    let (key_var, iv_var) = (
+        format!("{MAC_KEY_VAR}_{mer_id}"),
+        format!("{IV_VAR}_{mer_id}"),
+    );
+    let (key_option, iv_option) = (
+        format!("--other-merchant {mer_id} (its MAC key)"),
+        format!("--other-merchant {mer_id} (its IV)"),
+    );
+    let mac_key = SecretSource {
+        option: &key_option,
+        file: key_file,
+        var: &key_var,
+        value: env(&key_var),
+        default: None,
+        len: MAC_KEY_LEN,
+    }
+    .resolve()?;
+    let iv = SecretSource {
+        option: &iv_option,
+        file: iv_file,
+        var: &iv_var,
+        value: env(&iv_var),
+        default: None,
+        len: IV_LEN,
+    }
+    .resolve()?;
+    Ok(SimMerchant {
+        mer_id,
+        mac_key,
+        iv,
+    })
 }
 
 /// Runs the simulator until SIGINT or SIGTERM. Bad options: a message naming
@@ -163,10 +236,12 @@ pub async fn run_cli(args: SimArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cfg.mer_id.as_str() == REFERENCE_MER_ID
-        || cfg.mac_key == REFERENCE_MAC_KEY
-        || cfg.iv == REFERENCE_IV
-    {
+    let reference = |m: &SimMerchant| {
+        m.mer_id.as_str() == REFERENCE_MER_ID
+            || m.mac_key == REFERENCE_MAC_KEY
+            || m.iv == REFERENCE_IV
+    };
+    if reference(&cfg.first_merchant()) || cfg.other_merchants.iter().any(reference) {
         tracing::warn!(
             "using the protocol document's reference MERID/MAC key/IV: TEST-ONLY values, never a real merchant's"
         );
@@ -182,7 +257,8 @@ pub async fn run_cli(args: SimArgs) -> ExitCode {
     let server = match SimServer::start(cfg).await {
         Ok(s) => s,
         Err(e @ SimError::NonLoopbackListen(_))
-        | Err(e @ SimError::Keys(_))
+        | Err(e @ SimError::Keys { .. })
+        | Err(e @ SimError::MerchantTwice(_))
         | Err(e @ SimError::Faults(_))
         | Err(e @ SimError::Transactions(_)) => {
             eprintln!("refundd sim: {e}");
@@ -379,6 +455,73 @@ mod tests {
         assert_eq!(cfg.maintenance.len(), 2);
     }
 
+    #[test]
+    fn other_merchants_with_keys_from_the_environment_or_files() {
+        let key = secret_file("ASDFGHJKLZXCVBNMQWERTYUI\n", 0o600);
+        let iv = secret_file("iv876543", 0o600);
+        let file_spec = format!("7777777:{}:{}", path(&key), path(&iv));
+        let env = |name: &str| match name {
+            "REFUNDD_SIM_MAC_KEY_7654321" => Some("QWERTYUIOPASDFGHJKLZXCVB".to_string()),
+            "REFUNDD_SIM_IV_7654321" => Some("iv345678".to_string()),
+            _ => None,
+        };
+        let a = args(&[
+            "--other-merchant",
+            "7654321",
+            "--other-merchant",
+            &file_spec,
+        ])
+        .unwrap();
+        let cfg = a.config_with_env(env).unwrap();
+        let merchants: Vec<(&str, &str, &str)> = cfg
+            .other_merchants
+            .iter()
+            .map(|m| (m.mer_id.as_str(), &*m.mac_key, &*m.iv))
+            .collect();
+        assert_eq!(
+            merchants,
+            [
+                ("7654321", "QWERTYUIOPASDFGHJKLZXCVB", "iv345678"),
+                ("7777777", "ASDFGHJKLZXCVBNMQWERTYUI", "iv876543")
+            ]
+        );
+        assert_eq!(
+            cfg.mer_id.as_str(),
+            REFERENCE_MER_ID,
+            "the first stays first"
+        );
+        let text = format!("{a:?} {cfg:?}");
+        for secret in [
+            "QWERTYUIOPASDFGHJKLZXCVB",
+            "ASDFGHJKLZXCVBNMQWERTYUI",
+            "iv345678",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
+    fn another_merchant_s_keys_must_be_given_and_kept_private() {
+        // No default keys for a further merchant.
+        let e = config(&["--other-merchant", "7654321"]).unwrap_err();
+        assert!(
+            e.starts_with("--other-merchant 7654321") && e.contains("REFUNDD_SIM_MAC_KEY_7654321"),
+            "{e}"
+        );
+        let key = secret_file("ASDFGHJKLZXCVBNMQWERTYUI", 0o644);
+        let iv = secret_file("iv876543", 0o600);
+        let e = config(&[
+            "--other-merchant",
+            &format!("7654321:{}:{}", path(&key), path(&iv)),
+        ])
+        .unwrap_err();
+        assert!(e.contains("group or others"), "{e}");
+        for bad in ["76a", "7654321:only-one-file", "7654321::"] {
+            let e = config(&["--other-merchant", bad]).unwrap_err();
+            assert!(e.starts_with("--other-merchant"), "{bad}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn run_cli_exits_2_on_bad_options() {
         let short = secret_file("short", 0o600);
@@ -386,5 +529,11 @@ mod tests {
         assert_eq!(run_cli(bad_key).await, ExitCode::from(2));
         let open = args(&["--listen", "0.0.0.0:0"]).unwrap();
         assert_eq!(run_cli(open).await, ExitCode::from(2));
+        // One MERID served twice: which keys open its calls is unclear.
+        let key = secret_file("ASDFGHJKLZXCVBNMQWERTYUI", 0o600);
+        let iv = secret_file("iv876543", 0o600);
+        let twice = format!("{REFERENCE_MER_ID}:{}:{}", path(&key), path(&iv));
+        let twice = args(&["--listen", "127.0.0.1:0", "--other-merchant", &twice]).unwrap();
+        assert_eq!(run_cli(twice).await, ExitCode::from(2));
     }
 }

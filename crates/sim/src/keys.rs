@@ -1,6 +1,7 @@
-//! The simulated bank's MAC key and IV come from the environment or from a
-//! file only its owner can read, never from the command line: every user of
-//! the machine can read a process's arguments in `ps`.
+//! The simulated bank's MAC keys and IVs (one pair per merchant) come from
+//! the environment or from a file only its owner can read, never from the
+//! command line: every user of the machine can read a process's arguments in
+//! `ps`.
 
 use super::SimSecret;
 use std::path::Path;
@@ -8,13 +9,14 @@ use std::path::Path;
 /// The places one secret may come from, in the words an operator uses.
 pub(super) struct SecretSource<'a> {
     /// The option naming a file, e.g. `--mac-key-file`.
-    pub option: &'static str,
+    pub option: &'a str,
     pub file: Option<&'a Path>,
     /// The variable holding the value itself, e.g. `REFUNDD_SIM_MAC_KEY`.
-    pub var: &'static str,
+    pub var: &'a str,
     pub value: Option<String>,
-    /// Used when neither is given: the protocol document's test value.
-    pub default: &'static str,
+    /// Used when neither is given: the protocol document's test value. A
+    /// further merchant has none: its secrets must be given.
+    pub default: Option<&'static str>,
     /// Required length in ASCII characters.
     pub len: usize,
 }
@@ -35,7 +37,14 @@ impl SecretSource<'_> {
                 read_secret_file(path).map_err(|e| format!("{}: {e}", self.option))?,
             ),
             (None, Some(v)) => (self.var, SimSecret::from(v.as_str())),
-            (None, None) => return Ok(self.default.into()),
+            (None, None) => {
+                return self.default.map(SimSecret::from).ok_or_else(|| {
+                    format!(
+                    "{}: set {} or name a file holding it (a secret is never an option's value)",
+                    self.option, self.var
+                )
+                })
+            }
         };
         if secret.len() != self.len || !secret.is_ascii() {
             return Err(format!(

@@ -20,10 +20,10 @@ pub mod transitions;
 
 pub use dto::{
     BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
-    OtherAuthorisation, SimTx,
+    OtherAuthorisation, SimRefund, SimTx,
 };
 pub use operations::amount_field;
-use operations::{apply_to, Change, Refusal};
+use operations::{apply_to, next_references, Change, Refusal};
 use transitions::{BatchStep, BATCH_FINISH, BATCH_START};
 
 /// One parsed request, as the ledger needs it. `amount` is the operation's own
@@ -31,11 +31,24 @@ use transitions::{BatchStep, BATCH_FINISH, BATCH_START};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BankCall {
     pub operation: Operation,
+    /// The merchant whose keys opened the call: it finds only its own
+    /// transactions, and its answer names it.
+    pub mer_id: String,
     pub order_no: String,
     pub xid: Option<String>,
     pub auth_code: Option<String>,
     pub org_amt: Option<Money>,
     pub amount: Option<Money>,
+    /// The refund a refund reversal cancels, when it names one.
+    pub cred_batch: CredBatch,
+}
+
+/// A refund reversal's `CredBatchID` and `CredBatchSeq`: the refund it
+/// cancels, by the batch references of that refund's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CredBatch {
+    pub id: Option<String>,
+    pub seq: Option<String>,
 }
 
 /// The answer JSON the server seals: a flat object of strings.
@@ -57,6 +70,7 @@ pub mod refusal {
 
 #[derive(Clone, Debug)]
 struct Tx {
+    mer_id: String,
     order_no: String,
     xid: String,
     auth_code: String,
@@ -64,17 +78,67 @@ struct Tx {
     original_amount: i64,
     auth_amount: i64,
     state: TxState,
-    refunded_amount: i64,
     returned_amount: i64,
     pan: String,
     authorised_at: DateTime<FixedOffset>,
-    /// Amount of the last refund: the one a refund reversal cancels (or,
-    /// once reversed, the one it cancelled).
-    last_refund: i64,
-    /// The last money call was a refund reversal: a second one is a duplicate.
-    refund_reversed: bool,
+    /// Every refund of the transaction, oldest first, reversed ones included.
+    refunds: Vec<HeldRefund>,
     /// Other authorisations of the order number, as loaded.
     others: Vec<OtherAuth>,
+}
+
+/// One refund of a transaction as the books hold it.
+#[derive(Clone, Debug)]
+struct HeldRefund {
+    amount: i64,
+    refs: RefundRefs,
+    reversed: bool,
+    settled: bool,
+}
+
+/// Where the bank filed one refund: the references of its answer. All empty
+/// for a refund loaded without them, until `Ledger::load` gives them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RefundRefs {
+    batch_id: String,
+    batch_seq: String,
+    retr_ref: String,
+}
+
+impl RefundRefs {
+    fn is_empty(&self) -> bool {
+        self.batch_id.is_empty() && self.batch_seq.is_empty() && self.retr_ref.is_empty()
+    }
+
+    /// Whether `other` names the same refund: the same batch entry, or the
+    /// same retrieval reference.
+    fn clashes_with(&self, other: &RefundRefs) -> bool {
+        (self.batch_id == other.batch_id && self.batch_seq == other.batch_seq)
+            || self.retr_ref == other.retr_ref
+    }
+}
+
+impl HeldRefund {
+    /// Not reversed: its money is refunded, settled or not.
+    fn live(&self) -> bool {
+        !self.reversed
+    }
+
+    /// Not reversed and not settled yet: a refund reversal can still cancel it.
+    fn settling(&self) -> bool {
+        !self.reversed && !self.settled
+    }
+
+    fn to_sim(&self) -> SimRefund {
+        SimRefund {
+            amount: self.amount,
+            batch_id: self.refs.batch_id.clone(),
+            batch_seq: self.refs.batch_seq.clone(),
+            retr_ref: self.refs.retr_ref.clone(),
+            reversed: self.reversed,
+            settled: self.settled,
+        }
+    }
 }
 
 /// Another authorisation of a transaction's order number, checked: its state
@@ -103,6 +167,7 @@ impl OtherAuth {
 impl Tx {
     fn to_sim(&self) -> SimTx {
         SimTx {
+            mer_id: Some(self.mer_id.clone()),
             order_no: self.order_no.clone(),
             xid: self.xid.clone(),
             auth_code: self.auth_code.clone(),
@@ -110,11 +175,22 @@ impl Tx {
             original_amount: self.original_amount,
             auth_amount: self.auth_amount,
             state: self.state.code().to_string(),
-            refunded_amount: self.refunded_amount,
+            refunded_amount: self.refunded(),
             returned_amount: self.returned_amount,
             pan: self.pan.clone(),
             other_authorisations: self.others.iter().map(OtherAuth::to_sim).collect(),
+            refunds: self.refunds.iter().map(HeldRefund::to_sim).collect(),
         }
+    }
+
+    /// Refunded and not reversed: what the balance of a further refund
+    /// leaves out.
+    fn refunded(&self) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.live())
+            .map(|r| r.amount)
+            .sum()
     }
 
     /// An amount of this transaction as the wire writes it (`"901 1500 0"`).
@@ -158,10 +234,10 @@ struct CallEntry<'a> {
     state_after: Option<String>,
 }
 
-/// The simulated bank's books.
+/// The simulated bank's books. One transaction per order number, whichever
+/// merchant it belongs to.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    mer_id: String,
     txs: HashMap<String, Tx>,
     calls: Vec<CallRecord>,
     duplicates: u64,
@@ -169,32 +245,40 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(mer_id: &str) -> Self {
-        Self {
-            mer_id: mer_id.to_string(),
-            ..Self::default()
-        }
-    }
-
     /// Forgets every transaction and call.
     pub fn reset(&mut self) {
-        *self = Self::new(&self.mer_id);
+        *self = Self::default();
     }
 
     /// Checks transactions for loading; returns them ready to insert, or the
-    /// first problem with its index. Runs outside the lock.
-    pub fn prepare(txs: Vec<SimTx>, now: DateTime<FixedOffset>) -> Result<Vec<PreparedTx>, String> {
+    /// first problem with its index. `merchants` are the MERIDs the
+    /// simulator serves, the first (a transaction's when it names none)
+    /// first. Runs outside the lock.
+    pub fn prepare(
+        txs: Vec<SimTx>,
+        now: DateTime<FixedOffset>,
+        merchants: &[String],
+    ) -> Result<Vec<PreparedTx>, String> {
         txs.into_iter()
             .enumerate()
-            .map(|(i, t)| prepare_one(t, now).map_err(|e| format!("transaction {i}: {e}")))
+            .map(|(i, t)| {
+                prepare_one(t, now, merchants).map_err(|e| format!("transaction {i}: {e}"))
+            })
             .collect()
     }
 
-    /// Adds (or replaces, by order number) checked transactions.
+    /// Adds (or replaces, by order number) checked transactions; a refund
+    /// loaded without references gets them here, as the bank gave them.
     pub fn load(&mut self, txs: Vec<PreparedTx>) -> u64 {
         let n = txs.len() as u64;
         self.txs.reserve(txs.len());
-        for PreparedTx(tx) in txs {
+        for PreparedTx(mut tx) in txs {
+            let day = tx.authorised_at.format("%Y%m%d").to_string();
+            for i in 0..tx.refunds.len() {
+                if tx.refunds[i].refs.is_empty() {
+                    tx.refunds[i].refs = next_references(&mut self.refund_seq, &day, &tx.refunds);
+                }
+            }
             self.txs.insert(tx.order_no.clone(), tx);
         }
         n
@@ -273,7 +357,7 @@ impl Ledger {
         }
         for t in self.txs.values() {
             r.returned_total += t.returned_amount;
-            r.refunded_total += t.refunded_amount;
+            r.refunded_total += t.refunded();
             if t.returned_amount != 0 {
                 r.returned_by_order
                     .insert(t.order_no.clone(), t.returned_amount);
@@ -287,7 +371,8 @@ impl Ledger {
         self.move_states(&BATCH_START)
     }
 
-    /// Capture batch finish: 11 -> 12 and 21 -> 22.
+    /// Capture batch finish: 11 -> 12 and 21 -> 22, the refunds settling
+    /// settled.
     pub fn batch_finish(&mut self) -> BatchMoved {
         self.move_states(&BATCH_FINISH)
     }
@@ -301,6 +386,11 @@ impl Ledger {
             } else if t.state == step.refund.0 {
                 t.state = step.refund.1.clone();
                 moved.refunds += 1;
+                if step.settles_refunds {
+                    for r in t.refunds.iter_mut().filter(|r| r.live()) {
+                        r.settled = true;
+                    }
+                }
             }
         }
         moved
@@ -333,14 +423,15 @@ impl Ledger {
     }
 
     /// Logs a request refused before the books were consulted (bad envelope,
-    /// wrong MERID, malformed fields) and returns its answer.
+    /// unknown MERID, malformed fields) and returns its answer, as merchant
+    /// `mer_id` gets it.
     pub fn refuse_unread(
         &mut self,
         now: DateTime<Utc>,
+        mer_id: &str,
         operation: Operation,
         call: Option<&BankCall>,
-        code: &str,
-        errdesc: &str,
+        (code, errdesc): (&str, &str),
         fault: Option<&str>,
     ) -> Answer {
         self.push_call(
@@ -358,13 +449,16 @@ impl Ledger {
                 state_after: None,
             },
         );
-        refusal_answer(&self.mer_id, code, code, errdesc)
+        refusal_answer(mer_id, code, code, errdesc)
     }
 
     /// Applies one call to the books, logs it (with the fault that will spoil
-    /// its answer, if any) and returns the answer JSON.
+    /// its answer, if any) and returns the answer JSON. Another merchant's
+    /// transaction is not found, as the bank holds no such order for the
+    /// caller.
     pub fn apply(&mut self, now: DateTime<Utc>, call: &BankCall, fault: Option<&str>) -> Answer {
-        let Some(tx) = self.txs.get_mut(&call.order_no) else {
+        let Some(tx) = (self.txs.get_mut(&call.order_no)).filter(|t| t.mer_id == call.mer_id)
+        else {
             return self.not_found(now, call, fault);
         };
         let before = tx.state.code().to_string();
@@ -407,7 +501,7 @@ impl Ledger {
             },
         );
         refusal_answer(
-            &self.mer_id,
+            &call.mer_id,
             refusal::NOT_FOUND_RESP,
             refusal::NOT_FOUND_ERR,
             errdesc,
@@ -434,7 +528,7 @@ impl Ledger {
             state_after: None,
         };
         let mut a = Answer::new();
-        a.insert("MERID".into(), self.mer_id.clone().into());
+        a.insert("MERID".into(), call.mer_id.clone().into());
         a.insert("LID-M".into(), order_no.into());
         a.insert("RespCode".into(), "0".into());
         a.insert("ErrCode".into(), "00".into());
@@ -456,7 +550,7 @@ impl Ledger {
         if r.duplicate {
             self.duplicates += 1;
         }
-        let mut a = refusal_answer(&self.mer_id, r.code, r.code, &r.errdesc);
+        let mut a = refusal_answer(&call.mer_id, r.code, r.code, &r.errdesc);
         a.insert("LID-M".into(), order_no.into());
         let entry = CallEntry {
             operation: call.operation,
@@ -535,8 +629,13 @@ fn echo_call(answer: &mut Answer, call: &BankCall) {
 #[derive(Debug)]
 pub struct PreparedTx(Tx);
 
-fn prepare_one(t: SimTx, now: DateTime<FixedOffset>) -> Result<PreparedTx, String> {
+fn prepare_one(
+    t: SimTx,
+    now: DateTime<FixedOffset>,
+    merchants: &[String],
+) -> Result<PreparedTx, String> {
     OrderNo::parse(&t.order_no).map_err(|e| e.to_string())?;
+    let mer_id = merchant_of(&t, merchants)?;
     Xid::parse(&t.xid).map_err(|e| e.to_string())?;
     AuthCode::parse(&t.auth_code).map_err(|e| e.to_string())?;
     Currency::parse(&t.currency.to_string()).map_err(|e| e.to_string())?;
@@ -556,7 +655,9 @@ fn prepare_one(t: SimTx, now: DateTime<FixedOffset>) -> Result<PreparedTx, Strin
     if t.refunded_amount > t.auth_amount {
         return Err("refunded_amount must not exceed auth_amount".into());
     }
+    let refunds = prepare_refunds(&t, &state)?;
     Ok(PreparedTx(Tx {
+        mer_id,
         order_no: t.order_no,
         xid: t.xid,
         auth_code: t.auth_code,
@@ -564,16 +665,100 @@ fn prepare_one(t: SimTx, now: DateTime<FixedOffset>) -> Result<PreparedTx, Strin
         original_amount: t.original_amount,
         auth_amount: t.auth_amount,
         state,
-        refunded_amount: t.refunded_amount,
         returned_amount: t.returned_amount,
         pan: crate::ctbc::types::MaskedPan::from_bank(&t.pan)
             .as_str()
             .to_string(),
         authorised_at: now,
-        last_refund: t.refunded_amount,
-        refund_reversed: false,
+        refunds,
         others,
     }))
+}
+
+/// The merchant a transaction belongs to: the one it names, which the
+/// simulator must serve, or the first.
+fn merchant_of(t: &SimTx, merchants: &[String]) -> Result<String, String> {
+    let Some(named) = &t.mer_id else {
+        return merchants
+            .first()
+            .cloned()
+            .ok_or_else(|| "the simulator serves no merchant".to_string());
+    };
+    if merchants.contains(named) {
+        return Ok(named.clone());
+    }
+    Err(format!(
+        "mer_id {named:?} of order {:?} is not a merchant of the simulator, which serves {}",
+        t.order_no,
+        merchants.join(", ")
+    ))
+}
+
+/// Checks a transaction's refunds. Loaded without any, what it has refunded
+/// is one refund, settling while the transaction is in the refund batch's
+/// states before settling (20, 21), settled otherwise.
+fn prepare_refunds(t: &SimTx, state: &TxState) -> Result<Vec<HeldRefund>, String> {
+    if t.refunds.is_empty() {
+        let settling = *state == BATCH_START.refund.0 || *state == BATCH_START.refund.1;
+        return Ok((t.refunded_amount > 0)
+            .then(|| HeldRefund {
+                amount: t.refunded_amount,
+                refs: RefundRefs::default(),
+                reversed: false,
+                settled: !settling,
+            })
+            .into_iter()
+            .collect());
+    }
+    let mut refunds: Vec<HeldRefund> = Vec::with_capacity(t.refunds.len());
+    for (i, r) in t.refunds.iter().enumerate() {
+        let held = prepare_refund(r, &refunds).map_err(|e| format!("refunds[{i}]: {e}"))?;
+        refunds.push(held);
+    }
+    let live: i64 = refunds.iter().filter(|r| r.live()).map(|r| r.amount).sum();
+    if live != t.refunded_amount {
+        return Err(format!(
+            "refunded_amount {} is not {live}, the sum of the refunds not reversed",
+            t.refunded_amount
+        ));
+    }
+    Ok(refunds)
+}
+
+/// One refund of a transaction, checked against the ones before it.
+fn prepare_refund(r: &SimRefund, before: &[HeldRefund]) -> Result<HeldRefund, String> {
+    if r.amount <= 0 {
+        return Err("the amount must be above 0".into());
+    }
+    if r.reversed && r.settled {
+        return Err(
+            "a reversed refund never settles: reversed and settled are not both true".into(),
+        );
+    }
+    let refs = RefundRefs {
+        batch_id: r.batch_id.trim().to_string(),
+        batch_seq: r.batch_seq.trim().to_string(),
+        retr_ref: r.retr_ref.trim().to_string(),
+    };
+    let given = [&refs.batch_id, &refs.batch_seq, &refs.retr_ref]
+        .iter()
+        .filter(|v| !v.is_empty())
+        .count();
+    if given != 0 && given != 3 {
+        return Err("give batch_id, batch_seq and retr_ref together, or none of them (the simulator then gives them)".into());
+    }
+    if given == 3 && before.iter().any(|b| b.refs.clashes_with(&refs)) {
+        return Err(
+            "its batch_id and batch_seq, or its retr_ref, are another refund's of the transaction"
+                .into(),
+        );
+    }
+    Ok(HeldRefund {
+        amount: r.amount,
+        refs,
+        reversed: r.reversed,
+        settled: r.settled,
+    })
 }
 
 /// Checks a transaction's other authorisations: each XID its own, each in a

@@ -13,6 +13,7 @@ mod in_flight;
 mod keys;
 pub mod ledger;
 pub mod maintenance;
+mod merchants;
 pub mod transactions_file;
 pub mod wire;
 
@@ -37,7 +38,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ctbc::envelope::{Envelope, EnvelopeError};
+use crate::ctbc::envelope::EnvelopeError;
 use crate::ctbc::operation::PUBLISHED_BASE_PATH;
 use crate::ctbc::types::MerId;
 use crate::ctbc::Operation;
@@ -48,9 +49,11 @@ pub use cli::{run_cli, SimArgs};
 pub use faults::{FaultKind, FaultPlan, FaultRule};
 pub use ledger::{
     BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
-    OtherAuthorisation, SimTx,
+    OtherAuthorisation, SimRefund, SimTx,
 };
 pub use maintenance::Maintenance;
+use merchants::Merchants;
+pub use merchants::SimMerchant;
 
 /// The protocol document's reference values: for tests and rehearsals only.
 pub const REFERENCE_MER_ID: &str = "1234567";
@@ -93,15 +96,19 @@ impl PartialEq<&str> for SimSecret {
     }
 }
 
-/// Everything the simulator is started with. Debug leaves out the key and IV.
+/// Everything the simulator is started with. Debug leaves out the keys and IVs.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub listen: SocketAddr,
     /// Listening on (and taking admin calls from) other than loopback must be asked for.
     pub allow_non_loopback: bool,
+    /// The first merchant: its MERID, MAC key and IV. A transaction that
+    /// names no merchant is this one's.
     pub mer_id: MerId,
     pub mac_key: SimSecret,
     pub iv: SimSecret,
+    /// Further merchants, each with a MERID, MAC key and IV of its own.
+    pub other_merchants: Vec<SimMerchant>,
     /// Seed of the fault generator: the same seed and the same calls in the
     /// same order give the same faults.
     pub seed: u64,
@@ -127,12 +134,22 @@ impl SimConfig {
             mer_id: MerId::parse(REFERENCE_MER_ID).expect("the reference MERID is digits"),
             mac_key: REFERENCE_MAC_KEY.into(),
             iv: REFERENCE_IV.into(),
+            other_merchants: Vec::new(),
             seed: 1,
             faults: FaultPlan::none(),
             batch_every: None,
             batch_duration: Duration::from_secs(60),
             maintenance: Vec::new(),
             transactions: Vec::new(),
+        }
+    }
+
+    /// The first merchant, as the others are written.
+    pub fn first_merchant(&self) -> SimMerchant {
+        SimMerchant {
+            mer_id: self.mer_id.clone(),
+            mac_key: self.mac_key.clone(),
+            iv: self.iv.clone(),
         }
     }
 }
@@ -147,8 +164,15 @@ pub enum SimError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the MAC key or IV: {0}")]
-    Keys(#[from] EnvelopeError),
+    #[error("merchant {mer_id}'s MAC key or IV: {source}")]
+    Keys {
+        mer_id: String,
+        source: EnvelopeError,
+    },
+    #[error(
+        "--other-merchant {0}: the simulator serves that MERID already; give each merchant once"
+    )]
+    MerchantTwice(String),
     #[error("--faults: {0}")]
     Faults(String),
     #[error("--transactions: {0}")]
@@ -164,8 +188,7 @@ pub(crate) struct FaultState {
 /// What every handler shares. Locks are held only for bookkeeping, never
 /// across cryptography or waiting.
 pub(crate) struct Shared {
-    pub mer_id: String,
-    pub envelope: Envelope,
+    pub merchants: Merchants,
     pub allow_non_loopback: bool,
     pub seed: u64,
     pub initial_faults: FaultPlan,
@@ -184,8 +207,8 @@ impl Shared {
     /// calls, the configured faults and windows, the generator reseeded.
     pub(crate) fn reset(&self) {
         // Checked at start, so they load again; checking runs outside the lock.
-        let initial = starting_books(&self.mer_id, &self.initial_transactions);
-        *lock(&self.ledger) = initial.unwrap_or_else(|_| ledger::Ledger::new(&self.mer_id));
+        let initial = starting_books(&self.merchants.ids(), &self.initial_transactions);
+        *lock(&self.ledger) = initial.unwrap_or_default();
         self.in_flight.reset();
         *lock(&self.faults) = FaultState {
             plan: self.initial_faults.clone(),
@@ -199,12 +222,14 @@ impl Shared {
 }
 
 /// The books as they are at start: the configured transactions, no calls.
-fn starting_books(mer_id: &str, txs: &[SimTx]) -> Result<ledger::Ledger, SimError> {
+/// `merchants` are the MERIDs served, the first first.
+fn starting_books(merchants: &[String], txs: &[SimTx]) -> Result<ledger::Ledger, SimError> {
     let now = Utc::now()
         .with_timezone(&chrono_tz::Asia::Taipei)
         .fixed_offset();
-    let prepared = ledger::Ledger::prepare(txs.to_vec(), now).map_err(SimError::Transactions)?;
-    let mut books = ledger::Ledger::new(mer_id);
+    let prepared =
+        ledger::Ledger::prepare(txs.to_vec(), now, merchants).map_err(SimError::Transactions)?;
+    let mut books = ledger::Ledger::default();
     books.load(prepared);
     Ok(books)
 }
@@ -223,15 +248,15 @@ impl SimServer {
             return Err(SimError::NonLoopbackListen(cfg.listen));
         }
         cfg.faults.validate().map_err(SimError::Faults)?;
-        let envelope = Envelope::new(cfg.mac_key.as_bytes(), cfg.iv.as_bytes())?;
+        let merchants = Merchants::new(&cfg.first_merchant(), &cfg.other_merchants)?;
+        let books = starting_books(&merchants.ids(), &cfg.transactions)?;
         let shared = Arc::new(Shared {
-            mer_id: cfg.mer_id.as_str().to_string(),
-            envelope,
+            merchants,
             allow_non_loopback: cfg.allow_non_loopback,
             seed: cfg.seed,
             initial_faults: cfg.faults.clone(),
             initial_windows: cfg.maintenance.clone(),
-            ledger: Mutex::new(starting_books(cfg.mer_id.as_str(), &cfg.transactions)?),
+            ledger: Mutex::new(books),
             initial_transactions: cfg.transactions,
             in_flight: in_flight::InFlight::default(),
             faults: Mutex::new(FaultState {
@@ -263,7 +288,8 @@ impl SimServer {
         let clock = cfg.batch_every.map(|every| {
             batch::spawn_clock(shared.clone(), every, cfg.batch_duration, stop.clone())
         });
-        tracing::info!(%addr, mer_id = %cfg.mer_id, seed = cfg.seed, "bank simulator listening");
+        let mer_ids = shared.merchants.ids().join(",");
+        tracing::info!(%addr, mer_id = %cfg.mer_id, %mer_ids, seed = cfg.seed, "bank simulator listening");
         Ok(SimServer {
             addr,
             stop,
@@ -344,7 +370,7 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
     // its reading included, as a slow bank would.
     let arrived = tokio::time::Instant::now();
     let _answering = s.in_flight.begin();
-    let read = wire::read_request(&body, operation, &s.mer_id, &s.envelope);
+    let read = wire::read_request(&body, operation, &s.merchants);
     let known = match &read {
         Ok(call) => Some(call),
         Err(unread) => unread.call.as_deref(),
@@ -381,16 +407,21 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
         };
     }
     let fault = draw.kind.map(FaultKind::as_str);
+    // Sealed for the merchant the call named, if the simulator serves it.
+    let merchant = s.merchants.answering(match &read {
+        Ok(call) => Some(call.mer_id.as_str()),
+        Err(unread) => unread.mer_id.as_deref(),
+    });
     let answer = {
         let mut ledger = lock(&s.ledger);
         let answer = match &read {
             Ok(call) => ledger.apply(Utc::now(), call, fault),
             Err(u) => ledger.refuse_unread(
                 Utc::now(),
+                &merchant.mer_id,
                 operation,
                 u.call.as_deref(),
-                u.code,
-                &u.errdesc,
+                (u.code, &u.errdesc),
                 fault,
             ),
         };
@@ -400,7 +431,9 @@ async fn bank_call(operation: Operation, s: Arc<Shared>, body: Bytes) -> Respons
     match draw.kind {
         Some(FaultKind::ApplyThenDrop) => wire::dropped_connection(),
         Some(FaultKind::Garbage) => wire::garbage(detail),
-        Some(FaultKind::WrongMac) => wire::sealed_with_wrong_mac(&s.mer_id, &s.envelope, &answer),
-        _ => wire::sealed(&s.mer_id, &s.envelope, &answer),
+        Some(FaultKind::WrongMac) => {
+            wire::sealed_with_wrong_mac(&merchant.mer_id, &merchant.envelope, &answer)
+        }
+        _ => wire::sealed(&merchant.mer_id, &merchant.envelope, &answer),
     }
 }

@@ -11,12 +11,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::ledger::SimTx;
-use crate::ctbc::types::{AuthCode, Currency, OrderNo, TxState, Xid};
+use crate::ctbc::types::{AuthCode, Currency, MerId, OrderNo, TxState, Xid};
 
-/// The columns (CSV) or keys (JSON) of a transaction; `currency` may be left out.
+/// The columns (CSV) or keys (JSON) of a transaction; `currency` and
+/// `mer_id` (the merchant it belongs to) may be left out.
 const REQUIRED: [&str; 5] = ["order_no", "xid", "auth_code", "amount", "state"];
-const OPTIONAL: [&str; 1] = ["currency"];
-const COLUMNS: &str = "order_no, xid, auth_code, amount, state and optionally currency";
+const OPTIONAL: [&str; 2] = ["currency", "mer_id"];
+const COLUMNS: &str = "order_no, xid, auth_code, amount, state and optionally currency and mer_id";
 
 /// How many problems an error lists before it counts the rest.
 const LISTED: usize = 20;
@@ -309,9 +310,21 @@ fn checked_row(row: &RawRow) -> Result<SimTx, Vec<RowProblem>> {
             Currency::parse(v).map_err(|e| e.problem)
         }),
     };
-    match (order_no, xid, auth_code, amount, state, currency) {
-        (Some(o), Some(x), Some(a), Some(amount), Some(state), Some(c)) if problems.is_empty() => {
-            Ok(transaction(&o, &x, &a, amount, state, c))
+    // Left out: the simulator's first merchant (whether it serves a named
+    // one is checked as the books load).
+    let mer_id = match row.get("mer_id") {
+        None => Some(None),
+        Some(_) => field(row, "mer_id", p, |v| {
+            MerId::parse(v).map(Some).map_err(|e| e.problem)
+        }),
+    };
+    match (order_no, xid, auth_code, amount, state, currency, mer_id) {
+        (Some(o), Some(x), Some(a), Some(amount), Some(state), Some(c), Some(m))
+            if problems.is_empty() =>
+        {
+            let mut tx = transaction(&o, &x, &a, amount, state, c);
+            tx.mer_id = m.map(|m| m.to_string());
+            Ok(tx)
         }
         _ => Err(problems),
     }
@@ -441,6 +454,16 @@ mod tests {
                 SimTx::new("O2", "X2", "A2", 800, TxState::AuthFailed),
             ]
         );
+    }
+
+    #[test]
+    fn a_merchant_may_be_named() {
+        let text = "order_no,xid,auth_code,amount,state,mer_id\nO1,X1,A1,300,12,7654321\nO2,X2,A2,400,12,\n";
+        let txs = parse(text).unwrap();
+        let merchants: Vec<Option<&str>> = txs.iter().map(|t| t.mer_id.as_deref()).collect();
+        assert_eq!(merchants, [Some("7654321"), None]);
+        let p = problems("order_no,xid,auth_code,amount,state,mer_id\nO1,X1,A1,300,12,76a\n");
+        assert!(p.iter().any(at(2, "mer_id")), "{p:?}");
     }
 
     #[test]

@@ -15,13 +15,17 @@ use crate::ctbc::envelope::{to_big5, Envelope, EnvelopeError};
 use crate::ctbc::types::{Money, OrderNo};
 use crate::ctbc::Operation;
 
-use super::ledger::{amount_field, refusal, Answer, BankCall};
+use super::ledger::{amount_field, refusal, Answer, BankCall, CredBatch};
+use super::merchants::Merchants;
 
 /// A request the bank refuses before looking at its books.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unread {
     /// What could be read of it, for the call log.
     pub call: Option<Box<BankCall>>,
+    /// The merchant it named, when the simulator serves that merchant: the
+    /// refusal is sealed under that merchant's keys.
+    pub mer_id: Option<String>,
     pub code: &'static str,
     pub errdesc: String,
 }
@@ -30,19 +34,26 @@ impl Unread {
     fn new(code: &'static str, errdesc: impl Into<String>) -> Self {
         Self {
             call: None,
+            mer_id: None,
             code,
             errdesc: errdesc.into(),
         }
     }
+
+    fn of(mut self, mer_id: &str) -> Self {
+        self.mer_id = Some(mer_id.to_string());
+        self
+    }
 }
 
-/// Reads the form body (`MERID`, `ApiEnc`), opens the envelope and takes the
-/// fields of `operation` out of the request JSON.
-pub fn read_request(
+/// Reads the form body (`MERID`, `ApiEnc`), opens the envelope with the keys
+/// of the merchant the form names and takes the fields of `operation` out of
+/// the request JSON. A MERID the simulator does not serve has no keys to open
+/// the envelope with: refused as a MAC failure, as the bank would.
+pub(crate) fn read_request(
     body: &[u8],
     operation: Operation,
-    mer_id: &str,
-    envelope: &Envelope,
+    merchants: &Merchants,
 ) -> Result<BankCall, Unread> {
     let mut form_mer_id = None;
     let mut api_enc = None;
@@ -53,31 +64,39 @@ pub fn read_request(
             _ => {}
         }
     }
-    match form_mer_id {
-        None => {
-            return Err(Unread::new(
-                refusal::MERCHANT,
-                "特店代號錯誤 MERID is missing",
-            ))
-        }
-        Some(m) if m != mer_id => {
-            return Err(Unread::new(
-                refusal::MERCHANT,
-                "特店代號錯誤 MERID is not this merchant's",
-            ))
-        }
-        Some(_) => {}
-    }
-    let api_enc =
-        api_enc.ok_or_else(|| Unread::new(refusal::FORMAT, "欄位缺少 ApiEnc is missing"))?;
-    let json = envelope.open(&api_enc).map_err(|e| match e {
-        EnvelopeError::MacMismatch => Unread::new(refusal::MAC, "MAC 驗證失敗 MAC check failed"),
-        other => Unread::new(
+    let Some(form_mer_id) = form_mer_id else {
+        return Err(Unread::new(
+            refusal::MERCHANT,
+            "特店代號錯誤 MERID is missing",
+        ));
+    };
+    let Some(merchant) = merchants.named(&form_mer_id) else {
+        return Err(Unread::new(
             refusal::MAC,
-            format!("ApiEnc 無法解密 MAC check failed: {other}"),
-        ),
+            "MAC 驗證失敗 MAC check failed: no keys for this MERID",
+        ));
+    };
+    let mer_id = merchant.mer_id.as_str();
+    let api_enc = api_enc
+        .ok_or_else(|| Unread::new(refusal::FORMAT, "欄位缺少 ApiEnc is missing").of(mer_id))?;
+    let json = merchant.envelope.open(&api_enc).map_err(|e| {
+        match e {
+            EnvelopeError::MacMismatch => {
+                Unread::new(refusal::MAC, "MAC 驗證失敗 MAC check failed")
+            }
+            other => Unread::new(
+                refusal::MAC,
+                format!("ApiEnc 無法解密 MAC check failed: {other}"),
+            ),
+        }
+        .of(mer_id)
     })?;
-    let fields: serde_json::Map<String, Value> = serde_json::from_str(&json)
+    read_fields(&json, operation, mer_id).map_err(|u| u.of(mer_id))
+}
+
+/// The fields of `operation` out of an opened request of merchant `mer_id`.
+fn read_fields(json: &str, operation: Operation, mer_id: &str) -> Result<BankCall, Unread> {
+    let fields: serde_json::Map<String, Value> = serde_json::from_str(json)
         .map_err(|_| Unread::new(refusal::FORMAT, "格式錯誤 request is not a JSON object"))?;
     let text = |name: &str| -> Result<Option<String>, Unread> {
         match fields.get(name) {
@@ -92,7 +111,7 @@ pub fn read_request(
     if text("MERID")?.as_deref() != Some(mer_id) {
         return Err(Unread::new(
             refusal::MERCHANT,
-            "特店代號錯誤 MERID in ApiEnc is not this merchant's",
+            "特店代號錯誤 MERID in ApiEnc is not the form's",
         ));
     }
     let order_no =
@@ -105,11 +124,13 @@ pub fn read_request(
     }
     let mut call = BankCall {
         operation,
+        mer_id: mer_id.to_string(),
         order_no,
         xid: None,
         auth_code: None,
         org_amt: None,
         amount: None,
+        cred_batch: CredBatch::default(),
     };
     if operation == Operation::Inquiry {
         return Ok(call);
@@ -135,6 +156,15 @@ pub fn read_request(
     call.auth_code = text("AuthCode").map_err(with_call)?;
     call.org_amt = money("OrgAmt").map_err(with_call)?;
     call.amount = money(amount_field(operation)).map_err(with_call)?;
+    if operation == Operation::RefundReversal {
+        let named = |name: &str| {
+            text(name).map(|v| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
+        };
+        call.cred_batch = CredBatch {
+            id: named("CredBatchID").map_err(with_call)?,
+            seq: named("CredBatchSeq").map_err(with_call)?,
+        };
+    }
     Ok(call)
 }
 
@@ -291,9 +321,32 @@ pub fn dropped_connection() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{SimMerchant, REFERENCE_IV, REFERENCE_MAC_KEY, REFERENCE_MER_ID};
+
+    /// Another merchant's keys.
+    const OTHER_KEY: &str = "QWERTYUIOPASDFGHJKLZXCVB";
+    const OTHER_IV: &str = "iv345678";
 
     fn env() -> Envelope {
-        Envelope::new(b"ABCDEFGHIJKLMNOPQRSTUVWX", b"test8iv!").unwrap()
+        Envelope::new(REFERENCE_MAC_KEY.as_bytes(), REFERENCE_IV.as_bytes()).unwrap()
+    }
+
+    fn other_env() -> Envelope {
+        Envelope::new(OTHER_KEY.as_bytes(), OTHER_IV.as_bytes()).unwrap()
+    }
+
+    /// The reference merchant, 1234567, and 7654321 with keys of its own.
+    fn merchants() -> Merchants {
+        let merchant = |mer_id: &str, key: &str, iv: &str| SimMerchant {
+            mer_id: crate::ctbc::types::MerId::parse(mer_id).unwrap(),
+            mac_key: key.into(),
+            iv: iv.into(),
+        };
+        Merchants::new(
+            &merchant(REFERENCE_MER_ID, REFERENCE_MAC_KEY, REFERENCE_IV),
+            &[merchant("7654321", OTHER_KEY, OTHER_IV)],
+        )
+        .unwrap()
     }
 
     fn form(json: &str) -> Vec<u8> {
@@ -305,21 +358,73 @@ mod tests {
         let body = form(
             r#"{"MERID":"1234567","LID-M":"O1","AuthCode":"A1","CredAmt":"901 500 0","OrgAmt":"901 1500 0","XID":"X1","VERSION":"3.2","SwRevision":"t"}"#,
         );
-        let c = read_request(&body, Operation::Refund, "1234567", &env()).unwrap();
+        let c = read_request(&body, Operation::Refund, &merchants()).unwrap();
+        assert_eq!(c.mer_id, "1234567");
         assert_eq!(c.order_no, "O1");
         assert_eq!(c.xid.as_deref(), Some("X1"));
         assert_eq!(c.amount.map(|m| m.amount()), Some(500));
         assert_eq!(c.org_amt.map(|m| m.amount()), Some(1500));
+        assert_eq!(c.cred_batch, CredBatch::default());
+    }
+
+    #[test]
+    fn reads_the_refund_a_refund_reversal_names() {
+        let body = form(
+            r#"{"MERID":"1234567","LID-M":"O1","XID":"X1","AuthCode":"A1","CredRevAmt":"901 0 0","OrgAmt":"901 500 0","CredBatchID":" 20240501 ","CredBatchSeq":"000002","VERSION":"3.2","SwRevision":"t"}"#,
+        );
+        let c = read_request(&body, Operation::RefundReversal, &merchants()).unwrap();
+        assert_eq!(
+            (c.cred_batch.id.as_deref(), c.cred_batch.seq.as_deref()),
+            (Some("20240501"), Some("000002"))
+        );
+    }
+
+    #[test]
+    fn a_call_opens_only_with_the_keys_of_the_merchant_it_names() {
+        let json = |mer_id: &str| format!(r#"{{"MERID":"{mer_id}","LID-M":"O1"}}"#);
+        let body = |mer_id: &str, env: &Envelope| {
+            format!("MERID={mer_id}&ApiEnc={}", env.seal(&json(mer_id)).unwrap()).into_bytes()
+        };
+        let read = |b: Vec<u8>| read_request(&b, Operation::Inquiry, &merchants());
+        assert_eq!(
+            read(body("7654321", &other_env())).unwrap().mer_id,
+            "7654321"
+        );
+        // Sealed with 7654321's keys, naming 1234567: a MAC failure, told to 1234567.
+        let u = read(body("1234567", &other_env())).unwrap_err();
+        assert_eq!(
+            (u.code, u.mer_id.as_deref()),
+            (refusal::MAC, Some("1234567"))
+        );
+        let u = read(body("7654321", &env())).unwrap_err();
+        assert_eq!(
+            (u.code, u.mer_id.as_deref()),
+            (refusal::MAC, Some("7654321"))
+        );
+        // A MERID the bank has no keys for: a MAC failure too, told to nobody.
+        let u = read(body("1111111", &env())).unwrap_err();
+        assert_eq!((u.code, u.mer_id), (refusal::MAC, None));
+        // The envelope names another merchant than the form.
+        let other = format!(
+            "MERID=7654321&ApiEnc={}",
+            other_env().seal(&json("1234567")).unwrap()
+        );
+        let u = read(other.into_bytes()).unwrap_err();
+        assert_eq!(
+            (u.code, u.mer_id.as_deref()),
+            (refusal::MERCHANT, Some("7654321"))
+        );
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        let e = env();
-        let mac = |b: &[u8]| read_request(b, Operation::Inquiry, "1234567", &e).unwrap_err();
-        assert_eq!(mac(b"MERID=7654321&ApiEnc=00").code, refusal::MERCHANT);
+        let m = merchants();
+        let mac = |b: &[u8]| read_request(b, Operation::Inquiry, &m).unwrap_err();
+        assert_eq!(mac(b"ApiEnc=00").code, refusal::MERCHANT);
+        assert_eq!(mac(b"MERID=1111111&ApiEnc=00").code, refusal::MAC);
         assert_eq!(mac(b"MERID=1234567").code, refusal::FORMAT);
         assert_eq!(mac(b"MERID=1234567&ApiEnc=zz").code, refusal::MAC);
-        let forged = e
+        let forged = env()
             .seal_with_forged_mac(r#"{"MERID":"1234567","LID-M":"O1"}"#, &"0".repeat(48))
             .unwrap();
         let u = mac(format!("MERID=1234567&ApiEnc={forged}").as_bytes());
@@ -337,8 +442,7 @@ mod tests {
         let u = read_request(
             &form(r#"{"MERID":"1234567","LID-M":"O1","OrgAmt":"15.00"}"#),
             Operation::Reversal,
-            "1234567",
-            &e,
+            &m,
         )
         .unwrap_err();
         assert!(u.errdesc.contains("OrgAmt"));

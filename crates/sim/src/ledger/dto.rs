@@ -13,6 +13,11 @@ use crate::ctbc::types::{Currency, TxState};
 /// A transaction as the admin API loads and shows it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SimTx {
+    /// The merchant (MERID) the transaction belongs to: only that merchant's
+    /// calls find it. Left out when loading: the simulator's first merchant;
+    /// always shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mer_id: Option<String>,
     pub order_no: String,
     pub xid: String,
     pub auth_code: String,
@@ -24,7 +29,7 @@ pub struct SimTx {
     pub auth_amount: i64,
     /// `CurrentState` code, e.g. "10".
     pub state: String,
-    /// Refunded so far and not reversed.
+    /// Refunded so far and not reversed: the sum of the live `refunds`.
     pub refunded_amount: i64,
     /// Money given back to the cardholder by accepted calls: a reversal adds
     /// what it took off the authorisation, a refund adds its amount, a refund
@@ -38,6 +43,35 @@ pub struct SimTx {
     /// transaction alone, by its XID.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_authorisations: Vec<OtherAuthorisation>,
+    /// Every refund of the transaction the bank holds, oldest first,
+    /// reversed ones included. Left out when loading: the
+    /// `refunded_amount`, if any, as one refund (settling in state 20 or 21,
+    /// settled otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<SimRefund>,
+}
+
+/// One refund of a transaction: its amount, where the bank filed it (the
+/// `BatchID`, `BatchSeq` and `RetrRef` of its answer, which a refund reversal
+/// names it by), and what became of it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SimRefund {
+    /// The amount refunded (`CredAmt`), in the transaction's currency.
+    pub amount: i64,
+    /// Left empty when loading, all three: the simulator gives them.
+    #[serde(default)]
+    pub batch_id: String,
+    #[serde(default)]
+    pub batch_seq: String,
+    #[serde(default)]
+    pub retr_ref: String,
+    /// Cancelled by a refund reversal: its money came back to the balance.
+    #[serde(default)]
+    pub reversed: bool,
+    /// Settled by the refund batch (21 -> 22): it can no longer be reversed.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// Another authorisation of a transaction's order number, in a state no
@@ -70,6 +104,7 @@ impl SimTx {
         state: TxState,
     ) -> Self {
         Self {
+            mer_id: None,
             order_no: order_no.into(),
             xid: xid.into(),
             auth_code: auth_code.into(),
@@ -81,6 +116,7 @@ impl SimTx {
             returned_amount: 0,
             pan: "411111******1111".to_string(),
             other_authorisations: Vec::new(),
+            refunds: Vec::new(),
         }
     }
 }
@@ -141,7 +177,9 @@ pub struct LedgerReport {
     pub transactions: u64,
     /// Number of calls logged.
     pub calls: u64,
-    /// Calls refused because the money they would move had already moved.
+    /// Calls refused because the money they would move had already moved,
+    /// or as a resent one looks: a refund while an earlier refund of its
+    /// transaction is settling, a reversal of a refund already reversed.
     pub duplicates: u64,
     pub accepted: u64,
     pub refused: u64,

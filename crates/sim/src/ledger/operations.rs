@@ -1,13 +1,15 @@
 //! One call applied to one transaction: the checks every money-moving call
 //! must pass (batch lock, fields matching the record), then the row of the
 //! state table (`transitions`) that says whether it is accepted, a duplicate
-//! or refused in the transaction's state, then the money it moves. An
-//! inquiry answers every authorisation of the order number.
+//! or refused in the transaction's state, then the money it moves: a refund
+//! within the balance its earlier refunds leave, a refund reversal of the
+//! one refund it names (or the one settling). An inquiry answers every
+//! authorisation of the order number.
 
 use chrono::{DateTime, Utc};
 
-use super::transitions::{batch_locked, transition, Transition};
-use super::{refusal, Answer, BankCall, OtherAuth, Tx};
+use super::transitions::{batch_locked, transition, Transition, BATCH_FINISH};
+use super::{refusal, Answer, BankCall, HeldRefund, OtherAuth, RefundRefs, Tx};
 use crate::ctbc::types::{AuthCode, MaskedPan, OrderNo, TxState, Xid};
 use crate::ctbc::wire::string_object;
 use crate::ctbc::{Inquiry, InquiryRecord, Operation};
@@ -136,8 +138,6 @@ fn check_call(tx: &Tx, call: &BankCall, rule: &Transition) -> Result<(), Refusal
             format!("交易資料不符 {field} does not match the transaction"),
         )
     };
-    let missing =
-        |field: &str| Refusal::new(refusal::FORMAT, format!("欄位缺少 {field} is missing"));
     match &call.xid {
         None => return Err(missing("XID")),
         Some(x) if *x != tx.xid => return Err(mismatch("XID")),
@@ -148,12 +148,14 @@ fn check_call(tx: &Tx, call: &BankCall, rule: &Transition) -> Result<(), Refusal
         Some(a) if *a != tx.auth_code => return Err(mismatch("AuthCode")),
         Some(_) => {}
     }
+    // The refund a refund reversal names must be one of the transaction's.
+    let target = match call.operation {
+        Operation::RefundReversal => reversal_target(tx, call)?,
+        _ => None,
+    };
     match &call.org_amt {
         None => return Err(missing("OrgAmt")),
-        Some(m)
-            if m.currency_code() != tx.currency
-                || !org_amt_matches(tx, call.operation, m.amount()) =>
-        {
+        Some(m) if m.currency_code() != tx.currency || !org_amt_matches(tx, target, m.amount()) => {
             return Err(mismatch("OrgAmt"))
         }
         Some(_) => {}
@@ -165,44 +167,112 @@ fn check_call(tx: &Tx, call: &BankCall, rule: &Transition) -> Result<(), Refusal
     }
 }
 
+fn missing(field: &str) -> Refusal {
+    Refusal::new(refusal::FORMAT, format!("欄位缺少 {field} is missing"))
+}
+
 /// The state table's verdict: a duplicate (the money already moved, or the
-/// call repeats the last accepted one), refused, or on to the money.
+/// call repeats an accepted one), refused, or on to the money.
 fn check_state(tx: &Tx, call: &BankCall, rule: &Transition) -> Result<(), Refusal> {
     if rule.duplicate_in.contains(&tx.state) {
         return Err(Refusal::duplicate(rule.duplicate_because));
     }
-    if rule.repeat_in.as_ref() == Some(&tx.state) {
+    if rule.repeat_in.contains(&tx.state) {
         if let Some(why) = repeated(tx, call) {
             return Err(Refusal::duplicate(why));
         }
     }
-    if tx.state != rule.from {
+    if !rule.accepted_in.contains(&tx.state) {
         return Err(state_refusal(tx, rule.name));
     }
     Ok(())
 }
 
-/// Why the call repeats the last accepted call of its kind, if it does.
+/// Why the call repeats an accepted call of its kind, if it does.
 fn repeated(tx: &Tx, call: &BankCall) -> Option<String> {
     match call.operation {
         Operation::Reversal => (call_amount(call) == tx.auth_amount
             && tx.auth_amount < tx.original_amount)
             .then(|| format!("authorisation already lowered to {}", tx.auth_amount)),
-        Operation::RefundReversal => tx
-            .refund_reversed
-            .then(|| "refund already reversed".to_string()),
+        Operation::RefundReversal => reversal_target(tx, call)
+            .ok()
+            .flatten()
+            .and_then(|i| tx.refunds.get(i))
+            .filter(|r| r.reversed)
+            .map(|r| format!("refund {} already reversed", shown(&r.refs))),
         _ => None,
     }
 }
 
-/// `OrgAmt` is the amount first authorised. For a refund reversal the public
-/// adapters send the refund being cancelled instead (with `CredRevAmt` 0),
-/// and the bank's own reading is not documented: both are accepted.
-fn org_amt_matches(tx: &Tx, operation: Operation, amount: i64) -> bool {
+/// `OrgAmt` is the amount first authorised, in every call and every refund
+/// of a transaction. For a refund reversal the bank's own libraries and the
+/// public adapters send the amount of the refund being cancelled (`target`)
+/// instead, with `CredRevAmt` 0: both are accepted.
+fn org_amt_matches(tx: &Tx, target: Option<usize>, amount: i64) -> bool {
     amount == tx.original_amount
-        || (operation == Operation::RefundReversal
-            && tx.last_refund > 0
-            && amount == tx.last_refund)
+        || target
+            .and_then(|i| tx.refunds.get(i))
+            .is_some_and(|r| r.amount == amount)
+}
+
+/// The refund a refund reversal cancels, by its index: the one its
+/// `CredBatchID` and `CredBatchSeq` name, or, naming none, the one refund of
+/// the transaction still settling (the last one, already reversed, when none
+/// is: then the call repeats that reversal; else none). Several settling: it
+/// must name one.
+fn reversal_target(tx: &Tx, call: &BankCall) -> Result<Option<usize>, Refusal> {
+    match (&call.cred_batch.id, &call.cred_batch.seq) {
+        (Some(id), Some(seq)) => tx
+            .refunds
+            .iter()
+            .position(|r| r.refs.batch_id == *id && r.refs.batch_seq == *seq)
+            .map(Some)
+            .ok_or_else(|| {
+                Refusal::new(
+                    refusal::MISMATCH,
+                    format!(
+                        "交易資料不符 CredBatchID {id} / CredBatchSeq {seq} name no refund of this transaction"
+                    ),
+                )
+            }),
+        (Some(_), None) => Err(missing("CredBatchSeq")),
+        (None, Some(_)) => Err(missing("CredBatchID")),
+        (None, None) => {
+            let settling: Vec<usize> = (0..tx.refunds.len())
+                .filter(|&i| tx.refunds[i].settling())
+                .collect();
+            match settling[..] {
+                [one] => Ok(Some(one)),
+                [] => Ok(tx
+                    .refunds
+                    .iter()
+                    .rposition(|r| r.reversed)
+                    .filter(|&i| i + 1 == tx.refunds.len())),
+                _ => Err(Refusal::new(
+                    refusal::FORMAT,
+                    format!(
+                        "欄位缺少 CredBatchID/CredBatchSeq: {} refunds of this transaction are settling; name the one to cancel",
+                        settling.len()
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+fn nothing_settling(tx: &Tx) -> Refusal {
+    Refusal::new(
+        refusal::STATE,
+        format!(
+            "交易狀態不允許 refund reversal not allowed in state {}: no refund of this transaction is settling",
+            tx.state.code()
+        ),
+    )
+}
+
+/// A refund as refusals name it: `BatchID/BatchSeq`.
+fn shown(refs: &RefundRefs) -> String {
+    format!("{}/{}", refs.batch_id, refs.batch_seq)
 }
 
 /// The wire name of the operation's own amount field.
@@ -271,6 +341,8 @@ fn capture_reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<C
     })
 }
 
+/// A refund within the balance: what was captured less the refunds not
+/// reversed. Each accepted refund is filed under references of its own.
 fn refund(
     tx: &mut Tx,
     call: &BankCall,
@@ -279,48 +351,103 @@ fn refund(
     now: DateTime<Utc>,
 ) -> Result<Change, Refusal> {
     let amt = call_amount(call);
-    let left = tx.auth_amount - tx.refunded_amount;
-    if amt <= 0 || amt > left {
+    if amt <= 0 {
         return Err(Refusal::new(
             refusal::AMOUNT,
-            format!("金額錯誤 CredAmt {amt} must be 1 to the {left} left to refund"),
+            format!("金額錯誤 CredAmt {amt} must be above 0"),
         ));
     }
-    tx.refunded_amount += amt;
+    let left = tx.auth_amount - tx.refunded();
+    if amt > left {
+        return Err(Refusal::new(
+            refusal::AMOUNT,
+            format!(
+                "金額錯誤 CredAmt {amt} is over the balance: {left} of the {} captured is left to refund",
+                tx.auth_amount
+            ),
+        ));
+    }
+    let refs = next_references(refund_seq, &now.format("%Y%m%d").to_string(), &tx.refunds);
+    tx.refunds.push(HeldRefund {
+        amount: amt,
+        refs: refs.clone(),
+        reversed: false,
+        settled: false,
+    });
     tx.returned_amount += amt;
-    tx.last_refund = amt;
-    tx.refund_reversed = false;
     tx.state = rule.to.clone();
-    *refund_seq += 1;
     Ok(Change {
         returned_delta: amt,
         fields: string_object([
             ("RefAmt", tx.money(amt)),
-            ("RetrRef", format!("{:012}", *refund_seq)),
-            ("BatchID", now.format("%Y%m%d").to_string()),
-            ("BatchSeq", format!("{:06}", *refund_seq % 1_000_000)),
+            ("RetrRef", refs.retr_ref),
+            ("BatchID", refs.batch_id),
+            ("BatchSeq", refs.batch_seq),
         ]),
     })
 }
 
+/// The references of the bank's next refund, on `day` (`YYYYMMDD`): none
+/// of them another refund's of the same transaction.
+pub(super) fn next_references(
+    refund_seq: &mut u64,
+    day: &str,
+    others: &[HeldRefund],
+) -> RefundRefs {
+    loop {
+        *refund_seq += 1;
+        let refs = RefundRefs {
+            batch_id: day.to_string(),
+            batch_seq: format!("{:06}", *refund_seq % 1_000_000),
+            retr_ref: format!("{:012}", *refund_seq),
+        };
+        if !others.iter().any(|o| o.refs.clashes_with(&refs)) {
+            return refs;
+        }
+    }
+}
+
+/// Cancels the refund the call names (or the one settling), while it is
+/// settling; its amount comes back to the balance. The transaction stays
+/// in 20 while another refund settles, else goes back to where the refund
+/// found it: 12, or 22 when earlier refunds settled.
 fn refund_reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<Change, Refusal> {
+    let Some((i, target)) =
+        reversal_target(tx, call)?.and_then(|i| tx.refunds.get(i).map(|r| (i, r)))
+    else {
+        return Err(nothing_settling(tx));
+    };
+    if !target.settling() {
+        return Err(Refusal::new(
+            refusal::STATE,
+            format!(
+                "交易狀態不允許 refund reversal: the refund {} settled in the batch already",
+                shown(&target.refs)
+            ),
+        ));
+    }
     let amt = call_amount(call);
-    if amt != 0 && amt != tx.last_refund {
+    if amt != 0 && amt != target.amount {
         return Err(Refusal::new(
             refusal::AMOUNT,
             format!(
                 "金額錯誤 CredRevAmt {amt}: only the whole refund (0 or {}) can be reversed",
-                tx.last_refund
+                target.amount
             ),
         ));
     }
-    let delta = tx.last_refund;
-    tx.refunded_amount -= delta;
+    let delta = target.amount;
+    if let Some(target) = tx.refunds.get_mut(i) {
+        target.reversed = true;
+    }
     tx.returned_amount -= delta;
-    // `last_refund` stays: a repeated reversal naming it in OrgAmt is then
-    // recognised as a duplicate.
-    tx.refund_reversed = true;
-    tx.state = rule.to.clone();
+    if !tx.refunds.iter().any(HeldRefund::settling) {
+        let settled_before = tx.refunds.iter().any(|r| r.live() && r.settled);
+        tx.state = match settled_before {
+            true => BATCH_FINISH.refund.1.clone(),
+            false => rule.to.clone(),
+        };
+    }
     Ok(Change {
         returned_delta: -delta,
         fields: Answer::new(),

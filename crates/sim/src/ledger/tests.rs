@@ -1,5 +1,6 @@
 //! Unit tests of the simulated bank's books: every transition and refusal of
-//! the state table, the call log, the batch and the load checks.
+//! the state table, several refunds of one transaction and the reversal of
+//! each, merchants, the call log, the batch and the load checks.
 
 use super::transitions::{batch_locked, TRANSITIONS};
 use super::*;
@@ -13,11 +14,22 @@ fn taipei() -> DateTime<FixedOffset> {
     now().with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
 }
 
-fn ledger_with(state: TxState, amount: i64) -> Ledger {
-    let mut l = Ledger::new("1234567");
-    let p = Ledger::prepare(vec![SimTx::new("O1", "X1", "A1", amount, state)], taipei()).unwrap();
-    l.load(p);
+/// The merchants of these tests: the first, and another.
+const MERCHANT: &str = "1234567";
+const OTHER_MERCHANT: &str = "7654321";
+
+fn prepare(txs: Vec<SimTx>) -> Result<Vec<PreparedTx>, String> {
+    Ledger::prepare(txs, taipei(), &[MERCHANT.into(), OTHER_MERCHANT.into()])
+}
+
+fn ledger_of(txs: Vec<SimTx>) -> Ledger {
+    let mut l = Ledger::default();
+    l.load(prepare(txs).unwrap());
     l
+}
+
+fn ledger_with(state: TxState, amount: i64) -> Ledger {
+    ledger_of(vec![SimTx::new("O1", "X1", "A1", amount, state)])
 }
 
 fn twd(a: i64) -> Money {
@@ -27,11 +39,13 @@ fn twd(a: i64) -> Money {
 fn call(op: Operation, org: i64, amount: i64) -> BankCall {
     BankCall {
         operation: op,
+        mer_id: MERCHANT.into(),
         order_no: "O1".into(),
         xid: Some("X1".into()),
         auth_code: Some("A1".into()),
         org_amt: Some(twd(org)),
         amount: Some(twd(amount)),
+        cred_batch: CredBatch::default(),
     }
 }
 
@@ -287,6 +301,19 @@ fn fields_must_match_the_record() {
     assert_eq!(l.duplicates(), 0);
 }
 
+/// `O1` for 1,500 in `state`; in a refund's states (20, 21, 22) with a
+/// refund of 500 the bank holds, settling until the batch settles it.
+fn ledger_in(state: TxState) -> Ledger {
+    let mut tx = SimTx::new("O1", "X1", "A1", 1500, state.clone());
+    if [BATCH_START.refund, BATCH_FINISH.refund]
+        .iter()
+        .any(|(from, to)| *from == state || *to == state)
+    {
+        (tx.refunded_amount, tx.returned_amount) = (500, 500);
+    }
+    ledger_of(vec![tx])
+}
+
 /// Every operation in every state, as the state table says: what is
 /// accepted and where it leads, what is a duplicate, and that a refusal never
 /// changes the transaction.
@@ -295,11 +322,11 @@ fn every_operation_in_every_state() {
     for s in TxState::all_known() {
         for rule in &TRANSITIONS {
             let op = rule.operation;
-            let mut l = ledger_with(s.clone(), 1500);
-            let amount = if op == Operation::Refund { 1500 } else { 0 };
+            let mut l = ledger_in(s.clone());
+            let amount = if op == Operation::Refund { 500 } else { 0 };
             let before = l.transaction("O1").unwrap();
             let a = l.apply(now(), &call(op, 1500, amount), None);
-            let accepted = s == rule.from;
+            let accepted = rule.accepted_in.contains(&s);
             let duplicate = rule.duplicate_in.contains(&s);
             assert_eq!(resp(&a) == "0", accepted, "{op} in {s}: {a:?}");
             assert_eq!(l.duplicates() == 1, duplicate, "{op} in {s}: {a:?}");
@@ -339,18 +366,12 @@ fn the_table_has_each_operation_once() {
 
 #[test]
 fn batch_moves_states_and_locks_operations() {
-    let mut l = Ledger::new("1234567");
-    let p = Ledger::prepare(
-        vec![
-            SimTx::new("C", "X", "A", 100, TxState::CapturedNotSettled),
-            SimTx::new("R", "X", "A", 100, TxState::RefundSettling),
-            SimTx::new("S", "X", "A", 100, TxState::Settled),
-            SimTx::new("U", "X", "A", 100, TxState::Authorised),
-        ],
-        taipei(),
-    )
-    .unwrap();
-    l.load(p);
+    let mut l = ledger_of(vec![
+        SimTx::new("C", "X", "A", 100, TxState::CapturedNotSettled),
+        SimTx::new("R", "X", "A", 100, TxState::RefundSettling),
+        SimTx::new("S", "X", "A", 100, TxState::Settled),
+        SimTx::new("U", "X", "A", 100, TxState::Authorised),
+    ]);
     assert_eq!(
         l.batch_start(),
         BatchMoved {
@@ -389,7 +410,14 @@ fn calls_are_logged_with_faults_and_paged() {
         &call(Operation::Reversal, 1500, 0),
         Some("apply_then_drop"),
     );
-    l.refuse_unread(now(), Operation::Refund, None, refusal::MAC, "MAC", None);
+    l.refuse_unread(
+        now(),
+        MERCHANT,
+        Operation::Refund,
+        None,
+        (refusal::MAC, "MAC"),
+        None,
+    );
     let r = l.report();
     assert_eq!(
         (r.calls, r.accepted, r.refused, r.not_processed),
@@ -413,14 +441,12 @@ fn calls_are_logged_with_faults_and_paged() {
 fn bad_loads_are_refused() {
     let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
     t.state = "7".into();
-    assert!(Ledger::prepare(vec![t], taipei())
-        .unwrap_err()
-        .contains("transaction 0"));
+    assert!(prepare(vec![t]).unwrap_err().contains("transaction 0"));
     let t = SimTx::new("O-1", "X1", "A1", 100, TxState::Settled);
-    assert!(Ledger::prepare(vec![t], taipei()).is_err());
+    assert!(prepare(vec![t]).is_err());
     let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
     t.auth_amount = 200;
-    assert!(Ledger::prepare(vec![t], taipei()).is_err());
+    assert!(prepare(vec![t]).is_err());
 }
 
 /// `O1` (X1, A1) in `state` for 1,500, declined once before as D0 and, when
@@ -438,9 +464,7 @@ fn ledger_authorised_twice(state: TxState, declined_after: bool) -> Ledger {
     if declined_after {
         t.other_authorisations.push(declined("D2", true));
     }
-    let mut l = Ledger::new("1234567");
-    l.load(Ledger::prepare(vec![t], taipei()).unwrap());
-    l
+    ledger_of(vec![t])
 }
 
 fn inquiry_of(l: &mut Ledger) -> crate::ctbc::Inquiry {
@@ -524,7 +548,7 @@ fn other_authorisations_are_checked_on_loading() {
     ] {
         let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
         t.other_authorisations = others;
-        let why = Ledger::prepare(vec![t], taipei()).unwrap_err();
+        let why = prepare(vec![t]).unwrap_err();
         assert!(
             why.contains("other_authorisations[") && why.contains(expected),
             "{expected:?} in {why:?}"
@@ -532,5 +556,299 @@ fn other_authorisations_are_checked_on_loading() {
     }
     let mut t = SimTx::new("O1", "X1", "A1", 100, TxState::Settled);
     t.other_authorisations = vec![other("D0", "B2", "0")];
-    assert!(Ledger::prepare(vec![t], taipei()).is_ok());
+    assert!(prepare(vec![t]).is_ok());
+}
+
+/// A refund of `amount` of `O1`, `OrgAmt` its 1,500 as every refund sends it.
+fn refund_of(amount: i64) -> BankCall {
+    call(Operation::Refund, 1500, amount)
+}
+
+/// Where an accepted refund's answer says the bank filed it.
+fn filed(a: &Answer) -> [String; 3] {
+    ["BatchID", "BatchSeq", "RetrRef"].map(|k| a[k].as_str().unwrap().to_string())
+}
+
+/// A refund reversal naming the refund `filed` under its batch references,
+/// `OrgAmt` `org`, `CredRevAmt` 0.
+fn reversal_naming(filed: &[String; 3], org: i64) -> BankCall {
+    let mut c = call(Operation::RefundReversal, org, 0);
+    c.cred_batch = CredBatch {
+        id: Some(filed[0].clone()),
+        seq: Some(filed[1].clone()),
+    };
+    c
+}
+
+fn run_batch(l: &mut Ledger) {
+    l.batch_start();
+    l.batch_finish();
+}
+
+#[test]
+fn several_refunds_of_one_transaction_within_its_balance() {
+    let mut l = ledger_with(TxState::Settled, 1500);
+    let first = l.apply(now(), &refund_of(600), None);
+    assert_eq!((resp(&first), state(&l)), ("0", "20".to_string()));
+    // While it settles, no further refund: what a resent one looks like.
+    let a = l.apply(now(), &refund_of(300), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert!(desc(&a).contains("still settling"), "{a:?}");
+    run_batch(&mut l);
+    assert_eq!(state(&l), "22");
+    let second = l.apply(now(), &refund_of(700), None);
+    assert_eq!(
+        (resp(&second), &second["RefAmt"]),
+        ("0", &"901 700 0".into())
+    );
+    assert_eq!(state(&l), "20");
+    for (k, (a, b)) in filed(&first).iter().zip(filed(&second).iter()).enumerate() {
+        if k > 0 {
+            assert_ne!(a, b, "each refund is filed under references of its own");
+        }
+    }
+    run_batch(&mut l);
+    // A third over what is left: refused, naming what is left; nothing moves.
+    let a = l.apply(now(), &refund_of(201), None);
+    assert_eq!(resp(&a), refusal::AMOUNT);
+    assert!(
+        desc(&a).contains("over the balance") && desc(&a).contains("200 of the 1500"),
+        "{a:?}"
+    );
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("22", 1300, 1300)
+    );
+    let held: Vec<(i64, bool, bool)> = t
+        .refunds
+        .iter()
+        .map(|r| (r.amount, r.reversed, r.settled))
+        .collect();
+    assert_eq!(held, [(600, false, true), (700, false, true)]);
+    let held_refs = |r: &SimRefund| [r.batch_id.clone(), r.batch_seq.clone(), r.retr_ref.clone()];
+    assert_eq!(held_refs(&t.refunds[0]), filed(&first));
+    assert_eq!(held_refs(&t.refunds[1]), filed(&second));
+    let r = l.report();
+    assert_eq!(
+        (
+            r.by_operation["refund"].accepted,
+            r.by_operation["refund"].returned
+        ),
+        (2, 1300)
+    );
+    assert_eq!(r.duplicates, 1);
+    // What is left, to the unit: accepted.
+    assert_eq!(resp(&l.apply(now(), &refund_of(200), None)), "0");
+}
+
+#[test]
+fn a_refund_reversal_cancels_the_refund_it_names_while_that_refund_settles() {
+    let mut l = ledger_with(TxState::Settled, 1500);
+    let first = filed(&l.apply(now(), &refund_of(600), None));
+    run_batch(&mut l);
+    let second = filed(&l.apply(now(), &refund_of(500), None));
+    // The first settled in the batch: no reversal cancels it.
+    let a = l.apply(now(), &reversal_naming(&first, 600), None);
+    assert_eq!(resp(&a), refusal::STATE);
+    assert!(desc(&a).contains("settled"), "{a:?}");
+    // Nor a refund the transaction never had.
+    let mut unknown = reversal_naming(&second, 500);
+    unknown.cred_batch.seq = Some("999999".into());
+    let a = l.apply(now(), &unknown, None);
+    assert_eq!(resp(&a), refusal::MISMATCH);
+    assert!(desc(&a).contains("name no refund"), "{a:?}");
+    // OrgAmt: the original amount, or the cancelled refund's.
+    let a = l.apply(now(), &reversal_naming(&second, 600), None);
+    assert!(desc(&a).contains("OrgAmt"), "{a:?}");
+    assert_eq!(
+        resp(&l.apply(now(), &reversal_naming(&second, 500), None)),
+        "0"
+    );
+    // Back where the refund found it, 22 (the first settled), its 500 back
+    // in the balance.
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("22", 600, 600)
+    );
+    assert_eq!(
+        t.refunds.iter().map(|r| r.reversed).collect::<Vec<_>>(),
+        [false, true]
+    );
+    // Reversed again: a duplicate, whichever OrgAmt it carries.
+    let a = l.apply(now(), &reversal_naming(&second, 1500), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    assert_eq!(l.duplicates(), 1);
+    // In 22 the settled refund stays refused.
+    let a = l.apply(now(), &reversal_naming(&first, 1500), None);
+    assert_eq!(resp(&a), refusal::STATE);
+    // The balance came back: 900 may be refunded.
+    assert_eq!(
+        resp(&l.apply(now(), &refund_of(901), None)),
+        refusal::AMOUNT
+    );
+    assert_eq!(resp(&l.apply(now(), &refund_of(900), None)), "0");
+    assert_eq!(l.report().returned_by_calls, 1500);
+}
+
+/// `O1` for 1,500 in 20, holding a refund settled (300, `B/1`) and two settling
+/// (400 `B/2`, 500 `B/3`), as the bank could.
+fn ledger_with_refunds_settling() -> Ledger {
+    let refund = |amount: i64, seq: &str, settled: bool| SimRefund {
+        amount,
+        batch_id: "B".into(),
+        batch_seq: seq.into(),
+        retr_ref: format!("R{seq}"),
+        reversed: false,
+        settled,
+    };
+    let mut tx = SimTx::new("O1", "X1", "A1", 1500, TxState::RefundSettling);
+    tx.refunds = vec![
+        refund(300, "1", true),
+        refund(400, "2", false),
+        refund(500, "3", false),
+    ];
+    (tx.refunded_amount, tx.returned_amount) = (1200, 1200);
+    ledger_of(vec![tx])
+}
+
+#[test]
+fn a_refund_reversal_naming_no_refund_needs_exactly_one_settling() {
+    let mut l = ledger_with_refunds_settling();
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::FORMAT);
+    assert!(
+        desc(&a).contains("CredBatchID") && desc(&a).contains("2 refunds"),
+        "{a:?}"
+    );
+    let b3 = ["B".to_string(), "3".to_string(), String::new()];
+    assert_eq!(resp(&l.apply(now(), &reversal_naming(&b3, 500), None)), "0");
+    // Another refund still settles: the transaction stays in 20.
+    assert_eq!(state(&l), "20");
+    assert_eq!(l.transaction("O1").unwrap().refunded_amount, 700);
+    // One settling: a reversal naming none cancels it, as refundd's client sends it.
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 400), None);
+    assert_eq!(resp(&a), "0");
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.refunded_amount, t.returned_amount),
+        ("22", 300, 300)
+    );
+    // Sent again: the reversal of a refund already reversed.
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::DUPLICATE);
+    // Half a name is none.
+    let mut half = reversal_naming(&b3, 1500);
+    half.cred_batch.seq = None;
+    let a = l.apply(now(), &half, None);
+    assert_eq!(resp(&a), refusal::FORMAT);
+    assert!(desc(&a).contains("CredBatchSeq"), "{a:?}");
+}
+
+#[test]
+fn the_batch_settles_the_refunds_settling() {
+    let mut l = ledger_with_refunds_settling();
+    l.batch_start();
+    let settled = |l: &Ledger| {
+        let t = l.transaction("O1").unwrap();
+        t.refunds.iter().map(|r| r.settled).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        settled(&l),
+        [true, false, false],
+        "in the batch, not settled yet"
+    );
+    let a = l.apply(now(), &call(Operation::RefundReversal, 1500, 0), None);
+    assert_eq!(resp(&a), refusal::BATCH_RUNNING);
+    l.batch_finish();
+    assert_eq!(settled(&l), [true, true, true]);
+    assert_eq!(state(&l), "22");
+}
+
+#[test]
+fn another_merchants_transaction_is_not_found() {
+    let mut theirs = SimTx::new("O1", "X1", "A1", 1500, TxState::Settled);
+    theirs.mer_id = Some(OTHER_MERCHANT.into());
+    let mut l = ledger_of(vec![theirs]);
+    for op in Operation::ALL {
+        let a = l.apply(now(), &call(op, 1500, 500), None);
+        assert_eq!(
+            (resp(&a), &a["ErrCode"], desc(&a), &a["MERID"]),
+            ("99", &"01".into(), "Order not found", &MERCHANT.into()),
+            "{op}"
+        );
+    }
+    let mut own = refund_of(500);
+    own.mer_id = OTHER_MERCHANT.into();
+    let a = l.apply(now(), &own, None);
+    assert_eq!((resp(&a), &a["MERID"]), ("0", &OTHER_MERCHANT.into()));
+    let t = l.transaction("O1").unwrap();
+    assert_eq!(
+        (t.mer_id.as_deref(), t.refunded_amount),
+        (Some(OTHER_MERCHANT), 500)
+    );
+    // Named by none: the first merchant's.
+    let l = ledger_with(TxState::Settled, 100);
+    assert_eq!(
+        l.transaction("O1").unwrap().mer_id.as_deref(),
+        Some(MERCHANT)
+    );
+}
+
+#[test]
+fn refunds_are_checked_on_loading_and_filed_as_the_bank_would() {
+    let refunded = |no: &str, state: TxState, amount: i64| {
+        let mut t = SimTx::new(no, "X1", "A1", 1000, state);
+        (t.refunded_amount, t.returned_amount) = (amount, amount);
+        t
+    };
+    let l = ledger_of(vec![
+        refunded("S20", TxState::RefundSettling, 300),
+        refunded("S22", TxState::RefundSettled, 1000),
+        refunded("S12", TxState::Settled, 0),
+    ]);
+    let only = |no: &str| l.transaction(no).unwrap().refunds;
+    let (s20, s22) = (&only("S20")[0], &only("S22")[0]);
+    assert_eq!((s20.amount, s20.settled), (300, false));
+    assert_eq!((s22.amount, s22.settled), (1000, true));
+    assert!(only("S12").is_empty());
+    for r in [s20, s22] {
+        assert!(!r.batch_id.is_empty() && !r.batch_seq.is_empty() && !r.retr_ref.is_empty());
+    }
+    assert_ne!(s20.retr_ref, s22.retr_ref);
+    // A transaction as the books show it loads back the same.
+    let shown = l.transaction("S20").unwrap();
+    assert_eq!(
+        ledger_of(vec![shown.clone()]).transaction("S20").unwrap(),
+        shown
+    );
+
+    let with = |edit: &dyn Fn(&mut SimTx)| {
+        let mut t = shown.clone();
+        edit(&mut t);
+        prepare(vec![t]).unwrap_err()
+    };
+    for (why, edit) in [
+        (
+            "not a merchant",
+            &(|t: &mut SimTx| t.mer_id = Some("1111111".into())) as &dyn Fn(&mut SimTx),
+        ),
+        ("above 0", &|t: &mut SimTx| t.refunds[0].amount = 0),
+        ("never settles", &|t: &mut SimTx| {
+            t.refunds[0].reversed = true;
+            t.refunds[0].settled = true;
+        }),
+        ("together", &|t: &mut SimTx| t.refunds[0].retr_ref.clear()),
+        ("another refund's", &|t: &mut SimTx| {
+            t.refunds.push(t.refunds[0].clone());
+            t.refunds[1].reversed = true;
+        }),
+        ("sum of the refunds", &|t: &mut SimTx| {
+            t.refunded_amount = 400
+        }),
+    ] {
+        let problem = with(edit);
+        assert!(problem.contains(why), "{why:?} in {problem:?}");
+    }
 }
