@@ -198,17 +198,19 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
 }
 
 /// What `once` and `run` share: settings checked, database reachable and
-/// migrated, the bank client built.
+/// migrated, every merchant's bank client built (and its calls counted from
+/// start-up on `/metrics`).
 async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
     let url = settings.require_database_url()?;
-    let client = settings.require_client()?;
+    let merchants = settings.require_merchants()?;
     let pool = store::connect(url, settings.database.max_connections).await?;
     let store = store_of(settings, pool);
     store.migrate().await?;
     store.check_shop().await?;
+    crate::ops::metrics::show_merchants(&merchants);
     Ok(Engine::new(
         store,
-        client,
+        merchants,
         EngineSettings::from_settings(settings),
         Arc::new(SystemClock),
     ))
@@ -252,7 +254,7 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
 /// `refundd check`: the settings `once` needs (the bank's included), the
 /// shop's statements, then what `ops::check` finds; exit 2 on any problem.
 async fn check(settings: &Settings, bank: bool) -> Result<ExitCode, CliError> {
-    let client = settings.require_client()?;
+    let merchants = settings.require_merchants()?;
     let store = connect(settings).await?;
     store.check_shop().await?;
     let what = if store.shop().is_builtin() {
@@ -263,7 +265,7 @@ async fn check(settings: &Settings, bank: bool) -> Result<ExitCode, CliError> {
     println!("settings are usable; {what} check out against the database");
     let mut report = crate::ops::check::check_shop_rows(&store).await?;
     if bank {
-        crate::ops::check::check_bank(&InquiryClient::new(client), &mut report).await;
+        crate::ops::check::check_banks(&merchants, &mut report).await;
     }
     for line in &report.lines {
         println!("{line}");

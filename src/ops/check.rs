@@ -2,11 +2,13 @@
 //! that moves money and without writing: the shop's statements against the
 //! database, each write-back rehearsed on a real request and rolled back,
 //! the requested rows judged as a pass would judge them, and with `--bank`
-//! one inquiry that proves the endpoint, the merchant id and the keys. What
-//! it finds is said in lines for the operator; any problem makes it exit 2.
+//! one inquiry per merchant that proves its endpoint, its merchant id and its
+//! keys. What it finds is said in lines for the operator; any problem makes
+//! it exit 2.
 
-use crate::ctbc::{CtbcError, InquiryClient, OrderNo};
+use crate::ctbc::{CtbcError, InquiryClient, Merchants, OrderNo};
 use crate::domain::mapping::{mapping_mistake, not_started};
+use crate::domain::merchant::{label, settings_table, MerchantName};
 use crate::domain::record::Lease;
 use crate::domain::refund_request::{RefundRequest, RowCheck};
 use crate::store::plan::PlanReader;
@@ -95,24 +97,49 @@ async fn judge_rows(store: &Store, report: &mut CheckReport) -> Result<(), Store
     Ok(())
 }
 
+/// Every merchant's keys and endpoint proved, one inquiry each
+/// (`check_bank`), the default merchant's first.
+pub async fn check_banks(merchants: &Merchants, report: &mut CheckReport) {
+    for (_, client) in merchants.iter() {
+        check_bank(&InquiryClient::new(client.clone()), report).await;
+    }
+}
+
 /// One inquiry (it moves nothing) for an order number no shop uses: an
 /// answer that opens with our keys, even "no such order", proves the
-/// endpoint, the merchant id and the keys.
+/// endpoint, the merchant id and the keys. Each line names the merchant and
+/// its settings (`ctbc.mac_key`, `ctbc.merchants.NAME.mac_key`).
 pub async fn check_bank(bank: &InquiryClient, report: &mut CheckReport) {
     let Ok(probe) = OrderNo::parse(PROBE) else {
         return;
     };
+    let merchant = bank.merchant();
+    let at = format!("merchant {} (MERID {})", label(merchant), bank.mer_id());
+    let t = settings_table(merchant);
     match bank.inquiry(&probe).await {
         Ok(_) | Err(CtbcError::UnknownOrder { .. }) | Err(CtbcError::Refused { .. }) => report.note(format!(
-            "the bank answered an inquiry for {probe} and its answer opened with ctbc.mac_key and ctbc.iv: the endpoint, the merchant id and the keys work"
+            "{at}: the bank answered an inquiry for {probe} and its answer opened with {t}.mac_key and {t}.iv: the endpoint, the merchant id and the keys work"
         )),
         Err(e) if bank.answer_did_not_open() => report.problem(format!(
-            "the bank's answer does not open with refundd's keys: wrong ctbc.mac_key or ctbc.iv (or they were issued for another ctbc.mer_id than {}): {e}",
+            "{at}: the bank's answer does not open with refundd's keys: wrong {t}.mac_key or {t}.iv (or they were issued for another {t}.mer_id than {}): {e}",
             bank.mer_id()
         )),
         Err(e) => report.problem(format!(
-            "the bank could not be asked: {e}; check ctbc.base_url and the network"
+            "{at}: the bank could not be asked: {e}; check {} and the network",
+            base_url_setting(merchant)
         )),
+    }
+}
+
+/// The setting that gives a merchant's endpoint: `ctbc.base_url`, or a
+/// named merchant's own `base_url`, which falls back to it.
+fn base_url_setting(merchant: Option<&MerchantName>) -> String {
+    match merchant {
+        None => "ctbc.base_url".to_string(),
+        Some(_) => format!(
+            "{}.base_url (or ctbc.base_url, when the merchant has none of its own)",
+            settings_table(merchant)
+        ),
     }
 }
 

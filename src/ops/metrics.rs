@@ -154,6 +154,32 @@ fn describe() {
     );
 }
 
+/// Every merchant's calls to the bank shown from start-up, as the default
+/// merchant's are (`show_from_start`); installs the recorder first, so
+/// none is lost.
+pub fn show_merchants(merchants: &crate::ctbc::Merchants) {
+    install_metrics();
+    for (merchant, _) in merchants.iter() {
+        show_calls_of(crate::domain::merchant::label(merchant));
+    }
+}
+
+/// One merchant's calls to the bank (labelled by its name, or `default`),
+/// by operation and by each result the gateway error ratio counts.
+fn show_calls_of(merchant: &str) {
+    for op in crate::ctbc::Operation::ALL {
+        for result in GATEWAY_RESULTS_FROM_START {
+            metrics::counter!(
+                "refundd_gateway_calls_total",
+                "operation" => op.as_str(),
+                "result" => *result,
+                "merchant" => merchant.to_string()
+            )
+            .increment(0);
+        }
+    }
+}
+
 /// Registers every series the alert rules and the dashboard read, so each is
 /// on `/metrics` from start-up rather than after its first event; a counter
 /// that first appears at 1 would also hide that first increase.
@@ -178,15 +204,8 @@ fn show_from_start() {
     for outcome in orders {
         metrics::counter!("refundd_orders_total", "outcome" => outcome.as_str()).increment(0);
     }
+    show_calls_of(crate::domain::merchant::label(None));
     for op in Operation::ALL {
-        for result in GATEWAY_RESULTS_FROM_START {
-            metrics::counter!(
-                "refundd_gateway_calls_total",
-                "operation" => op.as_str(),
-                "result" => *result
-            )
-            .increment(0);
-        }
         // Registered without a sample: its buckets show at 0.
         let _ = metrics::histogram!(GATEWAY_LATENCY, "operation" => op.as_str());
     }

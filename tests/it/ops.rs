@@ -435,8 +435,9 @@ async fn metrics_are_prometheus_text_and_count_a_pass() {
     assert_eq!(value("refundd_backlog"), 1.0);
     assert!(value(r#"refundd_orders_total{outcome="reversal"}"#) >= 1.0);
     assert!(
-        value(r#"refundd_gateway_calls_total{operation="capture_reversal",result="accepted"}"#)
-            >= 1.0
+        value(
+            r#"refundd_gateway_calls_total{operation="capture_reversal",result="accepted",merchant="default"}"#
+        ) >= 1.0
     );
     assert!(
         samples.iter().any(

@@ -1,5 +1,6 @@
 //! What a refund is, without I/O: the bank's vocabulary (`bank`), the words
-//! refundd's record is written in (`words`), a refund request and its record,
+//! refundd's record is written in (`words`), the merchant id an order
+//! was paid under (`merchant`), a refund request and its record,
 //! and the pure decision of what each bank state needs (`decide`, `next_move`,
 //! `mapping`), with the calendar they are judged on (blackout windows, the
 //! schedule). The bottom of the house: it depends on no other part of refundd.
@@ -10,6 +11,7 @@ pub mod cron;
 pub mod daily_window;
 pub mod decide;
 pub mod mapping;
+pub mod merchant;
 pub mod next_move;
 pub mod record;
 pub mod refund_id;

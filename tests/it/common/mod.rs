@@ -115,6 +115,7 @@ pub fn client_for(base_url: &str, timeout: Duration) -> Client {
 pub fn client_with_keys(base_url: &str, timeout: Duration, key: &str, iv: &str) -> Client {
     Client::new(ClientConfig {
         base_url: url::Url::parse(base_url).unwrap(),
+        merchant: None,
         mer_id: MerId::parse(REFERENCE_MER_ID).unwrap(),
         envelope: Envelope::new(key.as_bytes(), iv.as_bytes()).unwrap(),
         connect_timeout: Duration::from_secs(5),

@@ -5,10 +5,13 @@
 //! file and every `REFUNDD__` variable is checked against these names before
 //! the sources are layered; each unknown one is refused with the nearest known
 //! name, when one is near enough to be the one meant. Only names are shown:
-//! an unknown name's value may be a secret.
+//! an unknown name's value may be a secret. The merchants' tables
+//! (`ctbc.merchants.NAME.KEY`) are named by the operator; their names and
+//! keys are `config::merchants`'s.
 
+use super::merchants;
 use super::raw::DEFAULTS;
-use super::secrets::SECRETS;
+use super::secrets::{secret_named, SECRETS};
 use super::Problem;
 use std::collections::HashMap;
 
@@ -31,12 +34,12 @@ const PREFIX: &str = "REFUNDD__";
 
 /// How alike (Jaro-Winkler, 0 to 1) an unknown name must be to a known one
 /// for the known one to be offered as the name meant.
-const NEAR_ENOUGH: f64 = 0.85;
+pub(super) const NEAR_ENOUGH: f64 = 0.85;
 
 /// What a name in another section than the one written loses in the ranking.
 const OTHER_SECTION: f64 = 0.03;
 
-/// Every setting, dotted (`section.key`).
+/// Every setting, dotted (`section.key`), but the merchants' tables'.
 pub(super) fn settings() -> impl Iterator<Item = &'static str> {
     DEFAULTS
         .iter()
@@ -45,11 +48,11 @@ pub(super) fn settings() -> impl Iterator<Item = &'static str> {
 }
 
 pub(super) fn is_setting(dotted: &str) -> bool {
-    settings().any(|s| s == dotted)
+    settings().any(|s| s == dotted) || merchants::is_setting(dotted)
 }
 
 fn is_secret(dotted: &str) -> bool {
-    SECRETS.iter().any(|s| s.setting == dotted)
+    secret_named(dotted).is_some()
 }
 
 /// The sections, in the order of their first setting.
@@ -88,7 +91,10 @@ fn dotted(rest: &str) -> String {
 
 /// Whether `name` is a variable that names the file of a secret.
 fn is_file_variable(name: &str) -> bool {
-    SECRETS.iter().any(|s| s.file_var() == name)
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| dotted(rest).strip_suffix("_file").map(str::to_string))
+        .and_then(|setting| secret_named(&setting))
+        .is_some_and(|s| s.file_var() == name)
 }
 
 /// Whether refundd reads the variable `name` as a setting (the `config`
@@ -120,7 +126,7 @@ fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 
 /// Jaro-Winkler, which favours a shared beginning (`timeout` and
 /// `timeout_secs`); one edit apart (`vi` and `iv`) is alike enough too.
-fn likeness(a: &str, b: &str) -> f64 {
+pub(super) fn likeness(a: &str, b: &str) -> f64 {
     let score = strsim::jaro_winkler(a, b);
     if strsim::damerau_levenshtein(a, b) <= 1 {
         score.max(NEAR_ENOUGH)
@@ -136,13 +142,16 @@ pub(super) fn in_file(table: &toml::Table, file: &str) -> Vec<Problem> {
     for (name, value) in table {
         let known_section = sections.contains(&name.as_str());
         match value.as_table() {
-            Some(inner) if known_section => problems.extend(
-                inner
-                    .keys()
-                    .map(|key| format!("{name}.{key}"))
-                    .filter(|dotted| !is_setting(dotted))
-                    .map(|dotted| unknown_key(&dotted, file)),
-            ),
+            Some(inner) if known_section => {
+                for (key, value) in inner {
+                    let dotted = format!("{name}.{key}");
+                    if dotted == merchants::TABLES {
+                        problems.extend(merchants::unknown_in_file(value, file));
+                    } else if !is_setting(&dotted) {
+                        problems.push(unknown_key(&dotted, file));
+                    }
+                }
+            }
             Some(_) => problems.push(unknown_section(name, file, &sections)),
             None if known_section => problems.push(Problem::new(
                 name,
@@ -159,9 +168,7 @@ pub(super) fn in_file(table: &toml::Table, file: &str) -> Vec<Problem> {
 fn unknown_key(dotted: &str, file: &str) -> Problem {
     let problem = format!("in {file} is not a setting refundd knows: its value would be ignored");
     let (section, _) = split(dotted);
-    let secret_file = dotted
-        .strip_suffix("_file")
-        .and_then(|s| SECRETS.iter().find(|x| x.setting == s));
+    let secret_file = dotted.strip_suffix("_file").and_then(secret_named);
     let fix = if let Some(secret) = secret_file {
         format!(
             "remove the line: a secret's file is named by the variable {} or is the systemd credential {}, never in a settings file",
@@ -182,8 +189,13 @@ fn unknown_key(dotted: &str, file: &str) -> Problem {
             .filter(|(s, _)| *s == section)
             .map(|(_, k)| k)
             .collect();
+        let tables = if section == "ctbc" {
+            " (and the merchants' tables, [ctbc.merchants.NAME])"
+        } else {
+            ""
+        };
         format!(
-            "correct the name or remove the line; the settings of [{section}] are {}",
+            "correct the name or remove the line; the settings of [{section}] are {}{tables}",
             keys.join(", ")
         )
     };
@@ -224,6 +236,10 @@ fn variable_problem(name: &str) -> Option<Problem> {
     if let Some(rest) = name.strip_prefix(PREFIX) {
         if is_setting_variable(name) || is_file_variable(name) {
             return None;
+        }
+        let setting = dotted(rest);
+        if setting == merchants::TABLES || setting.starts_with(&format!("{}.", merchants::TABLES)) {
+            return Some(merchants::unread_variable(name, &setting));
         }
         return Some(not_read(name, rest));
     }

@@ -9,11 +9,13 @@ mod client;
 mod error;
 mod files;
 mod known;
+mod merchants;
 mod raw;
 mod rules;
 mod secrets;
 
 pub use error::{Problem, SettingsError};
+pub use merchants::MerchantSettings;
 
 use crate::ctbc::types::MerId;
 use crate::domain::blackout::Blackout;
@@ -67,6 +69,10 @@ pub struct CtbcSettings {
     /// (RespCode, ErrCode) pairs of an inquiry refusal that mean "no such order".
     pub unknown_order_codes: Vec<(String, String)>,
     pub sw_revision: String,
+    /// `[ctbc.merchants.NAME]`, by name: the shop's merchants other than the
+    /// default one, whose id and keys are the fields above. Every other
+    /// setting of this table is theirs too.
+    pub merchants: Vec<MerchantSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 use super::files::{check_toml, Role};
 use super::known;
+use super::merchants::RawMerchant;
 use super::rules;
 use super::secrets::{read_secret_files, ReadFile};
 use super::{
@@ -19,6 +20,7 @@ use chrono::Utc;
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -100,6 +102,9 @@ struct RawCtbc {
     max_requests_per_sec: i64,
     unknown_order_codes: String,
     sw_revision: String,
+    /// `[ctbc.merchants.NAME]`: the shop's other merchants.
+    #[serde(default)]
+    merchants: BTreeMap<String, RawMerchant>,
 }
 
 impl std::fmt::Debug for RawCtbc {
@@ -109,6 +114,7 @@ impl std::fmt::Debug for RawCtbc {
             .field("mer_id", &self.mer_id)
             .field("mac_key", &"[redacted]")
             .field("iv", &"[redacted]")
+            .field("merchants", &self.merchants)
             .finish_non_exhaustive()
     }
 }
@@ -287,8 +293,8 @@ fn layer(sources: &Sources, files: &[ReadFile]) -> Result<RawSettings, SettingsE
     }
     for (setting, value) in secret_files {
         builder = builder
-            .set_override(setting, value)
-            .map_err(|e| source_problem(setting, e))?;
+            .set_override(&setting, value)
+            .map_err(|e| source_problem(&setting, e))?;
     }
     let config = builder
         .build()
@@ -351,46 +357,11 @@ fn notify_settings(
     }
 }
 
-/// `[ctbc]`: where the bank is, who the merchant is, the keys, the limits.
+/// `[ctbc]`: where the bank is, who the merchant is, the keys, the limits,
+/// and the shop's other merchants (`merchants`).
 fn ctbc_settings(p: &mut impl FnMut(&str, String, &str), raw: RawCtbc) -> CtbcSettings {
-    let base_url = match raw
-        .base_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(raw) => match url::Url::parse(raw) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
-            _ => {
-                p(
-                    "ctbc.base_url",
-                    format!("is {raw:?}, not an https:// URL"),
-                    "use the base URL the bank gave you, e.g. https://testepos.ctbcbank.com/MicroPos",
-                );
-                None
-            }
-        },
-    };
-    let mer_id = match raw
-        .mer_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(raw) => match MerId::parse(raw) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                p(
-                    "ctbc.mer_id",
-                    format!("is invalid: {}", e.problem),
-                    "use the merchant id (digits) the bank issued",
-                );
-                None
-            }
-        },
-    };
+    let base_url = base_url(p, "ctbc.base_url", raw.base_url.as_deref());
+    let mer_id = mer_id(p, "ctbc.mer_id", raw.mer_id.as_deref());
     let mac_key = secret(
         p,
         "ctbc.mac_key",
@@ -447,6 +418,8 @@ fn ctbc_settings(p: &mut impl FnMut(&str, String, &str), raw: RawCtbc) -> CtbcSe
         );
     }
 
+    let merchants = super::merchants::checked(p, raw.merchants, mer_id.as_ref());
+
     CtbcSettings {
         base_url,
         mer_id,
@@ -458,6 +431,47 @@ fn ctbc_settings(p: &mut impl FnMut(&str, String, &str), raw: RawCtbc) -> CtbcSe
         max_requests_per_sec: NonZeroU32::new(rps as u32),
         unknown_order_codes,
         sw_revision,
+        merchants,
+    }
+}
+
+/// A bank's base URL (`setting`), when one is given.
+pub(super) fn base_url(
+    p: &mut impl FnMut(&str, String, &str),
+    setting: &str,
+    raw: Option<&str>,
+) -> Option<url::Url> {
+    let raw = raw.map(str::trim).filter(|s| !s.is_empty())?;
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+        _ => {
+            p(
+                setting,
+                format!("is {raw:?}, not an https:// URL"),
+                "use the base URL the bank gave you, e.g. https://testepos.ctbcbank.com/MicroPos",
+            );
+            None
+        }
+    }
+}
+
+/// A merchant id (`setting`), when one is given.
+pub(super) fn mer_id(
+    p: &mut impl FnMut(&str, String, &str),
+    setting: &str,
+    raw: Option<&str>,
+) -> Option<MerId> {
+    let raw = raw.map(str::trim).filter(|s| !s.is_empty())?;
+    match MerId::parse(raw) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            p(
+                setting,
+                format!("is invalid: {}", e.problem),
+                "use the merchant id (digits) the bank issued",
+            );
+            None
+        }
     }
 }
 
@@ -760,7 +774,7 @@ fn in_range(
 }
 
 /// A secret of fixed length; its value never appears in a message.
-fn secret(
+pub(super) fn secret(
     p: &mut impl FnMut(&str, String, &str),
     setting: &str,
     value: Option<String>,

@@ -3,42 +3,55 @@
 //! and systemd credentials (`LoadCredential=`, found by name in
 //! `$CREDENTIALS_DIRECTORY`). A secret given two ways is refused, as is a file
 //! that group or others can read. A secret's content never appears in a message.
+//! Each merchant of a `[ctbc.merchants.NAME]` table has a MAC key and an IV
+//! of its own, given the same ways (`config::merchants`).
 
 use super::{Problem, SettingsError, Sources};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A secret setting and the names it can be given by.
+#[derive(Debug, Clone)]
 pub(super) struct SecretSetting {
     /// Dotted setting, e.g. `ctbc.mac_key`.
-    pub setting: &'static str,
+    pub setting: Cow<'static, str>,
     /// The systemd credential's name (`LoadCredential=NAME:PATH`).
-    pub credential: &'static str,
+    pub credential: Cow<'static, str>,
 }
 
-/// Every secret refundd reads, with its credential name.
+/// Every secret refundd reads whatever the merchants, with its credential name.
 pub(super) const SECRETS: &[SecretSetting] = &[
     SecretSetting {
-        setting: "database.url",
-        credential: "database_url",
+        setting: Cow::Borrowed("database.url"),
+        credential: Cow::Borrowed("database_url"),
     },
     SecretSetting {
-        setting: "ctbc.mac_key",
-        credential: "mac_key",
+        setting: Cow::Borrowed("ctbc.mac_key"),
+        credential: Cow::Borrowed("mac_key"),
     },
     SecretSetting {
-        setting: "ctbc.iv",
-        credential: "iv",
+        setting: Cow::Borrowed("ctbc.iv"),
+        credential: Cow::Borrowed("iv"),
     },
     SecretSetting {
-        setting: "notify.webhook_secret",
-        credential: "webhook_secret",
+        setting: Cow::Borrowed("notify.webhook_secret"),
+        credential: Cow::Borrowed("webhook_secret"),
     },
 ];
+
+/// The secret setting `dotted`: one of `SECRETS`, or a merchant's key or IV.
+pub(super) fn secret_named(dotted: &str) -> Option<SecretSetting> {
+    SECRETS
+        .iter()
+        .find(|s| s.setting == dotted)
+        .cloned()
+        .or_else(|| super::merchants::secret(dotted))
+}
 
 impl SecretSetting {
     /// `REFUNDD__CTBC__MAC_KEY`.
     fn value_var(&self) -> String {
-        super::known::variable(self.setting)
+        super::known::variable(&self.setting)
     }
 
     /// `REFUNDD__CTBC__MAC_KEY_FILE`.
@@ -46,9 +59,21 @@ impl SecretSetting {
         format!("{}_FILE", self.value_var())
     }
 
-    /// (`ctbc`, `mac_key`).
-    fn section_and_key(&self) -> (&'static str, &'static str) {
-        self.setting.split_once('.').unwrap_or(("", self.setting))
+    /// Its value in a settings file's `table`, if the file sets it.
+    fn in_table<'t>(&self, table: &'t toml::Table) -> Option<&'t toml::Value> {
+        let mut parts = self.setting.split('.');
+        let first = table.get(parts.next()?)?;
+        parts.try_fold(first, |value, part| value.get(part))
+    }
+
+    /// How a settings file holding it says so: `mac_key`, or `mac_key of
+    /// [ctbc.merchants.outlet]`.
+    fn as_written(&self) -> String {
+        match self.setting.rsplit_once('.') {
+            Some((table, key)) if table.contains('.') => format!("{key} of [{table}]"),
+            Some((_, key)) => key.to_string(),
+            None => self.setting.to_string(),
+        }
     }
 }
 
@@ -56,7 +81,7 @@ impl SecretSetting {
 /// "set REFUNDD__CTBC__MAC_KEY_FILE to a file holding it (mode 0600), or load
 /// it as the systemd credential mac_key, or set REFUNDD__CTBC__MAC_KEY itself".
 pub(super) fn ways_to_give(setting: &str) -> String {
-    match SECRETS.iter().find(|s| s.setting == setting) {
+    match secret_named(setting) {
         Some(secret) => format!(
             "set {} to a file holding it (mode 0600), or load it as the systemd credential {}, or set {} itself",
             secret.file_var(),
@@ -87,13 +112,13 @@ struct FileWay {
 pub(super) fn read_secret_files(
     sources: &Sources,
     files: &[ReadFile],
-) -> Result<Vec<(&'static str, String)>, SettingsError> {
+) -> Result<Vec<(String, String)>, SettingsError> {
     let mut values = Vec::new();
     let mut problems = Vec::new();
     let set = |name: &str| sources.env.get(name).filter(|v| !v.is_empty());
     let credentials = set("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    for secret in SECRETS {
-        let (section, key) = secret.section_and_key();
+    let merchants = super::merchants::secrets(sources, files);
+    for secret in SECRETS.iter().chain(&merchants) {
         // Ways the value itself is given.
         let mut ways: Vec<String> = Vec::new();
         let value_var = secret.value_var();
@@ -103,13 +128,11 @@ pub(super) fn read_secret_files(
             ways.push("the environment variable DATABASE_URL".into());
         }
         for f in files {
-            let in_file = f
-                .table
-                .get(section)
-                .and_then(|s| s.get(key))
+            let in_file = secret
+                .in_table(&f.table)
                 .is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()));
             if in_file {
-                ways.push(format!("{key} in {}", f.path.display()));
+                ways.push(format!("{} in {}", secret.as_written(), f.path.display()));
             }
         }
         // Ways a file holding it is named.
@@ -123,7 +146,7 @@ pub(super) fn read_secret_files(
             });
         }
         if let Some(dir) = &credentials {
-            let path = dir.join(secret.credential);
+            let path = dir.join(secret.credential.as_ref());
             if path.symlink_metadata().is_ok() {
                 file_ways.push(FileWay {
                     named_by: format!(
@@ -142,7 +165,7 @@ pub(super) fn read_secret_files(
         ways.extend(file_ways.iter().map(|w| w.named_by.clone()));
         if ways.len() > 1 {
             problems.push(Problem::new(
-                secret.setting,
+                &secret.setting,
                 format!("is given {} ways: {}", ways.len(), ways.join(" and ")),
                 "give each secret one way only: remove all but one of them",
             ));
@@ -150,7 +173,7 @@ pub(super) fn read_secret_files(
         }
         let way = &file_ways[0];
         match read_secret(&way.path) {
-            Ok(value) => values.push((secret.setting, value)),
+            Ok(value) => values.push((secret.setting.to_string(), value)),
             Err((problem, fix)) => problems.push(Problem::new(&way.setting, problem, fix)),
         }
     }

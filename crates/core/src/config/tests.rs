@@ -807,7 +807,8 @@ fn a_variable_with_one_underscore_after_refundd_is_refused_when_it_names_a_setti
 }
 
 /// The settings `RawSettings` reads, dotted, as serde's derive lists its
-/// fields: a deserializer that answers every struct with all its fields.
+/// fields: a deserializer that answers every struct with all its fields, and
+/// every map (the merchants' tables) with one entry, `NAME`.
 fn raw_fields() -> Vec<String> {
     use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
     use serde::Deserialize;
@@ -857,6 +858,12 @@ fn raw_fields() -> Vec<String> {
         fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
             self.deserialize_string(v)
         }
+        fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+            v.visit_map(OneEntry {
+                path: Some(format!("{}.NAME", self.path)),
+                found: self.found,
+            })
+        }
         fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
             Err(de::Error::custom(format!(
                 "{}: a kind of field this test does not know",
@@ -865,7 +872,32 @@ fn raw_fields() -> Vec<String> {
         }
         serde::forward_to_deserialize_any! {
             i8 i16 i32 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit
-            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+            unit_struct newtype_struct seq tuple tuple_struct enum identifier ignored_any
+        }
+    }
+    struct OneEntry<'a> {
+        /// The entry's path until its key is taken.
+        path: Option<String>,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> MapAccess<'de> for OneEntry<'_> {
+        type Error = E;
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, E> {
+            if self.path.is_none() {
+                return Ok(None);
+            }
+            seed.deserialize(IntoDeserializer::<E>::into_deserializer("NAME"))
+                .map(Some)
+        }
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, E> {
+            let path = self.path.take().unwrap_or_default();
+            seed.deserialize(Fields {
+                path,
+                found: self.found,
+            })
         }
     }
     struct Each<'a> {
@@ -915,7 +947,19 @@ fn the_known_names_are_exactly_the_settings_read_and_the_readme_lists() {
         names
     };
     let known = sorted(known::settings().map(String::from).collect());
-    assert_eq!(known, sorted(raw_fields()), "known names and RawSettings");
+    let of_a_merchant = |key: &&str| format!("{}.NAME.{key}", merchants::TABLES);
+    let with_merchants = sorted(
+        known
+            .iter()
+            .cloned()
+            .chain(merchants::KEYS.iter().map(of_a_merchant))
+            .collect(),
+    );
+    assert_eq!(
+        with_merchants,
+        sorted(raw_fields()),
+        "known names and RawSettings"
+    );
     // The first column of the tables of the README's section "Configuration".
     let readme = include_str!("../../../../README.md");
     let section = readme.split("\n## Configuration\n").nth(1).unwrap();
@@ -931,6 +975,17 @@ fn the_known_names_are_exactly_the_settings_read_and_the_readme_lists() {
         known,
         sorted(listed.collect()),
         "known names and the README"
+    );
+    // A merchant's table, in a table of its own: `ctbc.merchants.NAME.mer_id`.
+    let listed = section.lines().filter_map(|line| {
+        let name = line.strip_prefix("| `")?.split('`').next()?;
+        name.starts_with("ctbc.merchants.NAME.")
+            .then(|| name.to_string())
+    });
+    assert_eq!(
+        sorted(merchants::KEYS.iter().map(of_a_merchant).collect()),
+        sorted(listed.collect()),
+        "a merchant's settings and the README"
     );
 }
 
@@ -994,4 +1049,400 @@ fn the_shipped_default_file_sends_every_secret_to_a_file_of_its_own() {
         text.contains("Secrets from files"),
         "points to the README: {text}"
     );
+}
+
+// Several merchants: `[ctbc.merchants.NAME]`.
+
+const OUTLET_KEY: &str = "OUTLETKEYOUTLETKEYOUTLET";
+const OUTLET_IV: &str = "outlet8!";
+const BRAND_KEY: &str = "BRANDBKEYBRANDBKEYBRANDB";
+const BRAND_IV: &str = "brandb8!";
+
+/// The default merchant at a simulator's address, with its keys.
+fn default_merchant() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("REFUNDD__CTBC__BASE_URL", "http://127.0.0.1:9/MicroPos"),
+        ("REFUNDD__CTBC__MER_ID", "1234567"),
+        ("REFUNDD__CTBC__MAC_KEY", KEY),
+        ("REFUNDD__CTBC__IV", IV),
+    ]
+}
+
+/// The default merchant, `outlet` and `brand_b` (at an endpoint of its
+/// own), all given in the environment.
+fn two_merchants() -> Vec<(&'static str, &'static str)> {
+    let mut pairs = default_merchant();
+    pairs.extend([
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "7654321"),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY", OUTLET_KEY),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__IV", OUTLET_IV),
+        ("REFUNDD__CTBC__MERCHANTS__BRAND_B__MER_ID", "5550001"),
+        ("REFUNDD__CTBC__MERCHANTS__BRAND_B__MAC_KEY", BRAND_KEY),
+        ("REFUNDD__CTBC__MERCHANTS__BRAND_B__IV", BRAND_IV),
+        (
+            "REFUNDD__CTBC__MERCHANTS__BRAND_B__BASE_URL",
+            "http://127.0.0.2:9/MicroPos",
+        ),
+    ]);
+    pairs
+}
+
+fn merchant(n: &str) -> crate::domain::merchant::MerchantName {
+    crate::domain::merchant::MerchantName::parse(n).unwrap()
+}
+
+/// Each merchant's client, as `require_merchants` builds them: (name, MERID, endpoint).
+fn clients_of(s: &Settings) -> Vec<(String, String, String)> {
+    let merchants = s.require_merchants().unwrap();
+    merchants
+        .iter()
+        .map(|(name, client)| {
+            (
+                crate::domain::merchant::label(name).to_string(),
+                client.mer_id().to_string(),
+                client.base_url().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn merchants_are_read_from_the_environment_each_with_its_own_keys() {
+    let s = Settings::load(&env(&two_merchants())).unwrap();
+    let names: Vec<&str> = s.ctbc.merchants.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["brand_b", "outlet"], "by name");
+    let outlet = &s.ctbc.merchants[1];
+    assert_eq!(outlet.mac_key.as_ref().unwrap().expose_secret(), OUTLET_KEY);
+    assert_eq!(outlet.iv.as_ref().unwrap().expose_secret(), OUTLET_IV);
+    assert!(outlet.base_url.is_none(), "the default merchant's endpoint");
+    assert_eq!(
+        clients_of(&s),
+        [
+            ("default", "1234567", "http://127.0.0.1:9/MicroPos"),
+            ("brand_b", "5550001", "http://127.0.0.2:9/MicroPos"),
+            ("outlet", "7654321", "http://127.0.0.1:9/MicroPos"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+    let merchants = s.require_merchants().unwrap();
+    let mer_id = |m: Option<&crate::domain::merchant::MerchantName>| {
+        merchants.for_merchant(m).map(|c| c.mer_id().to_string())
+    };
+    assert_eq!(mer_id(None).as_deref(), Some("1234567"));
+    assert_eq!(
+        mer_id(Some(&merchant("outlet"))).as_deref(),
+        Some("7654321")
+    );
+    assert_eq!(mer_id(Some(&merchant("nowhere"))), None);
+    // `require_client` is the default merchant's.
+    assert_eq!(s.require_client().unwrap().mer_id().as_str(), "1234567");
+    // One merchant is what it was: no table, no other client.
+    let one = Settings::load(&env(&default_merchant())).unwrap();
+    assert!(one.ctbc.merchants.is_empty());
+    assert_eq!(clients_of(&one).len(), 1);
+}
+
+/// The README's example of several merchants, with each merchant's secrets in files.
+#[test]
+fn the_readme_example_of_several_merchants_loads_with_secrets_from_files() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme.split("\n### Several merchants\n").nth(1).unwrap();
+    let example = section.split("```toml\n").nth(1).unwrap();
+    let example = example.split("```").next().unwrap();
+    let file = toml_file(example);
+    let (dir, credentials) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let in_file = |name: &str, text: &str| secret_file(dir.path(), name, text, 0o600);
+    let (key, iv) = (in_file("key", KEY), in_file("iv", IV));
+    let (outlet_key, outlet_iv) = (in_file("ok", OUTLET_KEY), in_file("oi", OUTLET_IV));
+    // brand_b's secrets as systemd credentials, by their names.
+    let credential = |name: &str, text: &str| secret_file(credentials.path(), name, text, 0o400);
+    credential("merchants.brand_b.mac_key", BRAND_KEY);
+    credential("merchants.brand_b.iv", &format!("{BRAND_IV}\n"));
+    let mut sources = env(&[
+        ("REFUNDD__CTBC__MAC_KEY_FILE", &key),
+        ("REFUNDD__CTBC__IV_FILE", &iv),
+        (
+            "REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE",
+            &outlet_key,
+        ),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__IV_FILE", &outlet_iv),
+        (
+            "CREDENTIALS_DIRECTORY",
+            &credentials.path().display().to_string(),
+        ),
+    ]);
+    sources.file = Some(file.path().into());
+    let s = Settings::load(&sources).unwrap();
+    let by_name = |n: &str| {
+        s.ctbc
+            .merchants
+            .iter()
+            .find(|m| m.name.as_str() == n)
+            .unwrap()
+    };
+    assert_eq!(
+        by_name("outlet").iv.as_ref().unwrap().expose_secret(),
+        OUTLET_IV
+    );
+    assert_eq!(
+        by_name("brand_b").mac_key.as_ref().unwrap().expose_secret(),
+        BRAND_KEY
+    );
+    assert_eq!(
+        by_name("brand_b").iv.as_ref().unwrap().expose_secret(),
+        BRAND_IV
+    );
+    let clients = clients_of(&s);
+    assert_eq!(clients.len(), 3, "{clients:?}");
+    assert_eq!(
+        clients[1],
+        (
+            "brand_b".to_string(),
+            "5550001".to_string(),
+            "https://epos.ctbcbank.com/MicroPos".to_string()
+        )
+    );
+}
+
+#[test]
+fn a_merchants_secret_given_two_ways_or_in_a_loose_file_is_refused_under_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "key", OUTLET_KEY, 0o600);
+    let file = toml_file(&format!(
+        "[ctbc.merchants.outlet]\nmer_id = \"7654321\"\nmac_key = \"{OUTLET_KEY}\"\n"
+    ));
+    let mut sources = env(&[("REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE", &key)]);
+    sources.file = Some(file.path().into());
+    let e = refused(&sources);
+    let text = about(&e, "ctbc.merchants.outlet.mac_key");
+    assert!(text.contains("is given 2 ways"), "{text}");
+    assert!(
+        text.contains("mac_key of [ctbc.merchants.outlet] in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE"),
+        "{text}"
+    );
+    assert!(!e.to_string().contains(OUTLET_KEY), "{e}");
+
+    let loose = secret_file(dir.path(), "loose", OUTLET_IV, 0o644);
+    let e = refused(&env(&[(
+        "REFUNDD__CTBC__MERCHANTS__OUTLET__IV_FILE",
+        &loose,
+    )]));
+    let text = about(&e, "ctbc.merchants.outlet.iv_file");
+    assert!(text.contains("chmod 600"), "{text}");
+    assert!(!text.contains(OUTLET_IV), "{text}");
+}
+
+#[test]
+fn names_that_are_no_merchant_or_no_merchants_setting_are_refused_with_the_fix() {
+    let file = toml_file(
+        "[ctbc.merchants.outlet]\nmerid = \"7654321\"\niv_file = \"/run/iv\"\n\
+         [ctbc.merchants.Brand-B]\nmer_id = \"5550001\"\n\
+         [ctbc.merchants.default]\nmer_id = \"5550002\"\n",
+    );
+    let err = refused(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    });
+    let text = about(&err, "ctbc.merchants.outlet.merid");
+    assert!(
+        text.contains("did you mean `ctbc.merchants.outlet.mer_id`?"),
+        "{text}"
+    );
+    let text = about(&err, "ctbc.merchants.outlet.iv_file");
+    assert!(
+        text.contains("REFUNDD__CTBC__MERCHANTS__OUTLET__IV_FILE")
+            && text.contains("credential merchants.outlet.iv"),
+        "{text}"
+    );
+    for table in ["[ctbc.merchants.Brand-B]", "[ctbc.merchants.default]"] {
+        let text = about(&err, table);
+        assert!(text.contains("lowercase ASCII letters"), "{text}");
+    }
+    assert_eq!(err.problems.len(), 4, "all at once, once each: {err}");
+
+    let err = refused(&env(&[
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MERID", "7654321"),
+        ("REFUNDD__CTBC__MERCHANTS__BRAND__B__MER_ID", "5550001"),
+        (
+            "REFUNDD__CTBC__MERCHANTS__SHOP_B__MER_ID_FILE",
+            "/run/mer_id",
+        ),
+        ("REFUNDD__CTBC__MERCHANTS__DEFAULT__MER_ID", "5550002"),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FIEL", "/run/key"),
+    ]));
+    let text = about(&err, "REFUNDD__CTBC__MERCHANTS__OUTLET__MERID");
+    assert!(
+        text.contains("did you mean REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID?"),
+        "{text}"
+    );
+    let text = about(&err, "REFUNDD__CTBC__MERCHANTS__BRAND__B__MER_ID");
+    assert!(
+        text.contains("did you mean REFUNDD__CTBC__MERCHANTS__BRAND_B__MER_ID?")
+            && text.contains("single underscores"),
+        "{text}"
+    );
+    let text = about(&err, "REFUNDD__CTBC__MERCHANTS__SHOP_B__MER_ID_FILE");
+    assert!(
+        text.contains("set REFUNDD__CTBC__MERCHANTS__SHOP_B__MER_ID"),
+        "{text}"
+    );
+    let text = about(&err, "REFUNDD__CTBC__MERCHANTS__DEFAULT__MER_ID");
+    assert!(text.contains("not `default`"), "{text}");
+    let text = about(&err, "REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FIEL");
+    assert!(
+        text.contains("did you mean REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE?"),
+        "{text}"
+    );
+    assert_eq!(err.problems.len(), 5, "all at once: {err}");
+
+    let file = toml_file("[ctbc]\nmerchants = \"outlet\"\n");
+    let err = refused(&Sources {
+        file: Some(file.path().into()),
+        ..Default::default()
+    });
+    assert!(
+        about(&err, "ctbc.merchants").contains("[ctbc.merchants.NAME]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_merchants_missing_part_is_named_by_its_full_setting_with_the_ways_to_give_it() {
+    let mut pairs = default_merchant();
+    pairs.push(("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "7654321"));
+    let s = Settings::load(&env(&pairs)).unwrap();
+    let e = s.require_merchants().unwrap_err();
+    let text = about(&e, "ctbc.merchants.outlet.mac_key");
+    assert!(
+        text.contains("set REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE to a file holding it")
+            && text.contains("systemd credential merchants.outlet.mac_key")
+            && text.contains("for merchant outlet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(environment variable REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY)"),
+        "{text}"
+    );
+    assert!(e.names("ctbc.merchants.outlet.iv"), "{e}");
+    assert!(
+        s.require_client().is_err(),
+        "every merchant's settings are checked"
+    );
+
+    // Without ctbc.base_url a merchant without its own has no endpoint.
+    let s = Settings::load(&env(&[
+        ("REFUNDD__CTBC__MER_ID", "1234567"),
+        ("REFUNDD__CTBC__MAC_KEY", KEY),
+        ("REFUNDD__CTBC__IV", IV),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "7654321"),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY", OUTLET_KEY),
+        ("REFUNDD__CTBC__MERCHANTS__OUTLET__IV", OUTLET_IV),
+    ]))
+    .unwrap();
+    let e = s.require_merchants().unwrap_err();
+    assert!(
+        e.names("ctbc.base_url") && e.names("ctbc.merchants.outlet.base_url"),
+        "{e}"
+    );
+
+    // A merchant's own endpoint is held to the rules of ctbc.base_url.
+    let mut pairs = two_merchants();
+    pairs.retain(|(k, _)| !k.ends_with("BRAND_B__BASE_URL"));
+    pairs.push((
+        "REFUNDD__CTBC__MERCHANTS__BRAND_B__BASE_URL",
+        "http://10.0.0.5/MicroPos",
+    ));
+    let e = Settings::load(&env(&pairs))
+        .unwrap()
+        .require_merchants()
+        .unwrap_err();
+    let text = about(&e, "ctbc.merchants.brand_b.base_url");
+    assert!(text.contains("loopback"), "{text}");
+    let text = refusal(
+        &[("REFUNDD__CTBC__MERCHANTS__OUTLET__BASE_URL", "not a url")],
+        "ctbc.merchants.outlet.base_url",
+    );
+    assert!(text.contains("not an https:// URL"), "{text}");
+}
+
+#[test]
+fn two_merchants_with_one_merchant_id_are_refused() {
+    let mut pairs = two_merchants();
+    pairs.retain(|(k, _)| !k.ends_with("OUTLET__MER_ID"));
+    pairs.push(("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "1234567"));
+    let text = refusal(&pairs, "ctbc.merchants.outlet.mer_id");
+    assert!(
+        text.contains("the same merchant id as ctbc.mer_id"),
+        "{text}"
+    );
+
+    let mut pairs = two_merchants();
+    pairs.retain(|(k, _)| !k.ends_with("OUTLET__MER_ID"));
+    pairs.push(("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "5550001"));
+    let text = refusal(&pairs, "ctbc.merchants.outlet.mer_id");
+    assert!(
+        text.contains("the same merchant id as ctbc.merchants.brand_b.mer_id"),
+        "{text}"
+    );
+}
+
+/// No merchant's key or IV in any Debug output or any message, whatever
+/// goes wrong beside them.
+#[test]
+fn no_merchants_key_or_iv_is_ever_shown() {
+    let secrets = [KEY, IV, OUTLET_KEY, OUTLET_IV, BRAND_KEY, BRAND_IV];
+    let shows_one = |text: &str| secrets.iter().find(|s| text.contains(*s)).copied();
+    let sources = env(&two_merchants());
+    let s = Settings::load(&sources).unwrap();
+    let merchants = s.require_merchants().unwrap();
+    let raw = RawSettings::load(&sources).unwrap();
+    let debug = format!("{s:?} {s:#?} {sources:?} {raw:?} {raw:#?} {merchants:?} {merchants:#?}");
+    assert_eq!(shows_one(&debug), None, "{debug}");
+    assert!(
+        debug.contains("outlet") && debug.contains("brand_b"),
+        "{debug}"
+    );
+
+    // Everything that can go wrong around the two merchants' keys.
+    let with = |changes: &[(&'static str, &'static str)]| {
+        let mut pairs = two_merchants();
+        pairs.retain(|(k, _)| !changes.iter().any(|(c, _)| c == k));
+        pairs.extend_from_slice(changes);
+        env(&pairs)
+    };
+    let wrongs: Vec<Sources> = vec![
+        with(&[("REFUNDD__CTBC__MERCHANTS__OUTLET__MER_ID", "5550001")]),
+        with(&[(
+            "REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY",
+            "OUTLETKEYOUTLETKEY",
+        )]),
+        with(&[("REFUNDD__CTBC__MERCHANTS__BRAND_B__IV", "brandb8!brandb8!")]),
+        with(&[("REFUNDD__CTBC__MERCHANTS__BRAND_B__MACKEY", BRAND_KEY)]),
+        with(&[("REFUNDD__CTBC__MERCHANTS__BRAND__B__MAC_KEY", BRAND_KEY)]),
+        with(&[(
+            "REFUNDD__CTBC__MERCHANTS__OUTLET__MAC_KEY_FILE",
+            "/nonexistent",
+        )]),
+        with(&[(
+            "REFUNDD__CTBC__MERCHANTS__BRAND_B__BASE_URL",
+            "http://10.0.0.5/",
+        )]),
+        with(&[("REFUNDD__CTBC__BASE_URL", "")]),
+        with(&[("REFUNDD__CTBC__MERCHANTS__OUTLET__IV", "")]),
+    ];
+    let mut messages = 0;
+    for sources in wrongs {
+        let err = match Settings::load(&sources) {
+            Ok(s) => s.require_merchants().unwrap_err(),
+            Err(e) => e,
+        };
+        messages += err.problems.len();
+        let text = format!("{err}\n{err:?}");
+        assert_eq!(shows_one(&text), None, "{text}");
+    }
+    assert!(messages >= 9, "every case went wrong: {messages}");
 }

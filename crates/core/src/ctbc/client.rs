@@ -22,6 +22,7 @@ use super::notice::{is_notice_page, notice_text};
 use super::operation::{Operation, DEFAULT_SW_REVISION};
 use super::types::{InvalidField, MerId, OrderNo, Xid};
 use super::wire::{open_form, seal_form, FormError, FORM_CONTENT_TYPE};
+use crate::domain::merchant::{self, MerchantName};
 use crate::outbound::{is_loopback, no_redirects, redirect_reason, LOOPBACK_FIX};
 
 /// Largest answer body read; the bank's answers are a few hundred bytes.
@@ -32,6 +33,9 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 pub struct ClientConfig {
     /// `ctbc.base_url`, e.g. `https://testepos.ctbcbank.com/MicroPos`.
     pub base_url: Url,
+    /// The merchant `mer_id` and `envelope` are of: `None` for the `[ctbc]`
+    /// table's own (`domain::merchant`).
+    pub merchant: Option<MerchantName>,
     pub mer_id: MerId,
     pub envelope: Envelope,
     pub connect_timeout: Duration,
@@ -54,6 +58,7 @@ impl ClientConfig {
     pub fn new(base_url: Url, mer_id: MerId, envelope: Envelope) -> Self {
         Self {
             base_url,
+            merchant: None,
             mer_id,
             envelope,
             connect_timeout: Duration::from_secs(5),
@@ -103,8 +108,9 @@ pub enum ClientSetupError {
     Http(#[source] reqwest::Error),
 }
 
-/// The CTBC POS API client. Cheap to clone; clones share one connection pool
-/// and one rate limiter.
+/// The CTBC POS API client of one merchant. Cheap to clone; clones share one
+/// connection pool and one rate limiter, and so do the clients of other
+/// merchants made `beside` it, at the same endpoint.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -112,12 +118,15 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
+    base_url: Url,
     endpoints: Endpoints,
+    merchant: Option<MerchantName>,
     mer_id: MerId,
     envelope: Envelope,
     timeout: Duration,
     max_requests_per_sec: Option<NonZeroU32>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// `max_requests_per_sec` is the endpoint's, shared by every merchant at it.
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
     unknown_order_codes: Vec<(String, String)>,
     sw_revision: String,
     /// Answers in a row whose envelope did not open with our keys (a MAC,
@@ -131,6 +140,7 @@ struct Inner {
 pub const ANSWERS_SHOWING_WRONG_KEYS: u32 = 5;
 
 /// The full URL of each operation, computed once.
+#[derive(Clone)]
 struct Endpoints {
     inquiry: Url,
     reversal: Url,
@@ -142,6 +152,7 @@ struct Endpoints {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
+            .field("merchant", &merchant::label(self.inner.merchant.as_ref()))
             .field("mer_id", &self.inner.mer_id)
             .finish_non_exhaustive()
     }
@@ -193,11 +204,13 @@ impl Client {
             .map_err(ClientSetupError::Http)?;
         let limiter = cfg
             .max_requests_per_sec
-            .map(|n| RateLimiter::direct(Quota::per_second(n)));
+            .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                base_url: cfg.base_url,
                 endpoints,
+                merchant: cfg.merchant,
                 mer_id: cfg.mer_id,
                 envelope: cfg.envelope,
                 timeout: cfg.timeout,
@@ -210,8 +223,48 @@ impl Client {
         })
     }
 
+    /// The client of another merchant at this client's endpoint: its own
+    /// merchant id and keys, everything else this client's, the connection
+    /// pool and the rate limit shared with it (`ctbc.max_requests_per_sec`
+    /// caps the calls to one endpoint, whichever merchant makes them).
+    pub fn beside(
+        &self,
+        merchant: Option<MerchantName>,
+        mer_id: MerId,
+        envelope: Envelope,
+    ) -> Client {
+        let it = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                http: it.http.clone(),
+                base_url: it.base_url.clone(),
+                endpoints: it.endpoints.clone(),
+                merchant,
+                mer_id,
+                envelope,
+                timeout: it.timeout,
+                max_requests_per_sec: it.max_requests_per_sec,
+                limiter: it.limiter.clone(),
+                unknown_order_codes: it.unknown_order_codes.clone(),
+                sw_revision: it.sw_revision.clone(),
+                sealed_otherwise_in_a_row: AtomicU32::new(0),
+            }),
+        }
+    }
+
     pub fn mer_id(&self) -> &MerId {
         &self.inner.mer_id
+    }
+
+    /// The merchant the client speaks for: `None` for the `[ctbc]` table's own.
+    pub fn merchant(&self) -> Option<&MerchantName> {
+        self.inner.merchant.as_ref()
+    }
+
+    /// The endpoint (`ctbc.base_url`, or the merchant's own `base_url`): the
+    /// clients of one endpoint share its rate limit.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
     }
 
     /// Starts counting the answers that do not open afresh (at each pass),
@@ -233,8 +286,9 @@ impl Client {
     pub fn keys_look_wrong(&self) -> Option<String> {
         let n = self.inner.sealed_otherwise_in_a_row.load(Ordering::Relaxed);
         (n >= ANSWERS_SHOWING_WRONG_KEYS).then(|| {
+            let table = merchant::settings_table(self.merchant());
             format!(
-                "the bank's answers fail the MAC check ({n} in a row, none opened): check ctbc.mac_key and ctbc.iv (and that ctbc.mer_id is the merchant they were issued for)"
+                "the bank's answers fail the MAC check ({n} in a row, none opened): check {table}.mac_key and {table}.iv (and that {table}.mer_id is the merchant they were issued for)"
             )
         })
     }
@@ -539,10 +593,12 @@ impl Client {
             Ok(_) => "accepted",
             Err(e) => e.kind(),
         };
+        let merchant = merchant::label(self.merchant());
         metrics::counter!(
             "refundd_gateway_calls_total",
             "operation" => op.as_str(),
-            "result" => outcome
+            "result" => outcome,
+            "merchant" => merchant.to_string()
         )
         .increment(1);
         metrics::histogram!("refundd_gateway_call_seconds", "operation" => op.as_str())
@@ -551,6 +607,7 @@ impl Client {
         match &result {
             Ok(_) => tracing::debug!(
                 order_no = %order_no,
+                merchant,
                 operation = op.as_str(),
                 outcome,
                 elapsed_ms,
@@ -558,6 +615,7 @@ impl Client {
             ),
             Err(e) => tracing::debug!(
                 order_no = %order_no,
+                merchant,
                 operation = op.as_str(),
                 outcome,
                 elapsed_ms,
@@ -700,6 +758,48 @@ mod tests {
             check_base_url(&url("ftp://example.com"), true),
             Err(ClientSetupError::UnsupportedScheme { .. })
         ));
+    }
+
+    #[test]
+    fn a_merchant_beside_another_has_its_own_id_and_keys_and_shares_the_rate_limit() {
+        let mut cfg = ClientConfig::new(
+            url("http://127.0.0.1:9/MicroPos"),
+            MerId::parse("1234567").unwrap(),
+            Envelope::new(b"ABCDEFGHIJKLMNOPQRSTUVWX", b"test8iv!").unwrap(),
+        );
+        cfg.max_requests_per_sec = NonZeroU32::new(1);
+        let first = Client::new(cfg.clone()).unwrap();
+        let outlet = MerchantName::parse("outlet").unwrap();
+        let other_keys = Envelope::new(b"ZYXWVUTSRQPONMLKJIHGFEDC", b"other8iv").unwrap();
+        let beside = first.beside(
+            Some(outlet.clone()),
+            MerId::parse("7654321").unwrap(),
+            other_keys,
+        );
+        assert_eq!(beside.mer_id().as_str(), "7654321");
+        assert_eq!(beside.merchant(), Some(&outlet));
+        assert_eq!(beside.base_url(), first.base_url());
+        assert_eq!(first.merchant(), None);
+        // One call a second at the endpoint: the first merchant's takes it.
+        let limit = |c: &Client| c.inner.limiter.clone().unwrap();
+        assert!(limit(&first).check().is_ok());
+        assert!(
+            limit(&beside).check().is_err(),
+            "the limit is the endpoint's"
+        );
+        // A client built alone has a limit of its own.
+        let alone = Client::new(cfg).unwrap();
+        assert!(limit(&alone).check().is_ok());
+        // Debug names the merchant, never a key.
+        let debug = format!("{beside:?}");
+        assert!(
+            debug.contains("outlet") && debug.contains("7654321"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("ZYXWVU") && !debug.contains("other8iv"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -36,6 +36,11 @@ impl InquiryClient {
         self.0.mer_id()
     }
 
+    /// The merchant the client speaks for: `None` for the `[ctbc]` table's own.
+    pub fn merchant(&self) -> Option<&crate::domain::merchant::MerchantName> {
+        self.0.merchant()
+    }
+
     /// Why the bank's answers say the keys are wrong, if they do
     /// (`Client::keys_look_wrong`).
     pub fn keys_look_wrong(&self) -> Option<String> {

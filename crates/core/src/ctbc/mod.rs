@@ -1,10 +1,12 @@
 //! The CTBC POS API as refundd speaks it: the wire envelope (the only
-//! cryptography), the HTTP client with errors the engine can act on, the
-//! inquiry-only client, the bank's notices. The bank's vocabulary and message
+//! cryptography), the HTTP client with errors the engine can act on, one
+//! client per merchant of the shop's (`merchants`), the inquiry-only client,
+//! the bank's notices. The bank's vocabulary and message
 //! shapes are `domain::bank`'s, presented here under the bank's name.
 pub mod client;
 pub mod envelope;
 mod inquiry_only;
+pub mod merchants;
 pub(crate) mod notice;
 pub mod wire;
 
@@ -18,3 +20,4 @@ pub use crate::domain::bank::{CtbcError, Operation, OrderNo, TxState, Xid};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;
 pub use inquiry_only::InquiryClient;
+pub use merchants::{Merchants, OtherMerchant};

@@ -1,18 +1,91 @@
 //! The bank as a pass uses it: the client (one merchant's keys and endpoint)
 //! and the turns its orders share (`turns`), so every call to the bank takes
-//! a turn and a second merchant is a second `Bank`, not a change to the pass.
+//! a turn; one `Bank` per merchant (`Banks`), the merchants at one endpoint
+//! sharing its turns as their clients share its rate limit.
 
 use super::turns::Turns;
-use crate::ctbc::{Client, CtbcError, Inquiry, Operation, OrderNo, RefundReferences, Xid};
+use crate::ctbc::{
+    Client, CtbcError, Inquiry, Merchants, Operation, OrderNo, RefundReferences, Xid,
+};
 use crate::domain::calls::Call;
+use crate::domain::merchant::MerchantName;
 use crate::domain::record::GatewayEvent;
 use crate::domain::refund_request::RefundRequest;
 use crate::domain::words::{CallOutcome, EventKind};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::SemaphorePermit;
 use tracing::info;
 
-/// One bank client and its turns.
+/// Every merchant's `Bank`: the default merchant's and each named one's.
+#[derive(Debug, Clone)]
+pub(super) struct Banks {
+    default: Bank,
+    named: BTreeMap<MerchantName, Bank>,
+}
+
+impl Banks {
+    /// `calls_at_once` calls in flight at most to each endpoint
+    /// (`worker.concurrency`), whichever merchants make them.
+    pub(super) fn new(merchants: &Merchants, calls_at_once: usize) -> Self {
+        let mut at_endpoint: Vec<(url::Url, Turns)> = Vec::new();
+        let mut bank_of = |client: &Client| {
+            let turns = match at_endpoint.iter().find(|(u, _)| u == client.base_url()) {
+                Some((_, turns)) => turns.clone(),
+                None => {
+                    let turns = Turns::new(calls_at_once);
+                    at_endpoint.push((client.base_url().clone(), turns.clone()));
+                    turns
+                }
+            };
+            Bank::new(client.clone(), turns, calls_at_once)
+        };
+        let default = bank_of(merchants.default_client());
+        let named = merchants
+            .iter()
+            .filter_map(|(merchant, client)| Some((merchant?.clone(), bank_of(client))))
+            .collect();
+        Self { default, named }
+    }
+
+    /// The bank of an order's merchant (`None`: the default merchant's);
+    /// `None` for a merchant no settings table names.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the pass selects an order's bank by the record's merchant once the record carries it"
+        )
+    )]
+    pub(super) fn for_merchant(&self, merchant: Option<&MerchantName>) -> Option<&Bank> {
+        match merchant {
+            None => Some(&self.default),
+            Some(name) => self.named.get(name),
+        }
+    }
+
+    /// The default merchant's bank (the `[ctbc]` table's).
+    pub(super) fn default_bank(&self) -> &Bank {
+        &self.default
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Bank> {
+        std::iter::once(&self.default).chain(self.named.values())
+    }
+
+    /// Starts counting every merchant's answers that did not open afresh.
+    pub(super) fn recount_answers(&self) {
+        self.all().for_each(Bank::recount_answers);
+    }
+
+    /// Why the bank's answers say a merchant's keys are wrong, if they do
+    /// for any (the message names that merchant's settings).
+    pub(super) fn keys_look_wrong(&self) -> Option<String> {
+        self.all().find_map(Bank::keys_look_wrong)
+    }
+}
+
+/// One merchant's bank client and the turns of its endpoint.
 #[derive(Debug, Clone)]
 pub(super) struct Bank {
     client: Client,
@@ -21,11 +94,12 @@ pub(super) struct Bank {
 }
 
 impl Bank {
-    /// `calls_at_once` calls in flight at most (`worker.concurrency`).
-    pub(super) fn new(client: Client, calls_at_once: usize) -> Self {
+    /// `calls_at_once` calls in flight at most (`worker.concurrency`),
+    /// taking `turns` shared with the other merchants at the endpoint.
+    fn new(client: Client, turns: Turns, calls_at_once: usize) -> Self {
         Self {
             client,
-            turns: Turns::new(calls_at_once),
+            turns,
             calls_at_once: calls_at_once.max(1),
         }
     }
@@ -127,5 +201,72 @@ impl Bank {
         }
         req.unrecorded.push(ev);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctbc::{ClientConfig, Envelope, MerId, OtherMerchant};
+    use futures::FutureExt;
+
+    fn name(n: &str) -> MerchantName {
+        MerchantName::parse(n).unwrap()
+    }
+
+    fn other(n: &str, mer_id: &str, base_url: Option<&str>) -> OtherMerchant {
+        OtherMerchant {
+            name: name(n),
+            mer_id: MerId::parse(mer_id).unwrap(),
+            envelope: Envelope::new(b"ZYXWVUTSRQPONMLKJIHGFEDC", b"other8iv").unwrap(),
+            base_url: base_url.map(|u| url::Url::parse(u).unwrap()),
+        }
+    }
+
+    /// The default merchant and `outlet` at one endpoint, `brand` at another.
+    fn merchants() -> Merchants {
+        let default = ClientConfig::new(
+            url::Url::parse("http://127.0.0.1:9/MicroPos").unwrap(),
+            MerId::parse("1234567").unwrap(),
+            Envelope::new(b"ABCDEFGHIJKLMNOPQRSTUVWX", b"test8iv!").unwrap(),
+        );
+        let others = vec![
+            other("outlet", "7654321", None),
+            other("brand", "5555555", Some("http://127.0.0.2:9/MicroPos")),
+        ];
+        Merchants::new(default, others).unwrap()
+    }
+
+    #[test]
+    fn each_merchant_has_its_bank_and_an_unknown_one_none() {
+        let banks = Banks::new(&merchants(), 4);
+        let mer_id = |m: Option<&MerchantName>| {
+            let bank = banks.for_merchant(m).unwrap();
+            bank.client.mer_id().as_str().to_string()
+        };
+        assert_eq!(mer_id(None), "1234567");
+        assert_eq!(mer_id(Some(&name("outlet"))), "7654321");
+        assert_eq!(mer_id(Some(&name("brand"))), "5555555");
+        assert_eq!(banks.default_bank().client.mer_id().as_str(), "1234567");
+        assert!(banks.for_merchant(Some(&name("unknown"))).is_none());
+    }
+
+    #[test]
+    fn merchants_at_one_endpoint_share_its_turns() {
+        let banks = Banks::new(&merchants(), 1);
+        let outlet = banks.for_merchant(Some(&name("outlet"))).unwrap();
+        let brand = banks.for_merchant(Some(&name("brand"))).unwrap();
+        let held = banks.default_bank().turn().now_or_never().flatten();
+        assert!(held.is_some(), "the endpoint's one turn");
+        assert!(
+            outlet.turn().now_or_never().is_none(),
+            "the same endpoint: it waits for the default merchant's call"
+        );
+        assert!(
+            brand.turn().now_or_never().flatten().is_some(),
+            "another endpoint has turns of its own"
+        );
+        drop(held);
+        assert!(outlet.turn().now_or_never().flatten().is_some());
     }
 }

@@ -8,13 +8,13 @@ use super::clock::Clock;
 use super::settings::EngineSettings;
 use super::summary::{OrderOutcome, PassCounters, PassSummary};
 use super::turns::ORDERS_PER_TURN;
-use crate::ctbc::Client;
+use crate::ctbc::Merchants;
 use crate::ctbc::Operation;
 use crate::domain::mapping;
 use crate::domain::record::Deferral;
 use crate::domain::record::{Lease, OrderRecord};
 use crate::domain::words::{PassOutcome, StepReached};
-use crate::engine::bank::Bank;
+use crate::engine::bank::{Bank, Banks};
 use crate::engine::held::renew_leases;
 use crate::engine::held::Held;
 use crate::engine::recorder::Recorder;
@@ -37,7 +37,7 @@ const INTAKE_CHUNK: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
-    bank: Bank,
+    banks: Banks,
     recorder: Recorder,
     settings: EngineSettings,
     clock: Arc<dyn Clock>,
@@ -45,14 +45,16 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// `merchants`: every merchant's client (a single `Client` is the
+    /// default merchant alone).
     pub fn new(
         store: Store,
-        client: Client,
+        merchants: impl Into<Merchants>,
         settings: EngineSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            bank: Bank::new(client, settings.concurrency),
+            banks: Banks::new(&merchants.into(), settings.concurrency),
             recorder: Recorder {
                 store: store.clone(),
                 settings: settings.clone(),
@@ -81,7 +83,7 @@ impl Engine {
         counters: Arc<PassCounters>,
     ) -> Result<PassSummary, StoreError> {
         let started = Instant::now();
-        self.bank.recount_answers();
+        self.banks.recount_answers();
         let (pass_id, due_by) = self.store.start_pass(self.worker).await?;
         let span = tracing::error_span!("pass", pass_id, worker = %self.worker);
         let result = self
@@ -234,7 +236,7 @@ impl Engine {
                 || stop.is_cancelled()
                 || self.in_blackout()
                 || db_error.get().is_some()
-                || self.bank.keys_look_wrong().is_some()
+                || self.banks.keys_look_wrong().is_some()
             {
                 return None;
             }
@@ -284,7 +286,7 @@ impl Engine {
         if let Some(e) = first_error.into_inner() {
             return Err(e);
         }
-        if let Some(why) = self.bank.keys_look_wrong() {
+        if let Some(why) = self.banks.keys_look_wrong() {
             error!("{why}; the pass stopped claiming and sending");
             *lock(&counters.problem) = Some(why);
             Ok(PassOutcome::BankKeysWrong)
@@ -363,7 +365,7 @@ impl Engine {
     /// An attempt at one order, with this engine's parts.
     fn attempt(&self) -> Attempt<'_> {
         Attempt {
-            bank: &self.bank,
+            bank: self.bank(),
             recorder: &self.recorder,
             settings: &self.settings,
             clock: self.clock.as_ref(),
@@ -374,11 +376,18 @@ impl Engine {
     /// The settlement watch, with this engine's parts.
     fn watch(&self) -> SettlementWatch<'_> {
         SettlementWatch {
-            bank: &self.bank,
+            bank: self.bank(),
             recorder: &self.recorder,
             settings: &self.settings,
             worker: self.worker,
         }
+    }
+
+    /// The bank every order is worked at: the default merchant's, until the
+    /// record carries its merchant; then the record's merchant selects it
+    /// (`Banks::for_merchant`), here, for the attempt and the watch alike.
+    fn bank(&self) -> &Bank {
+        self.banks.default_bank()
     }
 
     fn in_blackout(&self) -> bool {
