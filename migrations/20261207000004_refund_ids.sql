@@ -11,8 +11,12 @@ ALTER TABLE refunds ADD CONSTRAINT refunds_one_record_per_refund UNIQUE (order_n
 -- An order's refunds are worked one at a time (the claim takes a refund only
 -- while no other of its order is under way, `queue_rules::turn_of_order`);
 -- this keeps that true when two claims meet, whatever their snapshots saw:
--- never two money-moving calls for one order in flight.
-CREATE UNIQUE INDEX refunds_one_under_way_per_order ON refunds (order_no) WHERE status = 'refunding';
+-- never two money-moving calls for one order in flight. Its condition is
+-- written so that no statement of the queue's ("status = 'refunding'")
+-- implies it: the planner never reads records through it instead of their
+-- key (`store::batch_plans`), it only keeps the rule.
+CREATE UNIQUE INDEX refunds_one_under_way_per_order ON refunds (order_no)
+    WHERE (status = 'refunding') IS TRUE;
 
 -- Each event belongs to one refund's story; the order's story is all of them.
 ALTER TABLE refund_events ADD COLUMN refund_id text NOT NULL DEFAULT '';
@@ -100,3 +104,9 @@ END $$;
 CREATE OR REPLACE VIEW events AS
 SELECT id, type, order_no, occurred_at, body, delivered_at, dead_at, refund_id
   FROM outbox ORDER BY seq;
+
+-- Which of the shop's CTBC merchant ids the refund's order was paid to: the
+-- name of a `[ctbc.merchants.NAME]` table, from the optional column
+-- `merchant` of the shop's requests; NULL for the default merchant (the
+-- `[ctbc]` table's own), which every record migrated here was.
+ALTER TABLE refunds ADD COLUMN merchant text;

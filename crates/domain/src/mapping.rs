@@ -71,6 +71,7 @@ mod tests {
             id: 1,
             order_no: order_no.into(),
             refund_id: String::new(),
+            merchant: None,
             xid: Some(format!("X{order_no}")),
             auth_code: Some("A1B2C3".into()),
             auth_amount: Some(1000),

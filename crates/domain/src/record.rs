@@ -16,6 +16,9 @@ pub struct OrderRecord {
     pub order_no: String,
     /// Which refund of the order this is ('' for its only one).
     pub refund_id: String,
+    /// The merchant the order was paid to, as the shop named it (a
+    /// `[ctbc.merchants.NAME]`); `None`: the default merchant.
+    pub merchant: Option<String>,
     pub xid: Option<String>,
     pub auth_code: Option<String>,
     pub auth_amount: Option<i64>,

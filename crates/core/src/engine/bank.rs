@@ -9,7 +9,7 @@ use crate::ctbc::{
 };
 use crate::domain::calls::Call;
 use crate::domain::merchant::MerchantName;
-use crate::domain::record::GatewayEvent;
+use crate::domain::record::{GatewayEvent, OrderRecord};
 use crate::domain::refund_request::RefundRequest;
 use crate::domain::words::{CallOutcome, EventKind};
 use std::collections::BTreeMap;
@@ -50,13 +50,6 @@ impl Banks {
 
     /// The bank of an order's merchant (`None`: the default merchant's);
     /// `None` for a merchant no settings table names.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the pass selects an order's bank by the record's merchant once the record carries it"
-        )
-    )]
     pub(super) fn for_merchant(&self, merchant: Option<&MerchantName>) -> Option<&Bank> {
         match merchant {
             None => Some(&self.default),
@@ -64,7 +57,25 @@ impl Banks {
         }
     }
 
+    /// The bank of the merchant a record names (the shop's column
+    /// `merchant`), or why the record cannot be worked at any: a name that
+    /// is not one, or one no settings table gives.
+    pub(super) fn of_record(&self, row: &OrderRecord) -> Result<&Bank, String> {
+        let Some(given) = row.merchant.as_deref() else {
+            return Ok(&self.default);
+        };
+        let name = MerchantName::parse(given).map_err(|e| format!("invalid row: merchant: {e}"))?;
+        self.for_merchant(Some(&name)).ok_or_else(|| {
+            let known: Vec<&str> = self.named.keys().map(MerchantName::as_str).collect();
+            format!(
+                "invalid row: merchant {given} is not one of refundd's merchants; add its settings as [ctbc.merchants.{given}] (mer_id and keys), or return one of [{}] in the column merchant (NULL for the [ctbc] table's own); nothing was sent",
+                known.join(", ")
+            )
+        })
+    }
+
     /// The default merchant's bank (the `[ctbc]` table's).
+    #[cfg(test)]
     pub(super) fn default_bank(&self) -> &Bank {
         &self.default
     }

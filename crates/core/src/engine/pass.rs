@@ -319,10 +319,15 @@ impl Engine {
                 .await
                 .map(|_| OrderOutcome::Released)
         } else {
-            self.attempt()
-                .work(row, stop)
-                .instrument(span.clone())
-                .await
+            match self.banks.of_record(&row) {
+                Ok(bank) => {
+                    self.attempt(bank)
+                        .work(row, stop)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(reason) => self.no_bank(&lease, &reason).instrument(span.clone()).await,
+            }
         };
         match outcome {
             Err(StoreError::LeaseLost) => Ok(OrderOutcome::LeaseLost),
@@ -362,10 +367,19 @@ impl Engine {
         }
     }
 
-    /// An attempt at one order, with this engine's parts.
-    fn attempt(&self) -> Attempt<'_> {
+    /// An order whose merchant no settings give: it fails with the reason
+    /// (the operator adds the merchant's settings and retries it), nothing sent.
+    async fn no_bank(&self, lease: &Lease, reason: &str) -> Result<OrderOutcome, StoreError> {
+        warn!(step = "validate", reason = %reason, "order row is invalid; nothing sent");
+        let wb = self.store.fail(lease, &[], reason, None).await?;
+        self.recorder.note_write_back(&wb);
+        Ok(OrderOutcome::Failed)
+    }
+
+    /// An attempt at one order at its merchant's bank, with this engine's parts.
+    fn attempt<'a>(&'a self, bank: &'a Bank) -> Attempt<'a> {
         Attempt {
-            bank: self.bank(),
+            bank,
             recorder: &self.recorder,
             settings: &self.settings,
             clock: self.clock.as_ref(),
@@ -376,18 +390,11 @@ impl Engine {
     /// The settlement watch, with this engine's parts.
     fn watch(&self) -> SettlementWatch<'_> {
         SettlementWatch {
-            bank: self.bank(),
+            banks: &self.banks,
             recorder: &self.recorder,
             settings: &self.settings,
             worker: self.worker,
         }
-    }
-
-    /// The bank every order is worked at: the default merchant's, until the
-    /// record carries its merchant; then the record's merchant selects it
-    /// (`Banks::for_merchant`), here, for the attempt and the watch alike.
-    fn bank(&self) -> &Bank {
-        self.banks.default_bank()
     }
 
     fn in_blackout(&self) -> bool {

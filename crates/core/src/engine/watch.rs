@@ -2,7 +2,7 @@
 //! the bank accepts it, then inquired on later passes until the bank's batch
 //! settles it (22); one that fails there or vanishes goes to a person at once.
 
-use super::bank::Bank;
+use super::bank::Banks;
 use super::held::Held;
 use super::recorder::Recorder;
 use super::settings::EngineSettings;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 /// The settlement watch of one pass, with the parts it needs.
 pub(super) struct SettlementWatch<'a> {
-    pub(super) bank: &'a Bank,
+    pub(super) banks: &'a Banks,
     pub(super) recorder: &'a Recorder,
     pub(super) settings: &'a EngineSettings,
     pub(super) worker: Uuid,
@@ -105,8 +105,18 @@ impl SettlementWatch<'_> {
                     .await;
             }
         };
+        let bank = match self.banks.of_record(row) {
+            Ok(bank) => bank,
+            Err(e) => {
+                let reason =
+                    format!("needs a person: the settlement of this refund cannot be watched: {e}");
+                return self
+                    .watch_outcome(row, None, Settlement::Failed(reason), counters)
+                    .await;
+            }
+        };
         let started = Instant::now();
-        let result = self.bank.inquiry(&order_no, &xid).await;
+        let result = bank.inquiry(&order_no, &xid).await;
         let mut ev = GatewayEvent {
             kind: EventKind::Outcome,
             operation: Some(Operation::Inquiry),

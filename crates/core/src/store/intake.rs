@@ -23,6 +23,8 @@ pub(super) struct ShopRequest {
     lidm: Option<String>,
     /// The shop's id of this refund of the order (several refunds of one order).
     refund_id: Option<String>,
+    /// The merchant the order was paid to (`[ctbc.merchants.NAME]`); none: the default.
+    merchant: Option<String>,
     /// How many rows the shop's query returned for this order number and refund.
     rows_for_order: i64,
 }
@@ -86,10 +88,11 @@ pub(super) struct RequestColumns {
     pub bad_input: Vec<Option<String>>,
     pub lidm: Vec<Option<String>>,
     pub refund_id: Vec<String>,
+    pub merchant: Vec<Option<String>>,
 }
 
 impl RequestColumns {
-    /// Binds the columns as `LISTED` reads them (`$1` to `$7`, `$9`, `$10`), with the
+    /// Binds the columns as `LISTED` reads them (`$1` to `$7`, `$9` to `$11`), with the
     /// reading's snapshot as `$8`.
     pub(super) fn bind_to<'q, O>(
         self,
@@ -106,6 +109,7 @@ impl RequestColumns {
             .bind(snapshot)
             .bind(self.lidm)
             .bind(self.refund_id)
+            .bind(self.merchant)
     }
 
     /// An order listed more than once is recorded once, with the reason it
@@ -138,6 +142,8 @@ impl RequestColumns {
             c.bad_input.push(bad);
             c.lidm.push(r.lidm.clone());
             c.refund_id.push(refund_id.as_str().to_string());
+            c.merchant
+                .push(r.merchant.clone().filter(|m| !m.is_empty()));
         }
         c
     }
@@ -157,6 +163,7 @@ impl Store {
                     coalesce(o.j ->> 'currency', '901') AS currency,
                     o.j ->> 'lidm' AS lidm,
                     o.j ->> 'refund_id' AS refund_id,
+                    o.j ->> 'merchant' AS merchant,
                     count(*) OVER (PARTITION BY r.order_no::text, {key}) AS rows_for_order
                FROM ({}) AS r CROSS JOIN LATERAL (SELECT to_jsonb(r) AS j) AS o{}",
             self.shop.requests,
@@ -329,16 +336,16 @@ static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     format!(
         "
 INSERT INTO refundd.refunds AS f
-       (order_no, refund_id, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm)
-SELECT u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm
+       (order_no, refund_id, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm, merchant)
+SELECT u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm, u.merchant
   FROM {LISTED} AS u{LISTED_AS}
   LEFT JOIN refundd.refunds f ON f.order_no = u.order_no AND f.refund_id = u.refund_id
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
  WHERE f.order_no IS NULL
     OR (f.claimed_amount IS NULL
-        AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input, f.lidm)
-            IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm))
+        AND (f.xid, f.auth_code, f.auth_amount, f.refund_amount, f.currency, f.bad_input, f.lidm, f.merchant)
+            IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm, u.merchant))
     OR {reopens}
     OR ({asked_again} AND f.requested_again_at IS NULL)
 ON CONFLICT (order_no, refund_id) DO UPDATE SET
@@ -362,7 +369,7 @@ RETURNING (xmax = 0) AS inserted,
 });
 
 /// The shop's values a record takes while it follows the shop.
-const SHOP_VALUES: [&str; 7] = [
+const SHOP_VALUES: [&str; 8] = [
     "xid",
     "auth_code",
     "auth_amount",
@@ -370,15 +377,15 @@ const SHOP_VALUES: [&str; 7] = [
     "currency",
     "bad_input",
     "lidm",
+    "merchant",
 ];
 
-/// The shop's rows of one reading as a relation (`$1` to `$7`, `$9` and
-/// `$10`, as `RequestColumns` binds them), its columns named by `LISTED_AS`.
-pub(super) const LISTED: &str = "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[], $10::text[])";
+/// The shop's rows of one reading as a relation (`$1` to `$7`, `$9` to
+/// `$11`, as `RequestColumns` binds them), its columns named by `LISTED_AS`.
+pub(super) const LISTED: &str = "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $9::text[], $10::text[], $11::text[])";
 
 /// The names of `LISTED`'s columns.
-pub(super) const LISTED_AS: &str =
-    "(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm, refund_id)";
+pub(super) const LISTED_AS: &str = "(order_no, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm, refund_id, merchant)";
 
 /// The refund id of a row of the shop's query (`row` its JSON) as refundd
 /// keys it, as `RefundId::from_shop` reads it: spaces around it dropped, at

@@ -19,6 +19,7 @@ impl<'r> FromRow<'r, PgRow> for ReadOrder {
             id: r.try_get("id")?,
             order_no: r.try_get("order_no")?,
             refund_id: r.try_get("refund_id")?,
+            merchant: r.try_get("merchant")?,
             xid: r.try_get("xid")?,
             auth_code: r.try_get("auth_code")?,
             auth_amount: r.try_get("auth_amount")?,

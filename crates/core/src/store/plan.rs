@@ -159,7 +159,7 @@ impl Store {
     }
 }
 
-/// The shop's requests (`$1` to `$7`, `$9` and `$10`, read in snapshot `$8`) laid
+/// The shop's requests (`$1` to `$7`, `$9` to `$11`, read in snapshot `$8`) laid
 /// over refundd's records by the intake's own rules (`queue_rules`: what
 /// `RECORD_REQUESTS` and `withdraw_unlisted` do), and what a claim would make
 /// of the result (`queue_rules::claimable`, `due_by`, `held`).
@@ -183,6 +183,7 @@ j AS (
     SELECT f.*,
            u.xid AS s_xid, u.auth_code AS s_auth_code, u.auth_amount AS s_auth_amount,
            u.refund_amount AS s_refund_amount, u.currency AS s_currency, u.bad_input AS s_bad_input, u.lidm AS s_lidm,
+           u.merchant AS s_merchant,
            u.order_no IS NOT NULL AND {reopens} AS reopened,
            u.order_no IS NOT NULL AND {reopens_failed} AS reopened_failed,
            u.order_no IS NOT NULL AND {follows} AS follows,
@@ -203,6 +204,7 @@ o AS (
            CASE WHEN j.follows THEN j.s_refund_amount ELSE j.refund_amount END AS refund_amount,
            CASE WHEN j.follows THEN j.s_bad_input ELSE j.bad_input END AS bad_input,
            CASE WHEN j.follows THEN j.s_lidm ELSE j.lidm END AS lidm,
+           CASE WHEN j.follows THEN j.s_merchant ELSE j.merchant END AS merchant,
            CASE WHEN j.reopened_failed THEN NULL ELSE j.claimed_amount END AS claimed_amount,
            CASE WHEN j.reopened THEN 0 ELSE j.attempts END AS attempts,
            j.step, j.unknown_operation, j.unknown_since, j.refund_method, j.refunded_amount,
@@ -214,7 +216,7 @@ o AS (
       FROM j
     UNION ALL
     SELECT 0::bigint, u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.currency, 'refund_requested',
-           u.refund_amount, u.bad_input, u.lidm, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
+           u.refund_amount, u.bad_input, u.lidm, u.merchant, NULL::bigint, 0, NULL::text, NULL::text, NULL::timestamptz,
            NULL::text, NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::timestamptz,
            NULL::timestamptz, NULL::text, true, false, false
       FROM u
@@ -222,7 +224,7 @@ o AS (
                         WHERE r.order_no = u.order_no AND r.refund_id = u.refund_id)
 )
 SELECT o.id, o.order_no, o.refund_id, o.xid, o.auth_code, o.auth_amount, o.currency, o.status, o.refund_amount,
-       o.bad_input, o.lidm, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
+       o.bad_input, o.lidm, o.merchant, o.claimed_amount, o.attempts, o.step, o.unknown_operation, o.unknown_since,
        o.refund_method, o.refunded_amount, o.watch_until, o.lease_token,
        {unknown_age},
        {own_calls},

@@ -53,7 +53,7 @@ pub(super) const OTHER_REFUNDS: &str = "(SELECT CASE WHEN count(*) = 0 THEN NULL
                FROM refundd.refunds s
               WHERE s.order_no = o.order_no AND s.refund_id <> o.refund_id) x) AS others";
 
-const ORDER_COLUMNS: &str = "id, order_no, refund_id, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
+const ORDER_COLUMNS: &str = "id, order_no, refund_id, merchant, xid, auth_code, auth_amount, currency, status, refund_amount, bad_input, \
      claimed_amount, attempts, step, unknown_operation, unknown_since, refund_method, refunded_amount, watch_until, lease_token, lidm";
 
 /// `unknown_age_ms`: how long ago, on the database's clock, the call of
