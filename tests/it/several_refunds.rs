@@ -179,3 +179,67 @@ async fn an_orders_refunds_are_worked_oldest_first_never_two_at_once() {
             .assert_refunded("reversal", amount);
     }
 }
+
+/// Where the bank filed each refund refundd recorded as accepted: (refund
+/// id, BatchID, BatchSeq, RetrRef), oldest first.
+async fn filed_refunds(rig: &Rig, order_no: &str) -> Vec<(String, String, String, String)> {
+    sqlx::query_as(
+        "SELECT refund_id, batch_id, batch_seq, retr_ref FROM refund_events
+          WHERE order_no = $1 AND operation = 'refund' AND outcome = 'accepted' AND kind = 'outcome'
+          ORDER BY id",
+    )
+    .bind(order_no)
+    .fetch_all(&rig.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn settled_money_is_refunded_part_by_part_each_after_the_last_settled() {
+    let rig = shop_with_order("N4", 1000, TxState::Settled).await;
+    approve(&rig, "N4", "D1", 300).await;
+    rig.pass().await;
+    rig.refund("N4", "D1").await.assert_refunded("refund", 300);
+
+    // The second part waits while the first is settling (state 20)...
+    approve(&rig, "N4", "D2", 200).await;
+    rig.pass().await;
+    let waiting = rig.refund("N4", "D2").await;
+    assert_eq!(waiting.status, "refund_requested");
+    assert!(waiting.last_error_says("earlier refund"), "{waiting:?}");
+    assert_eq!(money_calls_at_bank(&rig, "N4").await, 1);
+
+    // ...and is sent once the bank's batch has settled it (state 22).
+    rig.admin.run_batch().await.unwrap();
+    rig.pass().await;
+    rig.refund("N4", "D2").await.assert_refunded("refund", 200);
+    assert!(rig.refund("N4", "D1").await.settled);
+    rig.admin.run_batch().await.unwrap();
+    rig.pass().await;
+    assert!(rig.refund("N4", "D2").await.settled);
+
+    // The bank holds two refunds, each where refundd recorded it.
+    let at_bank = rig.admin.refunds_of("N4").await.unwrap().unwrap();
+    let amounts: Vec<i64> = at_bank.iter().map(|r| r.amount).collect();
+    assert_eq!(amounts, [300, 200]);
+    let filed = filed_refunds(&rig, "N4").await;
+    let ours: Vec<(&str, &str, &str)> = filed
+        .iter()
+        .map(|(_, b, s, r)| (b.as_str(), s.as_str(), r.as_str()))
+        .collect();
+    let theirs: Vec<(&str, &str, &str)> = at_bank
+        .iter()
+        .map(|r| (r.batch_id.as_str(), r.batch_seq.as_str(), r.retr_ref.as_str()))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(filed[0].0, "D1");
+    assert_eq!(filed[1].0, "D2");
+
+    // The order's balance is 500: a third part of 600 is refused before the bank.
+    approve(&rig, "N4", "D3", 600).await;
+    rig.pass().await;
+    let over = rig.refund("N4", "D3").await;
+    assert_eq!(over.status, "refund_failed");
+    assert!(over.refund_error.unwrap_or_default().contains("500 left"));
+    assert_eq!(money_calls_at_bank(&rig, "N4").await, 2);
+}
