@@ -83,6 +83,17 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         refund: Option<String>,
     },
+    /// Cancel a refund refundd made before the bank's batch (state 20); the money stays with the shop.
+    CancelRefund {
+        /// The order number, as the shop's requests give it.
+        order_no: String,
+        /// Which refund of the order (the shop's refund_id), when it has several.
+        #[arg(long, value_name = "ID")]
+        refund: Option<String>,
+        /// Why: recorded in the refund's story with who asked, and given to shop.on_cancelled.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Run the CTBC POS API simulator (test keys by default), for rehearsal.
     Sim(crate::sim::SimArgs),
     /// Show refundd working end to end on throwaway PostgreSQL and the simulator.
@@ -190,6 +201,18 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             let store = connect(&settings).await?;
             let queued = manual_queue::retry(&store, &order_no, refund.as_deref()).await?;
             println!("{}", queued.line("back in the queue"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CancelRefund {
+            order_no,
+            refund,
+            reason,
+        } => {
+            let store = connect(&settings).await?;
+            let which = (order_no.as_str(), refund.as_deref());
+            let line =
+                crate::ops::cancel_refund::command(&settings, &store, which, &reason).await?;
+            println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),

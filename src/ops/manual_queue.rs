@@ -246,6 +246,7 @@ fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
         OrderStatus::Refund(RefundStatus::RefundRequested | RefundStatus::Refunding) => "it is already in the refund queue; only a paid order can be requested",
         OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded, and an order is refunded once; only a paid order can be requested",
         OrderStatus::Refund(RefundStatus::Withdrawn) => "only a paid order can be requested",
+        OrderStatus::Refund(RefundStatus::Cancelled) => "its refund was cancelled before the bank's batch; only a paid order can be requested",
     };
     Err(QueueError::WrongStatus {
         order_no: order.order_no.clone(),
@@ -317,6 +318,7 @@ fn retryable(order: &OrderToQueue) -> Result<(), QueueError> {
         OrderStatus::Refund(RefundStatus::RefundRequested | RefundStatus::Refunding) => "it is already in the refund queue; only a refund_failed order can be retried",
         OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded, and an order is refunded once; only a refund_failed order can be retried",
         OrderStatus::Refund(RefundStatus::Withdrawn) => "only a refund_failed order can be retried",
+        OrderStatus::Refund(RefundStatus::Cancelled) => "its refund was cancelled at an operator's request and is not retried; only a refund_failed order can be retried",
     };
     Err(QueueError::WrongStatus {
         order_no: order.order_no.clone(),

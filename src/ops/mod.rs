@@ -1,6 +1,7 @@
 //! What an operator touches: logs, status, request and retry, health and
 //! metrics, systemd notifications, progress, the demo and the example shops.
 //! No business rules here.
+pub mod cancel_refund;
 pub mod check;
 pub mod demo;
 pub mod exit;

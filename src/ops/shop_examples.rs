@@ -22,6 +22,8 @@ pub struct ShopExample {
     pub on_refunded: &'static str,
     /// `shop.on_failed`
     pub on_failed: &'static str,
+    /// `shop.on_cancelled`, where the shop has a place for a cancelled refund.
+    pub on_cancelled: Option<&'static str>,
     shape: Shape,
 }
 
@@ -40,6 +42,7 @@ pub static TUTORIAL: ShopExample = ShopExample {
     requests: sql::TUTORIAL_REQUESTS,
     on_refunded: sql::TUTORIAL_ON_REFUNDED,
     on_failed: sql::TUTORIAL_ON_FAILED,
+    on_cancelled: None,
     shape: Shape::Tutorial,
 };
 
@@ -51,6 +54,7 @@ pub static CODES: ShopExample = ShopExample {
     requests: sql::CODES_REQUESTS,
     on_refunded: sql::CODES_ON_REFUNDED,
     on_failed: sql::CODES_ON_FAILED,
+    on_cancelled: None,
     shape: Shape::Codes,
 };
 
@@ -62,6 +66,7 @@ pub static RETURNS: ShopExample = ShopExample {
     requests: sql::RETURNS_REQUESTS,
     on_refunded: sql::RETURNS_ON_REFUNDED,
     on_failed: sql::RETURNS_ON_FAILED,
+    on_cancelled: Some(sql::RETURNS_ON_CANCELLED),
     shape: Shape::Returns,
 };
 
@@ -409,11 +414,13 @@ mod tests {
     fn the_guide_shows_the_statements_as_they_are() {
         let guide = include_str!("../../docs/connect-your-shop.md");
         for ex in EXAMPLES {
-            for (env, statement) in [
+            let cancelled = ex.on_cancelled.map(|s| ("ON_CANCELLED", s));
+            let statements = [
                 ("REQUESTS", ex.requests),
                 ("ON_REFUNDED", ex.on_refunded),
                 ("ON_FAILED", ex.on_failed),
-            ] {
+            ];
+            for (env, statement) in statements.into_iter().chain(cancelled) {
                 assert!(guide.contains(statement), "{} shop.{env}", ex.name);
                 // The environment form: one line, in shell single quotes.
                 let one_line = statement.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -436,12 +443,15 @@ mod tests {
         for (ex, text) in files {
             let table: toml::Table = toml::from_str(text).unwrap();
             let shop = table["shop"].as_table().unwrap();
-            assert_eq!(shop.len(), 3, "{}: only the three statements", ex.name);
-            for (key, want) in [
+            let cancelled = ex.on_cancelled.map(|s| ("on_cancelled", s));
+            let want_len = 3 + usize::from(cancelled.is_some());
+            assert_eq!(shop.len(), want_len, "{}: only the statements", ex.name);
+            let statements = [
                 ("requests", ex.requests),
                 ("on_refunded", ex.on_refunded),
                 ("on_failed", ex.on_failed),
-            ] {
+            ];
+            for (key, want) in statements.into_iter().chain(cancelled) {
                 let got = shop[key].as_str().unwrap();
                 assert_eq!(got.trim(), want, "config/shop-{}.toml shop.{key}", ex.name);
             }

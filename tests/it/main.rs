@@ -17,6 +17,7 @@
 
 mod common;
 
+mod cancel_refund;
 mod catalog;
 mod chaos;
 mod cli_foundation;

@@ -207,11 +207,15 @@ fn word_columns() -> Vec<WordColumn> {
         col("refunds", "unknown_operation", words_of(&moving)),
         col("refunds", "refund_method", words_of(RefundMethod::ALL)),
         col("refunds", "settlement", words_of(SettlementState::ALL)),
-        // The write-back still to be done: one of the two endings.
+        // The write-back still to be done: one of the endings the shop is told.
         col(
             "refunds",
             "writeback",
-            words_of(&[RefundStatus::Refunded, RefundStatus::RefundFailed]),
+            words_of(&[
+                RefundStatus::Refunded,
+                RefundStatus::RefundFailed,
+                RefundStatus::Cancelled,
+            ]),
         ),
         col("refund_events", "kind", words_of(EventKind::ALL)),
         col("refund_events", "operation", words_of(&Operation::ALL)),
@@ -228,6 +232,7 @@ fn word_columns() -> Vec<WordColumn> {
                 "refund.failed",
                 "refund.withdrawn",
                 "refund.needs_attention",
+                "refund.cancelled",
             ],
         ),
         col(
@@ -388,6 +393,10 @@ async fn a_misspelt_word_is_refused_where_it_is_written() {
 /// The migration that checks the words.
 const WORD_CHECKS: i64 = 20261207000002;
 
+/// Words the code writes only since a later migration (a cancelled refund,
+/// 20261207000005): a database from before the word checks never held them.
+const LATER_WORDS: [&str; 2] = ["cancelled", "refund.cancelled"];
+
 /// The migrations before `version`, in a directory of their own.
 fn migrations_before(version: i64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -425,7 +434,7 @@ async fn a_database_holding_every_word_the_code_writes_takes_the_checks() {
     older.run(&mut conn).await.unwrap();
     sqlx::Connection::close(conn).await.unwrap();
     for c in word_columns() {
-        for word in &c.words {
+        for word in c.words.iter().filter(|w| !LATER_WORDS.contains(w)) {
             write_word(&pool, schema, &c, word).await.unwrap();
         }
     }

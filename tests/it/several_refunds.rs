@@ -229,7 +229,13 @@ async fn settled_money_is_refunded_part_by_part_each_after_the_last_settled() {
         .collect();
     let theirs: Vec<(&str, &str, &str)> = at_bank
         .iter()
-        .map(|r| (r.batch_id.as_str(), r.batch_seq.as_str(), r.retr_ref.as_str()))
+        .map(|r| {
+            (
+                r.batch_id.as_str(),
+                r.batch_seq.as_str(),
+                r.retr_ref.as_str(),
+            )
+        })
         .collect();
     assert_eq!(ours, theirs);
     assert_eq!(filed[0].0, "D1");

@@ -109,6 +109,9 @@ words! {
         Refunded = "refunded",
         /// Nothing more refundd can do: a person decides.
         RefundFailed = "refund_failed",
+        /// A refund refundd made, cancelled before the bank's batch at an
+        /// operator's request (`refundd cancel-refund`): the money stays with the shop.
+        Cancelled = "cancelled",
     }
 }
 
@@ -225,6 +228,8 @@ words! {
         Withdrawn = "refund.withdrawn",
         /// An order waits on something a person should look at.
         NeedsAttention = "refund.needs_attention",
+        /// A refund cancelled before the bank's batch (`cancelled`).
+        Cancelled = "refund.cancelled",
         /// `refundd notify test`: stands for no order, never stored.
         Test = "refund.test",
     }

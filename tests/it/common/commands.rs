@@ -37,6 +37,9 @@ impl Rig {
             cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
                 .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
                 .env("REFUNDD__SHOP__ON_FAILED", shop.on_failed);
+            if let Some(on_cancelled) = shop.on_cancelled {
+                cmd.env("REFUNDD__SHOP__ON_CANCELLED", on_cancelled);
+            }
         }
         cmd
     }

@@ -195,7 +195,8 @@ impl Rig {
             example.requests.into(),
             example.on_refunded.into(),
             Some(example.on_failed.into()),
-        );
+        )
+        .with_on_cancelled(example.on_cancelled.map(Into::into));
         Rig::in_shop_with(example, schema, statements).await
     }
 

@@ -21,6 +21,7 @@ const WITHOUT_DEFAULT: &[&str] = &[
     "shop.requests",
     "shop.on_refunded",
     "shop.on_failed",
+    "shop.on_cancelled",
     "ctbc.base_url",
     "ctbc.mer_id",
     "ctbc.mac_key",

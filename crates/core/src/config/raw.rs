@@ -70,6 +70,7 @@ struct RawShop {
     requests: Option<String>,
     on_refunded: Option<String>,
     on_failed: Option<String>,
+    on_cancelled: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -640,12 +641,12 @@ fn shop_statements(
     let set = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let (requests, on_refunded, on_failed) =
         (set(raw.requests), set(raw.on_refunded), set(raw.on_failed));
+    let on_cancelled = set(raw.on_cancelled);
     match (requests, on_refunded) {
-        (Some(requests), Some(on_refunded)) => Some(crate::store::ShopStatements::of_shop(
-            requests,
-            on_refunded,
-            on_failed,
-        )),
+        (Some(requests), Some(on_refunded)) => Some(
+            crate::store::ShopStatements::of_shop(requests, on_refunded, on_failed)
+                .with_on_cancelled(on_cancelled),
+        ),
         (Some(_), None) => {
             p(
                 "shop.on_refunded",
@@ -663,12 +664,17 @@ fn shop_statements(
             None
         }
         (None, None) => {
-            if on_failed.is_some() {
-                p(
-                    "shop.on_failed",
-                    "is set without shop.requests and shop.on_refunded".into(),
-                    "set all of shop.requests and shop.on_refunded, or unset shop.* to use the built-in orders table",
-                );
+            for (name, set) in [
+                ("shop.on_failed", on_failed.is_some()),
+                ("shop.on_cancelled", on_cancelled.is_some()),
+            ] {
+                if set {
+                    p(
+                        name,
+                        "is set without shop.requests and shop.on_refunded".into(),
+                        "set all of shop.requests and shop.on_refunded, or unset shop.* to use the built-in orders table",
+                    );
+                }
             }
             None
         }

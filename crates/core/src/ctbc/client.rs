@@ -15,7 +15,9 @@ use url::Url;
 use super::answer::{
     check_binding, check_merchant, verdict, Accepted, BankVerdict, Inquiry, RefundAccepted,
 };
-use super::call_body::{inquiry_request_json, CaptureReversal, Refund, RefundReversal, Reversal};
+use super::call_body::{
+    inquiry_request_json, CaptureReversal, Refund, RefundPlace, RefundReversal, Reversal,
+};
 use super::envelope::{to_big5, Envelope, EnvelopeError};
 use super::error::CtbcError;
 use super::notice::{is_notice_page, notice_text};
@@ -382,6 +384,21 @@ impl Client {
         self.observe(op, &req.order_no, async {
             req.validate()?;
             let json = req.request_json(&self.inner.mer_id, &self.inner.sw_revision);
+            self.accepted(op, &json).await
+        })
+        .await
+    }
+
+    /// Cancels the refund the bank filed at `place`, not yet settled.
+    pub async fn refund_reversal_of(
+        &self,
+        req: &RefundReversal,
+        place: &RefundPlace,
+    ) -> Result<Accepted, CtbcError> {
+        let op = Operation::RefundReversal;
+        self.observe(op, &req.order_no, async {
+            req.validate()?;
+            let json = req.request_json_naming(place, &self.inner.mer_id, &self.inner.sw_revision);
             self.accepted(op, &json).await
         })
         .await

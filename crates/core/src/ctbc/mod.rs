@@ -15,7 +15,7 @@ pub use crate::domain::bank::{
 };
 pub use crate::domain::bank::{Accepted, Inquiry, InquiryRecord, RefundAccepted, RefundReferences};
 pub use crate::domain::bank::{AuthCode, Currency, InvalidField, MaskedPan, MerId, Money};
-pub use crate::domain::bank::{CaptureReversal, Refund, RefundReversal, Reversal};
+pub use crate::domain::bank::{CaptureReversal, Refund, RefundPlace, RefundReversal, Reversal};
 pub use crate::domain::bank::{CtbcError, Operation, OrderNo, TxState, Xid};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;

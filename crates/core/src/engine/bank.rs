@@ -5,7 +5,8 @@
 
 use super::turns::Turns;
 use crate::ctbc::{
-    Client, CtbcError, Inquiry, Merchants, Operation, OrderNo, RefundReferences, Xid,
+    Client, CtbcError, Inquiry, Merchants, Operation, OrderNo, RefundPlace, RefundReferences,
+    RefundReversal, Xid,
 };
 use crate::domain::calls::Call;
 use crate::domain::merchant::MerchantName;
@@ -154,6 +155,15 @@ impl Bank {
             Call::CaptureReversal(r) => self.client.capture_reversal(r).await.map(none),
             Call::Refund(r) => self.client.refund(r).await.map(|a| a.references()),
         }
+    }
+
+    /// Cancels the refund the bank filed at `place` (the caller holds a turn).
+    pub(super) async fn cancel_refund(
+        &self,
+        req: &RefundReversal,
+        place: &RefundPlace,
+    ) -> Result<(), CtbcError> {
+        self.client.refund_reversal_of(req, place).await.map(|_| ())
     }
 
     /// Asks the bank in a turn about the order's own authorisation (its

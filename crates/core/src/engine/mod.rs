@@ -1,5 +1,6 @@
 //! The reconciliation engine: what to do with each refund request, and when.
 mod bank;
+pub mod cancel;
 pub mod clock;
 mod held;
 pub mod pass;

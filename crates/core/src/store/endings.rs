@@ -31,6 +31,9 @@ pub(super) enum Ending {
     },
     /// A refund the bank will not settle.
     FailedAtSettlement { reason: String },
+    /// A refund of refundd's cancelled before the bank's batch (`amount`
+    /// the refund's, no longer given back), at an operator's request.
+    Cancelled { amount: i64, reason: String },
 }
 
 impl Ending {
@@ -39,6 +42,7 @@ impl Ending {
         match self {
             Ending::Refunded { .. } => RefundStatus::Refunded,
             Ending::Failed { .. } | Ending::FailedAtSettlement { .. } => RefundStatus::RefundFailed,
+            Ending::Cancelled { .. } => RefundStatus::Cancelled,
         }
     }
 }
@@ -63,6 +67,22 @@ const REFUNDED: &str = "WITH o AS (
        FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[]) LIMIT cardinality($1))
             AS j(id, token, writeback, writeback_error, method, amount, watch_days)
       WHERE f.id = j.id AND f.lease_token = j.token
+     RETURNING f.id, f.order_no, f.refund_id, j.token),
+  __EVENTS__
+SELECT id, token, order_no, refund_id FROM o";
+
+/// Records cancelled: the money stays with the shop; the settlement watch,
+/// the call of unknown outcome and the lease cleared, the reason kept.
+const CANCELLED: &str = "WITH o AS (
+     UPDATE refundd.refunds f
+        SET writeback = j.writeback, writeback_error = j.writeback_error,
+            status = 'cancelled', refund_error = j.reason, last_error = NULL,
+            settlement = NULL, watch_until = NULL, next_attempt_at = NULL,
+            unknown_operation = NULL, unknown_since = NULL,
+            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+       FROM (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[]) LIMIT cardinality($1))
+            AS j(id, token, writeback, writeback_error, reason)
+      WHERE f.id = j.id AND f.lease_token = j.token AND f.status = 'refunded'
      RETURNING f.id, f.order_no, f.refund_id, j.token),
   __EVENTS__
 SELECT id, token, order_no, refund_id FROM o";
@@ -92,6 +112,27 @@ impl Store {
 
     pub(super) fn failed_sql(&self) -> String {
         self.sql_with_events(FAILED, 9)
+    }
+
+    pub(super) fn cancelled_sql(&self) -> String {
+        self.sql_with_events(CANCELLED, 6)
+    }
+
+    /// A refund of refundd's is cancelled (the bank took the refund
+    /// reversal back): `cancelled`, with who asked and why, and the shop's
+    /// `on_cancelled` in the same transaction.
+    pub async fn finish_cancelled(
+        &self,
+        lease: &Lease,
+        events: &[GatewayEvent],
+        amount: Money,
+        reason: &str,
+    ) -> Result<WriteBack, StoreError> {
+        let ending = Ending::Cancelled {
+            amount: amount.amount(),
+            reason: reason.to_string(),
+        };
+        self.end(lease, events, ending).await
     }
 
     /// The money is back: `refunded`, with the method and amount; a refund of
@@ -239,12 +280,23 @@ impl Store {
         jobs: &[EndingJob],
         refused: Option<&str>,
     ) -> Result<HashMap<Claim, ShopKeys>, sqlx::Error> {
-        let (refunded, failed): (Vec<&EndingJob>, Vec<&EndingJob>) = jobs
-            .iter()
-            .partition(|j| matches!(j.ending, Ending::Refunded { .. }));
+        let of_kind = |kind: RefundStatus| -> Vec<&EndingJob> {
+            jobs.iter()
+                .filter(|j| j.ending.write_back_kind() == kind)
+                .collect()
+        };
+        let refunded = of_kind(RefundStatus::Refunded);
+        let failed = of_kind(RefundStatus::RefundFailed);
+        let cancelled = of_kind(RefundStatus::Cancelled);
         let mut recorded = HashMap::with_capacity(jobs.len());
         if !refunded.is_empty() {
             recorded.extend(self.record_refunded(&mut *conn, &refunded, refused).await?);
+        }
+        if !cancelled.is_empty() {
+            recorded.extend(
+                self.record_cancelled(&mut *conn, &cancelled, refused)
+                    .await?,
+            );
         }
         if !failed.is_empty() {
             recorded.extend(self.record_failed(&mut *conn, &failed, refused).await?);
@@ -288,6 +340,34 @@ impl Store {
             .collect())
     }
 
+    async fn record_cancelled(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[&EndingJob],
+        refused: Option<&str>,
+    ) -> Result<Vec<(Claim, ShopKeys)>, sqlx::Error> {
+        let reason: Vec<&str> = jobs
+            .iter()
+            .map(|j| match &j.ending {
+                Ending::Cancelled { reason, .. } => reason.as_str(),
+                _ => "",
+            })
+            .collect();
+        let sql = self.cancelled_sql();
+        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
+            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
+            .bind(pending(jobs, refused))
+            .bind(vec![refused; jobs.len()])
+            .bind(reason);
+        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
+        let rows = events.bind_to(q).fetch_all(conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
+            .collect())
+    }
+
     async fn record_failed(
         &self,
         conn: &mut PgConnection,
@@ -311,7 +391,7 @@ impl Store {
                     refunded_amount.push(None);
                     at_settlement.push(true);
                 }
-                Ending::Refunded { .. } => {}
+                Ending::Refunded { .. } | Ending::Cancelled { .. } => {}
             }
         }
         let told_failed = refused.is_none() && self.shop.on_failed.is_some();

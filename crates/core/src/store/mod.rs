@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod batch_plans;
+pub mod cancels;
 pub mod catalog;
 pub(crate) mod connection;
 mod endings;

@@ -69,7 +69,7 @@ pub(super) fn unknown_age(lapsed: &str) -> String {
 
 /// The columns a claim returns, from the updated record `o` and the lease
 /// it had before (`due.lapsed_at`).
-fn claimed_columns() -> String {
+pub(super) fn claimed_columns() -> String {
     let mut cols: Vec<String> = ORDER_COLUMNS
         .split(", ")
         .map(|c| format!("o.{}", c.trim()))
@@ -111,10 +111,11 @@ macro_rules! fenced_update {
         found.map(|(order_no,)| order_no).ok_or(StoreError::LeaseLost)
     }};
 }
+pub(super) use fenced_update;
 
 /// The statement of a fenced write, with `__EXTRA__` where the caller's extra
 /// condition goes.
-fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
+pub(super) fn fenced_template(n_binds: usize, with_events: bool, set: &str) -> String {
     let update = format!(
         "UPDATE refundd.refunds SET {set} WHERE id = $1 AND lease_token = $2 AND $3::uuid IS NOT NULL __EXTRA__ RETURNING id, order_no, refund_id, $2::uuid AS token"
     );
@@ -147,7 +148,7 @@ pub(super) fn events_cte(first: usize) -> String {
 
 /// The extra condition goes in after refundd's names are placed: it may hold
 /// a statement of the shop's, which runs exactly as written.
-fn fenced_sql(template: &str, extra: &str) -> String {
+pub(super) fn fenced_sql(template: &str, extra: &str) -> String {
     template.replace("__EXTRA__", extra)
 }
 

@@ -30,6 +30,9 @@ pub struct ShopStatements {
     pub on_refunded: String,
     /// `$1` order_no, `$2` reason, `$4` the refund's id; any subset.
     pub on_failed: Option<String>,
+    /// `$1` order_no, `$2` the amount no longer given back, `$3` the reason
+    /// (who asked and why), `$4` the refund's id; any subset.
+    pub on_cancelled: Option<String>,
     builtin: bool,
 }
 
@@ -48,8 +51,16 @@ impl ShopStatements {
             requests,
             on_refunded,
             on_failed,
+            on_cancelled: None,
             builtin: false,
         }
+    }
+
+    /// With `shop.on_cancelled`, run when a refund is cancelled before the
+    /// bank's batch (`refundd cancel-refund`).
+    pub fn with_on_cancelled(mut self, on_cancelled: Option<String>) -> Self {
+        self.on_cancelled = on_cancelled;
+        self
     }
 
     /// The built-in `orders` table (the README's contract).
@@ -64,6 +75,12 @@ impl ShopStatements {
                 .into(),
             on_failed: Some(
                 "UPDATE orders SET status = 'refund_failed', refund_error = $2 WHERE order_no = $1"
+                    .into(),
+            ),
+            // The money stays with the shop: the order is paid again, with why.
+            on_cancelled: Some(
+                "UPDATE orders SET status = 'paid', refunded_at = NULL, refund_method = NULL, \
+                 refunded_amount = NULL, refund_error = $3 WHERE order_no = $1"
                     .into(),
             ),
             builtin: true,
@@ -130,6 +147,11 @@ impl Store {
                 "shop.on_failed",
                 self.shop.on_failed.as_ref(),
                 "text, text, text, text",
+            ),
+            (
+                "shop.on_cancelled",
+                self.shop.on_cancelled.as_ref(),
+                "text, bigint, text, text",
             ),
         ];
         for (name, stmt, types) in writebacks {
@@ -234,6 +256,7 @@ fn params_of(name: &str) -> &'static str {
         "shop.on_refunded" => {
             "$1 order_no (text), $2 the amount given back (bigint), $3 the method (text), $4 the refund's id (text, NULL without shop.requests' column refund_id)"
         }
+        "shop.on_cancelled" => "$1 order_no (text), $2 the amount no longer given back (bigint), $3 the reason (text), $4 the refund's id (text, NULL without shop.requests' column refund_id)",
         _ => "$1 order_no (text), $2 the reason (text), $4 the refund's id (text, NULL without shop.requests' column refund_id)",
     }
 }

@@ -168,7 +168,7 @@ CREATE TABLE shop3.returns (
     amount      integer CHECK (amount > 0),
     state       text NOT NULL DEFAULT 'approved'
         CONSTRAINT returns_state_known
-        CHECK (state IN ('approved', 'refunded', 'refund_failed')),
+        CHECK (state IN ('approved', 'refunded', 'refund_failed', 'cancelled')),
     refunded    integer,
     method      text,
     note        text,
@@ -200,6 +200,14 @@ pub const RETURNS_ON_REFUNDED: &str = "UPDATE shop3.returns
 pub const RETURNS_ON_FAILED: &str = "UPDATE shop3.returns
    SET state = 'refund_failed',
        note = $2
+ WHERE order_id = $1 AND return_no = $4";
+
+/// Marks one return's refund cancelled before the bank's batch, with who
+/// asked and why (`refundd cancel-refund`): the money stays with the shop.
+pub const RETURNS_ON_CANCELLED: &str = "UPDATE shop3.returns
+   SET state = 'cancelled',
+       refunded = NULL,
+       note = $3
  WHERE order_id = $1 AND return_no = $4";
 
 /// What a customer was charged and what the shop later asked back.

@@ -78,6 +78,11 @@ impl PendingWriteBack {
                 amount: self.refunded_amount?,
                 watch_days: None,
             })
+        } else if self.writeback == RefundStatus::Cancelled {
+            Some(Ending::Cancelled {
+                amount: self.refunded_amount?,
+                reason: self.refund_error.clone().unwrap_or_default(),
+            })
         } else {
             Some(Ending::Failed {
                 reason: self.refund_error.clone().unwrap_or_default(),
@@ -123,6 +128,19 @@ impl Store {
                     .execute(conn)
                     .await;
                 ("shop.on_failed", done)
+            }
+            Ending::Cancelled { amount, reason } => {
+                let Some(on_cancelled) = self.shop.on_cancelled.as_deref() else {
+                    return Ok(ShopWrite::Done);
+                };
+                let done = sqlx::query(on_cancelled)
+                    .bind(&keys.order_no)
+                    .bind(amount)
+                    .bind(reason)
+                    .bind(&keys.refund_id)
+                    .execute(conn)
+                    .await;
+                ("shop.on_cancelled", done)
             }
         };
         match done {

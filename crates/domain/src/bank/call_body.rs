@@ -254,6 +254,66 @@ impl RefundReversal {
     pub fn validate(&self) -> Result<(), InvalidField> {
         self.checked()
     }
+
+    /// The request JSON naming the refund it cancels by where the bank
+    /// filed it (`CredBatchID`, `CredBatchSeq`, after `OrgAmt`).
+    pub fn request_json_naming(
+        &self,
+        place: &RefundPlace,
+        mer_id: &MerId,
+        sw_revision: &str,
+    ) -> Map<String, Value> {
+        let mut json = Map::new();
+        for (key, value) in self.request_json(mer_id, sw_revision) {
+            let after_org_amt = key == "OrgAmt";
+            json.insert(key, value);
+            if after_org_amt {
+                json.insert("CredBatchID".into(), Value::String(place.batch_id.clone()));
+                json.insert(
+                    "CredBatchSeq".into(),
+                    Value::String(place.batch_seq.clone()),
+                );
+            }
+        }
+        json
+    }
+}
+
+/// Where the bank filed a refund (its `BatchID` and `BatchSeq`), by which a
+/// refund reversal names the refund it cancels. Checked before it is sent:
+/// 1 to 20 ASCII letters or digits each, as the bank gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundPlace {
+    batch_id: String,
+    batch_seq: String,
+}
+
+impl RefundPlace {
+    pub fn parse(batch_id: &str, batch_seq: &str) -> Result<Self, InvalidField> {
+        let check = |field: &'static str, value: &str| {
+            let ok =
+                (1..=20).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric());
+            match ok {
+                true => Ok(value.to_string()),
+                false => Err(InvalidField::new(
+                    field,
+                    format!("{value:?} is not where the bank files a refund (1 to 20 letters or digits)"),
+                )),
+            }
+        };
+        Ok(Self {
+            batch_id: check("batch_id", batch_id)?,
+            batch_seq: check("batch_seq", batch_seq)?,
+        })
+    }
+
+    pub fn batch_id(&self) -> &str {
+        &self.batch_id
+    }
+
+    pub fn batch_seq(&self) -> &str {
+        &self.batch_seq
+    }
 }
 
 /// A part of the original amount: same currency and exponent, not more than
@@ -432,6 +492,32 @@ mod tests {
                 .1,
             refrev
         );
+    }
+
+    #[test]
+    fn a_refund_reversal_names_the_refund_it_cancels_where_the_bank_filed_it() {
+        let mer = MerId::parse("1234567").unwrap();
+        let refrev = RefundReversal {
+            order_no: OrderNo::parse("ORDER001").unwrap(),
+            xid: Xid::parse("X1").unwrap(),
+            auth_code: AuthCode::parse("123456").unwrap(),
+            original: twd(300),
+            amount: twd(0),
+        };
+        let place = RefundPlace::parse("20261207", "000002").unwrap();
+        assert_eq!(
+            super::super::fields::json_text(&refrev.request_json_naming(&place, &mer, "rev")),
+            r#"{"MERID":"1234567","LID-M":"ORDER001","XID":"X1","AuthCode":"123456","CredRevAmt":"901 0 0","OrgAmt":"901 300 0","CredBatchID":"20261207","CredBatchSeq":"000002","VERSION":"3.2","SwRevision":"rev"}"#
+        );
+        for (id, seq) in [
+            ("", "1"),
+            ("1", ""),
+            ("2026 12", "1"),
+            ("1", "0000000000000000000001"),
+            ("<b>", "1"),
+        ] {
+            assert!(RefundPlace::parse(id, seq).is_err(), "{id:?} {seq:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod records;
 pub mod types;
 
 pub use answer::{Accepted, Inquiry, RefundAccepted, RefundReferences};
-pub use call_body::{CaptureReversal, Refund, RefundReversal, Reversal};
+pub use call_body::{CaptureReversal, Refund, RefundPlace, RefundReversal, Reversal};
 pub use error::CtbcError;
 pub use operation::Operation;
 pub use records::InquiryRecord;
