@@ -227,10 +227,10 @@ pub async fn request(
     let order = store
         .request_by_hand(order_no.as_str(), amount, REQUEST_NOTE, |order| {
             requestable(order)?;
-            check_amount(order, amount)
+            check_amount(&with_balance(order), amount)
         })
         .await?;
-    let order = found(order, &order_no)?;
+    let order = with_balance(&found(order, &order_no)?);
     Ok(Queued {
         order_no: order.order_no,
         given: Given::ByOperator,
@@ -238,13 +238,30 @@ pub async fn request(
     })
 }
 
-/// Only a `paid` order can be requested.
+/// The order as a further part is checked against: what is left of its
+/// authorised amount once its refunds so far are counted.
+fn with_balance(order: &OrderToQueue) -> OrderToQueue {
+    let mut left = order.clone();
+    if order.status == OrderStatus::Refund(RefundStatus::Refunded) {
+        left.auth_amount = order
+            .auth_amount
+            .map(|a| a - order.refunded_amount.unwrap_or(0));
+    }
+    left
+}
+
+/// A `paid` order can be requested, and an order refunded in part asked a
+/// further part.
 fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
+    let whole = order
+        .auth_amount
+        .is_some_and(|a| order.refunded_amount.unwrap_or(0) >= a);
     let allowed = match order.status {
         OrderStatus::Paid => return Ok(()),
+        OrderStatus::Refund(RefundStatus::Refunded) if !whole => return Ok(()),
         OrderStatus::Refund(RefundStatus::RefundFailed) => "only a paid order can be requested; use `refundd retry` to put a refund_failed order back in the queue",
         OrderStatus::Refund(RefundStatus::RefundRequested | RefundStatus::Refunding) => "it is already in the refund queue; only a paid order can be requested",
-        OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded, and an order is refunded once; only a paid order can be requested",
+        OrderStatus::Refund(RefundStatus::Refunded) => "it was already refunded whole; only a paid order, or one refunded in part, can be requested",
         OrderStatus::Refund(RefundStatus::Withdrawn) => "only a paid order can be requested",
         OrderStatus::Refund(RefundStatus::Cancelled) => "its refund was cancelled before the bank's batch; only a paid order can be requested",
     };

@@ -188,3 +188,35 @@ async fn only_a_refund_of_settled_money_refundd_made_can_be_cancelled() {
     assert!(matches!(e, NotCancelled::NoSuchRefund(_)), "{e}");
     assert_eq!(e.exit_code(), 2);
 }
+
+#[tokio::test]
+async fn the_built_in_table_shows_a_cancelled_refund_paid_again() {
+    let rig = Rig::new().await;
+    rig.seed("C4", 1000, TxState::Settled, Some(400)).await;
+    rig.pass().await;
+    rig.order("C4").await.assert_refunded("refund", 400);
+
+    let order = CancelOrder {
+        order_no: "C4".into(),
+        refund_id: RefundId::default(),
+        asked_by: "bob (uid 1001)".into(),
+        reason: "wrong order".into(),
+    };
+    let merchants = Merchants::from(crate::common::client_for(
+        &rig.sim.base_url(),
+        std::time::Duration::from_secs(10),
+    ));
+    let settings = crate::common::engine_settings();
+    cancel_refund(&rig.store, &merchants, &settings, &SystemClock, &order)
+        .await
+        .unwrap();
+    assert_eq!(rig.order("C4").await.status, "cancelled");
+    let (status, refunded, why): (String, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT status, refunded_amount, refund_error FROM public.orders WHERE order_no = 'C4'",
+    )
+    .fetch_one(&rig.pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), refunded), ("paid", None));
+    assert!(why.unwrap_or_default().contains("bob (uid 1001)"));
+}

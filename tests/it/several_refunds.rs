@@ -249,3 +249,62 @@ async fn settled_money_is_refunded_part_by_part_each_after_the_last_settled() {
     assert!(over.refund_error.unwrap_or_default().contains("500 left"));
     assert_eq!(money_calls_at_bank(&rig, "N4").await, 2);
 }
+
+/// The built-in orders table's row of an order: (status, refunded_amount).
+async fn builtin_order(rig: &Rig, order_no: &str) -> (String, Option<i64>) {
+    sqlx::query_as("SELECT status, refunded_amount FROM public.orders WHERE order_no = $1")
+        .bind(order_no)
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_built_in_table_asks_further_parts_of_an_order_refunded_in_part() {
+    use refundd::ops::manual_queue::{request as ask_by_hand, QueueError};
+    let rig = Rig::new_in(SCHEMA).await;
+    rig.admin
+        .load(&[bank_tx("B1", 1000, TxState::Authorised)])
+        .await
+        .unwrap();
+    let paid = refundd::store::shop_examples::SeedOrder {
+        refund: refundd::store::shop_examples::AskedBack::NotAsked,
+        ..crate::common::request("B1", 1000, None)
+    };
+    rig.ask(&[paid]).await;
+
+    ask_by_hand(&rig.store, "B1", Some(300)).await.unwrap();
+    rig.pass().await;
+    rig.refund("B1", "").await.assert_refunded("reversal", 300);
+    assert_eq!(
+        builtin_order(&rig, "B1").await,
+        ("refunded".into(), Some(300))
+    );
+
+    // A further part of what is left: the order's second refund.
+    ask_by_hand(&rig.store, "B1", Some(200)).await.unwrap();
+    rig.pass().await;
+    rig.refund("B1", "2").await.assert_refunded("reversal", 200);
+    assert_eq!(
+        builtin_order(&rig, "B1").await,
+        ("refunded".into(), Some(500))
+    );
+    assert_eq!(bank_authorised(&rig, "B1").await, 500);
+
+    // More than is left is refused before it is asked; the rest is not.
+    let over = ask_by_hand(&rig.store, "B1", Some(600)).await.unwrap_err();
+    assert!(
+        matches!(over, QueueError::AmountOverAuthorised { .. }),
+        "{over}"
+    );
+    ask_by_hand(&rig.store, "B1", None).await.unwrap();
+    rig.pass().await;
+    rig.refund("B1", "3").await.assert_refunded("reversal", 500);
+    assert_eq!(
+        builtin_order(&rig, "B1").await,
+        ("refunded".into(), Some(1000))
+    );
+    assert_eq!(bank_authorised(&rig, "B1").await, 0);
+    let whole = ask_by_hand(&rig.store, "B1", Some(1)).await.unwrap_err();
+    assert!(whole.to_string().contains("refunded whole"), "{whole}");
+}

@@ -21,7 +21,12 @@ CREATE TABLE orders (
     refund_method       text,
     refunded_amount     bigint,
     refund_error        text,
-    created_at          timestamptz NOT NULL DEFAULT now()
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    -- which refund of the order is asked now: NULL for its first, then "2", "3"...
+    -- (`refundd request` of an order refunded in part asks a further part)
+    refund_id           text,
+    -- the merchant the order was paid to ([ctbc.merchants.NAME]); NULL: the default one
+    merchant            text
 );
 CREATE INDEX orders_requested ON orders (order_no) WHERE status = 'refund_requested';
 COMMENT ON TABLE orders IS 'refundd built-in orders';

@@ -21,6 +21,8 @@ pub struct OrderToQueue {
     pub status: OrderStatus,
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
+    /// What the order (the built-in table's) or this refund (refundd's record) had back.
+    pub refunded_amount: Option<i64>,
     pub refund_error: Option<String>,
     /// Why the request as last read cannot be sent (refundd's record only).
     pub bad_input: Option<String>,
@@ -133,7 +135,7 @@ impl Store {
         order_no: &str,
     ) -> Result<Option<OrderToQueue>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error,
+            "SELECT id, order_no, status, auth_amount, refund_amount, refunded_amount, refund_error,
                     NULL::text AS bad_input
                FROM orders WHERE order_no = $1 FOR UPDATE",
         )
@@ -143,7 +145,9 @@ impl Store {
     }
 
     /// `paid` -> `refund_requested` for `amount` (NULL: all of it) in the
-    /// built-in orders table; the next pass reads it.
+    /// built-in orders table; an order `refunded` in part asks a further
+    /// part (NULL: the rest), the order's next refund ("2", "3"...). The
+    /// next pass reads it.
     async fn mark_requested(
         &self,
         conn: &mut PgConnection,
@@ -151,17 +155,22 @@ impl Store {
         amount: Option<i64>,
         note: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let refund_id: Option<String> = sqlx::query_scalar(&self.sql(
             "UPDATE orders SET status = 'refund_requested', refund_amount = $2,
-                    refund_requested_at = now(), refund_error = NULL
-              WHERE order_no = $1 AND status = 'paid'",
-        )
+                    refund_requested_at = now(), refund_error = NULL,
+                    refund_id = CASE WHEN status = 'paid' THEN refund_id
+                                     ELSE (SELECT (count(*) + 1)::text FROM refundd.refunds
+                                            WHERE order_no = $1) END
+              WHERE order_no = $1 AND status IN ('paid', 'refunded')
+              RETURNING refund_id",
+        ))
         .bind(order_no)
         .bind(amount)
-        .execute(&mut *conn)
-        .await?;
-        self.append_note(conn, (order_no, &RefundId::default()), note)
-            .await
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+        let (refund_id, _) = RefundId::from_shop(refund_id.as_deref());
+        self.append_note(conn, (order_no, &refund_id), note).await
     }
 
     /// Locks refundd's record of one refund of an order (`FOR UPDATE`).
@@ -172,7 +181,7 @@ impl Store {
         refund_id: &RefundId,
     ) -> Result<Option<OrderToQueue>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
-            "SELECT id, order_no, status, auth_amount, refund_amount, refund_error, bad_input
+            "SELECT id, order_no, status, auth_amount, refund_amount, refunded_amount, refund_error, bad_input
                FROM refundd.refunds WHERE order_no = $1 AND refund_id = $2 FOR UPDATE",
         ))
         .bind(order_no)

@@ -66,21 +66,26 @@ impl ShopStatements {
     /// The built-in `orders` table (the README's contract).
     pub fn builtin() -> Self {
         Self {
-            requests: "SELECT order_no, xid, auth_code, auth_amount, refund_amount, currency \
-                       FROM orders WHERE status = 'refund_requested'"
+            requests: "SELECT order_no, xid, auth_code, auth_amount, refund_amount, currency, \
+                       refund_id, merchant FROM orders WHERE status = 'refund_requested'"
                 .into(),
+            // A further part adds to what the order had back.
             on_refunded: "UPDATE orders SET status = 'refunded', refunded_at = now(), \
-                          refunded_amount = $2, refund_method = $3, refund_error = NULL \
-                          WHERE order_no = $1"
+                          refunded_amount = CASE WHEN $4::text IS NULL THEN $2 \
+                          ELSE coalesce(refunded_amount, 0) + $2 END, \
+                          refund_method = $3, refund_error = NULL WHERE order_no = $1"
                 .into(),
             on_failed: Some(
                 "UPDATE orders SET status = 'refund_failed', refund_error = $2 WHERE order_no = $1"
                     .into(),
             ),
-            // The money stays with the shop: the order is paid again, with why.
+            // The money stays with the shop: the order is paid again, or
+            // refunded by its other parts only, with why.
             on_cancelled: Some(
-                "UPDATE orders SET status = 'paid', refunded_at = NULL, refund_method = NULL, \
-                 refunded_amount = NULL, refund_error = $3 WHERE order_no = $1"
+                "UPDATE orders SET \
+                 status = CASE WHEN coalesce(refunded_amount, 0) > $2 THEN 'refunded' ELSE 'paid' END, \
+                 refunded_amount = nullif(coalesce(refunded_amount, 0) - $2, 0), \
+                 refund_error = $3 WHERE order_no = $1"
                     .into(),
             ),
             builtin: true,
@@ -117,7 +122,17 @@ pub(super) async fn refuse_foreign_orders(pool: &PgPool) -> Result<(), StoreErro
 /// is refused.
 pub(super) async fn create_builtin_orders(pool: &PgPool) -> Result<bool, StoreError> {
     match builtin_orders_exists(pool).await? {
-        Some(true) => return Ok(false),
+        Some(true) => {
+            // A table made before several refunds of an order and several
+            // merchants gains their columns (NULL: as before).
+            sqlx::raw_sql(
+                "ALTER TABLE orders ADD COLUMN IF NOT EXISTS refund_id text, \
+                 ADD COLUMN IF NOT EXISTS merchant text",
+            )
+            .execute(pool)
+            .await?;
+            return Ok(false);
+        }
         Some(false) => return Err(StoreError::ForeignOrdersTable),
         None => {}
     }
