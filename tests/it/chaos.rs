@@ -8,6 +8,10 @@
 //! A small run is part of the normal suite (once on the built-in table in the
 //! default schema, once on the tutorial shop's tables with refundd's records
 //! in a schema of the operator's choice); the full one is behind #[ignore].
+//! The same chaos on the returns shop, orders refunded in several parts, is
+//! `chaos::returns`.
+
+mod returns;
 
 use crate::common::{
     ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, terminate, test_pool,
@@ -68,18 +72,21 @@ fn serve_receiver(
 struct Site<'a> {
     db_url: &'a str,
     bank_url: &'a str,
-    hook: &'a str,
+    /// The webhook receiver; None: no webhook.
+    hook: Option<&'a str>,
     shop: Shop,
     schema: &'static str,
 }
 
 fn daemon(site: &Site<'_>, log: &std::path::Path) -> Child {
-    let (db_url, bank_url, hook, shop) = (site.db_url, site.bank_url, site.hook, site.shop);
+    let (db_url, bank_url, shop) = (site.db_url, site.bank_url, site.shop);
     let log = std::fs::File::create(log).unwrap();
     let mut cmd: Command = refundd_bin();
-    cmd.env("REFUNDD__DATABASE__SCHEMA", site.schema)
-        .env("REFUNDD__NOTIFY__WEBHOOK_URL", hook)
-        .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", WEBHOOK_SECRET);
+    cmd.env("REFUNDD__DATABASE__SCHEMA", site.schema);
+    if let Some(hook) = site.hook {
+        cmd.env("REFUNDD__NOTIFY__WEBHOOK_URL", hook)
+            .env("REFUNDD__NOTIFY__WEBHOOK_SECRET", WEBHOOK_SECRET);
+    }
     if let Some(shop) = shop {
         cmd.env("REFUNDD__SHOP__REQUESTS", shop.requests)
             .env("REFUNDD__SHOP__ON_REFUNDED", shop.on_refunded)
@@ -153,6 +160,79 @@ type FinalOrder = (
     Option<uuid::Uuid>,
 );
 
+/// A bank that fails about one call in five, in every way it can, drawn from
+/// `seed`, and runs its batch every few seconds (between the daemons' passes).
+fn chaotic_bank(seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::for_tests();
+    cfg.seed = seed;
+    cfg.batch_every = Some(Duration::from_secs(3));
+    cfg.batch_duration = Duration::from_millis(800);
+    cfg.faults = FaultPlan {
+        rules: vec![FaultRule {
+            jitter_ms: 30,
+            p_5xx: P_EACH_FAULT,
+            p_html_200: P_EACH_FAULT,
+            p_reset: P_EACH_FAULT,
+            p_apply_then_drop: P_EACH_FAULT,
+            p_garbage: P_EACH_FAULT,
+            p_wrong_mac: P_EACH_FAULT,
+            ..FaultRule::default()
+        }],
+    };
+    cfg
+}
+
+/// SIGKILLs one of the daemons at random and starts it again, logging to a
+/// file of its own for the `kills`-th time.
+fn kill_and_restart(
+    daemons: &mut Daemons,
+    site: &Site<'_>,
+    logs: &std::path::Path,
+    rng: &mut impl Rng,
+    kills: usize,
+) {
+    let victim = rng.gen_range(0..daemons.0.len());
+    daemons.0[victim].kill().unwrap();
+    daemons.0[victim].wait().unwrap();
+    daemons.0[victim] = daemon(site, &logs.join(format!("d{victim}-{kills}.log")));
+}
+
+/// Stops the daemons the way an operator would, once each has finished
+/// starting (its latest log says so): each exits 0.
+async fn stop_as_an_operator(daemons: &mut Daemons, logs: &std::path::Path, deadline: Instant) {
+    for n in 0..daemons.0.len() {
+        let log = std::fs::read_dir(logs)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("d{n}-"))
+            })
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
+            .unwrap();
+        let what = format!("daemon {n} to finish starting");
+        let awaited = WithLog {
+            what: &what,
+            log: &log,
+        };
+        eventually(left_until(deadline), awaited, || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("refundd is running")
+        })
+        .await;
+    }
+    for d in &daemons.0 {
+        terminate(d);
+    }
+    for d in &mut daemons.0 {
+        assert_eq!(d.wait().unwrap().code(), Some(0));
+    }
+}
+
 /// refundd's records in the schema the daemons are given (`database.schema`).
 async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &'static str) {
     let (plain, db_url) = empty_db().await;
@@ -175,23 +255,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     store.migrate().await.unwrap();
     // The test's own SQL names refundd's tables without a schema.
     let pool = test_pool(&db_url, schema).await;
-    let mut cfg = SimConfig::for_tests();
-    cfg.seed = seed;
-    cfg.batch_every = Some(Duration::from_secs(3));
-    cfg.batch_duration = Duration::from_millis(800);
-    cfg.faults = FaultPlan {
-        rules: vec![FaultRule {
-            jitter_ms: 30,
-            p_5xx: P_EACH_FAULT,
-            p_html_200: P_EACH_FAULT,
-            p_reset: P_EACH_FAULT,
-            p_apply_then_drop: P_EACH_FAULT,
-            p_garbage: P_EACH_FAULT,
-            p_wrong_mac: P_EACH_FAULT,
-            ..FaultRule::default()
-        }],
-    };
-    let sim = SimServer::start(cfg).await.unwrap();
+    let sim = SimServer::start(chaotic_bank(seed)).await.unwrap();
     let admin = sim.admin();
 
     // Orders across states: mostly the common ones, some partial, some a person must see.
@@ -245,7 +309,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     let site = Site {
         db_url: &db_url,
         bank_url: &bank_url,
-        hook: &hook,
+        hook: Some(&hook),
         shop,
         schema,
     };
@@ -259,11 +323,8 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     // Kill at random moments, at least `min_kills` times, while work remains.
     while kills < min_kills || (backlog(&pool, shop).await > 0 && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
-        let victim = rng.gen_range(0..daemons.0.len());
-        daemons.0[victim].kill().unwrap();
-        daemons.0[victim].wait().unwrap();
         kills += 1;
-        daemons.0[victim] = daemon(&site, &logs.path().join(format!("d{victim}-{kills}.log")));
+        kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
         // The receiver is killed once, and comes back a few kills later.
         if kills == 2 {
             if let Some(t) = receiver_task.take() {
@@ -283,38 +344,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         backlog(&pool, shop).await == 0
     })
     .await;
-    // Stop them the way an operator would, once each has finished starting.
-    for n in 0..daemons.0.len() {
-        let log = std::fs::read_dir(logs.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&format!("d{n}-"))
-            })
-            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
-            .unwrap();
-        let what = format!("daemon {n} to finish starting");
-        let awaited = WithLog {
-            what: &what,
-            log: &log,
-        };
-        eventually(left_until(deadline), awaited, || async {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("refundd is running")
-        })
-        .await;
-    }
-    for d in &daemons.0 {
-        terminate(d);
-    }
-    for d in &mut daemons.0 {
-        assert_eq!(d.wait().unwrap().code(), Some(0));
-    }
+    stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
 
     // Every event of every order reaches the receiver at least once: what the

@@ -39,6 +39,7 @@ mod plan;
 mod schema;
 mod sending;
 mod several_refunds;
+mod several_refunds_model;
 mod shop;
 mod shop_database;
 mod shop_examples;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod bank_states;
+mod books;
 mod both_modes;
 mod clocks;
 mod commands;
@@ -21,6 +22,7 @@ mod secret_files;
 pub use bank_states::{
     ended_in_one_pass, ending_as, whole_refund_in, Ends, StateCase, EVERY_BANK_STATE,
 };
+pub use books::{assert_books_explained, assert_shop_told, refund_records, RefundRecord};
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
