@@ -269,10 +269,15 @@ fn refund_shown(req: &RefundRequest, state: &TxState) -> Result<(), Conclusion> 
         return Err(refunded_by_us(req, state));
     }
     let code = state.code();
+    // A later refund is sent only on 12 or 22, one refund of the order at a
+    // time: a refund settling (20) since is this one's call, as for an
+    // order's first refund; settled (22), the earlier ones explain it too.
     match req.own_call(Operation::Refund) {
-        Some(c) if c.fate == CallFate::Unknown => Err(Conclusion::NeedsPerson(format!(
-            "needs a person: the bank shows a refund (state {code}) that the order's earlier refunds explain as well as this refund's call, whose outcome is unknown; check the bank before refunding by hand"
-        ))),
+        Some(c) if c.fate == CallFate::Unknown && *state == TxState::RefundSettled => {
+            Err(Conclusion::NeedsPerson(format!(
+                "needs a person: the bank shows its refunds settled (state {code}), which the order's earlier refunds explain as well as this refund's call, whose outcome is unknown"
+            )))
+        }
         Some(_) => Err(refunded_by_us(req, state)),
         None if *state == TxState::RefundSettled => Ok(()),
         None => Err(Conclusion::Wait(WaitReason::EarlierRefundSettling)),

@@ -73,7 +73,7 @@ fn after_an_earlier_refund_of_settled_money_each_bank_state_has_its_meaning() {
 }
 
 #[test]
-fn this_refunds_own_call_shown_by_the_bank_is_done_unless_its_outcome_is_unknown() {
+fn this_refunds_own_call_shown_by_the_bank_is_done_unless_the_earlier_ones_explain_it_as_well() {
     for state in [TxState::RefundSettling, TxState::RefundSettled] {
         let accepted = with_call(
             later(200, 300, 0, 300),
@@ -88,17 +88,27 @@ fn this_refunds_own_call_shown_by_the_bank_is_done_unless_its_outcome_is_unknown
                 amount: twd(200)
             }
         );
-        // The earlier refunds explain the state as well as a call of
-        // unknown outcome would: a person looks, nothing is resent.
-        let unknown = with_call(
-            later(200, 300, 0, 300),
-            Operation::Refund,
-            200,
-            CallFate::Unknown,
-        );
-        let d = decide(&unknown, &bank(state.clone(), 1000));
-        assert!(person(&d, "outcome is unknown"), "{state:?}: {d:?}");
     }
+    // A later refund is sent only on a state of 12 or 22, one refund of
+    // the order at a time: a refund settling (20) after its call of
+    // unknown outcome is that call's.
+    let unknown = with_call(
+        later(200, 300, 0, 300),
+        Operation::Refund,
+        200,
+        CallFate::Unknown,
+    );
+    assert_eq!(
+        decide(&unknown, &bank(TxState::RefundSettling, 1000)),
+        Conclusion::Refunded {
+            method: RefundMethod::Refund,
+            amount: twd(200)
+        }
+    );
+    // Settled (22), the earlier refunds explain it as well as the call of
+    // unknown outcome would: a person looks, nothing is resent.
+    let d = decide(&unknown, &bank(TxState::RefundSettled, 1000));
+    assert!(person(&d, "outcome is unknown"), "{d:?}");
 }
 
 #[test]
