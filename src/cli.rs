@@ -3,7 +3,7 @@
 //! 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, Sources};
-use crate::ctbc::InquiryClient;
+use crate::ctbc::InquiryBanks;
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::Engine;
 use crate::engine::schedule;
@@ -240,20 +240,21 @@ async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
 }
 
 /// `refundd plan`: the next pass's decisions from inquiries alone. The plan
-/// gets an inquiry-only client and a read-only view of the database, nothing else.
+/// gets an inquiry-only client per merchant and a read-only view of the
+/// database, nothing else.
 async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
     let url = settings.require_database_url()?;
-    let client = settings.require_client()?;
+    let merchants = settings.require_merchants()?;
     crate::ops::logging::quiet_unless_asked();
     let pool = store::connect(url, settings.database.max_connections).await?;
     let store = store_of(&settings, pool);
     store.require_migrated().await?;
     store.check_shop().await?;
     let reader = PlanReader::new(store);
-    let bank = InquiryClient::new(client);
+    let banks = InquiryBanks::new(&merchants);
     let engine_settings = EngineSettings::from_settings(&settings);
-    let plan = crate::engine::plan::plan(&reader, &bank, &engine_settings, &SystemClock).await?;
-    if let Some(why) = bank.keys_look_wrong() {
+    let plan = crate::engine::plan::plan(&reader, &banks, &engine_settings, &SystemClock).await?;
+    if let Some(why) = banks.keys_look_wrong() {
         return Err(CliError::Runtime(format!("no plan: {why}")));
     }
     if let Some(e) = plan.bank_unreachable() {

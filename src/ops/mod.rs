@@ -8,6 +8,7 @@ pub mod exit;
 pub mod health;
 pub(crate) mod hooks;
 pub mod http;
+pub mod labels;
 pub mod local_time;
 pub mod logging;
 pub mod manual_queue;

@@ -1,15 +1,18 @@
-//! `refundd plan` as an operator reads it: one line per order saying what the
+//! `refundd plan` as an operator reads it: one line per refund saying what the
 //! next pass would send and why (`A1: state 10 → capture reversal 1500, then
-//! reversal`), the orders it would leave alone and why, the settlement watch,
-//! and the totals; or the same plan as JSON for scripts. Rendering only: the
-//! plan itself is `engine::plan`'s.
+//! reversal`; `N1 (refund A2): ...` for one of an order's several refunds),
+//! the refunds it would leave alone and why, the settlement watch, and the
+//! totals, the lines grouped by merchant when the plan concerns several; or
+//! the same plan as JSON for scripts. Rendering only: the plan itself is
+//! `engine::plan`'s.
 
+use super::labels;
 use super::local_time::taipei;
 use crate::domain::bank::Money;
 use crate::domain::decide::Settlement;
 use crate::domain::decide::Step;
 use crate::domain::next_move::{NextMove, Record, Sending};
-use crate::engine::plan::{PassPlan, PlannedOrder, Skip};
+use crate::engine::plan::{PassPlan, PlannedOrder, PlannedWatch, Skip};
 use std::fmt::Write;
 
 /// The plan as JSON.
@@ -34,41 +37,38 @@ pub fn render(plan: &PassPlan) -> String {
             "inside the blackout window {w} (Asia/Taipei): a pass now reads the shop's requests and works no order"
         );
     }
+    let merchants = labels::merchants(
+        plan.orders
+            .iter()
+            .map(|o| o.merchant.as_str())
+            .chain(plan.settlement_watch.iter().map(|w| w.merchant.as_str())),
+    );
+    let by_merchant = (merchants.len() > 1).then_some(merchants.as_slice());
     let (worked, skipped): (Vec<&PlannedOrder>, Vec<&PlannedOrder>) =
         plan.orders.iter().partition(|o| o.skipped.is_none());
+    let line = |o: &PlannedOrder| {
+        let refund = labels::refund(&o.order_no, o.refund_id.as_deref());
+        (o.merchant.clone(), format!("{refund}: {}", order_line(o)))
+    };
     let _ = writeln!(out, "\nworks now ({}):", worked.len());
-    if worked.is_empty() {
-        let _ = writeln!(out, "  nothing");
-    }
-    for o in worked {
-        let _ = writeln!(out, "  {}: {}", o.order_no, order_line(o));
-    }
+    lines(
+        &mut out,
+        worked.into_iter().map(line).collect(),
+        by_merchant,
+    );
     let _ = writeln!(out, "\nskips ({}):", skipped.len());
-    if skipped.is_empty() {
-        let _ = writeln!(out, "  nothing");
-    }
-    for o in skipped {
-        let _ = writeln!(out, "  {}: {}", o.order_no, order_line(o));
-    }
+    lines(
+        &mut out,
+        skipped.into_iter().map(line).collect(),
+        by_merchant,
+    );
     if !plan.settlement_watch.is_empty() {
         let _ = writeln!(out, "\nsettlement watch ({}):", plan.settlement_watch.len());
-        for w in &plan.settlement_watch {
-            let outcome = match &w.outcome {
-                Settlement::Settled => "settled".to_string(),
-                Settlement::StillSettling if !w.unconfirmed => {
-                    "still settling, watched again next pass".to_string()
-                }
-                Settlement::StillSettling => {
-                    "still settling and the watch's days are over: left unconfirmed".to_string()
-                }
-                Settlement::Failed(reason) => person(reason),
-            };
-            let line = match &w.skipped {
-                Some(skip) => format!("skipped: {} (then: {outcome})", skip_text(skip)),
-                None => outcome,
-            };
-            let _ = writeln!(out, "  {}: {}{line}", w.order_no, state_of(&w.bank_state));
-        }
+        let watched = plan
+            .settlement_watch
+            .iter()
+            .map(|w| (w.merchant.clone(), watch_line(w)));
+        lines(&mut out, watched.collect(), by_merchant);
     }
     if plan.write_backs_pending > 0 {
         let _ = writeln!(
@@ -79,6 +79,49 @@ pub fn render(plan: &PassPlan) -> String {
     }
     let _ = writeln!(out, "\n{}", totals_line(plan));
     out
+}
+
+/// A section's lines, each `(merchant, text)`: `nothing` for none; under a
+/// heading per merchant, in `by_merchant`'s order, when the plan concerns several.
+fn lines(out: &mut String, lines: Vec<(String, String)>, by_merchant: Option<&[&str]>) {
+    if lines.is_empty() {
+        let _ = writeln!(out, "  nothing");
+    }
+    let Some(merchants) = by_merchant else {
+        for (_, text) in &lines {
+            let _ = writeln!(out, "  {text}");
+        }
+        return;
+    };
+    for merchant in merchants {
+        let mut of_merchant = lines.iter().filter(|(m, _)| m == merchant).peekable();
+        if of_merchant.peek().is_some() {
+            let _ = writeln!(out, "  merchant {merchant}:");
+        }
+        for (_, text) in of_merchant {
+            let _ = writeln!(out, "    {text}");
+        }
+    }
+}
+
+/// One refund of the settlement watch: its bank state and the watch's verdict.
+fn watch_line(w: &PlannedWatch) -> String {
+    let outcome = match &w.outcome {
+        Settlement::Settled => "settled".to_string(),
+        Settlement::StillSettling if !w.unconfirmed => {
+            "still settling, watched again next pass".to_string()
+        }
+        Settlement::StillSettling => {
+            "still settling and the watch's days are over: left unconfirmed".to_string()
+        }
+        Settlement::Failed(reason) => person(reason),
+    };
+    let line = match &w.skipped {
+        Some(skip) => format!("skipped: {} (then: {outcome})", skip_text(skip)),
+        None => outcome,
+    };
+    let refund = labels::refund(&w.order_no, w.refund_id.as_deref());
+    format!("{refund}: {}{line}", state_of(&w.bank_state))
 }
 
 fn totals_line(plan: &PassPlan) -> String {
@@ -110,8 +153,17 @@ fn totals_line(plan: &PassPlan) -> String {
     } else {
         format!(" ({})", skips.join(", "))
     };
+    let merchants = if t.worked_by_merchant.len() > 1 {
+        let at: Vec<String> = labels::merchants(t.worked_by_merchant.keys().map(String::as_str))
+            .into_iter()
+            .map(|m| format!("{m} {}", t.worked_by_merchant[m]))
+            .collect();
+        format!(" (by merchant: {})", at.join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "totals: works {} order(s) ({} new request(s)): {sends}, records refunded {}, waits {}, retries later {}, needs a person {}; skips {}{skips}; watches {}; {} inquiries sent",
+        "totals: works {} order(s){merchants} ({} new request(s)): {sends}, records refunded {}, waits {}, retries later {}, needs a person {}; skips {}{skips}; watches {}; {} inquiries sent",
         t.worked,
         t.new_requests,
         t.record_refunded,
@@ -229,5 +281,9 @@ fn skip_text(s: &Skip) -> String {
             "refunded already ({}); the shop asks again, and an order is refunded once",
             refunded_amount.map_or("?".to_string(), |a| a.to_string())
         ),
+        Skip::WaitsForEarlierRefund { earlier } => {
+            let earlier = earlier.as_ref().map(|id| format!(" {id}")).unwrap_or_default();
+            format!("waits for the order's earlier refund{earlier} (an order's refunds go one at a time, oldest first)")
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! `refundd status`: the refund queue at a glance for an operator (a table) or
 //! a script (`--json`): counts per status, the oldest waiting request, orders
 //! waiting on backoff, calls of unknown outcome, refunds still settling,
-//! failures with their reasons, and the last pass.
+//! failures with their reasons, and the last pass. A refund of an order with
+//! several is named with its id (`N1 (refund A2)`) beside what the order has
+//! had back in all; with several merchants, the counts are given per merchant
+//! and every list names each refund's merchant.
 
+use super::labels;
 use super::local_time::{taipei, taipei_or_dash};
 use super::table::Table;
 use crate::domain::words::PassOutcome;
 use crate::engine::summary::PassSummary;
 use crate::store::passes::PassRecord;
-use crate::store::status::QueueView;
+use crate::store::status::{QueueView, RefundOf};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -91,18 +95,41 @@ impl StatusReport {
     /// Orders per status, those due now, and the oldest waiting request.
     fn render_counts(&self, out: &mut String) {
         let q = &self.queue;
-        let mut t = Table::new(&["status", "orders"]);
-        for c in &q.counts {
-            t.row(vec![c.status.to_string(), c.count.to_string()]);
+        // With several merchants, a column of each one's beside the whole.
+        let several = self.several_merchants();
+        let mut header = vec!["status", "orders"];
+        if several {
+            header.extend(q.merchants.iter().map(|m| m.merchant.as_str()));
         }
-        t.row(vec!["due now".into(), q.due_now.to_string()]);
+        let mut t = Table::new(&header);
+        for (i, c) in q.counts.iter().enumerate() {
+            let mut cells = vec![c.status.to_string(), c.count.to_string()];
+            if several {
+                cells.extend(q.merchants.iter().map(|m| {
+                    m.counts
+                        .get(i)
+                        .map_or_else(String::new, |c| c.count.to_string())
+                }));
+            }
+            t.row(cells);
+        }
+        let mut due = vec!["due now".into(), q.due_now.to_string()];
+        if several {
+            due.extend(q.merchants.iter().map(|m| m.due_now.to_string()));
+        }
+        t.row(due);
         t.render(out);
         let _ = writeln!(out);
         let _ = match &q.oldest_request {
             Some(o) => writeln!(
                 out,
-                "oldest refund_requested: {} waiting {} (since {})",
-                o.order_no,
+                "oldest refund_requested: {}{} waiting {} (since {})",
+                labels::refund(&o.order_no, o.refund.refund_id.as_deref()),
+                if several {
+                    format!(" at merchant {}", o.refund.merchant)
+                } else {
+                    String::new()
+                },
                 human_age(o.age_secs),
                 taipei_or_dash(o.refund_requested_at)
             ),
@@ -116,47 +143,41 @@ impl StatusReport {
         let q = &self.queue;
         let title = "outcome unknown (a person may need to look)";
         section(out, title, q.unknown_total, q.unknown.len());
-        let mut t = Table::new(&["order", "operation", "since", "last error"]);
+        let c = self.columns(q.unknown.iter().map(|u| &u.refund));
+        let mut t = c.table(&["order", "operation", "since", "last error"]);
         for u in &q.unknown {
             let since = taipei_or_dash(u.since);
-            t.row(vec![
-                u.order_no.clone(),
-                u.operation.to_string(),
-                since,
-                text(&u.last_error),
-            ]);
+            c.row(
+                &mut t,
+                &u.order_no,
+                &u.refund,
+                vec![u.operation.to_string(), since, text(&u.last_error)],
+            );
         }
         table_of(out, t, q.unknown.len());
 
         let title = "waiting for a later attempt (backoff, recheck)";
         section(out, title, q.waiting_total, q.waiting.len());
-        let mut t = Table::new(&["order", "status", "attempts", "next attempt", "last error"]);
+        let c = self.columns(q.waiting.iter().map(|w| &w.refund));
+        let mut t = c.table(&["order", "status", "attempts", "next attempt", "last error"]);
         for w in &q.waiting {
             let (attempts, next) = (w.attempts.to_string(), taipei_or_dash(w.next_attempt_at));
-            t.row(vec![
-                w.order_no.clone(),
-                w.status.to_string(),
-                attempts,
-                next,
-                text(&w.last_error),
-            ]);
+            let rest = vec![w.status.to_string(), attempts, next, text(&w.last_error)];
+            c.row(&mut t, &w.order_no, &w.refund, rest);
         }
         table_of(out, t, q.waiting.len());
 
         let title = "refunds awaiting settlement at the bank";
         section(out, title, q.settling_total, q.settling.len());
-        let mut t = Table::new(&["order", "refunded", "refunded at", "settlement"]);
+        let c = self.columns(q.settling.iter().map(|s| &s.refund));
+        let mut t = c.table(&["order", "refunded", "refunded at", "settlement"]);
         for s in &q.settling {
             let amount = s
                 .refunded_amount
                 .map_or_else(String::new, |a| a.to_string());
             let at = taipei_or_dash(s.refunded_at);
-            t.row(vec![
-                s.order_no.clone(),
-                amount,
-                at,
-                s.settlement.to_string(),
-            ]);
+            let rest = vec![amount, at, s.settlement.to_string()];
+            c.row(&mut t, &s.order_no, &s.refund, rest);
         }
         table_of(out, t, q.settling.len());
     }
@@ -166,13 +187,11 @@ impl StatusReport {
         let q = &self.queue;
         let title = "refund_failed, latest first (needs a person)";
         section(out, title, q.failed_total, q.failed.len());
-        let mut t = Table::new(&["order", "failed at", "reason"]);
+        let c = self.columns(q.failed.iter().map(|f| &f.refund));
+        let mut t = c.table(&["order", "failed at", "reason"]);
         for f in &q.failed {
-            t.row(vec![
-                f.order_no.clone(),
-                taipei(f.failed_at),
-                text(&f.refund_error),
-            ]);
+            let rest = vec![taipei(f.failed_at), text(&f.refund_error)];
+            c.row(&mut t, &f.order_no, &f.refund, rest);
         }
         table_of(out, t, q.failed.len());
     }
@@ -235,15 +254,12 @@ impl StatusReport {
             n as i64,
             n,
         );
-        let mut t = Table::new(&["order", "outcome", "since", "error"]);
+        let c = self.columns(q.shop_writes.iter().map(|w| &w.refund));
+        let mut t = c.table(&["order", "outcome", "since", "error"]);
         for w in &q.shop_writes {
             let since = taipei(w.since);
-            t.row(vec![
-                w.order_no.clone(),
-                w.writeback.to_string(),
-                since,
-                text(&w.writeback_error),
-            ]);
+            let rest = vec![w.writeback.to_string(), since, text(&w.writeback_error)];
+            c.row(&mut t, &w.order_no, &w.refund, rest);
         }
         table_of(out, t, n);
         let n = q.asked_again.len();
@@ -253,18 +269,72 @@ impl StatusReport {
             n as i64,
             n,
         );
-        let mut t = Table::new(&["order", "refunded", "asked again at"]);
+        let c = self.columns(q.asked_again.iter().map(|a| &a.refund));
+        let mut t = c.table(&["order", "refunded", "asked again at"]);
         for a in &q.asked_again {
             let amount = a
                 .refunded_amount
                 .map_or_else(String::new, |x| x.to_string());
-            t.row(vec![
-                a.order_no.clone(),
-                amount,
-                taipei_or_dash(a.requested_again_at),
-            ]);
+            let rest = vec![amount, taipei_or_dash(a.requested_again_at)];
+            c.row(&mut t, &a.order_no, &a.refund, rest);
         }
         table_of(out, t, n);
+    }
+}
+
+impl StatusReport {
+    /// Whether the records are of more than one merchant.
+    fn several_merchants(&self) -> bool {
+        self.queue.merchants.len() > 1
+    }
+
+    /// The columns a list adds after its order: the merchant, with several
+    /// merchants; the order's refunded total, when one of its refunds listed
+    /// belongs to an order with several.
+    fn columns<'a>(&self, listed: impl IntoIterator<Item = &'a RefundOf>) -> RefundColumns {
+        RefundColumns {
+            merchant: self.several_merchants(),
+            order_refunded: listed.into_iter().any(|r| r.order_refunded.is_some()),
+        }
+    }
+}
+
+/// Which columns about the refund a list shows after its first, the refund.
+#[derive(Debug, Clone, Copy)]
+struct RefundColumns {
+    merchant: bool,
+    order_refunded: bool,
+}
+
+impl RefundColumns {
+    /// The list's table, `header[0]` being the refund's column.
+    fn table(self, header: &[&str]) -> Table {
+        let mut h: Vec<&str> = header.iter().take(1).copied().collect();
+        if self.merchant {
+            h.push("merchant");
+        }
+        if self.order_refunded {
+            h.push("order refunded");
+        }
+        h.extend(header.iter().skip(1));
+        Table::new(&h)
+    }
+
+    /// One refund's row: `N1 (refund A2)`, the columns about it, then `rest`.
+    fn row(self, table: &mut Table, order_no: &str, refund: &RefundOf, rest: Vec<String>) {
+        let mut cells = vec![labels::refund(order_no, refund.refund_id.as_deref())];
+        if self.merchant {
+            cells.push(refund.merchant.clone());
+        }
+        if self.order_refunded {
+            cells.push(
+                refund
+                    .order_refunded
+                    .map_or_else(String::new, |a| a.to_string()),
+            );
+        }
+        cells.extend(rest);
+        table.row(cells);
     }
 }
 
@@ -326,6 +396,7 @@ mod tests {
         let t = at("2026-11-28T02:02:13Z");
         let waiting = |order_no: &str, status, attempts, error: &str| WaitingOrder {
             order_no: order_no.into(),
+            refund: RefundOf::only(),
             status,
             attempts,
             next_attempt_at: Some(t),
@@ -333,6 +404,7 @@ mod tests {
         };
         let settling = |order_no: &str, amount, settlement| SettlingRefund {
             order_no: order_no.into(),
+            refund: RefundOf::only(),
             refunded_amount: Some(amount),
             refunded_at: Some(t),
             settlement,
@@ -349,9 +421,11 @@ mod tests {
                     count: 12_345,
                 },
             ],
+            merchants: Vec::new(),
             due_now: 3,
             oldest_request: Some(OldestRequest {
                 order_no: "A1".into(),
+                refund: RefundOf::only(),
                 refund_requested_at: Some(t),
                 age_secs: 7500,
             }),
@@ -369,6 +443,7 @@ mod tests {
             unknown: vec![
                 UnknownOutcome {
                     order_no: "U1".into(),
+                    refund: RefundOf::only(),
                     operation: Operation::CaptureReversal,
                     since: Some(t),
                     next_attempt_at: None,
@@ -376,6 +451,7 @@ mod tests {
                 },
                 UnknownOutcome {
                     order_no: "U_LONGER_ORDER_002".into(),
+                    refund: RefundOf::only(),
                     operation: Operation::Refund,
                     since: None,
                     next_attempt_at: None,
@@ -395,23 +471,27 @@ mod tests {
             failed: vec![
                 FailedOrder {
                     order_no: "F1".into(),
+                    refund: RefundOf::only(),
                     refund_error: Some("needs a person: state 13".into()),
                     failed_at: t,
                 },
                 FailedOrder {
                     order_no: "F_LONGER_ORDER_004".into(),
+                    refund: RefundOf::only(),
                     refund_error: None,
                     failed_at: t,
                 },
             ],
             shop_writes: vec![PendingShopWrite {
                 order_no: "WB1".into(),
+                refund: RefundOf::only(),
                 writeback: RefundStatus::Refunded,
                 writeback_error: Some("shop.on_refunded changed 0 rows".into()),
                 since: t,
             }],
             asked_again: vec![AskedAgain {
                 order_no: "TWICE".into(),
+                refund: RefundOf::only(),
                 requested_again_at: Some(t),
                 refunded_amount: Some(500),
             }],
@@ -515,6 +595,146 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The report of a queue holding an order refunded in parts and a
+    /// second merchant's refunds.
+    fn report_of_parts_and_merchants() -> StatusReport {
+        let mut r = report();
+        let t = at("2026-11-28T02:02:13Z");
+        let counts = |requested, refunded| {
+            vec![
+                StatusCount {
+                    status: RefundStatus::RefundRequested,
+                    count: requested,
+                },
+                StatusCount {
+                    status: RefundStatus::Refunded,
+                    count: refunded,
+                },
+            ]
+        };
+        r.queue.merchants = vec![
+            MerchantCounts {
+                merchant: "default".into(),
+                counts: counts(5, 12_000),
+                due_now: 2,
+            },
+            MerchantCounts {
+                merchant: "brand".into(),
+                counts: counts(2, 345),
+                due_now: 1,
+            },
+        ];
+        r.queue.settling[0].refund = RefundOf {
+            refund_id: Some("A2".into()),
+            merchant: "brand".into(),
+            order_refunded: Some(700),
+        };
+        r.queue.settling[0].order_no = "N1".into();
+        r.queue.failed[0].refund = RefundOf {
+            refund_id: Some("A3".into()),
+            merchant: "brand".into(),
+            order_refunded: Some(700),
+        };
+        r.queue.failed[0].order_no = "N1".into();
+        r.queue.failed[0].failed_at = t;
+        r
+    }
+
+    #[test]
+    fn a_refund_of_several_names_its_id_its_merchant_and_its_orders_total() {
+        let r = report_of_parts_and_merchants();
+        let text = r.render();
+        let line = |first: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(first))
+                .unwrap_or_else(|| panic!("no row {first}:\n{text}"))
+        };
+        let time = "2026-11-28 10:02:13 +08:00";
+        // The counts per merchant beside the whole.
+        assert_eq!(
+            starts(line("status"), &["status", "orders", "default", "brand"]),
+            starts(
+                line("refund_requested"),
+                &["refund_requested", "7", "5", "2"]
+            ),
+        );
+        assert!(line("due now")
+            .split_whitespace()
+            .eq(["due", "now", "3", "2", "1"]));
+        // Each list names the refund, its merchant, and the order's total
+        // where the order has several refunds.
+        let settling_header = text
+            .lines()
+            .find(|l| l.contains("settlement") && l.trim_start().starts_with("order"))
+            .unwrap_or_else(|| panic!("no header of the settling list:\n{text}"));
+        assert_eq!(
+            starts(
+                settling_header,
+                &["order", "merchant", "order refunded", "refunded"]
+            ),
+            starts(
+                line("N1 (refund A2)"),
+                &["N1 (refund A2)", "brand", "700", "500"]
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            starts(
+                line("S_LONGER"),
+                &["S_LONGER_ORDER_003", "default", "", "1200000"]
+            )[..2],
+            starts(line("N1 (refund A2)"), &["N1 (refund A2)", "brand"])[..],
+        );
+        let failed_header = text
+            .lines()
+            .find(|l| l.contains("failed at") && l.trim_start().starts_with("order"))
+            .unwrap_or_else(|| panic!("no header of the failed list:\n{text}"));
+        assert_eq!(
+            starts(
+                failed_header,
+                &["order", "merchant", "order refunded", "failed at"]
+            ),
+            starts(
+                line("N1 (refund A3)"),
+                &["N1 (refund A3)", "brand", "700", time]
+            ),
+            "{text}"
+        );
+        assert!(line("F_LONGER").contains("default"), "{text}");
+        assert!(
+            text.contains("oldest refund_requested: A1 at merchant default waiting"),
+            "{text}"
+        );
+        // The same for scripts.
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let settling = &json["settling"][0];
+        assert_eq!(settling["order_no"], "N1");
+        assert_eq!(settling["refund_id"], "A2");
+        assert_eq!(settling["merchant"], "brand");
+        assert_eq!(settling["order_refunded"], 700);
+        let only = &json["settling"][1];
+        assert_eq!(only["merchant"], "default");
+        assert!(
+            only.get("refund_id").is_none() && only.get("order_refunded").is_none(),
+            "{only}"
+        );
+        assert_eq!(json["merchants"][1]["merchant"], "brand");
+        assert_eq!(json["merchants"][1]["due_now"], 1);
+    }
+
+    #[test]
+    fn one_merchant_and_one_refund_per_order_keep_the_plain_tables() {
+        let text = report().render();
+        assert!(
+            !text.contains("merchant") && !text.contains("order refunded"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oldest refund_requested: A1 waiting"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod engine;
 mod envelope_props;
 mod grants;
 mod group_commit;
+mod merchant_passes;
 mod merchants;
 mod money_rules;
 mod monitoring;

@@ -915,6 +915,50 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
     );
     assert!(stdout.contains("pass 1: pass completed"));
     assert!(stdout.contains("pass 2: pass completed"));
+    // The returns shop beside it: an order refunded in two parts, and the
+    // orders of a second merchant id, each refunded under its own MERID.
+    let refund_row = |return_no: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(return_no))
+            .unwrap_or_else(|| panic!("no row of return {return_no}:\n{stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    for (return_no, merchant, mer_id) in [
+        ("R02-A", "brand", "7654321"),
+        ("R02-B", "brand", "7654321"),
+        ("R03-A", "brand", "7654321"),
+        ("R01-A", "default", "1234567"),
+    ] {
+        let row = refund_row(return_no);
+        assert_eq!(
+            (row[1].as_str(), row[2].as_str()),
+            (merchant, mer_id),
+            "{row:?}"
+        );
+        assert!(row.iter().any(|c| c == "refunded"), "{row:?}");
+    }
+    let (first, second) = (refund_row("R02-A"), refund_row("R02-B"));
+    assert_eq!(first[0], second[0], "two returns of one order");
+    assert!(
+        first.ends_with(&["reversal".into(), "300".into(), "500".into()]),
+        "{first:?}"
+    );
+    assert!(
+        second.ends_with(&["reversal".into(), "200".into(), "500".into()]),
+        "{second:?}"
+    );
+    assert!(
+        stdout.contains("returns pass 2: pass completed: claimed 1, refunded 1"),
+        "{stdout}"
+    );
+    let unknown = refund_row("R04-A");
+    assert!(
+        unknown.contains(&"refund_failed".to_string()),
+        "{unknown:?}"
+    );
     // `refundd demo | cat`: the report alone on stdout, in words; the logs
     // (JSON lines, since stdout is no terminal) go to stderr.
     for line in stdout.lines() {

@@ -4,8 +4,8 @@
 //! is what the next pass then does to it, skips included.
 
 use crate::common::{
-    as_setting, in_both_modes, output_off_runtime, refundd_bin, succeeds, window_around_now, Ends,
-    OrderView, Rig, EVERY_BANK_STATE,
+    as_setting, bank_tx, in_both_modes, output_off_runtime, refundd_bin, succeeds,
+    window_around_now, Ends, OrderView, Rig, EVERY_BANK_STATE,
 };
 use refundd::ctbc::TxState;
 use serde_json::Value;
@@ -447,4 +447,87 @@ async fn exit_codes_say_whether_a_plan_was_made() {
     let (code, stdout, stderr) = printed(plan_cmd(&idle, false)).await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("works now (0)"), "{stdout}");
+}
+
+/// What the plan says of one refund of an order with several.
+fn refund_in<'a>(plan: &'a Value, order_no: &str, refund_id: &str) -> &'a Value {
+    plan["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["order_no"] == order_no && o["refund_id"] == refund_id)
+        .unwrap_or_else(|| panic!("{order_no} {refund_id} is not in the plan: {plan:#}"))
+}
+
+/// An order's refunds go one at a time: the plan names each refund, works
+/// the earliest, says the later one waits for it, and the pass does so.
+#[tokio::test]
+async fn a_later_refund_of_an_order_waits_for_its_earlier_one() {
+    use refundd::ops::shop_examples::RETURNS;
+    use refundd::store::shop_examples::{approve_return, AskedBack, SeedOrder};
+    let rig = Rig::in_shop(&RETURNS).await;
+    rig.admin
+        .load(&[bank_tx("N1", 1000, TxState::Authorised)])
+        .await
+        .unwrap();
+    let paid = SeedOrder {
+        refund: AskedBack::NotAsked,
+        ..crate::common::request("N1", 1000, None)
+    };
+    RETURNS.seed_orders(&rig.pool, &[paid]).await.unwrap();
+    approve_return(&rig.pool, "N1", "A1", Some(300))
+        .await
+        .unwrap();
+    rig.store.intake(1000).await.unwrap();
+    // A second return, approved after refundd recorded the first.
+    approve_return(&rig.pool, "N1", "A2", Some(200))
+        .await
+        .unwrap();
+    let before = snapshot(&rig).await;
+
+    let (code, text, stderr) = printed(plan_cmd(&rig, false)).await;
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
+    let plan = json_plan(plan_cmd(&rig, true)).await;
+    assert_eq!(
+        snapshot(&rig).await,
+        before,
+        "the plan changed the database"
+    );
+    let first = refund_in(&plan, "N1", "A1");
+    assert_eq!(first["skipped"], Value::Null, "{first}");
+    assert_eq!(first["action"]["amount"], 300);
+    let later = refund_in(&plan, "N1", "A2");
+    assert_eq!(
+        later["skipped"]["reason"], "waits_for_earlier_refund",
+        "{later}"
+    );
+    assert_eq!(later["skipped"]["earlier"], "A1");
+    assert_eq!(later["inquired"], false, "{later}");
+    assert_eq!(
+        plan["totals"]["skipped_by_reason"]["waits_for_earlier_refund"],
+        1
+    );
+    for line in [
+        "N1 (refund A1): state 1 → reversal 300 (the authorisation lowered from 1000 to 700)",
+        "N1 (refund A2): new request, skipped: waits for the order's earlier refund A1",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+
+    // The pass does the first alone; the next plan and pass, the second.
+    rig.pass().await;
+    rig.refund("N1", "A1")
+        .await
+        .assert_refunded("reversal", 300);
+    assert_eq!(rig.refund("N1", "A2").await.status, "refund_requested");
+    assert_eq!(rig.money_calls("N1").await, ["reversal"]);
+    let plan = json_plan(plan_cmd(&rig, true)).await;
+    let later = refund_in(&plan, "N1", "A2");
+    assert_eq!(later["skipped"], Value::Null, "{later}");
+    assert_eq!(later["action"]["kind"], "send", "{later}");
+    assert_eq!(later["action"]["amount"], 200, "{later}");
+    rig.pass().await;
+    rig.refund("N1", "A2")
+        .await
+        .assert_refunded("reversal", 200);
 }

@@ -19,7 +19,8 @@ async fn plan_now(rig: &Rig) -> refundd::engine::plan::PassPlan {
         &refundd::ctbc::InquiryClient::new(crate::common::client_for(
             &rig.sim.base_url(),
             Duration::from_secs(10),
-        )),
+        ))
+        .into(),
         &crate::common::engine_settings(),
         &refundd::engine::clock::SystemClock,
     )

@@ -8,6 +8,7 @@
 //! `Option<MerchantName>` (and NULL in the store), so an order of a shop with
 //! one merchant never names it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A merchant named by the operator: 1 to 32 lowercase ASCII letters, digits
@@ -83,6 +84,29 @@ pub fn settings_table(merchant: Option<&MerchantName>) -> String {
     }
 }
 
+/// What serves the merchant a record names (the shop's column `merchant`;
+/// `None`: the default merchant, `default`), among the named merchants'
+/// (`named`), or why the record cannot be worked at any: a name that is not
+/// one, or one no settings table gives, with the fix. One wording for the
+/// pass, the settlement watch and `refundd plan`.
+pub fn of_record<'a, T>(
+    given: Option<&str>,
+    default: &'a T,
+    named: &'a BTreeMap<MerchantName, T>,
+) -> Result<&'a T, String> {
+    let Some(given) = given else {
+        return Ok(default);
+    };
+    let name = MerchantName::parse(given).map_err(|e| format!("invalid row: merchant: {e}"))?;
+    named.get(&name).ok_or_else(|| {
+        let known: Vec<&str> = named.keys().map(MerchantName::as_str).collect();
+        format!(
+            "invalid row: merchant {given} is not one of refundd's merchants; add its settings as [ctbc.merchants.{given}] (mer_id and keys), or return one of [{}] in the column merchant (NULL for the [ctbc] table's own); nothing was sent",
+            known.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +152,30 @@ mod tests {
         assert_eq!(label(Some(&outlet)), "outlet");
         assert_eq!(settings_table(None), "ctbc");
         assert_eq!(settings_table(Some(&outlet)), "ctbc.merchants.outlet");
+    }
+
+    #[test]
+    fn a_record_finds_its_merchant_or_says_how_to_give_it_one() {
+        let named = BTreeMap::from([(MerchantName::parse("brand").unwrap(), "brand's")]);
+        assert_eq!(of_record(None, &"default's", &named), Ok(&"default's"));
+        assert_eq!(
+            of_record(Some("brand"), &"default's", &named),
+            Ok(&"brand's")
+        );
+        let e = of_record(Some("outlet"), &"default's", &named).unwrap_err();
+        assert!(
+            e.starts_with("invalid row: merchant outlet is not one of refundd's merchants"),
+            "{e}"
+        );
+        assert!(
+            e.contains("[ctbc.merchants.outlet]") && e.contains("[brand]"),
+            "{e}"
+        );
+        assert!(e.ends_with("nothing was sent"), "{e}");
+        let e = of_record(Some("Brand"), &"default's", &named).unwrap_err();
+        assert!(
+            e.starts_with("invalid row: merchant: \"Brand\" is not a merchant name"),
+            "{e}"
+        );
     }
 }

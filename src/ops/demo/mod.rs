@@ -4,11 +4,14 @@
 //! tables, connects refundd to them through `shop.*` and prints those settings,
 //! seeds about fifty orders across every bank state as the shop's code writes
 //! them, runs a pass, lets the bank run its batch, runs a second pass, prints
-//! each order's journey, the shop's rows as refundd wrote them back and the
-//! bank's totals against refundd's records, and removes everything it started,
-//! also on Ctrl-C.
+//! each order's journey and the shop's rows as refundd wrote them back. Then a
+//! second shop beside it, of returns (`returns`): an order refunded in two
+//! parts, and orders of a second merchant id the simulator also serves. Last,
+//! the bank's totals against refundd's records of both shops; it removes
+//! everything it started, also on Ctrl-C.
 
 mod report;
+mod returns;
 mod scenario;
 
 use crate::engine::clock::SystemClock;
@@ -108,7 +111,12 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
     println!("{}", SHOP_SETTINGS.trim_end());
     println!();
 
-    let sim = SimServer::start(SimConfig::for_tests())
+    // The simulator serves the shop's two merchant ids, each with its keys.
+    let bank = SimConfig {
+        other_merchants: vec![returns::brand_at_bank()?],
+        ..SimConfig::for_tests()
+    };
+    let sim = SimServer::start(bank)
         .await
         .map_err(|e| runtime("simulator")(e.to_string()))?;
     let base_url = sim.base_url();
@@ -167,12 +175,13 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
     let statuses = shop_sql::tutorial_statuses(pool.pool()).await?;
     let shown = shop_sql::tutorial_orders(pool.pool(), &shown_in_shop(&seeds, &orders)).await?;
     print!("{}", shop_table(&statuses, &shown));
+    let returned_by_returns = returns::run(pool.pool(), &admin, &base_url).await?;
 
     let ledger = admin
         .ledger()
         .await
         .map_err(|e| runtime("simulator")(e.to_string()))?;
-    let db_total = pool.refunded_total().await?;
+    let db_total = pool.refunded_total().await? + returned_by_returns;
     let (text, matches) = totals(&ledger, db_total);
     print!("{text}");
     println!(
@@ -215,6 +224,24 @@ mod tests {
         assert!(seeds.iter().any(|s| s.no_xid));
         assert!(seeds.iter().all(|s| s.order_no.len() <= 19));
         assert!(seeds.iter().all(|s| s.amount > 0));
+    }
+
+    #[test]
+    fn the_returns_shop_has_an_order_in_two_parts_and_a_second_merchants_orders() {
+        let orders = returns::returns_orders();
+        let in_parts = orders.iter().find(|o| o.returns.len() == 2).unwrap();
+        assert!(
+            in_parts.returns.iter().any(|r| r.2 == 2),
+            "a part approved before pass 2"
+        );
+        let asked: i64 = in_parts.returns.iter().filter_map(|r| r.1).sum();
+        assert!(asked < in_parts.amount, "{in_parts:?}");
+        assert!(orders.iter().filter(|o| o.at_brand).count() >= 2);
+        assert!(orders
+            .iter()
+            .all(|o| o.order_no.len() <= 19 && !o.order_no.starts_with('D')));
+        // The demo's tutorial table reads its orders by their D prefix.
+        assert!(orders.iter().any(|o| o.shop_says == Some("outlet")));
     }
 
     #[test]

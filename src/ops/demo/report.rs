@@ -317,7 +317,7 @@ pub(super) fn totals(ledger: &LedgerReport, db_total: i64) -> (String, bool) {
     );
     let _ = writeln!(
         out,
-        "money returned per the database: NT${db_total} (sum of refunded_amount of refunded orders)"
+        "money returned per the database: NT${db_total} (sum of refunded_amount of the refunded records, both shops)"
     );
     let _ = writeln!(
         out,

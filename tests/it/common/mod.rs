@@ -107,6 +107,45 @@ pub struct Rig {
     pub admin: SimAdmin,
 }
 
+/// A further merchant id of the shop's: its name in refundd's settings
+/// (`[ctbc.merchants.NAME]`), and the MERID and keys the bank issued it.
+#[derive(Debug, Clone, Copy)]
+pub struct MerchantAtBank {
+    pub name: &'static str,
+    pub mer_id: &'static str,
+    pub mac_key: &'static str,
+    pub iv: &'static str,
+}
+
+/// The shop's second merchant id, `brand`.
+pub const BRAND_MERCHANT: MerchantAtBank = MerchantAtBank {
+    name: "brand",
+    mer_id: "7654321",
+    mac_key: "BRANDKEYBRANDKEYBRANDKEY",
+    iv: "brand8iv",
+};
+
+impl MerchantAtBank {
+    /// The merchant as the simulator serves it.
+    pub fn at_sim(&self) -> refundd::sim::SimMerchant {
+        refundd::sim::SimMerchant {
+            mer_id: MerId::parse(self.mer_id).unwrap(),
+            mac_key: self.mac_key.into(),
+            iv: self.iv.into(),
+        }
+    }
+
+    /// The merchant as refundd's settings give it, at the default's endpoint.
+    pub fn for_refundd(&self) -> refundd::ctbc::OtherMerchant {
+        refundd::ctbc::OtherMerchant {
+            name: refundd::domain::merchant::MerchantName::parse(self.name).unwrap(),
+            mer_id: MerId::parse(self.mer_id).unwrap(),
+            envelope: Envelope::new(self.mac_key.as_bytes(), self.iv.as_bytes()).unwrap(),
+            base_url: None,
+        }
+    }
+}
+
 /// refundd's client of the simulator at `base_url`, with the reference
 /// merchant id, MAC key and IV.
 pub fn client_for(base_url: &str, timeout: Duration) -> Client {
@@ -115,7 +154,13 @@ pub fn client_for(base_url: &str, timeout: Duration) -> Client {
 
 /// refundd's client of the simulator at `base_url` sealing with `key` and `iv`.
 pub fn client_with_keys(base_url: &str, timeout: Duration, key: &str, iv: &str) -> Client {
-    Client::new(ClientConfig {
+    Client::new(reference_config(base_url, timeout, key, iv)).unwrap()
+}
+
+/// The settings of refundd's client of the simulator at `base_url`, for the
+/// reference merchant id, sealing with `key` and `iv`.
+fn reference_config(base_url: &str, timeout: Duration, key: &str, iv: &str) -> ClientConfig {
+    ClientConfig {
         base_url: url::Url::parse(base_url).unwrap(),
         merchant: None,
         mer_id: MerId::parse(REFERENCE_MER_ID).unwrap(),
@@ -126,8 +171,7 @@ pub fn client_with_keys(base_url: &str, timeout: Duration, key: &str, iv: &str) 
         max_requests_per_sec: None,
         unknown_order_codes: vec![("99".into(), "01".into())],
         sw_revision: "refundd tests".into(),
-    })
-    .unwrap()
+    }
 }
 
 pub fn engine_settings() -> EngineSettings {
@@ -169,7 +213,17 @@ impl Rig {
         url: String,
         schema: &'static str,
     ) -> Rig {
-        let sim = SimServer::start(SimConfig::for_tests()).await.unwrap();
+        Rig::with_store_at(store, shop, url, schema, SimConfig::for_tests()).await
+    }
+
+    async fn with_store_at(
+        store: Store,
+        shop: Option<&'static refundd::ops::shop_examples::ShopExample>,
+        url: String,
+        schema: &'static str,
+        bank: SimConfig,
+    ) -> Rig {
+        let sim = SimServer::start(bank).await.unwrap();
         let admin = sim.admin();
         Rig {
             pool: test_pool(&url, schema).await,
@@ -218,6 +272,56 @@ impl Rig {
         store.migrate().await.unwrap();
         store.check_shop().await.unwrap();
         Rig::with_store(store, Some(example), url, schema).await
+    }
+
+    /// A shop's own tables, and a simulator serving the reference merchant
+    /// and `other` too.
+    pub async fn in_shop_with_merchant(
+        example: &'static refundd::ops::shop_examples::ShopExample,
+        other: &MerchantAtBank,
+    ) -> Rig {
+        let (plain, url) = empty_db().await;
+        example.create(&plain).await.unwrap();
+        let store = Store::new(
+            plain,
+            refundd::store::Schema::parse(DEFAULT_SCHEMA).unwrap(),
+            refundd::store::ShopStatements::of_shop(
+                example.requests.into(),
+                example.on_refunded.into(),
+                Some(example.on_failed.into()),
+            ),
+        );
+        store.migrate().await.unwrap();
+        store.check_shop().await.unwrap();
+        let bank = SimConfig {
+            other_merchants: vec![other.at_sim()],
+            ..SimConfig::for_tests()
+        };
+        Rig::with_store_at(store, Some(example), url, DEFAULT_SCHEMA, bank).await
+    }
+
+    /// refundd's clients of the simulator: the reference merchant's, the
+    /// default, and one for each of `others`, as `Settings::require_merchants`
+    /// builds them.
+    pub fn merchants(&self, others: &[&MerchantAtBank]) -> refundd::ctbc::Merchants {
+        let config = reference_config(
+            &self.sim.base_url(),
+            Duration::from_secs(10),
+            REFERENCE_MAC_KEY,
+            REFERENCE_IV,
+        );
+        let others = others.iter().map(|m| m.for_refundd()).collect();
+        refundd::ctbc::Merchants::new(config, others).unwrap()
+    }
+
+    /// The engine of the rig's store, working at every merchant of `merchants`.
+    pub fn engine_of(&self, merchants: refundd::ctbc::Merchants) -> Engine {
+        Engine::new(
+            self.store.clone(),
+            merchants,
+            engine_settings(),
+            Arc::new(SystemClock),
+        )
     }
 
     /// Every answer to `operation` is lost (the connection drops after the

@@ -19,5 +19,5 @@ pub use crate::domain::bank::{CaptureReversal, Refund, RefundPlace, RefundRevers
 pub use crate::domain::bank::{CtbcError, Operation, OrderNo, TxState, Xid};
 pub use client::{Client, ClientConfig, ClientSetupError};
 pub use envelope::Envelope;
-pub use inquiry_only::InquiryClient;
+pub use inquiry_only::{InquiryBanks, InquiryClient};
 pub use merchants::{Merchants, OtherMerchant};

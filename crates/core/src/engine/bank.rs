@@ -51,6 +51,7 @@ impl Banks {
 
     /// The bank of an order's merchant (`None`: the default merchant's);
     /// `None` for a merchant no settings table names.
+    #[cfg(test)]
     pub(super) fn for_merchant(&self, merchant: Option<&MerchantName>) -> Option<&Bank> {
         match merchant {
             None => Some(&self.default),
@@ -62,17 +63,7 @@ impl Banks {
     /// `merchant`), or why the record cannot be worked at any: a name that
     /// is not one, or one no settings table gives.
     pub(super) fn of_record(&self, row: &OrderRecord) -> Result<&Bank, String> {
-        let Some(given) = row.merchant.as_deref() else {
-            return Ok(&self.default);
-        };
-        let name = MerchantName::parse(given).map_err(|e| format!("invalid row: merchant: {e}"))?;
-        self.for_merchant(Some(&name)).ok_or_else(|| {
-            let known: Vec<&str> = self.named.keys().map(MerchantName::as_str).collect();
-            format!(
-                "invalid row: merchant {given} is not one of refundd's merchants; add its settings as [ctbc.merchants.{given}] (mer_id and keys), or return one of [{}] in the column merchant (NULL for the [ctbc] table's own); nothing was sent",
-                known.join(", ")
-            )
-        })
+        crate::domain::merchant::of_record(row.merchant.as_deref(), &self.default, &self.named)
     }
 
     /// The default merchant's bank (the `[ctbc]` table's).

@@ -1,17 +1,19 @@
 //! `refundd plan`: what a pass started now would do, order by order, worked out
 //! with the pass's own rules (`RefundRequest::validate`, `decide`, the recheck
-//! delay, backoff, blackout windows) from a fresh inquiry per order. It holds
-//! only an `InquiryClient` and a `PlanReader`: it cannot send a money-moving
-//! call (the compiler sees to that) and cannot write (PostgreSQL's READ ONLY
-//! transaction does).
+//! delay, backoff, blackout windows, one refund of an order at a time) from a
+//! fresh inquiry per order at its own merchant's bank. It holds only
+//! `InquiryBanks` (an `InquiryClient` per merchant) and a `PlanReader`: it
+//! cannot send a money-moving call (the compiler sees to that) and cannot
+//! write (PostgreSQL's READ ONLY transaction does).
 
 use super::clock::Clock;
 use super::settings::EngineSettings;
 use super::watch::watched_at_bank;
 use crate::ctbc::{CtbcError, Operation};
-use crate::ctbc::{Inquiry, InquiryClient};
+use crate::ctbc::{Inquiry, InquiryBanks};
 use crate::domain::decide::watch_verdict;
 use crate::domain::decide::Settlement;
+use crate::domain::merchant::MerchantName;
 use crate::domain::next_move::{decision_after, hold_before, invalid_row, learn_from_inquiry};
 use crate::domain::next_move::{needs_person, next_move, Hold, NextMove, Record, Sending};
 use crate::domain::record::Lease;
@@ -46,6 +48,13 @@ pub enum Skip {
     Withdrawn,
     /// The shop asks again for an order refundd refunded: it is refunded once.
     RefundedAlready { refunded_amount: Option<i64> },
+    /// An earlier refund of the order is requested or under way: an order's
+    /// refunds are worked one at a time, oldest first. `earlier` names it,
+    /// when the reading shows which.
+    WaitsForEarlierRefund {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        earlier: Option<String>,
+    },
 }
 
 impl Skip {
@@ -58,6 +67,7 @@ impl Skip {
             Skip::Held { .. } => "held",
             Skip::Withdrawn => "withdrawn",
             Skip::RefundedAlready { .. } => "refunded_already",
+            Skip::WaitsForEarlierRefund { .. } => "waits_for_earlier_refund",
         }
     }
 }
@@ -66,6 +76,12 @@ impl Skip {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedOrder {
     pub order_no: String,
+    /// Which refund of the order it is; left out for an order's only refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// The merchant whose bank it is asked about at, as the shop names it;
+    /// `default` for the `[ctbc]` table's own.
+    pub merchant: String,
     /// The shop lists it and refundd has no record of it yet: the pass records it first.
     pub new_request: bool,
     /// Whether the plan asked the bank about it.
@@ -85,6 +101,11 @@ pub struct PlannedOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedWatch {
     pub order_no: String,
+    /// Which refund of the order it is; left out for an order's only refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// The merchant whose bank it is asked about at (`default`: the `[ctbc]` table's own).
+    pub merchant: String,
     pub bank_state: Option<String>,
     pub skipped: Option<Skip>,
     /// The settlement watch's verdict on the bank's answer (still settling
@@ -99,6 +120,8 @@ pub struct PlannedWatch {
 pub struct PlanTotals {
     /// Orders the pass works now.
     pub worked: usize,
+    /// Of them, how many at each merchant's bank (`default`: the `[ctbc]` table's own).
+    pub worked_by_merchant: BTreeMap<String, usize>,
     /// Orders refunded by money-moving calls.
     pub send: usize,
     /// Money-moving calls the pass would send.
@@ -158,16 +181,17 @@ enum Asked {
     Unavailable,
 }
 
-/// Reads the queue, asks the bank about every order the pass would work and
-/// every refund it would watch, and decides each as the pass would. Fails
-/// only when the database cannot be read.
+/// Reads the queue, asks each order's merchant's bank about every order the
+/// pass would work and every refund it would watch, and decides each as the
+/// pass would. Fails only when the database cannot be read.
 pub async fn plan(
     reader: &PlanReader,
-    bank: &InquiryClient,
+    banks: &InquiryBanks,
     settings: &EngineSettings,
     clock: &dyn Clock,
 ) -> Result<PassPlan, StoreError> {
     let reading = reader.read().await?;
+    let turns = turns_of_orders(&reading.orders, reading.at);
     // The pass's own judgement of the rows it has not started.
     let not_started: Vec<crate::domain::record::OrderRecord> = reading
         .orders
@@ -181,14 +205,14 @@ pub async fn plan(
     let window = settings.blackout.window_at(clock.now());
     let width = settings.concurrency.max(1);
     let mut orders: Vec<(PlannedOrder, Asked, Option<String>)> =
-        futures::stream::iter(reading.orders)
-            .map(|row| plan_order(row, bank, settings))
+        futures::stream::iter(reading.orders.into_iter().zip(turns))
+            .map(|(row, turn)| plan_order(row, turn, banks, settings))
             .buffered(width)
             .collect()
             .await;
     let mut watch: Vec<(PlannedWatch, Asked, Option<String>)> =
         futures::stream::iter(reading.watch)
-            .map(|row| plan_watch(row, bank))
+            .map(|row| plan_watch(row, banks))
             .buffered(width)
             .collect()
             .await;
@@ -235,8 +259,65 @@ pub async fn plan(
     })
 }
 
-/// Why a claim would not take this order now, before anything is asked.
-fn not_taken(row: &PlanRow) -> Option<Skip> {
+/// The merchant as the plan names it: as the shop gave it, `default` for none.
+fn merchant_label(given: Option<&str>) -> String {
+    given.unwrap_or(MerchantName::DEFAULT_LABEL).to_string()
+}
+
+/// A refund id as the plan shows it: none for an order's only refund ('').
+fn shown_refund_id(refund_id: &str) -> Option<String> {
+    (!refund_id.is_empty()).then(|| refund_id.to_string())
+}
+
+/// For each row of the reading, whether it waits for an earlier refund of its
+/// order, and which (`Some(None)`: one without an id, or one the reading does
+/// not show). A recorded
+/// request's turn is the claim's rule (`queue_rules::turn_of_order`): not due,
+/// though its next attempt is and no lease holds it, it waits for its turn.
+/// Requests refundd has not recorded yet know no turn before the intake
+/// records them: of an order's several, the claim takes the one recorded
+/// first, and the plan takes them in the reading's order.
+fn turns_of_orders(rows: &[PlanRow], at: DateTime<Utc>) -> Vec<Option<Option<String>>> {
+    use crate::domain::words::RefundStatus::{RefundRequested, Refunding};
+    let open = |r: &PlanRow| {
+        !r.withdrawn && !r.refunded_already && matches!(r.row.status, RefundRequested | Refunding)
+    };
+    let due_by_clock = |r: &PlanRow| r.next_attempt_at.is_none_or(|t| t <= at);
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if !open(r) || r.held {
+                return None;
+            }
+            let siblings = || {
+                rows.iter().enumerate().filter(move |(j, s)| {
+                    *j != i
+                        && open(s)
+                        && s.row.order_no == r.row.order_no
+                        && s.row.refund_id != r.row.refund_id
+                })
+            };
+            if !r.due && due_by_clock(r) {
+                // The claim's rule says it waits; name the refund ahead of it.
+                let ahead = siblings().find(|(_, s)| {
+                    s.row.status == Refunding
+                        || (s.row.id != 0 && (r.row.id == 0 || s.row.id < r.row.id))
+                });
+                return Some(ahead.and_then(|(_, s)| shown_refund_id(&s.row.refund_id)));
+            }
+            if !(r.due && r.new_request) {
+                return None;
+            }
+            siblings()
+                .find(|(j, s)| *j < i && s.new_request && s.due)
+                .map(|(_, s)| shown_refund_id(&s.row.refund_id))
+        })
+        .collect()
+}
+
+/// Why a claim would not take this order now, before anything is asked;
+/// `turn`, whether it waits for an earlier refund of its order.
+fn not_taken(row: &PlanRow, turn: Option<Option<String>>) -> Option<Skip> {
     if row.withdrawn {
         Some(Skip::Withdrawn)
     } else if row.refunded_already {
@@ -247,6 +328,8 @@ fn not_taken(row: &PlanRow) -> Option<Skip> {
         Some(Skip::Held {
             until: row.lease_expires_at,
         })
+    } else if let Some(earlier) = turn {
+        Some(Skip::WaitsForEarlierRefund { earlier })
     } else if !row.due {
         Some(Skip::NotDue {
             next_attempt_at: row.next_attempt_at,
@@ -259,21 +342,32 @@ fn not_taken(row: &PlanRow) -> Option<Skip> {
 
 async fn plan_order(
     row: PlanRow,
-    bank: &InquiryClient,
+    turn: Option<Option<String>>,
+    banks: &InquiryBanks,
     settings: &EngineSettings,
 ) -> (PlannedOrder, Asked, Option<String>) {
     let mut planned = PlannedOrder {
         order_no: row.row.order_no.clone(),
+        refund_id: shown_refund_id(&row.row.refund_id),
+        merchant: merchant_label(row.row.merchant.as_deref()),
         new_request: row.new_request,
         inquired: false,
         bank_state: None,
         inquiry_error: None,
-        skipped: not_taken(&row),
+        skipped: not_taken(&row, turn),
         action: None,
     };
     if planned.skipped.is_some() {
         return (planned, Asked::No, None);
     }
+    // A merchant no settings give fails the order, nothing asked or sent.
+    let bank = match banks.of_merchant(row.row.merchant.as_deref()) {
+        Ok(bank) => bank,
+        Err(reason) => {
+            planned.action = Some(NextMove::Record(Record::NeedsPerson { reason }));
+            return (planned, Asked::No, None);
+        }
+    };
     // The claim's lease is never taken: the plan writes nothing under it.
     let lease = Lease::unheld(row.row.id);
     let req = match RefundRequest::validate(&row.row, lease) {
@@ -344,9 +438,11 @@ pub fn after_inquiry(
     (None, next)
 }
 
-async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked, Option<String>) {
+async fn plan_watch(row: WatchRow, banks: &InquiryBanks) -> (PlannedWatch, Asked, Option<String>) {
     let mut planned = PlannedWatch {
         order_no: row.order_no.clone(),
+        refund_id: shown_refund_id(&row.refund_id),
+        merchant: merchant_label(row.merchant.as_deref()),
         bank_state: None,
         skipped: None,
         outcome: Settlement::StillSettling,
@@ -357,6 +453,15 @@ async fn plan_watch(row: WatchRow, bank: &InquiryClient) -> (PlannedWatch, Asked
         Err(e) => {
             planned.outcome = Settlement::Failed(format!(
                 "needs a person: the settlement of this refund cannot be watched: invalid row: {e}"
+            ));
+            return (planned, Asked::No, None);
+        }
+    };
+    let bank = match banks.of_merchant(row.merchant.as_deref()) {
+        Ok(bank) => bank,
+        Err(e) => {
+            planned.outcome = Settlement::Failed(format!(
+                "needs a person: the settlement of this refund cannot be watched: {e}"
             ));
             return (planned, Asked::No, None);
         }
@@ -388,6 +493,7 @@ fn totals(orders: &[PlannedOrder], watch: &[PlannedWatch], inquiries: usize) -> 
             continue;
         }
         t.worked += 1;
+        *t.worked_by_merchant.entry(o.merchant.clone()).or_default() += 1;
         match &o.action {
             Some(NextMove::Send(Sending { plan, .. })) => {
                 t.send += 1;

@@ -61,6 +61,10 @@ impl<'r> FromRow<'r, sqlx::postgres::PgRow> for PlanRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WatchRow {
     pub order_no: String,
+    /// Which refund of the order ('' for its only one).
+    pub refund_id: String,
+    /// The merchant the order was paid to, as the shop named it; `None`: the default.
+    pub merchant: Option<String>,
     /// The order number the bank knows it by, when not `order_no`.
     pub lidm: Option<String>,
     /// The refunded authorisation's XID, as the shop gave it.
@@ -119,7 +123,7 @@ impl PlanReader {
             .await?;
         let watch: Vec<WatchRow> = sqlx::query_as(&store.sql(
             &format!(
-                "SELECT order_no, lidm, xid, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
+                "SELECT order_no, refund_id, merchant, lidm, xid, refunded_amount, coalesce(watch_until < now(), false) AS watch_over
                    FROM refundd.refunds f
                   WHERE {} AND {}
                   ORDER BY next_attempt_at NULLS FIRST, id",

@@ -148,7 +148,8 @@ pub const CODES_ON_FAILED: &str = "UPDATE shop2.sales
 
 /// A shop that refunds returns: one order, any number of returns, each
 /// approved by its customer service with its own number and amount and
-/// refunded on its own (several refunds of one order, `refund_id`).
+/// refunded on its own (several refunds of one order, `refund_id`); its
+/// orders are paid to one of its two merchant ids (`merchant`).
 pub const RETURNS_SCHEMA: &str = r#"
 CREATE SCHEMA shop3;
 
@@ -157,6 +158,9 @@ CREATE TABLE shop3.orders (
     total      integer NOT NULL CHECK (total > 0),
     xid        text NOT NULL,
     auth_code  text NOT NULL,
+    -- the merchant id that took the payment: NULL the shop's main one, else
+    -- the name refundd's settings give the other ([ctbc.merchants.NAME])
+    merchant   text,
     paid_at    timestamptz NOT NULL DEFAULT now()
 );
 
@@ -178,13 +182,15 @@ CREATE TABLE shop3.returns (
 CREATE INDEX returns_approved ON shop3.returns (approved_at) WHERE state = 'approved';
 "#;
 
-/// One row per approved return, its number the refund's id.
+/// One row per approved return, its number the refund's id, with the
+/// merchant its order was paid to.
 pub const RETURNS_REQUESTS: &str = "SELECT o.order_id AS order_no,
        r.return_no AS refund_id,
        o.xid,
        o.auth_code,
        o.total AS auth_amount,
-       r.amount AS refund_amount
+       r.amount AS refund_amount,
+       o.merchant
   FROM shop3.returns r
   JOIN shop3.orders o ON o.order_id = r.order_id
  WHERE r.state = 'approved'";
@@ -357,14 +363,26 @@ pub async fn tutorial_orders(
 /// Writes orders into the returns shop as its checkout does, then approves
 /// one return (`<order>-1`) of each the shop asks back.
 pub async fn seed_returns(pool: &PgPool, orders: &[SeedOrder]) -> Result<(), StoreError> {
+    seed_returns_at(pool, orders, None).await
+}
+
+/// `seed_returns`, the orders paid to `merchant` (`None`: the shop's main
+/// merchant id; else its name in refundd's settings).
+pub async fn seed_returns_at(
+    pool: &PgPool,
+    orders: &[SeedOrder],
+    merchant: Option<&str>,
+) -> Result<(), StoreError> {
     for o in orders {
         sqlx::query(
-            "INSERT INTO shop3.orders (order_id, total, xid, auth_code) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO shop3.orders (order_id, total, xid, auth_code, merchant)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&o.order_no)
         .bind(o.amount)
         .bind(&o.xid)
         .bind(&o.auth_code)
+        .bind(merchant)
         .execute(pool)
         .await?;
     }

@@ -1,8 +1,11 @@
 //! Read-only views of the queue for progress, `refundd status`, the metrics
-//! and health checks.
+//! and health checks. Every listed refund says which refund of its order it
+//! is, at which merchant, and, for an order with several, what the order has
+//! had back in all; the counts are also kept per merchant.
 
 use super::{Store, StoreError};
 use crate::ctbc::Operation;
+use crate::domain::merchant::MerchantName;
 use crate::domain::words::{RefundStatus, SettlementState};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,10 +21,62 @@ pub struct StatusCount {
     pub count: i64,
 }
 
+/// Which refund a listed record is: its id among its order's refunds, its
+/// merchant, and what its order has had back when it has several refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct RefundOf {
+    /// The shop's id of this refund; left out for an order's only refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// The merchant the order was paid to: a `[ctbc.merchants.NAME]` name,
+    /// or `default` for the `[ctbc]` table's own.
+    pub merchant: String,
+    /// For an order with several refunds: the sum of those refundd refunded
+    /// (the events' `order_refunded`); left out for an order's only refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_refunded: Option<i64>,
+}
+
+impl RefundOf {
+    /// An order's only refund, at the default merchant.
+    pub fn only() -> RefundOf {
+        RefundOf {
+            refund_id: None,
+            merchant: MerchantName::DEFAULT_LABEL.to_string(),
+            order_refunded: None,
+        }
+    }
+}
+
+/// The columns of `RefundOf` for record `a` of `refundd.refunds`.
+fn refund_of(a: &str) -> String {
+    format!(
+        "nullif({a}.refund_id, '') AS refund_id,
+         coalesce({a}.merchant, '{default}') AS merchant,
+         (SELECT CASE WHEN count(*) > 1
+                      THEN coalesce(sum(s.refunded_amount) FILTER (WHERE s.status = 'refunded'), 0)::bigint
+                 END
+            FROM refundd.refunds s WHERE s.order_no = {a}.order_no) AS order_refunded",
+        default = MerchantName::DEFAULT_LABEL
+    )
+}
+
+/// A merchant's records per status, and how many of them are due now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MerchantCounts {
+    /// A `[ctbc.merchants.NAME]` name, or `default`.
+    pub merchant: String,
+    pub counts: Vec<StatusCount>,
+    pub due_now: i64,
+}
+
 /// The `refund_requested` order waiting longest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct OldestRequest {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     pub refund_requested_at: Option<DateTime<Utc>>,
     pub age_secs: i64,
 }
@@ -30,6 +85,9 @@ pub struct OldestRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct WaitingOrder {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     #[sqlx(try_from = "String")]
     pub status: RefundStatus,
     pub attempts: i32,
@@ -41,6 +99,9 @@ pub struct WaitingOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UnknownOutcome {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     #[sqlx(try_from = "String")]
     pub operation: Operation,
     pub since: Option<DateTime<Utc>>,
@@ -52,6 +113,9 @@ pub struct UnknownOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct SettlingRefund {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     pub refunded_amount: Option<i64>,
     pub refunded_at: Option<DateTime<Utc>>,
     /// Pending (still watched) or Unconfirmed (the watch ran out).
@@ -62,6 +126,9 @@ pub struct SettlingRefund {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct FailedOrder {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     pub refund_error: Option<String>,
     pub failed_at: DateTime<Utc>,
 }
@@ -71,6 +138,9 @@ pub struct FailedOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PendingShopWrite {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     /// Refunded or RefundFailed: the outcome the shop has not taken.
     #[sqlx(try_from = "String")]
     pub writeback: RefundStatus,
@@ -82,6 +152,9 @@ pub struct PendingShopWrite {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct AskedAgain {
     pub order_no: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refund: RefundOf,
     pub requested_again_at: Option<DateTime<Utc>>,
     pub refunded_amount: Option<i64>,
 }
@@ -91,6 +164,8 @@ pub struct AskedAgain {
 pub struct QueueView {
     pub at: DateTime<Utc>,
     pub counts: Vec<StatusCount>,
+    /// The counts of each merchant holding records, the default first.
+    pub merchants: Vec<MerchantCounts>,
     pub due_now: i64,
     pub oldest_request: Option<OldestRequest>,
     pub waiting_total: i64,
@@ -189,103 +264,95 @@ impl Store {
         let at: DateTime<Utc> = sqlx::query_scalar(&self.sql("SELECT now()"))
             .fetch_one(&mut *tx)
             .await?;
-        let counts: Vec<StatusCount> = sqlx::query_as(&self.sql("SELECT s.status, count(o.id) AS count
-               FROM unnest(ARRAY['refund_requested', 'refunding', 'refunded', 'refund_failed', 'withdrawn']) WITH ORDINALITY AS s(status, n)
-               LEFT JOIN refundd.refunds o ON o.status = s.status
-              GROUP BY s.status, s.n ORDER BY s.n"),
-        )
+        let counts: Vec<StatusCount> = sqlx::query_as(&self.sql(&format!(
+            "SELECT s.status, count(o.id) AS count
+               FROM {STATUSES} LEFT JOIN refundd.refunds o ON o.status = s.status
+              GROUP BY s.status, s.n ORDER BY s.n"
+        )))
         .fetch_all(&mut *tx)
         .await?;
+        let merchants = self.merchant_counts(&mut tx).await?;
         let due_now: i64 = sqlx::query_scalar(&self.sql(&format!(
             "SELECT count(*) FROM refundd.refunds f WHERE {}",
             worked_by_a_pass("now()")
         )))
         .fetch_one(&mut *tx)
         .await?;
-        let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql(
-            "SELECT order_no, requested_at AS refund_requested_at,
-                    COALESCE(extract(epoch FROM now() - requested_at), 0)::bigint AS age_secs
-               FROM refundd.refunds WHERE status = 'refund_requested'
-              ORDER BY requested_at, id LIMIT 1",
-        ))
+        let oldest_request: Option<OldestRequest> = sqlx::query_as(&self.sql(&format!(
+            "SELECT f.order_no, {}, f.requested_at AS refund_requested_at,
+                    COALESCE(extract(epoch FROM now() - f.requested_at), 0)::bigint AS age_secs
+               FROM refundd.refunds f WHERE f.status = 'refund_requested'
+              ORDER BY f.requested_at, f.id LIMIT 1",
+            refund_of("f")
+        )))
         .fetch_optional(&mut *tx)
         .await?;
 
         const WAITING: &str =
-            "status IN ('refund_requested', 'refunding') AND next_attempt_at > now()";
-        let waiting_total: i64 = sqlx::query_scalar(&self.sql(&format!(
-            "SELECT count(*) FROM refundd.refunds WHERE {WAITING}"
-        )))
-        .fetch_one(&mut *tx)
-        .await?;
-        let waiting: Vec<WaitingOrder> = sqlx::query_as(&self.sql(&format!(
-            "SELECT order_no, status, attempts, next_attempt_at, last_error FROM refundd.refunds
-              WHERE {WAITING} ORDER BY next_attempt_at, id LIMIT $1"
-        )))
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let unknown_total: i64 = sqlx::query_scalar(
-            &self.sql("SELECT count(*) FROM refundd.refunds WHERE unknown_operation IS NOT NULL"),
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let unknown: Vec<UnknownOutcome> = sqlx::query_as(&self.sql("SELECT order_no, unknown_operation AS operation, unknown_since AS since, next_attempt_at, last_error
-               FROM refundd.refunds WHERE unknown_operation IS NOT NULL
-              ORDER BY unknown_since NULLS FIRST, id LIMIT $1"),
-        )
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
-
-        const SETTLING: &str = "status = 'refunded' AND settlement IN ('pending', 'unconfirmed')";
-        let settling_total: i64 = sqlx::query_scalar(&self.sql(&format!(
-            "SELECT count(*) FROM refundd.refunds WHERE {SETTLING}"
-        )))
-        .fetch_one(&mut *tx)
-        .await?;
-        let settling: Vec<SettlingRefund> = sqlx::query_as(&self.sql(&format!(
-            "SELECT order_no, refunded_amount, refunded_at, settlement FROM refundd.refunds
-              WHERE {SETTLING} ORDER BY refunded_at NULLS FIRST, id LIMIT $1"
-        )))
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let failed_total: i64 = sqlx::query_scalar(
-            &self.sql("SELECT count(*) FROM refundd.refunds WHERE status = 'refund_failed'"),
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let failed: Vec<FailedOrder> = sqlx::query_as(&self.sql(
-            "SELECT order_no, refund_error, updated_at AS failed_at FROM refundd.refunds
-              WHERE status = 'refund_failed' ORDER BY updated_at DESC, id DESC LIMIT $1",
-        ))
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
-        let shop_writes: Vec<PendingShopWrite> = sqlx::query_as(&self.sql(
-            "SELECT order_no, writeback, writeback_error, updated_at AS since FROM refundd.refunds
-              WHERE writeback IS NOT NULL ORDER BY id LIMIT $1",
-        ))
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
-        let asked_again: Vec<AskedAgain> = sqlx::query_as(&self.sql(
-            "SELECT order_no, requested_again_at, refunded_amount FROM refundd.refunds
-              WHERE status = 'refunded' AND requested_again_at IS NOT NULL
-              ORDER BY requested_again_at DESC, id LIMIT $1",
-        ))
-        .bind(LIST_LIMIT)
-        .fetch_all(&mut *tx)
-        .await?;
+            "f.status IN ('refund_requested', 'refunding') AND f.next_attempt_at > now()";
+        let waiting_total = self.count_of(&mut tx, WAITING).await?;
+        let waiting: Vec<WaitingOrder> = self
+            .list(
+                &mut tx,
+                "f.status, f.attempts, f.next_attempt_at, f.last_error",
+                WAITING,
+                "f.next_attempt_at, f.id",
+            )
+            .await?;
+        const UNKNOWN: &str = "f.unknown_operation IS NOT NULL";
+        let unknown_total = self.count_of(&mut tx, UNKNOWN).await?;
+        let unknown: Vec<UnknownOutcome> = self
+            .list(
+                &mut tx,
+                "f.unknown_operation AS operation, f.unknown_since AS since, f.next_attempt_at, f.last_error",
+                UNKNOWN,
+                "f.unknown_since NULLS FIRST, f.id",
+            )
+            .await?;
+        const SETTLING: &str =
+            "f.status = 'refunded' AND f.settlement IN ('pending', 'unconfirmed')";
+        let settling_total = self.count_of(&mut tx, SETTLING).await?;
+        let settling: Vec<SettlingRefund> = self
+            .list(
+                &mut tx,
+                "f.refunded_amount, f.refunded_at, f.settlement",
+                SETTLING,
+                "f.refunded_at NULLS FIRST, f.id",
+            )
+            .await?;
+        const FAILED: &str = "f.status = 'refund_failed'";
+        let failed_total = self.count_of(&mut tx, FAILED).await?;
+        let failed: Vec<FailedOrder> = self
+            .list(
+                &mut tx,
+                "f.refund_error, f.updated_at AS failed_at",
+                FAILED,
+                "f.updated_at DESC, f.id DESC",
+            )
+            .await?;
+        let shop_writes: Vec<PendingShopWrite> = self
+            .list(
+                &mut tx,
+                "f.writeback, f.writeback_error, f.updated_at AS since",
+                "f.writeback IS NOT NULL",
+                "f.id",
+            )
+            .await?;
+        let asked_again: Vec<AskedAgain> = self
+            .list(
+                &mut tx,
+                "f.requested_again_at, f.refunded_amount",
+                "f.status = 'refunded' AND f.requested_again_at IS NOT NULL",
+                "f.requested_again_at DESC, f.id",
+            )
+            .await?;
         tx.commit().await?;
         Ok(QueueView {
             shop_writes,
             asked_again,
             at,
             counts,
+            merchants,
             due_now,
             oldest_request,
             waiting_total,
@@ -298,4 +365,93 @@ impl Store {
             failed,
         })
     }
+
+    /// How many records `condition` (over record `f`) holds.
+    async fn count_of(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        condition: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(&self.sql(&format!(
+            "SELECT count(*) FROM refundd.refunds f WHERE {condition}"
+        )))
+        .fetch_one(tx)
+        .await?)
+    }
+
+    /// The first `LIST_LIMIT` records `condition` holds in `order`: each
+    /// record's order number and `RefundOf`, then `columns` (over record `f`).
+    async fn list<T>(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        columns: &str,
+        condition: &str,
+        order: &str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(&self.sql(&format!(
+            "SELECT f.order_no, {}, {columns} FROM refundd.refunds f
+              WHERE {condition} ORDER BY {order} LIMIT $1",
+            refund_of("f")
+        )))
+        .bind(LIST_LIMIT)
+        .fetch_all(tx)
+        .await?)
+    }
+
+    /// Each merchant's records per status and due now, for the merchants
+    /// holding records, the default first.
+    async fn merchant_counts(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Vec<MerchantCounts>, StoreError> {
+        let rows: Vec<MerchantStatus> = sqlx::query_as(&self.sql(&format!(
+            "SELECT m.merchant, s.status,
+                    count(f.id) FILTER (WHERE f.status = s.status) AS count,
+                    count(f.id) FILTER (WHERE f.status = s.status AND {due}) AS due
+               FROM (SELECT DISTINCT coalesce(merchant, '{default}') AS merchant FROM refundd.refunds) m
+              CROSS JOIN {STATUSES}
+               LEFT JOIN refundd.refunds f ON coalesce(f.merchant, '{default}') = m.merchant
+              GROUP BY m.merchant, s.status, s.n
+              ORDER BY m.merchant <> '{default}', m.merchant, s.n",
+            due = worked_by_a_pass("now()"),
+            default = MerchantName::DEFAULT_LABEL,
+        )))
+        .fetch_all(tx)
+        .await?;
+        let mut merchants: Vec<MerchantCounts> = Vec::new();
+        for row in rows {
+            if merchants.last().is_none_or(|m| m.merchant != row.merchant) {
+                merchants.push(MerchantCounts {
+                    merchant: row.merchant.clone(),
+                    counts: Vec::new(),
+                    due_now: 0,
+                });
+            }
+            if let Some(m) = merchants.last_mut() {
+                m.counts.push(StatusCount {
+                    status: row.status,
+                    count: row.count,
+                });
+                m.due_now += row.due;
+            }
+        }
+        Ok(merchants)
+    }
 }
+
+/// One merchant's records in one status, and how many of them are due now.
+#[derive(sqlx::FromRow)]
+struct MerchantStatus {
+    merchant: String,
+    #[sqlx(try_from = "String")]
+    status: RefundStatus,
+    count: i64,
+    due: i64,
+}
+
+/// Every status a record can be in, in the order `status` shows them, as
+/// relation `s(status, n)`.
+const STATUSES: &str = "unnest(ARRAY['refund_requested', 'refunding', 'refunded', 'refund_failed', 'withdrawn']) WITH ORDINALITY AS s(status, n)";

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoryEvent {
     pub order_no: String,
+    /// Which refund of the order the event belongs to ('' for its only one).
+    pub refund_id: String,
     pub at: DateTime<Utc>,
     #[sqlx(try_from = "String")]
     pub kind: EventKind,
@@ -27,6 +29,10 @@ pub struct StoryEvent {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OrderOutcomeRow {
     pub order_no: String,
+    /// Which refund of the order ('' for its only one).
+    pub refund_id: String,
+    /// The merchant the order was paid to, as the shop named it; `None`: the default.
+    pub merchant: Option<String>,
     pub auth_amount: Option<i64>,
     pub refund_amount: Option<i64>,
     #[sqlx(try_from = "String")]
@@ -48,7 +54,7 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Vec<StoryEvent>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
-            "SELECT order_no, at, kind, operation, outcome, to_status, bank_state, message
+            "SELECT order_no, refund_id, at, kind, operation, outcome, to_status, bank_state, message
                FROM refundd.refund_events WHERE at >= $1 AND at < $2 ORDER BY id",
         ))
         .bind(from)
@@ -59,9 +65,9 @@ impl Store {
 
     pub async fn all_orders(&self) -> Result<Vec<OrderOutcomeRow>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
-            "SELECT order_no, auth_amount, refund_amount, status, refund_method, refunded_amount,
-                    refund_error, settlement, last_error
-               FROM refundd.refunds ORDER BY order_no",
+            "SELECT order_no, refund_id, merchant, auth_amount, refund_amount, status, refund_method,
+                    refunded_amount, refund_error, settlement, last_error
+               FROM refundd.refunds ORDER BY order_no, id",
         ))
         .fetch_all(&self.pool)
         .await?)

@@ -9,7 +9,7 @@ use crate::domain::blackout::Blackout;
 use crate::domain::decide::{Plan, Step};
 use crate::domain::refund_request::CallFate;
 use crate::domain::testing::{answer, request, twd, with_call};
-use crate::domain::words::RefundMethod;
+use crate::domain::words::{RefundMethod, RefundStatus};
 use std::time::Duration;
 
 fn settings() -> EngineSettings {
@@ -160,4 +160,99 @@ fn a_call_that_fails_its_local_checks_goes_to_a_person() {
         matches!(&action, NextMove::Record(Record::NeedsPerson { reason }) if reason.contains("invalid refund request, nothing sent") && reason.contains("auth_code")),
         "{action:?}"
     );
+}
+
+/// A refund of order `order_no` as the plan's reading gives it: record `id`
+/// (0: not recorded yet), due or not by the claim's rules.
+fn reading_row(
+    order_no: &str,
+    refund_id: &str,
+    id: i64,
+    status: RefundStatus,
+    due: bool,
+) -> PlanRow {
+    PlanRow {
+        row: crate::domain::record::OrderRecord {
+            id,
+            order_no: order_no.into(),
+            refund_id: refund_id.into(),
+            merchant: None,
+            xid: Some("X1".into()),
+            auth_code: Some("A1B2C3".into()),
+            auth_amount: Some(1000),
+            currency: "901".into(),
+            status,
+            refund_amount: Some(100),
+            bad_input: None,
+            claimed_amount: None,
+            attempts: 0,
+            step: None,
+            unknown_operation: None,
+            unknown_since: None,
+            refund_method: None,
+            refunded_amount: None,
+            watch_until: None,
+            lease_token: None,
+            lidm: None,
+            unknown_age_ms: None,
+            own_calls: Vec::new(),
+            others: None,
+        },
+        new_request: id == 0,
+        withdrawn: false,
+        refunded_already: false,
+        due,
+        held: false,
+        next_attempt_at: None,
+        lease_expires_at: None,
+        last_error: None,
+    }
+}
+
+#[test]
+fn a_refund_the_claim_leaves_for_its_turn_waits_for_the_earlier_one_named() {
+    let now = Utc::now();
+    let rows = [
+        reading_row("N1", "A1", 7, RefundStatus::Refunding, true),
+        reading_row("N1", "A2", 9, RefundStatus::RefundRequested, false),
+        reading_row("N1", "A3", 0, RefundStatus::RefundRequested, false),
+        reading_row("N2", "", 8, RefundStatus::RefundRequested, true),
+    ];
+    let turns = turns_of_orders(&rows, now);
+    assert_eq!(
+        turns,
+        [None, Some(Some("A1".into())), Some(Some("A1".into())), None]
+    );
+}
+
+#[test]
+fn of_several_requests_not_recorded_yet_the_first_is_worked_and_the_others_wait() {
+    let now = Utc::now();
+    let rows = [
+        reading_row("N1", "B1", 0, RefundStatus::RefundRequested, true),
+        reading_row("N1", "B2", 0, RefundStatus::RefundRequested, true),
+        reading_row("N1", "B3", 0, RefundStatus::RefundRequested, true),
+        reading_row("N2", "B1", 0, RefundStatus::RefundRequested, true),
+    ];
+    let turns = turns_of_orders(&rows, now);
+    assert_eq!(
+        turns,
+        [None, Some(Some("B1".into())), Some(Some("B1".into())), None]
+    );
+}
+
+#[test]
+fn a_refund_not_due_yet_is_not_due_whatever_its_order() {
+    let now = Utc::now();
+    let mut later = reading_row("N1", "A2", 9, RefundStatus::RefundRequested, false);
+    later.next_attempt_at = Some(now + chrono::Duration::minutes(5));
+    let rows = [
+        reading_row("N1", "A1", 7, RefundStatus::RefundRequested, true),
+        later,
+    ];
+    assert_eq!(turns_of_orders(&rows, now), [None, None]);
+    assert!(matches!(
+        not_taken(&rows[1], None),
+        Some(Skip::NotDue { .. })
+    ));
 }
