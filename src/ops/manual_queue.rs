@@ -253,9 +253,11 @@ fn with_balance(order: &OrderToQueue) -> OrderToQueue {
 /// A `paid` order can be requested, and an order refunded in part asked a
 /// further part.
 fn requestable(order: &OrderToQueue) -> Result<(), QueueError> {
-    let whole = order
-        .auth_amount
-        .is_some_and(|a| order.refunded_amount.unwrap_or(0) >= a);
+    // Refunded without a figure of what it had back: taken as whole.
+    let whole = match (order.refunded_amount, order.auth_amount) {
+        (Some(back), Some(authorised)) => back >= authorised,
+        _ => true,
+    };
     let allowed = match order.status {
         OrderStatus::Paid => return Ok(()),
         OrderStatus::Refund(RefundStatus::Refunded) if !whole => return Ok(()),

@@ -668,7 +668,7 @@ async fn request_checks_its_input_and_marks_a_paid_order() {
         &["request", "CLI_FAILED"],
         &["is refund_failed", "refundd retry"],
     );
-    rejected(&["request", "CLI_DONE"], &["is refunded", "refunded once"]);
+    rejected(&["request", "CLI_DONE"], &["is refunded", "refunded whole"]);
     // Nothing changed.
     let status: String =
         sqlx::query_scalar("SELECT status FROM orders WHERE order_no = 'CLI_PAID'")

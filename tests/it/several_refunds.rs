@@ -122,9 +122,11 @@ async fn each_refund_has_its_own_events_with_the_order_refunded_in_all() {
 #[tokio::test]
 async fn an_orders_refunds_are_worked_oldest_first_never_two_at_once() {
     let rig = shop_with_order("N3", 900, TxState::Authorised).await;
-    approve(&rig, "N3", "C1", 100).await;
-    approve(&rig, "N3", "C2", 200).await;
-    approve(&rig, "N3", "C3", 300).await;
+    // Approved in this order, which is not their ids' (the shop's query lists
+    // them by approval): refundd works them in the order it read them.
+    approve(&rig, "N3", "K1", 100).await;
+    approve(&rig, "N3", "B2", 200).await;
+    approve(&rig, "N3", "A3", 300).await;
     rig.store.intake(1000).await.unwrap();
 
     // A claim takes only the oldest of the order's refunds.
@@ -136,7 +138,7 @@ async fn an_orders_refunds_are_worked_oldest_first_never_two_at_once() {
         .await
         .unwrap();
     let ids: Vec<&str> = claimed.iter().map(|r| r.refund_id.as_str()).collect();
-    assert_eq!(ids, ["C1"]);
+    assert_eq!(ids, ["K1"]);
     // While it is under way, no other refund of the order is claimed.
     let again = rig
         .store
@@ -146,7 +148,7 @@ async fn an_orders_refunds_are_worked_oldest_first_never_two_at_once() {
     assert!(again.is_empty(), "{again:?}");
     // And the database refuses two under way at once, whatever a claim saw.
     let second = sqlx::query(
-        "UPDATE refunds SET status = 'refunding' WHERE order_no = 'N3' AND refund_id = 'C2'",
+        "UPDATE refunds SET status = 'refunding' WHERE order_no = 'N3' AND refund_id = 'B2'",
     )
     .execute(&rig.pool)
     .await;
@@ -173,7 +175,7 @@ async fn an_orders_refunds_are_worked_oldest_first_never_two_at_once() {
         .map(|c| c.amount)
         .collect();
     assert_eq!(amounts, [Some(800), Some(600), Some(300)]);
-    for (id, amount) in [("C1", 100), ("C2", 200), ("C3", 300)] {
+    for (id, amount) in [("K1", 100), ("B2", 200), ("A3", 300)] {
         rig.refund("N3", id)
             .await
             .assert_refunded("reversal", amount);

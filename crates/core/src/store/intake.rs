@@ -152,7 +152,9 @@ impl RequestColumns {
 impl Store {
     /// The shop's query, with the columns refundd reads, as text, and how
     /// many rows it returned for each order number and refund (the optional
-    /// columns read from the row as JSON, once per row). With `only_one`,
+    /// columns read from the row as JSON, once per row), in the query's own
+    /// order: an order's refunds new in one reading are recorded, and so
+    /// worked, in the order the shop lists them. With `only_one`,
     /// only the refund `$1` (order number), `$2` (refund id, '' for none).
     pub(super) fn requests_sql(&self, only_one: bool) -> String {
         let key = refund_key("o.j");
@@ -165,7 +167,9 @@ impl Store {
                     o.j ->> 'refund_id' AS refund_id,
                     o.j ->> 'merchant' AS merchant,
                     count(*) OVER (PARTITION BY r.order_no::text, {key}) AS rows_for_order
-               FROM ({}) AS r CROSS JOIN LATERAL (SELECT to_jsonb(r) AS j) AS o{}",
+               FROM (SELECT s.*, row_number() OVER () AS refundd_shop_row FROM ({}) AS s) AS r
+                    CROSS JOIN LATERAL (SELECT to_jsonb(r) AS j) AS o{}
+              ORDER BY r.refundd_shop_row",
             self.shop.requests,
             if only_one {
                 format!(" WHERE r.order_no::text = $1 AND {key} = $2")
@@ -333,12 +337,14 @@ static RECORD_REQUESTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
         format!("{column} = CASE WHEN {follows} THEN EXCLUDED.{column} ELSE f.{column} END")
     };
     let taken: Vec<String> = SHOP_VALUES.iter().map(|c| take(c)).collect();
+    // The rows in the order the shop listed them (`n`), so new records are numbered so.
+    let listed_in_order = LISTED_AS.replace(')', ", n)");
     format!(
         "
 INSERT INTO refundd.refunds AS f
        (order_no, refund_id, xid, auth_code, auth_amount, refund_amount, currency, bad_input, lidm, merchant)
 SELECT u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm, u.merchant
-  FROM {LISTED} AS u{LISTED_AS}
+  FROM {LISTED} WITH ORDINALITY AS u{listed_in_order}
   LEFT JOIN refundd.refunds f ON f.order_no = u.order_no AND f.refund_id = u.refund_id
  -- only what is new or has something to change: a row left alone is not locked,
  -- so a reading never waits for the workers
@@ -348,6 +354,7 @@ SELECT u.order_no, u.refund_id, u.xid, u.auth_code, u.auth_amount, u.refund_amou
             IS DISTINCT FROM (u.xid, u.auth_code, u.auth_amount, u.refund_amount, u.currency, u.bad_input, u.lidm, u.merchant))
     OR {reopens}
     OR ({asked_again} AND f.requested_again_at IS NULL)
+ ORDER BY u.n
 ON CONFLICT (order_no, refund_id) DO UPDATE SET
     status = CASE WHEN {reopens} THEN 'refund_requested' ELSE f.status END,
     attempts = CASE WHEN {reopens} THEN 0 ELSE f.attempts END,

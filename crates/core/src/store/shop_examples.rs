@@ -193,7 +193,8 @@ pub const RETURNS_REQUESTS: &str = "SELECT o.order_id AS order_no,
        o.merchant
   FROM shop3.returns r
   JOIN shop3.orders o ON o.order_id = r.order_id
- WHERE r.state = 'approved'";
+ WHERE r.state = 'approved'
+ ORDER BY r.approved_at, r.return_no";
 
 /// Marks one return refunded, found by its number (`$4`).
 pub const RETURNS_ON_REFUNDED: &str = "UPDATE shop3.returns
