@@ -110,3 +110,12 @@ SELECT id, type, order_no, occurred_at, body, delivered_at, dead_at, refund_id
 -- `merchant` of the shop's requests; NULL for the default merchant (the
 -- `[ctbc]` table's own), which every record migrated here was.
 ALTER TABLE refunds ADD COLUMN merchant text;
+
+-- The queue's index gives the records in the order they fall due (no next
+-- attempt first), one range: a claim reads the due records in that order
+-- and stops at what it takes, checking each one's order's other refunds
+-- (`queue_rules::turn_of_order`) on the way, rather than reading and
+-- sorting every waiting record first.
+DROP INDEX refunds_due;
+CREATE INDEX refunds_due ON refunds ((coalesce(next_attempt_at, '-infinity'::timestamptz)), id)
+    WHERE status IN ('refund_requested', 'refunding');

@@ -19,28 +19,33 @@ impl Store {
     }
 }
 
-/// The generic plan of `sql` (refundd's sessions plan only generic ones).
-async fn generic_plan(pool: &PgPool, sql: &str) -> Value {
-    let mut conn = pool.acquire().await.unwrap();
+/// The generic plan of `sql` (refundd's sessions plan only generic ones),
+/// planned after `before` (a statement setting the planner's settings, as
+/// the statement's own transaction does).
+async fn generic_plan(pool: &PgPool, before: Option<&str>, sql: &str) -> Value {
+    let mut conn = pool.acquire().await.unwrap().detach();
+    if let Some(before) = before {
+        sqlx::query(before).execute(&mut conn).await.unwrap();
+    }
     sqlx::query(&format!("PREPARE batch_plan AS {sql}"))
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await
         .unwrap();
     let params: i32 = sqlx::query_scalar(
         "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = 'batch_plan'",
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut conn)
     .await
     .unwrap();
     let nulls = vec!["NULL"; params as usize].join(", ");
     let plan: Value = sqlx::query_scalar(&format!(
         "EXPLAIN (FORMAT JSON) EXECUTE batch_plan({nulls})"
     ))
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut conn)
     .await
     .unwrap();
     sqlx::query("DEALLOCATE batch_plan")
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await
         .unwrap();
     plan
@@ -91,7 +96,7 @@ async fn batch_writes_find_their_records_by_key_whatever_the_statistics() {
         .unwrap();
 
     for (name, sql) in store.batch_statements() {
-        let plan = generic_plan(&pool, &sql).await;
+        let plan = generic_plan(&pool, None, &sql).await;
         let mut reads = Vec::new();
         reads_of_records(&plan[0]["Plan"], &mut reads);
         assert!(
@@ -131,5 +136,45 @@ async fn batch_writes_name_only_the_configured_schema() {
             .execute(&mut *conn)
             .await
             .unwrap();
+    }
+}
+
+/// The queue's claim reads its candidates in the order they are due and
+/// each one's other refunds by the order's key: never every record.
+#[tokio::test]
+async fn a_claim_reads_an_orders_other_refunds_by_its_key() {
+    let pg = ThrowawayPostgres::shared().unwrap();
+    let pool = connect(&pg.fresh_database().await.unwrap(), 2)
+        .await
+        .unwrap();
+    let store = Store::builtin(pool.clone());
+    store.migrate().await.unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
+         SELECT 'P' || g, 'XP' || g, 'A1B2C3', 1000, 'refund_requested'
+           FROM generate_series(1, 3000) AS g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.intake(1000).await.unwrap();
+    sqlx::query("ANALYZE refundd.refunds")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // As a claim plans it: its transaction's planner settings first.
+    let claim = super::refunds::queue_claim_sql();
+    let plan = generic_plan(&pool, Some(super::refunds::CLAIM_PLANNER), &claim).await;
+    let mut reads = Vec::new();
+    reads_of_records(&plan[0]["Plan"], &mut reads);
+    assert!(
+        reads.contains(&("Index Scan".into(), "refunds_due".into())),
+        "the claim does not read the due records in their order: {plan:#}"
+    );
+    for (node, index) in &reads {
+        assert!(
+            node == "Index Scan" && !index.is_empty(),
+            "the claim reads the records without an index in order ({node}): {plan:#}"
+        );
     }
 }
