@@ -39,8 +39,8 @@ pub struct SimArgs {
     #[arg(long, env = "REFUNDD_SIM_IV_FILE", value_name = "PATH")]
     pub iv_file: Option<PathBuf>,
     /// A further merchant the simulated bank serves, with keys of its own:
-    /// MERID alone, its MAC key and IV then in REFUNDD_SIM_MAC_KEY_<MERID> and
-    /// REFUNDD_SIM_IV_<MERID>; or MERID:KEY_FILE:IV_FILE, files readable by
+    /// MERID alone, its MAC key and IV then in `REFUNDD_SIM_MAC_KEY_<MERID>` and
+    /// `REFUNDD_SIM_IV_<MERID>`; or MERID:KEY_FILE:IV_FILE, files readable by
     /// their owner only. Repeated or comma-separated.
     #[arg(
         long = "other-merchant",
