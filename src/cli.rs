@@ -94,6 +94,15 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Ask the bank again about every order refundd worked in a window and classify each
+    /// (matched, expected, mismatch) against refundd's records; inquiries only, nothing moves money.
+    #[command(args_conflicts_with_subcommands = true)]
+    Reconcile {
+        #[command(subcommand)]
+        what: Option<ReconcileCommand>,
+        #[command(flatten)]
+        run: crate::ops::reconcile::ReconcileArgs,
+    },
     /// Run the CTBC POS API simulator (test keys by default), for rehearsal.
     Sim(crate::sim::SimArgs),
     /// Show refundd working end to end on throwaway PostgreSQL and the simulator.
@@ -103,13 +112,26 @@ pub enum Command {
     ThrowawayDb,
 }
 
+/// What `refundd reconcile` does besides a run.
+#[derive(Debug, Subcommand)]
+pub enum ReconcileCommand {
+    /// Close an order's open mismatch once a person has dealt with it (changes no money, asks no bank).
+    Resolve {
+        /// The order number, as the report shows it.
+        order_no: String,
+        /// What was found and done: recorded with the operating-system user.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
 impl Command {
     /// Where the command's logs go: stderr when its stdout is a report that
     /// is read or saved whole.
     fn logs_to(&self) -> crate::ops::logging::LogTo {
         use crate::ops::logging::LogTo;
         match self {
-            Command::Demo => LogTo::Stderr,
+            Command::Demo | Command::Reconcile { .. } => LogTo::Stderr,
             _ => LogTo::Stdout,
         }
     }
@@ -215,6 +237,15 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
             println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile { what, run } => match what {
+            Some(ReconcileCommand::Resolve { order_no, reason }) => {
+                let store = connect(&settings).await?;
+                let line = crate::ops::reconcile::resolve(&store, &order_no, &reason).await?;
+                println!("{line}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => crate::ops::reconcile::command(&settings, run).await,
+        },
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
         Command::Demo => crate::ops::demo::command().await,
     }

@@ -15,6 +15,7 @@ pub mod manual_queue;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
+pub mod reconcile;
 pub mod shop_examples;
 pub mod status;
 pub mod systemd;

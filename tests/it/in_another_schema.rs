@@ -1,4 +1,4 @@
-//! The suites that exercise whole passes (`engine`, `money_rules`, `several_refunds`, `shop`,
+//! The suites that exercise whole passes (`engine`, `money_rules`, `reconcile`, `several_refunds`, `shop`,
 //! `shop_database`)
 //! once more with `database.schema` set to a name of the operator's choice:
 //! every statement refundd runs, the batch writes and the shop's write-backs
@@ -14,6 +14,8 @@ const SCHEMA: &str = "shop_refundd";
 mod engine;
 #[path = "money_rules.rs"]
 mod money_rules;
+#[path = "reconcile.rs"]
+mod reconcile;
 #[path = "several_refunds.rs"]
 mod several_refunds;
 #[path = "shop.rs"]

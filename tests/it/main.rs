@@ -37,6 +37,7 @@ mod notify;
 mod ops;
 mod outbox;
 mod plan;
+mod reconcile;
 mod schema;
 mod sending;
 mod several_refunds;

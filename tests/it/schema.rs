@@ -38,6 +38,8 @@ async fn migrations_live_in_refundds_schema_and_a_second_run_is_a_no_op() {
             "_sqlx_migrations",
             "events",
             "outbox",
+            "reconcile_mismatches",
+            "reconcile_runs",
             "refund_events",
             "refund_passes",
             "refunds"
@@ -233,6 +235,7 @@ fn word_columns() -> Vec<WordColumn> {
                 "refund.withdrawn",
                 "refund.needs_attention",
                 "refund.cancelled",
+                "refund.mismatch",
             ],
         ),
         col(
@@ -394,8 +397,9 @@ async fn a_misspelt_word_is_refused_where_it_is_written() {
 const WORD_CHECKS: i64 = 20261207000002;
 
 /// Words the code writes only since a later migration (a cancelled refund,
-/// 20261207000005): a database from before the word checks never held them.
-const LATER_WORDS: [&str; 2] = ["cancelled", "refund.cancelled"];
+/// 20261207000005; a reconciliation's mismatch, 20261207000006): a database
+/// from before the word checks never held them.
+const LATER_WORDS: [&str; 3] = ["cancelled", "refund.cancelled", "refund.mismatch"];
 
 /// The migrations before `version`, in a directory of their own.
 fn migrations_before(version: i64) -> tempfile::TempDir {

@@ -13,6 +13,7 @@ pub mod decide;
 pub mod mapping;
 pub mod merchant;
 pub mod next_move;
+pub mod reconcile;
 pub mod record;
 pub mod refund_id;
 pub mod refund_request;

@@ -230,6 +230,9 @@ words! {
         NeedsAttention = "refund.needs_attention",
         /// A refund cancelled before the bank's batch (`cancelled`).
         Cancelled = "refund.cancelled",
+        /// A reconciliation found the bank holding something else than
+        /// refundd's records say (`refundd reconcile`).
+        Mismatch = "refund.mismatch",
         /// `refundd notify test`: stands for no order, never stored.
         Test = "refund.test",
     }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 ///
 /// ```compile_fail
 /// // An inquiry-only client has no `refund`, nor any other money-moving call.
-/// async fn refund(bank: &refundd::ctbc::InquiryClient, r: &refundd::ctbc::Refund) {
+/// async fn refund(bank: &refundd_core::ctbc::InquiryClient, r: &refundd_core::ctbc::Refund) {
 ///     let _ = bank.refund(r).await;
 /// }
 /// ```

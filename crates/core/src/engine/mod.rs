@@ -5,6 +5,7 @@ pub mod clock;
 mod held;
 pub mod pass;
 pub mod plan;
+pub mod reconcile;
 mod recorder;
 pub mod schedule;
 pub mod settings;

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod passes;
 pub mod plan;
 mod queue_rules;
+pub mod reconcile;
 pub mod refunds;
 pub mod rehearsal;
 pub(crate) mod seed;
