@@ -49,6 +49,7 @@ mod shop_modes;
 mod sim;
 mod sim_client;
 mod sim_docs;
+mod sim_portal;
 mod sim_rehearsal;
 mod tidy;
 

@@ -1,10 +1,12 @@
 //! The simulator's admin API under /admin: load transactions, read the books,
-//! run the batch, set faults and maintenance, reset. JSON in and out, and only
-//! for loopback peers unless the simulator was told to serve other hosts.
+//! run the batch, change a transaction as the bank's portal would, set faults
+//! and maintenance, reset. JSON in and out, and only for loopback peers
+//! unless the simulator was told to serve other hosts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::faults::FaultPlan;
-use super::ledger::{BatchMoved, Ledger, SimTx};
+use super::ledger::{BatchMoved, Ledger, PortalChange, PortalRefusal, SimTx};
 use super::maintenance::Maintenance;
 use super::{lock, Shared};
 use crate::domain::daily_window::DailyWindow;
@@ -42,6 +44,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/admin/batch/start", post(batch_start))
         .route("/admin/batch/finish", post(batch_finish))
         .route("/admin/batch", post(batch_run))
+        .route("/admin/portal/{order_no}", post(portal))
         .route("/admin/faults", get(faults).put(set_faults))
         .route("/admin/maintenance", get(maintenance).put(set_maintenance))
         .route("/admin/reset", post(reset))
@@ -161,6 +164,43 @@ async fn batch_run(State(s): State<Arc<Shared>>) -> Json<BatchRun> {
     let started = ledger.batch_start();
     let finished = ledger.batch_finish();
     Json(BatchRun { started, finished })
+}
+
+/// A change made at the bank's portal: never logged as a call. A body that
+/// is not a change the portal knows is refused with `400` and the reason
+/// (without `Content-Type: application/json`, `415`).
+async fn portal(
+    State(s): State<Arc<Shared>>,
+    Path(order_no): Path<String>,
+    body: Result<Json<PortalChange>, JsonRejection>,
+) -> Response {
+    let change = match body {
+        Ok(Json(change)) => change,
+        Err(JsonRejection::MissingJsonContentType(r)) => return r.into_response(),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, portal_body_problem(&e)),
+    };
+    let made = lock(&s.ledger).portal(Utc::now(), &order_no, &change);
+    match made {
+        Ok(applied) => {
+            tracing::info!(order_no, ?change, "changed at the bank's portal");
+            Json(applied).into_response()
+        }
+        Err(PortalRefusal::BadChange(e)) => refuse(StatusCode::BAD_REQUEST, e),
+        Err(PortalRefusal::UnknownOrder(e)) => refuse(StatusCode::NOT_FOUND, e),
+        Err(PortalRefusal::NotAllowed { state, reason }) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": reason, "state": state })),
+        )
+            .into_response(),
+    }
+}
+
+/// What is wrong with a body that is not a portal change.
+fn portal_body_problem(e: &JsonRejection) -> String {
+    format!(
+        "the body is one change: {{\"change\": \"refund\"|\"reverse\"|\"fail_refund\"|\"settle_amount\"|\"forget\"|\"set_state\", ...}}: {}",
+        e.body_text()
+    )
 }
 
 async fn faults(State(s): State<Arc<Shared>>) -> Json<FaultPlan> {

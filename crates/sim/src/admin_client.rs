@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use super::admin::{BatchRun, Duplicates, Loaded, MaintenanceUpdate};
 use super::faults::FaultPlan;
-use super::ledger::{BatchMoved, CallRecord, CallsPage, LedgerReport, SimRefund, SimTx};
+use super::ledger::{
+    BatchMoved, CallRecord, CallsPage, LedgerReport, PortalApplied, PortalChange, PortalRecord,
+    SimRefund, SimTx,
+};
 use super::maintenance::Maintenance;
 use crate::domain::daily_window::DailyWindow;
 
@@ -188,6 +191,28 @@ impl SimAdmin {
     /// Start and finish at once.
     pub async fn run_batch(&self) -> Result<BatchRun, SimAdminError> {
         self.json::<(), _>(Method::POST, "/admin/batch", None).await
+    }
+
+    /// Changes the transaction of `order_no` as the bank's portal would,
+    /// behind the back of whoever calls the bank: no call is logged. A change
+    /// its state does not allow comes back as `Status` 409, an unknown order
+    /// as 404.
+    pub async fn portal(
+        &self,
+        order_no: &str,
+        change: &PortalChange,
+    ) -> Result<PortalApplied, SimAdminError> {
+        self.json(
+            Method::POST,
+            &format!("/admin/portal/{order_no}"),
+            Some(change),
+        )
+        .await
+    }
+
+    /// Every change made at the bank's portal, oldest first.
+    pub async fn portal_changes(&self) -> Result<Vec<PortalRecord>, SimAdminError> {
+        Ok(self.ledger().await?.portal_changes)
     }
 
     pub async fn faults(&self) -> Result<FaultPlan, SimAdminError> {

@@ -1,7 +1,8 @@
-//! The simulated bank's books: every transaction it knows and a log of every
-//! call it was sent. The state machine of the protocol document's table is
-//! `transitions` (the table) and `operations` (one call applied); the admin
-//! API's JSON shapes are `dto`. Pure (no I/O, no clock, no cryptography) so
+//! The simulated bank's books: every transaction it knows, a log of every
+//! call it was sent and a list of the changes made at its portal. The state
+//! machine of the protocol document's table is `transitions` (the table) and
+//! `operations` (one call applied); changes made behind the caller's back
+//! are `portal`'s; the admin API's JSON shapes are `dto`. Pure (no I/O, no clock, no cryptography) so
 //! every transition and refusal is tested directly, and so the server can keep
 //! it behind one short-held lock.
 
@@ -16,14 +17,16 @@ use crate::ctbc::Operation;
 
 mod dto;
 mod operations;
+mod portal;
 pub mod transitions;
 
 pub use dto::{
     BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
-    OtherAuthorisation, SimRefund, SimTx,
+    OtherAuthorisation, PortalApplied, PortalChange, PortalRecord, SimRefund, SimTx,
 };
 pub use operations::amount_field;
 use operations::{apply_to, next_references, Change, Refusal};
+pub use portal::PortalRefusal;
 use transitions::{BatchStep, BATCH_FINISH, BATCH_START};
 
 /// One parsed request, as the ledger needs it. `amount` is the operation's own
@@ -193,6 +196,12 @@ impl Tx {
             .sum()
     }
 
+    /// What a further refund may take: the captured amount less the
+    /// refunds not reversed.
+    fn refund_balance(&self) -> i64 {
+        self.auth_amount - self.refunded()
+    }
+
     /// An amount of this transaction as the wire writes it (`"901 1500 0"`).
     fn money(&self, amount: i64) -> String {
         let exponent = Currency::parse(&self.currency.to_string())
@@ -242,10 +251,12 @@ pub struct Ledger {
     calls: Vec<CallRecord>,
     duplicates: u64,
     refund_seq: u64,
+    /// The changes made at the bank's portal: never calls of the caller's.
+    portal: Vec<PortalRecord>,
 }
 
 impl Ledger {
-    /// Forgets every transaction and call.
+    /// Forgets every transaction, call and change made at the portal.
     pub fn reset(&mut self) {
         *self = Self::default();
     }
@@ -327,6 +338,8 @@ impl Ledger {
             transactions: self.txs.len() as u64,
             calls: self.calls.len() as u64,
             duplicates: self.duplicates,
+            returned_by_portal: self.portal.iter().map(|p| p.returned_delta).sum(),
+            portal_changes: self.portal.clone(),
             ..LedgerReport::default()
         };
         for c in &self.calls {

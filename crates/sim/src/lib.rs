@@ -49,7 +49,7 @@ pub use cli::{run_cli, SimArgs};
 pub use faults::{FaultKind, FaultPlan, FaultRule};
 pub use ledger::{
     BatchMoved, CallDisposition, CallRecord, CallsPage, LedgerReport, OperationTotals,
-    OtherAuthorisation, SimRefund, SimTx,
+    OtherAuthorisation, PortalApplied, PortalChange, PortalRecord, SimRefund, SimTx,
 };
 pub use maintenance::Maintenance;
 use merchants::Merchants;

@@ -1,7 +1,8 @@
 //! The JSON shapes of the simulator's admin API that the ledger fills: a
 //! transaction as loaded and shown, the call log and its pages, the ledger
-//! report and what the capture batch moved. Shared by the server
-//! (`sim::admin`) and its client (`sim::admin_client`).
+//! report, what the capture batch moved, and the changes made at the bank's
+//! own portal behind refundd's back. Shared by the server (`sim::admin`) and
+//! its client (`sim::admin_client`).
 
 use std::collections::BTreeMap;
 
@@ -199,6 +200,14 @@ pub struct LedgerReport {
     /// The most calls the bank was answering at one moment.
     #[serde(default)]
     pub most_calls_at_once: u64,
+    /// Money the changes made at the bank's portal gave back: its refunds
+    /// and reversals. None of it is in `returned_by_calls`.
+    #[serde(default)]
+    pub returned_by_portal: i64,
+    /// Every change made at the bank's portal, oldest first: none of them is
+    /// a call of refundd's, so none is in the call log or its counts.
+    #[serde(default)]
+    pub portal_changes: Vec<PortalRecord>,
 }
 
 /// What the capture batch moved.
@@ -215,4 +224,59 @@ pub struct CallsPage {
     pub total: u64,
     pub offset: u64,
     pub calls: Vec<CallRecord>,
+}
+
+/// A change made at the bank's own portal, as the bank's staff or the
+/// merchant's colleagues make them, behind refundd's back: the body of
+/// `POST /admin/portal/{order_no}`, e.g. `{"change": "refund", "amount": 200}`.
+/// Amounts are in the transaction's minor units.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PortalChange {
+    /// A refund made in the portal: in 12 or 22, within what the refunds not
+    /// reversed leave of the captured amount; filed under references of its
+    /// own, the transaction then 20, as after a refund call.
+    Refund { amount: i64 },
+    /// A reversal made in the portal, in 1: takes `amount` off the
+    /// authorisation (left out: all of it, which cancels it, 0).
+    Reverse {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<i64>,
+    },
+    /// The refund failed at settlement: 23, from 20, 21 or 22. (The change
+    /// takes no field; `{}` so that serde refuses one given.)
+    FailRefund {},
+    /// The bank settled another amount: the authorised and captured amount
+    /// an inquiry shows (`AuthAmt`) becomes `amount`; the state stays.
+    SettleAmount { amount: i64 },
+    /// The bank no longer knows the order: an inquiry is refused as for any
+    /// order it never held.
+    Forget {},
+    /// The bank shows another state, any `CurrentState` code: `"12"`.
+    SetState { state: String },
+}
+
+/// One change made at the bank's portal, as the books keep it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PortalRecord {
+    /// 1 for the first change made at the portal, counted apart from calls.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub order_no: String,
+    /// The change as it was asked for.
+    pub change: PortalChange,
+    pub state_before: String,
+    /// `None`: the bank forgot the order.
+    pub state_after: Option<String>,
+    /// Money the change gave back to the cardholder: a refund's or a
+    /// reversal's amount, 0 for the others.
+    pub returned_delta: i64,
+}
+
+/// The answer of `POST /admin/portal/{order_no}`: the change as the books
+/// keep it, and the transaction after it (`None` once forgotten).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PortalApplied {
+    pub applied: PortalRecord,
+    pub transaction: Option<SimTx>,
 }

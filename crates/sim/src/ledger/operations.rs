@@ -311,16 +311,24 @@ fn reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<Change, R
             ),
         ));
     }
+    let delta = lower_authorisation(tx, new_amt, rule);
+    Ok(Change {
+        returned_delta: delta,
+        fields: string_object([("AuthAmt", tx.money(tx.auth_amount))]),
+    })
+}
+
+/// Lowers the authorisation to `new_amt`, the money taken off given back;
+/// lowered to 0 it is cancelled (where the reversal's `rule` leads). Returns
+/// the money given back.
+pub(super) fn lower_authorisation(tx: &mut Tx, new_amt: i64, rule: &Transition) -> i64 {
     let delta = tx.auth_amount - new_amt;
     tx.auth_amount = new_amt;
     tx.returned_amount += delta;
     if new_amt == 0 {
         tx.state = rule.to.clone();
     }
-    Ok(Change {
-        returned_delta: delta,
-        fields: string_object([("AuthAmt", tx.money(tx.auth_amount))]),
-    })
+    delta
 }
 
 fn capture_reversal(tx: &mut Tx, call: &BankCall, rule: &Transition) -> Result<Change, Refusal> {
@@ -357,7 +365,7 @@ fn refund(
             format!("金額錯誤 CredAmt {amt} must be above 0"),
         ));
     }
-    let left = tx.auth_amount - tx.refunded();
+    let left = tx.refund_balance();
     if amt > left {
         return Err(Refusal::new(
             refusal::AMOUNT,
@@ -367,15 +375,7 @@ fn refund(
             ),
         ));
     }
-    let refs = next_references(refund_seq, &now.format("%Y%m%d").to_string(), &tx.refunds);
-    tx.refunds.push(HeldRefund {
-        amount: amt,
-        refs: refs.clone(),
-        reversed: false,
-        settled: false,
-    });
-    tx.returned_amount += amt;
-    tx.state = rule.to.clone();
+    let refs = file_refund(tx, amt, rule, (refund_seq, now));
     Ok(Change {
         returned_delta: amt,
         fields: string_object([
@@ -385,6 +385,27 @@ fn refund(
             ("BatchSeq", refs.batch_seq),
         ]),
     })
+}
+
+/// Files a refund of `amount` under references of its own, given on the
+/// day of `now`: its money goes back, and the transaction goes where the
+/// refund's `rule` leads (20) until the batch settles it.
+pub(super) fn file_refund(
+    tx: &mut Tx,
+    amount: i64,
+    rule: &Transition,
+    (refund_seq, now): (&mut u64, DateTime<Utc>),
+) -> RefundRefs {
+    let refs = next_references(refund_seq, &now.format("%Y%m%d").to_string(), &tx.refunds);
+    tx.refunds.push(HeldRefund {
+        amount,
+        refs: refs.clone(),
+        reversed: false,
+        settled: false,
+    });
+    tx.returned_amount += amount;
+    tx.state = rule.to.clone();
+    refs
 }
 
 /// The references of the bank's next refund, on `day` (`YYYYMMDD`): none

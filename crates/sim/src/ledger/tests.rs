@@ -6,7 +6,7 @@ use super::transitions::{batch_locked, TRANSITIONS};
 use super::*;
 use chrono::TimeZone;
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, 3, 4, 5).unwrap()
 }
 
@@ -22,13 +22,13 @@ fn prepare(txs: Vec<SimTx>) -> Result<Vec<PreparedTx>, String> {
     Ledger::prepare(txs, taipei(), &[MERCHANT.into(), OTHER_MERCHANT.into()])
 }
 
-fn ledger_of(txs: Vec<SimTx>) -> Ledger {
+pub(super) fn ledger_of(txs: Vec<SimTx>) -> Ledger {
     let mut l = Ledger::default();
     l.load(prepare(txs).unwrap());
     l
 }
 
-fn ledger_with(state: TxState, amount: i64) -> Ledger {
+pub(super) fn ledger_with(state: TxState, amount: i64) -> Ledger {
     ledger_of(vec![SimTx::new("O1", "X1", "A1", amount, state)])
 }
 
@@ -36,7 +36,7 @@ fn twd(a: i64) -> Money {
     Money::new(Currency::TWD, a).unwrap()
 }
 
-fn call(op: Operation, org: i64, amount: i64) -> BankCall {
+pub(super) fn call(op: Operation, org: i64, amount: i64) -> BankCall {
     BankCall {
         operation: op,
         mer_id: MERCHANT.into(),
@@ -49,15 +49,15 @@ fn call(op: Operation, org: i64, amount: i64) -> BankCall {
     }
 }
 
-fn resp(a: &Answer) -> &str {
+pub(super) fn resp(a: &Answer) -> &str {
     a["RespCode"].as_str().unwrap()
 }
 
-fn desc(a: &Answer) -> &str {
+pub(super) fn desc(a: &Answer) -> &str {
     a["ERRDESC"].as_str().unwrap()
 }
 
-fn state(l: &Ledger) -> String {
+pub(super) fn state(l: &Ledger) -> String {
     l.transaction("O1").unwrap().state
 }
 
@@ -303,7 +303,7 @@ fn fields_must_match_the_record() {
 
 /// `O1` for 1,500 in `state`; in a refund's states (20, 21, 22) with a
 /// refund of 500 the bank holds, settling until the batch settles it.
-fn ledger_in(state: TxState) -> Ledger {
+pub(super) fn ledger_in(state: TxState) -> Ledger {
     let mut tx = SimTx::new("O1", "X1", "A1", 1500, state.clone());
     if [BATCH_START.refund, BATCH_FINISH.refund]
         .iter()
@@ -467,7 +467,7 @@ fn ledger_authorised_twice(state: TxState, declined_after: bool) -> Ledger {
     ledger_of(vec![t])
 }
 
-fn inquiry_of(l: &mut Ledger) -> crate::ctbc::Inquiry {
+pub(super) fn inquiry_of(l: &mut Ledger) -> crate::ctbc::Inquiry {
     let a = l.apply(now(), &call(Operation::Inquiry, 0, 0), None);
     crate::ctbc::Inquiry::from_answer_json(&a).unwrap()
 }
@@ -560,7 +560,7 @@ fn other_authorisations_are_checked_on_loading() {
 }
 
 /// A refund of `amount` of `O1`, `OrgAmt` its 1,500 as every refund sends it.
-fn refund_of(amount: i64) -> BankCall {
+pub(super) fn refund_of(amount: i64) -> BankCall {
     call(Operation::Refund, 1500, amount)
 }
 
@@ -580,7 +580,7 @@ fn reversal_naming(filed: &[String; 3], org: i64) -> BankCall {
     c
 }
 
-fn run_batch(l: &mut Ledger) {
+pub(super) fn run_batch(l: &mut Ledger) {
     l.batch_start();
     l.batch_finish();
 }

@@ -37,48 +37,55 @@ pub struct Transition {
 
 /// The table, one row per money-moving operation (an inquiry moves nothing
 /// and is answered in every state).
-pub const TRANSITIONS: [Transition; 4] = [
-    Transition {
-        operation: Operation::Reversal,
-        name: "reversal",
-        accepted_in: &[TxState::Authorised],
-        to: TxState::AuthCancelled,
-        duplicate_in: &[TxState::AuthCancelled],
-        duplicate_because: "authorisation already cancelled",
-        repeat_in: &[TxState::Authorised],
-    },
-    Transition {
-        operation: Operation::CaptureReversal,
-        name: "capture reversal",
-        accepted_in: &[TxState::CapturedNotSettled],
-        to: TxState::Authorised,
-        duplicate_in: &[TxState::Authorised, TxState::AuthCancelled],
-        duplicate_because: "not in the capture file (already taken out)",
-        repeat_in: &[],
-    },
-    Transition {
-        operation: Operation::Refund,
-        name: "refund",
-        accepted_in: &[TxState::Settled, TxState::RefundSettled],
-        to: TxState::RefundSettling,
-        duplicate_in: &[TxState::RefundSettling, TxState::RefundBatchRunning],
-        duplicate_because: "an earlier refund of this transaction is still settling",
-        repeat_in: &[],
-    },
-    Transition {
-        operation: Operation::RefundReversal,
-        name: "refund reversal",
-        accepted_in: &[TxState::RefundSettling],
-        to: TxState::Settled,
-        duplicate_in: &[],
-        duplicate_because: "",
-        repeat_in: &[
-            TxState::Settled,
-            TxState::RefundSettling,
-            TxState::RefundSettled,
-        ],
-    },
-];
+pub const TRANSITIONS: [Transition; 4] = [REVERSAL, CAPTURE_REVERSAL, REFUND, REFUND_REVERSAL];
+
+/// A reversal: cancels (or lowers) an authorisation not in the capture file.
+pub const REVERSAL: Transition = Transition {
+    operation: Operation::Reversal,
+    name: "reversal",
+    accepted_in: &[TxState::Authorised],
+    to: TxState::AuthCancelled,
+    duplicate_in: &[TxState::AuthCancelled],
+    duplicate_because: "authorisation already cancelled",
+    repeat_in: &[TxState::Authorised],
+};
+
+/// A capture reversal: takes a capture back out of the capture file.
+pub const CAPTURE_REVERSAL: Transition = Transition {
+    operation: Operation::CaptureReversal,
+    name: "capture reversal",
+    accepted_in: &[TxState::CapturedNotSettled],
+    to: TxState::Authorised,
+    duplicate_in: &[TxState::Authorised, TxState::AuthCancelled],
+    duplicate_because: "not in the capture file (already taken out)",
+    repeat_in: &[],
+};
+
+/// A refund of settled money, within the balance.
+pub const REFUND: Transition = Transition {
+    operation: Operation::Refund,
+    name: "refund",
+    accepted_in: &[TxState::Settled, TxState::RefundSettled],
+    to: TxState::RefundSettling,
+    duplicate_in: &[TxState::RefundSettling, TxState::RefundBatchRunning],
+    duplicate_because: "an earlier refund of this transaction is still settling",
+    repeat_in: &[],
+};
+
+/// A refund reversal: cancels a refund that is still settling.
+pub const REFUND_REVERSAL: Transition = Transition {
+    operation: Operation::RefundReversal,
+    name: "refund reversal",
+    accepted_in: &[TxState::RefundSettling],
+    to: TxState::Settled,
+    duplicate_in: &[],
+    duplicate_because: "",
+    repeat_in: &[
+        TxState::Settled,
+        TxState::RefundSettling,
+        TxState::RefundSettled,
+    ],
+};
 
 /// The operation's row; `None` for an inquiry.
 pub fn transition(operation: Operation) -> Option<&'static Transition> {
