@@ -121,3 +121,55 @@ async fn each_order_is_classified_and_a_mismatch_is_told_once(rig: Rig) {
     assert_eq!(last.run, fourth.run);
     assert_eq!(last.rows, fourth.rows);
 }
+
+in_both_modes!(in SCHEMA; changes_made_at_the_banks_portal_are_mismatches_with_their_reason);
+
+/// A change made at the bank's portal, behind refundd's back.
+async fn at_portal(rig: &Rig, order_no: &str, change: refundd::sim::PortalChange) {
+    rig.admin.portal(order_no, &change).await.unwrap();
+}
+
+fn reason_of<'a>(report: &'a Report, order_no: &str) -> &'a str {
+    let row = report.rows.iter().find(|r| r.order_no == order_no);
+    &row.unwrap_or_else(|| panic!("{order_no} not in {report:?}"))
+        .reason
+}
+
+async fn changes_made_at_the_banks_portal_are_mismatches_with_their_reason(rig: Rig) {
+    use refundd::sim::PortalChange;
+    let orders = [
+        ("RP1", TxState::Settled),
+        ("RP2", TxState::Authorised),
+        ("RP3", TxState::CaptureFailed),
+        ("RP4", TxState::Settled),
+    ];
+    let txs: Vec<_> = orders
+        .iter()
+        .map(|(o, s)| bank_tx(o, 1000, s.clone()))
+        .collect();
+    rig.admin.load(&txs).await.unwrap();
+    // RP1 is refunded in part: the bank may settle anything from that up.
+    let part = |o: &str| (o == "RP1").then_some(300);
+    let asked: Vec<_> = orders
+        .iter()
+        .map(|(o, _)| request(o, 1000, part(o)))
+        .collect();
+    ask_for_refunds(&rig.pool, rig.shop, &asked).await;
+    rig.pass().await;
+    rig.admin.run_batch().await.unwrap();
+    rig.order("RP1").await.assert_refunded("refund", 300);
+    assert_eq!(rig.order("RP3").await.status, "refund_failed");
+
+    at_portal(&rig, "RP1", PortalChange::SettleAmount { amount: 900 }).await;
+    at_portal(&rig, "RP2", PortalChange::Forget {}).await;
+    at_portal(&rig, "RP3", PortalChange::SetState { state: "22".into() }).await;
+    let report = reconcile_now(&rig).await;
+    assert!(reason_of(&report, "RP1").contains("amount differs"));
+    assert!(reason_of(&report, "RP2").contains("does not know"));
+    assert!(reason_of(&report, "RP3").contains("refundd says nothing was given back"));
+    assert_eq!(class_of(&report, "RP4"), Class::Matched);
+    assert_eq!(report.totals[&Class::Mismatch], 3, "{report:?}");
+    let mut new = report.new_mismatches.clone();
+    new.sort();
+    assert_eq!(new, ["RP1", "RP2", "RP3"]);
+}
