@@ -4,7 +4,8 @@
 //! failures with their reasons, and the last pass. A refund of an order with
 //! several is named with its id (`N1 (refund A2)`) beside what the order has
 //! had back in all; with several merchants, the counts are given per merchant
-//! and every list names each refund's merchant.
+//! and every list names each refund's merchant. The last reconciliation with
+//! the bank and the mismatches no one has resolved close it.
 
 use super::labels;
 use super::local_time::{taipei, taipei_or_dash};
@@ -28,6 +29,26 @@ pub struct StatusReport {
     pub events: crate::store::outbox::DeliveryState,
     /// Whether a webhook takes the events: without one they are kept, not awaited.
     pub webhook: Webhook,
+    /// The last reconciliation with the bank and its mismatches still open.
+    pub reconciliation: Reconciliation,
+}
+
+/// `refundd reconcile` as status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    pub last_run: Option<LastReconcile>,
+    pub open_mismatches: Vec<crate::store::reconcile::OpenMismatch>,
+}
+
+/// The last run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastReconcile {
+    pub run: i64,
+    pub finished_at: DateTime<Utc>,
+    pub matched: i32,
+    pub expected: i32,
+    pub mismatch: i32,
+    pub unchecked: i32,
 }
 
 /// Whether `notify.webhook_url` is set.
@@ -63,11 +84,24 @@ pub async fn report(store: &Store, webhook: Webhook) -> Result<StatusReport, Sto
     let queue = store.queue_view().await?;
     let last_pass = store.last_finished_pass().await?.map(LastPass::from);
     let events = store.delivery_state().await?;
+    let last_run = store.last_reconcile_run().await?.map(|r| LastReconcile {
+        run: r.id,
+        finished_at: r.finished_at,
+        matched: r.matched,
+        expected: r.expected,
+        mismatch: r.mismatch,
+        unchecked: r.unchecked,
+    });
+    let reconciliation = Reconciliation {
+        last_run,
+        open_mismatches: store.open_mismatches().await?,
+    };
     Ok(StatusReport {
         queue,
         last_pass,
         events,
         webhook,
+        reconciliation,
     })
 }
 
@@ -87,6 +121,7 @@ impl StatusReport {
         self.render_shop_side(&mut out);
         self.render_events(&mut out);
         self.render_last_pass(&mut out);
+        self.render_reconciliation(&mut out);
         out
     }
 }
@@ -216,6 +251,42 @@ impl StatusReport {
 }
 
 impl StatusReport {
+    /// The last reconciliation and the mismatches a person has still to resolve.
+    fn render_reconciliation(&self, out: &mut String) {
+        let r = &self.reconciliation;
+        let _ = match &r.last_run {
+            None => writeln!(out, "\nlast reconciliation: none yet (refundd reconcile)"),
+            Some(l) => writeln!(
+                out,
+                "\nlast reconciliation: run {} finished {}: matched {}, expected {} ({} not checked), mismatch {}",
+                l.run,
+                taipei(l.finished_at),
+                l.matched,
+                l.expected,
+                l.unchecked,
+                l.mismatch
+            ),
+        };
+        if r.open_mismatches.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "open mismatches ({}; close each with refundd reconcile resolve ORDER_NO --reason TEXT):",
+            r.open_mismatches.len()
+        );
+        for m in &r.open_mismatches {
+            let merchant = m.merchant.as_deref().unwrap_or("default");
+            let _ = writeln!(
+                out,
+                "  {} [{merchant}] since {}: {}",
+                m.order_no,
+                taipei(m.first_seen_at),
+                m.reason
+            );
+        }
+    }
+
     /// The webhook's events: undelivered (some held behind a dead event of
     /// their order, which must be delivered first) and dead.
     fn render_events(&self, out: &mut String) {
@@ -506,6 +577,10 @@ mod tests {
             }),
             events: DeliveryState::default(),
             webhook: Webhook::Set,
+            reconciliation: Reconciliation {
+                last_run: None,
+                open_mismatches: Vec::new(),
+            },
         }
     }
 

@@ -94,6 +94,18 @@ async fn each_order_is_classified_and_a_mismatch_is_told_once(rig: Rig) {
     assert_eq!(third.totals[&Class::Mismatch], 2);
     assert!(third.new_mismatches.is_empty());
     assert_eq!(mismatch_events(&rig).await, 2);
+    let status = refundd::ops::status::report(&rig.store, refundd::ops::status::Webhook::NotSet)
+        .await
+        .unwrap();
+    let open: Vec<&str> = (status.reconciliation.open_mismatches.iter())
+        .map(|m| m.order_no.as_str())
+        .collect();
+    assert_eq!(open, ["RC3", "RC4"]);
+    assert!(
+        status.render().contains("open mismatches (2;"),
+        "{}",
+        status.render()
+    );
 
     // A person resolves one; the bank puts the other right.
     assert!(rig
