@@ -244,11 +244,32 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, CliE
                 println!("{line}");
                 Ok(ExitCode::SUCCESS)
             }
-            None => crate::ops::reconcile::command(&settings, run).await,
+            None => reconcile(settings, run).await,
         },
         Command::Sim(args) => Ok(crate::sim::run_cli(args).await),
         Command::Demo => crate::ops::demo::command().await,
     }
+}
+
+/// `refundd reconcile`: a run at every merchant's bank by inquiry only, or
+/// with `--last` the latest kept run without the bank.
+async fn reconcile(
+    settings: Settings,
+    args: crate::ops::reconcile::ReconcileArgs,
+) -> Result<ExitCode, CliError> {
+    args.window()?;
+    if args.last {
+        let store = connect(&settings).await?;
+        store.require_migrated().await?;
+        return crate::ops::reconcile::last(&store, &args).await;
+    }
+    let url = settings.require_database_url()?;
+    let merchants = settings.require_merchants()?;
+    let pool = store::connect(url, settings.database.max_connections).await?;
+    let store = store_of(&settings, pool);
+    store.require_migrated().await?;
+    let banks = InquiryBanks::new(&merchants);
+    crate::ops::reconcile::run(&store, &banks, settings.worker.concurrency, &args).await
 }
 
 /// What `once` and `run` share: settings checked, database reachable and

@@ -7,11 +7,10 @@
 
 use super::exit::CliError;
 use super::local_time::taipei;
-use crate::config::Settings;
 use crate::ctbc::InquiryBanks;
 use crate::domain::reconcile::Class;
 use crate::engine::reconcile::{self, ReconcileError, Report, Window};
-use crate::store::{self, Store};
+use crate::store::Store;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +46,8 @@ pub struct ReconcileArgs {
 }
 
 impl ReconcileArgs {
-    fn window(&self) -> Result<Window, CliError> {
+    /// The window the options give (bad ones refused before anything is asked).
+    pub fn window(&self) -> Result<Window, CliError> {
         let now = chrono::Utc::now();
         match (&self.since, &self.from, &self.to) {
             (Some(since), _, _) => Window::since(now, since),
@@ -58,46 +58,37 @@ impl ReconcileArgs {
     }
 }
 
-/// `refundd reconcile [...]`: a run (or `--last`), printed. Exit 0 whatever it
-/// found: the classes are the report, not a failure of the command.
-pub async fn command(settings: &Settings, args: ReconcileArgs) -> Result<ExitCode, CliError> {
+/// `refundd reconcile [...]`: a run asking the bank `width` orders at a time,
+/// printed. Exit 0 whatever it found: the classes are the report, not a
+/// failure of the command.
+pub async fn run(
+    store: &Store,
+    banks: &InquiryBanks,
+    width: usize,
+    args: &ReconcileArgs,
+) -> Result<ExitCode, CliError> {
     let window = args.window()?;
-    let url = settings.require_database_url()?;
-    let report = if args.last {
-        let pool = store::connect(url, 2).await?;
-        let store = Store::new(
-            pool,
-            settings.database.schema.clone(),
-            settings.shop.clone(),
-        );
-        store.require_migrated().await?;
-        reconcile::last_run(&store)
-            .await
-            .map_err(run_error)?
-            .ok_or_else(|| {
-                CliError::Runtime(
-                    "no reconciliation has run yet: run refundd reconcile".to_string(),
-                )
-            })?
-    } else {
-        let merchants = settings.require_merchants()?;
-        let pool = store::connect(url, settings.database.max_connections).await?;
-        let store = Store::new(
-            pool,
-            settings.database.schema.clone(),
-            settings.shop.clone(),
-        );
-        store.require_migrated().await?;
-        let banks = InquiryBanks::new(&merchants);
-        let width = settings.worker.concurrency.max(1);
-        reconcile::reconcile(&store, &banks, window, width)
-            .await
-            .map_err(run_error)?
-    };
+    let report = reconcile::reconcile(store, banks, window, width.max(1))
+        .await
+        .map_err(run_error)?;
+    print(&report, args)
+}
+
+/// `refundd reconcile --last`: the latest kept run, without asking the bank.
+pub async fn last(store: &Store, args: &ReconcileArgs) -> Result<ExitCode, CliError> {
+    let report = reconcile::last_run(store).await.map_err(run_error)?;
+    let report = report.ok_or_else(|| {
+        CliError::Runtime("no reconciliation has run yet: run refundd reconcile".to_string())
+    })?;
+    print(&report, args)
+}
+
+/// The report in the format asked, to the file or standard output asked.
+fn print(report: &Report, args: &ReconcileArgs) -> Result<ExitCode, CliError> {
     let text = match args.format {
-        Format::Table => render(&report),
-        Format::Csv => to_csv(&report).map_err(|e| CliError::Runtime(e.to_string()))?,
-        Format::Json => to_json(&report),
+        Format::Table => render(report),
+        Format::Csv => to_csv(report).map_err(|e| CliError::Runtime(e.to_string()))?,
+        Format::Json => to_json(report),
     };
     match &args.output {
         Some(path) => std::fs::write(path, text).map_err(|e| {

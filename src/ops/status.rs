@@ -276,7 +276,10 @@ impl StatusReport {
             r.open_mismatches.len()
         );
         for m in &r.open_mismatches {
-            let merchant = m.merchant.as_deref().unwrap_or("default");
+            let merchant = m
+                .merchant
+                .as_deref()
+                .unwrap_or(crate::domain::merchant::MerchantName::DEFAULT_LABEL);
             let _ = writeln!(
                 out,
                 "  {} [{merchant}] since {}: {}",

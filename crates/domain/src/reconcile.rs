@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// (minor units of the order's currency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OwnSide {
-    /// The amount the shop's request gave as authorised.
-    pub authorised: i64,
+    /// The amount the shop's request gave as authorised; `None` when the
+    /// shop's row gave none (it failed as invalid, nothing was sent).
+    pub authorised: Option<i64>,
     /// Given back by reversals (the authorisation lowered or cancelled).
     pub reversed: i64,
     /// Given back by refunds of settled money.
@@ -31,8 +32,13 @@ impl OwnSide {
     }
 
     /// The authorisation the bank should show: what is left after reversals.
-    fn authorisation_left(&self) -> i64 {
-        (self.authorised - self.reversed).max(0)
+    fn authorisation_left(&self) -> Option<i64> {
+        self.authorised.map(|a| (a - self.reversed).max(0))
+    }
+
+    /// refundd reversed the whole authorisation.
+    fn reversed_whole(&self) -> bool {
+        self.reversed > 0 && self.authorised.is_some_and(|a| self.reversed >= a)
     }
 }
 
@@ -129,7 +135,7 @@ pub fn reconcile(own: &OwnSide, bank: &BankSide) -> Verdict {
 
 /// State 0: the whole authorisation was cancelled.
 fn cancelled_whole(own: &OwnSide) -> Verdict {
-    if own.refunded == 0 && own.reversed >= own.authorised {
+    if own.refunded == 0 && own.reversed_whole() {
         return Verdict::new(
             Class::Matched,
             "reversed whole, as the bank shows (state 0)",
@@ -150,13 +156,16 @@ fn still_held(own: &OwnSide, state: &TxState, auth_amount: Option<i64>) -> Verdi
             ),
         );
     }
-    if own.reversed >= own.authorised && own.reversed > 0 {
+    if own.reversed_whole() {
         return Verdict::new(
             Class::Mismatch,
-            format!("refundd reversed the whole {} and the bank shows the authorisation still standing (state {code}); ask the bank", own.authorised),
+            format!("refundd reversed the whole {} and the bank shows the authorisation still standing (state {code}); ask the bank", own.reversed),
         );
     }
-    let expected = own.authorisation_left();
+    let Some(expected) = own.authorisation_left() else {
+        // Only a row that failed as invalid has no amount: nothing was sent.
+        return nothing_to_hold(own, state);
+    };
     match auth_amount {
         Some(bank) if bank == expected => Verdict::new(
             Class::Matched,
@@ -211,9 +220,8 @@ fn refund_settled(own: &OwnSide, auth_amount: Option<i64>) -> Verdict {
     if own.refunded == 0 {
         return unexplained(own, "a refund settled (state 22)");
     }
-    let expected = own.authorisation_left();
-    match auth_amount {
-        Some(bank) if bank != expected => Verdict::new(
+    match (auth_amount, own.authorisation_left()) {
+        (Some(bank), Some(expected)) if bank != expected => Verdict::new(
             Class::Mismatch,
             format!("the amount differs: the bank shows {bank} authorised and settled, refundd's record {expected}; ask the bank"),
         ),
@@ -224,13 +232,14 @@ fn refund_settled(own: &OwnSide, auth_amount: Option<i64>) -> Verdict {
     }
 }
 
-/// States -1, 13 and codes the protocol does not list: nothing to refund.
+/// States -1, 13 and codes the protocol does not list (nothing to refund), and
+/// any state for a row that failed as invalid (refundd sent nothing).
 fn nothing_to_hold(own: &OwnSide, state: &TxState) -> Verdict {
     if own.given_back() == 0 {
         return Verdict::new(
             Class::Matched,
             format!(
-                "nothing given back, and the bank holds nothing to give (state {})",
+                "nothing given back, as refundd's record says (state {})",
                 state.code()
             ),
         );

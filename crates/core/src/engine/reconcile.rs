@@ -257,7 +257,7 @@ pub async fn last_run(store: &Store) -> Result<Option<Report>, ReconcileError> {
 /// One order: its records against a fresh inquiry at its merchant's bank.
 async fn reconcile_order(o: WorkedOrder, banks: &InquiryBanks) -> ReportRow {
     let own = OwnSide {
-        authorised: o.authorised.unwrap_or(0),
+        authorised: o.authorised,
         reversed: o.reversed,
         refunded: o.refunded,
         settling: o.settling,

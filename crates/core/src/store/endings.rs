@@ -324,20 +324,11 @@ impl Store {
             }
         }
         let sql = self.refunded_sql();
-        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
-            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
-            .bind(pending(jobs, refused))
-            .bind(vec![refused; jobs.len()])
+        let q = ending_query(&sql, jobs, refused)
             .bind(method)
             .bind(amount)
             .bind(watch);
-        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
-        let rows = events.bind_to(q).fetch_all(conn).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
-            .collect())
+        ended(q, jobs, conn).await
     }
 
     async fn record_cancelled(
@@ -354,18 +345,8 @@ impl Store {
             })
             .collect();
         let sql = self.cancelled_sql();
-        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
-            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
-            .bind(pending(jobs, refused))
-            .bind(vec![refused; jobs.len()])
-            .bind(reason);
-        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
-        let rows = events.bind_to(q).fetch_all(conn).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
-            .collect())
+        let q = ending_query(&sql, jobs, refused).bind(reason);
+        ended(q, jobs, conn).await
     }
 
     async fn record_failed(
@@ -396,22 +377,47 @@ impl Store {
         }
         let told_failed = refused.is_none() && self.shop.on_failed.is_some();
         let sql = self.failed_sql();
-        let q = sqlx::query_as::<_, (i64, uuid::Uuid, String, String)>(&sql)
-            .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
-            .bind(pending(jobs, refused))
-            .bind(vec![refused; jobs.len()])
+        let q = ending_query(&sql, jobs, refused)
             .bind(vec![told_failed; jobs.len()])
             .bind(reason)
             .bind(refunded_amount)
             .bind(at_settlement);
-        let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
-        let rows = events.bind_to(q).fetch_all(conn).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
-            .collect())
+        ended(q, jobs, conn).await
     }
+}
+
+/// The rows an ending's statement returns: the claim and the shop's keys.
+type EndingRow = (i64, uuid::Uuid, String, String);
+type EndingQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, EndingRow, sqlx::postgres::PgArguments>;
+
+/// An ending's statement with what every ending binds first (`$1` to `$4`):
+/// the claims, the write-backs still to do, the shop's refusal if any.
+fn ending_query<'q>(
+    sql: &'q str,
+    jobs: &[&EndingJob],
+    refused: Option<&'q str>,
+) -> EndingQuery<'q> {
+    sqlx::query_as::<_, EndingRow>(sql)
+        .bind(jobs.iter().map(|j| j.lease.id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.lease.token).collect::<Vec<_>>())
+        .bind(pending(jobs, refused))
+        .bind(vec![refused; jobs.len()])
+}
+
+/// Binds the jobs' events last and runs the ending: the claims it ended,
+/// each with the shop's keys for its write-back.
+async fn ended<'q>(
+    q: EndingQuery<'q>,
+    jobs: &'q [&'q EndingJob],
+    conn: &mut PgConnection,
+) -> Result<Vec<(Claim, ShopKeys)>, sqlx::Error> {
+    let events = KeyedEvents::of(jobs.iter().map(|j| (&j.lease, j.events.as_slice())));
+    let rows = events.bind_to(q).fetch_all(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, t, order_no, refund_id)| ((id, t), ShopKeys::new(order_no, refund_id)))
+        .collect())
 }
 
 /// The shop's database's reason for refusing a write-back, as refundd keeps it.

@@ -7,7 +7,7 @@ const AUTH: i64 = 1000;
 
 fn reversed(amount: i64) -> OwnSide {
     OwnSide {
-        authorised: AUTH,
+        authorised: Some(AUTH),
         reversed: amount,
         ..OwnSide::default()
     }
@@ -15,7 +15,7 @@ fn reversed(amount: i64) -> OwnSide {
 
 fn refunded(amount: i64, settling: bool) -> OwnSide {
     OwnSide {
-        authorised: AUTH,
+        authorised: Some(AUTH),
         refunded: amount,
         settling,
         ..OwnSide::default()
@@ -178,5 +178,26 @@ fn an_order_with_a_refund_under_way_is_expected_whatever_the_bank_shows() {
     };
     for code in ["12", "20", "23"] {
         assert_eq!(class(own, bank(code, AUTH)), Class::Expected);
+    }
+}
+
+#[test]
+fn a_row_that_failed_as_invalid_has_no_amount_and_matches_a_bank_that_holds_the_money() {
+    let invalid = OwnSide {
+        authorised: None,
+        ..nothing_back()
+    };
+    for code in ["1", "10", "12", "-1", "13"] {
+        assert_eq!(
+            class(invalid, bank(code, AUTH)),
+            Class::Matched,
+            "state {code}"
+        );
+    }
+    // Money back at the bank is still a refund made elsewhere.
+    for code in ["0", "20", "22"] {
+        let v = reconcile(&invalid, &bank(code, AUTH));
+        assert_eq!(v.class, Class::Mismatch, "state {code}");
+        assert!(v.reason.contains("made elsewhere"), "{}", v.reason);
     }
 }
