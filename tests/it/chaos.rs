@@ -122,6 +122,17 @@ fn daemon(site: &Site<'_>, log: &std::path::Path) -> Child {
 /// Kills the daemons if the test fails, so none outlives it.
 struct Daemons(Vec<Child>);
 
+impl Daemons {
+    /// Two daemons working the same site, each logging to `d{n}-0.log` in `logs`.
+    fn two(site: &Site<'_>, logs: &std::path::Path) -> Daemons {
+        Daemons(
+            (0..2)
+                .map(|n| daemon(site, &logs.join(format!("d{n}-0.log"))))
+                .collect(),
+        )
+    }
+}
+
 impl Drop for Daemons {
     fn drop(&mut self) {
         for d in &mut self.0 {
@@ -313,11 +324,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         shop,
         schema,
     };
-    let mut daemons = Daemons(
-        (0..2)
-            .map(|n| daemon(&site, &logs.path().join(format!("d{n}-0.log"))))
-            .collect(),
-    );
+    let mut daemons = Daemons::two(&site, logs.path());
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
     // Kill at random moments, at least `min_kills` times, while work remains.

@@ -13,7 +13,7 @@
 //! its outcome written back to the return's own row.
 
 use super::{
-    backlog, chaotic_bank, daemon, kill_and_restart, left_until, stop_as_an_operator, Daemons, Site,
+    backlog, chaotic_bank, kill_and_restart, left_until, stop_as_an_operator, Daemons, Site,
 };
 use crate::common::{
     assert_books_explained, assert_shop_told, bank_tx, empty_db, eventually, refund_records,
@@ -229,11 +229,7 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
         shop: Some(&RETURNS),
         schema: DEFAULT_SCHEMA,
     };
-    let mut daemons = Daemons(
-        (0..2)
-            .map(|n| daemon(&site, &logs.path().join(format!("d{n}-0.log"))))
-            .collect(),
-    );
+    let mut daemons = Daemons::two(&site, logs.path());
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(90 + orders as u64 / 5);
     let (p, waiting, shop) = (&pool, &held_back, site.shop);

@@ -72,8 +72,9 @@ fn reads_of_records(node: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-#[tokio::test]
-async fn batch_writes_find_their_records_by_key_whatever_the_statistics() {
+/// A database with 3,000 requests recorded and the statistics of a backlog
+/// nobody works on yet: no record is 'refunding'.
+async fn backlog() -> (Store, PgPool) {
     let pg = ThrowawayPostgres::shared().unwrap();
     let pool = connect(&pg.fresh_database().await.unwrap(), 2)
         .await
@@ -89,11 +90,16 @@ async fn batch_writes_find_their_records_by_key_whatever_the_statistics() {
     .await
     .unwrap();
     store.intake(1000).await.unwrap();
-    // Statistics of a backlog nobody works on yet: no record is 'refunding'.
     sqlx::query("ANALYZE refundd.refunds")
         .execute(&pool)
         .await
         .unwrap();
+    (store, pool)
+}
+
+#[tokio::test]
+async fn batch_writes_find_their_records_by_key_whatever_the_statistics() {
+    let (store, pool) = backlog().await;
 
     for (name, sql) in store.batch_statements() {
         let plan = generic_plan(&pool, None, &sql).await;
@@ -143,25 +149,7 @@ async fn batch_writes_name_only_the_configured_schema() {
 /// each one's other refunds by the order's key: never every record.
 #[tokio::test]
 async fn a_claim_reads_an_orders_other_refunds_by_its_key() {
-    let pg = ThrowawayPostgres::shared().unwrap();
-    let pool = connect(&pg.fresh_database().await.unwrap(), 2)
-        .await
-        .unwrap();
-    let store = Store::builtin(pool.clone());
-    store.migrate().await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_no, xid, auth_code, auth_amount, status)
-         SELECT 'P' || g, 'XP' || g, 'A1B2C3', 1000, 'refund_requested'
-           FROM generate_series(1, 3000) AS g",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    store.intake(1000).await.unwrap();
-    sqlx::query("ANALYZE refundd.refunds")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let (_, pool) = backlog().await;
     // As a claim plans it: its transaction's planner settings first.
     let claim = super::refunds::queue_claim_sql();
     let plan = generic_plan(&pool, Some(super::refunds::CLAIM_PLANNER), &claim).await;
