@@ -233,24 +233,14 @@ pub async fn last_run(store: &Store) -> Result<Option<Report>, ReconcileError> {
             kept.id
         ))
     })?;
-    let refunded_total = serde_json::from_value(kept.refunded_total).unwrap_or_default();
-    let count = |n: i32| usize::try_from(n).unwrap_or(0);
+    let window = Window {
+        from: kept.window_from,
+        to: kept.window_to,
+    };
+    let report = Report::of(kept.started_at, window, rows);
     Ok(Some(Report {
         run: Some(kept.id),
-        started_at: kept.started_at,
-        window: Window {
-            from: kept.window_from,
-            to: kept.window_to,
-        },
-        totals: BTreeMap::from([
-            (Class::Matched, count(kept.matched)),
-            (Class::Expected, count(kept.expected)),
-            (Class::Mismatch, count(kept.mismatch)),
-        ]),
-        unchecked: count(kept.unchecked),
-        refunded_total,
-        new_mismatches: Vec::new(),
-        rows,
+        ..report
     }))
 }
 
