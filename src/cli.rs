@@ -3,7 +3,7 @@
 //! 0 done, 1 a runtime failure, 2 bad usage, settings or input.
 
 use crate::config::{Settings, Sources};
-use crate::ctbc::InquiryBanks;
+use crate::ctbc::{InquiryBanks, Merchants};
 use crate::engine::clock::SystemClock;
 use crate::engine::pass::Engine;
 use crate::engine::schedule;
@@ -276,8 +276,13 @@ async fn reconcile(
 /// migrated, every merchant's bank client built (and its calls counted from
 /// start-up on `/metrics`).
 async fn engine_for(settings: &Settings) -> Result<Engine, CliError> {
+    engine_with(settings, settings.require_merchants()?).await
+}
+
+/// `engine_for` with the merchants' clients already built (`run` shares them
+/// with its reconciliation, and so their rate limit).
+async fn engine_with(settings: &Settings, merchants: Merchants) -> Result<Engine, CliError> {
     let url = settings.require_database_url()?;
-    let merchants = settings.require_merchants()?;
     let pool = store::connect(url, settings.database.max_connections).await?;
     let store = store_of(settings, pool);
     store.migrate().await?;
@@ -429,7 +434,8 @@ async fn run_with(
     passes: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<ExitCode, CliError> {
-    let engine = engine_for(settings).await?;
+    let merchants = settings.require_merchants()?;
+    let engine = engine_with(settings, merchants.clone()).await?;
     let health = crate::ops::health::Health::new();
     if let Some(listen) = settings.http.listen {
         let (store, stop) = (engine.store().clone(), root.clone());
@@ -445,9 +451,22 @@ async fn run_with(
         tasks.spawn(webhook.run(engine.store().clone(), root.clone()));
     }
     let hooks = Arc::new(crate::ops::hooks::OpsHooks { health });
-    let cron = &settings.schedule.cron;
-    let grace = settings.worker.shutdown_grace;
-    schedule::run(engine, cron, passes, grace, hooks).await?;
+    let plan = schedule::Schedule {
+        passes: settings.schedule.cron.clone(),
+        reconcile: settings
+            .reconcile
+            .cron
+            .clone()
+            .map(|cron| schedule::ScheduledReconcile {
+                cron,
+                window: settings.reconcile.window,
+                banks: InquiryBanks::new(&merchants),
+                width: settings.worker.concurrency,
+                blackout: settings.schedule.blackout.clone(),
+            }),
+        grace: settings.worker.shutdown_grace,
+    };
+    schedule::run(engine, plan, passes, hooks).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,13 @@ pub const WRITE_BACKS_PENDING: &str = "refundd_shop_write_backs_pending";
 /// When a pass last completed (Unix time).
 pub const LAST_COMPLETED_PASS: &str = "refundd_last_completed_pass_timestamp_seconds";
 
+/// When a reconciliation last finished (Unix time).
+pub const LAST_RECONCILE: &str = "refundd_reconcile_last_run_timestamp_seconds";
+/// The latest reconciliation's orders, by class.
+pub const RECONCILE_ORDERS: &str = "refundd_reconcile_orders";
+/// Mismatches no person or later run has closed.
+pub const OPEN_MISMATCHES: &str = "refundd_reconcile_open_mismatches";
+
 /// Gateway results shown from start-up: the answer and the errors the gateway
 /// error ratio counts, so the first error of a process is seen as an increase.
 pub const GATEWAY_RESULTS_FROM_START: &[&str] =
@@ -126,6 +133,19 @@ fn describe() {
         Unit::Seconds,
         "When a pass last completed, by any worker (Unix time; this process's start until the database records one)"
     );
+    describe_gauge!(
+        LAST_RECONCILE,
+        Unit::Seconds,
+        "When a reconciliation with the bank last finished, by any worker or command (Unix time; this process's start until the database records one)"
+    );
+    describe_gauge!(
+        RECONCILE_ORDERS,
+        "The latest reconciliation's orders, by class: matched, expected, mismatch (measured at each scrape)"
+    );
+    describe_gauge!(
+        OPEN_MISMATCHES,
+        "Orders the bank does not hold as refundd recorded, not yet closed by a person or a later run (measured at each scrape)"
+    );
     describe_counter!(
         "refundd_shop_write_back_refused_total",
         "Outcomes the shop's database refused to take"
@@ -220,6 +240,13 @@ fn show_from_start() {
     metrics::gauge!("refundd_webhook_oldest_undelivered_seconds").set(0.0);
     // Replaced at the first scrape by the database's last completed pass.
     metrics::gauge!(LAST_COMPLETED_PASS).set(chrono::Utc::now().timestamp() as f64);
+    // Likewise by the last reconciliation: none for a day after start-up is
+    // as much a silence as none for a day since the last one.
+    metrics::gauge!(LAST_RECONCILE).set(chrono::Utc::now().timestamp() as f64);
+    for class in crate::domain::reconcile::Class::ALL {
+        metrics::gauge!(RECONCILE_ORDERS, "class" => class.as_str()).set(0.0);
+    }
+    metrics::gauge!(OPEN_MISMATCHES).set(0.0);
 }
 
 /// Sets the gauges read from the queue at a scrape.
@@ -231,4 +258,16 @@ pub fn show_queue(g: &crate::store::status::QueueGauges) {
     if let Some(at) = g.last_completed_pass_at {
         metrics::gauge!(LAST_COMPLETED_PASS).set(at.timestamp() as f64);
     }
+    if let Some(at) = g.last_reconcile_at {
+        metrics::gauge!(LAST_RECONCILE).set(at.timestamp() as f64);
+    }
+    use crate::domain::reconcile::Class;
+    for (class, n) in [
+        (Class::Matched, g.reconcile_matched),
+        (Class::Expected, g.reconcile_expected),
+        (Class::Mismatch, g.reconcile_mismatch),
+    ] {
+        metrics::gauge!(RECONCILE_ORDERS, "class" => class.as_str()).set(f64::from(n));
+    }
+    metrics::gauge!(OPEN_MISMATCHES).set(g.open_mismatches as f64);
 }

@@ -2,11 +2,9 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-use crate::common::{eventually, http_get, Rig, Running, WithLog};
+use crate::common::{endpoint_of, eventually, http_get, Rig, Running, WithLog};
 use refundd::domain::words::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -206,19 +204,6 @@ fn is_exposed(name: &str, page: &BTreeMap<String, String>) -> bool {
     ["_bucket", "_sum", "_count"].iter().any(|suffix| {
         name.strip_suffix(suffix)
             .is_some_and(|base| page.get(base).map(String::as_str) == Some("histogram"))
-    })
-}
-
-/// The address `refundd run` logged for its health and metrics endpoint.
-fn endpoint_of(log: &Path) -> Option<SocketAddr> {
-    let text = std::fs::read(log).ok()?;
-    text.lines().map_while(Result::ok).find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-        let msg = v["message"].as_str()?;
-        if !msg.starts_with("health and metrics endpoint listening") {
-            return None;
-        }
-        v["addr"].as_str()?.parse().ok()
     })
 }
 

@@ -5,11 +5,16 @@
 //! a later run that finds the order matched.
 
 use super::SCHEMA;
-use crate::common::{ask_for_refunds, bank_tx, in_both_modes, request, Rig};
+use crate::common::{
+    ask_for_refunds, bank_tx, endpoint_of, eventually, http_get, in_both_modes, request, Rig,
+    Running, WithLog,
+};
 use refundd::ctbc::{InquiryBanks, TxState};
 use refundd::domain::reconcile::Class;
 use refundd::engine::reconcile::{reconcile, Report, ReportRow, Window};
 use refundd::sim::PortalChange;
+use std::process::Stdio;
+use std::time::Duration;
 
 in_both_modes!(in SCHEMA; each_order_is_classified_and_a_mismatch_is_told_once);
 
@@ -173,4 +178,97 @@ async fn changes_made_at_the_banks_portal_are_mismatches_with_their_reason(rig: 
     let mut new = report.new_mismatches.clone();
     new.sort();
     assert_eq!(new, ["RP1", "RP2", "RP3"]);
+}
+
+in_both_modes!(in SCHEMA; refundd_run_reconciles_on_its_own_and_tells_the_mismatch);
+
+/// The value of a sample on a `/metrics` page (`name{labels}` as written).
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+async fn refundd_run_reconciles_on_its_own_and_tells_the_mismatch(rig: Rig) {
+    worked_off(
+        &rig,
+        &[
+            ("RS1", TxState::Authorised, None),
+            ("RS2", TxState::Settled, None),
+        ],
+    )
+    .await;
+    rig.admin.run_batch().await.unwrap();
+    at_portal(&rig, "RS2", PortalChange::FailRefund {}).await;
+    let none = rig.store.queue_gauges().await.unwrap();
+    assert_eq!((none.last_reconcile_at, none.open_mismatches), (None, 0));
+
+    // No reconciliation was ever kept: one is due at start-up, on the
+    // default reconcile.cron.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = rig.refundd("run");
+    cmd.env("REFUNDD__HTTP__LISTEN", "127.0.0.1:0")
+        .stdout(std::fs::File::create(log.path()).unwrap())
+        .stderr(Stdio::null());
+    let _running = Running(cmd.spawn().unwrap());
+    let awaited = WithLog {
+        what: "a reconciliation kept by refundd run, shown on /metrics",
+        log: log.path(),
+    };
+    let page = eventually(Duration::from_secs(60), awaited, || async {
+        let (_, page) = http_get(endpoint_of(log.path())?, "/metrics").await?;
+        (sample(&page, "refundd_reconcile_open_mismatches") == Some(1.0)).then_some(page)
+    })
+    .await;
+    let class = |c: &str| sample(&page, &format!("refundd_reconcile_orders{{class=\"{c}\"}}"));
+    assert_eq!(class("matched"), Some(1.0), "{page}");
+    assert_eq!(class("mismatch"), Some(1.0), "{page}");
+    let at = sample(&page, "refundd_reconcile_last_run_timestamp_seconds").unwrap();
+    let kept = rig.store.queue_gauges().await.unwrap().last_reconcile_at;
+    assert_eq!(kept.map(|t| t.timestamp() as f64), Some(at));
+
+    // Told: the event, and a warning naming the order and how to close it.
+    assert_eq!(mismatch_events(&rig).await, 1);
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    let warning = said
+        .lines()
+        .find(|l| l.contains("\"reconcile_mismatch\""))
+        .unwrap_or_else(|| panic!("no mismatch warning:\n{said}"));
+    assert!(
+        warning.contains("RS2") && warning.contains("WARN"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("refundd reconcile resolve RS2"),
+        "{warning}"
+    );
+    assert!(said.contains("\"reconcile_summary\""), "{said}");
+    // Nothing of the orders' money moved: refundd's records are as they were.
+    rig.order("RS1").await.assert_refunded("reversal", 1000);
+    rig.order("RS2").await.assert_refunded("refund", 1000);
+}
+
+/// Workers sharing a database take turns to reconcile: one at a time, and
+/// the turn of one that stopped mid-run is free again.
+#[tokio::test]
+async fn one_worker_at_a_time_reconciles() {
+    let rig = Rig::new_in(SCHEMA).await;
+    let first = rig.store.take_reconcile_turn().await.unwrap();
+    assert!(first.is_some());
+    assert!(rig.store.take_reconcile_turn().await.unwrap().is_none());
+    first.unwrap().give_back().await;
+    let stopped = rig.store.take_reconcile_turn().await.unwrap();
+    assert!(stopped.is_some());
+    drop(stopped);
+    let again = eventually(
+        Duration::from_secs(30),
+        "the dropped turn freed",
+        || async { rig.store.take_reconcile_turn().await.unwrap() },
+    )
+    .await;
+    again.give_back().await;
 }

@@ -20,13 +20,14 @@ pub fn refundd_bin() -> Command {
 }
 
 impl Rig {
-    /// `refundd command` with the settings to reach the rig's database and
-    /// bank (no rate limit, no HTTP endpoint) and, when the rig serves a
-    /// shop's own tables, the shop's statements.
+    /// `refundd command` with the settings to reach the rig's database (its
+    /// schema) and bank (no rate limit, no HTTP endpoint) and, when the rig
+    /// serves a shop's own tables, the shop's statements.
     pub fn refundd(&self, command: &str) -> Command {
         let mut cmd = refundd_bin();
         cmd.arg(command)
             .env("REFUNDD__DATABASE__URL", &self.url)
+            .env("REFUNDD__DATABASE__SCHEMA", self.schema)
             .env("REFUNDD__CTBC__BASE_URL", self.sim.base_url())
             .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
             .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)

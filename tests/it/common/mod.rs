@@ -27,7 +27,7 @@ pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use eventually::{eventually, WithLog};
-pub use http::http_get;
+pub use http::{endpoint_of, http_get};
 pub use logs::{on_this_thread, Captured};
 pub use requests::{ask_for_refunds, bank_tx, declined_too, request, twd};
 pub use running::{exited, listening_addr, terminate, Running};

@@ -30,6 +30,9 @@ use std::time::Duration;
 
 /// The default cron expression: second 0 of minute 0 of every second hour, Asia/Taipei.
 pub const DEFAULT_CRON: &str = "0 0 */2 * * *";
+/// The default reconciliation: 07:30 every day, Asia/Taipei, after the
+/// bank's night batch and before the shop's finance people start.
+pub const DEFAULT_RECONCILE_CRON: &str = "0 30 7 * * *";
 /// Where the shipped defaults file is looked for, relative to the working directory.
 pub const DEFAULT_FILE: &str = "config/default.toml";
 
@@ -40,6 +43,7 @@ pub struct Settings {
     pub shop: crate::store::ShopStatements,
     pub ctbc: CtbcSettings,
     pub schedule: ScheduleSettings,
+    pub reconcile: ReconcileSettings,
     pub worker: WorkerSettings,
     pub http: HttpSettings,
     pub notify: NotifySettings,
@@ -80,6 +84,15 @@ pub struct ScheduleSettings {
     /// Six-field cron expression (with seconds), read in Asia/Taipei time.
     pub cron: CronSchedule,
     pub blackout: Blackout,
+}
+
+/// `[reconcile]`: the reconciliation `refundd run` does on its own.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// Six-field cron expression, Asia/Taipei; None: `run` does not reconcile.
+    pub cron: Option<CronSchedule>,
+    /// How far back each run looks, by when refundd's work on an order ended.
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,8 @@ use super::rules;
 use super::secrets::{read_secret_files, ReadFile};
 use super::{
     CtbcSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings, Problem,
-    ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings, DEFAULT_CRON,
+    ReconcileSettings, ScheduleSettings, Settings, SettingsError, Sources, WorkerSettings,
+    DEFAULT_CRON, DEFAULT_RECONCILE_CRON,
 };
 use crate::ctbc::client::longest_call;
 use crate::ctbc::envelope::{IV_LEN, MAC_KEY_LEN};
@@ -30,6 +31,7 @@ pub(super) struct RawSettings {
     database: RawDatabase,
     ctbc: RawCtbc,
     schedule: RawSchedule,
+    reconcile: RawReconcile,
     worker: RawWorker,
     http: RawHttp,
     log: RawLog,
@@ -127,6 +129,12 @@ struct RawSchedule {
 }
 
 #[derive(Debug, Deserialize)]
+struct RawReconcile {
+    cron: String,
+    window_days: i64,
+}
+
+#[derive(Debug, Deserialize)]
 struct RawWorker {
     concurrency: i64,
     batch_size: i64,
@@ -162,6 +170,8 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("ctbc.sw_revision", DEFAULT_SW_REVISION),
     ("schedule.cron", DEFAULT_CRON),
     ("schedule.blackout", ""),
+    ("reconcile.cron", DEFAULT_RECONCILE_CRON),
+    ("reconcile.window_days", "7"),
     ("worker.concurrency", "8"),
     ("worker.batch_size", "100"),
     ("worker.lease_secs", "120"),
@@ -204,6 +214,7 @@ impl RawSettings {
         let notify = notify_settings(&mut p, &self.notify);
         let ctbc = ctbc_settings(&mut p, self.ctbc);
         let (cron, blackout) = schedule_settings(&mut p, &self.schedule);
+        let reconcile = reconcile_settings(&mut p, &self.reconcile, &blackout);
         let worker = worker_settings(&mut p, &self.worker, &ctbc);
         let http = http_settings(&mut p, &self.http);
         let log = log_settings(&mut p, &self.log);
@@ -216,6 +227,7 @@ impl RawSettings {
             shop: shop.unwrap_or_else(crate::store::ShopStatements::builtin),
             ctbc,
             schedule: ScheduleSettings { cron, blackout },
+            reconcile,
             worker,
             http,
             notify,
@@ -505,10 +517,46 @@ fn schedule_settings(
         }
     };
     if let Some(cron) = &cron {
-        rules::cron_fires_outside_blackout(p, cron, &blackout, Utc::now());
+        rules::cron_fires_outside_blackout(p, &rules::PASSES, cron, &blackout, Utc::now());
     }
 
     (cron, blackout)
+}
+
+/// `[reconcile]`: when `run` reconciles with the bank (`off`: never; the
+/// command still does) and how many days back each run looks.
+fn reconcile_settings(
+    p: &mut impl FnMut(&str, String, &str),
+    raw: &RawReconcile,
+    blackout: &Blackout,
+) -> ReconcileSettings {
+    let days = in_range(p, "reconcile.window_days", raw.window_days, 1, 366);
+    let window = Duration::from_secs(days as u64 * 86_400);
+    let text = raw.cron.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return ReconcileSettings { cron: None, window };
+    }
+    let cron = match CronSchedule::parse(text) {
+        Ok(cron) => {
+            let of = rules::CronOf {
+                setting: "reconcile.cron",
+                runs: "reconciliation",
+                loss: "run",
+                example: "\"0 30 7 * * *\" (07:30 every day, Asia/Taipei)",
+            };
+            rules::cron_fires_outside_blackout(p, &of, &cron, blackout, Utc::now());
+            Some(cron)
+        }
+        Err(e) => {
+            p(
+                "reconcile.cron",
+                format!("is {text:?}, not a six-field cron expression with seconds ({e})"),
+                "use e.g. \"0 30 7 * * *\" (07:30 every day, Asia/Taipei), or \"off\"",
+            );
+            None
+        }
+    };
+    ReconcileSettings { cron, window }
 }
 
 /// `[worker]`: concurrency, leases, attempts and backoff; the lease must

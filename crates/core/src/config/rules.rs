@@ -40,22 +40,44 @@ pub(super) fn recheck_outlasts_lease(p: &mut Report<'_>, recheck_secs: i64, leas
 /// windows: a year and a day covers every cron with yearly or shorter period.
 const HORIZON_DAYS: i64 = 366;
 
+/// What a cron setting starts, for its refusals: `schedule.cron` starts
+/// passes, `reconcile.cron` reconciliations.
+pub(super) struct CronOf<'a> {
+    pub setting: &'a str,
+    /// "pass", "reconciliation".
+    pub runs: &'a str,
+    /// What never happens when none runs: "send anything".
+    pub loss: &'a str,
+    pub example: &'a str,
+}
+
+/// `schedule.cron`'s words.
+pub(super) const PASSES: CronOf<'static> = CronOf {
+    setting: "schedule.cron",
+    runs: "pass",
+    loss: "send anything",
+    example: "\"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+};
+
 /// A schedule that never fires (`0 0 0 31 2 *` parses) or fires only inside
-/// the blackout windows would leave the queue untouched while /healthz says ok.
+/// the blackout windows would leave the queue (or the books) untouched while
+/// /healthz says ok.
 pub(super) fn cron_fires_outside_blackout(
     p: &mut Report<'_>,
+    of: &CronOf<'_>,
     cron: &CronSchedule,
     blackout: &Blackout,
     now: DateTime<Utc>,
 ) {
     let Some(first) = cron.next_after(now) else {
         p(
-            "schedule.cron",
+            of.setting,
             format!(
-                "is {:?}, which never fires: no pass would ever run",
-                cron.as_str()
+                "is {:?}, which never fires: no {} would ever run",
+                cron.as_str(),
+                of.runs
             ),
-            "use a date that exists, e.g. \"0 0 */2 * * *\" (every two hours, Asia/Taipei)",
+            &format!("use a date that exists, e.g. {}", of.example),
         );
         return;
     };
@@ -63,11 +85,13 @@ pub(super) fn cron_fires_outside_blackout(
     let until = now + chrono::Duration::days(HORIZON_DAYS);
     if first <= until && first_firing_outside(cron, blackout, first, until).is_none() {
         p(
-            "schedule.cron",
+            of.setting,
             format!(
                 "is {:?}, and every firing in the next {HORIZON_DAYS} days falls inside \
-                 schedule.blackout ({blackout}): no pass would ever send anything",
-                cron.as_str()
+                 schedule.blackout ({blackout}): no {} would ever {}",
+                cron.as_str(),
+                of.runs,
+                of.loss
             ),
             "let the cron fire outside the blackout windows, or narrow schedule.blackout",
         );
@@ -117,7 +141,7 @@ mod tests {
         };
         let cron = CronSchedule::parse(cron).unwrap();
         let blackout = Blackout::parse(blackout).unwrap();
-        cron_fires_outside_blackout(&mut p, &cron, &blackout, now);
+        cron_fires_outside_blackout(&mut p, &PASSES, &cron, &blackout, now);
         found
     }
 

@@ -295,6 +295,51 @@ fn a_cron_whose_every_firing_is_in_a_blackout_window_is_refused() {
 }
 
 #[test]
+fn reconciliation_runs_once_a_day_by_default_and_can_be_turned_off() {
+    let s = Settings::defaults().unwrap();
+    let cron = s.reconcile.cron.as_ref().map(|c| c.as_str());
+    assert_eq!(cron, Some(DEFAULT_RECONCILE_CRON));
+    assert_eq!(s.reconcile.window, Duration::from_secs(7 * 86_400));
+    let s = Settings::load(&env(&[
+        ("REFUNDD__RECONCILE__CRON", "off"),
+        ("REFUNDD__RECONCILE__WINDOW_DAYS", "2"),
+    ]))
+    .unwrap();
+    assert!(s.reconcile.cron.is_none());
+    assert_eq!(s.reconcile.window, Duration::from_secs(2 * 86_400));
+}
+
+#[test]
+fn a_reconciliation_schedule_that_cannot_run_is_refused_as_the_passes_is() {
+    let text = refusal(
+        &[("REFUNDD__RECONCILE__CRON", "every day")],
+        "reconcile.cron",
+    );
+    assert!(
+        text.contains("\"every day\"") && text.contains("off"),
+        "{text}"
+    );
+    let text = refusal(
+        &[("REFUNDD__RECONCILE__CRON", "0 0 0 31 2 *")],
+        "reconcile.cron",
+    );
+    assert!(text.contains("no reconciliation would ever run"), "{text}");
+    let text = refusal(
+        &[
+            ("REFUNDD__RECONCILE__CRON", "0 0 0 * * *"),
+            ("REFUNDD__SCHEDULE__BLACKOUT", "23:30-01:30"),
+        ],
+        "reconcile.cron",
+    );
+    assert!(text.contains("schedule.blackout (23:30-01:30)"), "{text}");
+    let text = refusal(
+        &[("REFUNDD__RECONCILE__WINDOW_DAYS", "0")],
+        "reconcile.window_days",
+    );
+    assert!(text.contains("outside 1..=366"), "{text}");
+}
+
+#[test]
 fn sources_and_raw_settings_never_print_secrets() {
     let key = "QWERTYUIOPASDFGHJKLZXCVB";
     let sources = env(&[

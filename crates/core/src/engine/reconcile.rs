@@ -24,7 +24,9 @@ use chrono_tz::Asia::Taipei;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::{info, warn};
 
 /// The window of a run: orders whose work ended in `[from, to)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,19 @@ impl Window {
     }
 }
 
+/// "from 2026-12-01 07:30 to 2026-12-08 07:30 (Asia/Taipei)".
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let local = |t: DateTime<Utc>| t.with_timezone(&Taipei).format("%Y-%m-%d %H:%M");
+        write!(
+            f,
+            "from {} to {} (Asia/Taipei)",
+            local(self.from),
+            local(self.to)
+        )
+    }
+}
+
 /// One order of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRow {
@@ -138,11 +153,27 @@ pub async fn reconcile(
     window: Window,
     width: usize,
 ) -> Result<Report, ReconcileError> {
+    reconcile_counted(store, banks, window, width, &AtomicU64::new(0)).await
+}
+
+/// `reconcile`, adding one to `asked` for each order the bank was asked
+/// about: the scheduler tells a run that moves from one that is stuck.
+pub async fn reconcile_counted(
+    store: &Store,
+    banks: &InquiryBanks,
+    window: Window,
+    width: usize,
+    asked_so_far: &AtomicU64,
+) -> Result<Report, ReconcileError> {
     let started_at = Utc::now();
     let worked = store.worked_orders((window.from, window.to)).await?;
     let asked = worked.len();
     let rows: Vec<ReportRow> = futures::stream::iter(worked)
-        .map(|o| reconcile_order(o, banks))
+        .map(|o| async {
+            let row = reconcile_order(o, banks).await;
+            asked_so_far.fetch_add(1, Ordering::Relaxed);
+            row
+        })
         .buffered(width.max(1))
         .collect()
         .await;
@@ -202,6 +233,48 @@ fn merchant_of(label: &str) -> Option<&str> {
 }
 
 impl Report {
+    /// The run in the log, as `refundd run` tells it: one summary line, and a
+    /// warning for each mismatch found first, since a person must look.
+    pub fn log(&self) {
+        let count = |c: Class| self.totals.get(&c).copied().unwrap_or(0);
+        info!(
+            event = "reconcile_summary",
+            run = self.run,
+            matched = count(Class::Matched),
+            expected = count(Class::Expected),
+            mismatch = count(Class::Mismatch),
+            unchecked = self.unchecked,
+            new_mismatches = self.new_mismatches.len(),
+            "reconciled {} orders worked {}: {} matched, {} expected, {} mismatch ({} new){}",
+            self.rows.len(),
+            self.window,
+            count(Class::Matched),
+            count(Class::Expected),
+            count(Class::Mismatch),
+            self.new_mismatches.len(),
+            if self.unchecked > 0 {
+                format!(", {} not checked", self.unchecked)
+            } else {
+                String::new()
+            }
+        );
+        let new = self
+            .rows
+            .iter()
+            .filter(|r| self.new_mismatches.contains(&r.order_no));
+        for row in new {
+            warn!(
+                event = "reconcile_mismatch",
+                order_no = %row.order_no,
+                merchant = %row.merchant,
+                reason = %row.reason,
+                "a person must look: the bank does not hold what refundd recorded ({}); see refundd reconcile --last, and close it with refundd reconcile resolve {} --reason TEXT",
+                row.reason,
+                row.order_no
+            );
+        }
+    }
+
     fn of(started_at: DateTime<Utc>, window: Window, rows: Vec<ReportRow>) -> Report {
         let mut totals: BTreeMap<Class, usize> = Class::ALL.iter().map(|c| (*c, 0)).collect();
         let mut refunded_total: BTreeMap<String, i64> = BTreeMap::new();

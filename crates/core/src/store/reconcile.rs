@@ -6,6 +6,7 @@
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::{Connection, PgConnection};
 
 /// One order refundd worked, as its records sum it (minor units of its currency).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -127,7 +128,55 @@ const MISMATCHES: &str = "WITH found AS (
                                 ORDER BY r.id DESC LIMIT 1) AS told) AS told
    FROM new n";
 
+/// The turn to reconcile: one worker at a time, however many share the
+/// database. Held as a session advisory lock on a connection of its own,
+/// which leaves the pool with it: given back, the lock is released; dropped
+/// (a stop mid-run), the connection closes and the server releases it.
+pub struct ReconcileTurn {
+    conn: Option<PgConnection>,
+    /// The statement that releases it, in the store's schema.
+    unlock: String,
+}
+
+impl std::fmt::Debug for ReconcileTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReconcileTurn")
+    }
+}
+
+/// The lock's keys: the runs table's own identity, and 1.
+const TURN: &str = "'refundd.reconcile_runs'::regclass::oid::integer, 1";
+
+impl ReconcileTurn {
+    /// Releases the turn and closes its connection.
+    pub async fn give_back(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlock = sqlx::query_scalar::<_, bool>(&self.unlock)
+                .fetch_one(&mut conn)
+                .await;
+            if unlock.is_ok() {
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
 impl Store {
+    /// The turn to reconcile, or `None` while another worker holds it.
+    pub async fn take_reconcile_turn(&self) -> Result<Option<ReconcileTurn>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let sql = format!("SELECT pg_try_advisory_lock({TURN})");
+        let taken: bool = sqlx::query_scalar(&self.sql(&sql))
+            .fetch_one(&mut conn)
+            .await?;
+        let unlock = format!("SELECT pg_advisory_unlock({TURN})");
+        let turn = ReconcileTurn {
+            conn: Some(conn),
+            unlock: self.sql(&unlock).into_owned(),
+        };
+        Ok(taken.then_some(turn))
+    }
+
     /// The orders refundd worked whose work ended in `[from, to)`.
     pub async fn worked_orders(
         &self,
@@ -148,6 +197,13 @@ impl Store {
         run: &RunToKeep<'_>,
     ) -> Result<(i64, Vec<String>), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Two workers' runs keep one after the other, so the second finds the
+        // first's mismatches open and tells none of them again.
+        sqlx::query(
+            &self.sql("LOCK TABLE refundd.reconcile_mismatches IN SHARE ROW EXCLUSIVE MODE"),
+        )
+        .execute(&mut *tx)
+        .await?;
         let [matched, expected, mismatch, unchecked] = run.counts;
         let id: i64 = sqlx::query_scalar(&self.sql(
             "INSERT INTO refundd.reconcile_runs (started_at, window_from, window_to, matched,
@@ -195,6 +251,15 @@ impl Store {
         ))
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// When the latest run kept started (by any worker), if one was.
+    pub async fn last_reconcile_started_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(
+            sqlx::query_scalar(&self.sql("SELECT max(started_at) FROM refundd.reconcile_runs"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The mismatches no person or later run has closed, oldest first.

@@ -195,7 +195,18 @@ pub struct QueueGauges {
     pub write_backs_pending: i64,
     /// When a pass last completed, by any worker; None before the first.
     pub last_completed_pass_at: Option<DateTime<Utc>>,
+    /// When the latest reconciliation finished, by any worker or command.
+    pub last_reconcile_at: Option<DateTime<Utc>>,
+    /// The latest reconciliation's orders matched, expected and mismatched.
+    pub reconcile_matched: i32,
+    pub reconcile_expected: i32,
+    pub reconcile_mismatch: i32,
+    /// Mismatches no person or later run has closed.
+    pub open_mismatches: i64,
 }
+
+/// The latest reconciliation kept.
+const LAST_RUN: &str = "(SELECT * FROM refundd.reconcile_runs ORDER BY id DESC LIMIT 1) AS last";
 
 /// A record a pass started at `by` would claim and work.
 fn worked_by_a_pass(by: &str) -> String {
@@ -237,7 +248,13 @@ impl Store {
                         AS awaiting_settlement,
                     count(*) FILTER (WHERE writeback IS NOT NULL) AS write_backs_pending,
                     (SELECT max(finished_at) FROM refundd.refund_passes WHERE outcome = 'completed')
-                        AS last_completed_pass_at
+                        AS last_completed_pass_at,
+                    (SELECT finished_at FROM {LAST_RUN}) AS last_reconcile_at,
+                    coalesce((SELECT matched FROM {LAST_RUN}), 0) AS reconcile_matched,
+                    coalesce((SELECT expected FROM {LAST_RUN}), 0) AS reconcile_expected,
+                    coalesce((SELECT mismatch FROM {LAST_RUN}), 0) AS reconcile_mismatch,
+                    (SELECT count(*) FROM refundd.reconcile_mismatches WHERE resolved_at IS NULL)
+                        AS open_mismatches
                FROM refundd.refunds f",
             worked_by_a_pass("now()")
         )))
