@@ -157,27 +157,34 @@ async fn changes_made_at_the_banks_portal_are_mismatches_with_their_reason(rig: 
             ("RP2", TxState::Authorised, None),
             ("RP3", TxState::CaptureFailed, None),
             ("RP4", TxState::Settled, None),
+            ("RP5", TxState::Settled, Some(400)),
         ],
     )
     .await;
     rig.admin.run_batch().await.unwrap();
+    // The next pass's settlement watch sees the refunds settled.
+    rig.pass().await;
     rig.order("RP1").await.assert_refunded("refund", 300);
     assert_eq!(rig.order("RP3").await.status, "refund_failed");
 
     at_portal(&rig, "RP1", PortalChange::SettleAmount { amount: 900 }).await;
     at_portal(&rig, "RP2", PortalChange::Forget {}).await;
     at_portal(&rig, "RP3", PortalChange::SetState { state: "22".into() }).await;
+    at_portal(&rig, "RP5", PortalChange::Refund { amount: 200 }).await;
     let report = reconcile_now(&rig).await;
     assert!(row_of(&report, "RP1").reason.contains("amount differs"));
     assert!(row_of(&report, "RP2").reason.contains("does not know"));
     assert!(row_of(&report, "RP3")
         .reason
         .contains("refundd says nothing was given back"));
+    assert!(row_of(&report, "RP5")
+        .reason
+        .contains("after refundd's own had settled"));
     assert_eq!(class_of(&report, "RP4"), Class::Matched);
-    assert_eq!(report.totals[&Class::Mismatch], 3, "{report:?}");
+    assert_eq!(report.totals[&Class::Mismatch], 4, "{report:?}");
     let mut new = report.new_mismatches.clone();
     new.sort();
-    assert_eq!(new, ["RP1", "RP2", "RP3"]);
+    assert_eq!(new, ["RP1", "RP2", "RP3", "RP5"]);
 }
 
 in_both_modes!(in SCHEMA; refundd_run_reconciles_on_its_own_and_tells_the_mismatch);

@@ -20,6 +20,8 @@ pub struct OwnSide {
     pub refunded: i64,
     /// A refund of settled money still watched until the bank settles it.
     pub settling: bool,
+    /// refundd's settlement watch saw every one of its refunds settled (22).
+    pub settled_seen: bool,
     /// A further refund of the order is requested or under way: the bank's
     /// state may move under it.
     pub under_way: bool,
@@ -201,6 +203,16 @@ fn settling(own: &OwnSide, state: &TxState) -> Verdict {
             format!(
                 "refunded {}, settling at the bank (state {}) within the settlement watch",
                 own.refunded,
+                state.code()
+            ),
+        );
+    }
+    if own.settled_seen {
+        // A settled refund does not go back to settling: this is another one.
+        return unexplained(
+            own,
+            &format!(
+                "a refund settling (state {}) after refundd's own had settled",
                 state.code()
             ),
         );

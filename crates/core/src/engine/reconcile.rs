@@ -324,6 +324,7 @@ async fn reconcile_order(o: WorkedOrder, banks: &InquiryBanks) -> ReportRow {
         reversed: o.reversed,
         refunded: o.refunded,
         settling: o.settling,
+        settled_seen: o.settled_seen,
         under_way: o.under_way,
     };
     let mut row = ReportRow {

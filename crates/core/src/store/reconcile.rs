@@ -23,6 +23,8 @@ pub struct WorkedOrder {
     pub refunded: i64,
     /// A refund of settled money still in its settlement watch.
     pub settling: bool,
+    /// The watch saw every refund of settled money of the order settled.
+    pub settled_seen: bool,
     /// A further refund of the order is requested or under way.
     pub under_way: bool,
     /// How the money went back, each way once ('+' between), or NULL.
@@ -50,6 +52,7 @@ const WORKED: &str = "WITH ended AS (
         coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refund_method <> 'refund'), 0)::bigint AS reversed,
         coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refund_method = 'refund'), 0)::bigint AS refunded,
         coalesce(bool_or(r.status = 'refunded' AND r.settlement = 'pending'), false) AS settling,
+        coalesce(bool_and(r.settlement = 'settled') FILTER (WHERE r.status = 'refunded' AND r.refund_method = 'refund'), false) AS settled_seen,
         coalesce(bool_or(r.status IN ('refund_requested', 'refunding')), false) AS under_way,
         string_agg(DISTINCT r.refund_method, '+') FILTER (WHERE r.status = 'refunded') AS methods,
         string_agg(DISTINCT r.status, '+') FILTER (WHERE r.status IN ('refunded', 'refund_failed', 'cancelled')) AS statuses,

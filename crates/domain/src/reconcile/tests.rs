@@ -201,3 +201,18 @@ fn a_row_that_failed_as_invalid_has_no_amount_and_matches_a_bank_that_holds_the_
         assert!(v.reason.contains("made elsewhere"), "{}", v.reason);
     }
 }
+
+#[test]
+fn a_refund_settling_after_refundds_own_settled_is_one_made_elsewhere() {
+    let seen_settled = OwnSide {
+        settled_seen: true,
+        ..refunded(400, false)
+    };
+    let v = reconcile(&seen_settled, &bank("20", AUTH));
+    assert_eq!(v.class, Class::Mismatch);
+    assert!(v.reason.contains("made elsewhere"), "{}", v.reason);
+    assert!(v.reason.contains("after refundd's own had settled"), "{}", v.reason);
+    // Never seen settled (the watch ran out): the bank is late, not another refund.
+    let v = reconcile(&refunded(400, false), &bank("20", AUTH));
+    assert!(v.reason.contains("after the settlement watch"), "{}", v.reason);
+}
