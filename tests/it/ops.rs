@@ -870,6 +870,24 @@ fn the_demo_runs_to_completion_and_its_totals_match() {
         "{stdout}"
     );
     assert!(stdout.contains("totals match."), "{stdout}");
+    // Last, changes at the bank's portal: a reconciliation finds each, and only them.
+    assert!(
+        stdout.contains("mismatch 6 (6 new)")
+            && stdout.contains("the six orders changed at the portal are the six mismatches"),
+        "{stdout}"
+    );
+    for (order, reason) in [
+        ("D01_AUTH", "does not know the order"),
+        ("D24_SETTLED", "failed at the bank's settlement"),
+        ("D33_SETTLED_PART", "made elsewhere"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("mismatch {order} ")) && l.contains(reason)),
+            "{order}: {stdout}"
+        );
+    }
     // The integration, not only the engine: the settings used and the shop's own statuses.
     assert!(
         stdout.contains("[shop]") && stdout.contains("requests = "),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// What refundd's records say of one order: its refunds that ended, summed
 /// (minor units of the order's currency).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OwnSide {
     /// The amount the shop's request gave as authorised; `None` when the
     /// shop's row gave none (it failed as invalid, nothing was sent).
@@ -22,6 +22,10 @@ pub struct OwnSide {
     pub settling: bool,
     /// refundd's settlement watch saw every one of its refunds settled (22).
     pub settled_seen: bool,
+    /// What refundd's last inquiry about the order showed (its state; its
+    /// amount is not compared): for an order it ended without giving money
+    /// back, the bank's side it decided on.
+    pub last_seen: Option<BankSide>,
     /// A further refund of the order is requested or under way: the bank's
     /// state may move under it.
     pub under_way: bool,
@@ -54,6 +58,49 @@ pub enum BankSide {
     },
     /// The bank refused the inquiry as an order number it does not know.
     UnknownOrder,
+}
+
+/// Where the cardholder's money is, as a state says; the bank's batches
+/// move a transaction within one (10 to 12, 20 to 22), never across.
+#[derive(Debug, PartialEq, Eq)]
+enum Money<'a> {
+    WithTheShop,
+    Back,
+    NeverTaken,
+    RefundFailed,
+    Unlisted(&'a str),
+}
+
+fn money_of(state: &TxState) -> Money<'_> {
+    use TxState::*;
+    match state {
+        Authorised | CapturedNotSettled | CaptureBatchRunning | Settled => Money::WithTheShop,
+        AuthCancelled | RefundSettling | RefundBatchRunning | RefundSettled => Money::Back,
+        AuthFailed | CaptureFailed => Money::NeverTaken,
+        RefundFailed => Money::RefundFailed,
+        Unknown(code) => Money::Unlisted(code),
+    }
+}
+
+impl BankSide {
+    /// The money where it was (or the same order unknown), whatever the
+    /// amounts and the batches since.
+    fn same_state(&self, other: &BankSide) -> bool {
+        match (self, other) {
+            (BankSide::Holds { state: a, .. }, BankSide::Holds { state: b, .. }) => {
+                money_of(a) == money_of(b)
+            }
+            (BankSide::UnknownOrder, BankSide::UnknownOrder) => true,
+            _ => false,
+        }
+    }
+
+    fn in_words(&self) -> String {
+        match self {
+            BankSide::Holds { state, .. } => format!("state {}", state.code()),
+            BankSide::UnknownOrder => "no such order".to_string(),
+        }
+    }
 }
 
 /// The three classes of a reconciliation.
@@ -106,6 +153,20 @@ pub fn reconcile(own: &OwnSide, bank: &BankSide) -> Verdict {
         return Verdict::new(
             Class::Expected,
             "a further refund of the order is under way: the next run checks it",
+        );
+    }
+    if own.given_back() == 0
+        && own
+            .last_seen
+            .as_ref()
+            .is_some_and(|seen| seen.same_state(bank))
+    {
+        return Verdict::new(
+            Class::Matched,
+            format!(
+                "nothing given back by refundd, and the bank shows {}, where the money was when refundd ended the order (a person had it then)",
+                bank.in_words()
+            ),
         );
     }
     let (state, auth_amount) = match bank {

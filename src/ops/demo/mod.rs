@@ -6,10 +6,12 @@
 //! them, runs a pass, lets the bank run its batch, runs a second pass, prints
 //! each order's journey and the shop's rows as refundd wrote them back. Then a
 //! second shop beside it, of returns (`returns`): an order refunded in two
-//! parts, and orders of a second merchant id the simulator also serves. Last,
-//! the bank's totals against refundd's records of both shops; it removes
-//! everything it started, also on Ctrl-C.
+//! parts, and orders of a second merchant id the simulator also serves. Then
+//! the bank's totals against refundd's records of both shops; last, changes
+//! made at the bank's portal behind refundd's back, found by a reconciliation
+//! (`reconciling`). It removes everything it started, also on Ctrl-C.
 
+mod reconciling;
 mod report;
 mod returns;
 mod scenario;
@@ -184,6 +186,9 @@ async fn run(started: &mut Started) -> Result<ExitCode, CliError> {
     let db_total = pool.refunded_total().await? + returned_by_returns;
     let (text, matches) = totals(&ledger, db_total);
     print!("{text}");
+    if matches {
+        reconciling::run(&pool, &admin, &base_url, &seeds).await?;
+    }
     println!(
         "\nremoving the throwaway PostgreSQL and the simulator (demo took {:.1} s)",
         clock.elapsed().as_secs_f64()

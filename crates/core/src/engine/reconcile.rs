@@ -13,10 +13,11 @@
 //! }
 //! ```
 
-use crate::ctbc::types::{OrderNo, Xid};
+use crate::ctbc::types::{OrderNo, TxState, Xid};
 use crate::ctbc::{CtbcError, InquiryBanks};
 use crate::domain::merchant::MerchantName;
 use crate::domain::reconcile::{reconcile as classify, BankSide, Class, OwnSide, Verdict};
+use crate::domain::words::CallOutcome;
 use crate::store::reconcile::{RunToKeep, WorkedOrder};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -325,6 +326,7 @@ async fn reconcile_order(o: WorkedOrder, banks: &InquiryBanks) -> ReportRow {
         refunded: o.refunded,
         settling: o.settling,
         settled_seen: o.settled_seen,
+        last_seen: last_seen(&o),
         under_way: o.under_way,
     };
     let mut row = ReportRow {
@@ -359,6 +361,20 @@ async fn reconcile_order(o: WorkedOrder, banks: &InquiryBanks) -> ReportRow {
         }
     }
     row
+}
+
+/// What refundd's last inquiry about the order showed, as the bank's side.
+fn last_seen(o: &WorkedOrder) -> Option<BankSide> {
+    match (&o.last_seen_state, o.last_seen_outcome.as_deref()) {
+        (Some(code), _) => Some(BankSide::Holds {
+            state: TxState::from_code(code),
+            auth_amount: None,
+        }),
+        (None, Some(outcome)) if outcome == CallOutcome::UnknownOrder.as_str() => {
+            Some(BankSide::UnknownOrder)
+        }
+        _ => None,
+    }
 }
 
 /// The bank's side of one order, or why it could not be had.

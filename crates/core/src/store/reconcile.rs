@@ -25,6 +25,10 @@ pub struct WorkedOrder {
     pub settling: bool,
     /// The watch saw every refund of settled money of the order settled.
     pub settled_seen: bool,
+    /// refundd's last inquiry about the order: the state it showed, or
+    /// `unknown_order` as its outcome; both `None` when it never asked.
+    pub last_seen_state: Option<String>,
+    pub last_seen_outcome: Option<String>,
     /// A further refund of the order is requested or under way.
     pub under_way: bool,
     /// How the money went back, each way once ('+' between), or NULL.
@@ -57,7 +61,11 @@ const WORKED: &str = "WITH ended AS (
         string_agg(DISTINCT r.refund_method, '+') FILTER (WHERE r.status = 'refunded') AS methods,
         string_agg(DISTINCT r.status, '+') FILTER (WHERE r.status IN ('refunded', 'refund_failed', 'cancelled')) AS statuses,
         max(coalesce(r.refunded_at, r.updated_at)) FILTER (WHERE r.status IN ('refunded', 'refund_failed', 'cancelled')) AS ended_at,
-        coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refunded_at >= $1 AND r.refunded_at < $2), 0)::bigint AS refunded_in_window
+        coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refunded_at >= $1 AND r.refunded_at < $2), 0)::bigint AS refunded_in_window,
+        (SELECT e.bank_state FROM refundd.refund_events e WHERE e.order_no = r.order_no AND e.operation = 'inquiry'
+            AND e.outcome IN ('accepted', 'unknown_order') ORDER BY e.id DESC LIMIT 1) AS last_seen_state,
+        (SELECT e.outcome FROM refundd.refund_events e WHERE e.order_no = r.order_no AND e.operation = 'inquiry'
+            AND e.outcome IN ('accepted', 'unknown_order') ORDER BY e.id DESC LIMIT 1) AS last_seen_outcome
    FROM refundd.refunds r JOIN ended USING (order_no)
   GROUP BY r.order_no
   ORDER BY r.order_no";

@@ -177,7 +177,7 @@ fn an_order_with_a_refund_under_way_is_expected_whatever_the_bank_shows() {
         ..refunded(400, false)
     };
     for code in ["12", "20", "23"] {
-        assert_eq!(class(own, bank(code, AUTH)), Class::Expected);
+        assert_eq!(class(own.clone(), bank(code, AUTH)), Class::Expected);
     }
 }
 
@@ -189,7 +189,7 @@ fn a_row_that_failed_as_invalid_has_no_amount_and_matches_a_bank_that_holds_the_
     };
     for code in ["1", "10", "12", "-1", "13"] {
         assert_eq!(
-            class(invalid, bank(code, AUTH)),
+            class(invalid.clone(), bank(code, AUTH)),
             Class::Matched,
             "state {code}"
         );
@@ -211,8 +211,60 @@ fn a_refund_settling_after_refundds_own_settled_is_one_made_elsewhere() {
     let v = reconcile(&seen_settled, &bank("20", AUTH));
     assert_eq!(v.class, Class::Mismatch);
     assert!(v.reason.contains("made elsewhere"), "{}", v.reason);
-    assert!(v.reason.contains("after refundd's own had settled"), "{}", v.reason);
+    assert!(
+        v.reason.contains("after refundd's own had settled"),
+        "{}",
+        v.reason
+    );
     // Never seen settled (the watch ran out): the bank is late, not another refund.
     let v = reconcile(&refunded(400, false), &bank("20", AUTH));
-    assert!(v.reason.contains("after the settlement watch"), "{}", v.reason);
+    assert!(
+        v.reason.contains("after the settlement watch"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn an_order_ended_without_money_back_is_matched_while_the_bank_shows_what_refundd_saw() {
+    // The bank's batches move the money on within where it is.
+    let pairs = [
+        ("22", "22"),
+        ("0", "0"),
+        ("23", "23"),
+        ("20", "22"),
+        ("10", "12"),
+        ("13", "13"),
+    ];
+    for (seen, now) in pairs {
+        let own = OwnSide {
+            last_seen: Some(bank(seen, AUTH)),
+            ..nothing_back()
+        };
+        let v = reconcile(&own, &bank(now, AUTH));
+        assert_eq!(v.class, Class::Matched, "{seen}: {}", v.reason);
+        assert!(v.reason.contains("when refundd ended"), "{}", v.reason);
+    }
+    let unknown = OwnSide {
+        last_seen: Some(BankSide::UnknownOrder),
+        ..nothing_back()
+    };
+    assert_eq!(class(unknown, BankSide::UnknownOrder), Class::Matched);
+    // The bank moved since: refunded behind refundd's back after it failed the order.
+    let failed_at_13 = OwnSide {
+        last_seen: Some(bank("13", AUTH)),
+        ..nothing_back()
+    };
+    assert_eq!(class(failed_at_13, bank("22", AUTH)), Class::Mismatch);
+    let seen_settling = OwnSide {
+        last_seen: Some(bank("20", AUTH)),
+        ..nothing_back()
+    };
+    assert_eq!(class(seen_settling, bank("23", AUTH)), Class::Mismatch);
+    // Money refundd gave back is always compared.
+    let reversed_seen_0 = OwnSide {
+        last_seen: Some(bank("0", AUTH)),
+        ..reversed(400)
+    };
+    assert_eq!(class(reversed_seen_0, bank("0", AUTH)), Class::Mismatch);
 }
