@@ -103,6 +103,12 @@ struct Args {
     /// Keep refundd's logs of the runs (their directory is printed).
     #[arg(long)]
     keep_logs: bool,
+    /// After each run's backlog is drained, the bank runs its batch and
+    /// `refundd reconcile --since 1d` asks about every order again at this
+    /// many calls a second (the bank's rate limit, `ctbc.max_requests_per_sec`);
+    /// its duration and classes are printed. 0: no reconciliation.
+    #[arg(long, default_value_t = 0)]
+    reconcile_rate: u32,
     /// Print where a refunded order's time went, from refundd's log: its bank
     /// calls as refundd timed them, the waits before calls (intents, step
     /// outcomes) and the ending after the last call.
@@ -681,6 +687,10 @@ async fn one_run(
     let ledger = admin.ledger().await.expect("ledger");
     let (_, refunded, failed) = outcomes(&pool, args.shop).await;
     pool.close().await;
+    if args.reconcile_rate > 0 {
+        admin.run_batch().await.expect("the bank's batch");
+        reconcile(args, &refundd_url, &sim.base_url, dir, rep);
+    }
     Run {
         wall,
         passes,
@@ -696,6 +706,44 @@ async fn one_run(
         duplicates: ledger.duplicates,
         transactions,
     }
+}
+
+/// `refundd reconcile` over the orders just worked, at the bank's rate
+/// limit: its wall time and what it found, from its CSV.
+fn reconcile(args: &Args, url: &str, sim_url: &str, dir: &std::path::Path, rep: usize) {
+    let csv = dir.join(format!("reconcile-{rep}.csv"));
+    let mut cmd = Command::new(&args.refundd);
+    clear_settings(&mut cmd);
+    cmd.args(["reconcile", "--since", "1d", "--format", "csv", "--output"])
+        .arg(&csv)
+        .env("REFUNDD__DATABASE__URL", url)
+        .env("REFUNDD__CTBC__BASE_URL", sim_url)
+        .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
+        .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
+        .env("REFUNDD__CTBC__IV", REFERENCE_IV)
+        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", args.reconcile_rate.to_string())
+        .env("REFUNDD__WORKER__CONCURRENCY", args.concurrency.to_string())
+        .env("REFUNDD__LOG__FORMAT", "json")
+        .envs(args.shop.env())
+        .stdout(Stdio::null());
+    let started = Instant::now();
+    let status = cmd.status().expect("run refundd reconcile");
+    let wall = started.elapsed();
+    assert!(status.success(), "refundd reconcile failed");
+    let text = std::fs::read_to_string(&csv).expect("the reconciliation's CSV");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let class = |c: &str| rows.iter().filter(|r| r.contains(&format!(",{c},"))).count();
+    println!(
+        "  reconcile of {} orders at {} calls/s: {:.1} s ({:.1} orders/s, {:.1} % of the rate limit); matched {}, expected {}, mismatch {}",
+        rows.len(),
+        args.reconcile_rate,
+        wall.as_secs_f64(),
+        rows.len() as f64 / wall.as_secs_f64(),
+        rows.len() as f64 / wall.as_secs_f64() / f64::from(args.reconcile_rate) * 100.0,
+        class("matched"),
+        class("expected"),
+        class("mismatch")
+    );
 }
 
 /// Where a refunded order's time went, and the rate the calls' observed time

@@ -7,8 +7,10 @@
 
 use crate::common::{bank_tx, pass_of, request, succeeds, MerchantAtBank, Rig, BRAND_MERCHANT};
 use refundd::ctbc::{InquiryBanks, TxState};
+use refundd::domain::reconcile::Class;
+use refundd::engine::reconcile::{reconcile, Window};
 use refundd::ops::shop_examples::RETURNS;
-use refundd::sim::{CallDisposition, REFERENCE_MER_ID};
+use refundd::sim::{CallDisposition, PortalChange, REFERENCE_MER_ID};
 use refundd::store::shop_examples::{approve_return, returns_of, seed_returns_at};
 use serde_json::Value;
 
@@ -224,4 +226,38 @@ async fn plan_and_status_name_each_refund_and_its_merchant() {
         text.contains("oldest refund_requested: S1 (refund S1-2) at merchant brand waiting"),
         "{text}"
     );
+}
+
+/// Reconciliation asks each order at its own merchant's bank: the simulator
+/// finds brand's transactions only for a call under brand's MERID and keys,
+/// so a brand order matched was asked as brand's.
+#[tokio::test]
+async fn reconcile_asks_each_order_at_its_own_merchant() {
+    let rig = shop_of_two_merchants().await;
+    let brand = (Some(&BRAND_MERCHANT), Some(BRAND_MERCHANT.name));
+    paid_and_returned(&rig, "M2", 1000, TxState::Authorised, (None, None)).await;
+    paid_and_returned(&rig, "B2", 800, TxState::Authorised, brand).await;
+    paid_and_returned(&rig, "B3", 600, TxState::CapturedNotSettled, brand).await;
+    let merchants = rig.merchants(&[&BRAND_MERCHANT]);
+    pass_of(&rig.engine_of(merchants.clone())).await;
+    rig.admin.portal("B3", &PortalChange::Forget {}).await.unwrap();
+
+    let window = || Window::since(chrono::Utc::now(), "1d").unwrap();
+    let banks = InquiryBanks::new(&merchants);
+    let report = reconcile(&rig.store, &banks, window(), 4).await.unwrap();
+    let row = |o: &str| report.rows.iter().find(|r| r.order_no == o).unwrap();
+    assert_eq!((row("M2").class, row("M2").merchant.as_str()), (Class::Matched, "default"));
+    assert_eq!((row("B2").class, row("B2").merchant.as_str()), (Class::Matched, "brand"));
+    assert_eq!(row("B3").class, Class::Mismatch, "{report:?}");
+    assert!(row("B3").reason.contains("does not know"), "{report:?}");
+    let kept = rig.store.open_mismatches().await.unwrap();
+    assert_eq!(kept[0].merchant.as_deref(), Some("brand"), "{kept:?}");
+
+    // Without brand's settings its orders cannot be asked: not checked, and
+    // said why, never classified on the default merchant's answer.
+    let default_only = InquiryBanks::new(&rig.merchants(&[]));
+    let report = reconcile(&rig.store, &default_only, window(), 4).await.unwrap();
+    let b2 = report.rows.iter().find(|r| r.order_no == "B2").unwrap();
+    assert!(b2.unchecked && b2.reason.contains("brand"), "{b2:?}");
+    assert_eq!(report.unchecked, 2, "{report:?}");
 }
