@@ -721,7 +721,10 @@ fn reconcile(args: &Args, url: &str, sim_url: &str, dir: &std::path::Path, rep: 
         .env("REFUNDD__CTBC__MER_ID", REFERENCE_MER_ID)
         .env("REFUNDD__CTBC__MAC_KEY", REFERENCE_MAC_KEY)
         .env("REFUNDD__CTBC__IV", REFERENCE_IV)
-        .env("REFUNDD__CTBC__MAX_REQUESTS_PER_SEC", args.reconcile_rate.to_string())
+        .env(
+            "REFUNDD__CTBC__MAX_REQUESTS_PER_SEC",
+            args.reconcile_rate.to_string(),
+        )
         .env("REFUNDD__WORKER__CONCURRENCY", args.concurrency.to_string())
         .env("REFUNDD__LOG__FORMAT", "json")
         .envs(args.shop.env())
@@ -732,7 +735,11 @@ fn reconcile(args: &Args, url: &str, sim_url: &str, dir: &std::path::Path, rep: 
     assert!(status.success(), "refundd reconcile failed");
     let text = std::fs::read_to_string(&csv).expect("the reconciliation's CSV");
     let rows: Vec<&str> = text.lines().skip(1).collect();
-    let class = |c: &str| rows.iter().filter(|r| r.contains(&format!(",{c},"))).count();
+    let class = |c: &str| {
+        rows.iter()
+            .filter(|r| r.contains(&format!(",{c},")))
+            .count()
+    };
     println!(
         "  reconcile of {} orders at {} calls/s: {:.1} s ({:.1} orders/s, {:.1} % of the rate limit); matched {}, expected {}, mismatch {}",
         rows.len(),

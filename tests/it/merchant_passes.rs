@@ -240,14 +240,23 @@ async fn reconcile_asks_each_order_at_its_own_merchant() {
     paid_and_returned(&rig, "B3", 600, TxState::CapturedNotSettled, brand).await;
     let merchants = rig.merchants(&[&BRAND_MERCHANT]);
     pass_of(&rig.engine_of(merchants.clone())).await;
-    rig.admin.portal("B3", &PortalChange::Forget {}).await.unwrap();
+    rig.admin
+        .portal("B3", &PortalChange::Forget {})
+        .await
+        .unwrap();
 
     let window = || Window::since(chrono::Utc::now(), "1d").unwrap();
     let banks = InquiryBanks::new(&merchants);
     let report = reconcile(&rig.store, &banks, window(), 4).await.unwrap();
     let row = |o: &str| report.rows.iter().find(|r| r.order_no == o).unwrap();
-    assert_eq!((row("M2").class, row("M2").merchant.as_str()), (Class::Matched, "default"));
-    assert_eq!((row("B2").class, row("B2").merchant.as_str()), (Class::Matched, "brand"));
+    assert_eq!(
+        (row("M2").class, row("M2").merchant.as_str()),
+        (Class::Matched, "default")
+    );
+    assert_eq!(
+        (row("B2").class, row("B2").merchant.as_str()),
+        (Class::Matched, "brand")
+    );
     assert_eq!(row("B3").class, Class::Mismatch, "{report:?}");
     assert!(row("B3").reason.contains("does not know"), "{report:?}");
     let kept = rig.store.open_mismatches().await.unwrap();
@@ -256,7 +265,9 @@ async fn reconcile_asks_each_order_at_its_own_merchant() {
     // Without brand's settings its orders cannot be asked: not checked, and
     // said why, never classified on the default merchant's answer.
     let default_only = InquiryBanks::new(&rig.merchants(&[]));
-    let report = reconcile(&rig.store, &default_only, window(), 4).await.unwrap();
+    let report = reconcile(&rig.store, &default_only, window(), 4)
+        .await
+        .unwrap();
     let b2 = report.rows.iter().find(|r| r.order_no == "B2").unwrap();
     assert!(b2.unchecked && b2.reason.contains("brand"), "{b2:?}");
     assert_eq!(report.unchecked, 2, "{report:?}");

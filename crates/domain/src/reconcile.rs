@@ -22,9 +22,8 @@ pub struct OwnSide {
     pub settling: bool,
     /// refundd's settlement watch saw every one of its refunds settled (22).
     pub settled_seen: bool,
-    /// What refundd's last inquiry about the order showed (its state; its
-    /// amount is not compared): for an order it ended without giving money
-    /// back, the bank's side it decided on.
+    /// What refundd's last inquiry about the order showed: for an order it
+    /// ended without giving money back, the bank's side it decided on.
     pub last_seen: Option<BankSide>,
     /// A further refund of the order is requested or under way: the bank's
     /// state may move under it.
@@ -83,13 +82,20 @@ fn money_of(state: &TxState) -> Money<'_> {
 }
 
 impl BankSide {
-    /// The money where it was (or the same order unknown), whatever the
-    /// amounts and the batches since.
+    /// The money where it was, for the same amount when both sides give one
+    /// (or the same order unknown), whatever the batches since.
     fn same_state(&self, other: &BankSide) -> bool {
         match (self, other) {
-            (BankSide::Holds { state: a, .. }, BankSide::Holds { state: b, .. }) => {
-                money_of(a) == money_of(b)
-            }
+            (
+                BankSide::Holds {
+                    state: a,
+                    auth_amount: x,
+                },
+                BankSide::Holds {
+                    state: b,
+                    auth_amount: y,
+                },
+            ) => money_of(a) == money_of(b) && (x.is_none() || y.is_none() || x == y),
             (BankSide::UnknownOrder, BankSide::UnknownOrder) => true,
             _ => false,
         }

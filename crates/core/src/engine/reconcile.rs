@@ -368,7 +368,7 @@ fn last_seen(o: &WorkedOrder) -> Option<BankSide> {
     match (&o.last_seen_state, o.last_seen_outcome.as_deref()) {
         (Some(code), _) => Some(BankSide::Holds {
             state: TxState::from_code(code),
-            auth_amount: None,
+            auth_amount: o.last_seen_amount,
         }),
         (None, Some(outcome)) if outcome == CallOutcome::UnknownOrder.as_str() => {
             Some(BankSide::UnknownOrder)

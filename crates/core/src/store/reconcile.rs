@@ -29,6 +29,8 @@ pub struct WorkedOrder {
     /// `unknown_order` as its outcome; both `None` when it never asked.
     pub last_seen_state: Option<String>,
     pub last_seen_outcome: Option<String>,
+    /// The authorised amount that inquiry showed.
+    pub last_seen_amount: Option<i64>,
     /// A further refund of the order is requested or under way.
     pub under_way: bool,
     /// How the money went back, each way once ('+' between), or NULL.
@@ -42,11 +44,13 @@ pub struct WorkedOrder {
 }
 
 /// The orders with a refund that ended in `[from, to)`, each summed over all its
-/// refunds (an earlier part counts in what the bank should show).
+/// refunds (an earlier part counts in what the bank should show), with what
+/// refundd's last inquiry about it showed.
 const WORKED: &str = "WITH ended AS (
      SELECT DISTINCT order_no FROM refundd.refunds
       WHERE status IN ('refunded', 'refund_failed', 'cancelled')
-        AND coalesce(refunded_at, updated_at) >= $1 AND coalesce(refunded_at, updated_at) < $2)
+        AND coalesce(refunded_at, updated_at) >= $1 AND coalesce(refunded_at, updated_at) < $2),
+  sums AS (
  SELECT r.order_no,
         (array_agg(coalesce(r.lidm, r.order_no) ORDER BY r.id))[1] AS bank_order_no,
         (array_agg(r.merchant ORDER BY r.id))[1] AS merchant,
@@ -61,14 +65,18 @@ const WORKED: &str = "WITH ended AS (
         string_agg(DISTINCT r.refund_method, '+') FILTER (WHERE r.status = 'refunded') AS methods,
         string_agg(DISTINCT r.status, '+') FILTER (WHERE r.status IN ('refunded', 'refund_failed', 'cancelled')) AS statuses,
         max(coalesce(r.refunded_at, r.updated_at)) FILTER (WHERE r.status IN ('refunded', 'refund_failed', 'cancelled')) AS ended_at,
-        coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refunded_at >= $1 AND r.refunded_at < $2), 0)::bigint AS refunded_in_window,
-        (SELECT e.bank_state FROM refundd.refund_events e WHERE e.order_no = r.order_no AND e.operation = 'inquiry'
-            AND e.outcome IN ('accepted', 'unknown_order') ORDER BY e.id DESC LIMIT 1) AS last_seen_state,
-        (SELECT e.outcome FROM refundd.refund_events e WHERE e.order_no = r.order_no AND e.operation = 'inquiry'
-            AND e.outcome IN ('accepted', 'unknown_order') ORDER BY e.id DESC LIMIT 1) AS last_seen_outcome
+        coalesce(sum(r.refunded_amount) FILTER (WHERE r.status = 'refunded' AND r.refunded_at >= $1 AND r.refunded_at < $2), 0)::bigint AS refunded_in_window
    FROM refundd.refunds r JOIN ended USING (order_no)
-  GROUP BY r.order_no
-  ORDER BY r.order_no";
+  GROUP BY r.order_no)
+ SELECT s.*, seen.bank_state AS last_seen_state, seen.outcome AS last_seen_outcome,
+        seen.amount AS last_seen_amount
+   FROM sums s
+   LEFT JOIN LATERAL (
+        SELECT e.bank_state, e.outcome, e.amount FROM refundd.refund_events e
+         WHERE e.order_no = s.order_no AND e.operation = 'inquiry'
+           AND e.outcome IN ('accepted', 'unknown_order')
+         ORDER BY e.id DESC LIMIT 1) seen ON true
+  ORDER BY s.order_no";
 
 /// A run's counts and report, as it is kept.
 #[derive(Debug, Clone)]

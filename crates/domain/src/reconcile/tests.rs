@@ -261,6 +261,14 @@ fn an_order_ended_without_money_back_is_matched_while_the_bank_shows_what_refund
         ..nothing_back()
     };
     assert_eq!(class(seen_settling, bank("23", AUTH)), Class::Mismatch);
+    // The bank settled another amount since: compared as any order is.
+    let seen_captured = OwnSide {
+        last_seen: Some(bank("10", AUTH)),
+        ..nothing_back()
+    };
+    let v = reconcile(&seen_captured, &bank("12", AUTH - 100));
+    assert_eq!(v.class, Class::Mismatch, "{}", v.reason);
+    assert!(v.reason.contains("less than"), "{}", v.reason);
     // Money refundd gave back is always compared.
     let reversed_seen_0 = OwnSide {
         last_seen: Some(bank("0", AUTH)),
