@@ -4,6 +4,9 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The commit `refundd --version` names: the context has no Git history
+# (docker build --build-arg REFUNDD_COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG REFUNDD_COMMIT=unknown
 # The whole source tree (every target the manifest names must exist), minus
 # what .dockerignore leaves out.
 COPY . .

@@ -21,11 +21,25 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// `refundd --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REFUNDD_COMMIT"),
+    ")"
+);
+
+/// What every command's exit code means (`--help`, `refundd(1)`).
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 a runtime failure (the database lost, the bank \
+unreachable for a command that needs it); 2 bad usage, settings or input (the message names the \
+setting or the field and the fix); 130 the demo interrupted. Settings: refundd-settings(5).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "refundd",
-    version,
-    about = "Works off credit-card refund requests (申請退款) against CTBC's POS API"
+    version = VERSION,
+    about = "Works off credit-card refund requests (申請退款) against CTBC's POS API",
+    after_long_help = EXIT_CODES
 )]
 pub struct Cli {
     /// A TOML settings file, layered over config/default.toml and under REFUNDD__* variables.
@@ -137,8 +151,16 @@ impl Command {
     }
 }
 
-/// The database of a command that needs one (`status`, `request`, `retry`).
+/// The database of a command that needs one (`status`, `request`, `retry`),
+/// migrated, and by no newer refundd than this one.
 async fn connect(settings: &Settings) -> Result<Store, CliError> {
+    let store = open(settings).await?;
+    store.require_migrated().await?;
+    Ok(store)
+}
+
+/// The database, migrated or not (`check` looks before `migrate`).
+async fn open(settings: &Settings) -> Result<Store, CliError> {
     let url = settings.require_database_url()?;
     let pool = store::connect(url, 2).await?;
     Ok(store_of(settings, pool))
@@ -260,7 +282,6 @@ async fn reconcile(
     args.window()?;
     if args.last {
         let store = connect(&settings).await?;
-        store.require_migrated().await?;
         return crate::ops::reconcile::last(&store, &args).await;
     }
     let url = settings.require_database_url()?;
@@ -336,7 +357,8 @@ async fn plan(settings: Settings, json: bool) -> Result<ExitCode, CliError> {
 /// shop's statements, then what `ops::check` finds; exit 2 on any problem.
 async fn check(settings: &Settings, bank: bool) -> Result<ExitCode, CliError> {
     let merchants = settings.require_merchants()?;
-    let store = connect(settings).await?;
+    let store = open(settings).await?;
+    store.require_not_newer().await?;
     store.check_shop().await?;
     let what = if store.shop().is_builtin() {
         "the built-in orders table's statements"

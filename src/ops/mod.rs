@@ -11,6 +11,7 @@ pub mod http;
 pub mod labels;
 pub mod local_time;
 pub mod logging;
+pub mod manual;
 pub mod manual_queue;
 pub mod metrics;
 pub mod plan;

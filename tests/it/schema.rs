@@ -478,3 +478,48 @@ async fn a_withdrawn_requests_note_reads_back_in_the_story() {
     let note = story.iter().find(|e| e.kind == EventKind::Note).unwrap();
     assert_eq!(note.outcome.map(|o| o.as_str()), Some("withdrawn"));
 }
+
+/// A database a newer refundd migrated: this one refuses it, by `migrate`
+/// (the unit's ExecStartPre) and by every command that reads refundd's
+/// records, exit 2, saying what to install; it never starts against it.
+#[tokio::test]
+async fn a_schema_migrated_by_a_newer_refundd_is_refused_as_a_downgrade() {
+    let (pool, url) = fresh_db().await;
+    let store = Store::builtin(pool.clone());
+    store.migrate().await.unwrap();
+    let newer: i64 = 29_991_231_000_000;
+    sqlx::query(
+        "INSERT INTO refundd._sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES ($1, 'from a newer refundd', true, '\\x00', 1)",
+    )
+    .bind(newer)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refused = store.migrate().await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::NewerSchema { applied, .. } if applied == newer),
+        "{refused}"
+    );
+    assert!(refused.is_settings_problem());
+    assert!(store.require_migrated().await.is_err());
+    for command in ["migrate", "status", "run", "check"] {
+        let out = crate::common::refundd_bin()
+            .arg(command)
+            .env("REFUNDD__DATABASE__URL", &url)
+            .env("REFUNDD__CTBC__BASE_URL", "http://127.0.0.1:9")
+            .env("REFUNDD__CTBC__MER_ID", refundd::sim::REFERENCE_MER_ID)
+            .env("REFUNDD__CTBC__MAC_KEY", refundd::sim::REFERENCE_MAC_KEY)
+            .env("REFUNDD__CTBC__IV", refundd::sim::REFERENCE_IV)
+            .env("REFUNDD__HTTP__LISTEN", "off")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {said}");
+        assert!(
+            said.contains("newer refundd") && said.contains("downgrade is refused"),
+            "{command}: {said}"
+        );
+        assert!(said.contains(&newer.to_string()), "{command}: {said}");
+    }
+}

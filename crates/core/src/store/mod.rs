@@ -174,6 +174,14 @@ pub enum StoreError {
     /// A table named `orders` exists and is not refundd's built-in one.
     #[error("a table named orders already exists in the database and is not refundd's built-in one; describe your shop's own tables with shop.requests and shop.on_refunded (see the README, \"Connect refundd to your shop's tables\") instead of using the built-in orders table")]
     ForeignOrdersTable,
+    /// A newer refundd migrated this database: this one must not work on it.
+    #[error("refundd's schema {schema} in this database was migrated by a newer refundd (its migration {applied}; this refundd, {version}, knows none after {known}): a downgrade is refused, so that no older code works on records it does not understand. Install the refundd that migrated it (or a newer one) again")]
+    NewerSchema {
+        schema: String,
+        applied: i64,
+        known: i64,
+        version: &'static str,
+    },
     /// refundd's schema has not been created in this database.
     #[error("refundd's schema {0} has no tables in this database yet: run `refundd migrate` first (with the same settings)")]
     NotMigrated(String),
@@ -200,6 +208,7 @@ impl StoreError {
             StoreError::ForeignOrdersTable
                 | StoreError::ShopStatement(_)
                 | StoreError::NotMigrated(_)
+                | StoreError::NewerSchema { .. }
         ) || matches!(self, StoreError::Unreachable(u) if u.cause.is_settings_problem())
     }
 
@@ -298,6 +307,10 @@ impl Store {
             .execute(&mut conn)
             .await
             .map_err(migrate)?;
+        if let Err(e) = self.refuse_newer_schema(&mut conn).await {
+            let _ = conn.close().await;
+            return Err(e);
+        }
         let applied_before = applied_migrations(&mut conn).await?;
         let applied = MIGRATOR.run(&mut conn).await;
         let applied_after = match applied {
@@ -329,6 +342,34 @@ async fn schema_exists(conn: &mut sqlx::PgConnection, schema: &str) -> Result<bo
 
 /// How many migrations the schema first on the connection's search path
 /// records as applied (none before its migrations table exists).
+impl Store {
+    /// Refuses a schema holding a migration this binary does not know (a
+    /// newer refundd applied it): `NewerSchema`. `conn` is any connection
+    /// to the database; refundd's schema is named in full.
+    pub(crate) async fn refuse_newer_schema(
+        &self,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<(), StoreError> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let table = self.sql("SELECT to_regclass('refundd._sqlx_migrations')::text");
+        let exists: Option<String> = sqlx::query_scalar(&table).fetch_one(&mut *conn).await?;
+        if exists.is_none() {
+            return Ok(());
+        }
+        let latest = self.sql("SELECT max(version) FROM refundd._sqlx_migrations WHERE success");
+        let applied: Option<i64> = sqlx::query_scalar(&latest).fetch_one(&mut *conn).await?;
+        match applied {
+            Some(applied) if applied > known => Err(StoreError::NewerSchema {
+                schema: self.schema.to_string(),
+                applied,
+                known,
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 async fn applied_migrations(conn: &mut sqlx::PgConnection) -> Result<u64, StoreError> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
         .fetch_one(&mut *conn)

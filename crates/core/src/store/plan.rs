@@ -149,17 +149,24 @@ impl PlanReader {
 }
 
 impl Store {
-    /// Fails naming `refundd migrate` when refundd's schema is not in this database.
+    /// Fails naming `refundd migrate` when refundd's schema is not in this
+    /// database, and refuses one a newer refundd migrated.
     pub async fn require_migrated(&self) -> Result<(), StoreError> {
         let migrated: bool =
             sqlx::query_scalar(&self.sql("SELECT to_regclass('refundd.refunds') IS NOT NULL"))
                 .fetch_one(&self.pool)
                 .await?;
-        if migrated {
-            Ok(())
-        } else {
-            Err(StoreError::NotMigrated(self.schema.to_string()))
+        if !migrated {
+            return Err(StoreError::NotMigrated(self.schema.to_string()));
         }
+        self.require_not_newer().await
+    }
+
+    /// Refuses a schema a newer refundd migrated (`StoreError::NewerSchema`);
+    /// one not migrated at all passes.
+    pub async fn require_not_newer(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.refuse_newer_schema(&mut conn).await
     }
 }
 
