@@ -4,6 +4,9 @@
 //!
 //!   cargo run --release --example package-assets -- target/package-assets
 
+use clap::CommandFactory;
+use refundd::cli::Cli;
+use refundd::ops::manual::{write_completions, write_man_pages};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,10 +15,8 @@ fn main() -> ExitCode {
         eprintln!("usage: package-assets DIR");
         return ExitCode::from(2);
     };
-    let written = refundd::ops::manual::write_man_pages(&dir.join("man")).and_then(|mut man| {
-        man.extend(refundd::ops::manual::write_completions(
-            &dir.join("completions"),
-        )?);
+    let written = write_man_pages(&dir.join("man"), Cli::command()).and_then(|mut man| {
+        man.extend(write_completions(&dir.join("completions"), Cli::command())?);
         Ok(man)
     });
     match written {

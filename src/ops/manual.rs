@@ -4,10 +4,10 @@
 //! `refundd-reconcile-resolve(1)`, ...), `refundd-settings(5)` from the
 //! README's settings table (the table a test keeps equal to the settings
 //! refundd reads), and completions for bash, zsh and fish (clap_complete).
-//! `examples/package-assets.rs` writes them for the Debian package.
+//! `examples/package-assets.rs` writes them for the Debian package, given
+//! the command line's definition (`cli::Cli`).
 
-use crate::cli::Cli;
-use clap::CommandFactory;
+use clap::Command;
 use clap_complete::Shell;
 use roff::{bold, roman, Roff};
 use std::io;
@@ -25,13 +25,13 @@ pub struct SettingRow {
     pub meaning: String,
 }
 
-/// Writes `man1/*.1` (one page per command) and `man5/refundd-settings.5`
-/// under `dir`; gives the paths written.
-pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Writes `man1/*.1` (one page per command of `cli`, refundd's command
+/// line) and `man5/refundd-settings.5` under `dir`; gives the paths written.
+pub fn write_man_pages(dir: &Path, cli: Command) -> io::Result<Vec<PathBuf>> {
     let man1 = dir.join("man1");
     std::fs::create_dir_all(&man1)?;
-    clap_mangen::generate_to(Cli::command(), &man1)?;
-    std::fs::write(man1.join("refundd.1"), main_page()?)?;
+    clap_mangen::generate_to(cli.clone(), &man1)?;
+    std::fs::write(man1.join("refundd.1"), main_page(cli)?)?;
     let man5 = dir.join("man5");
     std::fs::create_dir_all(&man5)?;
     std::fs::write(man5.join("refundd-settings.5"), settings_page()?)?;
@@ -45,13 +45,13 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Writes the completions for bash (`refundd.bash`), zsh (`_refundd`) and
-/// fish (`refundd.fish`) into `dir`; gives the paths written.
-pub fn write_completions(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Writes the completions of `cli` for bash (`refundd.bash`), zsh
+/// (`_refundd`) and fish (`refundd.fish`) into `dir`; gives the paths written.
+pub fn write_completions(dir: &Path, mut cli: Command) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     [Shell::Bash, Shell::Zsh, Shell::Fish]
         .into_iter()
-        .map(|shell| clap_complete::generate_to(shell, &mut Cli::command(), "refundd", dir))
+        .map(|shell| clap_complete::generate_to(shell, &mut cli, "refundd", dir))
         .collect()
 }
 
@@ -98,8 +98,8 @@ fn split_cells(line: &str) -> Vec<&str> {
 
 /// `refundd(1)`: clap_mangen's sections, then the exit status and where
 /// the settings are described, in sections of their own.
-fn main_page() -> io::Result<Vec<u8>> {
-    let man = clap_mangen::Man::new(Cli::command().disable_help_subcommand(true));
+fn main_page(cli: Command) -> io::Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(cli.disable_help_subcommand(true));
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_cell_may_hold_an_escaped_bar() {
-        let cells = split_cells("| `a.b` | x \\| y | `REFUNDD__A__B` | z |");
+        let cells = split_cells("| `log.format` | x \\| y | `REFUNDD__LOG__FORMAT` | z |");
         assert_eq!(cells.len(), 4, "{cells:?}");
         assert_eq!(cells[1].trim(), "x \\| y");
     }

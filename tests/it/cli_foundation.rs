@@ -352,3 +352,52 @@ async fn the_throwaway_cluster_is_gone_after_its_owner_is_killed() {
     )
     .await;
 }
+
+/// The package's manual: a page for every command an operator can type, the
+/// settings page, the exit codes, and completions for the three shells.
+#[test]
+fn the_manual_has_a_page_for_every_command_and_completions_for_three_shells() {
+    use clap::CommandFactory;
+    use refundd::cli::Cli;
+    use refundd::ops::manual::{write_completions, write_man_pages};
+    let dir = tempfile::tempdir().unwrap();
+    let pages = write_man_pages(&dir.path().join("man"), Cli::command()).unwrap();
+    let page = |name: &str| {
+        let path = pages.iter().find(|p| p.ends_with(name));
+        std::fs::read_to_string(path.unwrap_or_else(|| panic!("no {name}: {pages:?}"))).unwrap()
+    };
+    for sub in Cli::command()
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+    {
+        let text = page(&format!("man1/refundd-{}.1", sub.get_name()));
+        assert!(text.contains(".TH"), "{}", sub.get_name());
+    }
+    page("man1/refundd-reconcile-resolve.1");
+    assert!(!pages
+        .iter()
+        .any(|p| p.to_string_lossy().contains("throwaway")));
+    let main = page("man1/refundd.1");
+    assert!(
+        main.contains("EXIT STATUS") && main.contains("refundd\\-settings"),
+        "{main}"
+    );
+    assert!(!main.contains("refundd\\-help"), "{main}");
+    let settings = page("man5/refundd-settings.5");
+    for name in [
+        "reconcile.cron",
+        "schedule.blackout",
+        "REFUNDD__WORKER__LEASE_SECS",
+    ] {
+        assert!(settings.contains(name), "{name}");
+    }
+    let completions = write_completions(&dir.path().join("completions"), Cli::command()).unwrap();
+    assert_eq!(completions.len(), 3, "{completions:?}");
+    for file in &completions {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.contains("reconcile") && text.contains("cancel-refund"),
+            "{file:?}"
+        );
+    }
+}
