@@ -22,14 +22,19 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=REFUNDD_COMMIT={commit}");
     // A new commit moves HEAD or the branch it names (in the repository's
-    // common directory when this is a worktree).
+    // common directory when this is a worktree). Only files that exist: cargo
+    // runs this again at every build for one that does not.
+    let mut watched = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+        watched.push(format!("{dir}/HEAD"));
     }
     if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
-        println!("cargo:rerun-if-changed={common}/packed-refs");
+        watched.push(format!("{common}/packed-refs"));
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={common}/{branch}");
+            watched.push(format!("{common}/{branch}"));
         }
+    }
+    for path in watched.iter().filter(|p| std::path::Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
     }
 }
