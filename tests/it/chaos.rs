@@ -1,6 +1,7 @@
 //! Chaos: orders across every state, a bank that fails one call in five in
-//! every way it can and runs its batch part of the time, and two real refundd
-//! processes SIGKILLed at random and restarted. Afterwards no refund was made
+//! every way it can and runs its batch part of the time, two real refundd
+//! processes SIGKILLed at random and restarted, and their database
+//! connections cut at random moments (`pg_terminate_backend`). Afterwards no refund was made
 //! twice (no duplicate refused, no transaction holding two refunds), none was
 //! lost, and the database agrees with the bank to the unit. A
 //! webhook receiver that fails one delivery in five, and is down for a while,
@@ -193,6 +194,22 @@ fn chaotic_bank(seed: u64) -> SimConfig {
     cfg
 }
 
+/// Cuts every connection the daemons hold (`pg_terminate_backend`, as a DBA
+/// or a pooler would), wherever each is: inside an intent, a group commit's
+/// flush, an ending with its write-back, or idle. Gives how many were cut.
+async fn cut_daemons_connections(pool: &sqlx::PgPool) -> i64 {
+    // The daemons say application_name = refundd; the test's own pool does not.
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'refundd'
+            AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// SIGKILLs one of the daemons at random and starts it again, logging to a
 /// file of its own for the `kills`-th time.
 fn kill_and_restart(
@@ -326,10 +343,17 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     };
     let mut daemons = Daemons::two(&site, logs.path());
     let mut kills = 0;
+    let (mut cuts, mut connections_cut) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
-    // Kill at random moments, at least `min_kills` times, while work remains.
+    // Kill at random moments, at least `min_kills` times, while work remains;
+    // between kills, cut the daemons' database connections at random moments.
     while kills < min_kills || (backlog(&pool, shop).await > 0 && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
+        if rng.gen_bool(0.5) {
+            cuts += 1;
+            connections_cut += cut_daemons_connections(&pool).await;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
+        }
         kills += 1;
         kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
         // The receiver is killed once, and comes back a few kills later.
@@ -353,6 +377,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     .await;
     stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
+    assert!(connections_cut > 0, "no connection of the daemons was cut");
 
     // Every event of every order reaches the receiver at least once: what the
     // daemons did not deliver waits for its retry, which falls due now. The
@@ -471,7 +496,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         }
     }
     println!(
-        "chaos: {orders} orders, {kills} kills, {by_status:?}, faults {:?}",
+        "chaos: {orders} orders, {kills} kills, {cuts} cuts ({connections_cut} connections), {by_status:?}, faults {:?}",
         ledger.faults
     );
     sim.shutdown().await;
