@@ -1,7 +1,9 @@
 //! Chaos: orders across every state, a bank that fails one call in five in
 //! every way it can and runs its batch part of the time, two real refundd
-//! processes SIGKILLed at random and restarted, and their database
-//! connections cut at random moments (`pg_terminate_backend`). Afterwards no refund was made
+//! processes SIGKILLed at random and restarted, and their database failing
+//! at random moments: their connections cut (`pg_terminate_backend`), or the
+//! database away for a moment, every connection cut mid-statement or
+//! mid-COMMIT and new ones refused (`common::DbProxy`). Afterwards no refund was made
 //! twice (no duplicate refused, no transaction holding two refunds), none was
 //! lost, and the database agrees with the bank to the unit. A
 //! webhook receiver that fails one delivery in five, and is down for a while,
@@ -16,7 +18,7 @@ mod returns;
 
 use crate::common::{
     ask_for_refunds, bank_tx, empty_db, eventually, refundd_bin, request, terminate, test_pool,
-    whole_refund_in, Ends, WithLog, DEFAULT_SCHEMA,
+    whole_refund_in, DbProxy, Ends, WithLog, DEFAULT_SCHEMA,
 };
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
@@ -218,11 +220,65 @@ fn kill_and_restart(
     logs: &std::path::Path,
     rng: &mut impl Rng,
     kills: usize,
-) {
+) -> std::path::PathBuf {
     let victim = rng.gen_range(0..daemons.0.len());
     daemons.0[victim].kill().unwrap();
     daemons.0[victim].wait().unwrap();
-    daemons.0[victim] = daemon(site, &logs.join(format!("d{victim}-{kills}.log")));
+    let log = logs.join(format!("d{victim}-{kills}.log"));
+    daemons.0[victim] = daemon(site, &log);
+    log
+}
+
+/// Waits until the daemon logging to `log` has finished starting.
+async fn running(log: &std::path::Path, deadline: Instant) {
+    let awaited = WithLog {
+        what: "a restarted daemon to finish starting",
+        log,
+    };
+    eventually(left_until(deadline), awaited, || async {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("refundd is running")
+    })
+    .await;
+}
+
+/// The database faults of the chaos, counted.
+#[derive(Debug, Default)]
+struct DatabaseFaults {
+    /// Times the daemons' connections were cut, and how many connections.
+    cuts: usize,
+    connections_cut: i64,
+    /// Times the database went away (every connection cut, new ones refused).
+    outages: usize,
+}
+
+impl DatabaseFaults {
+    /// The `round`-th fault, in turn: the daemons' connections cut, the
+    /// database away for a moment (a random one), or none, while calls are
+    /// in flight.
+    async fn strike(
+        &mut self,
+        round: usize,
+        rng: &mut impl Rng,
+        pool: &sqlx::PgPool,
+        proxy: &DbProxy,
+    ) {
+        match round % 3 {
+            0 => {
+                self.cuts += 1;
+                self.connections_cut += cut_daemons_connections(pool).await;
+            }
+            1 => {
+                self.outages += 1;
+                proxy.take_down();
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
+                proxy.restore();
+            }
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
+    }
 }
 
 /// Stops the daemons the way an operator would, once each has finished
@@ -334,8 +390,12 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     let hook_addr = listener.local_addr().unwrap();
     let hook = format!("http://{hook_addr}/hook");
     let mut receiver_task = Some(serve_receiver(listener, receiver.clone()));
+    // The daemons reach the database through a proxy the test can take down;
+    // the test's own checks go straight to it.
+    let proxy = DbProxy::start(DbProxy::upstream_of(&db_url)).await;
+    let daemons_db_url = proxy.url_through(&db_url);
     let site = Site {
-        db_url: &db_url,
+        db_url: &daemons_db_url,
         bank_url: &bank_url,
         hook: Some(&hook),
         shop,
@@ -343,19 +403,18 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     };
     let mut daemons = Daemons::two(&site, logs.path());
     let mut kills = 0;
-    let (mut cuts, mut connections_cut) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(60 + orders as u64 / 10);
+    let mut db_faults = DatabaseFaults::default();
+    let deadline = Instant::now() + Duration::from_secs(90 + orders as u64 / 10);
     // Kill at random moments, at least `min_kills` times, while work remains;
-    // between kills, cut the daemons' database connections at random moments.
+    // between kills, a database fault at a random moment. A daemon restarted
+    // finishes starting before the next fault (one that cannot reach its
+    // database at start-up exits, for systemd to start it again).
     while kills < min_kills || (backlog(&pool, shop).await > 0 && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
-        if rng.gen_bool(0.5) {
-            cuts += 1;
-            connections_cut += cut_daemons_connections(&pool).await;
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
-        }
+        db_faults.strike(kills, &mut rng, &pool, &proxy).await;
         kills += 1;
-        kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
+        let log = kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
+        running(&log, deadline).await;
         // The receiver is killed once, and comes back a few kills later.
         if kills == 2 {
             if let Some(t) = receiver_task.take() {
@@ -377,7 +436,10 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     .await;
     stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
-    assert!(connections_cut > 0, "no connection of the daemons was cut");
+    assert!(
+        db_faults.connections_cut > 0 && db_faults.outages > 0,
+        "database faults: {db_faults:?}"
+    );
 
     // Every event of every order reaches the receiver at least once: what the
     // daemons did not deliver waits for its retry, which falls due now. The
@@ -496,7 +558,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
         }
     }
     println!(
-        "chaos: {orders} orders, {kills} kills, {cuts} cuts ({connections_cut} connections), {by_status:?}, faults {:?}",
+        "chaos: {orders} orders, {kills} kills, database {db_faults:?}, {by_status:?}, faults {:?}",
         ledger.faults
     );
     sim.shutdown().await;

@@ -12,6 +12,7 @@ mod books;
 mod both_modes;
 mod clocks;
 mod commands;
+mod db_proxy;
 mod eventually;
 pub mod fake_bank;
 mod http;
@@ -26,6 +27,7 @@ pub use books::{assert_books_explained, assert_shop_told, refund_records, Refund
 pub(crate) use both_modes::in_both_modes;
 pub use clocks::{as_setting, taipei, window_around_now};
 pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
+pub use db_proxy::DbProxy;
 pub use eventually::{eventually, WithLog};
 pub use http::{endpoint_of, http_get};
 pub use logs::{on_this_thread, Captured};
