@@ -13,11 +13,12 @@
 //! its outcome written back to the return's own row.
 
 use super::{
-    backlog, chaotic_bank, kill_and_restart, left_until, stop_as_an_operator, Daemons, Site,
+    backlog, chaotic_bank, kill_and_restart, left_until, running, stop_as_an_operator, Daemons,
+    DatabaseFaults, Site,
 };
 use crate::common::{
     assert_books_explained, assert_shop_told, bank_tx, empty_db, eventually, refund_records,
-    request, test_pool, RefundRecord, DEFAULT_SCHEMA,
+    request, test_pool, DbProxy, RefundRecord, DEFAULT_SCHEMA,
 };
 use rand::{Rng, SeedableRng};
 use refundd::ctbc::TxState;
@@ -222,8 +223,10 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
 
     let logs = tempfile::tempdir().unwrap();
     let bank_url = sim.base_url();
+    let proxy = DbProxy::start(DbProxy::upstream_of(&db_url)).await;
+    let daemons_db_url = proxy.url_through(&db_url);
     let site = Site {
-        db_url: &db_url,
+        db_url: &daemons_db_url,
         bank_url: &bank_url,
         hook: None,
         shop: Some(&RETURNS),
@@ -231,18 +234,22 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
     };
     let mut daemons = Daemons::two(&site, logs.path());
     let mut kills = 0;
+    let mut db_faults = DatabaseFaults::default();
     let deadline = Instant::now() + Duration::from_secs(90 + orders as u64 / 5);
     let (p, waiting, shop) = (&pool, &held_back, site.shop);
     let work_left = move || async move {
         approve_due(p, waiting).await;
         !waiting.lock().unwrap().is_empty() || backlog(p, shop).await > 0
     };
-    // Kill at random moments, at least `min_kills` times, while work remains;
-    // returns held back are approved as their orders' earlier ones end.
+    // Kill at random moments, at least `min_kills` times, while work remains,
+    // with a database fault between kills as in `chaos`; returns held back
+    // are approved as their orders' earlier ones end.
     while kills < min_kills || (work_left().await && kills < min_kills * 3) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1200))).await;
+        db_faults.strike(kills, &mut rng, &pool, &proxy).await;
         kills += 1;
-        kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
+        let log = kill_and_restart(&mut daemons, &site, logs.path(), &mut rng, kills);
+        running(&log, deadline).await;
         assert!(Instant::now() < deadline, "chaos phase overran");
     }
     // The bank calms down; the daemons finish the work, unknown outcomes included.
@@ -255,6 +262,10 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
     .await;
     stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
+    assert!(
+        db_faults.connections_cut > 0 && db_faults.outages > 0,
+        "database faults: {db_faults:?}"
+    );
 
     let ledger = admin.ledger().await.unwrap();
     assert!(
@@ -265,7 +276,7 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
     assert_eq!(ledger.duplicates, 0, "a refund was attempted twice");
     let tally = assert_every_order_explained(&pool, &sim, &planned).await;
     println!(
-        "chaos of returns: {orders} orders, {kills} kills, {tally:?}, faults {:?}",
+        "chaos of returns: {orders} orders, {kills} kills, database {db_faults:?}, {tally:?}, faults {:?}",
         ledger.faults
     );
     // The run reached what it is about: parts given back by reversal and by
