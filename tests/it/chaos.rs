@@ -1,9 +1,10 @@
 //! Chaos: orders across every state, a bank that fails one call in five in
 //! every way it can and runs its batch part of the time, two real refundd
 //! processes SIGKILLed at random and restarted, and their database failing
-//! at random moments: their connections cut (`pg_terminate_backend`), or the
+//! at random moments: their connections cut (`pg_terminate_backend`), the
 //! database away for a moment, every connection cut mid-statement or
-//! mid-COMMIT and new ones refused (`common::DbProxy`). Afterwards no refund was made
+//! mid-COMMIT and new ones refused (`common::DbProxy`), or the database
+//! refusing writes for a moment (read-only). Afterwards no refund was made
 //! twice (no duplicate refused, no transaction holding two refunds), none was
 //! lost, and the database agrees with the bank to the unit. A
 //! webhook receiver that fails one delivery in five, and is down for a while,
@@ -212,6 +213,45 @@ async fn cut_daemons_connections(pool: &sqlx::PgPool) -> i64 {
     .unwrap()
 }
 
+/// The database refuses writes for `pause`, as one put read-only does (a
+/// disk filling up, a maintenance): every session of the database is
+/// restarted read-only, then read-write again; the daemons' writes in
+/// between fail. Gives how many of the daemons' connections were cut.
+async fn refuse_writes_for(pool: &sqlx::PgPool, pause: Duration) -> i64 {
+    let mut conn = pool.acquire().await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    // A session reads default_transaction_read_only when it starts: every
+    // other session of the database is cut, so the new ones take it.
+    let every_session = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+                           FROM pg_stat_activity
+                          WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let cut: i64 = sqlx::query_scalar(every_session)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{db}\" RESET default_transaction_read_only"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let again: i64 = sqlx::query_scalar(every_session)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    cut + again
+}
+
 /// SIGKILLs one of the daemons at random and starts it again, logging to a
 /// file of its own for the `kills`-th time.
 fn kill_and_restart(
@@ -251,12 +291,14 @@ struct DatabaseFaults {
     connections_cut: i64,
     /// Times the database went away (every connection cut, new ones refused).
     outages: usize,
+    /// Times the database refused writes for a while (read-only).
+    read_only: usize,
 }
 
 impl DatabaseFaults {
     /// The `round`-th fault, in turn: the daemons' connections cut, the
-    /// database away for a moment (a random one), or none, while calls are
-    /// in flight.
+    /// database away for a moment (a random one), or the database refusing
+    /// writes for a moment, while calls are in flight.
     async fn strike(
         &mut self,
         round: usize,
@@ -275,7 +317,11 @@ impl DatabaseFaults {
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
                 proxy.restore();
             }
-            _ => return,
+            _ => {
+                self.read_only += 1;
+                let pause = Duration::from_millis(rng.gen_range(200..1500));
+                self.connections_cut += refuse_writes_for(pool, pause).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
     }
@@ -437,7 +483,7 @@ async fn chaos(orders: usize, min_kills: usize, seed: u64, shop: Shop, schema: &
     stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
     assert!(
-        db_faults.connections_cut > 0 && db_faults.outages > 0,
+        db_faults.connections_cut > 0 && db_faults.outages > 0 && db_faults.read_only > 0,
         "database faults: {db_faults:?}"
     );
 

@@ -263,7 +263,7 @@ async fn chaos_of_returns(orders: usize, min_kills: usize, seed: u64) {
     stop_as_an_operator(&mut daemons, logs.path(), deadline).await;
     assert!(kills >= min_kills);
     assert!(
-        db_faults.connections_cut > 0 && db_faults.outages > 0,
+        db_faults.connections_cut > 0 && db_faults.outages > 0 && db_faults.read_only > 0,
         "database faults: {db_faults:?}"
     );
 
