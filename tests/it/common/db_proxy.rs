@@ -27,7 +27,7 @@ impl DbProxy {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0u64);
-        let task = tokio::spawn(serve(listener, upstream, up.clone(), cuts.clone()));
+        let task = tokio::spawn(forward(listener, upstream, up.clone(), cuts.clone()));
         DbProxy {
             addr,
             up,
@@ -70,7 +70,7 @@ impl Drop for DbProxy {
     }
 }
 
-async fn serve(
+async fn forward(
     listener: TcpListener,
     upstream: SocketAddr,
     up: Arc<AtomicBool>,
