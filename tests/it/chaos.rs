@@ -219,37 +219,36 @@ async fn cut_daemons_connections(pool: &sqlx::PgPool) -> i64 {
 /// between fail. Gives how many of the daemons' connections were cut.
 async fn refuse_writes_for(pool: &sqlx::PgPool, pause: Duration) -> i64 {
     let mut conn = pool.acquire().await.unwrap();
+    let cut = read_only(&mut conn, true).await;
+    tokio::time::sleep(pause).await;
+    cut + read_only(&mut conn, false).await
+}
+
+/// Makes new sessions of the database read-only (or read-write again), then
+/// cuts every other session, so the new ones take it (a session reads
+/// default_transaction_read_only when it starts). Gives how many were cut.
+async fn read_only(conn: &mut sqlx::PgConnection, on: bool) -> i64 {
     let db: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-    // A session reads default_transaction_read_only when it starts: every
-    // other session of the database is cut, so the new ones take it.
-    let every_session = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-                           FROM pg_stat_activity
-                          WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
-    ))
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    let cut: i64 = sqlx::query_scalar(every_session)
-        .fetch_one(&mut *conn)
+    let change = if on {
+        "SET default_transaction_read_only = on"
+    } else {
+        "RESET default_transaction_read_only"
+    };
+    sqlx::query(&format!("ALTER DATABASE \"{db}\" {change}"))
+        .execute(&mut *conn)
         .await
         .unwrap();
-    tokio::time::sleep(pause).await;
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{db}\" RESET default_transaction_read_only"
-    ))
-    .execute(&mut *conn)
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(conn)
     .await
-    .unwrap();
-    let again: i64 = sqlx::query_scalar(every_session)
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    cut + again
+    .unwrap()
 }
 
 /// SIGKILLs one of the daemons at random and starts it again, logging to a

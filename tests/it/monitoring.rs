@@ -2,12 +2,10 @@
 //! rules watch, and a running `refundd run` exposes, from start-up, every
 //! metric the Grafana dashboard and the Prometheus rules name, so neither rots.
 
-use crate::common::{endpoint_of, eventually, http_get, Rig, Running, WithLog};
+use crate::common::{metrics_page, run_with_endpoint, Rig};
 use refundd::domain::words::PassOutcome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 const RULES: &str = "deploy/prometheus/refundd-rules.yml";
 const DASHBOARD: &str = "deploy/grafana/refundd.json";
@@ -230,25 +228,9 @@ async fn every_metric_the_dashboard_and_the_alerts_read_is_exposed_from_start_up
     );
 
     let rig = Rig::new().await;
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = rig.refundd("run");
-    cmd.env("REFUNDD__HTTP__LISTEN", "127.0.0.1:0")
-        .stdout(std::fs::File::create(log.path()).unwrap())
-        .stderr(Stdio::null());
-    let _running = Running(cmd.spawn().unwrap());
-
+    let (_running, log) = run_with_endpoint(&rig);
     // The first page served: nothing has happened yet, everything is there.
-    let awaited = WithLog {
-        what: "a /metrics page from refundd run",
-        log: log.path(),
-    };
-    let page = eventually(Duration::from_secs(60), awaited, || async {
-        match http_get(endpoint_of(log.path())?, "/metrics").await {
-            Some((200, text)) => Some(text),
-            _ => None,
-        }
-    })
-    .await;
+    let page = metrics_page(log.path(), "a /metrics page from refundd run", |_| true).await;
     let page = exposed(&page);
     let missing: Vec<String> = wanted
         .iter()

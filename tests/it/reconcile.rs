@@ -6,14 +6,13 @@
 
 use super::SCHEMA;
 use crate::common::{
-    ask_for_refunds, bank_tx, endpoint_of, eventually, http_get, in_both_modes, request, Rig,
-    Running, WithLog,
+    ask_for_refunds, bank_tx, eventually, in_both_modes, metrics_page, request, run_with_endpoint,
+    Rig,
 };
 use refundd::ctbc::{InquiryBanks, TxState};
 use refundd::domain::reconcile::Class;
 use refundd::engine::reconcile::{reconcile, Report, ReportRow, Window};
 use refundd::sim::PortalChange;
-use std::process::Stdio;
 use std::time::Duration;
 
 in_both_modes!(in SCHEMA; each_order_is_classified_and_a_mismatch_is_told_once);
@@ -216,19 +215,10 @@ async fn refundd_run_reconciles_on_its_own_and_tells_the_mismatch(rig: Rig) {
 
     // No reconciliation was ever kept: one is due at start-up, on the
     // default reconcile.cron.
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = rig.refundd("run");
-    cmd.env("REFUNDD__HTTP__LISTEN", "127.0.0.1:0")
-        .stdout(std::fs::File::create(log.path()).unwrap())
-        .stderr(Stdio::null());
-    let _running = Running(cmd.spawn().unwrap());
-    let awaited = WithLog {
-        what: "a reconciliation kept by refundd run, shown on /metrics",
-        log: log.path(),
-    };
-    let page = eventually(Duration::from_secs(60), awaited, || async {
-        let (_, page) = http_get(endpoint_of(log.path())?, "/metrics").await?;
-        (sample(&page, "refundd_reconcile_open_mismatches") == Some(1.0)).then_some(page)
+    let (_running, log) = run_with_endpoint(&rig);
+    let what = "a reconciliation kept by refundd run, shown on /metrics";
+    let page = metrics_page(log.path(), what, |page| {
+        sample(page, "refundd_reconcile_open_mismatches") == Some(1.0)
     })
     .await;
     let class = |c: &str| sample(&page, &format!("refundd_reconcile_orders{{class=\"{c}\"}}"));

@@ -29,7 +29,7 @@ pub use clocks::{as_setting, taipei, window_around_now};
 pub use commands::{output_off_runtime, refundd_bin, run_off_runtime, succeeds};
 pub use db_proxy::DbProxy;
 pub use eventually::{eventually, WithLog};
-pub use http::{endpoint_of, http_get};
+pub use http::{http_get, metrics_page, run_with_endpoint};
 pub use logs::{on_this_thread, Captured};
 pub use requests::{ask_for_refunds, bank_tx, declined_too, request, twd};
 pub use running::{exited, listening_addr, terminate, Running};
